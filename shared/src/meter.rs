@@ -1,0 +1,110 @@
+//! The meters the marketplace measures. This is the one place the set lives: add a variant here
+//! (and its name in [`Meter::ALL`]) and every validator, aggregate and price book accepts it.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A measured quantity of a resource, with its unit in the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Meter {
+    CpuSeconds,
+    GpuSeconds,
+    MemoryGibSeconds,
+    StorageGibHours,
+    NetworkEgressGib,
+    NetworkIngressGib,
+    WallSeconds,
+}
+
+impl Meter {
+    /// Every meter, in a stable order.
+    pub const ALL: [Meter; 7] = [
+        Meter::CpuSeconds,
+        Meter::GpuSeconds,
+        Meter::MemoryGibSeconds,
+        Meter::StorageGibHours,
+        Meter::NetworkEgressGib,
+        Meter::NetworkIngressGib,
+        Meter::WallSeconds,
+    ];
+
+    /// The wire name (`cpu_seconds`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Meter::CpuSeconds => "cpu_seconds",
+            Meter::GpuSeconds => "gpu_seconds",
+            Meter::MemoryGibSeconds => "memory_gib_seconds",
+            Meter::StorageGibHours => "storage_gib_hours",
+            Meter::NetworkEgressGib => "network_egress_gib",
+            Meter::NetworkIngressGib => "network_ingress_gib",
+            Meter::WallSeconds => "wall_seconds",
+        }
+    }
+
+    /// The unit a quantity of this meter is expressed in, for people reading invoices.
+    pub const fn unit(self) -> &'static str {
+        match self {
+            Meter::CpuSeconds | Meter::GpuSeconds | Meter::WallSeconds => "s",
+            Meter::MemoryGibSeconds => "GiB·s",
+            Meter::StorageGibHours => "GiB·h",
+            Meter::NetworkEgressGib | Meter::NetworkIngressGib => "GiB",
+        }
+    }
+
+    /// The accepted names, comma separated, for error messages.
+    pub fn names() -> String {
+        Meter::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Meter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name is not one of [`Meter::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown meter `{0}`")]
+pub struct UnknownMeter(pub String);
+
+impl FromStr for Meter {
+    type Err = UnknownMeter;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Meter::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMeter(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_meter_round_trips_through_its_name() {
+        for m in Meter::ALL {
+            assert_eq!(m.as_str().parse::<Meter>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        assert_eq!(
+            "gpu_hours".parse::<Meter>(),
+            Err(UnknownMeter("gpu_hours".into()))
+        );
+        assert_eq!(
+            "CPU_SECONDS".parse::<Meter>(),
+            Err(UnknownMeter("CPU_SECONDS".into()))
+        );
+    }
+}

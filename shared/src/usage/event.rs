@@ -1,0 +1,885 @@
+//! The usage event contract (see `docs/usage-events.md`): decoding from JSON and validation.
+//!
+//! Decoding never goes through `f64`: each field is kept as its raw JSON text and parsed by its
+//! own rule, so `quantity` becomes an exact `Decimal` and every problem names its field.
+
+use crate::meter::Meter;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Dimension name to value, sorted by name (so equal sets compare and hash equal).
+pub type Dimensions = BTreeMap<String, String>;
+
+/// Most events one SQS message or one API request may carry.
+pub const MAX_EVENTS_PER_BATCH: usize = 500;
+/// Most fractional digits a quantity may have.
+pub const MAX_QUANTITY_SCALE: u32 = 12;
+/// Largest quantity one event may report (keeps every sum far inside `Decimal`'s range).
+pub const MAX_QUANTITY: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0); // 10^15
+/// Longest event id, in characters.
+pub const MAX_EVENT_ID_LEN: usize = 256;
+/// Longest account, provider or job id, in characters.
+pub const MAX_REF_ID_LEN: usize = 128;
+/// Most dimensions on one event.
+pub const MAX_DIMENSIONS: usize = 16;
+/// Longest dimension name.
+pub const MAX_DIMENSION_KEY_LEN: usize = 64;
+/// Longest dimension value.
+pub const MAX_DIMENSION_VALUE_LEN: usize = 256;
+
+/// A validated usage event: something that ran on a provider's resources, measured by a meter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// The client's idempotency key, unique per account.
+    pub id: String,
+    pub account_id: String,
+    pub provider_id: String,
+    pub job_id: String,
+    pub meter: Meter,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    /// When the usage happened (not when it was reported).
+    pub timestamp: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: Dimensions,
+}
+
+/// What was wrong with one field of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field, e.g. `quantity` or `dimensions.gpu_model`. Empty for the event as a whole.
+    pub field: String,
+    /// A stable machine-readable code, e.g. `too_precise`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{} ({})", self.message, self.code)
+        } else {
+            write!(f, "{}: {} ({})", self.field, self.message, self.code)
+        }
+    }
+}
+
+/// Why an event was refused: every problem found, and the account if it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub account_id: Option<String>,
+    pub event_id: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+/// The time rules an event must meet, relative to when it is received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRules {
+    /// How far in the future a timestamp may be (clock skew allowance). Default 5 minutes.
+    pub max_future_skew: Duration,
+    /// How old an event may be when it arrives. Default 7 days.
+    pub lateness_window: Duration,
+}
+
+impl Default for TimeRules {
+    fn default() -> Self {
+        TimeRules {
+            max_future_skew: Duration::minutes(5),
+            lateness_window: Duration::days(7),
+        }
+    }
+}
+
+/// Why a whole message body could not be read as events. Such a message is not stored: it is
+/// retried and, if it keeps failing, ends in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body must be a JSON object (one event) or an array of events")]
+    NotEventOrArray,
+    #[error("body holds {0} events; at most {MAX_EVENTS_PER_BATCH} are allowed")]
+    TooManyEvents(usize),
+    #[error("body holds an empty array")]
+    Empty,
+}
+
+/// Splits a body (one event object, or an array of them) into the raw JSON of each event.
+pub fn split_body(body: &str) -> Result<Vec<&RawValue>, BodyError> {
+    let trimmed = body.trim_start();
+    match trimmed.as_bytes().first() {
+        Some(b'[') => {
+            let events: Vec<&RawValue> =
+                serde_json::from_str(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            if events.is_empty() {
+                return Err(BodyError::Empty);
+            }
+            if events.len() > MAX_EVENTS_PER_BATCH {
+                return Err(BodyError::TooManyEvents(events.len()));
+            }
+            Ok(events)
+        }
+        Some(b'{') => {
+            let one: &RawValue = serde_json::from_str(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            Ok(vec![one])
+        }
+        _ => match serde_json::from_str::<&RawValue>(body) {
+            Err(e) => Err(BodyError::NotJson(e.to_string())),
+            Ok(_) => Err(BodyError::NotEventOrArray),
+        },
+    }
+}
+
+/// Decodes and validates one event against the time rules, `now` being when it was received.
+pub fn parse_event(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<UsageEvent, Rejection> {
+    let wire: WireEvent<'_> = match serde_json::from_str(raw) {
+        Ok(w) => w,
+        Err(e) => {
+            let (code, msg) = if e.is_data() {
+                ("invalid_type", "an event must be a JSON object".to_string())
+            } else {
+                ("invalid_json", format!("not valid JSON: {e}"))
+            };
+            return Err(Rejection {
+                account_id: None,
+                event_id: None,
+                errors: vec![FieldError::new("", code, msg)],
+            });
+        }
+    };
+    wire.validate(now, rules)
+}
+
+/// One event as raw JSON fields, before validation.
+#[derive(Default)]
+struct WireEvent<'a> {
+    id: Option<&'a RawValue>,
+    account_id: Option<&'a RawValue>,
+    provider_id: Option<&'a RawValue>,
+    job_id: Option<&'a RawValue>,
+    meter: Option<&'a RawValue>,
+    quantity: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+    dimensions: Option<&'a RawValue>,
+    unknown: Vec<String>,
+    repeated: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for WireEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a usage event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut w = WireEvent::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    let slot = match key.as_ref() {
+                        "id" => &mut w.id,
+                        "account_id" => &mut w.account_id,
+                        "provider_id" => &mut w.provider_id,
+                        "job_id" => &mut w.job_id,
+                        "meter" => &mut w.meter,
+                        "quantity" => &mut w.quantity,
+                        "timestamp" => &mut w.timestamp,
+                        "dimensions" => &mut w.dimensions,
+                        other => {
+                            w.unknown.push(other.to_string());
+                            continue;
+                        }
+                    };
+                    if slot.replace(value).is_some() {
+                        w.repeated.push(key.into_owned());
+                    }
+                }
+                Ok(w)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Reads a JSON string field; `None` (with an error pushed) if it is missing or not a string.
+fn string_field(raw: Option<&RawValue>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    match raw {
+        None => {
+            errors.push(FieldError::new(field, "missing", "is required"));
+            None
+        }
+        Some(r) if is_null(r) => {
+            errors.push(FieldError::new(field, "missing", "is required (got null)"));
+            None
+        }
+        Some(r) if r.get().starts_with('"') => match serde_json::from_str::<String>(r.get()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(FieldError::new(
+                    field,
+                    "invalid_format",
+                    format!("is not a valid string: {e}"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(field, "invalid_type", "must be a string"));
+            None
+        }
+    }
+}
+
+fn is_ref_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+/// Account, provider and job ids: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
+fn check_ref_id(value: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    let v = value?;
+    if v.is_empty() {
+        errors.push(FieldError::new(field, "empty", "must not be empty"));
+        None
+    } else if v.chars().count() > MAX_REF_ID_LEN {
+        errors.push(FieldError::new(
+            field,
+            "too_long",
+            format!("must be at most {MAX_REF_ID_LEN} characters"),
+        ));
+        None
+    } else if !v.chars().all(is_ref_char) {
+        errors.push(FieldError::new(
+            field,
+            "invalid_format",
+            "may contain only letters, digits and `_ - . :`",
+        ));
+        None
+    } else {
+        Some(v)
+    }
+}
+
+/// Parses a decimal given as a JSON number or string, exactly (never through a float).
+pub fn parse_decimal_text(text: &str) -> Option<Decimal> {
+    if text.is_empty() || text.starts_with('+') || text.trim() != text {
+        return None;
+    }
+    if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()
+    } else {
+        Decimal::from_str_exact(text).ok()
+    }
+}
+
+fn quantity_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+    const F: &str = "quantity";
+    let text = match raw {
+        None => {
+            errors.push(FieldError::new(F, "missing", "is required"));
+            return None;
+        }
+        Some(r) if is_null(r) => {
+            errors.push(FieldError::new(F, "missing", "is required (got null)"));
+            return None;
+        }
+        Some(r) => r.get(),
+    };
+    let inner = if text.starts_with('"') {
+        match serde_json::from_str::<String>(text) {
+            Ok(s) => std::borrow::Cow::Owned(s),
+            Err(_) => {
+                errors.push(FieldError::new(F, "invalid_format", "is not a valid string"));
+                return None;
+            }
+        }
+    } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        errors.push(FieldError::new(
+            F,
+            "invalid_type",
+            "must be a decimal number or a string holding one",
+        ));
+        return None;
+    };
+    let Some(q) = parse_decimal_text(&inner) else {
+        errors.push(FieldError::new(
+            F,
+            "invalid_format",
+            format!("`{inner}` is not a decimal number (e.g. \"12.5\")"),
+        ));
+        return None;
+    };
+    let q = q.normalize();
+    if q.is_sign_negative() && !q.is_zero() {
+        errors.push(FieldError::new(F, "negative", "must be zero or more"));
+        None
+    } else if q.scale() > MAX_QUANTITY_SCALE {
+        errors.push(FieldError::new(
+            F,
+            "too_precise",
+            format!("must have at most {MAX_QUANTITY_SCALE} fractional digits"),
+        ));
+        None
+    } else if q > MAX_QUANTITY {
+        errors.push(FieldError::new(
+            F,
+            "too_large",
+            format!("must be at most {MAX_QUANTITY}"),
+        ));
+        None
+    } else {
+        Some(q.abs())
+    }
+}
+
+fn dimensions_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Option<Dimensions> {
+    const F: &str = "dimensions";
+    let Some(r) = raw.filter(|r| !is_null(r)) else {
+        return Some(Dimensions::new());
+    };
+    if !r.get().starts_with('{') {
+        errors.push(FieldError::new(
+            F,
+            "invalid_type",
+            "must be an object of string values",
+        ));
+        return None;
+    }
+    let map: BTreeMap<String, &RawValue> = match serde_json::from_str(r.get()) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(FieldError::new(
+                F,
+                "invalid_format",
+                format!("is not a valid object: {e}"),
+            ));
+            return None;
+        }
+    };
+    if map.len() > MAX_DIMENSIONS {
+        errors.push(FieldError::new(
+            F,
+            "too_many",
+            format!("at most {MAX_DIMENSIONS} dimensions are allowed"),
+        ));
+        return None;
+    }
+    let before = errors.len();
+    let mut dims = Dimensions::new();
+    for (k, v) in map {
+        let path = format!("{F}.{k}");
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_DIMENSION_KEY_LEN
+            && k.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !key_ok {
+            errors.push(FieldError::new(
+                path,
+                "invalid_name",
+                format!(
+                    "dimension names are 1 to {MAX_DIMENSION_KEY_LEN} of `a-z 0-9 _`, starting with a letter"
+                ),
+            ));
+            continue;
+        }
+        let Some(val) = string_field(Some(v), &path, errors) else {
+            continue;
+        };
+        if val.is_empty() {
+            errors.push(FieldError::new(path, "empty", "must not be empty"));
+        } else if val.chars().count() > MAX_DIMENSION_VALUE_LEN {
+            errors.push(FieldError::new(
+                path,
+                "too_long",
+                format!("must be at most {MAX_DIMENSION_VALUE_LEN} characters"),
+            ));
+        } else if val.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                path,
+                "invalid_format",
+                "must not contain control characters",
+            ));
+        } else {
+            dims.insert(k, val);
+        }
+    }
+    (errors.len() == before).then_some(dims)
+}
+
+impl WireEvent<'_> {
+    fn validate(self, now: DateTime<Utc>, rules: &TimeRules) -> Result<UsageEvent, Rejection> {
+        let mut errors = Vec::new();
+        for f in &self.unknown {
+            errors.push(FieldError::new(
+                f.clone(),
+                "unknown_field",
+                "is not a field of a usage event",
+            ));
+        }
+        for f in &self.repeated {
+            errors.push(FieldError::new(f.clone(), "repeated", "appears more than once"));
+        }
+
+        let id = string_field(self.id, "id", &mut errors).and_then(|v| {
+            if v.is_empty() {
+                errors.push(FieldError::new("id", "empty", "must not be empty"));
+                None
+            } else if v.chars().count() > MAX_EVENT_ID_LEN {
+                errors.push(FieldError::new(
+                    "id",
+                    "too_long",
+                    format!("must be at most {MAX_EVENT_ID_LEN} characters"),
+                ));
+                None
+            } else if v.chars().any(char::is_control) {
+                errors.push(FieldError::new(
+                    "id",
+                    "invalid_format",
+                    "must not contain control characters",
+                ));
+                None
+            } else {
+                Some(v)
+            }
+        });
+        let account_id = check_ref_id(
+            string_field(self.account_id, "account_id", &mut errors),
+            "account_id",
+            &mut errors,
+        );
+        let provider_id = check_ref_id(
+            string_field(self.provider_id, "provider_id", &mut errors),
+            "provider_id",
+            &mut errors,
+        );
+        let job_id = check_ref_id(
+            string_field(self.job_id, "job_id", &mut errors),
+            "job_id",
+            &mut errors,
+        );
+        let meter = string_field(self.meter, "meter", &mut errors).and_then(|m| match Meter::from_str(&m) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "meter",
+                    "unknown_meter",
+                    format!("`{m}` is not a meter; expected one of {}", Meter::names()),
+                ));
+                None
+            }
+        });
+        let quantity = quantity_field(self.quantity, &mut errors);
+        let timestamp = string_field(self.timestamp, "timestamp", &mut errors).and_then(|t| {
+            match DateTime::parse_from_rfc3339(&t) {
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        "timestamp",
+                        "invalid_format",
+                        format!("`{t}` is not an RFC 3339 time with offset, e.g. 2026-11-25T10:00:00Z"),
+                    ));
+                    None
+                }
+                Ok(ts) => {
+                    let ts = ts.with_timezone(&Utc);
+                    if ts > now + rules.max_future_skew {
+                        errors.push(FieldError::new(
+                            "timestamp",
+                            "in_future",
+                            format!(
+                                "is more than {}s ahead of the time it was received ({})",
+                                rules.max_future_skew.num_seconds(),
+                                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ),
+                        ));
+                        None
+                    } else if ts < now - rules.lateness_window {
+                        errors.push(FieldError::new(
+                            "timestamp",
+                            "too_late",
+                            format!(
+                                "is older than the accepted lateness window of {}s",
+                                rules.lateness_window.num_seconds()
+                            ),
+                        ));
+                        None
+                    } else {
+                        Some(ts)
+                    }
+                }
+            }
+        });
+        let dimensions = dimensions_field(self.dimensions, &mut errors);
+
+        match (
+            id,
+            account_id,
+            provider_id,
+            job_id,
+            meter,
+            quantity,
+            timestamp,
+            dimensions,
+        ) {
+            (
+                Some(id),
+                Some(account_id),
+                Some(provider_id),
+                Some(job_id),
+                Some(meter),
+                Some(quantity),
+                Some(timestamp),
+                Some(dimensions),
+            ) if errors.is_empty() => Ok(UsageEvent {
+                id,
+                account_id,
+                provider_id,
+                job_id,
+                meter,
+                quantity,
+                timestamp,
+                dimensions,
+            }),
+            (id, account_id, ..) => Err(Rejection {
+                account_id,
+                event_id: id,
+                errors,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({
+            "id": "evt-1", "account_id": "acct_1", "provider_id": "prov_1", "job_id": "job_1",
+            "meter": "gpu_seconds", "quantity": "3600.5", "timestamp": "2026-11-25T11:00:00+01:00",
+            "dimensions": {"gpu_model": "H100", "region": "eu-west"}
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<UsageEvent, Rejection> {
+        parse_event(&v.to_string(), now(), &TimeRules::default())
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v[field] = value;
+        v
+    }
+
+    fn without(field: &str) -> serde_json::Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove(field);
+        v
+    }
+
+    /// The single error of a rejected event, as (field, code).
+    fn err(v: &serde_json::Value) -> (String, String) {
+        let r = parse(v).expect_err("must be rejected");
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        (r.errors[0].field.clone(), r.errors[0].code.clone())
+    }
+
+    fn fe(field: &str, code: &str) -> (String, String) {
+        (field.to_string(), code.to_string())
+    }
+
+    #[test]
+    fn a_valid_event_parses_exactly() {
+        let e = parse(&base()).unwrap();
+        assert_eq!(e.id, "evt-1");
+        assert_eq!(e.meter, Meter::GpuSeconds);
+        assert_eq!(e.quantity, Decimal::from_str("3600.5").unwrap());
+        assert_eq!(
+            e.timestamp,
+            "2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(e.dimensions["gpu_model"], "H100");
+    }
+
+    #[test]
+    fn quantity_as_number_is_exact_not_a_float() {
+        let raw = base().to_string().replace("\"3600.5\"", "0.100000000001");
+        let e = parse_event(&raw, now(), &TimeRules::default()).unwrap();
+        assert_eq!(e.quantity.to_string(), "0.100000000001");
+        let raw = base().to_string().replace("\"3600.5\"", "1.5e3");
+        assert_eq!(
+            parse_event(&raw, now(), &TimeRules::default()).unwrap().quantity,
+            Decimal::from(1500)
+        );
+        let raw = base().to_string().replace("\"3600.5\"", "123456789012345");
+        assert_eq!(
+            parse_event(&raw, now(), &TimeRules::default()).unwrap().quantity,
+            Decimal::from(123456789012345u64)
+        );
+    }
+
+    #[test]
+    fn every_required_field_is_named_when_missing() {
+        for f in [
+            "id",
+            "account_id",
+            "provider_id",
+            "job_id",
+            "meter",
+            "quantity",
+            "timestamp",
+        ] {
+            assert_eq!(err(&without(f)), fe(f, "missing"), "{f}");
+            assert_eq!(
+                err(&with(f, serde_json::Value::Null)),
+                fe(f, "missing"),
+                "{f} null"
+            );
+        }
+        assert!(parse(&without("dimensions")).unwrap().dimensions.is_empty());
+        assert!(parse(&with("dimensions", serde_json::Value::Null))
+            .unwrap()
+            .dimensions
+            .is_empty());
+    }
+
+    #[test]
+    fn string_fields_must_be_strings() {
+        for f in ["id", "account_id", "provider_id", "job_id", "meter", "timestamp"] {
+            assert_eq!(err(&with(f, json!(42))), fe(f, "invalid_type"), "{f}");
+        }
+        assert_eq!(
+            err(&with("quantity", json!(true))),
+            fe("quantity", "invalid_type")
+        );
+        assert_eq!(err(&with("quantity", json!([1]))), fe("quantity", "invalid_type"));
+    }
+
+    #[test]
+    fn ids_are_bounded_and_plain() {
+        assert_eq!(err(&with("id", json!(""))), fe("id", "empty"));
+        assert_eq!(err(&with("id", json!("x".repeat(257)))), fe("id", "too_long"));
+        assert!(parse(&with("id", json!("x".repeat(256)))).is_ok());
+        assert_eq!(err(&with("id", json!("a\nb"))), fe("id", "invalid_format"));
+        for f in ["account_id", "provider_id", "job_id"] {
+            assert_eq!(err(&with(f, json!(""))), fe(f, "empty"));
+            assert_eq!(err(&with(f, json!("a".repeat(129)))), fe(f, "too_long"));
+            assert_eq!(err(&with(f, json!("a b"))), fe(f, "invalid_format"));
+            assert_eq!(err(&with(f, json!("a#b"))), fe(f, "invalid_format"));
+            assert!(parse(&with(f, json!("Org-1.team_2:x"))).is_ok());
+        }
+    }
+
+    #[test]
+    fn meter_must_be_known() {
+        let r = parse(&with("meter", json!("gpu_hours"))).unwrap_err();
+        assert_eq!(r.errors[0].code, "unknown_meter");
+        assert!(
+            r.errors[0].message.contains("gpu_seconds"),
+            "lists the accepted meters"
+        );
+    }
+
+    #[test]
+    fn quantity_rules() {
+        assert_eq!(err(&with("quantity", json!("-1"))), fe("quantity", "negative"));
+        assert_eq!(
+            err(&with("quantity", json!("abc"))),
+            fe("quantity", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("quantity", json!(""))),
+            fe("quantity", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("quantity", json!(" 1"))),
+            fe("quantity", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("quantity", json!("+1"))),
+            fe("quantity", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("quantity", json!("NaN"))),
+            fe("quantity", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("quantity", json!("0.0000000000001"))),
+            fe("quantity", "too_precise")
+        );
+        assert!(parse(&with("quantity", json!("0.000000000001"))).is_ok());
+        // Trailing zeros are not precision.
+        assert_eq!(
+            parse(&with("quantity", json!("2.50000000000000")))
+                .unwrap()
+                .quantity
+                .to_string(),
+            "2.5"
+        );
+        assert_eq!(
+            err(&with("quantity", json!("1000000000000001"))),
+            fe("quantity", "too_large")
+        );
+        assert!(parse(&with("quantity", json!("1000000000000000"))).is_ok());
+        assert_eq!(
+            parse(&with("quantity", json!("-0"))).unwrap().quantity,
+            Decimal::ZERO
+        );
+        assert!(!parse(&with("quantity", json!("-0")))
+            .unwrap()
+            .quantity
+            .is_sign_negative());
+    }
+
+    #[test]
+    fn timestamp_rules() {
+        assert_eq!(
+            err(&with("timestamp", json!("2026-11-25 11:00:00"))),
+            fe("timestamp", "invalid_format")
+        );
+        assert_eq!(
+            err(&with("timestamp", json!("2026-11-25T11:00:00"))),
+            fe("timestamp", "invalid_format"),
+            "offset required"
+        );
+        assert_eq!(
+            err(&with("timestamp", json!("2026-11-25T12:05:01Z"))),
+            fe("timestamp", "in_future")
+        );
+        assert!(parse(&with("timestamp", json!("2026-11-25T12:05:00Z"))).is_ok());
+        assert_eq!(
+            err(&with("timestamp", json!("2026-11-18T11:59:59Z"))),
+            fe("timestamp", "too_late")
+        );
+        assert!(parse(&with("timestamp", json!("2026-11-18T12:00:00Z"))).is_ok());
+        let strict = TimeRules {
+            max_future_skew: Duration::zero(),
+            lateness_window: Duration::hours(1),
+        };
+        let v = with("timestamp", json!("2026-11-25T10:59:00Z"));
+        assert_eq!(
+            parse_event(&v.to_string(), now(), &strict).unwrap_err().errors[0].code,
+            "too_late"
+        );
+    }
+
+    #[test]
+    fn dimension_rules() {
+        assert_eq!(
+            err(&with("dimensions", json!("x"))),
+            fe("dimensions", "invalid_type")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"region": 1}))),
+            fe("dimensions.region", "invalid_type")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"Region": "x"}))),
+            fe("dimensions.Region", "invalid_name")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"1abc": "x"}))),
+            fe("dimensions.1abc", "invalid_name")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"region": ""}))),
+            fe("dimensions.region", "empty")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"region": "x".repeat(257)}))),
+            fe("dimensions.region", "too_long")
+        );
+        assert_eq!(
+            err(&with("dimensions", json!({"region": "a\tb"}))),
+            fe("dimensions.region", "invalid_format")
+        );
+        let long_key = "k".repeat(65);
+        assert_eq!(
+            err(&with("dimensions", json!({ long_key.clone(): "x" }))),
+            fe(&format!("dimensions.{long_key}"), "invalid_name")
+        );
+        let many: serde_json::Map<String, serde_json::Value> =
+            (0..17).map(|i| (format!("d{i}"), json!("v"))).collect();
+        assert_eq!(
+            err(&with("dimensions", serde_json::Value::Object(many))),
+            fe("dimensions", "too_many")
+        );
+    }
+
+    #[test]
+    fn unknown_and_repeated_fields_are_named() {
+        assert_eq!(err(&with("quantiy", json!("1"))), fe("quantiy", "unknown_field"));
+        let raw = base().to_string().replacen('{', "{\"meter\":\"cpu_seconds\",", 1);
+        let r = parse_event(&raw, now(), &TimeRules::default()).unwrap_err();
+        assert_eq!(
+            (r.errors[0].field.as_str(), r.errors[0].code.as_str()),
+            ("meter", "repeated")
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once_with_the_account() {
+        let mut v = with("quantity", json!("-2"));
+        v["meter"] = json!("nope");
+        v.as_object_mut().unwrap().remove("job_id");
+        let r = parse(&v).unwrap_err();
+        let fields: Vec<_> = r.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["job_id", "meter", "quantity"]);
+        assert_eq!(r.account_id.as_deref(), Some("acct_1"));
+        assert_eq!(r.event_id.as_deref(), Some("evt-1"));
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        let r = parse_event("[1]", now(), &TimeRules::default()).unwrap_err();
+        assert_eq!(r.errors[0].code, "invalid_type");
+        let r = parse_event("{\"id\":", now(), &TimeRules::default()).unwrap_err();
+        assert_eq!(r.errors[0].code, "invalid_json");
+    }
+
+    #[test]
+    fn bodies_split_into_events() {
+        assert_eq!(split_body(&base().to_string()).unwrap().len(), 1);
+        let arr = serde_json::Value::Array(vec![base(), base(), json!(7)]);
+        assert_eq!(split_body(&arr.to_string()).unwrap().len(), 3);
+        assert_eq!(split_body("[]").unwrap_err(), BodyError::Empty);
+        assert_eq!(split_body("42").unwrap_err(), BodyError::NotEventOrArray);
+        assert!(matches!(split_body("{oops"), Err(BodyError::NotJson(_))));
+        assert!(matches!(split_body("garbage"), Err(BodyError::NotJson(_))));
+        let big = serde_json::Value::Array(vec![json!({}); 501]);
+        assert_eq!(
+            split_body(&big.to_string()).unwrap_err(),
+            BodyError::TooManyEvents(501)
+        );
+        let ok = serde_json::Value::Array(vec![json!({}); 500]);
+        assert_eq!(split_body(&ok.to_string()).unwrap().len(), 500);
+    }
+}

@@ -1,0 +1,11 @@
+//! Usage: the event contract, its validation, and aggregation into time windows.
+
+pub mod aggregate;
+pub mod event;
+
+pub use aggregate::{
+    aggregate, dimensions_hash, distinct_events, window_key, AggregateKey, Granularity, UsageAggregate,
+};
+pub use event::{
+    parse_event, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules, UsageEvent,
+};
