@@ -10,3 +10,7 @@ pub mod usage;
 
 pub use meter::Meter;
 pub use money::{Currency, Money};
+pub mod config;
+pub mod ingest;
+pub mod problem;
+pub mod store;

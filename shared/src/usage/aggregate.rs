@@ -80,6 +80,17 @@ pub fn window_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The position of an aggregate within its account and granularity, as stored and sorted:
+/// `{window}#{meter}#{dimensions hash}`.
+pub fn aggregate_sort_key(a: &UsageAggregate) -> String {
+    format!(
+        "{}#{}#{}",
+        window_key(a.window_start),
+        a.meter,
+        dimensions_hash(&a.dimensions)
+    )
+}
+
 /// Identifies one aggregate. Ordered by account, granularity, window, meter, dimension set:
 /// the order in which the usage API pages through them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

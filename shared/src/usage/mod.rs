@@ -2,9 +2,12 @@
 
 pub mod aggregate;
 pub mod event;
+pub mod generator;
+pub mod query;
 
 pub use aggregate::{
-    aggregate, dimensions_hash, distinct_events, window_key, AggregateKey, Granularity, UsageAggregate,
+    aggregate, aggregate_sort_key, dimensions_hash, distinct_events, window_key, AggregateKey, Granularity,
+    UsageAggregate,
 };
 pub use event::{
     parse_event, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules, UsageEvent,

@@ -1,0 +1,193 @@
+//! Configuration from environment variables, read and validated once at start-up. A bad value
+//! stops the function at once with the variable's name, rather than failing on first use.
+
+use crate::ingest::IngestSettings;
+use crate::usage::{Granularity, TimeRules};
+use chrono::Duration;
+use std::str::FromStr;
+
+/// A missing or malformed environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Reads variables through a lookup function, so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl Env<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env(|k| std::env::var(k).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn optional(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A parsed value, or the default when unset.
+    pub fn parse_or<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("`{v}`: {e}"),
+            }),
+        }
+    }
+
+    /// A whole number of seconds, at least `min`.
+    pub fn seconds_or(&self, name: &'static str, default: i64, min: i64) -> Result<Duration, ConfigError> {
+        let s: i64 = self.parse_or(name, default)?;
+        if s < min {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{s} is below the minimum of {min} seconds"),
+            });
+        }
+        Ok(Duration::seconds(s))
+    }
+}
+
+/// Table names, as the SAM template passes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTables {
+    pub events: String,
+    pub aggregates: String,
+    pub rejected: String,
+}
+
+/// Everything the usage functions read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageConfig {
+    pub tables: UsageTables,
+    pub ingest: IngestSettings,
+    /// How long raw and rejected events are kept (DynamoDB TTL).
+    pub event_retention: Duration,
+}
+
+impl UsageConfig {
+    /// Reads `USAGE_EVENTS_TABLE`, `USAGE_AGGREGATES_TABLE`, `REJECTED_EVENTS_TABLE` (required),
+    /// `AGGREGATE_GRANULARITIES` (default `hour,day`), `MAX_FUTURE_SKEW_SECONDS` (300),
+    /// `LATENESS_WINDOW_SECONDS` (604800 = 7 days) and `EVENT_RETENTION_DAYS` (400).
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<UsageConfig, ConfigError> {
+        let tables = UsageTables {
+            events: env.required("USAGE_EVENTS_TABLE")?,
+            aggregates: env.required("USAGE_AGGREGATES_TABLE")?,
+            rejected: env.required("REJECTED_EVENTS_TABLE")?,
+        };
+        let grans = env
+            .optional("AGGREGATE_GRANULARITIES")
+            .unwrap_or_else(|| "hour,day".into());
+        let mut granularities = Vec::new();
+        for g in grans.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            let g = Granularity::from_str(g).map_err(|reason| ConfigError::Invalid {
+                name: "AGGREGATE_GRANULARITIES",
+                reason,
+            })?;
+            if !granularities.contains(&g) {
+                granularities.push(g);
+            }
+        }
+        for needed in [Granularity::Hour, Granularity::Day] {
+            if !granularities.contains(&needed) {
+                return Err(ConfigError::Invalid {
+                    name: "AGGREGATE_GRANULARITIES",
+                    reason: format!("must include `{needed}` (billing reads it)"),
+                });
+            }
+        }
+        granularities.sort();
+        let time_rules = TimeRules {
+            max_future_skew: env.seconds_or("MAX_FUTURE_SKEW_SECONDS", 300, 0)?,
+            lateness_window: env.seconds_or("LATENESS_WINDOW_SECONDS", 7 * 86_400, 60)?,
+        };
+        let retention_days: i64 = env.parse_or("EVENT_RETENTION_DAYS", 400)?;
+        if retention_days < 1 {
+            return Err(ConfigError::Invalid {
+                name: "EVENT_RETENTION_DAYS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(UsageConfig {
+            tables,
+            ingest: IngestSettings {
+                granularities,
+                time_rules,
+                ..IngestSettings::default()
+            },
+            event_retention: Duration::days(retention_days),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env(move |k: &str| map.get(k).cloned())
+    }
+
+    const TABLES: [(&str, &str); 3] = [
+        ("USAGE_EVENTS_TABLE", "e"),
+        ("USAGE_AGGREGATES_TABLE", "a"),
+        ("REJECTED_EVENTS_TABLE", "r"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_tables_are_set() {
+        let c = UsageConfig::from_env(&env(&TABLES)).unwrap();
+        assert_eq!(c.tables.events, "e");
+        assert_eq!(c.ingest.granularities, [Granularity::Hour, Granularity::Day]);
+        assert_eq!(c.ingest.time_rules, TimeRules::default());
+        assert_eq!(c.event_retention, Duration::days(400));
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        assert_eq!(
+            UsageConfig::from_env(&env(&[])).unwrap_err(),
+            ConfigError::Missing("USAGE_EVENTS_TABLE")
+        );
+        let cases = [
+            ("AGGREGATE_GRANULARITIES", "hour,week"),
+            ("AGGREGATE_GRANULARITIES", "minute,hour"),
+            ("MAX_FUTURE_SKEW_SECONDS", "-5"),
+            ("LATENESS_WINDOW_SECONDS", "soon"),
+            ("EVENT_RETENTION_DAYS", "0"),
+        ];
+        for (name, value) in cases {
+            let mut vars = TABLES.to_vec();
+            vars.push((name, value));
+            match UsageConfig::from_env(&env(&vars)).unwrap_err() {
+                ConfigError::Invalid { name: n, .. } => assert_eq!(n, name),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut vars = TABLES.to_vec();
+        vars.push(("AGGREGATE_GRANULARITIES", "day, minute,hour"));
+        let c = UsageConfig::from_env(&env(&vars)).unwrap();
+        assert_eq!(
+            c.ingest.granularities,
+            [Granularity::Minute, Granularity::Hour, Granularity::Day]
+        );
+    }
+}

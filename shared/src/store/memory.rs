@@ -1,0 +1,178 @@
+//! In-memory adapters with the same semantics as the DynamoDB ones, for domain tests.
+
+use super::{CommitOutcome, Page, RejectedEvent, StoreError, UsageQueue, UsageStore, UNKNOWN_ACCOUNT};
+use crate::meter::Meter;
+use crate::usage::{aggregate_sort_key, window_key, Granularity, UsageAggregate, UsageEvent};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Inner {
+    events: HashMap<(String, String), UsageEvent>,
+    aggregates: BTreeMap<(String, Granularity, String), UsageAggregate>,
+    rejected: BTreeMap<(String, String), RejectedEvent>,
+    commits: usize,
+}
+
+/// A [`UsageStore`] in memory. Commits are atomic under one lock.
+#[derive(Default)]
+pub struct MemoryUsageStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryUsageStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored event.
+    pub fn events(&self) -> Vec<UsageEvent> {
+        self.inner.lock().unwrap().events.values().cloned().collect()
+    }
+
+    /// Every aggregate, in key order.
+    pub fn aggregates(&self) -> Vec<UsageAggregate> {
+        self.inner.lock().unwrap().aggregates.values().cloned().collect()
+    }
+
+    /// Successful commits so far.
+    pub fn commits(&self) -> usize {
+        self.inner.lock().unwrap().commits
+    }
+}
+
+impl UsageStore for MemoryUsageStore {
+    async fn commit(
+        &self,
+        events: &[UsageEvent],
+        aggregates: &[UsageAggregate],
+        _received_at: DateTime<Utc>,
+    ) -> Result<CommitOutcome, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let dups: Vec<String> = events
+            .iter()
+            .filter(|e| inner.events.contains_key(&(e.account_id.clone(), e.id.clone())))
+            .map(|e| e.id.clone())
+            .collect();
+        if !dups.is_empty() {
+            return Ok(CommitOutcome::Duplicates(dups));
+        }
+        for e in events {
+            inner
+                .events
+                .insert((e.account_id.clone(), e.id.clone()), e.clone());
+        }
+        for a in aggregates {
+            let key = (a.account_id.clone(), a.granularity, aggregate_sort_key(a));
+            inner
+                .aggregates
+                .entry(key)
+                .and_modify(|s| {
+                    s.quantity += a.quantity;
+                    s.event_count += a.event_count;
+                })
+                .or_insert_with(|| a.clone());
+        }
+        inner.commits += 1;
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn put_rejected(&self, rejected: &[RejectedEvent]) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        for r in rejected {
+            let account = r
+                .account_id
+                .clone()
+                .unwrap_or_else(|| UNKNOWN_ACCOUNT.to_string());
+            inner.rejected.insert((account, r.fingerprint.clone()), r.clone());
+        }
+        Ok(())
+    }
+
+    async fn aggregates_page(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        meter: Option<Meter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<UsageAggregate>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let lo = (account_id.to_string(), granularity, window_key(from));
+        let hi = (account_id.to_string(), granularity, window_key(to));
+        let mut items = Vec::new();
+        let mut next = None;
+        for ((_, _, sk), a) in inner.aggregates.range(lo..hi) {
+            if after.is_some_and(|after| sk.as_str() <= after) {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(aggregate_sort_key);
+                break;
+            }
+            if meter.is_none_or(|m| m == a.meter) {
+                items.push(a.clone());
+            }
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn rejected_page(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RejectedEvent>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
+        let mut items: Vec<RejectedEvent> = inner
+            .rejected
+            .range((account.clone(), String::new())..)
+            .take_while(|((a, _), _)| *a == account)
+            .filter(|((_, fp), _)| after.is_none_or(|after| fp.as_str() > after))
+            .take(limit + 1)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| r.fingerprint.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A [`UsageQueue`] that keeps each enqueued message body.
+#[derive(Default)]
+pub struct MemoryUsageQueue {
+    messages: Mutex<Vec<String>>,
+}
+
+impl MemoryUsageQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bodies enqueued so far, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl UsageQueue for MemoryUsageQueue {
+    async fn enqueue(&self, events: &[UsageEvent]) -> Result<(), StoreError> {
+        let mut messages = self.messages.lock().unwrap();
+        for body in crate::ingest::queue_bodies(events) {
+            messages.push(body);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! Ports: what the domain's services need from storage and queues. The DynamoDB and SQS
+//! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
+
+pub mod memory;
+
+use crate::meter::Meter;
+use crate::usage::{FieldError, Granularity, UsageAggregate, UsageEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// A storage or queue failure. `Unavailable` and `Conflict` are worth retrying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("concurrent update, retry: {0}")]
+    Conflict(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The result of trying to commit events with their aggregate contributions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Every event was new: all of them and all the aggregate deltas were written, atomically.
+    Committed,
+    /// These event ids (of the given events) are already stored: nothing was written.
+    Duplicates(Vec<String>),
+}
+
+/// An event that failed validation, kept with its raw payload so it can be inspected and
+/// replayed after a fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedEvent {
+    /// The account, when it could be read; `None` files it under "unknown account".
+    pub account_id: Option<String>,
+    pub event_id: Option<String>,
+    /// Identifies the payload (SHA-256 of the raw text, 16 hex digits): storing the same
+    /// rejected payload twice keeps one record.
+    pub fingerprint: String,
+    pub raw: String,
+    pub errors: Vec<FieldError>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One page of a store listing, with the opaque position to continue from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Where usage lives: raw events, aggregates and rejected events.
+pub trait UsageStore: Send + Sync {
+    /// Atomically stores `events` (none of which may be stored yet) and adds `aggregates` to
+    /// the stored aggregates. If any event is already stored nothing is written and the
+    /// duplicates are returned, so the caller can drop them and try again.
+    fn commit(
+        &self,
+        events: &[UsageEvent],
+        aggregates: &[UsageAggregate],
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
+
+    /// Stores rejected events. Storing the same fingerprint again overwrites it.
+    fn put_rejected(&self, rejected: &[RejectedEvent])
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Aggregates of one account and granularity whose window starts in `[from, to)`, in
+    /// (window, meter, dimension hash) order, optionally of one meter only.
+    #[allow(clippy::too_many_arguments)]
+    fn aggregates_page(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        meter: Option<Meter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<UsageAggregate>, StoreError>> + Send;
+
+    /// Rejected events of an account (`None`: those whose account could not be read), in
+    /// fingerprint order.
+    fn rejected_page(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<RejectedEvent>, StoreError>> + Send;
+
+    /// Whether the store answers.
+    fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Where validated events wait for ingestion.
+pub trait UsageQueue: Send + Sync {
+    /// Enqueues events for the ingestion function, in messages of at most 500 events.
+    fn enqueue(&self, events: &[UsageEvent]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The partition name of rejected events whose account could not be read.
+pub const UNKNOWN_ACCOUNT: &str = "-";
