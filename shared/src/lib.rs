@@ -14,3 +14,8 @@ pub mod config;
 pub mod ingest;
 pub mod problem;
 pub mod store;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod telemetry;

@@ -1,1 +1,29 @@
-fn main() {}
+use anyhow::Context;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoUsageStore};
+use meterline_shared::config::{Env, UsageConfig};
+use usage_ingest::Ingestor;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    meterline_shared::telemetry::init();
+    let config = UsageConfig::from_env(&Env::process()).context("configuration")?;
+    let sdk = sdk_config().await;
+    let store = DynamoUsageStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.tables,
+        config.event_retention,
+    );
+    let ingestor = &Ingestor {
+        store,
+        settings: config.ingest,
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            ingestor.handle(event.payload, chrono::Utc::now()).await,
+        )
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

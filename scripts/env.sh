@@ -1,0 +1,63 @@
+# Sourced by the other scripts: the project's Python tools and the local AWS endpoint.
+# Installs what is missing into .venv (pinned), starts moto_server on a free loopback port,
+# and stops every process it started when the calling script exits (also on Ctrl-C or error).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+
+MOTO_VERSION="5.2.5"
+CARGO_LAMBDA_VERSION="1.9.2"
+CFN_LINT_VERSION="1.58.0"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_venv() {
+  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION into .venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+    touch "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts moto_server on a free port and points every AWS client at it.
+start_moto() {
+  local port
+  port="$(free_port)"
+  log "starting moto_server on 127.0.0.1:$port"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
+  PIDS+=("$!")
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"
+  export AWS_ACCESS_KEY_ID="testing" AWS_SECRET_ACCESS_KEY="testing"
+  unset AWS_PROFILE AWS_SESSION_TOKEN
+  local i
+  for i in $(seq 1 100); do
+    if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('$AWS_ENDPOINT_URL/moto-api/')" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "moto_server did not start; see .local/moto.log" >&2
+  return 1
+}

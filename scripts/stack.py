@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Creates the template's tables and queues on the local AWS endpoint, from infra/template.yaml.
+
+The SAM template is the one list of resources: this script reads it, creates each DynamoDB
+table and SQS queue under a name prefix, and prints (as JSON) what the functions need: each
+function's environment variables as the template defines them, resolved to the local names,
+and each SQS event source mapping.
+
+    stack.py create --prefix demo      # prints the stack as JSON
+    stack.py delete --prefix demo
+"""
+import argparse
+import json
+import os
+import sys
+
+import boto3
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+ACCOUNT = "123456789012"
+
+
+class Tag:
+    def __init__(self, tag, value):
+        self.tag, self.value = tag, value
+
+
+def _construct(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return Tag(suffix, loader.construct_scalar(node))
+    if isinstance(node, yaml.SequenceNode):
+        return Tag(suffix, loader.construct_sequence(node, deep=True))
+    return Tag(suffix, loader.construct_mapping(node, deep=True))
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+Loader.add_multi_constructor("!", _construct)
+
+
+def load_template():
+    with open(TEMPLATE) as f:
+        return yaml.load(f, Loader=Loader)
+
+
+class Stack:
+    def __init__(self, template, prefix):
+        self.t = template
+        self.prefix = prefix
+        self.resources = template["Resources"]
+        self.physical = {}  # logical id -> name / url
+        self.arns = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        kw = dict(region_name=REGION, endpoint_url=endpoint)
+        self.ddb = boto3.client("dynamodb", **kw)
+        self.sqs = boto3.client("sqs", **kw)
+
+    def name(self, logical):
+        return f"{self.prefix}-{logical}"
+
+    def resolve(self, v):
+        if isinstance(v, Tag):
+            if v.tag == "Ref":
+                if v.value in self.t.get("Parameters", {}):
+                    return str(self.t["Parameters"][v.value].get("Default", ""))
+                return self.physical[v.value]
+            if v.tag == "GetAtt":
+                logical, attr = v.value.split(".", 1) if isinstance(v.value, str) else v.value
+                if attr == "Arn":
+                    return self.arns[logical]
+                if attr == "QueueName":
+                    return self.name(logical)
+                raise ValueError(f"unsupported attribute {attr}")
+            raise ValueError(f"unsupported tag !{v.tag}")
+        if isinstance(v, dict):
+            return {k: self.resolve(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self.resolve(x) for x in v]
+        return v
+
+    def of_type(self, kind):
+        return [(k, r) for k, r in self.resources.items() if r["Type"] == kind]
+
+    def create(self):
+        for logical, r in self.of_type("AWS::DynamoDB::Table"):
+            p = r["Properties"]
+            name = self.name(logical)
+            args = dict(
+                TableName=name,
+                KeySchema=p["KeySchema"],
+                AttributeDefinitions=p["AttributeDefinitions"],
+                BillingMode=p.get("BillingMode", "PAY_PER_REQUEST"),
+            )
+            if "GlobalSecondaryIndexes" in p:
+                args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
+            try:
+                self.ddb.create_table(**args)
+            except self.ddb.exceptions.ResourceInUseException:
+                pass
+            ttl = p.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                self.ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+                )
+            self.physical[logical] = name
+            self.arns[logical] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        queues = self.of_type("AWS::SQS::Queue")
+        # Dead-letter queues first: a redrive policy names their ARN.
+        queues.sort(key=lambda q: "RedrivePolicy" in q[1].get("Properties", {}))
+        for logical, r in queues:
+            p = self.resolve(r.get("Properties", {}))
+            attrs = {}
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+                if key in p:
+                    attrs[key] = str(p[key])
+            if "RedrivePolicy" in p:
+                attrs["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
+            url = self.sqs.create_queue(QueueName=self.name(logical), Attributes=attrs)["QueueUrl"]
+            self.physical[logical] = url
+            self.arns[logical] = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+        return self.describe()
+
+    def describe(self):
+        glob = self.t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        functions, sources = {}, []
+        for logical, r in self.of_type("AWS::Serverless::Function"):
+            env = dict(self.resolve(glob))
+            env.update(self.resolve(r["Properties"].get("Environment", {}).get("Variables", {})))
+            binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+            functions[logical] = {"binary": binary, "env": {k: str(v) for k, v in env.items()}}
+            for ev_name, ev in r["Properties"].get("Events", {}).items():
+                if ev["Type"] == "SQS":
+                    props = ev["Properties"]
+                    queue_logical = props["Queue"].value.split(".")[0]
+                    sources.append({
+                        "function": logical,
+                        "binary": binary,
+                        "queue_url": self.physical[queue_logical],
+                        "queue_arn": self.arns[queue_logical],
+                        "batch_size": props.get("BatchSize", 10),
+                        "report_batch_item_failures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    })
+        return {
+            "prefix": self.prefix,
+            "region": REGION,
+            "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+            "resources": self.physical,
+            "functions": functions,
+            "sqs_event_sources": sources,
+        }
+
+    def delete(self):
+        for logical, _ in self.of_type("AWS::DynamoDB::Table"):
+            try:
+                self.ddb.delete_table(TableName=self.name(logical))
+            except Exception:
+                pass
+        for logical, _ in self.of_type("AWS::SQS::Queue"):
+            try:
+                url = self.sqs.get_queue_url(QueueName=self.name(logical))["QueueUrl"]
+                self.sqs.delete_queue(QueueUrl=url)
+            except Exception:
+                pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["create", "delete"])
+    ap.add_argument("--prefix", default="meterline")
+    args = ap.parse_args()
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        sys.exit("AWS_ENDPOINT_URL is not set: this script only creates resources on the local endpoint")
+    stack = Stack(load_template(), args.prefix)
+    if args.command == "create":
+        print(json.dumps(stack.create(), indent=2))
+    else:
+        stack.delete()
+
+
+if __name__ == "__main__":
+    main()

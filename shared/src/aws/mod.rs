@@ -1,0 +1,31 @@
+//! Adapters from the ports in [`crate::store`] to AWS: DynamoDB for storage, SQS for the usage
+//! queue. They read `AWS_ENDPOINT_URL` like every AWS SDK, so the same code talks to a local
+//! endpoint (moto_server) or to AWS.
+
+pub mod attrs;
+pub mod dynamo_usage;
+pub mod sqs_usage;
+
+pub use dynamo_usage::{DynamoUsageStore, WriteStats};
+pub use sqs_usage::SqsUsageQueue;
+
+/// Loads the SDK configuration from the environment (region, credentials, endpoint).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// Waits before retry `attempt` (0-based): exponential from 20 ms, capped at 1 s, with jitter.
+pub(crate) async fn backoff(attempt: u32) {
+    let base = 20u64.saturating_mul(1 << attempt.min(6)).min(1000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let jitter = nanos % (base / 2 + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+}
+
+pub use aws_sdk_dynamodb;
+pub use aws_sdk_sqs;
