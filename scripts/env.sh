@@ -45,7 +45,7 @@ start_moto() {
   local port
   port="$(free_port)"
   log "starting moto_server on 127.0.0.1:$port"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
+  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
   PIDS+=("$!")
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"

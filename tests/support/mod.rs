@@ -1,1 +1,265 @@
+//! Test support: a fresh stack from the SAM template on the local endpoint per test, real SQS
+//! and API Gateway event shapes, and a local SQS event source mapping.
+//!
+//! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, DynamoUsageStore};
+use meterline_shared::config::{Env, UsageConfig};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A stack created from `infra/template.yaml` under a unique prefix.
+pub struct Stack {
+    pub description: Value,
+    pub sdk: aws_config::SdkConfig,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Stack {
+    /// Creates the template's tables and queues, named `{test}-{unique}-{LogicalId}`.
+    pub async fn create(test: &str) -> Stack {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL").is_ok(),
+            "AWS_ENDPOINT_URL is not set: run the tests with scripts/test.sh, which starts the local endpoint"
+        );
+        let python = std::env::var("METERLINE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let prefix = format!(
+            "{}-{}-{}",
+            test.replace('_', "-"),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(python)
+            .arg(root().join("scripts/stack.py"))
+            .args(["create", "--prefix", &prefix])
+            .output()
+            .expect("scripts/stack.py runs");
+        assert!(
+            out.status.success(),
+            "stack.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let description: Value = serde_json::from_slice(&out.stdout).expect("stack.py prints JSON");
+        let sdk = meterline_shared::aws::sdk_config().await;
+        Stack { description, sdk }
+    }
+
+    /// A resource's local name (tables) or URL (queues).
+    pub fn resource(&self, logical: &str) -> String {
+        self.description["resources"][logical]
+            .as_str()
+            .unwrap_or_else(|| panic!("no resource {logical}"))
+            .to_string()
+    }
+
+    /// A function's environment, as the template defines it.
+    pub fn function_env(&self, logical: &str) -> HashMap<String, String> {
+        serde_json::from_value(self.description["functions"][logical]["env"].clone()).expect("env map")
+    }
+
+    /// The configuration the ingestion function would read.
+    pub fn usage_config(&self) -> UsageConfig {
+        let env = self.function_env("UsageIngestFunction");
+        UsageConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
+    }
+
+    pub fn ddb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// A usage store on this stack's tables.
+    pub fn usage_store(&self) -> DynamoUsageStore {
+        let c = self.usage_config();
+        DynamoUsageStore::new(self.ddb(), c.tables, c.event_retention)
+    }
+
+    /// Items in a table (a full scan: tests only).
+    pub async fn count_items(&self, logical: &str) -> usize {
+        let mut n = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb()
+                .scan()
+                .table_name(self.resource(logical))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            n += out.count() as usize;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return n;
+            }
+        }
+    }
+}
+
+/// An SQS event as Lambda delivers it, one record per `(message id, body)`.
+pub fn sqs_event(messages: &[(String, String)]) -> SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("rh-{id}"),
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000",
+                               "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1764000000001"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:UsageQueue",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("valid SQS event")
+}
+
+/// What a run of the local event source mapping did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PumpStats {
+    pub invocations: usize,
+    pub deleted: usize,
+    pub failed: usize,
+}
+
+/// Plays the SQS event source mapping: receives up to `batch_size` messages, invokes the
+/// handler, deletes the messages it did not report as failed and makes the failed ones visible
+/// again at once (so redrive happens without waiting for the visibility timeout). Stops when
+/// the queue is empty.
+pub async fn pump<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch_size: i32,
+    mut handler: F,
+) -> PumpStats
+where
+    F: FnMut(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let mut stats = PumpStats::default();
+    let mut empty_polls = 0;
+    while empty_polls < 2 {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(batch_size)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        let pairs: Vec<(String, String)> = messages
+            .iter()
+            .map(|m| {
+                (
+                    m.message_id().unwrap_or_default().to_string(),
+                    m.body().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let response = handler(sqs_event(&pairs)).await;
+        stats.invocations += 1;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for m in &messages {
+            let handle = m.receipt_handle().unwrap_or_default();
+            if failed.contains(&m.message_id().unwrap_or_default()) {
+                stats.failed += 1;
+                sqs.change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .expect("change visibility");
+            } else {
+                stats.deleted += 1;
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+    stats
+}
+
+/// An API Gateway HTTP API (payload 2.0) request, as the API function receives it.
+pub fn api_request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_http::Request {
+    let raw_query: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    let params: serde_json::Map<String, Value> =
+        query.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "ANY /{proxy+}",
+        "rawPath": path,
+        "rawQueryString": raw_query.join("&"),
+        "headers": {"content-type": "application/json", "host": "api.example.com"},
+        "queryStringParameters": params,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+            "domainPrefix": "api", "requestId": "req-1", "routeKey": "ANY /{proxy+}", "stage": "$default",
+            "time": "25/Nov/2026:12:00:00 +0000", "timeEpoch": 1795000000000u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"}
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway event")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A response body as JSON.
+pub fn body_json(resp: &lambda_http::Response<lambda_http::Body>) -> Value {
+    match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+        lambda_http::Body::Binary(b) => serde_json::from_slice(b).expect("JSON body"),
+        _ => Value::Null,
+    }
+}
