@@ -3,10 +3,17 @@
 //! synchronous. See `docs/billing-cycles.md`.
 
 pub mod cycle;
+pub mod invoice;
 pub mod localtime;
+pub mod overdue;
 
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
+pub use invoice::{IllegalTransition, InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
 pub use localtime::resolve_local;
+pub use overdue::{
+    check_overdue, late_fee_amount, late_fee_key, InvoiceDue, LateFee, LateFeeCharge, OverdueCheck,
+    OverdueError, OverduePolicy, PaymentTerms,
+};
 
 #[cfg(test)]
 mod simulation_tests;
