@@ -2,6 +2,7 @@
 //! late fees, credit balances, provider statements and late-usage adjustments. Pure and
 //! synchronous. See `docs/billing-cycles.md`.
 
+pub mod adjustment;
 pub mod credit;
 pub mod cycle;
 pub mod invoice;
@@ -9,6 +10,9 @@ pub mod localtime;
 pub mod overdue;
 pub mod statement;
 
+pub use adjustment::{
+    adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
+};
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
 pub use invoice::{IllegalTransition, InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
