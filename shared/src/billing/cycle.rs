@@ -586,4 +586,42 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown IANA timezone `Europe/Atlantis`"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_schedule_tiles_time_and_finds_the_period_of_any_instant(
+            anchor_secs in 0i64..4_102_444_800, // 1970 .. 2100
+            offset_secs in 0i64..(3 * 366 * 86_400),
+            zone in 0usize..8,
+            cadence in 0usize..4,
+            anniversary in proptest::bool::ANY,
+        ) {
+            let zones = [
+                UTC,
+                Europe::Berlin,
+                America::New_York,
+                America::Sao_Paulo,
+                Asia::Kathmandu,
+                chrono_tz::Australia::Lord_Howe,
+                chrono_tz::Pacific::Apia,
+                chrono_tz::Pacific::Chatham,
+            ];
+            let alignment = if anniversary { Alignment::Anniversary } else { Alignment::Calendar };
+            let anchor = DateTime::from_timestamp(anchor_secs, 0).unwrap();
+            let s = schedule(Cadence::ALL[cadence], alignment, anchor, zones[zone]);
+            let t = anchor + TimeDelta::seconds(offset_secs);
+            let n = s.period_index(t).unwrap();
+            let p = s.period(n).unwrap();
+            proptest::prop_assert!(p.contains(t), "{p} does not hold {t}");
+            proptest::prop_assert_eq!(s.period_containing(t).unwrap(), p);
+            proptest::prop_assert_eq!(s.next_period(t).unwrap().start, p.end);
+            // Neighbouring periods share their boundary and are never empty.
+            let next = s.period(n + 1).unwrap();
+            proptest::prop_assert_eq!(next.start, p.end);
+            proptest::prop_assert!(p.start < p.end && next.start < next.end);
+            if n > 0 {
+                proptest::prop_assert_eq!(s.period(n - 1).unwrap().end, p.start);
+            }
+        }
+    }
 }
