@@ -1,0 +1,27 @@
+//! Billing cycles and what happens around them: periods, invoice lifecycle, payment terms and
+//! late fees, credit balances, provider statements and late-usage adjustments. Pure and
+//! synchronous. See `docs/billing-cycles.md`.
+
+pub mod adjustment;
+pub mod credit;
+pub mod cycle;
+pub mod invoice;
+pub mod localtime;
+pub mod overdue;
+pub mod statement;
+
+pub use adjustment::{
+    adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
+};
+pub use credit::{apply_credit, CreditApplication, CreditError};
+pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
+pub use invoice::{IllegalTransition, InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
+pub use localtime::resolve_local;
+pub use overdue::{
+    check_overdue, late_fee_amount, late_fee_key, InvoiceDue, LateFee, LateFeeCharge, OverdueCheck,
+    OverdueError, OverduePolicy, PaymentTerms,
+};
+pub use statement::{provider_statements, ProviderLine, ProviderStatement, StatementError, StatementRun};
+
+#[cfg(test)]
+mod simulation_tests;
