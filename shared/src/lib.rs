@@ -4,6 +4,7 @@
 //! AWS types. The ports its services need are traits in [`store`]; the DynamoDB, SQS and
 //! EventBridge adapters live in [`aws`] (feature `aws`), at the edge.
 
+pub mod fx;
 pub mod meter;
 pub mod money;
 pub mod usage;
