@@ -46,6 +46,24 @@ pub enum ConvertError {
     Overflow,
 }
 
+/// The rate to convert at `instant` (for an invoice, the end of the billing period): among
+/// `rates` for the two currencies of `pair` (either orientation), the latest with
+/// `as_of <= instant`, aged at `instant` and marked stale if older than `max_age`. A rate
+/// published after the instant is never used, so that re-running an invoice gives the same
+/// result.
+pub fn rate_at<'a>(
+    rates: impl IntoIterator<Item = &'a ExchangeRate>,
+    pair: CurrencyPair,
+    instant: DateTime<Utc>,
+    max_age: chrono::TimeDelta,
+) -> Option<ExchangeRate> {
+    rates
+        .into_iter()
+        .filter(|r| r.pair.same_currencies(pair) && r.as_of <= instant && r.rate > Decimal::ZERO)
+        .max_by_key(|r| r.as_of)
+        .map(|r| r.aged(instant, max_age))
+}
+
 /// Converts `money` into `to` with `rate`, which must be `money.currency/to` or
 /// `to/money.currency`. The amount is rounded once, to `to`'s minor units.
 pub fn convert(money: Money, to: Currency, rate: &ExchangeRate) -> Result<Converted, ConvertError> {
@@ -168,6 +186,23 @@ mod tests {
                 .unwrap()
                 .stale
         );
+    }
+
+    #[test]
+    fn the_rate_for_a_period_end_is_the_latest_published_before_it() {
+        let end = Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 59).unwrap();
+        let at = |h: i64, r: &str| {
+            let t = end + chrono::TimeDelta::hours(h);
+            ExchangeRate::new("BTC/USD".parse().unwrap(), d(r), t, vec!["kraken".into()], t).unwrap()
+        };
+        let history = [at(-3, "1"), at(-1, "2"), at(1, "3"), at(-2, "4")];
+        let btc_usd: CurrencyPair = "BTC/USD".parse().unwrap();
+        let hour = chrono::TimeDelta::hours(1);
+        let r = rate_at(&history, btc_usd, end, hour * 2).unwrap();
+        assert_eq!((r.rate, r.age, r.stale), (d("2"), hour, false));
+        assert!(rate_at(&history, btc_usd.inverse(), end, hour / 2).unwrap().stale);
+        assert!(rate_at(&history, btc_usd, end - hour * 4, hour).is_none());
+        assert!(rate_at(&history, "ETH/USD".parse().unwrap(), end, hour).is_none());
     }
 
     fn cents() -> impl Strategy<Value = Decimal> {

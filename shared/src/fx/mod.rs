@@ -24,7 +24,7 @@ pub mod rate;
 
 pub use cache::{Cached, RateCache};
 pub use combine::{combine, CombinePolicy, Combined, Outcome, PolicyError, RejectReason, RejectedQuote};
-pub use convert::{convert, ConvertError, Converted};
+pub use convert::{convert, rate_at, ConvertError, Converted};
 pub use cross::{invert, triangulate, CrossError};
 pub use mock::MockRates;
 pub use pair::{CurrencyPair, PairParseError};
