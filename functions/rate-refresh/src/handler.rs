@@ -1,0 +1,61 @@
+//! The scheduled invocation: an EventBridge rule fires, one refresh runs.
+
+use crate::config::Config;
+use crate::refresh::{refresh_once, RefreshReport};
+use crate::source::RateSource;
+use crate::store::RateStore;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::Utc;
+use meterline_shared::fx::Outcome;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Built once per cold start and shared by the invocations.
+pub struct App {
+    pub config: Config,
+    pub sources: Vec<Arc<dyn RateSource>>,
+    pub store: Arc<dyn RateStore>,
+}
+
+/// The function's answer: counts, for the invocation log. Details go to the structured log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub fresh: usize,
+    pub kept_stale: usize,
+    pub no_rate: usize,
+    pub rejected_quotes: usize,
+    pub source_failures: usize,
+}
+
+impl Summary {
+    pub fn of(report: &RefreshReport) -> Summary {
+        Summary {
+            fresh: report.count(Outcome::Fresh),
+            kept_stale: report.count(Outcome::KeptStale),
+            no_rate: report.count(Outcome::NoRate),
+            rejected_quotes: report.pairs.iter().map(|p| p.rejected.len()).sum(),
+            source_failures: report.pairs.iter().map(|p| p.failures.len()).sum(),
+        }
+    }
+}
+
+/// Runs one refresh at the current time. The schedule's `detail` is ignored.
+pub async fn handle(app: &App, event: EventBridgeEvent<serde_json::Value>) -> anyhow::Result<Summary> {
+    let now = Utc::now();
+    tracing::info!(event_time = ?event.time, source = %event.source, "rate refresh");
+    let report = refresh_once(&app.sources, app.store.as_ref(), &app.config, now).await?;
+    for p in &report.pairs {
+        let detail = serde_json::to_string(p).unwrap_or_default();
+        match p.outcome {
+            Outcome::Fresh if p.rejected.is_empty() && p.failures.is_empty() => {
+                tracing::info!(pair = %p.pair, %detail, "rate stored")
+            }
+            Outcome::Fresh => tracing::warn!(pair = %p.pair, %detail, "rate stored; some quotes not used"),
+            Outcome::KeptStale => {
+                tracing::warn!(pair = %p.pair, %detail, "no quorum: last good rate kept, stale")
+            }
+            Outcome::NoRate => tracing::error!(pair = %p.pair, %detail, "no quorum and no previous rate"),
+        }
+    }
+    Ok(Summary::of(&report))
+}

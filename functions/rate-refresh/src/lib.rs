@@ -1,0 +1,21 @@
+//! `rate-refresh`: a scheduled function that fetches exchange rates from the configured
+//! providers, combines them (median, outlier rejection, quorum, staleness; see
+//! `meterline_shared::fx`) and stores the result. See `docs/currency.md`.
+//!
+//! - [`config`]: environment variables, validated once at start-up;
+//! - [`source`]: the [`RateSource`] port with the HTTP providers and the mock;
+//! - [`store`]: the [`RateStore`] port with an in-memory implementation;
+//! - [`refresh`]: one refresh, [`refresh_once`];
+//! - [`handler`]: the EventBridge-scheduled Lambda handler.
+
+pub mod config;
+pub mod handler;
+pub mod refresh;
+pub mod source;
+pub mod store;
+
+pub use config::{Config, ConfigError, Provider};
+pub use handler::{handle, App, Summary};
+pub use refresh::{refresh_once, PairReport, RefreshReport};
+pub use source::{sources_from_config, FetchError, HttpSource, MockSource, RateSource, SourceReport};
+pub use store::{HistoryPage, InMemoryRateStore, RateStore, StoreError};

@@ -1,0 +1,183 @@
+//! Where rates are kept: the [`RateStore`] port and an in-memory implementation.
+//!
+//! The store keeps, per pair, the latest rate and the history of every rate put. The DynamoDB
+//! implementation is plugged in by the deployment wiring; it needs only these three calls.
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use meterline_shared::fx::{CurrencyPair, ExchangeRate};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("rate store unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid history cursor {0:?}")]
+    InvalidCursor(String),
+}
+
+/// One page of a pair's history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    pub rates: Vec<ExchangeRate>,
+    /// Pass back to get the next page; `None` on the last page. Opaque to callers.
+    pub next_cursor: Option<String>,
+}
+
+/// Rates by pair: the latest, and the history by `as_of`.
+pub trait RateStore: Send + Sync {
+    /// The latest rate for `pair` (the one with the greatest `as_of`).
+    fn latest(&self, pair: CurrencyPair) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>>;
+
+    /// Appends `rate` to its pair's history (a second put with the same pair and `as_of`
+    /// replaces the first) and makes it the latest unless a later one is stored.
+    fn put<'a>(&'a self, rate: &'a ExchangeRate) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Rates with `from <= as_of < to`, oldest first, at most `limit` per page.
+    fn history<'a>(
+        &'a self,
+        pair: CurrencyPair,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, StoreError>>;
+}
+
+/// A store in process memory: for local runs, tests, and until the deployment plugs in DynamoDB.
+#[derive(Debug, Default)]
+pub struct InMemoryRateStore {
+    rates: Mutex<HashMap<CurrencyPair, BTreeMap<DateTime<Utc>, ExchangeRate>>>,
+}
+
+impl InMemoryRateStore {
+    pub fn new() -> InMemoryRateStore {
+        InMemoryRateStore::default()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<CurrencyPair, BTreeMap<DateTime<Utc>, ExchangeRate>>> {
+        // A panic while holding the lock cannot leave the maps half-updated: each update is one
+        // insert.
+        self.rates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RateStore for InMemoryRateStore {
+    fn latest(&self, pair: CurrencyPair) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>> {
+        let r = self
+            .lock()
+            .get(&pair)
+            .and_then(|h| h.values().next_back().cloned());
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn put<'a>(&'a self, rate: &'a ExchangeRate) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.lock()
+            .entry(rate.pair)
+            .or_default()
+            .insert(rate.as_of, rate.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn history<'a>(
+        &'a self,
+        pair: CurrencyPair,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, StoreError>> {
+        let result = (|| {
+            let after = match cursor {
+                None => None,
+                Some(c) => Some(
+                    DateTime::parse_from_rfc3339(c)
+                        .map_err(|_| StoreError::InvalidCursor(c.to_string()))?
+                        .with_timezone(&Utc),
+                ),
+            };
+            let limit = limit.max(1);
+            let guard = self.lock();
+            let Some(h) = guard.get(&pair) else {
+                return Ok(HistoryPage::default());
+            };
+            let mut rates: Vec<ExchangeRate> = h
+                .range(from..to.max(from))
+                .filter(|(t, _)| after.is_none_or(|a| **t > a))
+                .take(limit + 1)
+                .map(|(_, r)| r.clone())
+                .collect();
+            let next_cursor = if rates.len() > limit {
+                rates.truncate(limit);
+                rates.last().map(|r| r.as_of.to_rfc3339())
+            } else {
+                None
+            };
+            Ok(HistoryPage { rates, next_cursor })
+        })();
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeDelta, TimeZone};
+    use rust_decimal::Decimal;
+
+    fn t(mins: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap() + TimeDelta::minutes(mins)
+    }
+
+    fn rate(pair: &str, r: i64, mins: i64) -> ExchangeRate {
+        ExchangeRate::new(
+            pair.parse().unwrap(),
+            Decimal::from(r),
+            t(mins),
+            vec!["mock".into()],
+            t(mins),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn latest_is_the_greatest_as_of_and_history_pages() {
+        let store = InMemoryRateStore::new();
+        let btc = "BTC/USD".parse().unwrap();
+        assert_eq!(store.latest(btc).await.unwrap(), None);
+        for (r, m) in [(3, 3), (1, 1), (2, 2), (4, 4), (5, 5)] {
+            store.put(&rate("BTC/USD", r, m)).await.unwrap();
+        }
+        store.put(&rate("ETH/USD", 9, 9)).await.unwrap();
+        assert_eq!(store.latest(btc).await.unwrap().unwrap().rate, Decimal::from(5));
+        // An older rate put later does not become the latest.
+        store.put(&rate("BTC/USD", 7, 0)).await.unwrap();
+        assert_eq!(store.latest(btc).await.unwrap().unwrap().rate, Decimal::from(5));
+
+        let p1 = store.history(btc, t(1), t(5), None, 2).await.unwrap();
+        assert_eq!(
+            p1.rates.iter().map(|r| r.rate).collect::<Vec<_>>(),
+            [1, 2].map(Decimal::from)
+        );
+        let c = p1.next_cursor.unwrap();
+        let p2 = store.history(btc, t(1), t(5), Some(&c), 2).await.unwrap();
+        assert_eq!(
+            p2.rates.iter().map(|r| r.rate).collect::<Vec<_>>(),
+            [3, 4].map(Decimal::from)
+        );
+        assert_eq!(p2.next_cursor, None);
+        assert!(matches!(
+            store.history(btc, t(1), t(5), Some("nope"), 2).await,
+            Err(StoreError::InvalidCursor(_))
+        ));
+        assert!(store
+            .history(btc, t(5), t(1), None, 2)
+            .await
+            .unwrap()
+            .rates
+            .is_empty());
+    }
+}
