@@ -6,6 +6,7 @@
 
 pub mod meter;
 pub mod money;
+pub mod pricing;
 pub mod usage;
 
 pub use meter::Meter;
