@@ -127,7 +127,7 @@ proptest! {
         let whole = rate_rows(&cat, &sub, &[mk(a + b, 50)]);
         prop_assert_eq!(split.subtotal, whole.subtotal);
         let direct = charge::graduated(&tiers(), a + b).amount;
-        prop_assert_eq!(split.lines.iter().map(|l| l.unrounded).sum::<Decimal>(), direct);
+        prop_assert_eq!(split.lines.iter().filter(|l| l.kind == LineKind::Usage).map(|l| l.unrounded).sum::<Decimal>(), direct);
     }
 
     #[test]
