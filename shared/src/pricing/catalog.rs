@@ -109,9 +109,14 @@ impl Catalog {
         to.is_none_or(|to| t < to).then_some(b)
     }
 
-    /// The provider's book in force at `t`, if any.
-    pub(crate) fn provider_book(&self, provider_id: &str, t: DateTime<Utc>) -> Option<u32> {
-        self.in_force(self.providers.get(provider_id)?, t)
+    /// The provider's book versions (by `effective_from`), if it has any.
+    pub(crate) fn provider_versions(&self, provider_id: &str) -> Option<&[u32]> {
+        self.providers.get(provider_id).map(Vec::as_slice)
+    }
+
+    /// The book of `versions` in force at `t`, if any.
+    pub(crate) fn version_at(&self, versions: Option<&[u32]>, t: DateTime<Utc>) -> Option<u32> {
+        self.in_force(versions?, t)
     }
 
     /// The marketplace book in force at `t`, if any.

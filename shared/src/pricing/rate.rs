@@ -274,19 +274,21 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
     // 1. Sum quantities per (provider, book version, price, dynamic unit price).
     let mut providers: FxMap<&str, u32> = FxMap::default();
     let mut provider_names: Vec<&str> = Vec::new();
+    let mut provider_versions: Vec<Option<&[u32]>> = Vec::new();
     let mut memo: FxMap<(u32, Meter, &Dimensions), Option<u32>> = FxMap::default();
     let mut groups: FxMap<GroupKey, Acc> = FxMap::default();
     let mut unpriced: FxMap<(u32, Meter, &Dimensions, UnpricedReason), (Decimal, u64)> = FxMap::default();
     for row in rows {
         let provider = *providers.entry(row.provider_id.as_str()).or_insert_with(|| {
             provider_names.push(row.provider_id.as_str());
+            provider_versions.push(cat.provider_versions(&row.provider_id));
             (provider_names.len() - 1) as u32
         });
         let t = row.window_start;
         let found = if !period.contains(t) {
             Err(UnpricedReason::OutsidePeriod)
         } else {
-            let pb = cat.provider_book(&row.provider_id, t);
+            let pb = cat.version_at(provider_versions[provider as usize], t);
             let mb = cat.marketplace_book(t);
             let mut lookup = |b: Option<u32>| {
                 let b = b?;
