@@ -10,6 +10,7 @@ pub mod fx;
 pub mod ingest;
 pub mod meter;
 pub mod money;
+pub mod pricing;
 pub mod problem;
 pub mod store;
 pub mod usage;
