@@ -29,11 +29,17 @@ free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Background processes are started in their own process group (setsid) so that cleanup stops
+# them and everything they started.
 PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    [ -n "$pid" ] || continue
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
   PIDS=()
 }
@@ -45,7 +51,7 @@ start_moto() {
   local port
   port="$(free_port)"
   log "starting moto_server on 127.0.0.1:$port"
-  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
+  setsid "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
   PIDS+=("$!")
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"

@@ -8,6 +8,7 @@ use meterline_shared::pricing::{
     rate, validate_books, Catalog, LineItem, MarketFactors, Period, PriceBook, RatingContext, RatingResult,
     Subscription, TaxTable, UsageRow, ValidationIssue,
 };
+use meterline_shared::usage::generator::{generate, GeneratorConfig};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,30 @@ enum Command {
     },
     /// Rate usage rows against price books and print the line items.
     Rate(RateArgs),
+    /// Generate a deterministic usage workload (a JSON array of usage events).
+    GenUsage(GenUsageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenUsageArgs {
+    /// The seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// How many events.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
+    /// How many customer accounts (usage is skewed towards the first).
+    #[arg(long, default_value_t = 50)]
+    accounts: usize,
+    /// How many providers.
+    #[arg(long, default_value_t = 8)]
+    providers: usize,
+    /// Start of the usage (RFC 3339).
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    start: DateTime<Utc>,
+    /// Hours of usage after the start.
+    #[arg(long, default_value_t = 24)]
+    hours: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +122,20 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::GenUsage(args) => {
+            let config = GeneratorConfig {
+                seed: args.seed,
+                accounts: args.accounts.max(1),
+                providers: args.providers.max(1),
+                events: args.events,
+                start: args.start,
+                span: chrono::Duration::hours(args.hours.max(1)),
+            };
+            let events = generate(&config);
+            serde_json::to_writer(&mut *out, &events)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Rate(args) => {
             let usage = if args.usage == "-" {

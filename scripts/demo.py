@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Drives the local functions the way AWS would: HTTP requests to the API through its function
+URL, and SQS batches to the ingestion function through the Lambda Invoke API, with a local SQS
+event source mapping (receive, invoke, delete what succeeded, retry what failed)."""
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def http(method, url, body=None, timeout=300):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def wait_for(url, seconds=600):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except urllib.error.HTTPError:
+            return
+        except Exception:
+            time.sleep(0.5)
+    sys.exit(f"{url} did not answer; see .local/watch.log")
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sqs_event(messages, arn, region):
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": region,
+    } for m in messages]}
+
+
+def event_source_mapping(sqs, source, invoke_base, region):
+    """Plays the SQS trigger of the template until the queue is empty."""
+    url = f"{invoke_base}/2015-03-31/functions/{source['binary']}/invocations"
+    stats = Counter()
+    empty = 0
+    while empty < 2:
+        out = sqs.receive_message(QueueUrl=source["queue_url"], MaxNumberOfMessages=source["batch_size"],
+                                  AttributeNames=["All"], WaitTimeSeconds=0)
+        messages = out.get("Messages", [])
+        if not messages:
+            empty += 1
+            continue
+        empty = 0
+        status, resp = http("POST", url, sqs_event(messages, source["queue_arn"], region))
+        if status != 200:
+            sys.exit(f"ingestion function failed: {status} {resp}")
+        failed = {f["itemIdentifier"] for f in (resp or {}).get("batchItemFailures", [])}
+        stats["invocations"] += 1
+        for m in messages:
+            if m["MessageId"] in failed:
+                stats["retried"] += 1
+                # Visible again at once, instead of after the visibility timeout.
+                sqs.change_message_visibility(QueueUrl=source["queue_url"], ReceiptHandle=m["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+            else:
+                stats["processed"] += 1
+                sqs.delete_message(QueueUrl=source["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    return stats
+
+
+def table(rows, headers):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(line.format(*r))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--invoke", required=True)
+    ap.add_argument("--stack", required=True)
+    ap.add_argument("--events", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    stack = json.load(open(args.stack))
+    region = stack["region"]
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=stack["endpoint"])
+    queue = stack["resources"]["UsageQueue"]
+    dlq = stack["resources"]["UsageDeadLetterQueue"]
+    api = f"{args.invoke}/lambda-url/api"
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    start = (now - dt.timedelta(hours=6)).replace(minute=0, second=0)
+    gen = subprocess.run(
+        [os.path.join(ROOT, "target/debug/meterline"), "gen-usage", "--seed", str(args.seed), "--events",
+         str(args.events), "--accounts", "5", "--providers", "3", "--start", iso(start), "--hours", "5"],
+        check=True, capture_output=True, text=True)
+    events = json.loads(gen.stdout)
+    account = Counter(e["account_id"] for e in events).most_common(1)[0][0]
+    print(f"\nSample workload: {len(events)} events (seed {args.seed}), {len(set(e['account_id'] for e in events))} "
+          f"accounts, usage from {iso(start)}; showing the largest account, {account}.")
+
+    print("\n== Waiting for the functions (the first request compiles them) ==")
+    wait_for(f"{api}/health")
+    status, health = http("GET", f"{api}/health")
+    print(f"GET /health -> {status} {health}")
+
+    # 1. A third of the events through the API, with a malformed one and a duplicate.
+    via_api = events[: len(events) // 3]
+    malformed = {"id": "demo-malformed", "account_id": account, "provider_id": "prov_000", "job_id": "job-x",
+                 "meter": "gpu_hours", "quantity": "-5", "timestamp": iso(now)}
+    print("\n== POST /v1/usage (through the API) ==")
+    accepted = 0
+    for i in range(0, len(via_api), 498):
+        batch = via_api[i:i + 498]
+        if i == 0:
+            batch = batch + [malformed, batch[0]]
+        status, out = http("POST", f"{api}/v1/usage", batch)
+        if status != 202:
+            sys.exit(f"POST /v1/usage failed: {status} {json.dumps(out)[:800]}")
+        accepted += out.get("accepted", 0)
+        if i == 0:
+            print(f"first request -> {status}: accepted {out['accepted']}, rejected {out['rejected']}, "
+                  f"duplicate {out['duplicate']}")
+            bad = [r for r in out["results"] if r["status"] == "rejected"][0]
+            for e in bad["errors"]:
+                print(f"   rejected {bad['id']}: {e['field']}: {e['message']} ({e['code']})")
+    print(f"{accepted} events accepted by the API and queued for ingestion")
+
+    # 2. The rest straight to the queue, as a metrics collector does, plus redeliveries, a late
+    #    event, one too late to accept, and a message that is not JSON at all.
+    rest = events[len(events) // 3:]
+    late = dict(events[0], id="demo-late", timestamp=iso(now - dt.timedelta(days=2)), quantity="3600")
+    too_late = dict(events[0], id="demo-too-late", timestamp=iso(now - dt.timedelta(days=30)))
+    bodies = [json.dumps(rest[i:i + 500]) for i in range(0, len(rest), 500)]
+    bodies.append(json.dumps(rest[:500]))            # a redelivered message
+    bodies.append(json.dumps(events[:200] + [late, too_late]))  # overlaps the API's events
+    bodies.append("{\"id\": \"cut-off")              # poison: not JSON
+    for b in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=b)
+    print(f"\n== {len(bodies)} messages sent to the usage queue (incl. duplicates, a late event, a poison message) ==")
+
+    print("\n== Ingestion: SQS -> usage-ingest (local event source mapping) ==")
+    stats = event_source_mapping(sqs, stack["sqs_event_sources"][0], args.invoke, region)
+    print(f"{stats['invocations']} invocations, {stats['processed']} messages processed, "
+          f"{stats['retried']} deliveries of failing messages retried")
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    print(f"dead-letter queue: {len(dead)} message(s): {[m['Body'] for m in dead]}")
+
+    print(f"\n== GET /v1/accounts/{account}/usage?granularity=day&group_by= (totals per meter) ==")
+    q = f"granularity=day&group_by=&from={iso(now - dt.timedelta(days=3)).replace(':', '%3A')}"
+    status, out = http("GET", f"{api}/v1/accounts/{account}/usage?{q}")
+    table([(r["window_start"][:10], r["meter"], r["quantity"], r["event_count"]) for r in out["data"]],
+          ["day", "meter", "quantity", "events"])
+    expected = Counter()
+    for e in events + [late]:
+        if e["account_id"] == account:
+            expected[e["meter"]] += 1
+    got = Counter()
+    for r in out["data"]:
+        got[r["meter"]] += r["event_count"]
+    print(f"events per meter match the distinct events sent: {got == expected}")
+
+    print(f"\n== GET /v1/accounts/{account}/usage?granularity=hour&meter=gpu_seconds&group_by=gpu_model ==")
+    q = f"granularity=hour&meter=gpu_seconds&group_by=gpu_model&from={iso(start).replace(':', '%3A')}&limit=8"
+    status, out = http("GET", f"{api}/v1/accounts/{account}/usage?{q}")
+    table([(r["window_start"][11:16], r["dimensions"].get("gpu_model", "-"), r["quantity"], r["event_count"])
+           for r in out["data"]], ["hour", "gpu_model", "gpu_seconds", "events"])
+    print(f"next_cursor: {out['next_cursor'][:24] + '...' if out['next_cursor'] else None}")
+
+    print(f"\n== GET /v1/accounts/{events[0]['account_id']}/usage/rejected ==")
+    status, out = http("GET", f"{api}/v1/accounts/{events[0]['account_id']}/usage/rejected")
+    for r in out["data"]:
+        for e in r["errors"]:
+            print(f"{r['event_id']}: {e['field']}: {e['message']} ({e['code']})")
+    if not out["data"]:
+        sys.exit("expected rejected events")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The main job, locally: starts the local AWS endpoint, creates the template's tables and
+# queues, runs the functions under `cargo lambda watch`, pushes a deterministic sample workload
+# through the API and the queue (with duplicates, a malformed, a late and a poison message),
+# and prints the resulting usage and the rejected events. Stops everything it started on exit.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+ensure_venv
+start_moto
+
+log "creating the stack from infra/template.yaml"
+python scripts/stack.py create --prefix demo >"$LOCAL/stack.json"
+
+log "building the functions"
+cargo build --quiet -p usage-ingest -p api -p meterline-cli
+
+# Both functions get the environment the template gives them (their union), plus the endpoint.
+python - "$LOCAL/stack.json" >"$LOCAL/functions.env" <<'PY'
+import json, os, sys
+stack = json.load(open(sys.argv[1]))
+env = {}
+for f in stack["functions"].values():
+    env.update(f["env"])
+for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    env[k] = os.environ[k]
+env["RUST_LOG"] = "info"
+print("\n".join(f"{k}={v}" for k, v in sorted(env.items())))
+PY
+
+PORT="$(free_port)"
+log "starting the functions: cargo lambda watch on 127.0.0.1:$PORT (log: .local/watch.log)"
+setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$PORT" --env-file "$LOCAL/functions.env" \
+  >"$LOCAL/watch.log" 2>&1 &
+PIDS+=("$!")
+
+python scripts/demo.py --invoke "http://127.0.0.1:$PORT" --stack "$LOCAL/stack.json" "$@"
