@@ -17,7 +17,13 @@ ensure_venv() {
   local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION"
   if [ ! -f "$stamp" ]; then
     log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION into .venv"
-    python3 -m venv "$VENV"
+    # Debian's python3 ships venv without ensurepip unless python3-venv is installed: then
+    # create the environment without pip and let the system pip install pip into it.
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"
+      python3 -m venv --without-pip "$VENV"
+      python3 -m pip --python "$VENV/bin/python" install --quiet --disable-pip-version-check pip
+    fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION"
     touch "$stamp"
