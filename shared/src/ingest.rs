@@ -150,6 +150,17 @@ pub async fn commit_events<S: UsageStore>(
     received_at: DateTime<Utc>,
 ) -> Result<IngestCounts, StoreError> {
     let mut counts = IngestCounts::default();
+    // Events that share aggregates go in the same chunk, so each aggregate is updated once per
+    // chunk rather than once per event.
+    let mut events = events;
+    events.sort_by(|a, b| {
+        (&a.account_id, a.meter, &a.dimensions, a.timestamp).cmp(&(
+            &b.account_id,
+            b.meter,
+            &b.dimensions,
+            b.timestamp,
+        ))
+    });
     let max_items = settings
         .max_items_per_commit
         .max(1 + settings.granularities.len());

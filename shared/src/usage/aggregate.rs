@@ -72,7 +72,18 @@ pub fn dimensions_hash(dims: &Dimensions) -> String {
     }
     let canonical = serde_json::to_vec(dims).expect("a string map always serializes");
     let digest = Sha256::digest(&canonical);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex16(&digest[..8])
+}
+
+/// Lower-case hex of 8 bytes (16 digits).
+pub fn hex16(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for &b in bytes.iter().take(8) {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// Formats a window start the way it is stored and sorted: fixed width, UTC, `Z`.
