@@ -15,6 +15,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use meterline_shared::problem::{self, Problem};
 use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
+use meterline_shared::usage::event::{is_valid_dimension_name, is_valid_ref_id};
 use meterline_shared::usage::query::{
     query_usage, GroupBy, QueryError, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
@@ -72,11 +73,7 @@ fn body_bytes(body: &Body) -> &[u8] {
 
 /// Checks an account id from the path like the event contract does.
 fn account_param(raw: &str) -> Result<String, Problem> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 128
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    let ok = is_valid_ref_id(raw);
     if ok {
         Ok(raw.to_string())
     } else {
@@ -305,12 +302,7 @@ impl<S: UsageStore, Q: UsageQueue> Api<S, Q> {
                     .filter(|k| !k.is_empty())
                     .map(String::from)
                     .collect();
-                if let Some(bad) = keys.iter().find(|k| {
-                    k.len() > 64
-                        || !k
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                }) {
+                if let Some(bad) = keys.iter().find(|k| !is_valid_dimension_name(k)) {
                     return Err(Problem::invalid_field(
                         "group_by",
                         "invalid_name",

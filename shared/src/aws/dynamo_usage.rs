@@ -17,7 +17,7 @@ use crate::store::{CommitOutcome, Page, RejectedEvent, StoreError, UsageStore, U
 use crate::usage::{aggregate_sort_key, window_key, Granularity, UsageAggregate, UsageEvent};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, PutRequest, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -136,23 +136,47 @@ impl DynamoUsageStore {
         Ok(items)
     }
 
-    /// Which of these events are already stored (used when a cancellation names no reasons).
+    /// Which of these events are already stored (used when a cancellation names no reasons):
+    /// one consistent `BatchGetItem` per 100 keys.
     async fn existing_ids(&self, events: &[UsageEvent]) -> Result<Vec<String>, StoreError> {
         let mut found = Vec::new();
-        for e in events {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.tables.events)
-                .key("pk", s(&e.account_id))
-                .key("sk", s(&e.id))
-                .projection_expression("pk")
+        for chunk in events.chunks(100) {
+            let mut keys = KeysAndAttributes::builder()
                 .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            if out.item.is_some() {
-                found.push(e.id.clone());
+                .projection_expression("pk, sk");
+            for e in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_string(), s(&e.account_id)),
+                    ("sk".to_string(), s(&e.id)),
+                ]));
+            }
+            let mut pending = Some(keys.build().map_err(build_error)?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.events, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.tables.events))
+                    .unwrap_or_default()
+                {
+                    found.push(get_s(&item, "sk")?.to_string());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.events));
+                attempt += 1;
+                if pending.is_some() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable("event lookups left unprocessed".into()));
+                    }
+                    backoff(attempt).await;
+                }
             }
         }
         Ok(found)

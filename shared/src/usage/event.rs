@@ -256,6 +256,20 @@ fn is_ref_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
 }
 
+/// Whether `v` is a valid account, provider or job id: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
+pub fn is_valid_ref_id(v: &str) -> bool {
+    !v.is_empty() && v.chars().count() <= MAX_REF_ID_LEN && v.chars().all(is_ref_char)
+}
+
+/// Whether `k` is a valid dimension name: 1 to 64 of `a-z 0-9 _`, starting with a letter.
+pub fn is_valid_dimension_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= MAX_DIMENSION_KEY_LEN
+        && k.starts_with(|c: char| c.is_ascii_lowercase())
+        && k.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Account, provider and job ids: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
 fn check_ref_id(value: Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
     let v = value?;
@@ -391,11 +405,7 @@ fn dimensions_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Opt
     let mut dims = Dimensions::new();
     for (k, v) in map {
         let path = format!("{F}.{k}");
-        let key_ok = !k.is_empty()
-            && k.len() <= MAX_DIMENSION_KEY_LEN
-            && k.starts_with(|c: char| c.is_ascii_lowercase())
-            && k.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let key_ok = is_valid_dimension_name(&k);
         if !key_ok {
             errors.push(FieldError::new(
                 path,
