@@ -3,10 +3,10 @@
 use crate::config::Config;
 use crate::refresh::{refresh_once, RefreshReport};
 use crate::source::RateSource;
-use crate::store::RateStore;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use meterline_shared::fx::Outcome;
+use meterline_shared::store::rates::RateStore;
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: environment variables, validated once at start-up;
 //! - [`source`]: the [`RateSource`] port with the HTTP providers and the mock;
-//! - [`store`]: the [`RateStore`] port with an in-memory implementation;
+//! - [`RateStore`]: the port (in `meterline_shared::store::rates`) with an in-memory implementation;
 //! - [`refresh`]: one refresh, [`refresh_once`];
 //! - [`handler`]: the EventBridge-scheduled Lambda handler.
 
@@ -12,10 +12,9 @@ pub mod config;
 pub mod handler;
 pub mod refresh;
 pub mod source;
-pub mod store;
 
 pub use config::{Config, ConfigError, Provider};
 pub use handler::{handle, App, Summary};
+pub use meterline_shared::store::rates::{HistoryPage, InMemoryRateStore, RateStore, StoreError};
 pub use refresh::{refresh_once, PairReport, RefreshReport};
 pub use source::{sources_from_config, FetchError, HttpSource, MockSource, RateSource, SourceReport};
-pub use store::{HistoryPage, InMemoryRateStore, RateStore, StoreError};

@@ -2,10 +2,10 @@
 
 use crate::config::Config;
 use crate::source::{FetchError, PairError, RateSource, SourceReport};
-use crate::store::{RateStore, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use meterline_shared::fx::{combine, CurrencyPair, ExchangeRate, Outcome, RejectedQuote};
+use meterline_shared::store::rates::{RateStore, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
 pub mod memory;
+pub mod rates;
 
 use crate::meter::Meter;
 use crate::usage::{FieldError, Granularity, UsageAggregate, UsageEvent};

@@ -1,12 +1,14 @@
-//! Where rates are kept: the [`RateStore`] port and an in-memory implementation.
+//! Where exchange rates are kept: the [`RateStore`] port and an in-memory implementation.
 //!
-//! The store keeps, per pair, the latest rate and the history of every rate put. The DynamoDB
-//! implementation is plugged in by the deployment wiring; it needs only these three calls.
+//! The store keeps, per pair, the latest rate and the history of every rate put. The
+//! rate-refresh function writes it; the API and the invoice close read it (the close through
+//! [`RateStore::rate_at`], the rate in force at a documented instant).
 
+use crate::fx::{CurrencyPair, ExchangeRate};
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use meterline_shared::fx::{CurrencyPair, ExchangeRate};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +18,9 @@ pub enum StoreError {
     #[error("invalid history cursor {0:?}")]
     InvalidCursor(String),
 }
+
+/// A boxed, sendable future: the port is used as `dyn RateStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One page of a pair's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,6 +34,13 @@ pub struct HistoryPage {
 pub trait RateStore: Send + Sync {
     /// The latest rate for `pair` (the one with the greatest `as_of`).
     fn latest(&self, pair: CurrencyPair) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>>;
+
+    /// The rate in force at `at`: the one with the greatest `as_of <= at`.
+    fn rate_at(
+        &self,
+        pair: CurrencyPair,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>>;
 
     /// Appends `rate` to its pair's history (a second put with the same pair and `as_of`
     /// replaces the first) and makes it the latest unless a later one is stored.
@@ -71,6 +83,18 @@ impl RateStore for InMemoryRateStore {
             .lock()
             .get(&pair)
             .and_then(|h| h.values().next_back().cloned());
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn rate_at(
+        &self,
+        pair: CurrencyPair,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>> {
+        let r = self
+            .lock()
+            .get(&pair)
+            .and_then(|h| h.range(..=at).next_back().map(|(_, r)| r.clone()));
         Box::pin(async move { Ok(r) })
     }
 
@@ -156,6 +180,12 @@ mod tests {
         // An older rate put later does not become the latest.
         store.put(&rate("BTC/USD", 7, 0)).await.unwrap();
         assert_eq!(store.latest(btc).await.unwrap().unwrap().rate, Decimal::from(5));
+        // The rate in force at an instant is the last one at or before it.
+        assert_eq!(
+            store.rate_at(btc, t(3)).await.unwrap().unwrap().rate,
+            Decimal::from(3)
+        );
+        assert_eq!(store.rate_at(btc, t(-1)).await.unwrap(), None);
 
         let p1 = store.history(btc, t(1), t(5), None, 2).await.unwrap();
         assert_eq!(
