@@ -1,11 +1,13 @@
-//! Adapters from the ports in [`crate::store`] to AWS: DynamoDB for storage, SQS for the usage
-//! queue. They read `AWS_ENDPOINT_URL` like every AWS SDK, so the same code talks to a local
+//! Adapters from the ports in [`crate::store`] to AWS: DynamoDB for storage (usage and exchange
+//! rates), SQS for the usage queue. They read `AWS_ENDPOINT_URL` like every AWS SDK, so the same code talks to a local
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod dynamo_rates;
 pub mod dynamo_usage;
 pub mod sqs_usage;
 
+pub use dynamo_rates::DynamoRateStore;
 pub use dynamo_usage::{DynamoUsageStore, WriteStats};
 pub use sqs_usage::SqsUsageQueue;
 
