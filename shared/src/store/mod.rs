@@ -1,6 +1,7 @@
 //! Ports: what the domain's services need from storage and queues. The DynamoDB and SQS
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
+pub mod cached_rates;
 pub mod memory;
 pub mod rates;
 
