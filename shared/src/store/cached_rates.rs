@@ -22,10 +22,13 @@ pub const MAX_RATE_AT_ENTRIES: usize = 4096;
 /// The time source, `Utc::now` unless a test sets another.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// A `rate_at` answer and when it was read.
+type RateAtEntry = (DateTime<Utc>, Option<ExchangeRate>);
+
 struct State {
     latest: RateCache,
     all: Option<(DateTime<Utc>, Vec<ExchangeRate>)>,
-    at: HashMap<(CurrencyPair, DateTime<Utc>), (DateTime<Utc>, Option<ExchangeRate>)>,
+    at: HashMap<(CurrencyPair, DateTime<Utc>), RateAtEntry>,
 }
 
 /// Reads of `inner`, kept for `ttl`.
