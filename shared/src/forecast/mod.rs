@@ -1,0 +1,9 @@
+//! Usage forecasting (feature `forecast`): per account and meter, from hourly or daily usage,
+//! to the end of the billing period and N days ahead, with 80 % and 95 % prediction intervals,
+//! turned into money by rating the projected usage with the pricing engine.
+//!
+//! Rules, methods and limits: `docs/estimates-and-forecasts.md`.
+
+pub mod model;
+
+pub use model::{forecast_series, seasonal_naive, Band, Method, ModelOptions, SeriesForecast, LEVELS};
