@@ -5,5 +5,13 @@
 //! Rules, methods and limits: `docs/estimates-and-forecasts.md`.
 
 pub mod model;
+pub mod project;
+
+#[cfg(test)]
+mod tests;
 
 pub use model::{forecast_series, seasonal_naive, Band, Method, ModelOptions, SeriesForecast, LEVELS};
+pub use project::{
+    estimate_period, forecast_days, forecast_rows, is_fallback, DaysForecast, ForecastError, ForecastOptions,
+    MeterForecast, MoneyBand, PeriodEstimate, Spend, QUANTITY_SCALE,
+};
