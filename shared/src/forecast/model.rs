@@ -48,6 +48,9 @@ pub struct SeriesForecast {
     pub reason: Option<String>,
     /// The season lengths the model used.
     pub seasons: Vec<usize>,
+    /// The factors the model's 80 % and 95 % interval widths were multiplied by after
+    /// calibration (1: none).
+    pub interval_scale: (f64, f64),
     pub point: Vec<f64>,
     pub p80: Band,
     pub p95: Band,
@@ -65,6 +68,9 @@ pub struct ModelOptions {
     pub max_history: usize,
     /// Clamp point and bounds at zero (usage cannot be negative).
     pub non_negative: bool,
+    /// Rolling origins inside the history used to check the model's interval widths (see
+    /// [`calibrate`]); `0` keeps the model's own intervals.
+    pub calibration_origins: usize,
 }
 
 impl ModelOptions {
@@ -75,6 +81,7 @@ impl ModelOptions {
             min_cycles: 2,
             max_history: (longest * 8).max(112),
             non_negative: true,
+            calibration_origins: 3,
         }
     }
 }
@@ -112,7 +119,13 @@ pub fn forecast_series(history: &[f64], horizon: usize, opts: &ModelOptions) -> 
         seasonal_naive(y, horizon, &seasons)
     } else {
         match fit_augurs(y, horizon, &usable) {
-            Ok(f) => f,
+            Ok(mut f) => {
+                if opts.calibration_origins > 0 {
+                    f.interval_scale = calibrate(y, horizon, &usable, opts.calibration_origins);
+                    widen(&mut f);
+                }
+                f
+            }
             Err(e) => {
                 notes.push(format!("model fit failed ({e}): seasonal naive"));
                 seasonal_naive(y, horizon, &seasons)
@@ -181,10 +194,74 @@ fn fit_augurs(y: &[f64], horizon: usize, seasons: &[usize]) -> Result<SeriesFore
         method,
         reason: None,
         seasons: seasons.to_vec(),
+        interval_scale: (1.0, 1.0),
         point,
         p80,
         p95,
     })
+}
+
+/// How much the model's interval widths must be scaled to match its errors on the history,
+/// for the 80 % and the 95 % band.
+///
+/// MSTL puts the seasonal components' uncertainty nowhere and fits the remainder in-sample, so
+/// its intervals can be too narrow (or, on smooth series, too wide). This refits the model at
+/// `origins` points near the end of the history (each `min(horizon, longest season)` apart,
+/// keeping two cycles of the longest season to fit), forecasts the held-out steps, and
+/// standardizes the errors by the model's own standard deviations `σ̂(h)` (read off its 95 %
+/// interval): `z = e / σ̂(h)`. With at least 40 held-out points each band's factor is the
+/// empirical quantile of `|z|` at its level divided by the normal quantile (so heavy tails
+/// widen the 95 % band more than the 80 % one); with fewer, both use the root mean square of
+/// `z`. Factors are clamped to `[0.5, 4]`; with nothing to hold out they are 1.
+pub fn calibrate(y: &[f64], horizon: usize, seasons: &[usize], origins: usize) -> (f64, f64) {
+    let longest = seasons.iter().copied().max().unwrap_or(1);
+    let h = horizon.min(longest.max(7)).max(1);
+    let mut z: Vec<f64> = Vec::new();
+    for j in 1..=origins {
+        let Some(o) = y.len().checked_sub(h * j) else {
+            break;
+        };
+        if o < 2 * longest.max(4) {
+            break;
+        }
+        let Ok(f) = fit_augurs(&y[..o], h, seasons) else {
+            continue;
+        };
+        for (k, actual) in y[o..o + h].iter().enumerate() {
+            let sd = (f.p95.upper[k] - f.p95.lower[k]) / (2.0 * Z95);
+            if sd > 0.0 {
+                z.push(((actual - f.point[k]) / sd).abs());
+            }
+        }
+    }
+    if z.is_empty() {
+        return (1.0, 1.0);
+    }
+    let clamp = |s: f64| s.clamp(0.5, 4.0);
+    if z.len() < 40 {
+        let rms = (z.iter().map(|v| v * v).sum::<f64>() / z.len() as f64).sqrt();
+        return (clamp(rms), clamp(rms));
+    }
+    z.sort_by(f64::total_cmp);
+    let q = |p: f64| z[((p * z.len() as f64).ceil() as usize).clamp(1, z.len()) - 1];
+    let s95 = clamp(q(0.95) / Z95);
+    // The 80 % band stays inside the 95 % one.
+    let s80 = clamp(q(0.80) / Z80).min(s95 * Z95 / Z80);
+    (s80, s95)
+}
+
+/// Rebuilds both bands around the point with the model's standard deviations scaled by
+/// `f.interval_scale`.
+fn widen(f: &mut SeriesForecast) {
+    let (s80, s95) = f.interval_scale;
+    for k in 0..f.point.len() {
+        let sd = (f.p95.upper[k] - f.p95.lower[k]) / (2.0 * Z95);
+        let p = f.point[k];
+        f.p80.lower[k] = p - Z80 * sd * s80;
+        f.p80.upper[k] = p + Z80 * sd * s80;
+        f.p95.lower[k] = p - Z95 * sd * s95;
+        f.p95.upper[k] = p + Z95 * sd * s95;
+    }
 }
 
 /// The seasonal-naive forecast: `ŷ(n+h) = y(n+h−m·k)` with `k = ⌈h/m⌉`, using the longest of
@@ -210,6 +287,7 @@ pub fn seasonal_naive(y: &[f64], horizon: usize, seasons: &[usize]) -> SeriesFor
         method: Method::SeasonalNaive,
         reason: None,
         seasons: if m > 1 { vec![m] } else { Vec::new() },
+        interval_scale: (1.0, 1.0),
         point: Vec::with_capacity(horizon),
         p80: Band::default(),
         p95: Band::default(),
