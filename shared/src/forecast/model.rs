@@ -81,7 +81,7 @@ impl ModelOptions {
             min_cycles: 2,
             max_history: (longest * 8).max(112),
             non_negative: true,
-            calibration_origins: 3,
+            calibration_origins: 5,
         }
     }
 }
