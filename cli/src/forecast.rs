@@ -58,6 +58,9 @@ pub struct ForecastArgs {
     /// The meter to plot; default: the first forecast.
     #[arg(long)]
     pub meter: Option<Meter>,
+    /// Fit on the log scale (usage whose swings grow with its level).
+    #[arg(long)]
+    pub log: bool,
     /// Print the estimate as JSON.
     #[arg(long)]
     pub json: bool,
@@ -157,9 +160,12 @@ pub fn run_forecast(args: &ForecastArgs, out: &mut impl Write) -> Result<()> {
         taxes: &taxes,
         market: &market,
     };
-    let opts = match g {
-        Granularity::Hour => ForecastOptions::hourly(),
-        _ => ForecastOptions::daily(),
+    let opts = ForecastOptions {
+        log: args.log,
+        ..match g {
+            Granularity::Hour => ForecastOptions::hourly(),
+            _ => ForecastOptions::daily(),
+        }
     };
     let estimate = estimate_period(&ctx, &rows, period, as_of, &opts)?;
     let next = forecast_days(&ctx, &rows, as_of, args.days.max(1), &opts)?;
@@ -327,6 +333,7 @@ pub fn workloads() -> Vec<(BacktestSpec, Vec<f64>)> {
         horizon,
         origins,
         step,
+        log: false,
     };
     vec![
         (
@@ -360,6 +367,20 @@ pub fn workloads() -> Vec<(BacktestSpec, Vec<f64>)> {
                 10,
                 3,
             ),
+            AIR_PASSENGERS.to_vec(),
+        ),
+        (
+            BacktestSpec {
+                log: true,
+                ..spec(
+                    "AirPassengers, model on log scale",
+                    "as above; ModelOptions::log (multiplicative seasonality)",
+                    vec![12],
+                    12,
+                    10,
+                    3,
+                )
+            },
             AIR_PASSENGERS.to_vec(),
         ),
         (
@@ -496,6 +517,7 @@ mod tests {
             horizon: 7,
             origins: 3,
             step: 7,
+            log: false,
         };
         let r = backtest(&daily_trend_weekly(120, 40.0, 5), &spec);
         let mut out = Vec::new();
@@ -509,6 +531,6 @@ mod tests {
                 .starts_with("| daily | 120 | [7] | 7 | 3 |"),
             "{out}"
         );
-        assert_eq!(workloads().len(), 5);
+        assert_eq!(workloads().len(), 6);
     }
 }

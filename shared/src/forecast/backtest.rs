@@ -27,6 +27,10 @@ pub struct BacktestSpec {
     pub origins: usize,
     /// Points between consecutive origins.
     pub step: usize,
+    /// Fit the model on the log scale ([`ModelOptions::log`]); the baseline stays on the
+    /// original scale.
+    #[serde(default)]
+    pub log: bool,
 }
 
 /// Accuracy of one method over all origins.
@@ -63,6 +67,7 @@ impl BacktestResult {
 pub fn backtest(y: &[f64], spec: &BacktestSpec) -> BacktestResult {
     let opts = ModelOptions {
         non_negative: false,
+        log: spec.log,
         ..ModelOptions::with_seasons(spec.seasons.clone())
     };
     let (mut model, mut baseline) = (Acc::default(), Acc::default());
@@ -232,6 +237,7 @@ mod tests {
             horizon: 14,
             origins: 8,
             step: 7,
+            log: false,
         };
         let r = backtest(&y, &spec);
         assert_eq!(r.fallbacks, 0);
@@ -251,6 +257,7 @@ mod tests {
             horizon: 4,
             origins: 3,
             step: 4,
+            log: false,
         };
         let r = backtest(&y, &spec);
         assert_eq!(r.baseline.mase, 0.0);

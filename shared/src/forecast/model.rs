@@ -71,6 +71,11 @@ pub struct ModelOptions {
     /// Rolling origins inside the history used to check the model's interval widths (see
     /// [`calibrate`]); `0` keeps the model's own intervals.
     pub calibration_origins: usize,
+    /// Fit on the natural log of the history (multiplicative trend and seasonality) and
+    /// transform point and bounds back (the point is then the median). Ignored, with a note,
+    /// when the history has values ≤ 0.
+    #[serde(default)]
+    pub log: bool,
 }
 
 impl ModelOptions {
@@ -82,6 +87,7 @@ impl ModelOptions {
             max_history: (longest * 8).max(112),
             non_negative: true,
             calibration_origins: 5,
+            log: false,
         }
     }
 }
@@ -92,6 +98,41 @@ impl ModelOptions {
 /// that have enough history, AutoETS on the rest. Otherwise (or if fitting fails) the
 /// seasonal-naive forecast, with the reason. Without seasons: AutoETS alone.
 pub fn forecast_series(history: &[f64], horizon: usize, opts: &ModelOptions) -> SeriesForecast {
+    if opts.log {
+        if !history.is_empty() && history.iter().all(|v| *v > 0.0) {
+            let logged: Vec<f64> = history.iter().map(|v| v.ln()).collect();
+            let inner = ModelOptions {
+                log: false,
+                non_negative: false,
+                ..opts.clone()
+            };
+            let mut f = forecast_series(&logged, horizon, &inner);
+            for v in f
+                .point
+                .iter_mut()
+                .chain(f.p80.lower.iter_mut())
+                .chain(f.p80.upper.iter_mut())
+                .chain(f.p95.lower.iter_mut())
+                .chain(f.p95.upper.iter_mut())
+            {
+                *v = v.exp();
+            }
+            let note = "fitted on the log scale (the point is the median)";
+            f.reason = Some(f.reason.map_or(note.to_string(), |r| format!("{note}; {r}")));
+            return f;
+        }
+        let mut f = forecast_series(
+            history,
+            horizon,
+            &ModelOptions {
+                log: false,
+                ..opts.clone()
+            },
+        );
+        let note = "log scale not used: the history has values ≤ 0";
+        f.reason = Some(f.reason.map_or(note.to_string(), |r| format!("{note}; {r}")));
+        return f;
+    }
     let y = if opts.max_history > 0 && history.len() > opts.max_history {
         &history[history.len() - opts.max_history..]
     } else {
@@ -413,5 +454,37 @@ mod tests {
         let empty = forecast_series(&[], 3, &ModelOptions::with_seasons(vec![7]));
         assert_eq!(empty.point, vec![0.0; 3]);
         assert_eq!(empty.method, Method::SeasonalNaive);
+    }
+
+    #[test]
+    fn the_log_scale_follows_a_multiplicative_season_and_is_skipped_on_zeros() {
+        // 100·1.02^t × a weekly factor: the swing grows with the level.
+        const WEEK: [f64; 7] = [1.2, 1.3, 1.25, 1.2, 1.1, 0.5, 0.45];
+        let truth = |t: usize| 100.0 * 1.02f64.powi(t as i32) * WEEK[t % 7];
+        let y: Vec<f64> = (0..70).map(truth).collect();
+        let opts = ModelOptions {
+            log: true,
+            ..ModelOptions::with_seasons(vec![7])
+        };
+        let f = forecast_series(&y, 14, &opts);
+        assert_eq!(f.method, Method::MstlEts);
+        assert!(f.reason.as_deref().unwrap().contains("log scale"));
+        for h in 0..14 {
+            let want = truth(70 + h);
+            assert!(
+                (f.point[h] - want).abs() < 0.05 * want,
+                "step {h}: {} vs {want}",
+                f.point[h]
+            );
+            assert!(f.p95.lower[h] > 0.0 && f.p95.lower[h] <= f.point[h]);
+        }
+        let mut zeros = y.clone();
+        zeros[3] = 0.0;
+        let f = forecast_series(&zeros, 14, &opts);
+        assert!(
+            f.reason.as_deref().unwrap().contains("log scale not used"),
+            "{:?}",
+            f.reason
+        );
     }
 }

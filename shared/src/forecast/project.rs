@@ -42,6 +42,9 @@ pub struct ForecastOptions {
     pub seasons: Option<Vec<usize>>,
     /// How many recent windows set the split of a meter across providers and dimensions.
     pub mix_windows: usize,
+    /// Fit on the log scale (usage whose swings grow with its level); see [`ModelOptions::log`].
+    #[serde(default)]
+    pub log: bool,
 }
 
 impl ForecastOptions {
@@ -50,6 +53,7 @@ impl ForecastOptions {
             granularity: Granularity::Day,
             seasons: None,
             mix_windows: 28,
+            log: false,
         }
     }
 
@@ -58,6 +62,7 @@ impl ForecastOptions {
             granularity: Granularity::Hour,
             seasons: None,
             mix_windows: 7 * 24,
+            log: false,
         }
     }
 
@@ -66,7 +71,10 @@ impl ForecastOptions {
             Granularity::Hour => vec![24, 168],
             _ => vec![7],
         });
-        ModelOptions::with_seasons(seasons)
+        ModelOptions {
+            log: self.log,
+            ..ModelOptions::with_seasons(seasons)
+        }
     }
 }
 
