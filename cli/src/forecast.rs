@@ -32,10 +32,13 @@ pub struct ForecastArgs {
     /// A price book, or a JSON array of books.
     #[arg(long)]
     pub price_book: PathBuf,
+    /// The subscription (plan and tax position); pay-per-use and untaxed when absent.
     #[arg(long)]
     pub subscription: Option<PathBuf>,
+    /// Tax rates (`{"rates": [...]}`).
     #[arg(long)]
     pub taxes: Option<PathBuf>,
+    /// Spot market factors (`{"markets": {"name": [...]}}`).
     #[arg(long)]
     pub market: Option<PathBuf>,
     /// What is known: usage before this instant. Default: the end of the latest usage window.
@@ -44,6 +47,7 @@ pub struct ForecastArgs {
     /// The billing period; default: the calendar month (UTC) holding `as_of`.
     #[arg(long)]
     pub from: Option<DateTime<Utc>>,
+    /// End of the billing period, exclusive.
     #[arg(long)]
     pub to: Option<DateTime<Utc>>,
     /// `hour` or `day` windows.
