@@ -6,6 +6,9 @@
 
 pub mod billing;
 pub mod config;
+pub mod estimate;
+#[cfg(feature = "forecast")]
+pub mod forecast;
 pub mod fx;
 pub mod ingest;
 pub mod meter;
