@@ -287,6 +287,49 @@ mod tests {
         assert_eq!(dimensions_hash(&Dimensions::new()), "-");
     }
 
+    /// The hash and the keys are stored in DynamoDB: they must never change.
+    #[test]
+    fn stored_hashes_and_keys_are_pinned() {
+        let d: Dimensions = [("region", "eu-west"), ("gpu_model", "H100")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(dimensions_hash(&d), "c93d51f5b15a442d");
+        // Values that JSON escapes (quote, backslash, control character) and non-ASCII text.
+        let odd: Dimensions = [("a", "q\"uo\\te"), ("b", "\u{e9}\u{1}")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(dimensions_hash(&odd), "bdc059d0829e5972");
+        let t: DateTime<Utc> = "2026-11-25T10:42:17.5+01:00".parse().unwrap();
+        let a = UsageAggregate {
+            account_id: "acct".into(),
+            granularity: Granularity::Hour,
+            window_start: Granularity::Hour.window_start(t),
+            meter: Meter::GpuSeconds,
+            dimensions: d,
+            quantity: Decimal::ONE,
+            event_count: 1,
+        };
+        assert_eq!(
+            aggregate_sort_key(&a),
+            "2026-11-25T09:00:00Z#gpu_seconds#c93d51f5b15a442d"
+        );
+        assert_eq!(
+            window_key(Granularity::Day.window_start(t)),
+            "2026-11-25T00:00:00Z"
+        );
+        assert_eq!(
+            window_key(Granularity::Minute.window_start(t)),
+            "2026-11-25T09:42:00Z"
+        );
+        let before_epoch: DateTime<Utc> = "1969-12-31T23:59:30Z".parse().unwrap();
+        assert_eq!(
+            window_key(Granularity::Day.window_start(before_epoch)),
+            "1969-12-31T00:00:00Z"
+        );
+    }
+
     #[test]
     fn the_first_of_each_id_per_account_is_kept() {
         let events = vec![
