@@ -8,8 +8,8 @@
 
 use crate::store::{CommitOutcome, RejectedEvent, StoreError, UsageStore};
 use crate::usage::{
-    aggregate, dimensions_hash, distinct_events, parse_event, split_body, window_key, BodyError, Granularity,
-    TimeRules, UsageEvent,
+    aggregate, dimensions_hash, distinct_events, parse_event, parse_valid_body, split_body, window_key,
+    BodyError, Granularity, TimeRules, UsageEvent,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -86,6 +86,16 @@ pub struct Decoded {
 
 /// Decodes and validates a body (one event or an array), with `now` as the receive time.
 pub fn decode_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<Decoded, BodyError> {
+    // Bodies of valid events (the usual case) are read in one pass; any other body goes
+    // through the general path, which names every problem.
+    if let Some(events) = parse_valid_body(body, now, rules) {
+        let (events, repeated) = distinct_events(events);
+        return Ok(Decoded {
+            events,
+            rejected: Vec::new(),
+            repeated,
+        });
+    }
     let raws = split_body(body)?;
     let mut events = Vec::with_capacity(raws.len());
     let mut rejected = Vec::new();

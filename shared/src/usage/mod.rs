@@ -10,5 +10,6 @@ pub use aggregate::{
     UsageAggregate,
 };
 pub use event::{
-    parse_event, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules, UsageEvent,
+    parse_event, parse_valid_body, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules,
+    UsageEvent,
 };
