@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meterline_shared::ingest::{decode_body, queue_bodies};
 use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate, Granularity, TimeRules};
+use meterline_shared::usage::{aggregate, split_body, Granularity, TimeRules};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -43,6 +43,43 @@ fn bench(c: &mut Criterion) {
         bodies.len(),
         EVENTS as f64 / secs
     );
+
+    // Where the time goes, stage by stage (best of 3 passes each).
+    let best = |f: &dyn Fn() -> usize| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(f());
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let decoded: Vec<_> = bodies
+        .iter()
+        .map(|b| decode_body(b, now, &rules).expect("valid body"))
+        .collect();
+    let stages: [(&str, &dyn Fn() -> usize); 3] = [
+        ("split (general path's first step)", &|| {
+            bodies
+                .iter()
+                .map(|b| split_body(b).expect("valid body").len())
+                .sum()
+        }),
+        ("decode + validate (decode_body)", &|| {
+            bodies
+                .iter()
+                .map(|b| decode_body(b, now, &rules).expect("valid body").events.len())
+                .sum()
+        }),
+        ("aggregate (of decoded bodies)", &|| {
+            decoded.iter().map(|d| aggregate(&d.events, &grans).len()).sum()
+        }),
+    ];
+    for (name, f) in stages {
+        let secs = best(f);
+        println!("  stage {name}: {:.0} ns/event", secs * 1e9 / EVENTS as f64);
+    }
+    drop(decoded);
 
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(EVENTS as u64));
