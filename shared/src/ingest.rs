@@ -8,8 +8,8 @@
 
 use crate::store::{CommitOutcome, RejectedEvent, StoreError, UsageStore};
 use crate::usage::{
-    aggregate, dimensions_hash, distinct_events, parse_event, parse_valid_body, split_body, window_key,
-    BodyError, Granularity, TimeRules, UsageEvent,
+    aggregate_sorted, dimensions_hash, distinct_events, parse_event, parse_valid_body, split_body,
+    window_key, BodyError, Granularity, TimeRules, UsageEvent,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -177,9 +177,7 @@ pub async fn commit_events<S: UsageStore>(
     for chunk in plan_chunks(&events, &settings.granularities, max_items) {
         let mut pending: Vec<UsageEvent> = chunk.into_iter().map(|i| events[i].clone()).collect();
         while !pending.is_empty() {
-            let aggs: Vec<_> = aggregate(&pending, &settings.granularities)
-                .into_values()
-                .collect();
+            let aggs = aggregate_sorted(&pending, &settings.granularities);
             match store.commit(&pending, &aggs, received_at).await? {
                 CommitOutcome::Committed => {
                     counts.accepted += pending.len();

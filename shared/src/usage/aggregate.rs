@@ -259,25 +259,53 @@ impl<'a, T: ?Sized + Eq + Hash> Interner<'a, T> {
     where
         T: Ord,
     {
-        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| self.values[a as usize].cmp(self.values[b as usize]));
-        let mut rank = vec![0; order.len()];
-        for (r, id) in order.into_iter().enumerate() {
-            rank[id as usize] = r as u32;
-        }
-        rank
+        ranks_of(&self.values)
     }
 }
 
 /// Sums events into aggregates for each granularity. The result does not depend on the order
 /// of the events; duplicates must be removed before (see [`distinct_events`]).
-///
-/// Accounts and dimension sets get small ids (so each set is hashed once), the sums are kept in
-/// a hash map of those ids, and the owned keys are built once per aggregate, in key order.
 pub fn aggregate<'a>(
     events: impl IntoIterator<Item = &'a UsageEvent>,
     granularities: &[Granularity],
 ) -> BTreeMap<AggregateKey, UsageAggregate> {
+    let (sorted, hashes) = sum_by_key(events, granularities);
+    // In key order already, so the map is built without sorting.
+    sorted
+        .into_iter()
+        .map(|(h, a)| {
+            let key = AggregateKey {
+                account_id: a.account_id.clone(),
+                granularity: a.granularity,
+                window_start: a.window_start,
+                meter: a.meter,
+                dimensions_hash: hashes[h as usize].clone(),
+            };
+            (key, a)
+        })
+        .collect()
+}
+
+/// The values of [`aggregate`], in the same (key) order, without building the keys and the map.
+pub fn aggregate_sorted<'a>(
+    events: impl IntoIterator<Item = &'a UsageEvent>,
+    granularities: &[Granularity],
+) -> Vec<UsageAggregate> {
+    sum_by_key(events, granularities)
+        .0
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// The aggregates in key order, each with the index of its dimension hash in the second list.
+///
+/// Accounts and dimension sets get small ids (so each set is hashed once), the sums are kept in
+/// a hash map of those ids, and each aggregate's owned values are built once, in key order.
+fn sum_by_key<'a>(
+    events: impl IntoIterator<Item = &'a UsageEvent>,
+    granularities: &[Granularity],
+) -> (Vec<(u32, UsageAggregate)>, Vec<String>) {
     struct Cell {
         quantity: Decimal,
         count: u64,
@@ -287,17 +315,17 @@ pub fn aggregate<'a>(
     let mut dim_sets: Interner<'a, Dimensions> = Interner::new();
     // For each dimension set, its hash's id: two sets with the same hash share aggregates.
     let mut set_hash: Vec<u32> = Vec::new();
-    let mut hashes: Vec<String> = Vec::new();
     let mut hash_ids: FxMap<String, u32> = FxMap::default();
+    let mut hash_texts: Vec<String> = Vec::new();
     let mut cells: FxMap<(u32, Granularity, i64, Meter, u32), Cell> = FxMap::default();
     for e in events {
         let (account, _) = accounts.id(&e.account_id);
         let (set, new) = dim_sets.id(&e.dimensions);
         if new {
             let h = dimensions_hash(&e.dimensions);
-            let next = hashes.len() as u32;
+            let next = hash_texts.len() as u32;
             let id = *hash_ids.entry(h).or_insert_with_key(|h| {
-                hashes.push(h.clone());
+                hash_texts.push(h.clone());
                 next
             });
             set_hash.push(id);
@@ -323,44 +351,44 @@ pub fn aggregate<'a>(
         }
     }
     let account_rank = accounts.ranks();
-    let hash_rank = {
-        let mut order: Vec<u32> = (0..hashes.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| hashes[a as usize].cmp(&hashes[b as usize]));
-        let mut rank = vec![0; order.len()];
-        for (r, id) in order.into_iter().enumerate() {
-            rank[id as usize] = r as u32;
-        }
-        rank
-    };
-    let mut sorted: Vec<_> = cells.into_iter().collect();
-    // The order of `AggregateKey`, on ranks: the map below is then built without re-sorting.
-    sorted.sort_unstable_by_key(|&((a, g, w, m, h), _)| {
-        (account_rank[a as usize], g, w, m, hash_rank[h as usize])
-    });
-    sorted
+    let hash_rank = ranks_of(&hash_texts);
+    // The order of `AggregateKey`, on small integers.
+    let mut sorted: Vec<_> = cells
         .into_iter()
         .map(|((a, g, w, m, h), c)| {
-            let account_id = accounts.values[a as usize];
-            let window_start = DateTime::from_timestamp(w, 0).expect("a window start is in range");
-            let key = AggregateKey {
-                account_id: account_id.to_owned(),
-                granularity: g,
-                window_start,
-                meter: m,
-                dimensions_hash: hashes[h as usize].clone(),
-            };
+            let major = (u64::from(account_rank[a as usize]) << 8) | g as u64;
+            let minor = ((m as u64) << 32) | u64::from(hash_rank[h as usize]);
+            ((major, w, minor), (a, g, w, m, h), c)
+        })
+        .collect();
+    sorted.sort_unstable_by_key(|&(order, ..)| order);
+    let out = sorted
+        .into_iter()
+        .map(|(_, (a, g, w, m, h), c)| {
             let agg = UsageAggregate {
-                account_id: account_id.to_owned(),
+                account_id: accounts.values[a as usize].to_owned(),
                 granularity: g,
-                window_start,
+                window_start: DateTime::from_timestamp(w, 0).expect("a window start is in range"),
                 meter: m,
                 dimensions: dim_sets.values[c.dims as usize].clone(),
                 quantity: c.quantity,
                 event_count: c.count,
             };
-            (key, agg)
+            (h, agg)
         })
-        .collect()
+        .collect();
+    (out, hash_texts)
+}
+
+/// The rank of each element when sorted.
+fn ranks_of<T: Ord>(values: &[T]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..values.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| values[a as usize].cmp(&values[b as usize]));
+    let mut rank = vec![0; order.len()];
+    for (r, id) in order.into_iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    rank
 }
 
 /// Keeps the first event of each (account, id), dropping later ones: the idempotency rule.
@@ -614,6 +642,10 @@ mod tests {
             assert_eq!(got, reference_aggregate(&events, grans));
             // Keys and values agree, and the map's order is the keys' order.
             assert!(got.iter().all(|(k, a)| *k == a.key()));
+            assert_eq!(
+                aggregate_sorted(&events, grans),
+                got.into_values().collect::<Vec<_>>()
+            );
         }
     }
 

@@ -149,7 +149,7 @@ pub fn split_body(body: &str) -> Result<Vec<&RawValue>, BodyError> {
 
 /// Decodes and validates one event against the time rules, `now` being when it was received.
 pub fn parse_event(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<UsageEvent, Rejection> {
-    if let Some(e) = fast::event_text(raw, now, rules) {
+    if let Some(e) = fast::event_text(raw, fast::Accepted::new(now, rules)) {
         return Ok(e);
     }
     parse_event_checked(raw, now, rules)
@@ -280,9 +280,9 @@ pub fn is_valid_ref_id(v: &str) -> bool {
 pub fn is_valid_dimension_name(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= MAX_DIMENSION_KEY_LEN
-        && k.starts_with(|c: char| c.is_ascii_lowercase())
-        && k.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && k.as_bytes()[0].is_ascii_lowercase()
+        && k.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
 /// Account, provider and job ids: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
@@ -644,16 +644,33 @@ mod fast {
             self.eat(b'"')?;
             let start = self.i;
             let b = self.s.as_bytes();
-            loop {
-                match *b.get(self.i)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    _ => self.i += 1,
+            let mut i = start;
+            // Eight bytes at a time: the first quote, backslash or control byte ends the scan.
+            while let Some(chunk) = b.get(i..i + 8) {
+                let mask = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+                if mask != 0 {
+                    i += (mask.trailing_zeros() / 8) as usize;
+                    return self.end_str(start, i);
                 }
+                i += 8;
             }
-            let out = self.s.get(start..self.i)?;
-            self.i += 1;
-            Some(out)
+            while let Some(&c) = b.get(i) {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                i += 1;
+            }
+            self.end_str(start, i)
+        }
+
+        /// The string from `start` to `end`, if a closing quote (not an escape) is at `end`.
+        #[inline]
+        fn end_str(&mut self, start: usize, end: usize) -> Option<&'a str> {
+            if self.s.as_bytes().get(end) != Some(&b'"') {
+                return None;
+            }
+            self.i = end + 1;
+            self.s.get(start..end)
         }
 
         fn digits(&mut self) -> usize {
@@ -701,6 +718,17 @@ mod fast {
         }
     }
 
+    /// The high bit of each byte of `w` that is `"`, `\\` or below 0x20, plus possibly some
+    /// after the first such byte (borrows propagate upwards only), so the lowest is exact.
+    #[inline]
+    fn special_bytes(w: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        below_0x20 | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
+    }
+
     enum Quantity<'a> {
         Str(&'a str),
         Num(&'a str),
@@ -714,12 +742,26 @@ mod fast {
         meter: Meter,
         quantity: Decimal,
         timestamp: DateTime<Utc>,
-        dims: [(&'a str, &'a str); MAX_DIMENSIONS],
-        n_dims: usize,
+    }
+
+    /// The accepted event times, from the receive time and the rules (computed once a body).
+    #[derive(Clone, Copy)]
+    pub(super) struct Accepted {
+        earliest: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    }
+
+    impl Accepted {
+        pub(super) fn new(now: DateTime<Utc>, rules: &TimeRules) -> Accepted {
+            Accepted {
+                earliest: now - rules.lateness_window,
+                latest: now + rules.max_future_skew,
+            }
+        }
     }
 
     /// Reads one event object at the cursor and checks it; `None` if the general decoder must.
-    fn event<'a>(sc: &mut Scan<'a>, now: DateTime<Utc>, rules: &TimeRules) -> Option<UsageEvent> {
+    fn event<'a>(sc: &mut Scan<'a>, times: Accepted) -> Option<UsageEvent> {
         let mut id = None;
         let mut account_id = None;
         let mut provider_id = None;
@@ -791,11 +833,9 @@ mod fast {
             quantity: match quantity? {
                 Quantity::Str(t) | Quantity::Num(t) => check_quantity(t).ok()?,
             },
-            timestamp: time(timestamp?, now, rules)?,
-            dims,
-            n_dims,
+            timestamp: time(timestamp?, times)?,
         };
-        check(f)
+        check(&f, &dims[..n_dims])
     }
 
     /// A dimensions object of plain strings, into `out`; returns how many.
@@ -827,14 +867,15 @@ mod fast {
         }
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS` then `Z` or `+HH:MM`/`-HH:MM`; other forms (fractions, lower
-    /// case, leap seconds) go through chrono's RFC 3339 parser. Then the time rules.
-    fn time(t: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<DateTime<Utc>> {
+    /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z` or `+HH:MM` /
+    /// `-HH:MM`; other forms (lower case, leap seconds, longer fractions) go through chrono's
+    /// RFC 3339 parser. Then the time rules.
+    fn time(t: &str, times: Accepted) -> Option<DateTime<Utc>> {
         let ts = match simple_rfc3339(t.as_bytes()) {
             Some(ts) => ts,
             None => DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
         };
-        (ts <= now + rules.max_future_skew && ts >= now - rules.lateness_window).then_some(ts)
+        (ts <= times.latest && ts >= times.earliest).then_some(ts)
     }
 
     fn simple_rfc3339(b: &[u8]) -> Option<DateTime<Utc>> {
@@ -846,7 +887,17 @@ mod fast {
         if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
             return None;
         }
-        let offset_secs = match &b[19..] {
+        let (nanos, rest) = match &b[19..] {
+            [b'.', rest @ ..] => {
+                let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+                if n == 0 || n > 9 {
+                    return None;
+                }
+                (num(&rest[..n])? * 10u32.pow(9 - n as u32), &rest[n..])
+            }
+            rest => (0, rest),
+        };
+        let offset_secs = match rest {
             [b'Z'] => 0,
             [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
                 let (h, m) = (num(&[*h1, *h2])?, num(&[*m1, *m2])?);
@@ -868,15 +919,12 @@ mod fast {
         }
         let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
         let local = date.and_hms_opt(hour, min, sec)?.and_utc().timestamp();
-        DateTime::from_timestamp(local - offset_secs, 0)
+        DateTime::from_timestamp(local - offset_secs, nanos)
     }
 
+    /// For plain strings, which hold no byte below 0x20: DEL and the C1 controls remain.
     fn has_control(v: &str) -> bool {
-        if v.is_ascii() {
-            v.bytes().any(|c| c < 0x20 || c == 0x7f)
-        } else {
-            v.chars().any(char::is_control)
-        }
+        v.bytes().any(|c| c >= 0x7f) && v.chars().any(char::is_control)
     }
 
     fn char_count_at_most(v: &str, max: usize) -> bool {
@@ -887,18 +935,21 @@ mod fast {
         !v.is_empty() && v.len() <= MAX_REF_ID_LEN && v.bytes().all(|c| is_ref_char(char::from(c)))
     }
 
-    fn check(f: Fields<'_>) -> Option<UsageEvent> {
+    fn check(f: &Fields<'_>, dims: &[(&str, &str)]) -> Option<UsageEvent> {
         let id_ok = !f.id.is_empty() && char_count_at_most(f.id, MAX_EVENT_ID_LEN) && !has_control(f.id);
         if !(id_ok && is_ref_id(f.account_id) && is_ref_id(f.provider_id) && is_ref_id(f.job_id)) {
             return None;
         }
-        let dims = &f.dims[..f.n_dims];
         for (i, (k, v)) in dims.iter().enumerate() {
             let value_ok = !v.is_empty() && char_count_at_most(v, MAX_DIMENSION_VALUE_LEN) && !has_control(v);
             // A repeated name: the general decoder keeps the last value; leave it to it.
             if !(is_valid_dimension_name(k) && value_ok) || dims[..i].iter().any(|(k2, _)| k2 == k) {
                 return None;
             }
+        }
+        let mut dimensions = Dimensions::new();
+        for &(k, v) in dims {
+            dimensions.insert(k.to_owned(), v.to_owned());
         }
         Some(UsageEvent {
             id: f.id.to_owned(),
@@ -908,28 +959,54 @@ mod fast {
             meter: f.meter,
             quantity: f.quantity,
             timestamp: f.timestamp,
-            dimensions: dims.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            dimensions,
         })
     }
 
+    #[cfg(test)]
+    #[test]
+    fn strings_end_at_the_first_quote_and_stop_at_escapes_or_controls() {
+        for len in 0..20 {
+            for (special, ends) in [('"', true), ('\\', false), ('\n', false), ('\u{1f}', false)] {
+                let body: String = "é"
+                    .chars()
+                    .chain("abcdefghijklmnopqrstu".chars())
+                    .take(len)
+                    .collect();
+                let text = format!("\"{body}{special}rest\"");
+                let mut sc = Scan { s: &text, i: 0 };
+                let got = sc.plain_str();
+                if ends {
+                    assert_eq!(got, Some(body.as_str()), "{text:?}");
+                    assert_eq!(&text[sc.i..], "rest\"");
+                } else {
+                    assert_eq!(got, None, "{text:?}");
+                }
+            }
+            let open = format!("\"{}", "x".repeat(len));
+            assert_eq!(Scan { s: &open, i: 0 }.plain_str(), None);
+        }
+    }
+
     /// One event, the whole text.
-    pub(super) fn event_text(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<UsageEvent> {
+    pub(super) fn event_text(raw: &str, times: Accepted) -> Option<UsageEvent> {
         let mut sc = Scan { s: raw, i: 0 };
         sc.ws();
-        let e = event(&mut sc, now, rules)?;
+        let e = event(&mut sc, times)?;
         sc.ws();
         (sc.i == raw.len()).then_some(e)
     }
 
     /// A body of one event or an array of 1 to 500, all valid.
     pub(super) fn body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<Vec<UsageEvent>> {
+        let times = Accepted::new(now, rules);
         let mut sc = Scan { s: body, i: 0 };
         sc.ws();
         let events = if sc.eat(b'[').is_some() {
             let mut events = Vec::with_capacity(body.len() / 160 + 1);
             loop {
                 sc.ws();
-                events.push(event(&mut sc, now, rules)?);
+                events.push(event(&mut sc, times)?);
                 if events.len() > MAX_EVENTS_PER_BATCH {
                     return None;
                 }
@@ -945,7 +1022,7 @@ mod fast {
             }
             events
         } else {
-            vec![event(&mut sc, now, rules)?]
+            vec![event(&mut sc, times)?]
         };
         sc.ws();
         (sc.i == body.len()).then_some(events)
@@ -1277,6 +1354,14 @@ mod tests {
             b.replace("+01:00", "+01:60"),
             b.replace("+01:00", "z"),
             b.replace("+01:00", ".123456789Z"),
+            b.replace("+01:00", ".5Z"),
+            b.replace("+01:00", ".000001-02:30"),
+            b.replace("+01:00", ".1234567891Z"),
+            b.replace("+01:00", ".Z"),
+            b.replace("+01:00", ".12a4Z"),
+            b.replace("T11:00:00", "T13:05:00")
+                .replace("+01:00", ".000000001+01:00"),
+            b.replace("T11:00:00", "T13:05:00"),
             b.replace("+01:00", "+0100"),
             b.replace("T11:00:00", "t11:00:00"),
             b.replace("T11:00:00", " 11:00:00"),
@@ -1321,7 +1406,7 @@ mod tests {
             "{}".to_string(),
         ];
         for v in &variants {
-            let fast = fast::event_text(v, now(), &TimeRules::default());
+            let fast = fast::event_text(v, fast::Accepted::new(now(), &TimeRules::default()));
             let general = parse_event_checked(v, now(), &TimeRules::default());
             if let Some(e) = &fast {
                 assert_eq!(general.as_ref().ok(), Some(e), "{v}");
@@ -1330,15 +1415,15 @@ mod tests {
         }
         let accepted = variants
             .iter()
-            .filter(|v| fast::event_text(v, now(), &TimeRules::default()).is_some())
+            .filter(|v| fast::event_text(v, fast::Accepted::new(now(), &TimeRules::default())).is_some())
             .count();
         assert!(accepted >= 20, "the fast path takes the usual forms: {accepted}");
         let many: serde_json::Map<String, serde_json::Value> =
             (0..16).map(|i| (format!("d{i}"), json!("v"))).collect();
         let sixteen = with("dimensions", serde_json::Value::Object(many)).to_string();
-        assert!(fast::event_text(&sixteen, now(), &TimeRules::default()).is_some());
+        assert!(fast::event_text(&sixteen, fast::Accepted::new(now(), &TimeRules::default())).is_some());
         assert_eq!(
-            fast::event_text(&sixteen, now(), &TimeRules::default()),
+            fast::event_text(&sixteen, fast::Accepted::new(now(), &TimeRules::default())),
             parse_event_checked(&sixteen, now(), &TimeRules::default()).ok()
         );
     }
