@@ -123,7 +123,28 @@ pub fn hex16(bytes: &[u8]) -> String {
 
 /// Formats a window start the way it is stored and sorted: fixed width, UTC, `Z`.
 pub fn window_key(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let (year, month, day) = (t.year(), t.month(), t.day());
+    // chrono writes other years with a sign or more digits, and a leap second as :60.
+    if !(0..=9999).contains(&year) || t.nanosecond() >= 1_000_000_000 {
+        return t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    }
+    let mut out = String::with_capacity(20);
+    let year = year as u32;
+    for (n, sep) in [
+        (year / 100, ""),
+        (year % 100, "-"),
+        (month, "-"),
+        (day, "T"),
+        (t.hour(), ":"),
+        (t.minute(), ":"),
+        (t.second(), "Z"),
+    ] {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+        out.push_str(sep);
+    }
+    out
 }
 
 /// The position of an aggregate within its account and granularity, as stored and sorted:
@@ -317,7 +338,13 @@ fn sum_by_key<'a>(
     let mut set_hash: Vec<u32> = Vec::new();
     let mut hash_ids: FxMap<String, u32> = FxMap::default();
     let mut hash_texts: Vec<String> = Vec::new();
-    let mut cells: FxMap<(u32, Granularity, i64, Meter, u32), Cell> = FxMap::default();
+    // Each aggregate's key (account, granularity, window, meter, hash ids) -> its index in `cells`.
+    type Key = (u32, Granularity, i64, Meter, u32);
+    let events = events.into_iter();
+    let expected = events.size_hint().0 * granularities.len();
+    let mut index: FxMap<Key, u32> = FxMap::default();
+    index.reserve(expected);
+    let mut cells: Vec<(Key, Cell)> = Vec::with_capacity(expected);
     for e in events {
         let (account, _) = accounts.id(&e.account_id);
         let (set, new) = dim_sets.id(&e.dimensions);
@@ -334,18 +361,20 @@ fn sum_by_key<'a>(
         let secs = e.timestamp.timestamp();
         for &g in granularities {
             let key = (account, g, g.window_start_secs(secs), e.meter, hash);
-            match cells.entry(key) {
-                Entry::Occupied(mut o) => {
-                    let c = o.get_mut();
+            match index.entry(key) {
+                Entry::Occupied(o) => {
+                    let c = &mut cells[*o.get() as usize].1;
                     c.quantity += e.quantity;
                     c.count += 1;
                 }
                 Entry::Vacant(v) => {
-                    v.insert(Cell {
+                    v.insert(cells.len() as u32);
+                    let cell = Cell {
                         quantity: e.quantity,
                         count: 1,
                         dims: set,
-                    });
+                    };
+                    cells.push((key, cell));
                 }
             }
         }
@@ -353,18 +382,21 @@ fn sum_by_key<'a>(
     let account_rank = accounts.ranks();
     let hash_rank = ranks_of(&hash_texts);
     // The order of `AggregateKey`, on small integers.
-    let mut sorted: Vec<_> = cells
-        .into_iter()
-        .map(|((a, g, w, m, h), c)| {
+    drop(index);
+    let mut order: Vec<((u64, i64, u64), u32)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, &((a, g, w, m, h), _))| {
             let major = (u64::from(account_rank[a as usize]) << 8) | g as u64;
             let minor = ((m as u64) << 32) | u64::from(hash_rank[h as usize]);
-            ((major, w, minor), (a, g, w, m, h), c)
+            ((major, w, minor), i as u32)
         })
         .collect();
-    sorted.sort_unstable_by_key(|&(order, ..)| order);
-    let out = sorted
+    order.sort_unstable();
+    let out = order
         .into_iter()
-        .map(|(_, (a, g, w, m, h), c)| {
+        .map(|(_, i)| {
+            let ((a, g, w, m, h), ref c) = cells[i as usize];
             let agg = UsageAggregate {
                 account_id: accounts.values[a as usize].to_owned(),
                 granularity: g,
@@ -546,6 +578,16 @@ mod tests {
             window_key(Granularity::Minute.window_start(t)),
             "2026-11-25T09:42:00Z"
         );
+        for t in [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+            "2024-02-29T07:08:09Z",
+        ] {
+            let t: DateTime<Utc> = t.parse().unwrap();
+            assert_eq!(window_key(t), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        let far = DateTime::from_timestamp(300_000_000_000, 0).unwrap();
+        assert_eq!(window_key(far), far.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         let before_epoch: DateTime<Utc> = "1969-12-31T23:59:30Z".parse().unwrap();
         assert_eq!(
             window_key(Granularity::Day.window_start(before_epoch)),
