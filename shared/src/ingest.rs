@@ -9,7 +9,7 @@
 use crate::store::{CommitOutcome, RejectedEvent, StoreError, UsageStore};
 use crate::usage::{
     aggregate_sorted, dimensions_hash, distinct_events, parse_event, parse_valid_body, split_body,
-    window_key, BodyError, Granularity, TimeRules, UsageEvent,
+    window_key, BodyError, Dimensions, Granularity, TimeRules, UsageEvent,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -129,8 +129,17 @@ pub fn plan_chunks(
     let mut chunks = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut keys: HashSet<(String, Granularity, String)> = HashSet::new();
+    // Events come sorted by account, meter and dimensions: neighbours usually share a set.
+    let mut last_hash: Option<(&Dimensions, String)> = None;
     for (i, e) in events.iter().enumerate() {
-        let hash = dimensions_hash(&e.dimensions);
+        let hash = match &last_hash {
+            Some((dims, hash)) if **dims == e.dimensions => hash.clone(),
+            _ => {
+                let hash = dimensions_hash(&e.dimensions);
+                last_hash = Some((&e.dimensions, hash.clone()));
+                hash
+            }
+        };
         let event_keys: Vec<_> = granularities
             .iter()
             .map(|&g| {
