@@ -1428,6 +1428,76 @@ mod tests {
         );
     }
 
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "[a-zA-Z0-9_.:-]{0,12}",
+            "[a-z0-9 _\u{e9}\u{7f}\u{85}\u{1}\"\\\\]{0,6}",
+            Just("gpu_seconds".to_string()),
+            Just("2026-11-25T11:30:00Z".to_string()),
+            Just("2026-11-25T11:30:00.25+01:00".to_string()),
+            Just("2026-11-18T11:59:59Z".to_string()),
+            "[0-9]{1,3}(\\.[0-9]{0,14})?",
+        ];
+        prop_oneof![
+            6 => text.clone().prop_map(|t| serde_json::to_string(&t).unwrap()),
+            1 => text.prop_map(|t| format!("\"{}\"", t.replace('e', "\\u0065"))),
+            2 => "-?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][+-]?[0-9]{1,2})?",
+            1 => Just("null".to_string()),
+            1 => Just("true".to_string()),
+            1 => Just("[]".to_string()),
+            1 => proptest::collection::vec(
+                (prop_oneof![Just("region"), Just("gpu_model"), Just("Bad"), Just("")], "[a-zA-Z\u{85} ]{0,3}"),
+                0..4,
+            )
+            .prop_map(|kvs| {
+                let body: Vec<String> = kvs.iter().map(|(k, v)| format!("\"{k}\":{}", serde_json::to_string(v).unwrap())).collect();
+                format!("{{{}}}", body.join(","))
+            }),
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the one-pass reader accepts, the general decoder accepts with the same event.
+        #[test]
+        fn the_fast_path_never_accepts_what_the_general_decoder_would_not(
+            changes in proptest::collection::vec((proptest::bool::weighted(0.2), json_text(), proptest::bool::ANY), 8),
+            order in proptest::strategy::Just((0..8).collect::<Vec<usize>>()).prop_shuffle(),
+            dropped in proptest::option::weighted(0.1, 0usize..8),
+            extra in proptest::option::weighted(0.1, (0usize..10, json_text())),
+        ) {
+            let names = [
+                "id", "account_id", "provider_id", "job_id", "meter", "quantity", "timestamp", "dimensions",
+                "id", "quantiy",
+            ];
+            let valid = base();
+            let mut parts = Vec::new();
+            for &i in &order {
+                if dropped == Some(i) {
+                    continue;
+                }
+                let (replace, value, spaced) = &changes[i];
+                let value = if *replace { value.clone() } else { valid[names[i]].to_string() };
+                let sep = if *spaced { " : " } else { ":" };
+                parts.push(format!("\"{}\"{sep}{value}", names[i]));
+            }
+            if let Some((i, value)) = &extra {
+                parts.push(format!("\"{}\":{value}", names[*i]));
+            }
+            let text = format!("{{{}}}", parts.join(","));
+            let accepted = fast::Accepted::new(now(), &TimeRules::default());
+            if let Some(e) = fast::event_text(&text, accepted) {
+                proptest::prop_assert_eq!(parse_event_checked(&text, now(), &TimeRules::default()), Ok(e), "{}", text);
+            }
+            proptest::prop_assert_eq!(
+                parse_event(&text, now(), &TimeRules::default()),
+                parse_event_checked(&text, now(), &TimeRules::default())
+            );
+        }
+    }
+
     #[test]
     fn whole_bodies_take_the_one_pass_decoder_only_when_all_is_valid() {
         let b = base().to_string();
