@@ -1,6 +1,8 @@
 //! Ports: what the domain's services need from storage and queues. The DynamoDB and SQS
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
+pub mod idempotency;
+pub mod keys;
 pub mod memory;
 pub mod rates;
 
