@@ -94,6 +94,16 @@ async fn a_retry_replays_the_first_response_and_a_different_body_is_refused() {
     assert!(!theirs.headers().contains_key("idempotent-replayed"));
     assert_eq!(queued(&stack).await, 2);
 
+    // Not ASCII (API Gateway passes such header bytes through).
+    let mut req = keyed("POST", "/v1/usage", &body, "x");
+    req.headers_mut().insert(
+        "idempotency-key",
+        lambda_http::http::HeaderValue::from_bytes("×ø\u{9b}".as_bytes()).unwrap(),
+    );
+    let resp = api.handle(req, now()).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(body_json(&resp)["errors"][0]["field"], "Idempotency-Key");
+
     for bad_key in ["", &"k".repeat(256), "two words"] {
         let resp = api
             .handle(keyed("POST", "/v1/usage", &body, bad_key), now())

@@ -167,6 +167,14 @@ async fn new_keys_are_validated_and_listed_in_pages() {
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
         assert_eq!(body_json(&resp)["errors"][0]["field"], field, "{body}");
     }
+    // A body that is not UTF-8 (API Gateway passes it base64-encoded) is refused, naming it.
+    for path in ["/v1/api-keys", "/v1/usage"] {
+        let mut req = operator_request("POST", path, &[], None);
+        *req.body_mut() = lambda_http::Body::Binary(vec![0xff, 0xfe, 0xfd]);
+        let resp = api.handle(req, now()).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(body_json(&resp)["errors"][0]["field"], "body");
+    }
     let mut ids = Vec::new();
     for i in 0..5 {
         let k = create(

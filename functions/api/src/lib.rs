@@ -11,6 +11,7 @@
 
 mod idempotency;
 mod keys;
+pub mod openapi;
 pub mod routes;
 mod usage;
 
@@ -206,67 +207,20 @@ pub(crate) fn time_param(
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// The route table: every route, who may call it, and its handler. Adding a route is one
     /// row here, its handler, and its path in `openapi.rs`.
+    #[rustfmt::skip]
     pub const ROUTES: &'static [Route<Self>] = &[
-        Route {
-            method: "GET",
-            path: "/health",
-            access: Access::Public,
-            handler: |a, c| Box::pin(a.health(c)),
-        },
-        Route {
-            method: "POST",
-            path: "/v1/usage",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.post_usage(c)),
-        },
-        Route {
-            method: "GET",
-            path: "/v1/usage/rejected",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.get_unknown_rejected(c)),
-        },
-        Route {
-            method: "GET",
-            path: "/v1/accounts/{account_id}/usage",
-            access: Access::Account,
-            handler: |a, c| Box::pin(a.get_usage(c)),
-        },
-        Route {
-            method: "GET",
-            path: "/v1/accounts/{account_id}/usage/rejected",
-            access: Access::Account,
-            handler: |a, c| Box::pin(a.get_account_rejected(c)),
-        },
-        Route {
-            method: "POST",
-            path: "/v1/api-keys",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.create_key(c)),
-        },
-        Route {
-            method: "GET",
-            path: "/v1/api-keys",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.list_keys(c)),
-        },
-        Route {
-            method: "GET",
-            path: "/v1/api-keys/{key_id}",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.get_key(c)),
-        },
-        Route {
-            method: "POST",
-            path: "/v1/api-keys/{key_id}/rotate",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.rotate_key(c)),
-        },
-        Route {
-            method: "DELETE",
-            path: "/v1/api-keys/{key_id}",
-            access: Access::Operator,
-            handler: |a, c| Box::pin(a.revoke_key(c)),
-        },
+        //         method    path                                        who may call it   handler
+        Route::new("GET",    "/health",                                  Access::Public,   |a, c| Box::pin(a.health(c))),
+        Route::new("GET",    "/openapi.json",                            Access::Public,   |a, c| Box::pin(a.openapi_json(c))),
+        Route::new("POST",   "/v1/usage",                                Access::Operator, |a, c| Box::pin(a.post_usage(c))),
+        Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, |a, c| Box::pin(a.get_unknown_rejected(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
+        Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
+        Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
+        Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),
+        Route::new("POST",   "/v1/api-keys/{key_id}/rotate",             Access::Operator, |a, c| Box::pin(a.rotate_key(c))),
+        Route::new("DELETE", "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.revoke_key(c))),
     ];
 
     /// An API with no bootstrap key and the default idempotency wait.
@@ -378,6 +332,16 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             }
             _ => self.run(route, &ctx).await,
         }
+    }
+
+    async fn openapi_json(&self, _: &Ctx) -> Outcome {
+        static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let doc = DOC.get_or_init(|| openapi::document::<S, Q>().to_string());
+        Ok(Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::Text(doc.clone()))
+            .expect("valid response"))
     }
 
     /// Runs a route's handler.

@@ -88,6 +88,17 @@ pub struct Route<A> {
     pub handler: Handler<A>,
 }
 
+impl<A> Route<A> {
+    pub const fn new(method: &'static str, path: &'static str, access: Access, handler: Handler<A>) -> Self {
+        Route {
+            method,
+            path,
+            access,
+            handler,
+        }
+    }
+}
+
 /// Matches `path` against `pattern`, returning the parameters.
 pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
