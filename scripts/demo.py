@@ -115,7 +115,7 @@ def main():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = (now - dt.timedelta(hours=6)).replace(minute=0, second=0)
     gen = subprocess.run(
-        [os.path.join(ROOT, "target/debug/meterline"), "gen-usage", "--seed", str(args.seed), "--events",
+        [os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "meterline"), "gen-usage", "--seed", str(args.seed), "--events",
          str(args.events), "--accounts", "5", "--providers", "3", "--start", iso(start), "--hours", "5"],
         check=True, capture_output=True, text=True)
     events = json.loads(gen.stdout)
