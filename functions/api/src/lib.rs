@@ -385,3 +385,33 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         }
     }
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use meterline_shared::store::memory::{MemoryUsageQueue, MemoryUsageStore};
+
+    type A = Api<MemoryUsageStore, MemoryUsageQueue>;
+
+    #[test]
+    fn the_route_table_is_consistent() {
+        let mut seen = std::collections::HashSet::new();
+        for r in A::ROUTES {
+            assert!(seen.insert((r.method, r.path)), "{} {} twice", r.method, r.path);
+            assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&r.method));
+            // A tenant-scoped route names the parameter its tenant keys are checked against.
+            if let Some(param) = r.access.scope_param() {
+                assert!(
+                    r.path.contains(&format!("{{{param}}}")),
+                    "{} {}",
+                    r.method,
+                    r.path
+                );
+            }
+            // Idempotency keys are scoped to the caller's key: a POST needs one.
+            if r.method == "POST" {
+                assert_ne!(r.access, Access::Public, "{}", r.path);
+            }
+        }
+    }
+}
