@@ -18,9 +18,15 @@ import boto3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def http(method, url, body=None, timeout=300):
+API_KEY = os.environ.get("METERLINE_API_KEY", "")
+
+
+def http(method, url, body=None, timeout=300, key=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    if key or API_KEY:
+        headers["authorization"] = f"Bearer {key or API_KEY}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -109,7 +115,7 @@ def main():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = (now - dt.timedelta(hours=6)).replace(minute=0, second=0)
     gen = subprocess.run(
-        [os.path.join(ROOT, "target/debug/meterline"), "gen-usage", "--seed", str(args.seed), "--events",
+        [os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "meterline"), "gen-usage", "--seed", str(args.seed), "--events",
          str(args.events), "--accounts", "5", "--providers", "3", "--start", iso(start), "--hours", "5"],
         check=True, capture_output=True, text=True)
     events = json.loads(gen.stdout)
@@ -184,6 +190,20 @@ def main():
     table([(r["window_start"][11:16], r["dimensions"].get("gpu_model", "-"), r["quantity"], r["event_count"])
            for r in out["data"]], ["hour", "gpu_model", "gpu_seconds", "events"])
     print(f"next_cursor: {out['next_cursor'][:24] + '...' if out['next_cursor'] else None}")
+
+    print(f"\n== API keys: a customer key for {account} reads its own account only ==")
+    status, created = http("POST", f"{api}/v1/api-keys", {"role": "customer", "account_id": account, "name": "demo"})
+    if status != 201:
+        sys.exit(f"POST /v1/api-keys failed: {status} {created}")
+    customer = created["key"]
+    print(f"POST /v1/api-keys -> {status}: id {created['id']}, prefix {created['prefix']} (secret shown once)")
+    other = next(e["account_id"] for e in events if e["account_id"] != account)
+    for acct in (account, other):
+        status, out = http("GET", f"{api}/v1/accounts/{acct}/usage", key=customer)
+        print(f"GET /v1/accounts/{acct}/usage with the customer key -> {status}")
+    status, out = http("DELETE", f"{api}/v1/api-keys/{created['id']}")
+    status, out = http("GET", f"{api}/v1/accounts/{account}/usage", key=customer)
+    print(f"after DELETE /v1/api-keys/{created['id']}: the same request -> {status} ({out['title']})")
 
     print(f"\n== GET /v1/accounts/{events[0]['account_id']}/usage/rejected ==")
     status, out = http("GET", f"{api}/v1/accounts/{events[0]['account_id']}/usage/rejected")

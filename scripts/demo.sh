@@ -16,13 +16,19 @@ python scripts/stack.py create --prefix demo >"$LOCAL/stack.json"
 log "building the functions"
 cargo build --quiet -p usage-ingest -p api -p rate-refresh -p meterline-cli
 
-# The functions get the environment the template gives them (their union), plus the endpoint.
+# A fresh bootstrap operator key for this run: the API accepts it without storing it, and the
+# demo creates its other keys with it.
+METERLINE_API_KEY="$(python -c 'import secrets; a="abcdefghijklmnopqrstuvwxyz234567"; r=lambda n: "".join(secrets.choice(a) for _ in range(n)); print(f"ml_{r(16)}_{r(48)}")')"
+export METERLINE_API_KEY
+
+# Both functions get the environment the template gives them (their union), plus the endpoint.
 python - "$LOCAL/stack.json" >"$LOCAL/functions.env" <<'PY'
 import json, os, sys
 stack = json.load(open(sys.argv[1]))
 env = {}
 for f in stack["functions"].values():
     env.update(f["env"])
+env["METERLINE_BOOTSTRAP_OPERATOR_KEY"] = os.environ["METERLINE_API_KEY"]
 for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     env[k] = os.environ[k]
 env["RUST_LOG"] = "info"

@@ -10,13 +10,14 @@ mkdir -p "$LOCAL"
 MOTO_VERSION="5.2.5"
 CARGO_LAMBDA_VERSION="1.9.2"
 CFN_LINT_VERSION="1.58.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_venv() {
-  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION"
+  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION-$SCHEMATHESIS_VERSION"
   if [ ! -f "$stamp" ]; then
-    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION into .venv"
+    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION, schemathesis $SCHEMATHESIS_VERSION into .venv"
     # Debian's python3 ships venv without ensurepip unless python3-venv is installed: then
     # create the environment without pip and let the system pip install pip into it.
     if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -25,7 +26,8 @@ ensure_venv() {
       python3 -m pip --python "$VENV/bin/python" install --quiet --disable-pip-version-check pip
     fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-      "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+      "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
+      "schemathesis==$SCHEMATHESIS_VERSION"
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

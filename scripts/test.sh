@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit and property tests, then the integration tests against a
-# local AWS endpoint (moto_server) that this script starts and stops.
+# local AWS endpoint (moto_server) that this script starts and stops, then (with no arguments)
+# the contract test of the running API against its OpenAPI document (scripts/contract.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -9,3 +10,8 @@ start_moto
 export METERLINE_PYTHON="$VENV/bin/python"
 log "cargo test --workspace"
 cargo test --workspace --locked "$@"
+# The full suite (no arguments) also checks the running API against its OpenAPI document.
+if [ "$#" -eq 0 ]; then
+  log "contract test: schemathesis against the API under cargo lambda watch"
+  bash "$ROOT/scripts/contract.sh"
+fi

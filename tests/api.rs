@@ -1,7 +1,7 @@
 //! The API function's handler against the local endpoint, fed API Gateway HTTP API events.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, Stack};
+use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
 use meterline_shared::aws::{DynamoUsageStore, SqsUsageQueue};
 use meterline_shared::ingest::ingest_body;
 use meterline_shared::usage::generator::{generate, GeneratorConfig};
@@ -16,16 +16,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn api(stack: &Stack) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
-    let env = stack.function_env("ApiFunction");
-    api::Api {
-        store: stack.usage_store(),
-        queue: SqsUsageQueue::new(stack.sqs(), env["USAGE_QUEUE_URL"].clone()),
-        time_rules: stack.usage_config().ingest.time_rules,
-        rates: api::rates::RatesApi::new(
-            std::sync::Arc::new(stack.rate_store()),
-            stack.rates_config("ApiFunction").max_age,
-        ),
-    }
+    stack.api()
 }
 
 fn event(id: &str, quantity: &str) -> Value {
@@ -68,7 +59,7 @@ async fn posted_usage_is_validated_and_only_valid_events_are_enqueued() {
     ]);
     let resp = api
         .handle(
-            api_request("POST", "/v1/usage", &[], Some(&body.to_string())),
+            operator_request("POST", "/v1/usage", &[], Some(&body.to_string())),
             now(),
         )
         .await;
@@ -113,13 +104,17 @@ async fn bad_requests_get_problems_naming_the_field() {
     let api = api(&stack);
     let cases: Vec<(lambda_http::Request, u16, &str)> = vec![
         (
-            api_request("POST", "/v1/usage", &[], Some("{not json")),
+            operator_request("POST", "/v1/usage", &[], Some("{not json")),
             400,
             "body",
         ),
-        (api_request("POST", "/v1/usage", &[], Some("[]")), 400, "body"),
         (
-            api_request(
+            operator_request("POST", "/v1/usage", &[], Some("[]")),
+            400,
+            "body",
+        ),
+        (
+            operator_request(
                 "POST",
                 "/v1/usage",
                 &[],
@@ -129,17 +124,17 @@ async fn bad_requests_get_problems_naming_the_field() {
             "[0].quantity",
         ),
         (
-            api_request("GET", "/v1/accounts/acct_api/usage", &[("limit", "0")], None),
+            operator_request("GET", "/v1/accounts/acct_api/usage", &[("limit", "0")], None),
             400,
             "limit",
         ),
         (
-            api_request("GET", "/v1/accounts/acct_api/usage", &[("limit", "1001")], None),
+            operator_request("GET", "/v1/accounts/acct_api/usage", &[("limit", "1001")], None),
             400,
             "limit",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("granularity", "week")],
@@ -149,7 +144,7 @@ async fn bad_requests_get_problems_naming_the_field() {
             "granularity",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("meter", "gpu_hours")],
@@ -159,7 +154,7 @@ async fn bad_requests_get_problems_naming_the_field() {
             "meter",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("from", "yesterday")],
@@ -169,7 +164,7 @@ async fn bad_requests_get_problems_naming_the_field() {
             "from",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")],
@@ -179,7 +174,7 @@ async fn bad_requests_get_problems_naming_the_field() {
             "from",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("cursor", "bm90IGEgY3Vyc29y")],
@@ -189,7 +184,7 @@ async fn bad_requests_get_problems_naming_the_field() {
             "cursor",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage",
                 &[("group_by", "Region")],
@@ -199,12 +194,12 @@ async fn bad_requests_get_problems_naming_the_field() {
             "group_by",
         ),
         (
-            api_request("GET", "/v1/accounts/bad%20id/usage", &[], None),
+            operator_request("GET", "/v1/accounts/bad%20id/usage", &[], None),
             400,
             "account_id",
         ),
         (
-            api_request(
+            operator_request(
                 "GET",
                 "/v1/accounts/acct_api/usage/rejected",
                 &[("cursor", "!!")],
@@ -224,7 +219,7 @@ async fn bad_requests_get_problems_naming_the_field() {
     }
     let big = "x".repeat(api::MAX_BODY_BYTES + 1);
     let resp = api
-        .handle(api_request("POST", "/v1/usage", &[], Some(&big)), now())
+        .handle(operator_request("POST", "/v1/usage", &[], Some(&big)), now())
         .await;
     assert_eq!(resp.status(), 413);
     let resp = api
@@ -278,7 +273,7 @@ async fn usage_pagination_visits_every_row_exactly_once() {
                 if let Some(c) = &cursor {
                     q.push(("cursor", c.as_str()));
                 }
-                let resp = api.handle(api_request("GET", &path, &q, None), now()).await;
+                let resp = api.handle(operator_request("GET", &path, &q, None), now()).await;
                 assert_eq!(resp.status(), 200, "{:?}", body_json(&resp));
                 let out = body_json(&resp);
                 rows.extend(out["data"].as_array().unwrap().iter().cloned());

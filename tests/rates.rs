@@ -2,7 +2,7 @@
 //! it as the scheduled function does, and the API's rate routes reading it.
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
-use meterline_integration_tests::{api_request, body_json, Stack};
+use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
 use meterline_shared::aws::{DynamoRateStore, SqsUsageQueue};
 use meterline_shared::fx::{CurrencyPair, ExchangeRate, Outcome};
 use meterline_shared::store::cached_rates::CachedRates;
@@ -34,13 +34,10 @@ fn api_with(
     stack: &Stack,
     rates: Arc<dyn RateStore>,
 ) -> api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue> {
-    let env = stack.function_env("ApiFunction");
-    api::Api {
-        store: stack.usage_store(),
-        queue: SqsUsageQueue::new(stack.sqs(), env["USAGE_QUEUE_URL"].clone()),
-        time_rules: stack.usage_config().ingest.time_rules,
-        rates: api::rates::RatesApi::new(rates, stack.rates_config("ApiFunction").max_age),
-    }
+    stack.api().with_rates(api::rates::RatesApi::new(
+        rates,
+        stack.rates_config("ApiFunction").max_age,
+    ))
 }
 
 async fn get(
@@ -49,7 +46,7 @@ async fn get(
     query: &[(&str, &str)],
     now: DateTime<Utc>,
 ) -> (u16, Value) {
-    let resp = api.handle(api_request("GET", path, query, None), now).await;
+    let resp = api.handle(operator_request("GET", path, query, None), now).await;
     (resp.status().as_u16(), body_json(&resp))
 }
 

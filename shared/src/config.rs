@@ -164,6 +164,37 @@ impl RatesConfig {
     }
 }
 
+/// What the API reads besides the usage configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub api_keys_table: String,
+    pub idempotency_table: String,
+    /// An operator key accepted without being stored, so a fresh deployment can create keys.
+    pub bootstrap_operator_key: Option<crate::api::keys::PresentedKey>,
+}
+
+impl ApiConfig {
+    /// Reads `API_KEYS_TABLE`, `IDEMPOTENCY_TABLE` (required) and
+    /// `METERLINE_BOOTSTRAP_OPERATOR_KEY` (optional; an `ml_<prefix>_<secret>` key). The key's
+    /// value is never echoed in an error.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<ApiConfig, ConfigError> {
+        let bootstrap_operator_key = env
+            .optional("METERLINE_BOOTSTRAP_OPERATOR_KEY")
+            .map(|k| {
+                k.trim().parse().map_err(|()| ConfigError::Invalid {
+                    name: "METERLINE_BOOTSTRAP_OPERATOR_KEY",
+                    reason: "must be ml_<16 of a-z 2-7>_<48 of a-z 2-7>".into(),
+                })
+            })
+            .transpose()?;
+        Ok(ApiConfig {
+            api_keys_table: env.required("API_KEYS_TABLE")?,
+            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            bootstrap_operator_key,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +244,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        let api = [("API_KEYS_TABLE", "k"), ("IDEMPOTENCY_TABLE", "i")];
+        assert!(ApiConfig::from_env(&env(&api))
+            .unwrap()
+            .bootstrap_operator_key
+            .is_none());
+        let mut vars = api.to_vec();
+        vars.push(("METERLINE_BOOTSTRAP_OPERATOR_KEY", "ml_secret"));
+        let err = ApiConfig::from_env(&env(&vars)).unwrap_err();
+        assert!(!err.to_string().contains("ml_secret"), "{err}");
         let mut vars = TABLES.to_vec();
         vars.push(("AGGREGATE_GRANULARITIES", "day, minute,hour"));
         let c = UsageConfig::from_env(&env(&vars)).unwrap();

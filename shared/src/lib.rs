@@ -4,6 +4,7 @@
 //! Rust with no AWS types. The ports its services need are traits in [`store`]; the DynamoDB
 //! and SQS adapters live in `aws` (feature `aws`), at the edge.
 
+pub mod api;
 pub mod billing;
 pub mod config;
 pub mod estimate;

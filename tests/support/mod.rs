@@ -4,8 +4,11 @@
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, DynamoRateStore, DynamoUsageStore};
-use meterline_shared::config::{Env, RatesConfig, UsageConfig};
+use meterline_shared::aws::{
+    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoIdempotencyStore, DynamoRateStore,
+    DynamoUsageStore, SqsUsageQueue,
+};
+use meterline_shared::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,6 +95,31 @@ impl Stack {
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// The configuration the API function would read.
+    pub fn api_config(&self) -> ApiConfig {
+        let env = self.function_env("ApiFunction");
+        ApiConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
+    }
+
+    /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
+    /// operator key (as `METERLINE_BOOTSTRAP_OPERATOR_KEY` would).
+    pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
+        let env = self.function_env("ApiFunction");
+        let config = self.api_config();
+        api::Api::new(
+            self.usage_store(),
+            SqsUsageQueue::new(self.sqs(), env["USAGE_QUEUE_URL"].clone()),
+            self.usage_config().ingest.time_rules,
+            std::sync::Arc::new(DynamoApiKeyStore::new(self.ddb(), config.api_keys_table)),
+            std::sync::Arc::new(DynamoIdempotencyStore::new(self.ddb(), config.idempotency_table)),
+        )
+        .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
+        .with_rates(api::rates::RatesApi::new(
+            std::sync::Arc::new(self.rate_store()),
+            self.rates_config("ApiFunction").max_age,
+        ))
     }
 
     /// A usage store on this stack's tables.
@@ -223,6 +251,31 @@ where
         }
     }
     stats
+}
+
+/// The bootstrap operator key the tests' API accepts.
+pub const OPERATOR_KEY: &str = "ml_testoperatorkey2_testoperatorsecrettestoperatorsecrettestoperator";
+
+/// Sets a request header.
+pub fn with_header(mut req: lambda_http::Request, name: &'static str, value: &str) -> lambda_http::Request {
+    req.headers_mut()
+        .insert(name, value.parse().expect("a valid header value"));
+    req
+}
+
+/// Sends `key` as `Authorization: Bearer <key>`.
+pub fn with_key(req: lambda_http::Request, key: &str) -> lambda_http::Request {
+    with_header(req, "authorization", &format!("Bearer {key}"))
+}
+
+/// A request with the operator key.
+pub fn operator_request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_http::Request {
+    with_key(api_request(method, path, query, body), OPERATOR_KEY)
 }
 
 /// An API Gateway HTTP API (payload 2.0) request, as the API function receives it.

@@ -1,45 +1,113 @@
 //! The HTTP API function (API Gateway HTTP API, payload v2).
 //!
-//! Routes:
-//! - `GET /health`: whether the tables answer.
-//! - `POST /v1/usage`: validate events now, enqueue the valid ones for ingestion (202).
-//! - `GET /v1/accounts/{account_id}/usage`: aggregated usage, cursor-paginated.
-//! - `GET /v1/accounts/{account_id}/usage/rejected`: rejected events with reasons.
-//! - `GET /v1/usage/rejected`: rejected events whose account could not be read.
-//! - `GET /v1/rates`, `GET /v1/rates/{base}/{quote}/history`: exchange rates ([`rates`]).
+//! Every route is a row of one table, [`Api::ROUTES`]: method, path pattern, who may call it
+//! ([`Access`]) and its handler. Before any handler runs, [`Api::handle`] matches the route,
+//! checks the body size, resolves `Authorization: Bearer <key>` to a [`Principal`] (401 if the
+//! key is missing, unknown, wrong or revoked), checks the caller's role and tenant against the
+//! route (403 for a role that may never call it, 404 for another tenant's ids), and applies
+//! `Idempotency-Key` to POSTs. See `docs/api.md`.
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
-use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, RequestExt, Response};
-use meterline_shared::problem::{self, Problem};
-use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
-use meterline_shared::usage::event::{is_valid_dimension_name, is_valid_ref_id};
-use meterline_shared::usage::query::{
-    query_usage, GroupBy, QueryError, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
-};
-use meterline_shared::usage::{parse_event, split_body, window_key, FieldError, Granularity, TimeRules};
-use meterline_shared::Meter;
-use serde_json::json;
-use std::collections::HashSet;
-use std::str::FromStr;
-
+mod idempotency;
+mod keys;
+pub mod openapi;
 pub mod rates;
+pub mod routes;
+mod usage;
 
-/// Largest request body accepted.
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use meterline_shared::api::keys::{ApiKeyRecord, KeyHash, PresentedKey, Principal, Role, RANDOM_BYTES};
+use meterline_shared::problem::{self, Problem};
+use meterline_shared::store::idempotency::IdempotencyStore;
+use meterline_shared::store::keys::ApiKeyStore;
+use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
+use meterline_shared::usage::event::is_valid_ref_id;
+use meterline_shared::usage::TimeRules;
+pub use routes::{Access, Ctx, Outcome, Params, Route};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a request waits for a concurrent request with the same `Idempotency-Key` to finish.
+pub const DEFAULT_IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The API's dependencies.
 pub struct Api<S, Q> {
     pub store: S,
     pub queue: Q,
     pub time_rules: TimeRules,
+    pub keys: Arc<dyn ApiKeyStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    pub bootstrap: Option<ApiKeyRecord>,
+    /// How long a retry waits for the first request with its `Idempotency-Key`.
+    pub idempotency_wait: std::time::Duration,
+    /// The exchange-rate routes' store and staleness rule.
     pub rates: rates::RatesApi,
+    handler_calls: AtomicU64,
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+/// OS random bytes.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random number generator works");
+    b
+}
+
+/// The stored form of a bootstrap operator key: hashed with a fresh salt, never written
+/// anywhere.
+pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord {
+    let salt: [u8; 16] = random();
+    ApiKeyRecord {
+        id: key.prefix.clone(),
+        role: Role::Operator,
+        account_id: None,
+        provider_id: None,
+        name: Some("bootstrap operator key (METERLINE_BOOTSTRAP_OPERATOR_KEY)".into()),
+        hash: KeyHash::new(key, &salt),
+        created_at: now,
+        revoked_at: None,
+        replaced_by: None,
+    }
+}
+
+/// Random bytes for a new key.
+pub(crate) fn key_random() -> [u8; RANDOM_BYTES] {
+    random()
+}
+
+/// 413 for a body over [`MAX_BODY_BYTES`].
+pub(crate) fn too_large(len: usize) -> Problem {
+    Problem::new(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        format!("the body is {len} bytes; at most {MAX_BODY_BYTES} are accepted"),
+    )
+}
+
+fn unauthorized(detail: &str) -> Response<Body> {
+    let mut p = Problem::new(401, "unauthorized", "Unauthorized", detail);
+    p.errors.push(meterline_shared::usage::FieldError::new(
+        "Authorization",
+        "invalid",
+        "must be `Bearer <API key>` with a valid, unrevoked key",
+    ));
+    let mut resp = problem_response(&p);
+    resp.headers_mut().insert(
+        "www-authenticate",
+        lambda_http::http::HeaderValue::from_static("Bearer realm=\"meterline\""),
+    );
+    resp
+}
+
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -56,7 +124,7 @@ pub fn problem_response(p: &Problem) -> Response<Body> {
         .expect("valid response")
 }
 
-fn store_problem(e: &StoreError) -> Problem {
+pub(crate) fn store_problem(e: &StoreError) -> Problem {
     tracing::error!(error = %e, "storage failure");
     Problem::new(
         503,
@@ -66,7 +134,7 @@ fn store_problem(e: &StoreError) -> Problem {
     )
 }
 
-fn body_bytes(body: &Body) -> &[u8] {
+pub(crate) fn body_bytes(body: &Body) -> &[u8] {
     match body {
         Body::Empty => &[],
         Body::Text(t) => t.as_bytes(),
@@ -76,7 +144,7 @@ fn body_bytes(body: &Body) -> &[u8] {
 }
 
 /// Checks an account id from the path like the event contract does.
-fn account_param(raw: &str) -> Result<String, Problem> {
+pub(crate) fn account_param(raw: &str) -> Result<String, Problem> {
     let ok = is_valid_ref_id(raw);
     if ok {
         Ok(raw.to_string())
@@ -89,11 +157,11 @@ fn account_param(raw: &str) -> Result<String, Problem> {
     }
 }
 
-fn encode_token(s: &str) -> String {
+pub(crate) fn encode_token(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
-fn decode_token(s: &str) -> Result<String, Problem> {
+pub(crate) fn decode_token(s: &str) -> Result<String, Problem> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .ok()
@@ -101,21 +169,26 @@ fn decode_token(s: &str) -> Result<String, Problem> {
         .ok_or_else(|| Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
 }
 
-fn limit_param(q: &lambda_http::aws_lambda_events::query_map::QueryMap) -> Result<usize, Problem> {
+/// The `limit` query parameter: 1 to `max`, `default` when absent.
+pub(crate) fn limit_param(
+    q: &lambda_http::aws_lambda_events::query_map::QueryMap,
+    default: usize,
+    max: usize,
+) -> Result<usize, Problem> {
     match q.first("limit") {
-        None => Ok(DEFAULT_PAGE_SIZE),
+        None => Ok(default),
         Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(Problem::invalid_field(
                 "limit",
                 "out_of_range",
-                format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                format!("must be a whole number from 1 to {max}"),
             )),
         },
     }
 }
 
-fn time_param(
+pub(crate) fn time_param(
     q: &lambda_http::aws_lambda_events::query_map::QueryMap,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, Problem> {
@@ -134,245 +207,226 @@ fn time_param(
         .transpose()
 }
 
-impl<S: UsageStore, Q: UsageQueue> Api<S, Q> {
+impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+    /// The route table: every route, who may call it, and its handler. Adding a route is one
+    /// row here, its handler, and its path in `openapi.rs`.
+    #[rustfmt::skip]
+    pub const ROUTES: &'static [Route<Self>] = &[
+        //         method    path                                        who may call it   handler
+        Route::new("GET",    "/health",                                  Access::Public,   |a, c| Box::pin(a.health(c))),
+        Route::new("GET",    "/openapi.json",                            Access::Public,   |a, c| Box::pin(a.openapi_json(c))),
+        Route::new("POST",   "/v1/usage",                                Access::Operator, |a, c| Box::pin(a.post_usage(c))),
+        Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, |a, c| Box::pin(a.get_unknown_rejected(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
+        Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
+        Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
+        Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
+        Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
+        Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),
+        Route::new("POST",   "/v1/api-keys/{key_id}/rotate",             Access::Operator, |a, c| Box::pin(a.rotate_key(c))),
+        Route::new("DELETE", "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.revoke_key(c))),
+    ];
+
+    /// An API with no bootstrap key and the default idempotency wait.
+    pub fn new(
+        store: S,
+        queue: Q,
+        time_rules: TimeRules,
+        keys: Arc<dyn ApiKeyStore>,
+        idempotency: Arc<dyn IdempotencyStore>,
+    ) -> Self {
+        Api {
+            store,
+            queue,
+            time_rules,
+            keys,
+            idempotency,
+            bootstrap: None,
+            idempotency_wait: DEFAULT_IDEMPOTENCY_WAIT,
+            rates: rates::RatesApi::new(
+                Arc::new(meterline_shared::store::rates::InMemoryRateStore::new()),
+                rates::DEFAULT_MAX_AGE,
+            ),
+            handler_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads exchange rates through `rates` (an empty in-memory store otherwise).
+    pub fn with_rates(mut self, rates: rates::RatesApi) -> Self {
+        self.rates = rates;
+        self
+    }
+
+    /// Accepts `key` as an operator key without storing it.
+    pub fn with_bootstrap_key(mut self, key: &PresentedKey) -> Self {
+        self.bootstrap = Some(bootstrap_record(key, Utc::now()));
+        self
+    }
+
+    /// How many times a route's handler has been entered: tests use it to prove that a request
+    /// was refused before any handler logic ran.
+    pub fn handler_calls(&self) -> u64 {
+        self.handler_calls.load(Ordering::SeqCst)
+    }
+
     /// Answers one request; `now` is the receive time.
     pub async fn handle(&self, req: Request, now: DateTime<Utc>) -> Response<Body> {
-        let path = req.raw_http_path().to_string();
-        let path = if path.is_empty() {
+        let raw = req.raw_http_path().to_string();
+        let path = if raw.is_empty() {
             req.uri().path().to_string()
         } else {
-            path
+            raw
         };
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let method = req.method().clone();
-        let result = match (method.clone(), segments.as_slice()) {
-            (Method::GET, ["health"]) => self.health().await,
-            (Method::POST, ["v1", "usage"]) => self.post_usage(&req, now).await,
-            (Method::GET, ["v1", "accounts", account, "usage"]) => self.get_usage(&req, account, now).await,
-            (Method::GET, ["v1", "accounts", account, "usage", "rejected"]) => match account_param(account) {
-                Ok(a) => self.get_rejected(&req, Some(&a)).await,
-                Err(p) => Err(p),
-            },
-            (Method::GET, ["v1", "usage", "rejected"]) => self.get_rejected(&req, None).await,
-            (_, ["v1", "rates", rest @ ..]) => self.rates.route(&req, rest, now).await,
-            (_, ["health"] | ["v1", "usage"] | ["v1", "accounts", _, "usage"])
-            | (_, ["v1", "accounts", _, "usage", "rejected"] | ["v1", "usage", "rejected"]) => {
-                Err(Problem::new(
-                    405,
-                    "method-not-allowed",
-                    "Method not allowed",
-                    format!("{method} is not allowed on {path}"),
-                ))
-            }
-            _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
-        };
-        result.unwrap_or_else(|p| problem_response(&p))
-    }
-
-    async fn health(&self) -> Result<Response<Body>, Problem> {
-        match self.store.health().await {
-            Ok(()) => Ok(json_response(
-                StatusCode::OK,
-                json!({"status": "ok", "tables": "reachable"}),
-            )),
-            Err(e) => {
-                tracing::warn!(error = %e, "health check failed");
-                Err(Problem::new(503, "unhealthy", "Unhealthy", e.to_string()))
+        let method = req.method().as_str().to_string();
+        let mut allowed: Vec<&str> = Vec::new();
+        let mut found = None;
+        for route in Self::ROUTES {
+            if let Some(params) = routes::match_path(route.path, &path) {
+                if route.method == method {
+                    found = Some((route, params));
+                    break;
+                }
+                allowed.push(route.method);
             }
         }
-    }
-
-    async fn post_usage(&self, req: &Request, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
-        let bytes = body_bytes(req.body());
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(Problem::new(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                format!(
-                    "the body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
-                    bytes.len()
-                ),
+        let Some((route, params)) = found else {
+            if allowed.is_empty() {
+                return problem_response(&Problem::not_found(format!("no route for {method} {path}")));
+            }
+            let mut resp = problem_response(&Problem::new(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{method} is not allowed on {path}"),
             ));
-        }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| Problem::invalid_field("body", "invalid_encoding", "must be UTF-8 JSON"))?;
-        let raws =
-            split_body(text).map_err(|e| Problem::invalid_field("body", "invalid_body", e.to_string()))?;
-        let mut results = Vec::with_capacity(raws.len());
-        let mut valid = Vec::new();
-        let mut seen = HashSet::new();
-        let mut all_errors: Vec<FieldError> = Vec::new();
-        let (mut rejected, mut duplicate) = (0, 0);
-        for (i, raw) in raws.iter().enumerate() {
-            match parse_event(raw.get(), now, &self.time_rules) {
-                Ok(e) => {
-                    if seen.insert((e.account_id.clone(), e.id.clone())) {
-                        results.push(json!({"index": i, "id": e.id, "status": "accepted"}));
-                        valid.push(e);
-                    } else {
-                        duplicate += 1;
-                        results.push(json!({"index": i, "id": e.id, "status": "duplicate"}));
-                    }
-                }
-                Err(r) => {
-                    rejected += 1;
-                    for e in &r.errors {
-                        let field = if e.field.is_empty() {
-                            format!("[{i}]")
-                        } else {
-                            format!("[{i}].{}", e.field)
-                        };
-                        all_errors.push(FieldError::new(field, &e.code, &e.message));
-                    }
-                    results.push(
-                        json!({"index": i, "id": r.event_id, "status": "rejected", "errors": r.errors}),
-                    );
-                }
+            if let Ok(v) = allowed.join(", ").parse() {
+                resp.headers_mut().insert("allow", v);
             }
+            return resp;
+        };
+        let len = body_bytes(req.body()).len();
+        if len > MAX_BODY_BYTES {
+            return problem_response(&too_large(len));
         }
-        if valid.is_empty() && rejected > 0 {
-            let p = Problem::new(
-                422,
-                "invalid-usage",
-                "Invalid usage events",
-                format!(
-                    "{rejected} of {} events are invalid; none was accepted",
-                    raws.len()
-                ),
-            )
-            .with_errors(all_errors);
-            let mut body = serde_json::to_value(&p).expect("problem serializes");
-            body["results"] = json!(results);
-            return Ok(Response::builder()
-                .status(422)
-                .header("content-type", problem::CONTENT_TYPE)
-                .body(Body::Text(body.to_string()))
-                .expect("valid response"));
+        let principal = if route.access == Access::Public {
+            None
+        } else {
+            match self.authenticate(&req).await {
+                Ok(p) => Some(p),
+                Err(resp) => return resp,
+            }
+        };
+        if let Err(p) = routes::authorize(route.access, &params, principal.as_ref()) {
+            return problem_response(&p);
         }
-        self.queue.enqueue(&valid).await.map_err(|e| store_problem(&e))?;
-        Ok(json_response(
-            StatusCode::ACCEPTED,
-            json!({"accepted": valid.len(), "rejected": rejected, "duplicate": duplicate, "results": results}),
-        ))
+        let idempotency_key = req
+            .headers()
+            .get(meterline_shared::api::idempotency::HEADER)
+            .map(|v| v.to_str().map(str::to_string));
+        let ctx = Ctx {
+            req,
+            params,
+            principal,
+            now,
+        };
+        match (route.method, idempotency_key, &ctx.principal) {
+            ("POST", Some(key), Some(principal)) => {
+                let key = match key {
+                    Ok(k) => k,
+                    Err(_) => {
+                        return problem_response(&Problem::invalid_field(
+                            meterline_shared::api::idempotency::HEADER,
+                            "invalid_format",
+                            "must be printable ASCII",
+                        ))
+                    }
+                };
+                let caller = principal.key_id().to_string();
+                self.idempotent(route, &ctx, &caller, &key).await
+            }
+            _ => self.run(route, &ctx).await,
+        }
     }
 
-    async fn get_usage(
-        &self,
-        req: &Request,
-        account: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Response<Body>, Problem> {
-        let account_id = account_param(account)?;
-        let q = req.query_string_parameters();
-        let granularity = match q.first("granularity") {
-            None => Granularity::Hour,
-            Some(g) => {
-                Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))?
-            }
-        };
-        let meter = q
-            .first("meter")
-            .map(|m| {
-                Meter::from_str(m).map_err(|_| {
-                    Problem::invalid_field(
-                        "meter",
-                        "unknown_meter",
-                        format!("`{m}` is not a meter; expected one of {}", Meter::names()),
-                    )
-                })
-            })
-            .transpose()?;
-        let to =
-            time_param(&q, "to")?.unwrap_or_else(|| granularity.window_start(now) + granularity.length());
-        let default_span = match granularity {
-            Granularity::Minute => Duration::hours(1),
-            Granularity::Hour => Duration::days(1),
-            Granularity::Day => Duration::days(31),
-        };
-        let from = time_param(&q, "from")?.unwrap_or(to - default_span);
-        if from >= to {
-            return Err(Problem::invalid_field(
-                "from",
-                "invalid_range",
-                "must be before `to`",
+    async fn openapi_json(&self, _: &Ctx) -> Outcome {
+        static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let doc = DOC.get_or_init(|| openapi::document::<S, Q>().to_string());
+        Ok(Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::Text(doc.clone()))
+            .expect("valid response"))
+    }
+
+    /// Runs a route's handler.
+    pub(crate) async fn run(&self, route: &Route<Self>, ctx: &Ctx) -> Response<Body> {
+        self.handler_calls.fetch_add(1, Ordering::SeqCst);
+        (route.handler)(self, ctx)
+            .await
+            .unwrap_or_else(|p| problem_response(&p))
+    }
+
+    /// Resolves the request's key to its principal. No cache: the key is read on every request,
+    /// so a revoked key fails at once.
+    async fn authenticate(&self, req: &Request) -> Result<Principal, Response<Body>> {
+        let Some(header) = req.headers().get("authorization") else {
+            return Err(unauthorized(
+                "an API key is required: `Authorization: Bearer <key>`",
             ));
-        }
-        let group_by = match q.first("group_by") {
-            None => GroupBy::AllDimensions,
-            Some(g) => {
-                let keys: Vec<String> = g
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(String::from)
-                    .collect();
-                if let Some(bad) = keys.iter().find(|k| !is_valid_dimension_name(k)) {
-                    return Err(Problem::invalid_field(
-                        "group_by",
-                        "invalid_name",
-                        format!("`{bad}` is not a dimension name"),
-                    ));
-                }
-                GroupBy::Keys(keys)
-            }
         };
-        let query = UsageQuery {
-            account_id: account_id.clone(),
-            granularity,
-            from,
-            to,
-            meter,
-            group_by,
-            limit: limit_param(&q)?,
-        };
-        let page = query_usage(&self.store, &query, q.first("cursor"))
-            .await
-            .map_err(|e| match e {
-                QueryError::Cursor(_) => {
-                    Problem::invalid_field("cursor", "invalid", "is not a cursor this query returned")
-                }
-                QueryError::Store(e) => store_problem(&e),
-            })?;
-        Ok(json_response(
-            StatusCode::OK,
-            json!({
-                "account_id": account_id,
-                "granularity": granularity,
-                "from": window_key(from),
-                "to": window_key(to),
-                "data": page.rows,
-                "next_cursor": page.next_cursor,
-            }),
-        ))
-    }
-
-    async fn get_rejected(&self, req: &Request, account: Option<&str>) -> Result<Response<Body>, Problem> {
-        let q = req.query_string_parameters();
-        let limit = limit_param(&q)?;
-        let after = q.first("cursor").map(decode_token).transpose()?;
-        let page = self
-            .store
-            .rejected_page(account, after.as_deref(), limit)
-            .await
-            .map_err(|e| store_problem(&e))?;
-        let data: Vec<_> = page
-            .items
-            .iter()
-            .map(|r| {
-                json!({
-                    "fingerprint": r.fingerprint,
-                    "account_id": r.account_id,
-                    "event_id": r.event_id,
-                    "received_at": r.received_at,
-                    "errors": r.errors,
-                    "raw": r.raw,
-                })
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                let (scheme, token) = h.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .collect();
-        Ok(json_response(
-            StatusCode::OK,
-            json!({"data": data, "next_cursor": page.next.as_deref().map(encode_token)}),
-        ))
+            .and_then(|token| token.parse::<PresentedKey>().ok());
+        let Some(presented) = presented else {
+            return Err(unauthorized("the API key is not valid"));
+        };
+        if let Some(boot) = self.bootstrap.as_ref().filter(|b| b.id == presented.prefix) {
+            return boot
+                .authenticate(&presented)
+                .ok_or_else(|| unauthorized("the API key is not valid"));
+        }
+        match self.keys.get(&presented.prefix).await {
+            Ok(Some(record)) => record
+                .authenticate(&presented)
+                .ok_or_else(|| unauthorized("the API key is not valid")),
+            Ok(None) => Err(unauthorized("the API key is not valid")),
+            Err(e) => Err(problem_response(&store_problem(&e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use meterline_shared::store::memory::{MemoryUsageQueue, MemoryUsageStore};
+
+    type A = Api<MemoryUsageStore, MemoryUsageQueue>;
+
+    #[test]
+    fn the_route_table_is_consistent() {
+        let mut seen = std::collections::HashSet::new();
+        for r in A::ROUTES {
+            assert!(seen.insert((r.method, r.path)), "{} {} twice", r.method, r.path);
+            assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&r.method));
+            // A tenant-scoped route names the parameter its tenant keys are checked against.
+            if let Some(param) = r.access.scope_param() {
+                assert!(
+                    r.path.contains(&format!("{{{param}}}")),
+                    "{} {}",
+                    r.method,
+                    r.path
+                );
+            }
+            // Idempotency keys are scoped to the caller's key: a POST needs one.
+            if r.method == "POST" {
+                assert_ne!(r.access, Access::Public, "{}", r.path);
+            }
+        }
     }
 }

@@ -1,9 +1,10 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoIdempotencyStore, DynamoRateStore,
+    DynamoUsageStore, SqsUsageQueue,
 };
-use meterline_shared::config::{Env, RatesConfig, UsageConfig};
+use meterline_shared::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::store::cached_rates::CachedRates;
 use std::sync::Arc;
 
@@ -12,24 +13,28 @@ async fn main() -> anyhow::Result<()> {
     meterline_shared::telemetry::init();
     let env = Env::process();
     let config = UsageConfig::from_env(&env).context("configuration")?;
-    let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
+    let api_config = ApiConfig::from_env(&env).context("configuration")?;
     let rates_config = RatesConfig::from_env(&env).context("configuration")?;
+    let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
     let sdk = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     // Rates are read through a cache kept for the life of the execution environment.
     let rates = CachedRates::new(
-        DynamoRateStore::new(aws_sdk_dynamodb::Client::new(&sdk), rates_config.table),
+        DynamoRateStore::new(ddb.clone(), rates_config.table),
         rates_config.cache_ttl,
     );
-    let api = &api::Api {
-        store: DynamoUsageStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            config.tables,
-            config.event_retention,
-        ),
-        queue: SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
-        time_rules: config.ingest.time_rules,
-        rates: api::rates::RatesApi::new(Arc::new(rates), rates_config.max_age),
-    };
+    let mut api = api::Api::new(
+        DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
+        SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
+        config.ingest.time_rules,
+        Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
+        Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
+    )
+    .with_rates(api::rates::RatesApi::new(Arc::new(rates), rates_config.max_age));
+    if let Some(key) = &api_config.bootstrap_operator_key {
+        api = api.with_bootstrap_key(key);
+    }
+    let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, lambda_http::Error>(api.handle(req, chrono::Utc::now()).await)
     }))

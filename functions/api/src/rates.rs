@@ -8,14 +8,16 @@
 //! Reads go through the [`RateStore`] port; the function wires a `CachedRates` over DynamoDB,
 //! so a warm invocation lists the latest rates from memory within the cache TTL.
 
+use crate::routes::{Ctx, Outcome};
 use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use meterline_shared::fx::{CurrencyPair, ExchangeRate};
 use meterline_shared::money::Currency;
 use meterline_shared::problem::Problem;
 use meterline_shared::store::rates::{RateStore, StoreError};
+use meterline_shared::store::{UsageQueue, UsageStore};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ use std::sync::Arc;
 pub const DEFAULT_HISTORY_PAGE: usize = 100;
 /// Largest `limit` of a history page.
 pub const MAX_HISTORY_PAGE: usize = 1000;
+/// Age past which a rate is reported stale unless configured (`RATES_MAX_AGE_SECONDS`).
+pub const DEFAULT_MAX_AGE: Duration = Duration::seconds(900);
 /// The history window when `from` is not given: the day before `to`.
 pub const DEFAULT_HISTORY_SPAN: Duration = Duration::days(1);
 
@@ -116,41 +120,12 @@ fn decode_cursor(pair: CurrencyPair, token: &str) -> Result<String, Problem> {
     Ok(rest.to_string())
 }
 
-fn method_not_allowed(method: &Method, path: &str) -> Problem {
-    Problem::new(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        format!("{method} is not allowed on {path}"),
-    )
-}
-
 impl RatesApi {
     pub fn new(store: Arc<dyn RateStore>, max_age: Duration) -> RatesApi {
         RatesApi { store, max_age }
     }
 
-    /// Answers a request under `/v1/rates`; `rest` is the path after it, split on `/`.
-    pub async fn route(
-        &self,
-        req: &Request,
-        rest: &[&str],
-        now: DateTime<Utc>,
-    ) -> Result<Response<Body>, Problem> {
-        let method = req.method();
-        let path = format!(
-            "/v1/rates{}",
-            rest.iter().map(|s| format!("/{s}")).collect::<String>()
-        );
-        match rest {
-            [] | [""] if method == Method::GET => self.latest(now).await,
-            [base, quote, "history"] if method == Method::GET => self.history(req, base, quote, now).await,
-            [] | [""] | [_, _, "history"] => Err(method_not_allowed(method, &path)),
-            _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
-        }
-    }
-
-    async fn latest(&self, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
+    pub(crate) async fn latest(&self, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
         let rates = self.store.latest_all().await.map_err(|e| store_problem(&e))?;
         let data: Vec<Value> = rates
             .iter()
@@ -174,7 +149,7 @@ impl RatesApi {
         ))
     }
 
-    async fn history(
+    pub(crate) async fn history(
         &self,
         req: &Request,
         base: &str,
@@ -231,6 +206,18 @@ impl RatesApi {
                 "next_cursor": page.next_cursor.as_deref().map(|c| encode_cursor(pair, c)),
             }),
         ))
+    }
+}
+
+impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+    pub(crate) async fn get_rates(&self, c: &Ctx) -> Outcome {
+        self.rates.latest(c.now).await
+    }
+
+    pub(crate) async fn get_rate_history(&self, c: &Ctx) -> Outcome {
+        let base = c.params.get("base").unwrap_or_default();
+        let quote = c.params.get("quote").unwrap_or_default();
+        self.rates.history(&c.req, base, quote, c.now).await
     }
 }
 

@@ -3,10 +3,14 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod dynamo_idempotency;
+pub mod dynamo_keys;
 pub mod dynamo_rates;
 pub mod dynamo_usage;
 pub mod sqs_usage;
 
+pub use dynamo_idempotency::DynamoIdempotencyStore;
+pub use dynamo_keys::DynamoApiKeyStore;
 pub use dynamo_rates::DynamoRateStore;
 pub use dynamo_usage::{DynamoUsageStore, WriteStats};
 pub use sqs_usage::SqsUsageQueue;

@@ -2,6 +2,8 @@
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
 pub mod cached_rates;
+pub mod idempotency;
+pub mod keys;
 pub mod memory;
 pub mod rates;
 

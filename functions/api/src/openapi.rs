@@ -1,0 +1,505 @@
+//! The OpenAPI 3.1 document, served at `/openapi.json`.
+//!
+//! Paths, bodies and schemas come from the `utoipa` annotations below; what the route table
+//! decides is added from [`Api::ROUTES`] itself, so the document cannot disagree with it: each
+//! operation's security (none for public routes, the bearer key otherwise), who may call it,
+//! the `Idempotency-Key` header on POSTs, and the problem responses the middleware can give
+//! (401, 403, 404, 413, 422, 409, 503). A unit test checks that every route is documented and
+//! every documented operation is a route.
+
+#![allow(dead_code)] // The types and functions here only describe the API.
+
+use crate::routes::Access;
+use crate::Api;
+use meterline_shared::store::{UsageQueue, UsageStore};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use utoipa::{OpenApi, ToSchema};
+
+/// An RFC 9457 problem.
+#[derive(ToSchema)]
+struct Problem {
+    /// `https://meterline.dev/problems/{slug}`.
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Each offending field, parameter or header.
+    errors: Option<Vec<FieldError>>,
+}
+
+/// What is wrong with one field.
+#[derive(ToSchema)]
+struct FieldError {
+    /// The field, parameter or header, e.g. `limit`, `[0].quantity`, `Idempotency-Key`.
+    field: String,
+    /// A stable machine-readable code, e.g. `out_of_range`.
+    code: String,
+    message: String,
+}
+
+#[derive(ToSchema)]
+struct Health {
+    status: String,
+    tables: String,
+}
+
+/// One usage event ([contract](https://github.com/meterline/meterline/blob/main/docs/usage-events.md)).
+#[derive(ToSchema, serde::Serialize)]
+struct UsageEvent {
+    #[schema(min_length = 1, max_length = 256)]
+    id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
+    account_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
+    provider_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
+    job_id: String,
+    meter: Meter,
+    /// A decimal, as a string or a number; at most 12 fractional digits, at most 10^15.
+    #[schema(value_type = String, example = "3600.5")]
+    quantity: String,
+    /// RFC 3339 with an offset.
+    #[schema(format = DateTime)]
+    timestamp: String,
+    /// At most 16; names `^[a-z][a-z0-9_]{0,63}$`, values 1 to 256 characters.
+    dimensions: Option<BTreeMap<String, String>>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[schema(rename_all = "snake_case")]
+enum Meter {
+    CpuSeconds,
+    GpuSeconds,
+    MemoryGibSeconds,
+    StorageGibHours,
+    NetworkEgressGib,
+    NetworkIngressGib,
+    WallSeconds,
+}
+
+/// A body of `POST /v1/usage`: one event, or an array of 1 to 500.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+enum UsageBody {
+    One(UsageEvent),
+    Many(Vec<UsageEvent>),
+}
+
+/// What became of one event of the body.
+#[derive(ToSchema)]
+struct UsageResult {
+    index: u32,
+    id: Option<String>,
+    /// `accepted`, `rejected` or `duplicate`.
+    status: String,
+    errors: Option<Vec<FieldError>>,
+}
+
+#[derive(ToSchema)]
+struct UsageAccepted {
+    accepted: u32,
+    rejected: u32,
+    duplicate: u32,
+    results: Vec<UsageResult>,
+}
+
+/// Usage of one window, meter and dimension set (or group).
+#[derive(ToSchema)]
+struct UsageRow {
+    #[schema(format = DateTime)]
+    window_start: String,
+    #[schema(format = DateTime)]
+    window_end: String,
+    meter: Meter,
+    dimensions: BTreeMap<String, String>,
+    /// An exact decimal.
+    quantity: String,
+    event_count: u64,
+}
+
+#[derive(ToSchema)]
+struct UsagePage {
+    account_id: String,
+    /// `minute`, `hour` or `day`.
+    granularity: String,
+    from: String,
+    to: String,
+    data: Vec<UsageRow>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+struct RejectedEvent {
+    fingerprint: String,
+    account_id: Option<String>,
+    event_id: Option<String>,
+    #[schema(format = DateTime)]
+    received_at: String,
+    errors: Vec<FieldError>,
+    /// The payload as received.
+    raw: String,
+}
+
+#[derive(ToSchema)]
+struct RejectedPage {
+    data: Vec<RejectedEvent>,
+    next_cursor: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[schema(rename_all = "snake_case")]
+enum Role {
+    Operator,
+    Customer,
+    Provider,
+}
+
+/// A key to create. `account_id` is required for (and only for) customer keys,
+/// `provider_id` for provider keys.
+#[derive(ToSchema)]
+struct NewApiKey {
+    role: Role,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
+    account_id: Option<String>,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
+    provider_id: Option<String>,
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+}
+
+/// A key as listed: never its secret.
+#[derive(ToSchema, serde::Serialize)]
+struct ApiKey {
+    /// The key's prefix: 16 of `a-z 2-7`.
+    id: String,
+    /// `ml_<id>_`: how the key starts.
+    prefix: String,
+    role: Role,
+    account_id: Option<String>,
+    provider_id: Option<String>,
+    name: Option<String>,
+    /// `active` or `revoked`.
+    status: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    replaced_by: Option<String>,
+}
+
+/// A new key with its secret, shown this once.
+#[derive(ToSchema, serde::Serialize)]
+struct CreatedApiKey {
+    #[serde(flatten)]
+    key_info: ApiKey,
+    /// The whole key, `ml_<id>_<secret>`: send it as `Authorization: Bearer <key>`.
+    key: String,
+    /// The rotated key this one replaces.
+    replaces: Option<String>,
+}
+
+#[derive(ToSchema)]
+struct ApiKeyPage {
+    data: Vec<ApiKey>,
+    next_cursor: Option<String>,
+}
+
+/// The latest rate of a pair.
+#[derive(ToSchema)]
+struct LatestRate {
+    /// `BASE/QUOTE`, e.g. `BTC/USD`.
+    pair: String,
+    base: String,
+    quote: String,
+    /// An exact decimal: units of `quote` per unit of `base`.
+    rate: String,
+    #[schema(format = DateTime)]
+    as_of: String,
+    age_seconds: i64,
+    /// Older than `max_age_seconds`, or kept stale by the refresh.
+    stale: bool,
+    /// The sources that agreed (for a cross pair, its legs).
+    sources: Vec<String>,
+}
+
+#[derive(ToSchema)]
+struct LatestRates {
+    #[schema(format = DateTime)]
+    at: String,
+    max_age_seconds: i64,
+    data: Vec<LatestRate>,
+}
+
+/// One stored rate of a pair's history.
+#[derive(ToSchema)]
+struct HistoricRate {
+    rate: String,
+    #[schema(format = DateTime)]
+    as_of: String,
+    sources: Vec<String>,
+    stale: bool,
+}
+
+#[derive(ToSchema)]
+struct RateHistoryPage {
+    pair: String,
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
+    data: Vec<HistoricRate>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/rates", tag = "exchange rates",
+    responses((status = 200, description = "The latest rate of every pair, with its age and sources", body = LatestRates)))]
+fn get_rates() {}
+
+#[utoipa::path(get, path = "/v1/rates/{base}/{quote}/history", tag = "exchange rates",
+    params(
+        ("base" = String, Path, description = "ISO 4217 or crypto code, e.g. `EUR`, `BTC`"),
+        ("quote" = String, Path, description = "A code different from `base`"),
+        ("from" = Option<String>, Query, description = "RFC 3339: rates with `as_of` at or after (default: a day before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339: rates with `as_of` before (default: now)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rates per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The pair's rates, oldest first", body = RateHistoryPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_rate_history() {}
+
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Every table answers", body = Health)))]
+fn health() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+fn openapi_json() {}
+
+#[utoipa::path(post, path = "/v1/usage", tag = "usage", request_body = UsageBody,
+    responses(
+        (status = 202, description = "Validated now; the valid events are queued for ingestion", body = UsageAccepted),
+        (status = 400, description = "The body is not JSON, empty, or has over 500 events", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No event is valid (the problem also carries `results`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn post_usage() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/usage", tag = "usage",
+    params(
+        ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("granularity" = Option<String>, Query, description = "`minute`, `hour` (default) or `day`"),
+        ("from" = Option<String>, Query, description = "RFC 3339: windows starting at or after"),
+        ("to" = Option<String>, Query, description = "RFC 3339: windows starting before"),
+        ("meter" = Option<Meter>, Query, description = "One meter only"),
+        ("group_by" = Option<String>, Query, description = "Comma-separated dimension names; empty: totals per meter"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Aggregated usage, by window, meter, group", body = UsagePage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_usage() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/usage/rejected", tag = "usage",
+    params(
+        ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Rejected events with their reasons, by fingerprint", body = RejectedPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_account_rejected() {}
+
+#[utoipa::path(get, path = "/v1/usage/rejected", tag = "usage",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Rejected events whose account could not be read", body = RejectedPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_unknown_rejected() {}
+
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The key, with its secret shown this once", body = CreatedApiKey),
+        (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn create_key() {}
+
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Keys per page (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Keys in id order, prefix only", body = ApiKeyPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn list_keys() {}
+
+#[utoipa::path(get, path = "/v1/api-keys/{key_id}", tag = "api keys",
+    params(("key_id" = String, Path, description = "The key's id (prefix)")),
+    responses((status = 200, description = "The key, prefix only", body = ApiKey)))]
+fn get_key() {}
+
+#[utoipa::path(post, path = "/v1/api-keys/{key_id}/rotate", tag = "api keys",
+    params(("key_id" = String, Path, description = "The key's id (prefix)")),
+    responses(
+        (status = 201, description = "A new key with the same role and tenant; the old one is revoked", body = CreatedApiKey),
+        (status = 400, description = "The body is not empty", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn rotate_key() {}
+
+#[utoipa::path(delete, path = "/v1/api-keys/{key_id}", tag = "api keys",
+    params(("key_id" = String, Path, description = "The key's id (prefix)")),
+    responses((status = 200, description = "The key, revoked (from the next request on)", body = ApiKey)))]
+fn revoke_key() {}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "meterline",
+        description = "Usage-based billing for a compute marketplace. See docs/api.md.",
+        version = "0.1.0"
+    ),
+    paths(
+        health,
+        openapi_json,
+        post_usage,
+        get_usage,
+        get_account_rejected,
+        get_unknown_rejected,
+        get_rates,
+        get_rate_history,
+        create_key,
+        list_keys,
+        get_key,
+        rotate_key,
+        revoke_key
+    )
+)]
+struct ApiDoc;
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+/// The document: the annotations, completed from the route table.
+pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    doc["components"]["securitySchemes"] = json!({
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key, `ml_<prefix>_<secret>`, as `Authorization: Bearer <key>`"
+        }
+    });
+    doc["components"]["schemas"]["Problem"] = serde_json::to_value(
+        ApiDoc::openapi()
+            .components
+            .and_then(|c| c.schemas.get("Problem").cloned()),
+    )
+    .expect("serializes");
+    for route in Api::<S, Q>::ROUTES {
+        let method = route.method.to_ascii_lowercase();
+        let op = &mut doc["paths"][route.path][method.as_str()];
+        assert!(
+            op.is_object(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        let responses = op["responses"].as_object_mut().expect("responses");
+        let mut add = |status: &str, description: &str| {
+            responses
+                .entry(status)
+                .or_insert_with(|| problem_response(description));
+        };
+        add("503", "Storage is unavailable; retry later");
+        if route.access != Access::Public {
+            add(
+                "401",
+                "No key, or a key that is malformed, unknown, wrong or revoked",
+            );
+            add("404", "No such object (also another tenant's)");
+            add("400", "A parameter or header is invalid");
+        }
+        if !matches!(route.access, Access::Public | Access::Authenticated) {
+            add("403", "This key's role may not call this route");
+        }
+        if route.method == "POST" {
+            add("413", "The body is too large");
+            add("409", "A request with this Idempotency-Key is still running");
+            add("422", "This Idempotency-Key was used for a different request");
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let mut params = params;
+            params.push(json!({
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": false,
+                // Printable ASCII, checked by the API (400). Not a `pattern` here: schemathesis
+                // would send non-ASCII header bytes, which cargo lambda's local emulator answers
+                // with its own 500 before the function runs (API Gateway passes them through;
+                // tests/idempotency.rs covers the 400).
+                "description": "Makes a retry return the first response instead of doing the work again \
+                    (24 hours). 1 to 255 printable ASCII characters without spaces.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+            }));
+            op["parameters"] = Value::Array(params);
+        }
+        op["security"] = if route.access == Access::Public {
+            json!([])
+        } else {
+            json!([{"apiKey": []}])
+        };
+        op["x-meterline-access"] = json!(route.access.describe());
+        let text = op["description"].as_str().unwrap_or_default().to_string();
+        op["description"] = json!(format!("{text}\n\nWho may call it: {}.", route.access.describe())
+            .trim_start()
+            .to_string());
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterline_shared::store::memory::{MemoryUsageQueue, MemoryUsageStore};
+
+    #[test]
+    fn every_route_is_documented_and_every_operation_is_a_route() {
+        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        let mut routes: Vec<String> = Api::<MemoryUsageStore, MemoryUsageQueue>::ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(documented, routes);
+        let post = &doc["paths"]["/v1/api-keys"]["post"];
+        assert_eq!(post["security"], json!([{"apiKey": []}]));
+        assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
+        assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+    }
+}

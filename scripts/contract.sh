@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Contract test: runs the API function under `cargo lambda watch` on the local endpoint, and
+# schemathesis (pinned in env.sh) against it, driven by the OpenAPI document the API serves at
+# /openapi.json. Fails on any 5xx, any undocumented status or content type, and any response that
+# does not match its schema. Reuses the local endpoint when AWS_ENDPOINT_URL is set (as under
+# scripts/test.sh); otherwise starts one. Extra arguments go to `st run`.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+ensure_venv
+if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
+  start_moto
+fi
+
+prefix="contract-$$"
+log "contract: creating the stack ($prefix) and building the API"
+python scripts/stack.py create --prefix "$prefix" >"$LOCAL/contract-stack.json"
+cargo build --quiet --locked -p api
+
+METERLINE_API_KEY="$(python -c 'import secrets; a="abcdefghijklmnopqrstuvwxyz234567"; r=lambda n: "".join(secrets.choice(a) for _ in range(n)); print(f"ml_{r(16)}_{r(48)}")')"
+export METERLINE_API_KEY
+python - "$LOCAL/contract-stack.json" >"$LOCAL/contract.env" <<'PY'
+import json, os, sys
+env = json.load(open(sys.argv[1]))["functions"]["ApiFunction"]["env"]
+env["METERLINE_BOOTSTRAP_OPERATOR_KEY"] = os.environ["METERLINE_API_KEY"]
+for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    env[k] = os.environ[k]
+env["RUST_LOG"] = "warn"
+print("\n".join(f"{k}={v}" for k, v in sorted(env.items())))
+PY
+
+PORT="$(free_port)"
+log "contract: cargo lambda watch on 127.0.0.1:$PORT (log: .local/contract-watch.log)"
+setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$PORT" --env-file "$LOCAL/contract.env" \
+  >"$LOCAL/contract-watch.log" 2>&1 &
+PIDS+=("$!")
+BASE="http://127.0.0.1:$PORT/lambda-url/api"
+for i in $(seq 1 600); do
+  if python -c "import urllib.request; urllib.request.urlopen('$BASE/health', timeout=5)" 2>/dev/null; then
+    break
+  fi
+  if [ "$i" = 600 ]; then
+    echo "the API did not answer; see .local/contract-watch.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+
+log "contract: schemathesis against $BASE/openapi.json"
+# Bounded: a fixed seed, few examples per operation, no stateful phase.
+PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=contract_hooks st run "$BASE/openapi.json" --url "$BASE" \
+  -H "Authorization: Bearer $METERLINE_API_KEY" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --phases examples,coverage,fuzzing --max-examples "${CONTRACT_MAX_EXAMPLES:-25}" --seed 7 \
+  --workers 1 --request-timeout 20 --no-color --suppress-health-check too_slow,filter_too_much \
+  "$@"
