@@ -92,13 +92,15 @@ pub fn window_key(t: DateTime<Utc>) -> String {
 }
 
 /// The position of an aggregate within its account and granularity, as stored and sorted:
-/// `{window}#{meter}#{dimensions hash}`.
+/// `{window}#{meter}#{dimensions hash}#{provider}`. The provider is part of the key because
+/// billing prices and settles usage per provider; the usage API merges providers away.
 pub fn aggregate_sort_key(a: &UsageAggregate) -> String {
     format!(
-        "{}#{}#{}",
+        "{}#{}#{}#{}",
         window_key(a.window_start),
         a.meter,
-        dimensions_hash(&a.dimensions)
+        dimensions_hash(&a.dimensions),
+        a.provider_id
     )
 }
 
@@ -111,12 +113,16 @@ pub struct AggregateKey {
     pub window_start: DateTime<Utc>,
     pub meter: Meter,
     pub dimensions_hash: String,
+    pub provider_id: String,
 }
 
 /// An aggregate (or a contribution to one): the summed quantity and the number of events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageAggregate {
     pub account_id: String,
+    /// Whose resources the usage ran on.
+    #[serde(default)]
+    pub provider_id: String,
     pub granularity: Granularity,
     pub window_start: DateTime<Utc>,
     pub meter: Meter,
@@ -135,6 +141,7 @@ impl UsageAggregate {
             window_start: self.window_start,
             meter: self.meter,
             dimensions_hash: dimensions_hash(&self.dimensions),
+            provider_id: self.provider_id.clone(),
         }
     }
 
@@ -159,6 +166,7 @@ pub fn aggregate<'a>(
                 window_start: g.window_start(e.timestamp),
                 meter: e.meter,
                 dimensions_hash: hash.clone(),
+                provider_id: e.provider_id.clone(),
             };
             out.entry(key)
                 .and_modify(|a| {
@@ -167,6 +175,7 @@ pub fn aggregate<'a>(
                 })
                 .or_insert_with(|| UsageAggregate {
                     account_id: e.account_id.clone(),
+                    provider_id: e.provider_id.clone(),
                     granularity: g,
                     window_start: g.window_start(e.timestamp),
                     meter: e.meter,
