@@ -5,6 +5,9 @@
 //! and SQS adapters live in `aws` (feature `aws`), at the edge.
 
 pub mod billing;
+pub mod closing;
+#[cfg(test)]
+mod closing_tests;
 pub mod config;
 pub mod fx;
 pub mod ingest;

@@ -1,7 +1,9 @@
 //! Ports: what the domain's services need from storage and queues. The DynamoDB and SQS
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
+pub mod billing;
 pub mod memory;
+pub mod memory_billing;
 pub mod rates;
 
 use crate::meter::Meter;
