@@ -171,7 +171,12 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             let (cat, data) = catalog.as_ref().expect("loaded above");
 
             // Earlier periods still open to late usage, and what already adjusted them.
-            let since = period.start - self.settings.late_usage_lookback;
+            let lookback_from = (period.start - self.settings.late_usage_lookback).max(sub.schedule.anchor);
+            let since = sub
+                .schedule
+                .period_containing(lookback_from)
+                .map_err(CloseError::from)?
+                .start;
             let earlier: Vec<Invoice> = self
                 .billing
                 .invoices_since(&account.account_id, &sub.subscription_id, since)
@@ -261,7 +266,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                         currency = invoice.currency.code(),
                         "invoice finalized"
                     );
-                    report.committed.push(invoice);
+                    report.committed.push(*invoice);
                 }
                 Ok(CloseOutcome::AlreadyClosed) => report.already_closed += 1,
                 Err(StoreError::Conflict(why)) if conflicts < MAX_CONFLICTS => {

@@ -468,7 +468,7 @@ async fn the_scheduler_enqueues_only_due_subscriptions_from_every_shard() {
         .await
         .unwrap();
     assert_eq!(n, 41);
-    assert!(DUE_SHARDS > 1);
+    const { assert!(DUE_SHARDS > 1) };
 }
 
 fn gross_billed_per_meter(

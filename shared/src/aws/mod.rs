@@ -3,10 +3,16 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod dynamo_billing;
 pub mod dynamo_usage;
+pub mod eventbridge;
+pub mod sqs_close;
 pub mod sqs_usage;
 
+pub use dynamo_billing::DynamoBillingStore;
 pub use dynamo_usage::{DynamoUsageStore, WriteStats};
+pub use eventbridge::EventBridgePublisher;
+pub use sqs_close::SqsCloseQueue;
 pub use sqs_usage::SqsUsageQueue;
 
 /// Loads the SDK configuration from the environment (region, credentials, endpoint).
@@ -28,4 +34,5 @@ pub(crate) async fn backoff(attempt: u32) {
 }
 
 pub use aws_sdk_dynamodb;
+pub use aws_sdk_eventbridge;
 pub use aws_sdk_sqs;

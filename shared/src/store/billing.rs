@@ -51,7 +51,7 @@ pub struct CloseCommit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseOutcome {
     /// Written: the invoice as finalized (status open, numbered).
-    Committed(Invoice),
+    Committed(Box<Invoice>),
     /// The period was closed already (another worker, a retry, a duplicate message): nothing
     /// was written.
     AlreadyClosed,
@@ -92,7 +92,7 @@ pub trait BillingStore: Send + Sync {
         invoice_id: &str,
     ) -> impl Future<Output = Result<Option<Invoice>, StoreError>> + Send;
 
-    /// Invoices of a subscription whose period ends at or after `since`, oldest first.
+    /// Invoices of a subscription whose period starts at or after `since`, oldest first.
     fn invoices_since(
         &self,
         account_id: &str,

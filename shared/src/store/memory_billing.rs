@@ -161,7 +161,7 @@ impl BillingStore for MemoryBillingStore {
             .invoices
             .values()
             .filter(|i| i.account_id == account_id && i.subscription_id == subscription_id)
-            .filter(|i| i.period.end >= since)
+            .filter(|i| i.period.start >= since)
             .cloned()
             .collect();
         out.sort_by_key(|i| i.period.start);
@@ -233,7 +233,7 @@ impl BillingStore for MemoryBillingStore {
         }
         inner.invoices.insert(inv_key, finalized.clone());
         inner.commits += 1;
-        Ok(CloseOutcome::Committed(finalized))
+        Ok(CloseOutcome::Committed(Box::new(finalized)))
     }
 
     async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {
