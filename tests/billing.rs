@@ -351,3 +351,102 @@ async fn invoice_events_are_published_on_eventbridge() {
     // Each invoice: InvoiceFinalized and (auto-pay, fee due) PaymentRequested.
     assert_eq!(report.events_published, 6);
 }
+
+#[tokio::test]
+async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
+    use meterline_shared::billing::events::PaymentResult;
+    use meterline_shared::billing::InvoiceStatus;
+    use meterline_shared::store::billing::PaymentOutcome;
+    let b = Billing::new("billing-overdue").await;
+    b.subscribe("acct_o").await;
+    let req = CloseRequest {
+        account_id: "acct_o".into(),
+        subscription_id: "sub_acct_o".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    let issued = Utc::now();
+    let report = b
+        .closer(&b.events)
+        .close_subscription(&req, issued)
+        .await
+        .unwrap();
+    assert_eq!(report.committed.len(), 3);
+    let publisher = MemoryEventPublisher::new();
+
+    // Net 14 + 3 days' grace: not late after 10 days, late after 20; ten runs, one fee each.
+    let early = overdue_check::handle(
+        &b.billing,
+        &publisher,
+        &scheduled_event(issued + Duration::days(10)),
+        Utc::now() + Duration::days(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!((early.marked_past_due, early.fees_charged), (0, 0));
+    let mut fees = 0;
+    let mut marked = 0;
+    for _ in 0..10 {
+        let at = issued + Duration::days(20);
+        let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+            .await
+            .unwrap();
+        assert_eq!(s.checked, 3);
+        fees += s.fees_charged;
+        marked += s.marked_past_due;
+    }
+    assert_eq!((fees, marked), (3, 3));
+    let overdue: Vec<_> = publisher
+        .events()
+        .into_iter()
+        .filter(|e| e.detail_type == "InvoiceOverdue")
+        .collect();
+    assert_eq!(overdue.len(), 3);
+    let inv = &b.invoices("acct_o").await[0];
+    assert_eq!(inv.status, InvoiceStatus::PastDue);
+    // 1.5 % of 11.90 (a day's 10.00 fee + 19 % tax) = 0.1785 -> 0.18.
+    assert_eq!(inv.amount_due, "11.90".parse::<Decimal>().unwrap());
+    assert_eq!(inv.outstanding, "12.08".parse::<Decimal>().unwrap());
+    // The next fee period (30 days on): one more fee each, however often it runs.
+    for _ in 0..3 {
+        let at = issued + Duration::days(50);
+        overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+            .await
+            .unwrap();
+    }
+    let inv = &b.invoices("acct_o").await[0];
+    assert_eq!(inv.outstanding, "12.26".parse::<Decimal>().unwrap());
+
+    // The payment service pays it: applied once, however often the event is delivered.
+    let paid: EventBridgeEvent<PaymentResult> = serde_json::from_value(json!({
+        "version": "0", "id": "e1", "detail-type": "PaymentSucceeded", "source": "meterline.payments",
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": {"event_id": "pay_1", "invoice_id": inv.invoice_id, "account_id": "acct_o",
+                   "currency": "USD", "amount": "12.26", "at": Utc::now().to_rfc3339()}
+    }))
+    .unwrap();
+    let first = payment_result::handle(&b.billing, &paid).await.unwrap();
+    assert_eq!(
+        first,
+        PaymentOutcome::Applied {
+            status: InvoiceStatus::Paid,
+            outstanding: Decimal::ZERO
+        }
+    );
+    assert_eq!(
+        payment_result::handle(&b.billing, &paid).await.unwrap(),
+        PaymentOutcome::Duplicate
+    );
+    let inv = b
+        .billing
+        .invoice("acct_o", &inv.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inv.status, InvoiceStatus::Paid);
+    // Paid invoices leave the open index: the next check sees the two others only.
+    let at = issued + Duration::days(51);
+    let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+        .await
+        .unwrap();
+    assert_eq!(s.checked, 2);
+}

@@ -8,6 +8,7 @@ pub mod billing;
 pub mod closing;
 #[cfg(test)]
 mod closing_tests;
+pub mod collections;
 pub mod config;
 pub mod fx;
 pub mod ingest;

@@ -10,6 +10,11 @@
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
 //! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
+//! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
+//! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
+//!
+//! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
+//! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid.
 //!
 //! A close is one `TransactWriteItems`: put the invoice (finalized, numbered) if it does not
 //! exist; advance the subscription's `next_close_at` if it still has the value the close read;
@@ -20,17 +25,20 @@
 
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::backoff;
+use crate::billing::events::PaymentResult;
 use crate::billing::statement::ProviderStatement;
-use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus};
+use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
 use crate::store::billing::{
-    due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription, DUE_SHARDS,
+    apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
+    OpenInvoice, PaymentOutcome, DUE_SHARDS,
 };
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -129,10 +137,12 @@ impl DynamoBillingStore {
 
     fn parse_invoice(item: &Item) -> Result<Invoice, StoreError> {
         let mut inv: Invoice = from_doc(item)?;
-        // The status attribute is authoritative: payment and overdue updates change it alone.
+        // The status and outstanding attributes are authoritative: payment and overdue updates
+        // change them alone.
         let status = get_s(item, "status")?;
         inv.status = serde_json::from_value(serde_json::Value::String(status.to_string()))
             .map_err(|e| StoreError::Corrupt(format!("attribute `status`: {e}")))?;
+        inv.outstanding = super::attrs::get_decimal(item, "outstanding")?;
         Ok(inv)
     }
 
@@ -151,8 +161,49 @@ impl DynamoBillingStore {
         item.insert("currency".into(), s(inv.currency.code()));
         item.insert("total".into(), n(inv.total));
         item.insert("amount_due".into(), n(inv.amount_due));
+        item.insert("outstanding".into(), n(inv.outstanding));
         item.insert("due_date".into(), s(inv.due_date.to_string()));
+        if inv.outstanding > Decimal::ZERO {
+            item.insert(
+                "open_pk".into(),
+                s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
+            );
+            item.insert(
+                "open_due".into(),
+                s(format!("{}#{}", inv.due_date, inv.invoice_id)),
+            );
+            item.insert("account_id".into(), s(&inv.account_id));
+            item.insert("invoice_id".into(), s(&inv.invoice_id));
+        }
         item
+    }
+
+    fn invoice_key(account_id: &str, invoice_id: &str) -> [(String, AttributeValue); 2] {
+        [
+            ("pk".to_string(), s(account_pk(account_id))),
+            ("sk".to_string(), s(format!("INV#{invoice_id}"))),
+        ]
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(tc)) => Ok(Some(
+                    tc.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                )),
+                _ => Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string())),
+            },
+        }
     }
 
     fn statement_item(inv: &Invoice, st: &ProviderStatement) -> Item {
@@ -552,6 +603,212 @@ impl BillingStore for DynamoBillingStore {
         match self.get(&format!("ISSUER#{issuer_prefix}"), "COUNTER").await? {
             Some(item) => get_u64(&item, "seq"),
             None => Ok(0),
+        }
+    }
+
+    async fn open_invoices(
+        &self,
+        shard: u32,
+        due_by: NaiveDate,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OpenInvoice>, StoreError> {
+        let open_pk = format!("OPEN#{shard}");
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("OpenIndex")
+            .key_condition_expression("open_pk = :p AND open_due <= :due")
+            .expression_attribute_values(":p", s(&open_pk))
+            .expression_attribute_values(":due", s(format!("{due_by}#~")))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = after {
+            let mut parts = after.splitn(3, '|');
+            let (Some(due), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(format!("bad open-index cursor {after:?}")));
+            };
+            q = q
+                .exclusive_start_key("open_pk", s(&open_pk))
+                .exclusive_start_key("open_due", s(due))
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = q.send().await.map_err(unavailable)?;
+        let items = out
+            .items()
+            .iter()
+            .map(|i| {
+                let due = get_s(i, "open_due")?;
+                Ok(OpenInvoice {
+                    account_id: get_s(i, "account_id")?.to_string(),
+                    invoice_id: get_s(i, "invoice_id")?.to_string(),
+                    due_date: due
+                        .split('#')
+                        .next()
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("attribute `open_due`: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(k) => Some(format!(
+                "{}|{}|{}",
+                get_s(k, "open_due")?,
+                get_s(k, "pk")?,
+                get_s(k, "sk")?
+            )),
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn mark_past_due(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
+        let [pk, sk] = Self::invoice_key(account_id, invoice_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("SET #s = :past_due")
+            .condition_expression("#s = :open")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":past_due", s(InvoiceStatus::PastDue.as_str()))
+            .expression_attribute_values(":open", s(InvoiceStatus::Open.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn charge_late_fee(&self, account_id: &str, charge: &LateFeeCharge) -> Result<bool, StoreError> {
+        let mut fee = Item::new();
+        fee.insert("pk".into(), s(account_pk(account_id)));
+        fee.insert("sk".into(), s(format!("FEE#{}", charge.key)));
+        fee.insert("doc".into(), to_doc(charge));
+        fee.insert("amount".into(), n(charge.amount.amount));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(fee))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let [pk, sk] = Self::invoice_key(account_id, &charge.invoice_id);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("ADD outstanding :fee")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":fee", n(charge.amount.amount))
+            .build()
+            .map_err(build_error)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        for attempt in 0..5u32 {
+            match self.transact(items.clone()).await? {
+                None => return Ok(true),
+                Some(failed) if failed.first() == Some(&true) => return Ok(false),
+                Some(failed) if failed.get(1) == Some(&true) => {
+                    return Err(StoreError::Corrupt(format!("no invoice {}", charge.invoice_id)))
+                }
+                Some(_) => {
+                    if self
+                        .get(&account_pk(account_id), &format!("FEE#{}", charge.key))
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(false);
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "late fee {} could not be written",
+            charge.key
+        )))
+    }
+
+    async fn record_payment(
+        &self,
+        result: &PaymentResult,
+        succeeded: bool,
+    ) -> Result<PaymentOutcome, StoreError> {
+        let pk_value = account_pk(&result.account_id);
+        let pay_sk = format!("PAY#{}", result.event_id);
+        if self.get(&pk_value, &pay_sk).await?.is_some() {
+            return Ok(PaymentOutcome::Duplicate);
+        }
+        let Some(invoice) = self.invoice(&result.account_id, &result.invoice_id).await? else {
+            return Ok(PaymentOutcome::UnknownInvoice);
+        };
+        let mut record = Item::new();
+        record.insert("pk".into(), s(&pk_value));
+        record.insert("sk".into(), s(&pay_sk));
+        record.insert("doc".into(), to_doc(result));
+        record.insert("succeeded".into(), AttributeValue::Bool(succeeded));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        let change = if succeeded {
+            apply_payment(invoice.status, invoice.outstanding, result.amount)
+        } else {
+            None
+        };
+        if let Some((status, outstanding)) = change {
+            let [pk, sk] = Self::invoice_key(&result.account_id, &result.invoice_id);
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key(pk.0, pk.1)
+                .key(sk.0, sk.1)
+                .condition_expression("#s = :read_status AND outstanding = :read_outstanding")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":read_status", s(invoice.status.as_str()))
+                .expression_attribute_values(":read_outstanding", n(invoice.outstanding))
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":outstanding", n(outstanding));
+            update = if outstanding.is_zero() {
+                update.update_expression(
+                    "SET #s = :status, outstanding = :outstanding REMOVE open_pk, open_due",
+                )
+            } else {
+                update.update_expression("SET #s = :status, outstanding = :outstanding")
+            };
+            items.push(
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(build_error)?)
+                    .build(),
+            );
+        }
+        match self.transact(items).await? {
+            None => Ok(match change {
+                Some((status, outstanding)) => PaymentOutcome::Applied { status, outstanding },
+                None => PaymentOutcome::Recorded {
+                    status: invoice.status,
+                },
+            }),
+            Some(failed) if failed.first() == Some(&true) => Ok(PaymentOutcome::Duplicate),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "invoice {} changed while applying payment {}",
+                result.invoice_id, result.event_id
+            ))),
         }
     }
 }

@@ -205,6 +205,10 @@ pub struct Invoice {
     /// `total - credit_applied`: what payment is requested for.
     #[serde(with = "rust_decimal::serde::str")]
     pub amount_due: Decimal,
+    /// What is still owed: `amount_due` at finalization, plus late fees, minus payments. The
+    /// store keeps it current (the invoice's lines and totals never change).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub outstanding: Decimal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion: Option<ConversionRecord>,
     pub issued_at: DateTime<Utc>,
@@ -588,6 +592,7 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
         total,
         credit_applied: credit.applied.amount,
         amount_due: credit.amount_due.amount,
+        outstanding: credit.amount_due.amount,
         conversion,
         issued_at: input.now,
         due_date,

@@ -23,6 +23,7 @@ pub use close::{
 };
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
+pub use events::BillingEvent;
 pub use invoice::{IllegalTransition, InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
 pub use localtime::resolve_local;
 pub use overdue::{

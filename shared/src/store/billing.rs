@@ -3,11 +3,11 @@
 //! events go ([`EventPublisher`]).
 
 use super::{Page, StoreError};
-use crate::billing::events::BillingEvent;
-use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice};
+use crate::billing::events::{BillingEvent, PaymentResult};
+use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
 use crate::money::Money;
 use crate::pricing::{PriceBook, TaxTable};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -117,6 +117,82 @@ pub trait BillingStore: Send + Sync {
 
     /// The last number issued by an issuer (0 when none).
     fn last_number(&self, issuer_prefix: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Invoices with something outstanding (open or past due) of open-index shard `shard`,
+    /// due on or before `due_by`.
+    fn open_invoices(
+        &self,
+        shard: u32,
+        due_by: NaiveDate,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<OpenInvoice>, StoreError>> + Send;
+
+    /// Moves an `open` invoice to `past_due`; `false` if it was not `open` any more.
+    fn mark_past_due(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Charges a late fee once per key: stores it and adds it to the invoice's outstanding
+    /// amount, atomically. `false` if a fee with this key exists (nothing is written).
+    fn charge_late_fee(
+        &self,
+        account_id: &str,
+        charge: &LateFeeCharge,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Applies a payment result once per `event_id`: a success lowers the outstanding amount
+    /// (to `paid` at zero), a failure is recorded. Conditional on the invoice not having
+    /// changed since it was read (a conflict is [`StoreError::Conflict`]: read and retry).
+    fn record_payment(
+        &self,
+        result: &PaymentResult,
+        succeeded: bool,
+    ) -> impl Future<Output = Result<PaymentOutcome, StoreError>> + Send;
+}
+
+/// An invoice from the open index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInvoice {
+    pub account_id: String,
+    pub invoice_id: String,
+    pub due_date: NaiveDate,
+}
+
+/// What a payment result did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// Applied: the invoice's status and outstanding amount after it.
+    Applied {
+        status: InvoiceStatus,
+        outstanding: Decimal,
+    },
+    /// This event was applied before: nothing changed.
+    Duplicate,
+    /// Recorded, but the invoice could not take it (already paid or void, or a failure).
+    Recorded { status: InvoiceStatus },
+    /// No such invoice.
+    UnknownInvoice,
+}
+
+/// What a successful payment does to an invoice: the new outstanding amount and status.
+pub fn apply_payment(
+    status: InvoiceStatus,
+    outstanding: Decimal,
+    amount: Decimal,
+) -> Option<(InvoiceStatus, Decimal)> {
+    if !(status.is_collectible() || status == InvoiceStatus::Uncollectible) {
+        return None;
+    }
+    let left = (outstanding - amount).max(Decimal::ZERO);
+    let next = if left.is_zero() {
+        status.transition(InvoiceStatus::Paid).ok()?
+    } else {
+        status
+    };
+    Some((next, left))
 }
 
 /// Where billing events go (EventBridge in AWS).

@@ -2,14 +2,18 @@
 //! lock per commit), for domain tests, property tests and benchmarks.
 
 use super::billing::{
-    due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription, EventPublisher,
-    DUE_SHARDS,
+    apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
+    EventPublisher, OpenInvoice, PaymentOutcome, DUE_SHARDS,
 };
 use super::{Page, StoreError};
 use crate::billing::events::BillingEvent;
+use crate::billing::events::PaymentResult;
 use crate::billing::statement::ProviderStatement;
 use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice};
+use crate::billing::{InvoiceStatus, LateFeeCharge};
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -24,6 +28,10 @@ struct Inner {
     counters: HashMap<String, u64>,
     /// (provider, period end, invoice id) -> statement.
     statements: BTreeMap<(String, DateTime<Utc>, String), ProviderStatement>,
+    /// Late fees by key.
+    fees: BTreeMap<String, LateFeeCharge>,
+    /// Payment results applied, by event id.
+    payments: BTreeMap<String, PaymentResult>,
     commits: usize,
 }
 
@@ -59,6 +67,11 @@ impl MemoryBillingStore {
             .iter()
             .map(|((p, t, i), s)| (p.clone(), *t, i.clone(), s.clone()))
             .collect()
+    }
+
+    /// Late fees charged.
+    pub fn fees(&self) -> Vec<LateFeeCharge> {
+        self.lock().fees.values().cloned().collect()
     }
 
     /// Committed closes.
@@ -238,6 +251,99 @@ impl BillingStore for MemoryBillingStore {
 
     async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {
         Ok(self.lock().counters.get(issuer_prefix).copied().unwrap_or(0))
+    }
+
+    async fn open_invoices(
+        &self,
+        shard: u32,
+        due_by: NaiveDate,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OpenInvoice>, StoreError> {
+        let inner = self.lock();
+        let mut open: Vec<(String, OpenInvoice)> = inner
+            .invoices
+            .values()
+            .filter(|i| i.status.is_collectible() && i.outstanding > Decimal::ZERO)
+            .filter(|i| due_shard(&i.invoice_id, DUE_SHARDS) == shard && i.due_date <= due_by)
+            .map(|i| {
+                (
+                    format!("{}#{}", i.due_date, i.invoice_id),
+                    OpenInvoice {
+                        account_id: i.account_id.clone(),
+                        invoice_id: i.invoice_id.clone(),
+                        due_date: i.due_date,
+                    },
+                )
+            })
+            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+            .collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        let limit = limit.max(1);
+        let next = (open.len() > limit).then(|| open[limit - 1].0.clone());
+        open.truncate(limit);
+        Ok(Page {
+            items: open.into_iter().map(|(_, o)| o).collect(),
+            next,
+        })
+    }
+
+    async fn mark_past_due(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner
+            .invoices
+            .get_mut(&(account_id.to_string(), invoice_id.to_string()))
+        {
+            Some(i) if i.status == InvoiceStatus::Open => {
+                i.status = InvoiceStatus::PastDue;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn charge_late_fee(&self, account_id: &str, charge: &LateFeeCharge) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.fees.contains_key(&charge.key) {
+            return Ok(false);
+        }
+        let Some(i) = inner
+            .invoices
+            .get_mut(&(account_id.to_string(), charge.invoice_id.clone()))
+        else {
+            return Err(StoreError::Corrupt(format!("no invoice {}", charge.invoice_id)));
+        };
+        i.outstanding += charge.amount.amount;
+        inner.fees.insert(charge.key.clone(), charge.clone());
+        Ok(true)
+    }
+
+    async fn record_payment(
+        &self,
+        result: &PaymentResult,
+        succeeded: bool,
+    ) -> Result<PaymentOutcome, StoreError> {
+        let mut inner = self.lock();
+        if inner.payments.contains_key(&result.event_id) {
+            return Ok(PaymentOutcome::Duplicate);
+        }
+        let key = (result.account_id.clone(), result.invoice_id.clone());
+        let Some(inv) = inner.invoices.get_mut(&key) else {
+            return Ok(PaymentOutcome::UnknownInvoice);
+        };
+        let outcome = match (
+            succeeded,
+            apply_payment(inv.status, inv.outstanding, result.amount),
+        ) {
+            (true, Some((status, outstanding))) => {
+                inv.status = status;
+                inv.outstanding = outstanding;
+                PaymentOutcome::Applied { status, outstanding }
+            }
+            _ => PaymentOutcome::Recorded { status: inv.status },
+        };
+        inner.payments.insert(result.event_id.clone(), result.clone());
+        Ok(outcome)
     }
 }
 
