@@ -590,7 +590,8 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
         net_total,
         tax_total,
         total,
-        credit_applied: credit.applied.amount,
+        // `round` fixes the scale (0 prints as 0.00); the values are already rounded.
+        credit_applied: to.round(credit.applied.amount),
         amount_due: credit.amount_due.amount,
         outstanding: credit.amount_due.amount,
         conversion,
