@@ -64,7 +64,8 @@ async fn main() {
             }
         })
         .await;
-    for chunk in events.chunks(40) {
+    // 30 events and at most 60 aggregates: within one transaction's 100 items.
+    for chunk in events.chunks(30) {
         let aggs: Vec<_> = aggregate(chunk, &[Granularity::Hour, Granularity::Day])
             .into_values()
             .collect();
