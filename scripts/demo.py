@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drives the local functions the way AWS would: HTTP requests to the API through its function
-URL, and SQS batches to the ingestion function through the Lambda Invoke API, with a local SQS
-event source mapping (receive, invoke, delete what succeeded, retry what failed)."""
+URL, SQS batches to the ingestion and close-worker functions through the Lambda Invoke API, with a
+local SQS event source mapping (receive, invoke, delete what succeeded, retry what failed), and
+the cycle-close function invoked with the event its EventBridge schedule sends."""
 import argparse
 import datetime as dt
 import json
@@ -16,6 +17,7 @@ from collections import Counter
 import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 
 
 API_KEY = os.environ.get("METERLINE_API_KEY", "")
@@ -74,7 +76,7 @@ def event_source_mapping(sqs, source, invoke_base, region):
         empty = 0
         status, resp = http("POST", url, sqs_event(messages, source["queue_arn"], region))
         if status != 200:
-            sys.exit(f"ingestion function failed: {status} {resp}")
+            sys.exit(f"{source['binary']} function failed: {status} {resp}")
         failed = {f["itemIdentifier"] for f in (resp or {}).get("batchItemFailures", [])}
         stats["invocations"] += 1
         for m in messages:
@@ -87,6 +89,10 @@ def event_source_mapping(sqs, source, invoke_base, region):
                 stats["processed"] += 1
                 sqs.delete_message(QueueUrl=source["queue_url"], ReceiptHandle=m["ReceiptHandle"])
     return stats
+
+
+def source_of(stack, function):
+    return next(s for s in stack["sqs_event_sources"] if s["function"] == function)
 
 
 def table(rows, headers):
@@ -115,7 +121,7 @@ def main():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start = (now - dt.timedelta(hours=6)).replace(minute=0, second=0)
     gen = subprocess.run(
-        [os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "meterline"), "gen-usage", "--seed", str(args.seed), "--events",
+        [os.path.join(TARGET, "debug", "meterline"), "gen-usage", "--seed", str(args.seed), "--events",
          str(args.events), "--accounts", "5", "--providers", "3", "--start", iso(start), "--hours", "5"],
         check=True, capture_output=True, text=True)
     events = json.loads(gen.stdout)
@@ -164,7 +170,7 @@ def main():
     print(f"\n== {len(bodies)} messages sent to the usage queue (incl. duplicates, a late event, a poison message) ==")
 
     print("\n== Ingestion: SQS -> usage-ingest (local event source mapping) ==")
-    stats = event_source_mapping(sqs, stack["sqs_event_sources"][0], args.invoke, region)
+    stats = event_source_mapping(sqs, source_of(stack, "UsageIngestFunction"), args.invoke, region)
     print(f"{stats['invocations']} invocations, {stats['processed']} messages processed, "
           f"{stats['retried']} deliveries of failing messages retried")
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
@@ -232,6 +238,116 @@ def main():
     status, out = http("GET", f"{api}/v1/rates/EUR/BTC/history?limit=5")
     print(f"\nGET /v1/rates/EUR/BTC/history -> {status}: {len(out['data'])} rate(s), "
           f"next_cursor {out['next_cursor']}")
+
+    close_cycle(stack, args, sqs, region, events, account, start, now)
+
+
+def admin(stack, *argv):
+    env = dict(os.environ, BILLING_TABLE=stack["resources"]["BillingTable"])
+    out = subprocess.run([os.path.join(TARGET, "debug", "billing-admin"), *argv], check=True, env=env,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def capture_events(stack, region):
+    """An EventBridge rule sending billing's events to a queue, so the demo can show them."""
+    events = boto3.client("events", region_name=region, endpoint_url=stack["endpoint"])
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=stack["endpoint"])
+    url = sqs.create_queue(QueueName=f"{stack['prefix']}-billing-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"{stack['prefix']}-billing", EventPattern=json.dumps({"source": ["meterline.billing"]}))
+    events.put_targets(Rule=f"{stack['prefix']}-billing", Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+def money(v, cur):
+    return f"{v} {cur}"
+
+
+def close_cycle(stack, args, sqs, region, events, account, start, now):
+    accounts = sorted(set(e["account_id"] for e in events))
+    providers = sorted(set(e["provider_id"] for e in events))
+    # A daily subscription per account, anniversary-aligned 18 hours before the usage starts, so
+    # its first period [start - 18 h, start + 6 h) holds the whole workload and has ended.
+    anchor = start - dt.timedelta(hours=18)
+    print(f"\n== Seeding price books, {len(accounts)} accounts and their daily subscriptions "
+          f"(period {iso(anchor)} .. {iso(anchor + dt.timedelta(days=1))}) ==")
+    for a in accounts:
+        admin(stack, "seed-sample", "--account", a, "--subscription", f"sub_{a}", "--cadence", "daily",
+              "--alignment", "anniversary", "--anchor", iso(anchor), "--currency", "USD")
+    events_queue = capture_events(stack, region)
+
+    print("\n== cycle-close, invoked as its EventBridge schedule would ==")
+    scheduled = {"version": "0", "id": "demo-schedule", "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": iso(dt.datetime.now(dt.timezone.utc)), "region": region,
+                 "resources": [f"arn:aws:events:{region}:123456789012:rule/CycleClose"], "detail": {}}
+    url = f"{args.invoke}/2015-03-31/functions/cycle-close/invocations"
+    for attempt in ("first", "second (a duplicate firing)"):
+        status, out = http("POST", url, scheduled)
+        if status != 200:
+            sys.exit(f"cycle-close failed: {status} {out}")
+        print(f"{attempt} run -> {out['enqueued']} close requests queued (periods ended by {out['until']})")
+
+    print("\n== Closing: SQS -> close-worker (local event source mapping) ==")
+    stats = event_source_mapping(sqs, source_of(stack, "CloseWorkerFunction"), args.invoke, region)
+    print(f"{stats['invocations']} invocations, {stats['processed']} requests processed, "
+          f"{stats['retried']} retried")
+
+    docs = admin(stack, "invoices", "--account", account)
+    invoices = docs["invoices"]
+    if len(invoices) != 1:
+        sys.exit(f"expected one invoice for {account}, found {len(invoices)}")
+    inv = invoices[0]
+    cur = inv["currency"]
+    print(f"\n== Invoice {inv['number']} ({inv['status']}) for {account} ==")
+    print(f"period {inv['period']['start']} .. {inv['period']['end']}, issued {inv['issued_at'][:19]}Z, "
+          f"due {inv['due_date']}, id {inv['invoice_id']}")
+    rows = []
+    for l in inv["lines"]:
+        r = l.get("rated") or {}
+        unit = r.get("unit_price") or ""
+        tiers = "; ".join(f"{t.get('quantity')} @ {t.get('unit_price')}" for t in r.get("tiers", []))
+        dims = ",".join(f"{k}={v}" for k, v in sorted(r.get("dimensions", {}).items()))
+        rows.append((l["provider_id"], r.get("kind", "adjustment"), l.get("meter", "-"), dims or "-",
+                     l["quantity"], tiers or unit or "-", l["net"], l["tax"]))
+    table(rows, ["provider", "kind", "meter", "dimensions", "quantity", "unit price / tiers", "net", "tax"])
+    print(f"{'net':>12} {money(inv['net_total'], cur)}")
+    print(f"{'tax':>12} {money(inv['tax_total'], cur)} (DE 19 %)")
+    print(f"{'total':>12} {money(inv['total'], cur)}")
+    print(f"{'credit':>12} {money(inv['credit_applied'], cur)}")
+    print(f"{'amount due':>12} {money(inv['amount_due'], cur)}  (payment requested automatically)")
+
+    print("\n== Provider statements (every account's invoice for this period) ==")
+    rows, total = [], {"billed": 0, "fee": 0, "payout": 0, "tax": 0}
+    from decimal import Decimal
+    sums = {k: Decimal(0) for k in total}
+    for p in providers + ["marketplace"]:
+        entries = admin(stack, "statements", "--provider", p, "--from", iso(anchor),
+                        "--to", iso(now + dt.timedelta(days=2)))
+        b = sum((Decimal(e["statement"]["usage_billed"]["amount"]) for e in entries), Decimal(0))
+        f = sum((Decimal(e["statement"]["marketplace_fee"]["amount"]) for e in entries), Decimal(0))
+        po = sum((Decimal(e["statement"]["payout"]["amount"]) for e in entries), Decimal(0))
+        t = sum((Decimal(e["statement"]["tax"]["amount"]) for e in entries), Decimal(0))
+        pct = entries[0]["statement"]["fee_percent"] if entries else "-"
+        rows.append((p, len(entries), b, f"{pct} %", f, po, t))
+        for k, v in zip(("billed", "fee", "payout", "tax"), (b, f, po, t)):
+            sums[k] += v
+    table(rows, ["provider", "invoices", "usage billed", "fee rate", "marketplace fee", "payout", "tax"])
+    invoiced = Decimal(0)
+    for a in accounts:
+        for i in admin(stack, "invoices", "--account", a)["invoices"]:
+            invoiced += Decimal(i["total"])
+    identity = invoiced == sums["payout"] + sums["fee"] + sums["tax"]
+    print(f"customers invoiced {invoiced} USD = payouts {sums['payout']} + fees {sums['fee']} + tax {sums['tax']}: "
+          f"{identity}")
+    if not identity:
+        sys.exit("the provider statements do not balance")
+
+    got = sqs.receive_message(QueueUrl=events_queue, MaxNumberOfMessages=10).get("Messages", [])
+    print(f"\n== EventBridge (a rule on source meterline.billing -> a queue): {len(got)}+ events ==")
+    for m in got[:4]:
+        e = json.loads(m["Body"])
+        print(f"{e.get('detail-type')}: {e.get('detail', {}).get('event_id')}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 # The main job, locally: starts the local AWS endpoint, creates the template's tables and
 # queues, runs the functions under `cargo lambda watch`, pushes a deterministic sample workload
 # through the API and the queue (with duplicates, a malformed, a late and a poison message),
-# prints the resulting usage and the rejected events, then runs one exchange-rate refresh and
-# lists the rates through the API. Stops everything it started on exit.
+# prints the resulting usage and the rejected events, runs one exchange-rate refresh and lists
+# the rates through the API; then seeds price books, accounts and subscriptions, invokes the
+# cycle-close function as its EventBridge schedule would, lets the close worker consume the close
+# queue, and prints an invoice and the provider statements. Stops everything it started on exit.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -14,7 +16,7 @@ log "creating the stack from infra/template.yaml"
 python scripts/stack.py create --prefix demo >"$LOCAL/stack.json"
 
 log "building the functions"
-cargo build --quiet -p usage-ingest -p api -p rate-refresh -p meterline-cli
+cargo build --quiet -p usage-ingest -p api -p rate-refresh -p cycle-close -p close-worker -p meterline-cli
 
 # A fresh bootstrap operator key for this run: the API accepts it without storing it, and the
 # demo creates its other keys with it.

@@ -33,24 +33,24 @@ fn body(events: &[UsageEvent]) -> String {
 
 type Totals = BTreeMap<(String, Granularity, DateTime<Utc>, String, String), (Decimal, u64)>;
 
-/// What the aggregates must be: the distinct events, aggregated once.
+/// What the aggregates must be: the distinct events, aggregated once (per provider, merged by
+/// dimension set as the usage query merges them).
 fn expected(events: &[UsageEvent]) -> Totals {
-    aggregate(events, &[Granularity::Hour, Granularity::Day])
-        .into_values()
-        .map(|a| {
-            let dims = serde_json::to_string(&a.dimensions).unwrap();
-            (
-                (
-                    a.account_id,
-                    a.granularity,
-                    a.window_start,
-                    a.meter.to_string(),
-                    dims,
-                ),
-                (a.quantity, a.event_count),
-            )
-        })
-        .collect()
+    let mut out = Totals::new();
+    for a in aggregate(events, &[Granularity::Hour, Granularity::Day]).into_values() {
+        let dims = serde_json::to_string(&a.dimensions).unwrap();
+        let key = (
+            a.account_id,
+            a.granularity,
+            a.window_start,
+            a.meter.to_string(),
+            dims,
+        );
+        let e = out.entry(key).or_default();
+        e.0 += a.quantity;
+        e.1 += a.event_count;
+    }
+    out
 }
 
 /// What the aggregates are, read back through the usage query.

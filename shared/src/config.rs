@@ -195,6 +195,44 @@ impl ApiConfig {
     }
 }
 
+/// What the billing functions read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingConfig {
+    /// `BILLING_TABLE` (required).
+    pub table: String,
+    /// `CLOSE_QUEUE_URL`: where the scheduler sends close requests (required by it).
+    pub close_queue_url: Option<String>,
+    /// `EVENT_BUS_NAME` (default `default`).
+    pub event_bus: String,
+    /// `LATE_USAGE_LOOKBACK_SECONDS`: how far back closed periods are re-checked for late usage;
+    /// default the ingestion lateness window plus its future skew (7 days 5 minutes).
+    pub late_usage_lookback: Duration,
+}
+
+impl BillingConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<BillingConfig, ConfigError> {
+        let lateness = env.seconds_or("LATENESS_WINDOW_SECONDS", 7 * 86_400, 60)?;
+        let skew = env.seconds_or("MAX_FUTURE_SKEW_SECONDS", 300, 0)?;
+        let default = (lateness + skew).num_seconds();
+        let lookback = env.seconds_or("LATE_USAGE_LOOKBACK_SECONDS", default, 0)?;
+        if lookback < lateness + skew {
+            return Err(ConfigError::Invalid {
+                name: "LATE_USAGE_LOOKBACK_SECONDS",
+                reason: format!(
+                    "{} is shorter than the lateness window plus skew ({default} s): late usage would be missed",
+                    lookback.num_seconds()
+                ),
+            });
+        }
+        Ok(BillingConfig {
+            table: env.required("BILLING_TABLE")?,
+            close_queue_url: env.optional("CLOSE_QUEUE_URL"),
+            event_bus: env.optional("EVENT_BUS_NAME").unwrap_or_else(|| "default".into()),
+            late_usage_lookback: lookback,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +251,25 @@ mod tests {
         ("USAGE_AGGREGATES_TABLE", "a"),
         ("REJECTED_EVENTS_TABLE", "r"),
     ];
+
+    #[test]
+    fn billing_config_needs_its_table_and_a_lookback_covering_late_usage() {
+        assert_eq!(
+            BillingConfig::from_env(&env(&[])).unwrap_err(),
+            ConfigError::Missing("BILLING_TABLE")
+        );
+        let c = BillingConfig::from_env(&env(&[("BILLING_TABLE", "b")])).unwrap();
+        assert_eq!(c.late_usage_lookback, Duration::seconds(7 * 86_400 + 300));
+        assert_eq!(c.event_bus, "default");
+        let short = env(&[("BILLING_TABLE", "b"), ("LATE_USAGE_LOOKBACK_SECONDS", "3600")]);
+        assert!(matches!(
+            BillingConfig::from_env(&short),
+            Err(ConfigError::Invalid {
+                name: "LATE_USAGE_LOOKBACK_SECONDS",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn defaults_apply_when_only_tables_are_set() {

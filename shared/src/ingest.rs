@@ -143,7 +143,14 @@ pub fn plan_chunks(
         let event_keys: Vec<_> = granularities
             .iter()
             .map(|&g| {
-                let sk = format!("{}#{}#{}", window_key(g.window_start(e.timestamp)), e.meter, hash);
+                // The aggregate's sort key (`aggregate_sort_key`): provider included.
+                let sk = format!(
+                    "{}#{}#{}#{}",
+                    window_key(g.window_start(e.timestamp)),
+                    e.meter,
+                    hash,
+                    e.provider_id
+                );
                 (e.account_id.clone(), g, sk)
             })
             .collect();
@@ -173,10 +180,11 @@ pub async fn commit_events<S: UsageStore>(
     // chunk rather than once per event.
     let mut events = events;
     events.sort_by(|a, b| {
-        (&a.account_id, a.meter, &a.dimensions, a.timestamp).cmp(&(
+        (&a.account_id, a.meter, &a.dimensions, &a.provider_id, a.timestamp).cmp(&(
             &b.account_id,
             b.meter,
             &b.dimensions,
+            &b.provider_id,
             b.timestamp,
         ))
     });

@@ -6,6 +6,10 @@
 
 pub mod api;
 pub mod billing;
+pub mod closing;
+#[cfg(test)]
+mod closing_tests;
+pub mod collections;
 pub mod config;
 pub mod estimate;
 #[cfg(feature = "forecast")]

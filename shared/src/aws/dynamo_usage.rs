@@ -120,11 +120,12 @@ impl DynamoUsageStore {
                 .key("sk", s(aggregate_sort_key(a)))
                 .update_expression(
                     "ADD quantity :q, event_count :n \
-                     SET account_id = :a, meter = :m, granularity = :g, window_start = :w, dimensions = :d",
+                     SET account_id = :a, provider_id = :p, meter = :m, granularity = :g, window_start = :w, dimensions = :d",
                 )
                 .expression_attribute_values(":q", n(a.quantity))
                 .expression_attribute_values(":n", n(a.event_count))
                 .expression_attribute_values(":a", s(&a.account_id))
+                .expression_attribute_values(":p", s(&a.provider_id))
                 .expression_attribute_values(":m", s(a.meter.as_str()))
                 .expression_attribute_values(":g", s(a.granularity.as_str()))
                 .expression_attribute_values(":w", s(window_key(a.window_start)))
@@ -186,6 +187,7 @@ impl DynamoUsageStore {
         let window: DateTime<Utc> = attrs::parse(item, "window_start")?;
         Ok(UsageAggregate {
             account_id: get_s(item, "account_id")?.to_string(),
+            provider_id: attrs::get_opt_s(item, "provider_id").unwrap_or_default(),
             granularity: attrs::parse(item, "granularity")?,
             window_start: window,
             meter: attrs::parse(item, "meter")?,

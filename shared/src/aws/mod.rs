@@ -3,16 +3,22 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod dynamo_billing;
 pub mod dynamo_idempotency;
 pub mod dynamo_keys;
 pub mod dynamo_rates;
 pub mod dynamo_usage;
+pub mod eventbridge;
+pub mod sqs_close;
 pub mod sqs_usage;
 
+pub use dynamo_billing::DynamoBillingStore;
 pub use dynamo_idempotency::DynamoIdempotencyStore;
 pub use dynamo_keys::DynamoApiKeyStore;
 pub use dynamo_rates::DynamoRateStore;
 pub use dynamo_usage::{DynamoUsageStore, WriteStats};
+pub use eventbridge::EventBridgePublisher;
+pub use sqs_close::SqsCloseQueue;
 pub use sqs_usage::SqsUsageQueue;
 
 /// Loads the SDK configuration from the environment (region, credentials, endpoint).
@@ -34,4 +40,5 @@ pub(crate) async fn backoff(attempt: u32) {
 }
 
 pub use aws_sdk_dynamodb;
+pub use aws_sdk_eventbridge;
 pub use aws_sdk_sqs;

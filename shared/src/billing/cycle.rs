@@ -309,7 +309,7 @@ fn days_in_month(first: NaiveDate) -> Option<u32> {
 }
 
 /// Serializes a timezone as its IANA name.
-mod tz_name {
+pub(crate) mod tz_name {
     use chrono_tz::Tz;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -3,18 +3,27 @@
 //! synchronous. See `docs/billing-cycles.md`.
 
 pub mod adjustment;
+pub mod close;
 pub mod credit;
 pub mod cycle;
+pub mod events;
 pub mod invoice;
 pub mod localtime;
 pub mod overdue;
+pub mod sample;
 pub mod statement;
 
 pub use adjustment::{
     adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
 };
+pub use close::{
+    close_period, estimate, invoice_id, Account, AdjustmentRef, BillingSubscription, CloseError, CloseInput,
+    CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError, Invoice, InvoiceLine, PriorPeriod,
+    MARKETPLACE,
+};
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
+pub use events::BillingEvent;
 pub use invoice::{IllegalTransition, InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
 pub use localtime::resolve_local;
 pub use overdue::{

@@ -1,10 +1,12 @@
 //! Ports: what the domain's services need from storage and queues. The DynamoDB and SQS
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
+pub mod billing;
 pub mod cached_rates;
 pub mod idempotency;
 pub mod keys;
 pub mod memory;
+pub mod memory_billing;
 pub mod rates;
 
 use crate::meter::Meter;

@@ -148,18 +148,20 @@ pub fn window_key(t: DateTime<Utc>) -> String {
 }
 
 /// The position of an aggregate within its account and granularity, as stored and sorted:
-/// `{window}#{meter}#{dimensions hash}`.
+/// `{window}#{meter}#{dimensions hash}#{provider}`. The provider is part of the key because
+/// billing prices and settles usage per provider; the usage API merges providers away.
 pub fn aggregate_sort_key(a: &UsageAggregate) -> String {
     format!(
-        "{}#{}#{}",
+        "{}#{}#{}#{}",
         window_key(a.window_start),
         a.meter,
-        dimensions_hash(&a.dimensions)
+        dimensions_hash(&a.dimensions),
+        a.provider_id
     )
 }
 
-/// Identifies one aggregate. Ordered by account, granularity, window, meter, dimension set:
-/// the order in which the usage API pages through them.
+/// Identifies one aggregate. Ordered by account, granularity, window, meter, dimension set,
+/// provider: the order in which the usage API pages through them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AggregateKey {
     pub account_id: String,
@@ -167,12 +169,16 @@ pub struct AggregateKey {
     pub window_start: DateTime<Utc>,
     pub meter: Meter,
     pub dimensions_hash: String,
+    pub provider_id: String,
 }
 
 /// An aggregate (or a contribution to one): the summed quantity and the number of events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageAggregate {
     pub account_id: String,
+    /// Whose resources the usage ran on.
+    #[serde(default)]
+    pub provider_id: String,
     pub granularity: Granularity,
     pub window_start: DateTime<Utc>,
     pub meter: Meter,
@@ -191,6 +197,7 @@ impl UsageAggregate {
             window_start: self.window_start,
             meter: self.meter,
             dimensions_hash: dimensions_hash(&self.dimensions),
+            provider_id: self.provider_id.clone(),
         }
     }
 
@@ -301,6 +308,7 @@ pub fn aggregate<'a>(
                 window_start: a.window_start,
                 meter: a.meter,
                 dimensions_hash: hashes[h as usize].clone(),
+                provider_id: a.provider_id.clone(),
             };
             (key, a)
         })
@@ -321,7 +329,7 @@ pub fn aggregate_sorted<'a>(
 
 /// The aggregates in key order, each with the index of its dimension hash in the second list.
 ///
-/// Accounts and dimension sets get small ids (so each set is hashed once), the sums are kept in
+/// Accounts, providers and dimension sets get small ids (so each set is hashed once), the sums are kept in
 /// a hash map of those ids, and each aggregate's owned values are built once, in key order.
 fn sum_by_key<'a>(
     events: impl IntoIterator<Item = &'a UsageEvent>,
@@ -333,13 +341,15 @@ fn sum_by_key<'a>(
         dims: u32,
     }
     let mut accounts: Interner<'a, str> = Interner::new();
+    let mut providers: Interner<'a, str> = Interner::new();
     let mut dim_sets: Interner<'a, Dimensions> = Interner::new();
     // For each dimension set, its hash's id: two sets with the same hash share aggregates.
     let mut set_hash: Vec<u32> = Vec::new();
     let mut hash_ids: FxMap<String, u32> = FxMap::default();
     let mut hash_texts: Vec<String> = Vec::new();
-    // Each aggregate's key (account, granularity, window, meter, hash ids) -> its index in `cells`.
-    type Key = (u32, Granularity, i64, Meter, u32);
+    // Each aggregate's key (account, granularity, window, meter, hash, provider ids) -> its
+    // index in `cells`.
+    type Key = (u32, Granularity, i64, Meter, u32, u32);
     let events = events.into_iter();
     let expected = events.size_hint().0 * granularities.len();
     let mut index: FxMap<Key, u32> = FxMap::default();
@@ -347,6 +357,7 @@ fn sum_by_key<'a>(
     let mut cells: Vec<(Key, Cell)> = Vec::with_capacity(expected);
     for e in events {
         let (account, _) = accounts.id(&e.account_id);
+        let (provider, _) = providers.id(&e.provider_id);
         let (set, new) = dim_sets.id(&e.dimensions);
         if new {
             let h = dimensions_hash(&e.dimensions);
@@ -360,7 +371,7 @@ fn sum_by_key<'a>(
         let hash = set_hash[set as usize];
         let secs = e.timestamp.timestamp();
         for &g in granularities {
-            let key = (account, g, g.window_start_secs(secs), e.meter, hash);
+            let key = (account, g, g.window_start_secs(secs), e.meter, hash, provider);
             match index.entry(key) {
                 Entry::Occupied(o) => {
                     let c = &mut cells[*o.get() as usize].1;
@@ -381,24 +392,26 @@ fn sum_by_key<'a>(
     }
     let account_rank = accounts.ranks();
     let hash_rank = ranks_of(&hash_texts);
+    let provider_rank = providers.ranks();
     // The order of `AggregateKey`, on small integers.
     drop(index);
-    let mut order: Vec<((u64, i64, u64), u32)> = cells
+    let mut order: Vec<((u64, i64, u64, u32), u32)> = cells
         .iter()
         .enumerate()
-        .map(|(i, &((a, g, w, m, h), _))| {
+        .map(|(i, &((a, g, w, m, h, p), _))| {
             let major = (u64::from(account_rank[a as usize]) << 8) | g as u64;
             let minor = ((m as u64) << 32) | u64::from(hash_rank[h as usize]);
-            ((major, w, minor), i as u32)
+            ((major, w, minor, provider_rank[p as usize]), i as u32)
         })
         .collect();
     order.sort_unstable();
     let out = order
         .into_iter()
         .map(|(_, i)| {
-            let ((a, g, w, m, h), ref c) = cells[i as usize];
+            let ((a, g, w, m, h, p), ref c) = cells[i as usize];
             let agg = UsageAggregate {
                 account_id: accounts.values[a as usize].to_owned(),
+                provider_id: providers.values[p as usize].to_owned(),
                 granularity: g,
                 window_start: DateTime::from_timestamp(w, 0).expect("a window start is in range"),
                 meter: m,
@@ -559,6 +572,7 @@ mod tests {
         let t: DateTime<Utc> = "2026-11-25T10:42:17.5+01:00".parse().unwrap();
         let a = UsageAggregate {
             account_id: "acct".into(),
+            provider_id: "prov-7".into(),
             granularity: Granularity::Hour,
             window_start: Granularity::Hour.window_start(t),
             meter: Meter::GpuSeconds,
@@ -568,7 +582,7 @@ mod tests {
         };
         assert_eq!(
             aggregate_sort_key(&a),
-            "2026-11-25T09:00:00Z#gpu_seconds#c93d51f5b15a442d"
+            "2026-11-25T09:00:00Z#gpu_seconds#c93d51f5b15a442d#prov-7"
         );
         assert_eq!(
             window_key(Granularity::Day.window_start(t)),
@@ -617,8 +631,9 @@ mod tests {
             0u32..13,
             0i64..(3 * 86_400),
             0u8..3,
+            0u8..3,
         )
-            .prop_map(|(id, acct, meter, mantissa, scale, secs, region)| {
+            .prop_map(|(id, acct, meter, mantissa, scale, secs, region, provider)| {
                 let mut dims = Dimensions::new();
                 if region > 0 {
                     dims.insert("region".into(), format!("r{region}"));
@@ -626,7 +641,8 @@ mod tests {
                 UsageEvent {
                     id: format!("e{id}"),
                     account_id: format!("a{acct}"),
-                    provider_id: "p".into(),
+                    // An account's usage may run on several providers.
+                    provider_id: format!("p{provider}"),
                     job_id: "j".into(),
                     meter: Meter::ALL[meter],
                     quantity: Decimal::new(mantissa as i64, scale),
@@ -651,9 +667,11 @@ mod tests {
                     window_start,
                     meter: e.meter,
                     dimensions_hash: dimensions_hash(&e.dimensions),
+                    provider_id: e.provider_id.clone(),
                 };
                 let a = out.entry(key).or_insert_with(|| UsageAggregate {
                     account_id: e.account_id.clone(),
+                    provider_id: e.provider_id.clone(),
                     granularity: g,
                     window_start,
                     meter: e.meter,

@@ -1,0 +1,67 @@
+//! The close worker: each SQS message is a close request for one subscription. Each is closed
+//! on its own; a failure is reported in `batchItemFailures` so SQS retries only that message
+//! and, after `maxReceiveCount`, moves it to the dead-letter queue. Retrying is safe: every
+//! period is written once, with one number, and events are republished with the same ids.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use meterline_shared::closing::{CloseRequest, Closer};
+use meterline_shared::store::billing::{BillingStore, EventPublisher};
+use meterline_shared::store::rates::RateStore;
+use meterline_shared::store::UsageStore;
+
+/// Handles one SQS batch at `now`.
+pub async fn handle<B, U, R, P>(
+    closer: &Closer<'_, B, U, R, P>,
+    event: SqsEvent,
+    now: DateTime<Utc>,
+) -> SqsBatchResponse
+where
+    B: BillingStore,
+    U: UsageStore,
+    R: RateStore + ?Sized,
+    P: EventPublisher,
+{
+    let mut response = SqsBatchResponse::default();
+    let (mut closed, mut already) = (0, 0);
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or("");
+        let failed = match serde_json::from_str::<CloseRequest>(body) {
+            Err(e) => {
+                tracing::warn!(message_id = %id, error = %e, "close request is not readable");
+                true
+            }
+            Ok(request) => match closer.close_subscription(&request, now).await {
+                Ok(report) => {
+                    closed += report.committed.len();
+                    already += report.already_closed;
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        message_id = %id,
+                        account_id = %request.account_id,
+                        subscription_id = %request.subscription_id,
+                        retryable = e.is_retryable(),
+                        error = %e,
+                        "close failed; it will be retried"
+                    );
+                    true
+                }
+            },
+        };
+        if failed {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+    }
+    tracing::info!(
+        closed,
+        already_closed = already,
+        failed = response.batch_item_failures.len(),
+        "close batch handled"
+    );
+    response
+}

@@ -1,0 +1,19 @@
+//! The overdue check: run by an EventBridge schedule (hourly, so each timezone's midnight is
+//! seen soon after it passes). Running it any number of times charges each late fee once per
+//! fee period; see `meterline_shared::collections`.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use meterline_shared::collections::{run_overdue_check, CollectionError, OverdueSummary};
+use meterline_shared::store::billing::{BillingStore, EventPublisher};
+
+/// Checks at the earlier of the event's scheduled time and `now`.
+pub async fn handle<B: BillingStore, P: EventPublisher>(
+    store: &B,
+    publisher: &P,
+    event: &EventBridgeEvent<serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<OverdueSummary, CollectionError> {
+    let at = event.time.map_or(now, |t| t.min(now));
+    run_overdue_check(store, publisher, at).await
+}

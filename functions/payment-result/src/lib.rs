@@ -1,0 +1,32 @@
+//! The payment-result function: subscribed (EventBridge rule) to the payment service's
+//! `PaymentSucceeded` and `PaymentFailed` events. Each event id is applied once, so redelivery
+//! is harmless; see `meterline_shared::collections`.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use meterline_shared::billing::events::PaymentResult;
+use meterline_shared::collections::{apply_payment_result, CollectionError};
+use meterline_shared::store::billing::{BillingStore, PaymentOutcome};
+
+pub async fn handle<B: BillingStore>(
+    store: &B,
+    event: &EventBridgeEvent<PaymentResult>,
+) -> Result<PaymentOutcome, CollectionError> {
+    let succeeded = match event.detail_type.as_str() {
+        "PaymentSucceeded" => true,
+        "PaymentFailed" => false,
+        other => {
+            return Err(CollectionError::Invalid(format!(
+                "unexpected detail-type {other:?}"
+            )))
+        }
+    };
+    let outcome = apply_payment_result(store, &event.detail, succeeded).await?;
+    tracing::info!(
+        event_id = %event.detail.event_id,
+        invoice_id = %event.detail.invoice_id,
+        succeeded,
+        outcome = ?outcome,
+        "payment result applied"
+    );
+    Ok(outcome)
+}

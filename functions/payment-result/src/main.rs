@@ -1,0 +1,24 @@
+use anyhow::Context;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
+use meterline_shared::billing::events::PaymentResult;
+use meterline_shared::config::{BillingConfig, Env};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    meterline_shared::telemetry::init();
+    let config = BillingConfig::from_env(&Env::process()).context("configuration")?;
+    let sdk = sdk_config().await;
+    let store = &DynamoBillingStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<PaymentResult>>| async move {
+            let outcome = payment_result::handle(store, &event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)?;
+            Ok::<String, lambda_runtime::Error>(format!("{outcome:?}"))
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

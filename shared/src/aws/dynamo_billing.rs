@@ -1,0 +1,814 @@
+//! The [`BillingStore`] on one DynamoDB table (`BillingTable` in the template), keyed by `pk`
+//! and `sk`, with the sparse global secondary index `DueIndex` (`due_pk`, `due_at`).
+//!
+//! | item | `pk` | `sk` | notes |
+//! |---|---|---|---|
+//! | account | `ACCT#<account>` | `ACCOUNT` | `doc` (JSON), `balance` (N): the credit balance, conditioned on |
+//! | subscription | `ACCT#<account>` | `SUB#<subscription>` | `doc`, `next_close_at`; `due_pk` = `DUE#<shard>`, `due_at` while it has a next close |
+//! | invoice | `ACCT#<account>` | `INV#<invoice id>` | `doc`, `status`, `number`, totals, `due_date` |
+//! | credit note | `ACCT#<account>` | `CN#<credit note id>` | `doc` |
+//! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
+//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
+//! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
+//! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
+//! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
+//!
+//! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
+//! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid.
+//!
+//! A close is one `TransactWriteItems`: put the invoice (finalized, numbered) if it does not
+//! exist; advance the subscription's `next_close_at` if it still has the value the close read;
+//! set the account balance if it still has the value read; set the issuer counter to `n + 1` if
+//! it is still `n`; put the credit notes if new; put the provider statement entries. Any failed
+//! condition cancels everything, so a number is used only by a written invoice: no gaps, no
+//! duplicates.
+
+use super::attrs::{get_s, get_u64, n, s, Item};
+use super::backoff;
+use crate::billing::events::PaymentResult;
+use crate::billing::statement::ProviderStatement;
+use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
+use crate::store::billing::{
+    apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
+    OpenInvoice, PaymentOutcome, DUE_SHARDS,
+};
+use crate::store::{Page, StoreError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Attempts of one close when only the invoice counter moved (another invoice of the issuer).
+const MAX_ATTEMPTS: u32 = 25;
+/// `TransactWriteItems` takes at most 100 items.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// Billing state on DynamoDB.
+pub struct DynamoBillingStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Corrupt(format!("request could not be built: {e}"))
+}
+
+fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
+    s(serde_json::to_string(v).expect("billing documents serialize"))
+}
+
+fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(get_s(item, "doc")?)
+        .map_err(|e| StoreError::Corrupt(format!("attribute `doc`: {e}")))
+}
+
+/// Instants as stored and sorted: fixed width, UTC, milliseconds.
+fn instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn account_pk(account_id: &str) -> String {
+    format!("ACCT#{account_id}")
+}
+
+impl DynamoBillingStore {
+    pub fn new(client: Client, table: String) -> Self {
+        DynamoBillingStore { client, table }
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Every item of `pk` with `lo <= sk <= hi`, following pages.
+    async fn query_range(&self, pk: &str, lo: &str, hi: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":lo", s(lo))
+                .expression_attribute_values(":hi", s(hi))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    fn parse_invoice(item: &Item) -> Result<Invoice, StoreError> {
+        let mut inv: Invoice = from_doc(item)?;
+        // The status and outstanding attributes are authoritative: payment and overdue updates
+        // change them alone.
+        let status = get_s(item, "status")?;
+        inv.status = serde_json::from_value(serde_json::Value::String(status.to_string()))
+            .map_err(|e| StoreError::Corrupt(format!("attribute `status`: {e}")))?;
+        inv.outstanding = super::attrs::get_decimal(item, "outstanding")?;
+        Ok(inv)
+    }
+
+    fn invoice_item(inv: &Invoice) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&inv.account_id)));
+        item.insert("sk".into(), s(format!("INV#{}", inv.invoice_id)));
+        item.insert("doc".into(), to_doc(inv));
+        item.insert("status".into(), s(inv.status.as_str()));
+        if let Some(num) = &inv.number {
+            item.insert("number".into(), s(num));
+        }
+        item.insert("subscription_id".into(), s(&inv.subscription_id));
+        item.insert("period_start".into(), s(instant(inv.period.start)));
+        item.insert("period_end".into(), s(instant(inv.period.end)));
+        item.insert("currency".into(), s(inv.currency.code()));
+        item.insert("total".into(), n(inv.total));
+        item.insert("amount_due".into(), n(inv.amount_due));
+        item.insert("outstanding".into(), n(inv.outstanding));
+        item.insert("due_date".into(), s(inv.due_date.to_string()));
+        if inv.outstanding > Decimal::ZERO {
+            item.insert(
+                "open_pk".into(),
+                s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
+            );
+            item.insert(
+                "open_due".into(),
+                s(format!("{}#{}", inv.due_date, inv.invoice_id)),
+            );
+            item.insert("account_id".into(), s(&inv.account_id));
+            item.insert("invoice_id".into(), s(&inv.invoice_id));
+        }
+        item
+    }
+
+    fn invoice_key(account_id: &str, invoice_id: &str) -> [(String, AttributeValue); 2] {
+        [
+            ("pk".to_string(), s(account_pk(account_id))),
+            ("sk".to_string(), s(format!("INV#{invoice_id}"))),
+        ]
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(tc)) => Ok(Some(
+                    tc.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                )),
+                _ => Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string())),
+            },
+        }
+    }
+
+    fn statement_item(inv: &Invoice, st: &ProviderStatement) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(format!("PROV#{}", st.provider_id)));
+        item.insert(
+            "sk".into(),
+            s(format!("STMT#{}#{}", instant(inv.period.end), inv.invoice_id)),
+        );
+        item.insert("doc".into(), to_doc(st));
+        item.insert("invoice_id".into(), s(&inv.invoice_id));
+        item.insert("account_id".into(), s(&inv.account_id));
+        item.insert("currency".into(), s(inv.currency.code()));
+        item.insert("usage_billed".into(), n(st.usage_billed.amount));
+        item.insert("marketplace_fee".into(), n(st.marketplace_fee.amount));
+        item.insert("payout".into(), n(st.payout.amount));
+        item.insert("tax".into(), n(st.tax.amount));
+        item
+    }
+
+    /// The ids of an account's subscriptions.
+    pub async fn subscription_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "SUB#", "SUB#~").await?;
+        items
+            .iter()
+            .map(|i| get_s(i, "subscription_id").map(str::to_string))
+            .collect()
+    }
+
+    /// Provider statement entries of `provider` for periods ending in `[from, to)`.
+    pub async fn provider_statements(
+        &self,
+        provider_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, ProviderStatement)>, StoreError> {
+        let items = self
+            .query_range(
+                &format!("PROV#{provider_id}"),
+                &format!("STMT#{}", instant(from)),
+                &format!("STMT#{}", instant(to)),
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| Ok((get_s(i, "invoice_id")?.to_string(), from_doc(i)?)))
+            .collect()
+    }
+
+    /// The close's transaction items, finalized with sequence number `seq` (the counter was
+    /// `seq - 1`).
+    fn close_items(
+        &self,
+        c: &CloseCommit,
+        seq: u64,
+    ) -> Result<(Invoice, Vec<TransactWriteItem>), StoreError> {
+        let inv = c
+            .invoice
+            .clone()
+            .finalize(seq)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let pk = account_pk(&inv.account_id);
+        let mut items = Vec::new();
+        let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
+            let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
+            if let Some(cond) = condition {
+                p = p.condition_expression(cond);
+            }
+            Ok(TransactWriteItem::builder()
+                .put(p.build().map_err(build_error)?)
+                .build())
+        };
+        // 0: the invoice, once.
+        items.push(put(Self::invoice_item(&inv), Some("attribute_not_exists(pk)"))?);
+        // 1: the subscription moves on, if nobody moved it.
+        let mut sub = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(format!("SUB#{}", inv.subscription_id)))
+            .condition_expression("next_close_at = :expected")
+            .expression_attribute_values(":expected", s(instant(c.expected_next_close)));
+        sub = match c.next_close {
+            Some(next) => sub
+                .update_expression("SET next_close_at = :next, due_at = :next")
+                .expression_attribute_values(":next", s(instant(next))),
+            None => sub.update_expression("REMOVE next_close_at, due_at, due_pk"),
+        };
+        items.push(
+            TransactWriteItem::builder()
+                .update(sub.build().map_err(build_error)?)
+                .build(),
+        );
+        // 2: the account's credit balance, if unchanged.
+        let account = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("ACCOUNT"))
+            .update_expression("SET balance = :new")
+            .condition_expression("balance = :old")
+            .expression_attribute_values(":new", n(c.new_balance.amount))
+            .expression_attribute_values(":old", n(c.expected_balance.amount))
+            .build()
+            .map_err(build_error)?;
+        items.push(TransactWriteItem::builder().update(account).build());
+        // 3: the issuer's counter, from seq - 1 to seq.
+        let mut counter = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ISSUER#{}", inv.issuer.prefix())))
+            .key("sk", s("COUNTER"))
+            .update_expression("SET seq = :seq")
+            .expression_attribute_values(":seq", n(seq));
+        counter = if seq == 1 {
+            counter.condition_expression("attribute_not_exists(seq)")
+        } else {
+            counter
+                .condition_expression("seq = :prev")
+                .expression_attribute_values(":prev", n(seq - 1))
+        };
+        items.push(
+            TransactWriteItem::builder()
+                .update(counter.build().map_err(build_error)?)
+                .build(),
+        );
+        // Credit notes, once each.
+        for note in &c.credit_notes {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(account_pk(&note.account_id)));
+            item.insert("sk".into(), s(format!("CN#{}", note.credit_note_id)));
+            item.insert("doc".into(), to_doc(note));
+            item.insert("amount".into(), n(note.amount));
+            items.push(put(item, Some("attribute_not_exists(pk)"))?);
+        }
+        // Provider statement entries.
+        for st in &inv.statements.statements {
+            items.push(put(Self::statement_item(&inv, st), None)?);
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Corrupt(format!(
+                "invoice {} needs {} writes, more than one transaction holds (too many providers)",
+                inv.invoice_id,
+                items.len()
+            )));
+        }
+        Ok((inv, items))
+    }
+
+    /// After a cancellation without reasons: was the period closed by someone else?
+    async fn closed_elsewhere(&self, c: &CloseCommit) -> Result<bool, StoreError> {
+        if self
+            .invoice(&c.invoice.account_id, &c.invoice.invoice_id)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let sub = self
+            .subscription(&c.invoice.account_id, &c.invoice.subscription_id)
+            .await?;
+        Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
+    }
+}
+
+impl BillingStore for DynamoBillingStore {
+    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&account.account_id)));
+        item.insert("sk".into(), s("ACCOUNT"));
+        item.insert("doc".into(), to_doc(account));
+        item.insert("balance".into(), n(account.credit_balance.amount));
+        self.put(item).await
+    }
+
+    async fn account(&self, account_id: &str) -> Result<Option<Account>, StoreError> {
+        let Some(item) = self.get(&account_pk(account_id), "ACCOUNT").await? else {
+            return Ok(None);
+        };
+        let mut account: Account = from_doc(&item)?;
+        account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
+        Ok(Some(account))
+    }
+
+    async fn put_subscription(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&sub.account_id)));
+        item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));
+        item.insert("doc".into(), to_doc(sub));
+        item.insert("account_id".into(), s(&sub.account_id));
+        item.insert("subscription_id".into(), s(&sub.subscription_id));
+        if let Some(next) = sub.next_close_at {
+            item.insert("next_close_at".into(), s(instant(next)));
+            item.insert(
+                "due_pk".into(),
+                s(format!("DUE#{}", due_shard(&sub.subscription_id, DUE_SHARDS))),
+            );
+            item.insert("due_at".into(), s(instant(next)));
+        }
+        self.put(item).await
+    }
+
+    async fn subscription(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+    ) -> Result<Option<BillingSubscription>, StoreError> {
+        let Some(item) = self
+            .get(&account_pk(account_id), &format!("SUB#{subscription_id}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut sub: BillingSubscription = from_doc(&item)?;
+        // The attribute is authoritative: closes advance it alone.
+        sub.next_close_at = match super::attrs::get_opt_s(&item, "next_close_at") {
+            None => None,
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("attribute `next_close_at`: {e}")))?,
+            ),
+        };
+        Ok(Some(sub))
+    }
+
+    async fn due_subscriptions(
+        &self,
+        shard: u32,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<DueSubscription>, StoreError> {
+        let due_pk = format!("DUE#{shard}");
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("DueIndex")
+            .key_condition_expression("due_pk = :p AND due_at <= :until")
+            .expression_attribute_values(":p", s(&due_pk))
+            .expression_attribute_values(":until", s(instant(until)))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = after {
+            // `due_at|pk|sk` of the last item returned.
+            let mut parts = after.splitn(3, '|');
+            let (Some(at), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(format!("bad due-index cursor {after:?}")));
+            };
+            q = q
+                .exclusive_start_key("due_pk", s(&due_pk))
+                .exclusive_start_key("due_at", s(at))
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = q.send().await.map_err(unavailable)?;
+        let items = out
+            .items()
+            .iter()
+            .map(|i| {
+                Ok(DueSubscription {
+                    account_id: get_s(i, "account_id")?.to_string(),
+                    subscription_id: get_s(i, "subscription_id")?.to_string(),
+                    next_close_at: get_s(i, "due_at")?
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("attribute `due_at`: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(k) => Some(format!(
+                "{}|{}|{}",
+                get_s(k, "due_at")?,
+                get_s(k, "pk")?,
+                get_s(k, "sk")?
+            )),
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn put_catalog(&self, catalog: &CatalogData) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s("CATALOG"));
+        item.insert("sk".into(), s("CURRENT"));
+        item.insert("doc".into(), to_doc(catalog));
+        self.put(item).await
+    }
+
+    async fn catalog(&self) -> Result<CatalogData, StoreError> {
+        match self.get("CATALOG", "CURRENT").await? {
+            Some(item) => from_doc(&item),
+            None => Ok(CatalogData::default()),
+        }
+    }
+
+    async fn invoice(&self, account_id: &str, invoice_id: &str) -> Result<Option<Invoice>, StoreError> {
+        self.get(&account_pk(account_id), &format!("INV#{invoice_id}"))
+            .await?
+            .map(|i| Self::parse_invoice(&i))
+            .transpose()
+    }
+
+    async fn invoices_since(
+        &self,
+        account_id: &str,
+        subscription_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Invoice>, StoreError> {
+        let lo = format!("INV#{}", crate::billing::invoice_id(subscription_id, since));
+        let hi = format!("INV#inv_{subscription_id}_~");
+        let items = self.query_range(&account_pk(account_id), &lo, &hi).await?;
+        let mut out = Vec::new();
+        for item in &items {
+            if get_s(item, "subscription_id")? != subscription_id {
+                continue;
+            }
+            let inv = Self::parse_invoice(item)?;
+            if inv.period.start >= since {
+                out.push(inv);
+            }
+        }
+        out.sort_by_key(|i| i.period.start);
+        Ok(out)
+    }
+
+    async fn credit_notes(&self, account_id: &str) -> Result<Vec<CreditNoteDoc>, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "CN#", "CN#~").await?;
+        items.iter().map(from_doc).collect()
+    }
+
+    async fn commit_close(&self, c: &CloseCommit) -> Result<CloseOutcome, StoreError> {
+        if c.invoice.status != InvoiceStatus::Draft {
+            return Err(StoreError::Corrupt("only a draft can be finalized".into()));
+        }
+        let mut attempt = 0;
+        loop {
+            let seq = self.last_number(c.invoice.issuer.prefix()).await? + 1;
+            let (finalized, items) = self.close_items(c, seq)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(CloseOutcome::Committed(Box::new(finalized))),
+                Err(err) => err,
+            };
+            let retry_counter = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                    let failed: Vec<bool> = tc
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect();
+                    if failed.is_empty() {
+                        // No reasons (some endpoints): look.
+                        if self.closed_elsewhere(c).await? {
+                            return Ok(CloseOutcome::AlreadyClosed);
+                        }
+                        let acct = self.account(&c.invoice.account_id).await?;
+                        if acct.is_none_or(|a| a.credit_balance != c.expected_balance) {
+                            return Err(StoreError::Conflict("the credit balance changed".into()));
+                        }
+                        true
+                    } else if failed[0]
+                        || failed[1]
+                        || failed.iter().skip(4).take(c.credit_notes.len()).any(|f| *f)
+                    {
+                        return Ok(CloseOutcome::AlreadyClosed);
+                    } else if failed[2] {
+                        return Err(StoreError::Conflict("the credit balance changed".into()));
+                    } else {
+                        // The counter moved (another invoice of this issuer) or a conflict with a
+                        // concurrent transaction: read the counter again.
+                        true
+                    }
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_))
+                | Some(TransactWriteItemsError::ProvisionedThroughputExceededException(_))
+                | Some(TransactWriteItemsError::ThrottlingException(_))
+                | Some(TransactWriteItemsError::RequestLimitExceeded(_))
+                | Some(TransactWriteItemsError::InternalServerError(_)) => true,
+                _ => false,
+            };
+            attempt += 1;
+            if !retry_counter || attempt >= MAX_ATTEMPTS {
+                let text = DisplayErrorContext(&err).to_string();
+                return Err(if retry_counter {
+                    StoreError::Conflict(text)
+                } else {
+                    StoreError::Unavailable(text)
+                });
+            }
+            backoff(attempt.min(4)).await;
+        }
+    }
+
+    async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {
+        match self.get(&format!("ISSUER#{issuer_prefix}"), "COUNTER").await? {
+            Some(item) => get_u64(&item, "seq"),
+            None => Ok(0),
+        }
+    }
+
+    async fn open_invoices(
+        &self,
+        shard: u32,
+        due_by: NaiveDate,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<OpenInvoice>, StoreError> {
+        let open_pk = format!("OPEN#{shard}");
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("OpenIndex")
+            .key_condition_expression("open_pk = :p AND open_due <= :due")
+            .expression_attribute_values(":p", s(&open_pk))
+            .expression_attribute_values(":due", s(format!("{due_by}#~")))
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = after {
+            let mut parts = after.splitn(3, '|');
+            let (Some(due), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(format!("bad open-index cursor {after:?}")));
+            };
+            q = q
+                .exclusive_start_key("open_pk", s(&open_pk))
+                .exclusive_start_key("open_due", s(due))
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = q.send().await.map_err(unavailable)?;
+        let items = out
+            .items()
+            .iter()
+            .map(|i| {
+                let due = get_s(i, "open_due")?;
+                Ok(OpenInvoice {
+                    account_id: get_s(i, "account_id")?.to_string(),
+                    invoice_id: get_s(i, "invoice_id")?.to_string(),
+                    due_date: due
+                        .split('#')
+                        .next()
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("attribute `open_due`: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(k) => Some(format!(
+                "{}|{}|{}",
+                get_s(k, "open_due")?,
+                get_s(k, "pk")?,
+                get_s(k, "sk")?
+            )),
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn mark_past_due(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
+        let [pk, sk] = Self::invoice_key(account_id, invoice_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("SET #s = :past_due")
+            .condition_expression("#s = :open")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":past_due", s(InvoiceStatus::PastDue.as_str()))
+            .expression_attribute_values(":open", s(InvoiceStatus::Open.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn charge_late_fee(&self, account_id: &str, charge: &LateFeeCharge) -> Result<bool, StoreError> {
+        let mut fee = Item::new();
+        fee.insert("pk".into(), s(account_pk(account_id)));
+        fee.insert("sk".into(), s(format!("FEE#{}", charge.key)));
+        fee.insert("doc".into(), to_doc(charge));
+        fee.insert("amount".into(), n(charge.amount.amount));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(fee))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let [pk, sk] = Self::invoice_key(account_id, &charge.invoice_id);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("ADD outstanding :fee")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":fee", n(charge.amount.amount))
+            .build()
+            .map_err(build_error)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        for attempt in 0..5u32 {
+            match self.transact(items.clone()).await? {
+                None => return Ok(true),
+                Some(failed) if failed.first() == Some(&true) => return Ok(false),
+                Some(failed) if failed.get(1) == Some(&true) => {
+                    return Err(StoreError::Corrupt(format!("no invoice {}", charge.invoice_id)))
+                }
+                Some(_) => {
+                    if self
+                        .get(&account_pk(account_id), &format!("FEE#{}", charge.key))
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(false);
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "late fee {} could not be written",
+            charge.key
+        )))
+    }
+
+    async fn record_payment(
+        &self,
+        result: &PaymentResult,
+        succeeded: bool,
+    ) -> Result<PaymentOutcome, StoreError> {
+        let pk_value = account_pk(&result.account_id);
+        let pay_sk = format!("PAY#{}", result.event_id);
+        if self.get(&pk_value, &pay_sk).await?.is_some() {
+            return Ok(PaymentOutcome::Duplicate);
+        }
+        let Some(invoice) = self.invoice(&result.account_id, &result.invoice_id).await? else {
+            return Ok(PaymentOutcome::UnknownInvoice);
+        };
+        let mut record = Item::new();
+        record.insert("pk".into(), s(&pk_value));
+        record.insert("sk".into(), s(&pay_sk));
+        record.insert("doc".into(), to_doc(result));
+        record.insert("succeeded".into(), AttributeValue::Bool(succeeded));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        let change = if succeeded {
+            apply_payment(invoice.status, invoice.outstanding, result.amount)
+        } else {
+            None
+        };
+        if let Some((status, outstanding)) = change {
+            let [pk, sk] = Self::invoice_key(&result.account_id, &result.invoice_id);
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key(pk.0, pk.1)
+                .key(sk.0, sk.1)
+                .condition_expression("#s = :read_status AND outstanding = :read_outstanding")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":read_status", s(invoice.status.as_str()))
+                .expression_attribute_values(":read_outstanding", n(invoice.outstanding))
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":outstanding", n(outstanding));
+            update = if outstanding.is_zero() {
+                update.update_expression(
+                    "SET #s = :status, outstanding = :outstanding REMOVE open_pk, open_due",
+                )
+            } else {
+                update.update_expression("SET #s = :status, outstanding = :outstanding")
+            };
+            items.push(
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(build_error)?)
+                    .build(),
+            );
+        }
+        match self.transact(items).await? {
+            None => Ok(match change {
+                Some((status, outstanding)) => PaymentOutcome::Applied { status, outstanding },
+                None => PaymentOutcome::Recorded {
+                    status: invoice.status,
+                },
+            }),
+            Some(failed) if failed.first() == Some(&true) => Ok(PaymentOutcome::Duplicate),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "invoice {} changed while applying payment {}",
+                result.invoice_id, result.event_id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The events billing publishes (EventBridge source [`SOURCE`]) and the payment service's
+//! results it consumes. Schemas are documented in `docs/billing-cycles.md`.
+//!
+//! Publishing is at least once: every event has a deterministic `event_id` (the same invoice
+//! always gives the same id), and consumers dedupe on it.
+
+use super::close::Invoice;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The EventBridge `source` of billing's events.
+pub const SOURCE: &str = "meterline.billing";
+
+/// One event to publish: EventBridge `DetailType` and `Detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingEvent {
+    pub detail_type: String,
+    /// JSON; always carries `event_id`.
+    pub detail: serde_json::Value,
+}
+
+impl BillingEvent {
+    pub fn event_id(&self) -> &str {
+        self.detail["event_id"].as_str().unwrap_or_default()
+    }
+}
+
+/// `InvoiceFinalized`: an invoice was numbered and issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceFinalized {
+    /// `invoice-finalized#<invoice_id>`.
+    pub event_id: String,
+    pub invoice_id: String,
+    pub number: String,
+    pub account_id: String,
+    pub subscription_id: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub tax_total: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub credit_applied: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount_due: Decimal,
+    pub due_date: NaiveDate,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// `PaymentRequested`: the payment service should charge the account's payment method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRequested {
+    /// `payment-requested#<invoice_id>`; also the idempotency key for the charge.
+    pub event_id: String,
+    pub invoice_id: String,
+    pub number: String,
+    pub account_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub due_date: NaiveDate,
+}
+
+/// `PaymentSucceeded` / `PaymentFailed`, from the payment service (source `meterline.payments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentResult {
+    /// The payment service's id of this result; the invoice update is idempotent on it.
+    pub event_id: String,
+    pub invoice_id: String,
+    pub account_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub at: DateTime<Utc>,
+    /// For failures: the processor's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `InvoiceOverdue`: an invoice went past due, with the late fee charged (if any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceOverdue {
+    /// `invoice-overdue#<invoice_id>#<fee period>`.
+    pub event_id: String,
+    pub invoice_id: String,
+    pub account_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub outstanding: Decimal,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::pricing::book::opt_dec"
+    )]
+    pub late_fee: Option<Decimal>,
+    pub fee_period: u64,
+}
+
+fn event<T: Serialize>(detail_type: &str, detail: &T) -> BillingEvent {
+    BillingEvent {
+        detail_type: detail_type.to_string(),
+        detail: serde_json::to_value(detail).expect("event details serialize"),
+    }
+}
+
+/// The events of a finalized invoice: `InvoiceFinalized`, and `PaymentRequested` when the
+/// account pays automatically and something is due after credit.
+pub fn finalized_events(invoice: &Invoice) -> Vec<BillingEvent> {
+    let number = invoice.number.clone().unwrap_or_default();
+    let mut out = vec![event(
+        "InvoiceFinalized",
+        &InvoiceFinalized {
+            event_id: format!("invoice-finalized#{}", invoice.invoice_id),
+            invoice_id: invoice.invoice_id.clone(),
+            number: number.clone(),
+            account_id: invoice.account_id.clone(),
+            subscription_id: invoice.subscription_id.clone(),
+            period_start: invoice.period.start,
+            period_end: invoice.period.end,
+            currency: invoice.currency.code().to_string(),
+            total: invoice.total,
+            tax_total: invoice.tax_total,
+            credit_applied: invoice.credit_applied,
+            amount_due: invoice.amount_due,
+            due_date: invoice.due_date,
+            issued_at: invoice.issued_at,
+        },
+    )];
+    if invoice.auto_pay && invoice.amount_due > Decimal::ZERO {
+        out.push(event(
+            "PaymentRequested",
+            &PaymentRequested {
+                event_id: format!("payment-requested#{}", invoice.invoice_id),
+                invoice_id: invoice.invoice_id.clone(),
+                number,
+                account_id: invoice.account_id.clone(),
+                currency: invoice.currency.code().to_string(),
+                amount: invoice.amount_due,
+                due_date: invoice.due_date,
+            },
+        ));
+    }
+    out
+}

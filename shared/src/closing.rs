@@ -1,0 +1,355 @@
+//! The close service: the glue between the ports and [`close_period`], shared by the
+//! `cycle-close` scheduler and the `close-worker` function (and the tests and benchmarks).
+//!
+//! * [`enqueue_due`]: queries the due index, shard by shard, and sends one [`CloseRequest`] per
+//!   subscription whose period has ended.
+//! * [`Closer::close_subscription`]: closes every ended period of one subscription, each in one
+//!   conditional write, and publishes the invoices' events (at least once).
+
+use crate::billing::events::finalized_events;
+use crate::billing::{
+    close_period, invoice_id, CloseError, CloseInput, CreditNoteDoc, Invoice, InvoiceLine, PriorPeriod,
+};
+use crate::fx::CurrencyPair;
+use crate::pricing::{Catalog, UsageRow, ValidationErrors};
+use crate::store::billing::{BillingStore, CloseCommit, CloseOutcome, EventPublisher, DUE_SHARDS};
+use crate::store::rates::{RateStore, StoreError as RateStoreError};
+use crate::store::{StoreError, UsageStore};
+use crate::usage::Granularity;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// One subscription to close: the body of a close-queue message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRequest {
+    pub account_id: String,
+    pub subscription_id: String,
+    /// The end of the period the scheduler saw ended (the subscription's `next_close_at`).
+    pub period_end: DateTime<Utc>,
+}
+
+/// Where close requests wait for the worker (SQS in AWS).
+pub trait CloseQueue: Send + Sync {
+    fn send(&self, requests: &[CloseRequest]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Sends a close request for every subscription due at `now`; returns how many.
+pub async fn enqueue_due<B: BillingStore, Q: CloseQueue>(
+    store: &B,
+    queue: &Q,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let shards = (0..DUE_SHARDS).map(|shard| async move {
+        let mut sent = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.due_subscriptions(shard, now, after.as_deref(), 500).await?;
+            let requests: Vec<CloseRequest> = page
+                .items
+                .iter()
+                .map(|d| CloseRequest {
+                    account_id: d.account_id.clone(),
+                    subscription_id: d.subscription_id.clone(),
+                    period_end: d.next_close_at,
+                })
+                .collect();
+            queue.send(&requests).await?;
+            sent += requests.len();
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok::<usize, StoreError>(sent),
+            }
+        }
+    });
+    let counts = futures::future::join_all(shards).await;
+    counts.into_iter().sum()
+}
+
+/// Why a subscription could not be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseFailure {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("exchange rates: {0}")]
+    Rates(#[from] RateStoreError),
+    #[error(transparent)]
+    Close(#[from] CloseError),
+    #[error("the price books are invalid: {0}")]
+    Catalog(ValidationErrors),
+    #[error("{0} does not exist")]
+    NotFound(String),
+}
+
+impl CloseFailure {
+    /// Worth retrying as is (storage, a missing exchange rate, a race).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CloseFailure::Store(_) | CloseFailure::Rates(_) => true,
+            CloseFailure::Close(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// What one request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Invoices this call wrote (finalized).
+    pub committed: Vec<Invoice>,
+    /// Periods found already closed (duplicate or retried requests).
+    pub already_closed: usize,
+    /// Events published (including republished ones).
+    pub events_published: usize,
+}
+
+/// Settings of the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseSettings {
+    /// How far back before a period's start closed periods are re-checked for late usage:
+    /// at least the ingestion lateness window plus the future skew.
+    pub late_usage_lookback: TimeDelta,
+    /// Closes of one subscription per request, at most (catching up after an outage).
+    pub max_periods_per_request: usize,
+}
+
+impl Default for CloseSettings {
+    fn default() -> Self {
+        CloseSettings {
+            late_usage_lookback: TimeDelta::days(7) + TimeDelta::minutes(5),
+            max_periods_per_request: 100,
+        }
+    }
+}
+
+/// Attempts of one period's close when the account's balance changed concurrently.
+const MAX_CONFLICTS: u32 = 5;
+
+/// The close, over its ports.
+pub struct Closer<'a, B, U, R: ?Sized, P> {
+    pub billing: &'a B,
+    pub usage: &'a U,
+    pub rates: &'a R,
+    pub publisher: &'a P,
+    pub settings: CloseSettings,
+}
+
+impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> Closer<'_, B, U, R, P> {
+    /// Closes every period of the subscription that has ended by `now`, oldest first, and
+    /// (re)publishes the events of the invoice of `request.period_end`.
+    pub async fn close_subscription(
+        &self,
+        request: &CloseRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CloseReport, CloseFailure> {
+        let mut report = CloseReport::default();
+        let mut catalog: Option<(Catalog, crate::store::billing::CatalogData)> = None;
+        let mut conflicts = 0;
+        for _ in 0..self.settings.max_periods_per_request {
+            let sub = self
+                .billing
+                .subscription(&request.account_id, &request.subscription_id)
+                .await?
+                .ok_or_else(|| CloseFailure::NotFound(format!("subscription {}", request.subscription_id)))?;
+            let Some(next) = sub.next_close_at.filter(|t| *t <= now) else {
+                break;
+            };
+            let period = sub
+                .period_to_close()
+                .map_err(CloseError::from)?
+                .expect("a next close has a period");
+            let account = self
+                .billing
+                .account(&request.account_id)
+                .await?
+                .ok_or_else(|| CloseFailure::NotFound(format!("account {}", request.account_id)))?;
+            if catalog.is_none() {
+                let data = self.billing.catalog().await?;
+                let cat = Catalog::new(data.books.clone()).map_err(CloseFailure::Catalog)?;
+                catalog = Some((cat, data));
+            }
+            let (cat, data) = catalog.as_ref().expect("loaded above");
+
+            // Earlier periods still open to late usage, and what already adjusted them.
+            let lookback_from = (period.start - self.settings.late_usage_lookback).max(sub.schedule.anchor);
+            let since = sub
+                .schedule
+                .period_containing(lookback_from)
+                .map_err(CloseError::from)?
+                .start;
+            let earlier: Vec<Invoice> = self
+                .billing
+                .invoices_since(&account.account_id, &sub.subscription_id, since)
+                .await?
+                .into_iter()
+                .filter(|i| i.period.end <= period.start)
+                .collect();
+            let later: Vec<Invoice> = if earlier.is_empty() {
+                Vec::new()
+            } else {
+                self.billing
+                    .invoices_since(&account.account_id, &sub.subscription_id, earlier[0].period.end)
+                    .await?
+            };
+            let notes: Vec<CreditNoteDoc> = if earlier.is_empty() {
+                Vec::new()
+            } else {
+                self.billing.credit_notes(&account.account_id).await?
+            };
+            let from = earlier.first().map_or(period.start, |i| i.period.start);
+            let rows = self.usage_rows(&account.account_id, from, period.end).await?;
+            let rows_in = |s: DateTime<Utc>, e: DateTime<Utc>| -> Vec<UsageRow> {
+                rows.iter()
+                    .filter(|r| s <= r.window_start && r.window_start < e)
+                    .cloned()
+                    .collect()
+            };
+            let current_rows = rows_in(period.start, period.end);
+            let prior_rows: Vec<Vec<UsageRow>> = earlier
+                .iter()
+                .map(|i| rows_in(i.period.start, i.period.end))
+                .collect();
+            let prior: Vec<PriorPeriod<'_>> = earlier
+                .iter()
+                .zip(&prior_rows)
+                .map(|(inv, usage)| PriorPeriod {
+                    invoice: inv,
+                    adjusted: adjusted_lines(&inv.invoice_id, &later, &notes),
+                    usage,
+                })
+                .collect();
+
+            let rate = if account.currency == cat.currency() {
+                None
+            } else {
+                let pair = CurrencyPair::new(cat.currency(), account.currency);
+                let r = match self.rates.rate_at(pair, period.end).await? {
+                    Some(r) => Some(r),
+                    None => {
+                        self.rates
+                            .rate_at(CurrencyPair::new(account.currency, cat.currency()), period.end)
+                            .await?
+                    }
+                };
+                Some(r.ok_or(CloseError::MissingRate { pair, at: period.end })?)
+            };
+            let input = CloseInput {
+                account: &account,
+                subscription: &sub,
+                period,
+                catalog: cat,
+                taxes: &data.taxes,
+                fees: &data.fees,
+                usage: &current_rows,
+                prior,
+                rate: rate.as_ref(),
+                now,
+            };
+            let out = close_period(&input)?;
+            let commit = CloseCommit {
+                invoice: out.invoice,
+                credit_notes: out.credit_notes,
+                expected_next_close: next,
+                next_close: sub.next_close_after(period).map_err(CloseError::from)?,
+                expected_balance: account.credit_balance,
+                new_balance: out.new_credit_balance,
+            };
+            match self.billing.commit_close(&commit).await {
+                Ok(CloseOutcome::Committed(invoice)) => {
+                    let events = finalized_events(&invoice);
+                    self.publisher.publish(&events).await?;
+                    report.events_published += events.len();
+                    tracing::info!(
+                        invoice_id = %invoice.invoice_id,
+                        number = invoice.number.as_deref().unwrap_or(""),
+                        total = %invoice.total,
+                        currency = invoice.currency.code(),
+                        "invoice finalized"
+                    );
+                    report.committed.push(*invoice);
+                }
+                Ok(CloseOutcome::AlreadyClosed) => report.already_closed += 1,
+                Err(StoreError::Conflict(why)) if conflicts < MAX_CONFLICTS => {
+                    conflicts += 1;
+                    tracing::debug!(%why, "close raced with a balance change; recomputing");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The requested period's events, in case the close that wrote it could not publish.
+        let sub = self
+            .billing
+            .subscription(&request.account_id, &request.subscription_id)
+            .await?;
+        if let Some(sub) = sub {
+            if request.period_end > sub.schedule.anchor {
+                let period = sub
+                    .schedule
+                    .period_containing(request.period_end - TimeDelta::nanoseconds(1))
+                    .map_err(CloseError::from)?;
+                let id = invoice_id(&sub.subscription_id, period.start);
+                if !report.committed.iter().any(|i| i.invoice_id == id) {
+                    if let Some(invoice) = self.billing.invoice(&request.account_id, &id).await? {
+                        let events = finalized_events(&invoice);
+                        self.publisher.publish(&events).await?;
+                        report.events_published += events.len();
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The account's hourly aggregates with window start in `[from, to)`, as rating rows.
+    async fn usage_rows(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .usage
+                .aggregates_page(
+                    account_id,
+                    Granularity::Hour,
+                    from,
+                    to,
+                    None,
+                    after.as_deref(),
+                    1000,
+                )
+                .await?;
+            rows.extend(
+                page.items
+                    .iter()
+                    .filter(|a| a.window_start < to)
+                    .map(|a| UsageRow::from_aggregate(&a.provider_id, a)),
+            );
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(rows),
+            }
+        }
+    }
+}
+
+/// Lines of later invoices and credit notes that adjusted invoice `original`.
+fn adjusted_lines<'a>(
+    original: &str,
+    later: &'a [Invoice],
+    notes: &'a [CreditNoteDoc],
+) -> Vec<&'a InvoiceLine> {
+    later
+        .iter()
+        .flat_map(|i| i.lines.iter())
+        .chain(notes.iter().flat_map(|n| n.lines.iter()))
+        .filter(|l| {
+            l.adjusts
+                .as_ref()
+                .is_some_and(|a| a.original_invoice_id == original)
+        })
+        .collect()
+}

@@ -1,0 +1,161 @@
+//! Closes per second through the real close worker against the local endpoint: N accounts
+//! (`BENCH_ACCOUNTS`, default 1,000) with a daily subscription and usage, the cycle-close
+//! handler queues them, the worker's handler consumes the queue (SQS batches of 10, several
+//! batches in flight like concurrent Lambda invocations: `BENCH_WORKERS`, default 4). Needs
+//! `AWS_ENDPOINT_URL`; run it with `bash scripts/bench.sh`.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{Duration, DurationRound, Utc};
+use futures::stream::{self, StreamExt};
+use meterline_integration_tests::{sqs_event, Stack};
+use meterline_shared::aws::{DynamoBillingStore, SqsCloseQueue};
+use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::closing::{CloseSettings, Closer};
+use meterline_shared::money::Currency;
+use meterline_shared::store::billing::BillingStore;
+use meterline_shared::store::memory_billing::MemoryEventPublisher;
+use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::store::UsageStore;
+use meterline_shared::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::usage::{aggregate, Granularity};
+use std::time::Instant;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let accounts = env("BENCH_ACCOUNTS", 1_000);
+    let workers = env("BENCH_WORKERS", 4);
+    let stack = Stack::create("bench-close").await;
+    let billing = DynamoBillingStore::new(stack.ddb(), stack.resource("BillingTable"));
+    let usage = stack.usage_store();
+    let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1);
+
+    // Seed: catalog, accounts, subscriptions (one period ended), two events per account.
+    let t0 = Instant::now();
+    billing.put_catalog(&sample::catalog()).await.unwrap();
+    let events = generate(&GeneratorConfig {
+        seed: 42,
+        accounts,
+        providers: 4,
+        events: accounts * 2,
+        start: anchor + Duration::hours(1),
+        span: Duration::hours(20),
+    });
+    let plan = sample::subscription("x", "x", Cadence::Daily, anchor).plan;
+    let ids: Vec<String> = (0..accounts).map(|i| format!("acct_{i:04}")).collect();
+    stream::iter(ids.iter())
+        .for_each_concurrent(16, |a| {
+            let (billing, plan) = (&billing, plan.clone());
+            async move {
+                billing
+                    .put_account(&sample::account(a, Currency::USD))
+                    .await
+                    .unwrap();
+                let schedule =
+                    BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+                let sub = BillingSubscription::new(&format!("sub_{a}"), a, schedule, plan).unwrap();
+                billing.put_subscription(&sub).await.unwrap();
+            }
+        })
+        .await;
+    // 30 events and at most 60 aggregates: within one transaction's 100 items.
+    for chunk in events.chunks(30) {
+        let aggs: Vec<_> = aggregate(chunk, &[Granularity::Hour, Granularity::Day])
+            .into_values()
+            .collect();
+        usage.commit(chunk, &aggs, Utc::now()).await.unwrap();
+    }
+    println!(
+        "close bench: seeded {accounts} accounts and {} events in {:.1}s",
+        events.len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // The schedule: queue every due close.
+    let queue_url = stack.resource("CloseQueue");
+    let queue = SqsCloseQueue::new(stack.sqs(), queue_url.clone());
+    let event: EventBridgeEvent<serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": [], "detail": {}
+    }))
+    .unwrap();
+    let t0 = Instant::now();
+    let summary = cycle_close::handle(&billing, &queue, &event, Utc::now())
+        .await
+        .unwrap();
+    let enqueue_secs = t0.elapsed().as_secs_f64();
+    println!(
+        "close bench: cycle-close queued {} closes in {enqueue_secs:.1}s = {:.0} requests/s",
+        summary.enqueued,
+        summary.enqueued as f64 / enqueue_secs
+    );
+
+    // The worker: `workers` concurrent invocations, each a batch of 10 messages.
+    let rates = InMemoryRateStore::new();
+    let publisher = MemoryEventPublisher::new();
+    let closer = Closer {
+        billing: &billing,
+        usage: &usage,
+        rates: &rates,
+        publisher: &publisher,
+        settings: CloseSettings::default(),
+    };
+    let sqs = stack.sqs();
+    let t0 = Instant::now();
+    let closed = stream::iter(0..workers)
+        .map(|_| async {
+            let mut closed = 0;
+            let mut empty = 0;
+            while empty < 2 {
+                let out = sqs
+                    .receive_message()
+                    .queue_url(&queue_url)
+                    .max_number_of_messages(10)
+                    .send()
+                    .await
+                    .unwrap();
+                let msgs = out.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                empty = 0;
+                let pairs: Vec<(String, String)> = msgs
+                    .iter()
+                    .map(|m| (m.message_id().unwrap().to_string(), m.body().unwrap().to_string()))
+                    .collect();
+                let resp = close_worker::handle(&closer, sqs_event(&pairs), Utc::now()).await;
+                assert!(resp.batch_item_failures.is_empty());
+                for m in &msgs {
+                    sqs.delete_message()
+                        .queue_url(&queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                closed += msgs.len();
+            }
+            closed
+        })
+        .buffer_unordered(workers)
+        .fold(0, |a, b| async move { a + b })
+        .await;
+    let secs = t0.elapsed().as_secs_f64();
+    let numbers = billing.last_number("ML").await.unwrap();
+    println!(
+        "close bench: {closed} close requests -> {numbers} invoices in {secs:.1}s = {:.1} closes/s ({workers} concurrent batches)",
+        numbers as f64 / secs
+    );
+    assert_eq!(
+        numbers as usize, accounts,
+        "one invoice per account, numbers without gaps"
+    );
+}

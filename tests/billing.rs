@@ -1,0 +1,452 @@
+//! The billing-cycle close against the local endpoint (moto_server): the scheduled function
+//! fired twice, a retried worker and two racing workers give one invoice with one number;
+//! replaying every usage message after a close changes nothing invoiced; a late event becomes
+//! an adjustment in the next period; events reach EventBridge.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use meterline_integration_tests::{pump, sqs_event, Stack};
+use meterline_shared::aws::{
+    aws_sdk_eventbridge, DynamoBillingStore, DynamoUsageStore, EventBridgePublisher,
+};
+use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence, Invoice};
+use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
+use meterline_shared::meter::Meter;
+use meterline_shared::money::Currency;
+use meterline_shared::store::billing::{BillingStore, EventPublisher};
+use meterline_shared::store::memory_billing::MemoryEventPublisher;
+use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::usage::UsageEvent;
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::collections::BTreeMap;
+use usage_ingest::Ingestor;
+
+fn hour() -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::hours(1)).unwrap()
+}
+
+struct Billing {
+    stack: Stack,
+    billing: DynamoBillingStore,
+    usage: DynamoUsageStore,
+    rates: InMemoryRateStore,
+    events: MemoryEventPublisher,
+    /// Period 0 of the daily subscription starts here (three days ago, on the hour).
+    anchor: DateTime<Utc>,
+}
+
+impl Billing {
+    async fn new(test: &str) -> Billing {
+        let stack = Stack::create(test).await;
+        let table = stack.resource("BillingTable");
+        let b = Billing {
+            billing: DynamoBillingStore::new(stack.ddb(), table),
+            usage: stack.usage_store(),
+            rates: InMemoryRateStore::new(),
+            events: MemoryEventPublisher::new(),
+            anchor: hour() - Duration::days(3),
+            stack,
+        };
+        b.billing.put_catalog(&sample::catalog()).await.unwrap();
+        b
+    }
+
+    /// An account with a daily anniversary subscription from `anchor`.
+    async fn subscribe(&self, account: &str) {
+        self.billing
+            .put_account(&sample::account(account, Currency::USD))
+            .await
+            .unwrap();
+        let plan = sample::subscription("x", account, Cadence::Daily, self.anchor).plan;
+        let schedule = BillingSchedule::new(
+            Cadence::Daily,
+            Alignment::Anniversary,
+            self.anchor,
+            chrono_tz::UTC,
+        );
+        let sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
+        self.billing.put_subscription(&sub).await.unwrap();
+    }
+
+    fn closer<'a, P: EventPublisher>(
+        &'a self,
+        publisher: &'a P,
+    ) -> Closer<'a, DynamoBillingStore, DynamoUsageStore, InMemoryRateStore, P> {
+        Closer {
+            billing: &self.billing,
+            usage: &self.usage,
+            rates: &self.rates,
+            publisher,
+            settings: CloseSettings::default(),
+        }
+    }
+
+    /// Sends usage through the ingestion handler, one SQS message per body.
+    async fn ingest(&self, bodies: &[String]) {
+        let ingestor = Ingestor {
+            store: self.stack.usage_store(),
+            settings: self.stack.usage_config().ingest,
+        };
+        let messages: Vec<(String, String)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("m{i}"), b.clone()))
+            .collect();
+        for chunk in messages.chunks(10) {
+            let resp = ingestor.handle(sqs_event(chunk), Utc::now()).await;
+            assert!(resp.batch_item_failures.is_empty());
+        }
+    }
+
+    async fn invoices(&self, account: &str) -> Vec<Invoice> {
+        self.billing
+            .invoices_since(account, &format!("sub_{account}"), self.anchor)
+            .await
+            .unwrap()
+    }
+}
+
+fn ev(id: &str, account: &str, provider: &str, meter: Meter, q: &str, at: DateTime<Utc>) -> UsageEvent {
+    UsageEvent {
+        id: id.into(),
+        account_id: account.into(),
+        provider_id: provider.into(),
+        job_id: "job".into(),
+        meter,
+        quantity: q.parse().unwrap(),
+        timestamp: at,
+        dimensions: [("gpu_model".to_string(), "A100".to_string())].into(),
+    }
+}
+
+fn scheduled_event(at: DateTime<Utc>) -> EventBridgeEvent<serde_json::Value> {
+    serde_json::from_value(json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": at.to_rfc3339(), "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/CycleClose"], "detail": {}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn schedule_twice_retries_and_racing_workers_give_one_invoice_and_one_number() {
+    let b = Billing::new("billing-once").await;
+    b.subscribe("acct_a").await;
+    b.subscribe("acct_b").await;
+    let t = b.anchor + Duration::hours(2);
+    let usage = vec![
+        ev("a1", "acct_a", "prov_000", Meter::GpuSeconds, "3600", t),
+        ev("a2", "acct_a", "prov_001", Meter::CpuSeconds, "7200", t),
+        ev("b1", "acct_b", "prov_000", Meter::GpuSeconds, "1800", t),
+    ];
+    b.ingest(&[serde_json::to_string(&usage).unwrap()]).await;
+
+    // The schedule fires twice: every due subscription is queued twice.
+    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let now = Utc::now();
+    for _ in 0..2 {
+        let s = cycle_close::handle(&b.billing, &queue, &scheduled_event(now), now)
+            .await
+            .unwrap();
+        assert_eq!(s.enqueued, 2);
+    }
+    // The worker consumes the queue (duplicates included)...
+    let closer = b.closer(&b.events);
+    let stats = pump(&b.stack.sqs(), &b.stack.resource("CloseQueue"), 10, |event| {
+        close_worker::handle(&closer, event, now)
+    })
+    .await;
+    assert_eq!(stats.deleted, 4);
+    assert_eq!(stats.failed, 0);
+    // ...and a message delivered again later (a retry after a timeout) changes nothing.
+    let retry = serde_json::to_string(&CloseRequest {
+        account_id: "acct_a".into(),
+        subscription_id: "sub_acct_a".into(),
+        period_end: b.anchor + Duration::days(1),
+    })
+    .unwrap();
+    let resp = close_worker::handle(&closer, sqs_event(&[("r1".into(), retry)]), Utc::now()).await;
+    assert!(resp.batch_item_failures.is_empty());
+
+    // Three daily periods ended for each account: six invoices, numbered 1..6 without gaps.
+    let mut all: Vec<Invoice> = b.invoices("acct_a").await;
+    all.extend(b.invoices("acct_b").await);
+    assert_eq!(all.len(), 6);
+    let mut numbers: Vec<String> = all.iter().map(|i| i.number.clone().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=6).map(|n| format!("ML-{n:06}")).collect::<Vec<_>>());
+    assert_eq!(b.billing.last_number("ML").await.unwrap(), 6);
+    let first = &b.invoices("acct_a").await[0];
+    let gpu: Decimal = first
+        .lines
+        .iter()
+        .filter(|l| l.meter == Some(Meter::GpuSeconds))
+        .map(|l| l.net)
+        .sum();
+    assert_eq!(gpu, "2.88".parse().unwrap()); // 3600 x 0.0008
+
+    // Republished events keep their ids: one InvoiceFinalized per invoice, whatever the count.
+    let ids: std::collections::BTreeSet<String> = b
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.detail_type == "InvoiceFinalized")
+        .map(|e| e.event_id().to_string())
+        .collect();
+    assert_eq!(ids.len(), 6);
+
+    // Two workers racing on one account's next period: one invoice, one number.
+    b.subscribe("acct_c").await;
+    let req = CloseRequest {
+        account_id: "acct_c".into(),
+        subscription_id: "sub_acct_c".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    let (r1, r2) = tokio::join!(
+        closer.close_subscription(&req, b.anchor + Duration::days(1)),
+        closer.close_subscription(&req, b.anchor + Duration::days(1))
+    );
+    let committed = r1.unwrap().committed.len() + r2.unwrap().committed.len();
+    assert_eq!(committed, 1);
+    let c = b.invoices("acct_c").await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].number.as_deref(), Some("ML-000007"));
+    assert_eq!(b.billing.last_number("ML").await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn replayed_usage_changes_nothing_and_late_usage_is_adjusted_next_period() {
+    let b = Billing::new("billing-late").await;
+    b.subscribe("acct_l").await;
+    let day0 = b.anchor + Duration::hours(5);
+    let usage: Vec<UsageEvent> = (0..20)
+        .map(|i| {
+            ev(
+                &format!("u{i}"),
+                "acct_l",
+                "prov_000",
+                Meter::GpuSeconds,
+                "100",
+                day0,
+            )
+        })
+        .collect();
+    let bodies: Vec<String> = usage
+        .chunks(5)
+        .map(|c| serde_json::to_string(c).unwrap())
+        .collect();
+    b.ingest(&bodies).await;
+
+    // Close day 0 only.
+    let closer = b.closer(&b.events);
+    let day0_end = b.anchor + Duration::days(1);
+    let req = CloseRequest {
+        account_id: "acct_l".into(),
+        subscription_id: "sub_acct_l".into(),
+        period_end: day0_end,
+    };
+    let first = closer.close_subscription(&req, day0_end).await.unwrap();
+    assert_eq!(first.committed.len(), 1);
+    let original = first.committed[0].clone();
+
+    // Every usage message replayed: nothing changes.
+    b.ingest(&bodies).await;
+    // A late event for day 0 arrives, and usage for day 1.
+    b.ingest(&[serde_json::to_string(&[
+        ev(
+            "late",
+            "acct_l",
+            "prov_000",
+            Meter::GpuSeconds,
+            "1000",
+            day0 + Duration::hours(3),
+        ),
+        ev(
+            "d1",
+            "acct_l",
+            "prov_001",
+            Meter::CpuSeconds,
+            "100",
+            day0_end + Duration::hours(1),
+        ),
+    ])
+    .unwrap()])
+        .await;
+    let req1 = CloseRequest {
+        period_end: day0_end + Duration::days(1),
+        ..req.clone()
+    };
+    let second = closer
+        .close_subscription(&req1, day0_end + Duration::days(1))
+        .await
+        .unwrap();
+    let inv1 = &second.committed[0];
+    let adj: Vec<_> = inv1.lines.iter().filter(|l| l.adjusts.is_some()).collect();
+    assert_eq!(adj.len(), 1, "{:#?}", inv1.lines);
+    assert_eq!(adj[0].quantity, "1000".parse::<Decimal>().unwrap());
+    assert_eq!(adj[0].net, "0.80".parse::<Decimal>().unwrap());
+    assert_eq!(
+        adj[0].adjusts.as_ref().unwrap().original_invoice_id,
+        original.invoice_id
+    );
+    assert_eq!(adj[0].adjusts.as_ref().unwrap().original_period, original.period);
+
+    // The closed invoice was never rewritten; replaying everything again and closing day 2
+    // adds no adjustment.
+    let stored = b
+        .billing
+        .invoice("acct_l", &original.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, original);
+    b.ingest(&bodies).await;
+    let third = closer.close_subscription(&req1, Utc::now()).await.unwrap();
+    assert_eq!(third.committed.len(), 1);
+    assert!(third.committed[0].lines.iter().all(|l| l.adjusts.is_none()));
+
+    // Usage billed per meter = usage ingested, exactly.
+    let mut billed: BTreeMap<Meter, Decimal> = BTreeMap::new();
+    for l in b.invoices("acct_l").await.iter().flat_map(|i| i.lines.clone()) {
+        if let Some(m) = l.meter {
+            *billed.entry(m).or_default() += l.quantity;
+        }
+    }
+    assert_eq!(billed[&Meter::GpuSeconds], "3000".parse::<Decimal>().unwrap());
+    assert_eq!(billed[&Meter::CpuSeconds], "100".parse::<Decimal>().unwrap());
+
+    // Provider statements are stored per provider, and balance with the invoices.
+    let entries = b
+        .billing
+        .provider_statements("prov_000", b.anchor, Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    for inv in b.invoices("acct_l").await {
+        let parts: Decimal = inv
+            .statements
+            .statements
+            .iter()
+            .map(|s| s.payout.amount + s.marketplace_fee.amount + s.tax.amount)
+            .sum();
+        assert_eq!(inv.total, parts);
+    }
+}
+
+#[tokio::test]
+async fn invoice_events_are_published_on_eventbridge() {
+    let b = Billing::new("billing-events").await;
+    b.subscribe("acct_e").await;
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&b.stack.sdk), "default".into());
+    let closer = b.closer(&publisher);
+    let req = CloseRequest {
+        account_id: "acct_e".into(),
+        subscription_id: "sub_acct_e".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    let report = closer.close_subscription(&req, Utc::now()).await.unwrap();
+    assert_eq!(report.committed.len(), 3);
+    // Each invoice: InvoiceFinalized and (auto-pay, fee due) PaymentRequested.
+    assert_eq!(report.events_published, 6);
+}
+
+#[tokio::test]
+async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
+    use meterline_shared::billing::events::PaymentResult;
+    use meterline_shared::billing::InvoiceStatus;
+    use meterline_shared::store::billing::PaymentOutcome;
+    let b = Billing::new("billing-overdue").await;
+    b.subscribe("acct_o").await;
+    let req = CloseRequest {
+        account_id: "acct_o".into(),
+        subscription_id: "sub_acct_o".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    let issued = Utc::now();
+    let report = b
+        .closer(&b.events)
+        .close_subscription(&req, issued)
+        .await
+        .unwrap();
+    assert_eq!(report.committed.len(), 3);
+    let publisher = MemoryEventPublisher::new();
+
+    // Net 14 + 3 days' grace: not late after 10 days, late after 20; ten runs, one fee each.
+    let early = overdue_check::handle(
+        &b.billing,
+        &publisher,
+        &scheduled_event(issued + Duration::days(10)),
+        Utc::now() + Duration::days(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!((early.marked_past_due, early.fees_charged), (0, 0));
+    let mut fees = 0;
+    let mut marked = 0;
+    for _ in 0..10 {
+        let at = issued + Duration::days(20);
+        let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+            .await
+            .unwrap();
+        assert_eq!(s.checked, 3);
+        fees += s.fees_charged;
+        marked += s.marked_past_due;
+    }
+    assert_eq!((fees, marked), (3, 3));
+    let overdue: Vec<_> = publisher
+        .events()
+        .into_iter()
+        .filter(|e| e.detail_type == "InvoiceOverdue")
+        .collect();
+    assert_eq!(overdue.len(), 3);
+    let inv = &b.invoices("acct_o").await[0];
+    assert_eq!(inv.status, InvoiceStatus::PastDue);
+    // 1.5 % of 11.90 (a day's 10.00 fee + 19 % tax) = 0.1785 -> 0.18.
+    assert_eq!(inv.amount_due, "11.90".parse::<Decimal>().unwrap());
+    assert_eq!(inv.outstanding, "12.08".parse::<Decimal>().unwrap());
+    // The next fee period (30 days on): one more fee each, however often it runs.
+    for _ in 0..3 {
+        let at = issued + Duration::days(50);
+        overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+            .await
+            .unwrap();
+    }
+    let inv = &b.invoices("acct_o").await[0];
+    assert_eq!(inv.outstanding, "12.26".parse::<Decimal>().unwrap());
+
+    // The payment service pays it: applied once, however often the event is delivered.
+    let paid: EventBridgeEvent<PaymentResult> = serde_json::from_value(json!({
+        "version": "0", "id": "e1", "detail-type": "PaymentSucceeded", "source": "meterline.payments",
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": {"event_id": "pay_1", "invoice_id": inv.invoice_id, "account_id": "acct_o",
+                   "currency": "USD", "amount": "12.26", "at": Utc::now().to_rfc3339()}
+    }))
+    .unwrap();
+    let first = payment_result::handle(&b.billing, &paid).await.unwrap();
+    assert_eq!(
+        first,
+        PaymentOutcome::Applied {
+            status: InvoiceStatus::Paid,
+            outstanding: Decimal::ZERO
+        }
+    );
+    assert_eq!(
+        payment_result::handle(&b.billing, &paid).await.unwrap(),
+        PaymentOutcome::Duplicate
+    );
+    let inv = b
+        .billing
+        .invoice("acct_o", &inv.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inv.status, InvoiceStatus::Paid);
+    // Paid invoices leave the open index: the next check sees the two others only.
+    let at = issued + Duration::days(51);
+    let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+        .await
+        .unwrap();
+    assert_eq!(s.checked, 2);
+}
