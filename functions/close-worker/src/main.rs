@@ -2,12 +2,12 @@ use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoUsageStore,
+    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoRateStore, DynamoUsageStore,
     EventBridgePublisher,
 };
 use meterline_shared::closing::{CloseSettings, Closer};
-use meterline_shared::config::{BillingConfig, Env, UsageConfig};
-use meterline_shared::store::rates::{InMemoryRateStore, RateStore};
+use meterline_shared::config::{BillingConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::store::cached_rates::CachedRates;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,18 +15,23 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     let billing = BillingConfig::from_env(&env).context("configuration")?;
     let usage = UsageConfig::from_env(&env).context("configuration")?;
+    let rates_config = RatesConfig::from_env(&env).context("configuration")?;
     let sdk = sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let billing_store = DynamoBillingStore::new(ddb.clone(), billing.table);
+    // A close converts with the rate in force at its period's end (`RateStore::rate_at`); a
+    // missing rate fails the close retryably, never a guess. Reads are cached for the
+    // execution environment's life.
+    let rates = CachedRates::new(
+        DynamoRateStore::new(ddb.clone(), rates_config.table),
+        rates_config.cache_ttl,
+    );
     let usage_store = DynamoUsageStore::new(ddb, usage.tables, usage.event_retention);
-    // Until the DynamoDB rate store is deployed, rates come from an empty store: a close that
-    // needs a conversion fails retryably (and reaches the dead-letter queue), never guesses.
-    let rates: Box<dyn RateStore> = Box::new(InMemoryRateStore::new());
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), billing.event_bus);
     let closer = &Closer {
         billing: &billing_store,
         usage: &usage_store,
-        rates: rates.as_ref(),
+        rates: &rates,
         publisher: &publisher,
         settings: CloseSettings {
             late_usage_lookback: billing.late_usage_lookback,
