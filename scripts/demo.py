@@ -199,6 +199,26 @@ def main():
     if not out["data"]:
         sys.exit("expected rejected events")
 
+    # 3. One exchange-rate refresh, as the EventBridge schedule triggers it (mock provider), then
+    #    the rates through the API.
+    print("\n== rate-refresh (a scheduled EventBridge event; mock provider) ==")
+    scheduled = {"version": "0", "id": "demo-refresh", "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": iso(now), "region": region,
+                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/rate-refresh"], "detail": {}}
+    status, summary = http("POST", f"{args.invoke}/2015-03-31/functions/rate-refresh/invocations", scheduled)
+    if status != 200:
+        sys.exit(f"rate-refresh failed: {status} {summary}")
+    print(f"refresh -> {summary}")
+    status, out = http("GET", f"{api}/v1/rates")
+    if status != 200 or not out["data"]:
+        sys.exit(f"GET /v1/rates failed: {status} {out}")
+    print("\n== GET /v1/rates ==")
+    table([(r["pair"], r["rate"], r["as_of"], r["age_seconds"], str(r["stale"]).lower(), ",".join(r["sources"]))
+           for r in out["data"]], ["pair", "rate", "as_of", "age s", "stale", "sources"])
+    status, out = http("GET", f"{api}/v1/rates/EUR/BTC/history?limit=5")
+    print(f"\nGET /v1/rates/EUR/BTC/history -> {status}: {len(out['data'])} rate(s), "
+          f"next_cursor {out['next_cursor']}")
+
     close_cycle(stack, args, sqs, region, events, account, start, now)
 
 

@@ -2,10 +2,10 @@
 # The main job, locally: starts the local AWS endpoint, creates the template's tables and
 # queues, runs the functions under `cargo lambda watch`, pushes a deterministic sample workload
 # through the API and the queue (with duplicates, a malformed, a late and a poison message),
-# and prints the resulting usage and the rejected events; then seeds price books, accounts and
-# subscriptions, invokes the cycle-close function as its EventBridge schedule would, lets the close
-# worker consume the close queue, and prints an invoice and the provider statements. Stops
-# everything it started on exit.
+# prints the resulting usage and the rejected events, runs one exchange-rate refresh and lists
+# the rates through the API; then seeds price books, accounts and subscriptions, invokes the
+# cycle-close function as its EventBridge schedule would, lets the close worker consume the close
+# queue, and prints an invoice and the provider statements. Stops everything it started on exit.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -16,9 +16,9 @@ log "creating the stack from infra/template.yaml"
 python scripts/stack.py create --prefix demo >"$LOCAL/stack.json"
 
 log "building the functions"
-cargo build --quiet -p usage-ingest -p api -p cycle-close -p close-worker -p meterline-cli
+cargo build --quiet -p usage-ingest -p api -p rate-refresh -p cycle-close -p close-worker -p meterline-cli
 
-# Both functions get the environment the template gives them (their union), plus the endpoint.
+# The functions get the environment the template gives them (their union), plus the endpoint.
 python - "$LOCAL/stack.json" >"$LOCAL/functions.env" <<'PY'
 import json, os, sys
 stack = json.load(open(sys.argv[1]))

@@ -21,6 +21,10 @@ fn api(stack: &Stack) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
         store: stack.usage_store(),
         queue: SqsUsageQueue::new(stack.sqs(), env["USAGE_QUEUE_URL"].clone()),
         time_rules: stack.usage_config().ingest.time_rules,
+        rates: api::rates::RatesApi::new(
+            std::sync::Arc::new(stack.rate_store()),
+            stack.rates_config("ApiFunction").max_age,
+        ),
     }
 }
 

@@ -1,4 +1,7 @@
-//! `meterline`: validate price books and rate usage from the command line.
+//! `meterline`: validate price books, rate usage, forecast spend and backtest the forecasts
+//! from the command line.
+
+mod forecast;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -32,6 +35,11 @@ enum Command {
     Rate(RateArgs),
     /// Generate a deterministic usage workload (a JSON array of usage events).
     GenUsage(GenUsageArgs),
+    /// Period-to-date, end-of-period projection and next-days forecast of an account's spend,
+    /// with an optional SVG plot.
+    Forecast(forecast::ForecastArgs),
+    /// Forecast accuracy on rolling origins against seasonal naive (MASE, interval coverage).
+    Backtest(forecast::BacktestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +62,13 @@ struct GenUsageArgs {
     /// Hours of usage after the start.
     #[arg(long, default_value_t = 24)]
     hours: i64,
+    /// `marketplace` (many accounts, no time pattern) or `trend-weekly` (one account, hourly
+    /// GPU and CPU usage with a known trend and daily and weekly cycles, over `--hours`).
+    #[arg(long, default_value = "marketplace")]
+    pattern: String,
+    /// The account of the `trend-weekly` pattern.
+    #[arg(long, default_value = "acct-demo")]
+    account: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +137,33 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::GenUsage(args) if args.pattern == "trend-weekly" => {
+            let days = (args.hours.max(24) / 24) as usize;
+            let events = meterline_shared::forecast::synthetic_events(
+                &args.account,
+                "gpu-cloud",
+                args.start,
+                days,
+                args.seed,
+            );
+            serde_json::to_writer(&mut *out, &events)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenUsage(args) if args.pattern != "marketplace" => {
+            bail!(
+                "unknown pattern `{}`: expected marketplace or trend-weekly",
+                args.pattern
+            )
+        }
+        Command::Forecast(args) => {
+            forecast::run_forecast(&args, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(args) => {
+            forecast::run_backtest(&args, out)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::GenUsage(args) => {
             let config = GeneratorConfig {

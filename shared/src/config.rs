@@ -171,6 +171,37 @@ impl BillingConfig {
     }
 }
 
+/// Where exchange rates are read, and how readers treat them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatesConfig {
+    /// `RATES_TABLE` (required): the rate table.
+    pub table: String,
+    /// `RATES_CACHE_TTL_SECONDS` (default 60, 0 to 3600): how long a reading function keeps a
+    /// rate it read.
+    pub cache_ttl: Duration,
+    /// `RATES_MAX_AGE_SECONDS` (default 900, at least 1): a rate older than this is reported
+    /// stale by the readers (three missed refreshes at the default 5-minute schedule).
+    pub max_age: Duration,
+}
+
+impl RatesConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<RatesConfig, ConfigError> {
+        let table = env.required("RATES_TABLE")?.trim().to_string();
+        let cache_ttl = env.seconds_or("RATES_CACHE_TTL_SECONDS", 60, 0)?;
+        if cache_ttl > Duration::hours(1) {
+            return Err(ConfigError::Invalid {
+                name: "RATES_CACHE_TTL_SECONDS",
+                reason: format!("{} is above the maximum of 3600 seconds", cache_ttl.num_seconds()),
+            });
+        }
+        Ok(RatesConfig {
+            table,
+            cache_ttl,
+            max_age: env.seconds_or("RATES_MAX_AGE_SECONDS", 900, 1)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +277,28 @@ mod tests {
             c.ingest.granularities,
             [Granularity::Minute, Granularity::Hour, Granularity::Day]
         );
+    }
+
+    #[test]
+    fn rates_config_needs_the_table_and_bounds_the_ttl() {
+        assert_eq!(
+            RatesConfig::from_env(&env(&[])).unwrap_err(),
+            ConfigError::Missing("RATES_TABLE")
+        );
+        let c = RatesConfig::from_env(&env(&[("RATES_TABLE", "rates")])).unwrap();
+        assert_eq!(
+            (c.table.as_str(), c.cache_ttl, c.max_age),
+            ("rates", Duration::seconds(60), Duration::seconds(900))
+        );
+        for (name, value) in [
+            ("RATES_CACHE_TTL_SECONDS", "3601"),
+            ("RATES_CACHE_TTL_SECONDS", "-1"),
+            ("RATES_MAX_AGE_SECONDS", "0"),
+        ] {
+            match RatesConfig::from_env(&env(&[("RATES_TABLE", "t"), (name, value)])).unwrap_err() {
+                ConfigError::Invalid { name: n, .. } => assert_eq!(n, name),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -10,6 +10,9 @@ pub mod closing;
 mod closing_tests;
 pub mod collections;
 pub mod config;
+pub mod estimate;
+#[cfg(feature = "forecast")]
+pub mod forecast;
 pub mod fx;
 pub mod ingest;
 pub mod meter;

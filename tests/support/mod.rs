@@ -4,8 +4,8 @@
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, DynamoUsageStore};
-use meterline_shared::config::{Env, UsageConfig};
+use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, DynamoRateStore, DynamoUsageStore};
+use meterline_shared::config::{Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,6 +73,17 @@ impl Stack {
     pub fn usage_config(&self) -> UsageConfig {
         let env = self.function_env("UsageIngestFunction");
         UsageConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
+    }
+
+    /// The rate configuration a function would read (`ApiFunction`, `RateRefreshFunction`).
+    pub fn rates_config(&self, function: &str) -> RatesConfig {
+        let env = self.function_env(function);
+        RatesConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
+    }
+
+    /// The rate store on this stack's table, as the functions open it.
+    pub fn rate_store(&self) -> DynamoRateStore {
+        DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
     pub fn ddb(&self) -> aws_sdk_dynamodb::Client {

@@ -6,6 +6,7 @@
 //! - `GET /v1/accounts/{account_id}/usage`: aggregated usage, cursor-paginated.
 //! - `GET /v1/accounts/{account_id}/usage/rejected`: rejected events with reasons.
 //! - `GET /v1/usage/rejected`: rejected events whose account could not be read.
+//! - `GET /v1/rates`, `GET /v1/rates/{base}/{quote}/history`: exchange rates ([`rates`]).
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
@@ -25,6 +26,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::str::FromStr;
 
+pub mod rates;
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -33,6 +36,7 @@ pub struct Api<S, Q> {
     pub store: S,
     pub queue: Q,
     pub time_rules: TimeRules,
+    pub rates: rates::RatesApi,
 }
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -150,6 +154,7 @@ impl<S: UsageStore, Q: UsageQueue> Api<S, Q> {
                 Err(p) => Err(p),
             },
             (Method::GET, ["v1", "usage", "rejected"]) => self.get_rejected(&req, None).await,
+            (_, ["v1", "rates", rest @ ..]) => self.rates.route(&req, rest, now).await,
             (_, ["health"] | ["v1", "usage"] | ["v1", "accounts", _, "usage"])
             | (_, ["v1", "accounts", _, "usage", "rejected"] | ["v1", "usage", "rejected"]) => {
                 Err(Problem::new(

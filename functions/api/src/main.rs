@@ -1,7 +1,11 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::config::{Env, UsageConfig};
+use meterline_shared::aws::{
+    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+};
+use meterline_shared::config::{Env, RatesConfig, UsageConfig};
+use meterline_shared::store::cached_rates::CachedRates;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,7 +13,13 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     let config = UsageConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
+    let rates_config = RatesConfig::from_env(&env).context("configuration")?;
     let sdk = sdk_config().await;
+    // Rates are read through a cache kept for the life of the execution environment.
+    let rates = CachedRates::new(
+        DynamoRateStore::new(aws_sdk_dynamodb::Client::new(&sdk), rates_config.table),
+        rates_config.cache_ttl,
+    );
     let api = &api::Api {
         store: DynamoUsageStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -18,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         queue: SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
         time_rules: config.ingest.time_rules,
+        rates: api::rates::RatesApi::new(Arc::new(rates), rates_config.max_age),
     };
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, lambda_http::Error>(api.handle(req, chrono::Utc::now()).await)

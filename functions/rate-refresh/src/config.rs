@@ -4,6 +4,8 @@
 //! | --- | --- | --- |
 //! | `FX_PROVIDERS` | `mock` | comma-separated: `mock`, `coinbase`, `kraken`, `binance`, `ecb` |
 //! | `FX_PAIRS` | `BTC/USD,ETH/USD,EUR/USD` | comma-separated `BASE/QUOTE` pairs to refresh |
+//! | `FX_CROSS_PAIRS` | none | pairs derived from two of `FX_PAIRS` through the pivot, e.g. `EUR/BTC` |
+//! | `FX_PIVOT` | `USD` | the currency the legs of a cross pair share |
 //! | `FX_TIMEOUT_MS` | `3000` | per-request timeout (connect to last byte) |
 //! | `FX_TOLERANCE` | `0.02` | largest relative distance from the median accepted |
 //! | `FX_QUORUM` | majority of the providers | least number of agreeing sources for a new rate |
@@ -18,6 +20,7 @@
 
 use chrono::TimeDelta;
 use meterline_shared::fx::{parse, CombinePolicy, CurrencyPair, PolicyError};
+use meterline_shared::money::Currency;
 use rust_decimal::Decimal;
 use std::fmt;
 use std::str::FromStr;
@@ -90,11 +93,24 @@ impl Default for BaseUrls {
 pub struct Config {
     pub providers: Vec<Provider>,
     pub pairs: Vec<CurrencyPair>,
+    /// Pairs derived by triangulation through `pivot` from two of `pairs`, after they are
+    /// refreshed; each with its two legs as configured (`base`–pivot, pivot–`quote`).
+    pub cross_pairs: Vec<CrossPair>,
+    pub pivot: Currency,
     pub timeout: Duration,
     pub policy: CombinePolicy,
     pub urls: BaseUrls,
     pub binance_usdt_as_usd: bool,
     pub mock_seed: Option<u64>,
+}
+
+/// A pair made from two refreshed pairs through the pivot: `target.base`–pivot and
+/// pivot–`target.quote`, each in the orientation `FX_PAIRS` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossPair {
+    pub target: CurrencyPair,
+    pub first: CurrencyPair,
+    pub second: CurrencyPair,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,6 +172,49 @@ impl Config {
             return Err(invalid("FX_PAIRS", &pairs_raw, "no pair"));
         }
 
+        let pivot_raw = var("FX_PIVOT").unwrap_or_else(|| "USD".into());
+        let pivot = Currency::from_code(&pivot_raw.to_ascii_uppercase())
+            .map_err(|e| invalid("FX_PIVOT", &pivot_raw, format!("{e}")))?;
+        let mut cross_pairs: Vec<CrossPair> = Vec::new();
+        if let Some(raw) = var("FX_CROSS_PAIRS") {
+            for p in raw.split(',').filter(|s| !s.trim().is_empty()) {
+                let target: CurrencyPair = p
+                    .parse()
+                    .map_err(|e| invalid("FX_CROSS_PAIRS", p, format!("{e}")))?;
+                if cross_pairs.iter().any(|c| c.target == target) {
+                    continue;
+                }
+                if pairs.iter().any(|q| q.same_currencies(target)) {
+                    return Err(invalid("FX_CROSS_PAIRS", p, "is already refreshed from FX_PAIRS"));
+                }
+                if target.base == pivot || target.quote == pivot {
+                    return Err(invalid(
+                        "FX_CROSS_PAIRS",
+                        p,
+                        format!("has the pivot {pivot} on one side: refresh it directly"),
+                    ));
+                }
+                let leg = |a: Currency| {
+                    pairs
+                        .iter()
+                        .copied()
+                        .find(|q| q.same_currencies(CurrencyPair::new(a, pivot)))
+                        .ok_or_else(|| {
+                            invalid(
+                                "FX_CROSS_PAIRS",
+                                p,
+                                format!("needs {a}/{pivot} (or {pivot}/{a}) in FX_PAIRS"),
+                            )
+                        })
+                };
+                cross_pairs.push(CrossPair {
+                    target,
+                    first: leg(target.base)?,
+                    second: leg(target.quote)?,
+                });
+            }
+        }
+
         let number = |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
             match var(k) {
                 None => Ok(default),
@@ -213,6 +272,8 @@ impl Config {
         Ok(Config {
             providers,
             pairs,
+            cross_pairs,
+            pivot,
             timeout,
             policy,
             urls,
@@ -243,6 +304,41 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(3));
         assert_eq!(c.urls, BaseUrls::default());
         assert!(!c.binance_usdt_as_usd);
+        assert!(c.cross_pairs.is_empty());
+        assert_eq!(c.pivot, Currency::USD);
+    }
+
+    #[test]
+    fn cross_pairs_find_their_legs_through_the_pivot() {
+        let c = config(&[
+            ("FX_PAIRS", "BTC/USD,EUR/USD,USD/JPY"),
+            ("FX_CROSS_PAIRS", "EUR/BTC, JPY/EUR,EUR/BTC"),
+        ])
+        .unwrap();
+        let p = |s: &str| s.parse::<CurrencyPair>().unwrap();
+        assert_eq!(
+            c.cross_pairs,
+            [
+                CrossPair {
+                    target: p("EUR/BTC"),
+                    first: p("EUR/USD"),
+                    second: p("BTC/USD")
+                },
+                CrossPair {
+                    target: p("JPY/EUR"),
+                    first: p("USD/JPY"),
+                    second: p("EUR/USD")
+                },
+            ]
+        );
+        let c = config(&[
+            ("FX_PAIRS", "BTC/EUR,ETH/EUR"),
+            ("FX_PIVOT", "eur"),
+            ("FX_CROSS_PAIRS", "ETH/BTC"),
+        ])
+        .unwrap();
+        assert_eq!(c.pivot, Currency::EUR);
+        assert_eq!(c.cross_pairs[0].first, p("ETH/EUR"));
     }
 
     #[test]
@@ -285,6 +381,12 @@ mod tests {
             vec![("FX_BINANCE_USDT_AS_USD", "yes")],
             vec![("FX_ECB_BASE_URL", "ftp://example")],
             vec![("FX_MOCK_SEED", "-1")],
+            vec![("FX_PIVOT", "XYZ")],
+            vec![("FX_CROSS_PAIRS", "EUR/GBP")],
+            vec![("FX_CROSS_PAIRS", "EUR/BTC/USD")],
+            vec![("FX_CROSS_PAIRS", "USD/BTC")],
+            vec![("FX_CROSS_PAIRS", "BTC/USD")],
+            vec![("FX_CROSS_PAIRS", "USD/EUR")],
         ] {
             assert!(config(&vars).is_err(), "{vars:?}");
         }

@@ -5,7 +5,7 @@
 //! - [`config`]: environment variables, validated once at start-up;
 //! - [`source`]: the [`RateSource`] port with the HTTP providers and the mock;
 //! - [`RateStore`]: the port (in `meterline_shared::store::rates`) with an in-memory implementation;
-//! - [`refresh`]: one refresh, [`refresh_once`];
+//! - [`refresh`]: one refresh, [`refresh_once`], with the cross pairs derived through the pivot;
 //! - [`handler`]: the EventBridge-scheduled Lambda handler.
 
 pub mod config;
@@ -13,8 +13,8 @@ pub mod handler;
 pub mod refresh;
 pub mod source;
 
-pub use config::{Config, ConfigError, Provider};
+pub use config::{Config, ConfigError, CrossPair, Provider};
 pub use handler::{handle, App, Summary};
 pub use meterline_shared::store::rates::{HistoryPage, InMemoryRateStore, RateStore, StoreError};
-pub use refresh::{refresh_once, PairReport, RefreshReport};
+pub use refresh::{derive_cross, refresh_once, PairReport, RefreshReport};
 pub use source::{sources_from_config, FetchError, HttpSource, MockSource, RateSource, SourceReport};

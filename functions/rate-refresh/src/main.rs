@@ -2,7 +2,9 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use rate_refresh::{handle, sources_from_config, App, Config, InMemoryRateStore, RateStore};
+use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
+use meterline_shared::config::{Env, RatesConfig};
+use rate_refresh::{handle, sources_from_config, App, Config};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -10,17 +12,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     // Refuse to start on a bad configuration rather than fail every invocation.
     let config = Config::from_env()?;
+    let rates = RatesConfig::from_env(&Env::process())?;
     let sources = sources_from_config(&config)?;
     tracing::info!(
         providers = ?config.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
         pairs = ?config.pairs.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        cross_pairs = ?config.cross_pairs.iter().map(|c| c.target.to_string()).collect::<Vec<_>>(),
+        pivot = %config.pivot,
         quorum = config.policy.quorum,
+        table = %rates.table,
         "rate refresh configured"
     );
+    let sdk = sdk_config().await;
     let app = Arc::new(App {
         config,
         sources,
-        store: store(),
+        store: Arc::new(DynamoRateStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            rates.table,
+        )),
     });
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
@@ -33,12 +43,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// The rate store behind the [`RateStore`] port.
-///
-/// This is the in-memory store, which lives only as long as the execution environment: the
-/// DynamoDB store is plugged in here by the deployment wiring. Nothing else changes.
-fn store() -> Arc<dyn RateStore> {
-    Arc::new(InMemoryRateStore::new())
 }

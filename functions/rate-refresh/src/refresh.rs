@@ -1,10 +1,10 @@
 //! One refresh: fetch every pair from every source concurrently, combine, store.
 
-use crate::config::Config;
+use crate::config::{Config, CrossPair};
 use crate::source::{FetchError, PairError, RateSource, SourceReport};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use meterline_shared::fx::{combine, CurrencyPair, ExchangeRate, Outcome, RejectedQuote};
+use meterline_shared::fx::{combine, triangulate, CurrencyPair, ExchangeRate, Outcome, RejectedQuote};
 use meterline_shared::store::rates::{RateStore, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -54,6 +54,9 @@ impl RefreshReport {
 /// When a pair does not reach the quorum, the previous good rate stays the latest in the store
 /// untouched (readers see its age grow) and the report shows it marked stale. Only a store
 /// failure makes the refresh fail.
+///
+/// Then each configured cross pair is derived from its two legs as this refresh left them
+/// ([`derive_cross`]); the reports of the cross pairs follow those of the refreshed pairs.
 pub async fn refresh_once(
     sources: &[Arc<dyn RateSource>],
     store: &dyn RateStore,
@@ -113,5 +116,57 @@ pub async fn refresh_once(
             failures,
         });
     }
+    let mut crosses = Vec::with_capacity(config.cross_pairs.len());
+    for cross in &config.cross_pairs {
+        crosses.push(derive_cross(store, cross, &out, now).await?);
+    }
+    out.extend(crosses);
     Ok(RefreshReport { at: now, pairs: out })
+}
+
+/// One cross pair, from the reports of its legs in this refresh.
+///
+/// When both legs got a fresh rate, the cross is triangulated through the pivot
+/// (`meterline_shared::fx::triangulate`: as of its oldest leg, stale if either is, its sources
+/// naming each leg as `PAIR:source`) and stored. Otherwise (a leg kept stale or with no rate)
+/// nothing is stored: like a pair without quorum, the previous cross rate stays the latest and
+/// is reported stale, or there is none.
+pub async fn derive_cross(
+    store: &dyn RateStore,
+    cross: &CrossPair,
+    legs: &[PairReport],
+    now: DateTime<Utc>,
+) -> Result<PairReport, StoreError> {
+    let fresh_leg = |pair: CurrencyPair| {
+        legs.iter()
+            .find(|r| r.pair == pair && r.outcome == Outcome::Fresh)
+            .and_then(|r| r.rate.as_ref())
+    };
+    if let (Some(first), Some(second)) = (fresh_leg(cross.first), fresh_leg(cross.second)) {
+        match triangulate(cross.target, first, second) {
+            Ok(rate) => {
+                store.put(&rate).await?;
+                return Ok(PairReport {
+                    pair: cross.target,
+                    outcome: Outcome::Fresh,
+                    rate: Some(rate),
+                    rejected: Vec::new(),
+                    failures: Vec::new(),
+                });
+            }
+            Err(e) => tracing::warn!(pair = %cross.target, error = %e, "cross rate could not be derived"),
+        }
+    }
+    let previous = store.latest(cross.target).await?;
+    Ok(PairReport {
+        pair: cross.target,
+        outcome: if previous.is_some() {
+            Outcome::KeptStale
+        } else {
+            Outcome::NoRate
+        },
+        rate: previous.map(|p| p.into_stale(now)),
+        rejected: Vec::new(),
+        failures: Vec::new(),
+    })
 }

@@ -1,15 +1,17 @@
-//! Adapters from the ports in [`crate::store`] to AWS: DynamoDB for storage, SQS for the usage
-//! queue. They read `AWS_ENDPOINT_URL` like every AWS SDK, so the same code talks to a local
+//! Adapters from the ports in [`crate::store`] to AWS: DynamoDB for storage (usage and exchange
+//! rates), SQS for the usage queue. They read `AWS_ENDPOINT_URL` like every AWS SDK, so the same code talks to a local
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
 pub mod dynamo_billing;
+pub mod dynamo_rates;
 pub mod dynamo_usage;
 pub mod eventbridge;
 pub mod sqs_close;
 pub mod sqs_usage;
 
 pub use dynamo_billing::DynamoBillingStore;
+pub use dynamo_rates::DynamoRateStore;
 pub use dynamo_usage::{DynamoUsageStore, WriteStats};
 pub use eventbridge::EventBridgePublisher;
 pub use sqs_close::SqsCloseQueue;

@@ -55,9 +55,12 @@ pub trait RateStore: Send + Sync {
         cursor: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<HistoryPage, StoreError>>;
+
+    /// The latest rate of every pair that has one, ordered by pair (`BTC/USD` before `EUR/USD`).
+    fn latest_all(&self) -> BoxFuture<'_, Result<Vec<ExchangeRate>, StoreError>>;
 }
 
-/// A store in process memory: for local runs, tests, and until the deployment plugs in DynamoDB.
+/// A store in process memory, for tests and local runs (the functions use `aws::DynamoRateStore`).
 #[derive(Debug, Default)]
 pub struct InMemoryRateStore {
     rates: Mutex<HashMap<CurrencyPair, BTreeMap<DateTime<Utc>, ExchangeRate>>>,
@@ -144,6 +147,16 @@ impl RateStore for InMemoryRateStore {
         })();
         Box::pin(async move { result })
     }
+
+    fn latest_all(&self) -> BoxFuture<'_, Result<Vec<ExchangeRate>, StoreError>> {
+        let mut all: Vec<ExchangeRate> = self
+            .lock()
+            .values()
+            .filter_map(|h| h.values().next_back().cloned())
+            .collect();
+        all.sort_by_key(|r| r.pair.to_string());
+        Box::pin(async move { Ok(all) })
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +190,16 @@ mod tests {
         }
         store.put(&rate("ETH/USD", 9, 9)).await.unwrap();
         assert_eq!(store.latest(btc).await.unwrap().unwrap().rate, Decimal::from(5));
+        let all = store.latest_all().await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| (r.pair.to_string(), r.rate))
+                .collect::<Vec<_>>(),
+            [
+                ("BTC/USD".to_string(), Decimal::from(5)),
+                ("ETH/USD".to_string(), Decimal::from(9))
+            ]
+        );
         // An older rate put later does not become the latest.
         store.put(&rate("BTC/USD", 7, 0)).await.unwrap();
         assert_eq!(store.latest(btc).await.unwrap().unwrap().rate, Decimal::from(5));
