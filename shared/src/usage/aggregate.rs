@@ -5,12 +5,14 @@
 
 use super::event::{Dimensions, UsageEvent};
 use crate::meter::Meter;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::str::FromStr;
 
 /// The length of an aggregation window.
@@ -43,8 +45,22 @@ impl Granularity {
 
     /// The start of the window holding `t` (UTC).
     pub fn window_start(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        // Truncation to a whole minute/hour/day of the Unix epoch cannot fail for valid times.
-        t.duration_trunc(self.length()).expect("window truncation")
+        DateTime::from_timestamp(self.window_start_secs(t.timestamp()), 0)
+            .expect("a window start is in range")
+    }
+
+    /// The length in seconds.
+    pub const fn seconds(self) -> i64 {
+        match self {
+            Granularity::Minute => 60,
+            Granularity::Hour => 3600,
+            Granularity::Day => 86_400,
+        }
+    }
+
+    /// The start of the window holding the Unix time `secs` (floored, also before 1970).
+    pub const fn window_start_secs(self, secs: i64) -> i64 {
+        secs - secs.rem_euclid(self.seconds())
     }
 }
 
@@ -70,9 +86,28 @@ pub fn dimensions_hash(dims: &Dimensions) -> String {
     if dims.is_empty() {
         return "-".to_string();
     }
-    let canonical = serde_json::to_vec(dims).expect("a string map always serializes");
-    let digest = Sha256::digest(&canonical);
-    hex16(&digest[..8])
+    let mut hasher = Sha256::new();
+    if dims.iter().any(|(k, v)| needs_escape(k) || needs_escape(v)) {
+        hasher.update(serde_json::to_vec(dims).expect("a string map always serializes"));
+    } else {
+        // The same bytes serde_json writes, without its escaping machinery.
+        let mut sep = b'{';
+        for (k, v) in dims {
+            hasher.update([sep, b'"']);
+            hasher.update(k.as_bytes());
+            hasher.update(b"\":\"");
+            hasher.update(v.as_bytes());
+            hasher.update(b"\"");
+            sep = b',';
+        }
+        hasher.update(b"}");
+    }
+    hex16(&hasher.finalize()[..8])
+}
+
+/// Whether JSON writes `s` other than as its bytes between quotes.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Lower-case hex of 8 bytes (16 digits).
@@ -88,7 +123,28 @@ pub fn hex16(bytes: &[u8]) -> String {
 
 /// Formats a window start the way it is stored and sorted: fixed width, UTC, `Z`.
 pub fn window_key(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let (year, month, day) = (t.year(), t.month(), t.day());
+    // chrono writes other years with a sign or more digits, and a leap second as :60.
+    if !(0..=9999).contains(&year) || t.nanosecond() >= 1_000_000_000 {
+        return t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    }
+    let mut out = String::with_capacity(20);
+    let year = year as u32;
+    for (n, sep) in [
+        (year / 100, ""),
+        (year % 100, "-"),
+        (month, "-"),
+        (day, "T"),
+        (t.hour(), ":"),
+        (t.minute(), ":"),
+        (t.second(), "Z"),
+    ] {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+        out.push_str(sep);
+    }
+    out
 }
 
 /// The position of an aggregate within its account and granularity, as stored and sorted:
@@ -104,8 +160,8 @@ pub fn aggregate_sort_key(a: &UsageAggregate) -> String {
     )
 }
 
-/// Identifies one aggregate. Ordered by account, granularity, window, meter, dimension set:
-/// the order in which the usage API pages through them.
+/// Identifies one aggregate. Ordered by account, granularity, window, meter, dimension set,
+/// provider: the order in which the usage API pages through them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AggregateKey {
     pub account_id: String,
@@ -150,52 +206,255 @@ impl UsageAggregate {
     }
 }
 
+/// FxHash (as in rustc): a fast hasher for the small in-memory maps of one batch. Their keys
+/// are bounded by the batch size (500 events), so a crafted collision cannot cost much.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Gives each distinct value a small id, in order of first appearance.
+struct Interner<'a, T: ?Sized> {
+    ids: FxMap<&'a T, u32>,
+    values: Vec<&'a T>,
+}
+
+impl<'a, T: ?Sized + Eq + Hash> Interner<'a, T> {
+    fn new() -> Self {
+        Interner {
+            ids: FxMap::default(),
+            values: Vec::new(),
+        }
+    }
+
+    fn id(&mut self, v: &'a T) -> (u32, bool) {
+        let next = self.values.len() as u32;
+        match self.ids.entry(v) {
+            Entry::Occupied(o) => (*o.get(), false),
+            Entry::Vacant(slot) => {
+                slot.insert(next);
+                self.values.push(v);
+                (next, true)
+            }
+        }
+    }
+
+    /// The rank of each id when the values are sorted.
+    fn ranks(&self) -> Vec<u32>
+    where
+        T: Ord,
+    {
+        ranks_of(&self.values)
+    }
+}
+
 /// Sums events into aggregates for each granularity. The result does not depend on the order
 /// of the events; duplicates must be removed before (see [`distinct_events`]).
 pub fn aggregate<'a>(
     events: impl IntoIterator<Item = &'a UsageEvent>,
     granularities: &[Granularity],
 ) -> BTreeMap<AggregateKey, UsageAggregate> {
-    let mut out: BTreeMap<AggregateKey, UsageAggregate> = BTreeMap::new();
-    for e in events {
-        let hash = dimensions_hash(&e.dimensions);
-        for &g in granularities {
+    let (sorted, hashes) = sum_by_key(events, granularities);
+    // In key order already, so the map is built without sorting.
+    sorted
+        .into_iter()
+        .map(|(h, a)| {
             let key = AggregateKey {
-                account_id: e.account_id.clone(),
-                granularity: g,
-                window_start: g.window_start(e.timestamp),
-                meter: e.meter,
-                dimensions_hash: hash.clone(),
-                provider_id: e.provider_id.clone(),
+                account_id: a.account_id.clone(),
+                granularity: a.granularity,
+                window_start: a.window_start,
+                meter: a.meter,
+                dimensions_hash: hashes[h as usize].clone(),
+                provider_id: a.provider_id.clone(),
             };
-            out.entry(key)
-                .and_modify(|a| {
-                    a.quantity += e.quantity;
-                    a.event_count += 1;
-                })
-                .or_insert_with(|| UsageAggregate {
-                    account_id: e.account_id.clone(),
-                    provider_id: e.provider_id.clone(),
-                    granularity: g,
-                    window_start: g.window_start(e.timestamp),
-                    meter: e.meter,
-                    dimensions: e.dimensions.clone(),
-                    quantity: e.quantity,
-                    event_count: 1,
-                });
+            (key, a)
+        })
+        .collect()
+}
+
+/// The values of [`aggregate`], in the same (key) order, without building the keys and the map.
+pub fn aggregate_sorted<'a>(
+    events: impl IntoIterator<Item = &'a UsageEvent>,
+    granularities: &[Granularity],
+) -> Vec<UsageAggregate> {
+    sum_by_key(events, granularities)
+        .0
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// The aggregates in key order, each with the index of its dimension hash in the second list.
+///
+/// Accounts, providers and dimension sets get small ids (so each set is hashed once), the sums are kept in
+/// a hash map of those ids, and each aggregate's owned values are built once, in key order.
+fn sum_by_key<'a>(
+    events: impl IntoIterator<Item = &'a UsageEvent>,
+    granularities: &[Granularity],
+) -> (Vec<(u32, UsageAggregate)>, Vec<String>) {
+    struct Cell {
+        quantity: Decimal,
+        count: u64,
+        dims: u32,
+    }
+    let mut accounts: Interner<'a, str> = Interner::new();
+    let mut providers: Interner<'a, str> = Interner::new();
+    let mut dim_sets: Interner<'a, Dimensions> = Interner::new();
+    // For each dimension set, its hash's id: two sets with the same hash share aggregates.
+    let mut set_hash: Vec<u32> = Vec::new();
+    let mut hash_ids: FxMap<String, u32> = FxMap::default();
+    let mut hash_texts: Vec<String> = Vec::new();
+    // Each aggregate's key (account, granularity, window, meter, hash, provider ids) -> its
+    // index in `cells`.
+    type Key = (u32, Granularity, i64, Meter, u32, u32);
+    let events = events.into_iter();
+    let expected = events.size_hint().0 * granularities.len();
+    let mut index: FxMap<Key, u32> = FxMap::default();
+    index.reserve(expected);
+    let mut cells: Vec<(Key, Cell)> = Vec::with_capacity(expected);
+    for e in events {
+        let (account, _) = accounts.id(&e.account_id);
+        let (provider, _) = providers.id(&e.provider_id);
+        let (set, new) = dim_sets.id(&e.dimensions);
+        if new {
+            let h = dimensions_hash(&e.dimensions);
+            let next = hash_texts.len() as u32;
+            let id = *hash_ids.entry(h).or_insert_with_key(|h| {
+                hash_texts.push(h.clone());
+                next
+            });
+            set_hash.push(id);
+        }
+        let hash = set_hash[set as usize];
+        let secs = e.timestamp.timestamp();
+        for &g in granularities {
+            let key = (account, g, g.window_start_secs(secs), e.meter, hash, provider);
+            match index.entry(key) {
+                Entry::Occupied(o) => {
+                    let c = &mut cells[*o.get() as usize].1;
+                    c.quantity += e.quantity;
+                    c.count += 1;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(cells.len() as u32);
+                    let cell = Cell {
+                        quantity: e.quantity,
+                        count: 1,
+                        dims: set,
+                    };
+                    cells.push((key, cell));
+                }
+            }
         }
     }
-    out
+    let account_rank = accounts.ranks();
+    let hash_rank = ranks_of(&hash_texts);
+    let provider_rank = providers.ranks();
+    // The order of `AggregateKey`, on small integers.
+    drop(index);
+    let mut order: Vec<((u64, i64, u64, u32), u32)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, &((a, g, w, m, h, p), _))| {
+            let major = (u64::from(account_rank[a as usize]) << 8) | g as u64;
+            let minor = ((m as u64) << 32) | u64::from(hash_rank[h as usize]);
+            ((major, w, minor, provider_rank[p as usize]), i as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let out = order
+        .into_iter()
+        .map(|(_, i)| {
+            let ((a, g, w, m, h, p), ref c) = cells[i as usize];
+            let agg = UsageAggregate {
+                account_id: accounts.values[a as usize].to_owned(),
+                provider_id: providers.values[p as usize].to_owned(),
+                granularity: g,
+                window_start: DateTime::from_timestamp(w, 0).expect("a window start is in range"),
+                meter: m,
+                dimensions: dim_sets.values[c.dims as usize].clone(),
+                quantity: c.quantity,
+                event_count: c.count,
+            };
+            (h, agg)
+        })
+        .collect();
+    (out, hash_texts)
+}
+
+/// The rank of each element when sorted.
+fn ranks_of<T: Ord>(values: &[T]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..values.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| values[a as usize].cmp(&values[b as usize]));
+    let mut rank = vec![0; order.len()];
+    for (r, id) in order.into_iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    rank
 }
 
 /// Keeps the first event of each (account, id), dropping later ones: the idempotency rule.
 /// Returns the distinct events and the number dropped.
 pub fn distinct_events(events: Vec<UsageEvent>) -> (Vec<UsageEvent>, usize) {
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
     let before = events.len();
+    let keep: Vec<bool> = {
+        let mut seen: FxMap<(&str, &str), ()> = FxMap::default();
+        seen.reserve(before);
+        events
+            .iter()
+            .map(|e| seen.insert((&e.account_id, &e.id), ()).is_none())
+            .collect()
+    };
+    if keep.iter().all(|&k| k) {
+        return (events, 0);
+    }
     let kept: Vec<UsageEvent> = events
         .into_iter()
-        .filter(|e| seen.insert((e.account_id.clone(), e.id.clone())))
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
         .collect();
     let dropped = before - kept.len();
     (kept, dropped)
@@ -296,6 +555,60 @@ mod tests {
         assert_eq!(dimensions_hash(&Dimensions::new()), "-");
     }
 
+    /// The hash and the keys are stored in DynamoDB: they must never change.
+    #[test]
+    fn stored_hashes_and_keys_are_pinned() {
+        let d: Dimensions = [("region", "eu-west"), ("gpu_model", "H100")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(dimensions_hash(&d), "c93d51f5b15a442d");
+        // Values that JSON escapes (quote, backslash, control character) and non-ASCII text.
+        let odd: Dimensions = [("a", "q\"uo\\te"), ("b", "\u{e9}\u{1}")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(dimensions_hash(&odd), "bdc059d0829e5972");
+        let t: DateTime<Utc> = "2026-11-25T10:42:17.5+01:00".parse().unwrap();
+        let a = UsageAggregate {
+            account_id: "acct".into(),
+            provider_id: "prov-7".into(),
+            granularity: Granularity::Hour,
+            window_start: Granularity::Hour.window_start(t),
+            meter: Meter::GpuSeconds,
+            dimensions: d,
+            quantity: Decimal::ONE,
+            event_count: 1,
+        };
+        assert_eq!(
+            aggregate_sort_key(&a),
+            "2026-11-25T09:00:00Z#gpu_seconds#c93d51f5b15a442d#prov-7"
+        );
+        assert_eq!(
+            window_key(Granularity::Day.window_start(t)),
+            "2026-11-25T00:00:00Z"
+        );
+        assert_eq!(
+            window_key(Granularity::Minute.window_start(t)),
+            "2026-11-25T09:42:00Z"
+        );
+        for t in [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+            "2024-02-29T07:08:09Z",
+        ] {
+            let t: DateTime<Utc> = t.parse().unwrap();
+            assert_eq!(window_key(t), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        let far = DateTime::from_timestamp(300_000_000_000, 0).unwrap();
+        assert_eq!(window_key(far), far.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let before_epoch: DateTime<Utc> = "1969-12-31T23:59:30Z".parse().unwrap();
+        assert_eq!(
+            window_key(Granularity::Day.window_start(before_epoch)),
+            "1969-12-31T00:00:00Z"
+        );
+    }
+
     #[test]
     fn the_first_of_each_id_per_account_is_kept() {
         let events = vec![
@@ -318,8 +631,9 @@ mod tests {
             0u32..13,
             0i64..(3 * 86_400),
             0u8..3,
+            0u8..3,
         )
-            .prop_map(|(id, acct, meter, mantissa, scale, secs, region)| {
+            .prop_map(|(id, acct, meter, mantissa, scale, secs, region, provider)| {
                 let mut dims = Dimensions::new();
                 if region > 0 {
                     dims.insert("region".into(), format!("r{region}"));
@@ -327,7 +641,8 @@ mod tests {
                 UsageEvent {
                     id: format!("e{id}"),
                     account_id: format!("a{acct}"),
-                    provider_id: "p".into(),
+                    // An account's usage may run on several providers.
+                    provider_id: format!("p{provider}"),
                     job_id: "j".into(),
                     meter: Meter::ALL[meter],
                     quantity: Decimal::new(mantissa as i64, scale),
@@ -335,6 +650,63 @@ mod tests {
                     dimensions: dims,
                 }
             })
+    }
+
+    /// The straightforward definition `aggregate` must agree with: one map entry per key.
+    fn reference_aggregate(
+        events: &[UsageEvent],
+        granularities: &[Granularity],
+    ) -> BTreeMap<AggregateKey, UsageAggregate> {
+        let mut out: BTreeMap<AggregateKey, UsageAggregate> = BTreeMap::new();
+        for e in events {
+            for &g in granularities {
+                let window_start = chrono::DurationRound::duration_trunc(e.timestamp, g.length()).unwrap();
+                let key = AggregateKey {
+                    account_id: e.account_id.clone(),
+                    granularity: g,
+                    window_start,
+                    meter: e.meter,
+                    dimensions_hash: dimensions_hash(&e.dimensions),
+                    provider_id: e.provider_id.clone(),
+                };
+                let a = out.entry(key).or_insert_with(|| UsageAggregate {
+                    account_id: e.account_id.clone(),
+                    provider_id: e.provider_id.clone(),
+                    granularity: g,
+                    window_start,
+                    meter: e.meter,
+                    dimensions: e.dimensions.clone(),
+                    quantity: Decimal::ZERO,
+                    event_count: 0,
+                });
+                a.quantity += e.quantity;
+                a.event_count += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn aggregate_agrees_with_its_definition_on_generated_usage() {
+        let events = crate::usage::generator::generate(&crate::usage::generator::GeneratorConfig {
+            events: 5000,
+            start: "2026-11-01T00:17:23Z".parse().unwrap(),
+            ..Default::default()
+        });
+        for grans in [
+            &Granularity::ALL[..],
+            &[Granularity::Hour, Granularity::Day],
+            &[Granularity::Day],
+        ] {
+            let got = aggregate(&events, grans);
+            assert_eq!(got, reference_aggregate(&events, grans));
+            // Keys and values agree, and the map's order is the keys' order.
+            assert!(got.iter().all(|(k, a)| *k == a.key()));
+            assert_eq!(
+                aggregate_sorted(&events, grans),
+                got.into_values().collect::<Vec<_>>()
+            );
+        }
     }
 
     proptest! {
@@ -362,7 +734,8 @@ mod tests {
                 delivered.swap(i, (state % (i as u64 + 1)) as usize);
             }
             let (again, _) = distinct_events(delivered);
-            prop_assert_eq!(aggregate(&again, &[Granularity::Hour, Granularity::Day]), expected);
+            prop_assert_eq!(aggregate(&again, &[Granularity::Hour, Granularity::Day]), expected.clone());
+            prop_assert_eq!(reference_aggregate(&distinct, &[Granularity::Hour, Granularity::Day]), expected);
         }
 
         /// Sums are exact: the total over all windows equals the plain decimal sum.

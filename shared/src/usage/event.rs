@@ -149,6 +149,21 @@ pub fn split_body(body: &str) -> Result<Vec<&RawValue>, BodyError> {
 
 /// Decodes and validates one event against the time rules, `now` being when it was received.
 pub fn parse_event(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<UsageEvent, Rejection> {
+    if let Some(e) = fast::event_text(raw, fast::Accepted::new(now, rules)) {
+        return Ok(e);
+    }
+    parse_event_checked(raw, now, rules)
+}
+
+/// Decodes a whole body of valid events in one pass, without building each event's raw JSON
+/// first. `None` when anything is unusual (an invalid event, an escape, a body error): the
+/// caller then takes the general path ([`split_body`] and [`parse_event`]), which reports it.
+pub fn parse_valid_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<Vec<UsageEvent>> {
+    fast::body(body, now, rules)
+}
+
+/// The general decoder: handles every input and names every problem.
+fn parse_event_checked(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<UsageEvent, Rejection> {
     let wire: WireEvent<'_> = match serde_json::from_str(raw) {
         Ok(w) => w,
         Err(e) => {
@@ -265,9 +280,9 @@ pub fn is_valid_ref_id(v: &str) -> bool {
 pub fn is_valid_dimension_name(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= MAX_DIMENSION_KEY_LEN
-        && k.starts_with(|c: char| c.is_ascii_lowercase())
-        && k.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && k.as_bytes()[0].is_ascii_lowercase()
+        && k.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
 /// Account, provider and job ids: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
@@ -338,34 +353,42 @@ fn quantity_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Optio
         ));
         return None;
     };
-    let Some(q) = parse_decimal_text(&inner) else {
-        errors.push(FieldError::new(
+    match check_quantity(&inner) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// The quantity rules, on the text of a decimal (a JSON number, or the content of a string).
+fn check_quantity(inner: &str) -> Result<Decimal, FieldError> {
+    const F: &str = "quantity";
+    let Some(q) = parse_decimal_text(inner) else {
+        return Err(FieldError::new(
             F,
             "invalid_format",
             format!("`{inner}` is not a decimal number (e.g. \"12.5\")"),
         ));
-        return None;
     };
     let q = q.normalize();
     if q.is_sign_negative() && !q.is_zero() {
-        errors.push(FieldError::new(F, "negative", "must be zero or more"));
-        None
+        Err(FieldError::new(F, "negative", "must be zero or more"))
     } else if q.scale() > MAX_QUANTITY_SCALE {
-        errors.push(FieldError::new(
+        Err(FieldError::new(
             F,
             "too_precise",
             format!("must have at most {MAX_QUANTITY_SCALE} fractional digits"),
-        ));
-        None
+        ))
     } else if q > MAX_QUANTITY {
-        errors.push(FieldError::new(
+        Err(FieldError::new(
             F,
             "too_large",
             format!("must be at most {MAX_QUANTITY}"),
-        ));
-        None
+        ))
     } else {
-        Some(q.abs())
+        Ok(q.abs())
     }
 }
 
@@ -579,6 +602,430 @@ impl WireEvent<'_> {
                 errors,
             }),
         }
+    }
+}
+
+/// The fast decoder for the common case: a well-formed, valid event whose strings hold no
+/// escapes. It reads the JSON once, borrowing every string, and accepts only what the general
+/// decoder accepts, giving the same event; anything else (an error, an escape, a repeated or
+/// unknown field, a null) makes it return `None` so the general decoder handles it and reports
+/// the problems. `tests::the_fast_path_agrees_with_the_general_decoder` checks the agreement.
+mod fast {
+    use super::*;
+    use chrono::NaiveDate;
+
+    /// A cursor over JSON text.
+    struct Scan<'a> {
+        s: &'a str,
+        i: usize,
+    }
+
+    impl<'a> Scan<'a> {
+        #[inline]
+        fn peek(&self) -> Option<u8> {
+            self.s.as_bytes().get(self.i).copied()
+        }
+
+        #[inline]
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+                self.i += 1;
+            }
+        }
+
+        #[inline]
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.i += 1)
+        }
+
+        /// A JSON string without escapes, as its content.
+        #[inline]
+        fn plain_str(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let start = self.i;
+            let b = self.s.as_bytes();
+            let mut i = start;
+            // Eight bytes at a time: the first quote, backslash or control byte ends the scan.
+            while let Some(chunk) = b.get(i..i + 8) {
+                let mask = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+                if mask != 0 {
+                    i += (mask.trailing_zeros() / 8) as usize;
+                    return self.end_str(start, i);
+                }
+                i += 8;
+            }
+            while let Some(&c) = b.get(i) {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                i += 1;
+            }
+            self.end_str(start, i)
+        }
+
+        /// The string from `start` to `end`, if a closing quote (not an escape) is at `end`.
+        #[inline]
+        fn end_str(&mut self, start: usize, end: usize) -> Option<&'a str> {
+            if self.s.as_bytes().get(end) != Some(&b'"') {
+                return None;
+            }
+            self.i = end + 1;
+            self.s.get(start..end)
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            self.i - start
+        }
+
+        /// A JSON number, as its text (RFC 8259 grammar).
+        fn number(&mut self) -> Option<&'a str> {
+            let start = self.i;
+            if self.peek() == Some(b'-') {
+                self.i += 1;
+            }
+            match self.peek()? {
+                b'0' => self.i += 1,
+                b'1'..=b'9' => {
+                    self.digits();
+                }
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.i += 1;
+                if let Some(b'+' | b'-') = self.peek() {
+                    self.i += 1;
+                }
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            self.s.get(start..self.i)
+        }
+
+        fn literal(&mut self, word: &str) -> Option<()> {
+            let end = self.i + word.len();
+            (self.s.as_bytes().get(self.i..end)? == word.as_bytes()).then(|| self.i = end)
+        }
+    }
+
+    /// The high bit of each byte of `w` that is `"`, `\\` or below 0x20, plus possibly some
+    /// after the first such byte (borrows propagate upwards only), so the lowest is exact.
+    #[inline]
+    fn special_bytes(w: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        below_0x20 | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
+    }
+
+    enum Quantity<'a> {
+        Str(&'a str),
+        Num(&'a str),
+    }
+
+    struct Fields<'a> {
+        id: &'a str,
+        account_id: &'a str,
+        provider_id: &'a str,
+        job_id: &'a str,
+        meter: Meter,
+        quantity: Decimal,
+        timestamp: DateTime<Utc>,
+    }
+
+    /// The accepted event times, from the receive time and the rules (computed once a body).
+    #[derive(Clone, Copy)]
+    pub(super) struct Accepted {
+        earliest: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    }
+
+    impl Accepted {
+        pub(super) fn new(now: DateTime<Utc>, rules: &TimeRules) -> Accepted {
+            Accepted {
+                earliest: now - rules.lateness_window,
+                latest: now + rules.max_future_skew,
+            }
+        }
+    }
+
+    /// Reads one event object at the cursor and checks it; `None` if the general decoder must.
+    fn event<'a>(sc: &mut Scan<'a>, times: Accepted) -> Option<UsageEvent> {
+        let mut id = None;
+        let mut account_id = None;
+        let mut provider_id = None;
+        let mut job_id = None;
+        let mut meter = None;
+        let mut quantity = None;
+        let mut timestamp = None;
+        let mut dims_seen = false;
+        let mut dims: [(&'a str, &'a str); MAX_DIMENSIONS] = [("", ""); MAX_DIMENSIONS];
+        let mut n_dims = 0;
+        sc.eat(b'{')?;
+        loop {
+            sc.ws();
+            let key = sc.plain_str()?;
+            sc.ws();
+            sc.eat(b':')?;
+            sc.ws();
+            let slot = match key {
+                "id" => Some(&mut id),
+                "account_id" => Some(&mut account_id),
+                "provider_id" => Some(&mut provider_id),
+                "job_id" => Some(&mut job_id),
+                "meter" => Some(&mut meter),
+                "timestamp" => Some(&mut timestamp),
+                "quantity" => {
+                    if quantity.is_some() {
+                        return None;
+                    }
+                    quantity = Some(match sc.peek()? {
+                        b'"' => Quantity::Str(sc.plain_str()?),
+                        _ => Quantity::Num(sc.number()?),
+                    });
+                    None
+                }
+                "dimensions" => {
+                    if std::mem::replace(&mut dims_seen, true) {
+                        return None;
+                    }
+                    if sc.peek()? == b'n' {
+                        sc.literal("null")?;
+                    } else {
+                        n_dims = dimensions(sc, &mut dims)?;
+                    }
+                    None
+                }
+                _ => return None,
+            };
+            if let Some(slot) = slot {
+                if slot.replace(sc.plain_str()?).is_some() {
+                    return None;
+                }
+            }
+            sc.ws();
+            match sc.peek()? {
+                b',' => sc.i += 1,
+                b'}' => {
+                    sc.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        let f = Fields {
+            id: id?,
+            account_id: account_id?,
+            provider_id: provider_id?,
+            job_id: job_id?,
+            meter: Meter::from_str(meter?).ok()?,
+            quantity: match quantity? {
+                Quantity::Str(t) | Quantity::Num(t) => check_quantity(t).ok()?,
+            },
+            timestamp: time(timestamp?, times)?,
+        };
+        check(&f, &dims[..n_dims])
+    }
+
+    /// A dimensions object of plain strings, into `out`; returns how many.
+    fn dimensions<'a>(sc: &mut Scan<'a>, out: &mut [(&'a str, &'a str); MAX_DIMENSIONS]) -> Option<usize> {
+        sc.eat(b'{')?;
+        sc.ws();
+        if sc.eat(b'}').is_some() {
+            return Some(0);
+        }
+        let mut n = 0;
+        loop {
+            sc.ws();
+            let k = sc.plain_str()?;
+            sc.ws();
+            sc.eat(b':')?;
+            sc.ws();
+            let v = sc.plain_str()?;
+            *out.get_mut(n)? = (k, v);
+            n += 1;
+            sc.ws();
+            match sc.peek()? {
+                b',' => sc.i += 1,
+                b'}' => {
+                    sc.i += 1;
+                    return Some(n);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1 to 9 digits, then `Z` or `+HH:MM` /
+    /// `-HH:MM`; other forms (lower case, leap seconds, longer fractions) go through chrono's
+    /// RFC 3339 parser. Then the time rules.
+    fn time(t: &str, times: Accepted) -> Option<DateTime<Utc>> {
+        let ts = match simple_rfc3339(t.as_bytes()) {
+            Some(ts) => ts,
+            None => DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
+        };
+        (ts <= times.latest && ts >= times.earliest).then_some(ts)
+    }
+
+    fn simple_rfc3339(b: &[u8]) -> Option<DateTime<Utc>> {
+        fn num(b: &[u8]) -> Option<u32> {
+            b.iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        }
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (nanos, rest) = match &b[19..] {
+            [b'.', rest @ ..] => {
+                let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+                if n == 0 || n > 9 {
+                    return None;
+                }
+                (num(&rest[..n])? * 10u32.pow(9 - n as u32), &rest[n..])
+            }
+            rest => (0, rest),
+        };
+        let offset_secs = match rest {
+            [b'Z'] => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let (h, m) = (num(&[*h1, *h2])?, num(&[*m1, *m2])?);
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                let secs = i64::from(h * 3600 + m * 60);
+                if *sign == b'-' {
+                    -secs
+                } else {
+                    secs
+                }
+            }
+            _ => return None,
+        };
+        let (hour, min, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+        if hour > 23 || min > 59 || sec > 59 {
+            return None;
+        }
+        let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+        let local = date.and_hms_opt(hour, min, sec)?.and_utc().timestamp();
+        DateTime::from_timestamp(local - offset_secs, nanos)
+    }
+
+    /// For plain strings, which hold no byte below 0x20: DEL and the C1 controls remain.
+    fn has_control(v: &str) -> bool {
+        v.bytes().any(|c| c >= 0x7f) && v.chars().any(char::is_control)
+    }
+
+    fn char_count_at_most(v: &str, max: usize) -> bool {
+        v.len() <= max || v.chars().count() <= max
+    }
+
+    fn is_ref_id(v: &str) -> bool {
+        !v.is_empty() && v.len() <= MAX_REF_ID_LEN && v.bytes().all(|c| is_ref_char(char::from(c)))
+    }
+
+    fn check(f: &Fields<'_>, dims: &[(&str, &str)]) -> Option<UsageEvent> {
+        let id_ok = !f.id.is_empty() && char_count_at_most(f.id, MAX_EVENT_ID_LEN) && !has_control(f.id);
+        if !(id_ok && is_ref_id(f.account_id) && is_ref_id(f.provider_id) && is_ref_id(f.job_id)) {
+            return None;
+        }
+        for (i, (k, v)) in dims.iter().enumerate() {
+            let value_ok = !v.is_empty() && char_count_at_most(v, MAX_DIMENSION_VALUE_LEN) && !has_control(v);
+            // A repeated name: the general decoder keeps the last value; leave it to it.
+            if !(is_valid_dimension_name(k) && value_ok) || dims[..i].iter().any(|(k2, _)| k2 == k) {
+                return None;
+            }
+        }
+        let mut dimensions = Dimensions::new();
+        for &(k, v) in dims {
+            dimensions.insert(k.to_owned(), v.to_owned());
+        }
+        Some(UsageEvent {
+            id: f.id.to_owned(),
+            account_id: f.account_id.to_owned(),
+            provider_id: f.provider_id.to_owned(),
+            job_id: f.job_id.to_owned(),
+            meter: f.meter,
+            quantity: f.quantity,
+            timestamp: f.timestamp,
+            dimensions,
+        })
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn strings_end_at_the_first_quote_and_stop_at_escapes_or_controls() {
+        for len in 0..20 {
+            for (special, ends) in [('"', true), ('\\', false), ('\n', false), ('\u{1f}', false)] {
+                let body: String = "é"
+                    .chars()
+                    .chain("abcdefghijklmnopqrstu".chars())
+                    .take(len)
+                    .collect();
+                let text = format!("\"{body}{special}rest\"");
+                let mut sc = Scan { s: &text, i: 0 };
+                let got = sc.plain_str();
+                if ends {
+                    assert_eq!(got, Some(body.as_str()), "{text:?}");
+                    assert_eq!(&text[sc.i..], "rest\"");
+                } else {
+                    assert_eq!(got, None, "{text:?}");
+                }
+            }
+            let open = format!("\"{}", "x".repeat(len));
+            assert_eq!(Scan { s: &open, i: 0 }.plain_str(), None);
+        }
+    }
+
+    /// One event, the whole text.
+    pub(super) fn event_text(raw: &str, times: Accepted) -> Option<UsageEvent> {
+        let mut sc = Scan { s: raw, i: 0 };
+        sc.ws();
+        let e = event(&mut sc, times)?;
+        sc.ws();
+        (sc.i == raw.len()).then_some(e)
+    }
+
+    /// A body of one event or an array of 1 to 500, all valid.
+    pub(super) fn body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<Vec<UsageEvent>> {
+        let times = Accepted::new(now, rules);
+        let mut sc = Scan { s: body, i: 0 };
+        sc.ws();
+        let events = if sc.eat(b'[').is_some() {
+            let mut events = Vec::with_capacity(body.len() / 160 + 1);
+            loop {
+                sc.ws();
+                events.push(event(&mut sc, times)?);
+                if events.len() > MAX_EVENTS_PER_BATCH {
+                    return None;
+                }
+                sc.ws();
+                match sc.peek()? {
+                    b',' => sc.i += 1,
+                    b']' => {
+                        sc.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+            events
+        } else {
+            vec![event(&mut sc, times)?]
+        };
+        sc.ws();
+        (sc.i == body.len()).then_some(events)
     }
 }
 
@@ -873,6 +1320,218 @@ mod tests {
         assert_eq!(r.errors[0].code, "invalid_type");
         let r = parse_event("{\"id\":", now(), &TimeRules::default()).unwrap_err();
         assert_eq!(r.errors[0].code, "invalid_json");
+    }
+
+    /// The one-pass decoder accepts exactly what the general one accepts, with the same result.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_decoder() {
+        let b = base().to_string();
+        let variants: Vec<String> = vec![
+            b.clone(),
+            format!("  {b}\n"),
+            b.replace(",", " ,\n\t"),
+            b.replace(":", " : "),
+            b.replace("\"3600.5\"", "3600.5"),
+            b.replace("\"3600.5\"", "-0"),
+            b.replace("\"3600.5\"", "0"),
+            b.replace("\"3600.5\"", "1.5E+3"),
+            b.replace("\"3600.5\"", "1.5e-3"),
+            b.replace("\"3600.5\"", "01"),
+            b.replace("\"3600.5\"", "1."),
+            b.replace("\"3600.5\"", ".5"),
+            b.replace("\"3600.5\"", "-"),
+            b.replace("\"3600.5\"", "1e400"),
+            b.replace("\"3600.5\"", "\"1e3\""),
+            b.replace("\"3600.5\"", "\"-1\""),
+            b.replace("\"3600.5\"", "true"),
+            b.replace("\"3600.5\"", "null"),
+            b.replace("\"3600.5\"", "\"0.0000000000001\""),
+            b.replace("\"3600.5\"", "\"1000000000000001\""),
+            b.replace("+01:00", "Z"),
+            b.replace("+01:00", "-09:30"),
+            b.replace("+01:00", "+23:59"),
+            b.replace("+01:00", "-00:00"),
+            b.replace("+01:00", "+00:00"),
+            b.replace("2026-11-25T11", "0000-11-25T11"),
+            b.replace("+01:00", "+24:00"),
+            b.replace("+01:00", "+01:60"),
+            b.replace("+01:00", "z"),
+            b.replace("+01:00", ".123456789Z"),
+            b.replace("+01:00", ".5Z"),
+            b.replace("+01:00", ".000001-02:30"),
+            b.replace("+01:00", ".1234567891Z"),
+            b.replace("+01:00", ".Z"),
+            b.replace("+01:00", ".12a4Z"),
+            b.replace("T11:00:00", "T13:05:00")
+                .replace("+01:00", ".000000001+01:00"),
+            b.replace("T11:00:00", "T13:05:00"),
+            b.replace("+01:00", "+0100"),
+            b.replace("T11:00:00", "t11:00:00"),
+            b.replace("T11:00:00", " 11:00:00"),
+            b.replace("T11:00:00", "T11:00:60"),
+            b.replace("T11:00:00", "T24:00:00"),
+            b.replace("2026-11-25T11", "2026-02-29T11"),
+            b.replace("2026-11-25T11", "2026-11-31T11"),
+            b.replace("2026-11-25T11", "2026-11-18T12"),
+            b.replace("2026-11-25T11", "2026-11-18T11"),
+            b.replace("2026-11-25T11", "2026-11-25T13"),
+            b.replace("2026-11-25T11", "+2026-11-25T11"),
+            b.replace("\"evt-1\"", "\"evt\\u002d1\""),
+            b.replace("\"evt-1\"", "\"\u{e9}v\u{e9}nement\""),
+            b.replace("\"evt-1\"", "\"a\u{7f}b\""),
+            b.replace("\"evt-1\"", "\"a\u{85}b\""),
+            b.replace("\"evt-1\"", &format!("\"{}\"", "\u{e9}".repeat(256))),
+            b.replace("\"evt-1\"", &format!("\"{}\"", "\u{e9}".repeat(257))),
+            b.replace("\"acct_1\"", "\"acct\u{e9}\""),
+            b.replace("\"acct_1\"", &format!("\"{}\"", "a".repeat(128))),
+            b.replace("\"acct_1\"", &format!("\"{}\"", "a".repeat(129))),
+            b.replace("\"acct_1\"", "\"\""),
+            b.replace("\"id\"", "\"i\\u0064\""),
+            b.replace("\"gpu_seconds\"", "\"GPU_seconds\""),
+            b.replace("\"H100\"", "\"\""),
+            b.replace("\"H100\"", "\"H\u{e9}100\""),
+            b.replace("\"H100\"", "\"H\\\"100\""),
+            b.replace("\"H100\"", "7"),
+            b.replace("\"gpu_model\"", "\"region\""),
+            b.replace("\"gpu_model\"", "\"Gpu\""),
+            b.replace("{\"gpu_model\":\"H100\",\"region\":\"eu-west\"}", "{}"),
+            b.replace("{\"gpu_model\":\"H100\",\"region\":\"eu-west\"}", "{ }"),
+            b.replace("{\"gpu_model\":\"H100\",\"region\":\"eu-west\"}", "null"),
+            b.replace("{\"gpu_model\":\"H100\",\"region\":\"eu-west\"}", "[]"),
+            b.replace("{\"gpu_model\":\"H100\",\"region\":\"eu-west\"}", "nul"),
+            b.replacen('{', "{\"dimensions\":null,", 1),
+            b.replacen('{', "{\"id\":\"x\",", 1),
+            b.replacen('{', "{\"extra\":1,", 1),
+            b.replace('}', ",}"),
+            b[..b.len() - 1].to_string(),
+            format!("{b}x"),
+            format!("[{b}]"),
+            "{}".to_string(),
+        ];
+        for v in &variants {
+            let fast = fast::event_text(v, fast::Accepted::new(now(), &TimeRules::default()));
+            let general = parse_event_checked(v, now(), &TimeRules::default());
+            if let Some(e) = &fast {
+                assert_eq!(general.as_ref().ok(), Some(e), "{v}");
+            }
+            assert_eq!(parse_event(v, now(), &TimeRules::default()), general, "{v}");
+        }
+        let accepted = variants
+            .iter()
+            .filter(|v| fast::event_text(v, fast::Accepted::new(now(), &TimeRules::default())).is_some())
+            .count();
+        assert!(accepted >= 20, "the fast path takes the usual forms: {accepted}");
+        let many: serde_json::Map<String, serde_json::Value> =
+            (0..16).map(|i| (format!("d{i}"), json!("v"))).collect();
+        let sixteen = with("dimensions", serde_json::Value::Object(many)).to_string();
+        assert!(fast::event_text(&sixteen, fast::Accepted::new(now(), &TimeRules::default())).is_some());
+        assert_eq!(
+            fast::event_text(&sixteen, fast::Accepted::new(now(), &TimeRules::default())),
+            parse_event_checked(&sixteen, now(), &TimeRules::default()).ok()
+        );
+    }
+
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "[a-zA-Z0-9_.:-]{0,12}",
+            "[a-z0-9 _\u{e9}\u{7f}\u{85}\u{1}\"\\\\]{0,6}",
+            Just("gpu_seconds".to_string()),
+            Just("2026-11-25T11:30:00Z".to_string()),
+            Just("2026-11-25T11:30:00.25+01:00".to_string()),
+            Just("2026-11-18T11:59:59Z".to_string()),
+            "[0-9]{1,3}(\\.[0-9]{0,14})?",
+        ];
+        prop_oneof![
+            6 => text.clone().prop_map(|t| serde_json::to_string(&t).unwrap()),
+            1 => text.prop_map(|t| format!("\"{}\"", t.replace('e', "\\u0065"))),
+            2 => "-?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][+-]?[0-9]{1,2})?",
+            1 => Just("null".to_string()),
+            1 => Just("true".to_string()),
+            1 => Just("[]".to_string()),
+            1 => proptest::collection::vec(
+                (prop_oneof![Just("region"), Just("gpu_model"), Just("Bad"), Just("")], "[a-zA-Z\u{85} ]{0,3}"),
+                0..4,
+            )
+            .prop_map(|kvs| {
+                let body: Vec<String> = kvs.iter().map(|(k, v)| format!("\"{k}\":{}", serde_json::to_string(v).unwrap())).collect();
+                format!("{{{}}}", body.join(","))
+            }),
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the one-pass reader accepts, the general decoder accepts with the same event.
+        #[test]
+        fn the_fast_path_never_accepts_what_the_general_decoder_would_not(
+            changes in proptest::collection::vec((proptest::bool::weighted(0.2), json_text(), proptest::bool::ANY), 8),
+            order in proptest::strategy::Just((0..8).collect::<Vec<usize>>()).prop_shuffle(),
+            dropped in proptest::option::weighted(0.1, 0usize..8),
+            extra in proptest::option::weighted(0.1, (0usize..10, json_text())),
+        ) {
+            let names = [
+                "id", "account_id", "provider_id", "job_id", "meter", "quantity", "timestamp", "dimensions",
+                "id", "quantiy",
+            ];
+            let valid = base();
+            let mut parts = Vec::new();
+            for &i in &order {
+                if dropped == Some(i) {
+                    continue;
+                }
+                let (replace, value, spaced) = &changes[i];
+                let value = if *replace { value.clone() } else { valid[names[i]].to_string() };
+                let sep = if *spaced { " : " } else { ":" };
+                parts.push(format!("\"{}\"{sep}{value}", names[i]));
+            }
+            if let Some((i, value)) = &extra {
+                parts.push(format!("\"{}\":{value}", names[*i]));
+            }
+            let text = format!("{{{}}}", parts.join(","));
+            let accepted = fast::Accepted::new(now(), &TimeRules::default());
+            if let Some(e) = fast::event_text(&text, accepted) {
+                proptest::prop_assert_eq!(parse_event_checked(&text, now(), &TimeRules::default()), Ok(e), "{}", text);
+            }
+            proptest::prop_assert_eq!(
+                parse_event(&text, now(), &TimeRules::default()),
+                parse_event_checked(&text, now(), &TimeRules::default())
+            );
+        }
+    }
+
+    #[test]
+    fn whole_bodies_take_the_one_pass_decoder_only_when_all_is_valid() {
+        let b = base().to_string();
+        let body = format!(" [ {b} ,\n{b}]\n");
+        let events = parse_valid_body(&body, now(), &TimeRules::default()).unwrap();
+        assert_eq!(events, vec![parse(&base()).unwrap(); 2]);
+        assert_eq!(
+            parse_valid_body(&b, now(), &TimeRules::default()).unwrap().len(),
+            1
+        );
+        let bad = with("quantity", json!("-1")).to_string();
+        for body in [
+            format!("[{b},{bad}]"),
+            "[]".to_string(),
+            format!("[{b}]]"),
+            format!("[{b},]"),
+            format!("[{b}"),
+            format!("[{}]", vec![b.clone(); 501].join(",")),
+        ] {
+            assert!(
+                parse_valid_body(&body, now(), &TimeRules::default()).is_none(),
+                "{body}"
+            );
+        }
+        let full = format!("[{}]", vec![b.clone(); 500].join(","));
+        assert_eq!(
+            parse_valid_body(&full, now(), &TimeRules::default())
+                .unwrap()
+                .len(),
+            500
+        );
     }
 
     #[test]

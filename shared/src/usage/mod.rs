@@ -6,9 +6,10 @@ pub mod generator;
 pub mod query;
 
 pub use aggregate::{
-    aggregate, aggregate_sort_key, dimensions_hash, distinct_events, window_key, AggregateKey, Granularity,
-    UsageAggregate,
+    aggregate, aggregate_sort_key, aggregate_sorted, dimensions_hash, distinct_events, window_key,
+    AggregateKey, Granularity, UsageAggregate,
 };
 pub use event::{
-    parse_event, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules, UsageEvent,
+    parse_event, parse_valid_body, split_body, BodyError, Dimensions, FieldError, Rejection, TimeRules,
+    UsageEvent,
 };
