@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meterline_shared::ingest::{decode_body, queue_bodies};
 use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate_sorted, split_body, Granularity, TimeRules};
+use meterline_shared::usage::{aggregate_refs, split_body, Granularity, TimeRules};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
         let mut windows = 0;
         for body in &bodies {
             let decoded = decode_body(body, now, &rules).expect("valid body");
-            windows += aggregate_sorted(&decoded.events, &grans).len();
+            windows += aggregate_refs(&decoded.events, &grans).len();
         }
         windows
     };
@@ -143,7 +143,7 @@ fn bench(c: &mut Criterion) {
     let aggregate_only = || {
         decoded
             .iter()
-            .map(|d| aggregate_sorted(&d.events, &grans).len())
+            .map(|d| aggregate_refs(&d.events, &grans).len())
             .sum()
     };
     println!(

@@ -12,7 +12,7 @@ use crate::store::memory::MemoryUsageStore;
 use crate::store::memory_billing::{MemoryBillingStore, MemoryEventPublisher};
 use crate::store::rates::{InMemoryRateStore, RateStore};
 use crate::store::{StoreError, UsageStore};
-use crate::usage::{aggregate, Granularity, UsageEvent};
+use crate::usage::{aggregate_refs, event_refs, Granularity, UsageEvent};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -79,9 +79,8 @@ impl World {
                 })
                 .collect()
         };
-        let aggs: Vec<_> = aggregate(&fresh, &[Granularity::Hour, Granularity::Day])
-            .into_values()
-            .collect();
+        let fresh = event_refs(&fresh);
+        let aggs = aggregate_refs(&fresh, &[Granularity::Hour, Granularity::Day]);
         self.usage.commit(&fresh, &aggs, Utc::now()).await.unwrap();
     }
 

@@ -8,8 +8,8 @@
 
 use crate::store::{CommitOutcome, RejectedEvent, StoreError, UsageStore};
 use crate::usage::{
-    aggregate_sorted, dimensions_hash, distinct_events, parse_event, parse_valid_body, split_body,
-    window_key, BodyError, Dimensions, Granularity, TimeRules, UsageEvent,
+    aggregate_refs, distinct_event_refs, parse_event, parse_valid_body_ref, split_body, window_key,
+    BodyError, DimensionSets, EventRef, Granularity, TimeRules, UsageEvent,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -75,21 +75,26 @@ pub fn fingerprint(text: &str) -> String {
         .collect()
 }
 
-/// A message body decoded and validated: the distinct valid events, and the rejected ones.
+/// A message body decoded and validated: the distinct valid events (borrowing from the body
+/// when they can), and the rejected ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decoded {
-    pub events: Vec<UsageEvent>,
+pub struct Decoded<'a> {
+    pub events: Vec<EventRef<'a>>,
     pub rejected: Vec<RejectedEvent>,
     /// Events repeated inside the body (same account and id), dropped.
     pub repeated: usize,
 }
 
 /// Decodes and validates a body (one event or an array), with `now` as the receive time.
-pub fn decode_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<Decoded, BodyError> {
+pub fn decode_body<'a>(
+    body: &'a str,
+    now: DateTime<Utc>,
+    rules: &TimeRules,
+) -> Result<Decoded<'a>, BodyError> {
     // Bodies of valid events (the usual case) are read in one pass; any other body goes
     // through the general path, which names every problem.
-    if let Some(events) = parse_valid_body(body, now, rules) {
-        let (events, repeated) = distinct_events(events);
+    if let Some(events) = parse_valid_body_ref(body, now, rules) {
+        let (events, repeated) = distinct_event_refs(events);
         return Ok(Decoded {
             events,
             rejected: Vec::new(),
@@ -99,9 +104,10 @@ pub fn decode_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<
     let raws = split_body(body)?;
     let mut events = Vec::with_capacity(raws.len());
     let mut rejected = Vec::new();
+    let mut sets = DimensionSets::new();
     for raw in raws {
         match parse_event(raw.get(), now, rules) {
-            Ok(e) => events.push(e),
+            Ok(e) => events.push(EventRef::from_event(e, &mut sets)),
             Err(r) => rejected.push(RejectedEvent {
                 account_id: r.account_id,
                 event_id: r.event_id,
@@ -112,7 +118,7 @@ pub fn decode_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<
             }),
         }
     }
-    let (events, repeated) = distinct_events(events);
+    let (events, repeated) = distinct_event_refs(events);
     Ok(Decoded {
         events,
         rejected,
@@ -122,24 +128,16 @@ pub fn decode_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<
 
 /// Splits events into chunks whose events plus distinct aggregate keys fit in one commit.
 pub fn plan_chunks(
-    events: &[UsageEvent],
+    events: &[EventRef<'_>],
     granularities: &[Granularity],
     max_items: usize,
 ) -> Vec<Vec<usize>> {
     let mut chunks = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut keys: HashSet<(String, Granularity, String)> = HashSet::new();
-    // Events come sorted by account, meter and dimensions: neighbours usually share a set.
-    let mut last_hash: Option<(&Dimensions, String)> = None;
     for (i, e) in events.iter().enumerate() {
-        let hash = match &last_hash {
-            Some((dims, hash)) if **dims == e.dimensions => hash.clone(),
-            _ => {
-                let hash = dimensions_hash(&e.dimensions);
-                last_hash = Some((&e.dimensions, hash.clone()));
-                hash
-            }
-        };
+        // Each event's dimension set carries its hash.
+        let hash = &e.dimensions.hash;
         let event_keys: Vec<_> = granularities
             .iter()
             .map(|&g| {
@@ -151,7 +149,7 @@ pub fn plan_chunks(
                     hash,
                     e.provider_id
                 );
-                (e.account_id.clone(), g, sk)
+                (e.account_id.to_string(), g, sk)
             })
             .collect();
         let new_keys = event_keys.iter().filter(|k| !keys.contains(*k)).count();
@@ -171,7 +169,7 @@ pub fn plan_chunks(
 /// Commits events with their aggregates, exactly once, in chunks.
 pub async fn commit_events<S: UsageStore>(
     store: &S,
-    events: Vec<UsageEvent>,
+    events: Vec<EventRef<'_>>,
     settings: &IngestSettings,
     received_at: DateTime<Utc>,
 ) -> Result<IngestCounts, StoreError> {
@@ -180,21 +178,28 @@ pub async fn commit_events<S: UsageStore>(
     // chunk rather than once per event.
     let mut events = events;
     events.sort_by(|a, b| {
-        (&a.account_id, a.meter, &a.dimensions, &a.provider_id, a.timestamp).cmp(&(
-            &b.account_id,
-            b.meter,
-            &b.dimensions,
-            &b.provider_id,
-            b.timestamp,
-        ))
+        (
+            &a.account_id,
+            a.meter,
+            &a.dimensions.dimensions,
+            &a.provider_id,
+            a.timestamp,
+        )
+            .cmp(&(
+                &b.account_id,
+                b.meter,
+                &b.dimensions.dimensions,
+                &b.provider_id,
+                b.timestamp,
+            ))
     });
     let max_items = settings
         .max_items_per_commit
         .max(1 + settings.granularities.len());
     for chunk in plan_chunks(&events, &settings.granularities, max_items) {
-        let mut pending: Vec<UsageEvent> = chunk.into_iter().map(|i| events[i].clone()).collect();
+        let mut pending: Vec<EventRef<'_>> = chunk.into_iter().map(|i| events[i].clone()).collect();
         while !pending.is_empty() {
-            let aggs = aggregate_sorted(&pending, &settings.granularities);
+            let aggs = aggregate_refs(&pending, &settings.granularities);
             match store.commit(&pending, &aggs, received_at).await? {
                 CommitOutcome::Committed => {
                     counts.accepted += pending.len();
@@ -203,7 +208,7 @@ pub async fn commit_events<S: UsageStore>(
                 CommitOutcome::Duplicates(ids) => {
                     let ids: HashSet<String> = ids.into_iter().collect();
                     let before = pending.len();
-                    pending.retain(|e| !ids.contains(&e.id));
+                    pending.retain(|e| !ids.contains(e.id.as_ref()));
                     if pending.len() == before {
                         return Err(StoreError::Corrupt(
                             "store reported duplicates that are not in the commit".into(),
@@ -263,7 +268,7 @@ pub fn queue_bodies(events: &[UsageEvent]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryUsageStore;
-    use crate::usage::Dimensions;
+    use crate::usage::{event_refs, Dimensions};
     use crate::Meter;
     use rust_decimal::Decimal;
     use serde_json::json;
@@ -372,10 +377,11 @@ mod tests {
         let grans = [Granularity::Hour, Granularity::Day];
         // 300 events in one hour: 98 events + 2 aggregates per chunk.
         let same: Vec<_> = (0..300).map(|i| mk(i, 0)).collect();
-        let chunks = plan_chunks(&same, &grans, 100);
+        let chunks = plan_chunks(&event_refs(&same), &grans, 100);
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [98, 98, 98, 6]);
         // Each event in its own hour: 1 + 1 hourly + shared daily.
         let spread: Vec<_> = (0..100).map(|i| mk(i, i * 25)).collect();
+        let spread = event_refs(&spread);
         for c in plan_chunks(&spread, &grans, 100) {
             assert!(c.len() * 3 <= 100 + c.len());
         }
@@ -401,7 +407,10 @@ mod tests {
         assert_eq!(bodies.len(), 3);
         let back: Vec<UsageEvent> = bodies
             .iter()
-            .flat_map(|b| decode_body(b, now(), &TimeRules::default()).unwrap().events)
+            .flat_map(|b| {
+                let decoded = decode_body(b, now(), &TimeRules::default()).unwrap();
+                decoded.events.iter().map(EventRef::to_event).collect::<Vec<_>>()
+            })
             .collect();
         assert_eq!(back, events);
         assert!(bodies.iter().all(|b| b.len() <= MAX_MESSAGE_BYTES));

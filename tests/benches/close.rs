@@ -17,7 +17,7 @@ use meterline_shared::store::memory_billing::MemoryEventPublisher;
 use meterline_shared::store::rates::InMemoryRateStore;
 use meterline_shared::store::UsageStore;
 use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate, Granularity};
+use meterline_shared::usage::{aggregate_refs, event_refs, Granularity};
 use std::time::Instant;
 
 fn env(name: &str, default: usize) -> usize {
@@ -66,10 +66,9 @@ async fn main() {
         .await;
     // 30 events and at most 60 aggregates: within one transaction's 100 items.
     for chunk in events.chunks(30) {
-        let aggs: Vec<_> = aggregate(chunk, &[Granularity::Hour, Granularity::Day])
-            .into_values()
-            .collect();
-        usage.commit(chunk, &aggs, Utc::now()).await.unwrap();
+        let chunk = event_refs(chunk);
+        let aggs = aggregate_refs(&chunk, &[Granularity::Hour, Granularity::Day]);
+        usage.commit(&chunk, &aggs, Utc::now()).await.unwrap();
     }
     println!(
         "close bench: seeded {accounts} accounts and {} events in {:.1}s",

@@ -2,7 +2,7 @@
 //!
 //! Tables (see `infra/template.yaml`), all keyed by `pk` (hash) and `sk` (range):
 //! - events: `pk` = account id, `sk` = event id; TTL attribute `expires_at`.
-//! - aggregates: `pk` = `{account}#{granularity}`, `sk` = `{window}#{meter}#{dimensions hash}`.
+//! - aggregates: `pk` = `{account}#{granularity}`, `sk` = `{window}#{meter}#{dimensions hash}#{provider}`.
 //! - rejected: `pk` = account id (or `-`), `sk` = payload fingerprint; TTL `expires_at`.
 //!
 //! A commit is one `TransactWriteItems`: a conditional put per event
@@ -14,7 +14,7 @@ use super::backoff;
 use crate::config::UsageTables;
 use crate::meter::Meter;
 use crate::store::{CommitOutcome, Page, RejectedEvent, StoreError, UsageStore, UNKNOWN_ACCOUNT};
-use crate::usage::{aggregate_sort_key, window_key, Granularity, UsageAggregate, UsageEvent};
+use crate::usage::{window_key, AggregateRef, EventRef, Granularity, UsageAggregate};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
@@ -76,19 +76,19 @@ impl DynamoUsageStore {
         }
     }
 
-    fn event_item(&self, e: &UsageEvent, received_at: DateTime<Utc>) -> Item {
+    fn event_item(&self, e: &EventRef<'_>, received_at: DateTime<Utc>) -> Item {
         let mut item = Item::new();
-        item.insert("pk".into(), s(&e.account_id));
-        item.insert("sk".into(), s(&e.id));
-        item.insert("provider_id".into(), s(&e.provider_id));
-        item.insert("job_id".into(), s(&e.job_id));
+        item.insert("pk".into(), s(e.account_id.as_ref()));
+        item.insert("sk".into(), s(e.id.as_ref()));
+        item.insert("provider_id".into(), s(e.provider_id.as_ref()));
+        item.insert("job_id".into(), s(e.job_id.as_ref()));
         item.insert("meter".into(), s(e.meter.as_str()));
         item.insert("quantity".into(), n(e.quantity));
         item.insert(
             "timestamp".into(),
             s(e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         );
-        item.insert("dimensions".into(), string_map(&e.dimensions));
+        item.insert("dimensions".into(), string_map(&e.dimensions.dimensions));
         item.insert(
             "received_at".into(),
             s(received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -99,8 +99,8 @@ impl DynamoUsageStore {
 
     fn transact_items(
         &self,
-        events: &[UsageEvent],
-        aggregates: &[UsageAggregate],
+        events: &[EventRef<'_>],
+        aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::with_capacity(events.len() + aggregates.len());
@@ -117,19 +117,19 @@ impl DynamoUsageStore {
             let update = Update::builder()
                 .table_name(&self.tables.aggregates)
                 .key("pk", s(format!("{}#{}", a.account_id, a.granularity)))
-                .key("sk", s(aggregate_sort_key(a)))
+                .key("sk", s(a.sort_key()))
                 .update_expression(
                     "ADD quantity :q, event_count :n \
                      SET account_id = :a, provider_id = :p, meter = :m, granularity = :g, window_start = :w, dimensions = :d",
                 )
                 .expression_attribute_values(":q", n(a.quantity))
                 .expression_attribute_values(":n", n(a.event_count))
-                .expression_attribute_values(":a", s(&a.account_id))
-                .expression_attribute_values(":p", s(&a.provider_id))
+                .expression_attribute_values(":a", s(a.account_id))
+                .expression_attribute_values(":p", s(a.provider_id))
                 .expression_attribute_values(":m", s(a.meter.as_str()))
                 .expression_attribute_values(":g", s(a.granularity.as_str()))
                 .expression_attribute_values(":w", s(window_key(a.window_start)))
-                .expression_attribute_values(":d", string_map(&a.dimensions))
+                .expression_attribute_values(":d", string_map(&a.dimensions.dimensions))
                 .build()
                 .map_err(build_error)?;
             items.push(TransactWriteItem::builder().update(update).build());
@@ -139,7 +139,7 @@ impl DynamoUsageStore {
 
     /// Which of these events are already stored (used when a cancellation names no reasons):
     /// one consistent `BatchGetItem` per 100 keys.
-    async fn existing_ids(&self, events: &[UsageEvent]) -> Result<Vec<String>, StoreError> {
+    async fn existing_ids(&self, events: &[EventRef<'_>]) -> Result<Vec<String>, StoreError> {
         let mut found = Vec::new();
         for chunk in events.chunks(100) {
             let mut keys = KeysAndAttributes::builder()
@@ -147,8 +147,8 @@ impl DynamoUsageStore {
                 .projection_expression("pk, sk");
             for e in chunk {
                 keys = keys.keys(HashMap::from([
-                    ("pk".to_string(), s(&e.account_id)),
-                    ("sk".to_string(), s(&e.id)),
+                    ("pk".to_string(), s(e.account_id.as_ref())),
+                    ("sk".to_string(), s(e.id.as_ref())),
                 ]));
             }
             let mut pending = Some(keys.build().map_err(build_error)?);
@@ -214,8 +214,8 @@ impl DynamoUsageStore {
 impl UsageStore for DynamoUsageStore {
     async fn commit(
         &self,
-        events: &[UsageEvent],
-        aggregates: &[UsageAggregate],
+        events: &[EventRef<'_>],
+        aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<CommitOutcome, StoreError> {
         let items = self.transact_items(events, aggregates, received_at)?;
@@ -245,7 +245,7 @@ impl UsageStore for DynamoUsageStore {
                         .take(events.len())
                         .zip(events)
                         .filter(|(r, _)| r.code() == Some("ConditionalCheckFailed"))
-                        .map(|(_, e)| e.id.clone())
+                        .map(|(_, e)| e.id.to_string())
                         .collect();
                     if !dups.is_empty() {
                         return Ok(CommitOutcome::Duplicates(dups));

@@ -2,7 +2,9 @@
 
 use super::{CommitOutcome, Page, RejectedEvent, StoreError, UsageQueue, UsageStore, UNKNOWN_ACCOUNT};
 use crate::meter::Meter;
-use crate::usage::{aggregate_sort_key, window_key, Granularity, UsageAggregate, UsageEvent};
+use crate::usage::{
+    aggregate_sort_key, window_key, AggregateRef, EventRef, Granularity, UsageAggregate, UsageEvent,
+};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -45,15 +47,19 @@ impl MemoryUsageStore {
 impl UsageStore for MemoryUsageStore {
     async fn commit(
         &self,
-        events: &[UsageEvent],
-        aggregates: &[UsageAggregate],
+        events: &[EventRef<'_>],
+        aggregates: &[AggregateRef<'_>],
         _received_at: DateTime<Utc>,
     ) -> Result<CommitOutcome, StoreError> {
         let mut inner = self.inner.lock().unwrap();
         let dups: Vec<String> = events
             .iter()
-            .filter(|e| inner.events.contains_key(&(e.account_id.clone(), e.id.clone())))
-            .map(|e| e.id.clone())
+            .filter(|e| {
+                inner
+                    .events
+                    .contains_key(&(e.account_id.to_string(), e.id.to_string()))
+            })
+            .map(|e| e.id.to_string())
             .collect();
         if !dups.is_empty() {
             return Ok(CommitOutcome::Duplicates(dups));
@@ -61,10 +67,10 @@ impl UsageStore for MemoryUsageStore {
         for e in events {
             inner
                 .events
-                .insert((e.account_id.clone(), e.id.clone()), e.clone());
+                .insert((e.account_id.to_string(), e.id.to_string()), e.to_event());
         }
         for a in aggregates {
-            let key = (a.account_id.clone(), a.granularity, aggregate_sort_key(a));
+            let key = (a.account_id.to_string(), a.granularity, a.sort_key());
             inner
                 .aggregates
                 .entry(key)
@@ -72,7 +78,7 @@ impl UsageStore for MemoryUsageStore {
                     s.quantity += a.quantity;
                     s.event_count += a.event_count;
                 })
-                .or_insert_with(|| a.clone());
+                .or_insert_with(|| a.to_aggregate());
         }
         inner.commits += 1;
         Ok(CommitOutcome::Committed)

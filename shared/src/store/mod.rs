@@ -10,7 +10,7 @@ pub mod memory_billing;
 pub mod rates;
 
 use crate::meter::Meter;
-use crate::usage::{FieldError, Granularity, UsageAggregate, UsageEvent};
+use crate::usage::{AggregateRef, EventRef, FieldError, Granularity, UsageAggregate, UsageEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -62,10 +62,13 @@ pub trait UsageStore: Send + Sync {
     /// Atomically stores `events` (none of which may be stored yet) and adds `aggregates` to
     /// the stored aggregates. If any event is already stored nothing is written and the
     /// duplicates are returned, so the caller can drop them and try again.
+    ///
+    /// Both borrow (from the message body and from the events): ingestion builds no owned
+    /// event or aggregate on its way to the store.
     fn commit(
         &self,
-        events: &[UsageEvent],
-        aggregates: &[UsageAggregate],
+        events: &[EventRef<'_>],
+        aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
 

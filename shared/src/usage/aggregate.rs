@@ -3,6 +3,7 @@
 //! Windows are by event time, in UTC, aligned to the granularity (minute, hour, day), so late
 //! and out-of-order events land in the window they belong to.
 
+use super::borrowed::{event_refs, AggregateRef, DimensionSet, EventRef};
 use super::event::{Dimensions, UsageEvent};
 use crate::meter::Meter;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -297,20 +298,20 @@ pub fn aggregate<'a>(
     events: impl IntoIterator<Item = &'a UsageEvent>,
     granularities: &[Granularity],
 ) -> BTreeMap<AggregateKey, UsageAggregate> {
-    let (sorted, hashes) = sum_by_key(events, granularities);
+    let events = event_refs(events);
     // In key order already, so the map is built without sorting.
-    sorted
+    aggregate_refs(&events, granularities)
         .into_iter()
-        .map(|(h, a)| {
+        .map(|a| {
             let key = AggregateKey {
-                account_id: a.account_id.clone(),
+                account_id: a.account_id.to_owned(),
                 granularity: a.granularity,
                 window_start: a.window_start,
                 meter: a.meter,
-                dimensions_hash: hashes[h as usize].clone(),
-                provider_id: a.provider_id.clone(),
+                dimensions_hash: a.dimensions.hash.clone(),
+                provider_id: a.provider_id.to_owned(),
             };
-            (key, a)
+            (key, a.to_aggregate())
         })
         .collect()
 }
@@ -320,55 +321,60 @@ pub fn aggregate_sorted<'a>(
     events: impl IntoIterator<Item = &'a UsageEvent>,
     granularities: &[Granularity],
 ) -> Vec<UsageAggregate> {
-    sum_by_key(events, granularities)
-        .0
-        .into_iter()
-        .map(|(_, a)| a)
+    let events = event_refs(events);
+    aggregate_refs(&events, granularities)
+        .iter()
+        .map(AggregateRef::to_aggregate)
         .collect()
 }
 
-/// The aggregates in key order, each with the index of its dimension hash in the second list.
+/// What [`aggregate_sorted`] gives, borrowing from the events instead of owning each value.
 ///
-/// Accounts, providers and dimension sets get small ids (so each set is hashed once), the sums are kept in
-/// a hash map of those ids, and each aggregate's owned values are built once, in key order.
-fn sum_by_key<'a>(
-    events: impl IntoIterator<Item = &'a UsageEvent>,
+/// Accounts, providers and dimension hashes get small ids (each event's set already carries its
+/// hash), the sums are kept in a hash map of those ids, and the aggregates are put in key order
+/// by sorting small integers.
+pub fn aggregate_refs<'b>(
+    events: &'b [EventRef<'_>],
     granularities: &[Granularity],
-) -> (Vec<(u32, UsageAggregate)>, Vec<String>) {
-    struct Cell {
+) -> Vec<AggregateRef<'b>> {
+    struct Cell<'b> {
         quantity: Decimal,
         count: u64,
-        dims: u32,
+        dims: &'b DimensionSet,
     }
-    let mut accounts: Interner<'a, str> = Interner::new();
-    let mut providers: Interner<'a, str> = Interner::new();
-    let mut dim_sets: Interner<'a, Dimensions> = Interner::new();
-    // For each dimension set, its hash's id: two sets with the same hash share aggregates.
-    let mut set_hash: Vec<u32> = Vec::new();
-    let mut hash_ids: FxMap<String, u32> = FxMap::default();
-    let mut hash_texts: Vec<String> = Vec::new();
+    let mut accounts: Interner<'b, str> = Interner::new();
+    let mut providers: Interner<'b, str> = Interner::new();
+    // For each shared dimension set, its hash's id: two sets with the same hash share aggregates.
+    let mut set_hash: FxMap<*const DimensionSet, u32> = FxMap::default();
+    let mut hash_ids: FxMap<&'b str, u32> = FxMap::default();
+    let mut hash_texts: Vec<&'b str> = Vec::new();
     // Each aggregate's key (account, granularity, window, meter, hash, provider ids) -> its
     // index in `cells`.
     type Key = (u32, Granularity, i64, Meter, u32, u32);
-    let events = events.into_iter();
-    let expected = events.size_hint().0 * granularities.len();
+    let expected = events.len() * granularities.len();
     let mut index: FxMap<Key, u32> = FxMap::default();
     index.reserve(expected);
-    let mut cells: Vec<(Key, Cell)> = Vec::with_capacity(expected);
+    let mut cells: Vec<(Key, Cell<'b>)> = Vec::with_capacity(expected);
+    let mut last_set: Option<(*const DimensionSet, u32)> = None;
     for e in events {
-        let (account, _) = accounts.id(&e.account_id);
-        let (provider, _) = providers.id(&e.provider_id);
-        let (set, new) = dim_sets.id(&e.dimensions);
-        if new {
-            let h = dimensions_hash(&e.dimensions);
-            let next = hash_texts.len() as u32;
-            let id = *hash_ids.entry(h).or_insert_with_key(|h| {
-                hash_texts.push(h.clone());
-                next
-            });
-            set_hash.push(id);
-        }
-        let hash = set_hash[set as usize];
+        let (account, _) = accounts.id(e.account_id.as_ref());
+        let (provider, _) = providers.id(e.provider_id.as_ref());
+        let set: &'b DimensionSet = &e.dimensions;
+        let ptr: *const DimensionSet = set;
+        let hash = match last_set {
+            Some((p, h)) if p == ptr => h,
+            _ => {
+                let h = *set_hash.entry(ptr).or_insert_with(|| {
+                    let next = hash_texts.len() as u32;
+                    *hash_ids.entry(set.hash.as_str()).or_insert_with(|| {
+                        hash_texts.push(set.hash.as_str());
+                        next
+                    })
+                });
+                last_set = Some((ptr, h));
+                h
+            }
+        };
         let secs = e.timestamp.timestamp();
         for &g in granularities {
             let key = (account, g, g.window_start_secs(secs), e.meter, hash, provider);
@@ -390,39 +396,39 @@ fn sum_by_key<'a>(
             }
         }
     }
+    drop(index);
     let account_rank = accounts.ranks();
     let hash_rank = ranks_of(&hash_texts);
     let provider_rank = providers.ranks();
     // The order of `AggregateKey`, on small integers.
-    drop(index);
-    let mut order: Vec<((u64, i64, u64, u32), u32)> = cells
+    let mut order: Vec<((u64, i64, u128), u32)> = cells
         .iter()
         .enumerate()
         .map(|(i, &((a, g, w, m, h, p), _))| {
             let major = (u64::from(account_rank[a as usize]) << 8) | g as u64;
-            let minor = ((m as u64) << 32) | u64::from(hash_rank[h as usize]);
-            ((major, w, minor, provider_rank[p as usize]), i as u32)
+            let minor = ((m as u128) << 64)
+                | (u128::from(hash_rank[h as usize]) << 32)
+                | u128::from(provider_rank[p as usize]);
+            ((major, w, minor), i as u32)
         })
         .collect();
     order.sort_unstable();
-    let out = order
+    order
         .into_iter()
         .map(|(_, i)| {
-            let ((a, g, w, m, h, p), ref c) = cells[i as usize];
-            let agg = UsageAggregate {
-                account_id: accounts.values[a as usize].to_owned(),
-                provider_id: providers.values[p as usize].to_owned(),
+            let ((a, g, w, m, _, p), ref c) = cells[i as usize];
+            AggregateRef {
+                account_id: accounts.values[a as usize],
+                provider_id: providers.values[p as usize],
                 granularity: g,
                 window_start: DateTime::from_timestamp(w, 0).expect("a window start is in range"),
                 meter: m,
-                dimensions: dim_sets.values[c.dims as usize].clone(),
+                dimensions: c.dims,
                 quantity: c.quantity,
                 event_count: c.count,
-            };
-            (h, agg)
+            }
         })
-        .collect();
-    (out, hash_texts)
+        .collect()
 }
 
 /// The rank of each element when sorted.

@@ -4,6 +4,7 @@
 //! own rule, so `quantity` becomes an exact `Decimal` and every problem names its field.
 
 use crate::meter::Meter;
+use crate::usage::borrowed::EventRef;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -159,6 +160,21 @@ pub fn parse_event(raw: &str, now: DateTime<Utc>, rules: &TimeRules) -> Result<U
 /// first. `None` when anything is unusual (an invalid event, an escape, a body error): the
 /// caller then takes the general path ([`split_body`] and [`parse_event`]), which reports it.
 pub fn parse_valid_body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<Vec<UsageEvent>> {
+    Some(
+        parse_valid_body_ref(body, now, rules)?
+            .iter()
+            .map(EventRef::to_event)
+            .collect(),
+    )
+}
+
+/// [`parse_valid_body`] without building owned events: the events borrow their strings from
+/// the body and share their dimension sets (the ingestion hot path).
+pub fn parse_valid_body_ref<'a>(
+    body: &'a str,
+    now: DateTime<Utc>,
+    rules: &TimeRules,
+) -> Option<Vec<EventRef<'a>>> {
     fast::body(body, now, rules)
 }
 
@@ -612,7 +628,9 @@ impl WireEvent<'_> {
 /// the problems. `tests::the_fast_path_agrees_with_the_general_decoder` checks the agreement.
 mod fast {
     use super::*;
+    use crate::usage::borrowed::DimensionSets;
     use chrono::NaiveDate;
+    use std::borrow::Cow;
 
     /// A cursor over JSON text.
     struct Scan<'a> {
@@ -761,7 +779,7 @@ mod fast {
     }
 
     /// Reads one event object at the cursor and checks it; `None` if the general decoder must.
-    fn event<'a>(sc: &mut Scan<'a>, times: Accepted) -> Option<UsageEvent> {
+    fn event<'a>(sc: &mut Scan<'a>, times: Accepted, sets: &mut DimensionSets<'a>) -> Option<EventRef<'a>> {
         let mut id = None;
         let mut account_id = None;
         let mut provider_id = None;
@@ -835,7 +853,7 @@ mod fast {
             },
             timestamp: time(timestamp?, times)?,
         };
-        check(&f, &dims[..n_dims])
+        check(&f, &mut dims[..n_dims], sets)
     }
 
     /// A dimensions object of plain strings, into `out`; returns how many.
@@ -935,7 +953,11 @@ mod fast {
         !v.is_empty() && v.len() <= MAX_REF_ID_LEN && v.bytes().all(|c| is_ref_char(char::from(c)))
     }
 
-    fn check(f: &Fields<'_>, dims: &[(&str, &str)]) -> Option<UsageEvent> {
+    fn check<'a>(
+        f: &Fields<'a>,
+        dims: &mut [(&'a str, &'a str)],
+        sets: &mut DimensionSets<'a>,
+    ) -> Option<EventRef<'a>> {
         let id_ok = !f.id.is_empty() && char_count_at_most(f.id, MAX_EVENT_ID_LEN) && !has_control(f.id);
         if !(id_ok && is_ref_id(f.account_id) && is_ref_id(f.provider_id) && is_ref_id(f.job_id)) {
             return None;
@@ -947,19 +969,17 @@ mod fast {
                 return None;
             }
         }
-        let mut dimensions = Dimensions::new();
-        for &(k, v) in dims {
-            dimensions.insert(k.to_owned(), v.to_owned());
-        }
-        Some(UsageEvent {
-            id: f.id.to_owned(),
-            account_id: f.account_id.to_owned(),
-            provider_id: f.provider_id.to_owned(),
-            job_id: f.job_id.to_owned(),
+        // By name, as a `Dimensions` map orders them (names are distinct).
+        dims.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Some(EventRef {
+            id: Cow::Borrowed(f.id),
+            account_id: Cow::Borrowed(f.account_id),
+            provider_id: Cow::Borrowed(f.provider_id),
+            job_id: Cow::Borrowed(f.job_id),
             meter: f.meter,
             quantity: f.quantity,
             timestamp: f.timestamp,
-            dimensions,
+            dimensions: sets.of_pairs(dims),
         })
     }
 
@@ -992,21 +1012,26 @@ mod fast {
     pub(super) fn event_text(raw: &str, times: Accepted) -> Option<UsageEvent> {
         let mut sc = Scan { s: raw, i: 0 };
         sc.ws();
-        let e = event(&mut sc, times)?;
+        let e = event(&mut sc, times, &mut DimensionSets::new())?;
         sc.ws();
-        (sc.i == raw.len()).then_some(e)
+        (sc.i == raw.len()).then(|| e.to_event())
     }
 
     /// A body of one event or an array of 1 to 500, all valid.
-    pub(super) fn body(body: &str, now: DateTime<Utc>, rules: &TimeRules) -> Option<Vec<UsageEvent>> {
+    pub(super) fn body<'a>(
+        body: &'a str,
+        now: DateTime<Utc>,
+        rules: &TimeRules,
+    ) -> Option<Vec<EventRef<'a>>> {
         let times = Accepted::new(now, rules);
+        let mut sets = DimensionSets::new();
         let mut sc = Scan { s: body, i: 0 };
         sc.ws();
         let events = if sc.eat(b'[').is_some() {
             let mut events = Vec::with_capacity(body.len() / 160 + 1);
             loop {
                 sc.ws();
-                events.push(event(&mut sc, times)?);
+                events.push(event(&mut sc, times, &mut sets)?);
                 if events.len() > MAX_EVENTS_PER_BATCH {
                     return None;
                 }
@@ -1022,7 +1047,7 @@ mod fast {
             }
             events
         } else {
-            vec![event(&mut sc, times)?]
+            vec![event(&mut sc, times, &mut sets)?]
         };
         sc.ws();
         (sc.i == body.len()).then_some(events)
