@@ -46,6 +46,15 @@ for i in $(seq 1 600); do
   sleep 0.5
 done
 
+# Right after its first build the local emulator has answered an early request with a 500 of its
+# own (before the function ran); schemathesis loads the document once, so make sure it is served.
+for i in $(seq 1 30); do
+  if python -c "import urllib.request; urllib.request.urlopen('$BASE/openapi.json', timeout=10)" 2>/dev/null; then
+    break
+  fi
+  sleep 1
+done
+
 log "contract: schemathesis against $BASE/openapi.json"
 # Bounded: a fixed seed, few examples per operation, no stateful phase.
 PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=contract_hooks st run "$BASE/openapi.json" --url "$BASE" \
