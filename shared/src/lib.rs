@@ -4,7 +4,11 @@
 //! Rust with no AWS types. The ports its services need are traits in [`store`]; the DynamoDB
 //! and SQS adapters live in `aws` (feature `aws`), at the edge.
 
+pub mod account_estimate;
 pub mod billing;
+pub mod budget_check;
+#[cfg(test)]
+mod budget_tests;
 pub mod closing;
 #[cfg(test)]
 mod closing_tests;

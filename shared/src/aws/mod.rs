@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod dynamo_billing;
+pub mod dynamo_budgets;
 pub mod dynamo_rates;
 pub mod dynamo_usage;
 pub mod eventbridge;
