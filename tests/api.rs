@@ -25,6 +25,7 @@ fn api(stack: &Stack) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
             std::sync::Arc::new(stack.rate_store()),
             stack.rates_config("ApiFunction").max_age,
         ),
+        estimates: stack.estimates_api(),
     }
 }
 

@@ -40,6 +40,7 @@ fn api_with(
         queue: SqsUsageQueue::new(stack.sqs(), env["USAGE_QUEUE_URL"].clone()),
         time_rules: stack.usage_config().ingest.time_rules,
         rates: api::rates::RatesApi::new(rates, stack.rates_config("ApiFunction").max_age),
+        estimates: stack.estimates_api(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, aws_sdk_sqs, DynamoRateStore, DynamoUsageStore};
+use meterline_shared::aws::{
+    aws_sdk_dynamodb, aws_sdk_sqs, DynamoBillingStore, DynamoRateStore, DynamoUsageStore,
+};
 use meterline_shared::config::{Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -84,6 +86,23 @@ impl Stack {
     /// The rate store on this stack's table, as the functions open it.
     pub fn rate_store(&self) -> DynamoRateStore {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
+    }
+
+    /// The billing store (and budget store) on this stack's billing table.
+    pub fn billing_store(&self) -> DynamoBillingStore {
+        DynamoBillingStore::new(
+            self.ddb(),
+            self.function_env("ApiFunction")["BILLING_TABLE"].clone(),
+        )
+    }
+
+    /// The API's estimate and budget routes, wired as the API function wires them.
+    pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
+        api::estimates::EstimatesApi {
+            billing: self.billing_store(),
+            usage: self.usage_store(),
+            rates: std::sync::Arc::new(self.rate_store()),
+        }
     }
 
     pub fn ddb(&self) -> aws_sdk_dynamodb::Client {

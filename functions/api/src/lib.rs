@@ -7,6 +7,8 @@
 //! - `GET /v1/accounts/{account_id}/usage/rejected`: rejected events with reasons.
 //! - `GET /v1/usage/rejected`: rejected events whose account could not be read.
 //! - `GET /v1/rates`, `GET /v1/rates/{base}/{quote}/history`: exchange rates ([`rates`]).
+//! - `POST /v1/estimates/job`, `GET /v1/accounts/{id}/estimate`, `GET /v1/accounts/{id}/forecast`,
+//!   budgets under `/v1/accounts/{id}/budgets`: estimates and budgets ([`estimates`]).
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
@@ -26,6 +28,7 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::str::FromStr;
 
+pub mod estimates;
 pub mod rates;
 
 /// Largest request body accepted.
@@ -37,6 +40,7 @@ pub struct Api<S, Q> {
     pub queue: Q,
     pub time_rules: TimeRules,
     pub rates: rates::RatesApi,
+    pub estimates: estimates::EstimatesApi,
 }
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -155,6 +159,9 @@ impl<S: UsageStore, Q: UsageQueue> Api<S, Q> {
             },
             (Method::GET, ["v1", "usage", "rejected"]) => self.get_rejected(&req, None).await,
             (_, ["v1", "rates", rest @ ..]) => self.rates.route(&req, rest, now).await,
+            (_, ["v1", "estimates", ..] | ["v1", "accounts", _, "estimate" | "forecast" | "budgets", ..]) => {
+                self.estimates.route(&req, &segments[1..], now).await
+            }
             (_, ["health"] | ["v1", "usage"] | ["v1", "accounts", _, "usage"])
             | (_, ["v1", "accounts", _, "usage", "rejected"] | ["v1", "usage", "rejected"]) => {
                 Err(Problem::new(
