@@ -197,7 +197,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                 self.billing.credit_notes(&account.account_id).await?
             };
             let from = earlier.first().map_or(period.start, |i| i.period.start);
-            let rows = self.usage_rows(&account.account_id, from, period.end).await?;
+            let rows = usage_rows(self.usage, &account.account_id, from, period.end).await?;
             let rows_in = |s: DateTime<Utc>, e: DateTime<Utc>| -> Vec<UsageRow> {
                 rows.iter()
                     .filter(|r| s <= r.window_start && r.window_start < e)
@@ -299,39 +299,39 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
         }
         Ok(report)
     }
+}
 
-    /// The account's hourly aggregates with window start in `[from, to)`, as rating rows.
-    async fn usage_rows(
-        &self,
-        account_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<UsageRow>, StoreError> {
-        let mut rows = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .usage
-                .aggregates_page(
-                    account_id,
-                    Granularity::Hour,
-                    from,
-                    to,
-                    None,
-                    after.as_deref(),
-                    1000,
-                )
-                .await?;
-            rows.extend(
-                page.items
-                    .iter()
-                    .filter(|a| a.window_start < to)
-                    .map(|a| UsageRow::from_aggregate(&a.provider_id, a)),
-            );
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(rows),
-            }
+/// The account's hourly aggregates with window start in `[from, to)`, as rating rows: what the
+/// close rates, and what estimates of the open period rate.
+pub async fn usage_rows<U: UsageStore>(
+    usage: &U,
+    account_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = usage
+            .aggregates_page(
+                account_id,
+                Granularity::Hour,
+                from,
+                to,
+                None,
+                after.as_deref(),
+                1000,
+            )
+            .await?;
+        rows.extend(
+            page.items
+                .iter()
+                .filter(|a| a.window_start < to)
+                .map(|a| UsageRow::from_aggregate(&a.provider_id, a)),
+        );
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(rows),
         }
     }
 }

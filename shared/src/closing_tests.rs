@@ -559,6 +559,7 @@ proptest! {
 #[test]
 fn events_carry_their_ids() {
     let e = BillingEvent {
+        source: None,
         detail_type: "X".into(),
         detail: serde_json::json!({"event_id": "x#1"}),
     };

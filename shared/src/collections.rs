@@ -102,6 +102,7 @@ pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
                     };
                     publisher
                         .publish(&[BillingEvent {
+                            source: None,
                             detail_type: "InvoiceOverdue".into(),
                             detail: serde_json::to_value(&detail).expect("event serializes"),
                         }])

@@ -4,8 +4,12 @@
 //! Rust with no AWS types. The ports its services need are traits in [`store`]; the DynamoDB
 //! and SQS adapters live in `aws` (feature `aws`), at the edge.
 
+pub mod account_estimate;
 pub mod api;
 pub mod billing;
+pub mod budget_check;
+#[cfg(test)]
+mod budget_tests;
 pub mod closing;
 #[cfg(test)]
 mod closing_tests;

@@ -5,8 +5,8 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoIdempotencyStore, DynamoRateStore,
-    DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
+    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
 };
 use meterline_shared::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
@@ -89,6 +89,23 @@ impl Stack {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
+    /// The billing store (and budget store) on this stack's billing table.
+    pub fn billing_store(&self) -> DynamoBillingStore {
+        DynamoBillingStore::new(
+            self.ddb(),
+            self.function_env("ApiFunction")["BILLING_TABLE"].clone(),
+        )
+    }
+
+    /// The API's estimate and budget routes, wired as the API function wires them.
+    pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
+        api::estimates::EstimatesApi {
+            billing: self.billing_store(),
+            usage: self.usage_store(),
+            rates: std::sync::Arc::new(self.rate_store()),
+        }
+    }
+
     pub fn ddb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk)
     }
@@ -120,6 +137,7 @@ impl Stack {
             std::sync::Arc::new(self.rate_store()),
             self.rates_config("ApiFunction").max_age,
         ))
+        .with_estimates(self.estimates_api())
     }
 
     /// A usage store on this stack's tables.

@@ -9,6 +9,7 @@
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
+pub mod estimates;
 mod idempotency;
 mod keys;
 pub mod openapi;
@@ -50,6 +51,8 @@ pub struct Api<S, Q> {
     pub idempotency_wait: std::time::Duration,
     /// The exchange-rate routes' store and staleness rule.
     pub rates: rates::RatesApi,
+    /// The estimate, forecast and budget routes' stores (503 on those routes when absent).
+    pub estimates: Option<estimates::EstimatesApi>,
     handler_calls: AtomicU64,
 }
 
@@ -221,6 +224,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
         Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
         Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
+        Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, |a, c| Box::pin(a.quote_job(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/estimate",       Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/forecast",       Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/budgets",        Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/budgets",        Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
         Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
         Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
         Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),
@@ -248,6 +259,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                 Arc::new(meterline_shared::store::rates::InMemoryRateStore::new()),
                 rates::DEFAULT_MAX_AGE,
             ),
+            estimates: None,
             handler_calls: AtomicU64::new(0),
         }
     }
@@ -255,6 +267,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// Reads exchange rates through `rates` (an empty in-memory store otherwise).
     pub fn with_rates(mut self, rates: rates::RatesApi) -> Self {
         self.rates = rates;
+        self
+    }
+
+    /// Serves the estimate, forecast and budget routes from `estimates`.
+    pub fn with_estimates(mut self, estimates: estimates::EstimatesApi) -> Self {
+        self.estimates = Some(estimates);
         self
     }
 

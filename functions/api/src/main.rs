@@ -1,10 +1,10 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoIdempotencyStore, DynamoRateStore,
-    DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
+    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
 };
-use meterline_shared::config::{ApiConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::store::cached_rates::CachedRates;
 use std::sync::Arc;
 
@@ -15,14 +15,21 @@ async fn main() -> anyhow::Result<()> {
     let config = UsageConfig::from_env(&env).context("configuration")?;
     let api_config = ApiConfig::from_env(&env).context("configuration")?;
     let rates_config = RatesConfig::from_env(&env).context("configuration")?;
+    let billing_config = BillingConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
     let sdk = sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     // Rates are read through a cache kept for the life of the execution environment.
-    let rates = CachedRates::new(
+    let rates = Arc::new(CachedRates::new(
         DynamoRateStore::new(ddb.clone(), rates_config.table),
         rates_config.cache_ttl,
-    );
+    ));
+    // Budgets live in the billing table; estimates read it and the usage aggregates.
+    let estimates = api::estimates::EstimatesApi {
+        billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
+        usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
+        rates: rates.clone(),
+    };
     let mut api = api::Api::new(
         DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
         SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
@@ -30,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
     )
-    .with_rates(api::rates::RatesApi::new(Arc::new(rates), rates_config.max_age));
+    .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
+    .with_estimates(estimates);
     if let Some(key) = &api_config.bootstrap_operator_key {
         api = api.with_bootstrap_key(key);
     }

@@ -273,6 +273,55 @@ fn get_rates() {}
     ))]
 fn get_rate_history() {}
 
+#[utoipa::path(post, path = "/v1/estimates/job", tag = "estimates", request_body = Object,
+    responses(
+        (status = 200, description = "The job's price under each pricing model the account could use", body = Object),
+        (status = 422, description = "The job cannot be priced", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn quote_job() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/estimate", tag = "estimates",
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("granularity" = Option<String>, Query, description = "`hour` or `day` (default)"),
+    ),
+    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = Object)))]
+fn get_estimate() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/forecast", tag = "estimates",
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "Days ahead (default 7)"),
+    ),
+    responses((status = 200, description = "Spend forecast with bands", body = Object)))]
+fn get_forecast() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets", tag = "budgets",
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
+    responses((status = 200, description = "The account's budgets", body = Object)))]
+fn list_budgets() {}
+
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets", tag = "budgets", request_body = Object,
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
+    responses(
+        (status = 201, description = "The budget, created", body = Object),
+        (status = 409, description = "The budget exists, or the account has too many", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn create_budget() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
+    responses((status = 200, description = "The budget", body = Object)))]
+fn get_budget() {}
+
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets", request_body = Object,
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
+    responses((status = 200, description = "The budget, replaced", body = Object)))]
+fn replace_budget() {}
+
+#[utoipa::path(delete, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
+    responses((status = 204, description = "Deleted")))]
+fn delete_budget() {}
+
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Every table answers", body = Health)))]
 fn health() {}
@@ -382,6 +431,14 @@ fn revoke_key() {}
         get_unknown_rejected,
         get_rates,
         get_rate_history,
+        quote_job,
+        get_estimate,
+        get_forecast,
+        list_budgets,
+        create_budget,
+        get_budget,
+        replace_budget,
+        delete_budget,
         create_key,
         list_keys,
         get_key,

@@ -12,6 +12,9 @@
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
 //! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
+//! | budget | `ACCT#<account>` | `BUDGET#<budget id>` | `doc` (see `dynamo_budgets`) |
+//! | budget index | `BUDGETS#<shard>` | `<account>#<budget id>` | `account_id`: the accounts the budget check visits |
+//! | alert claim | `NOTIFY#<key>` | `NOTIFY` | written once per threshold, budget and period |
 //!
 //! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
 //! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid.
@@ -49,11 +52,13 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 
 /// Billing state on DynamoDB.
 pub struct DynamoBillingStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+pub(super) fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
@@ -61,11 +66,11 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Corrupt(format!("request could not be built: {e}"))
 }
 
-fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
+pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
     s(serde_json::to_string(v).expect("billing documents serialize"))
 }
 
-fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| StoreError::Corrupt(format!("attribute `doc`: {e}")))
 }
@@ -75,7 +80,7 @@ fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn account_pk(account_id: &str) -> String {
+pub(super) fn account_pk(account_id: &str) -> String {
     format!("ACCT#{account_id}")
 }
 
@@ -84,7 +89,7 @@ impl DynamoBillingStore {
         DynamoBillingStore { client, table }
     }
 
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(super) async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -98,7 +103,7 @@ impl DynamoBillingStore {
         Ok(out.item)
     }
 
-    async fn put(&self, item: Item) -> Result<(), StoreError> {
+    pub(super) async fn put(&self, item: Item) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -110,7 +115,7 @@ impl DynamoBillingStore {
     }
 
     /// Every item of `pk` with `lo <= sk <= hi`, following pages.
-    async fn query_range(&self, pk: &str, lo: &str, hi: &str) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn query_range(&self, pk: &str, lo: &str, hi: &str) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -144,6 +149,19 @@ impl DynamoBillingStore {
             .map_err(|e| StoreError::Corrupt(format!("attribute `status`: {e}")))?;
         inv.outstanding = super::attrs::get_decimal(item, "outstanding")?;
         Ok(inv)
+    }
+
+    fn parse_subscription(item: &Item) -> Result<BillingSubscription, StoreError> {
+        let mut sub: BillingSubscription = from_doc(item)?;
+        // The attribute is authoritative: closes advance it alone.
+        sub.next_close_at = match super::attrs::get_opt_s(item, "next_close_at") {
+            None => None,
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("attribute `next_close_at`: {e}")))?,
+            ),
+        };
+        Ok(sub)
     }
 
     fn invoice_item(inv: &Invoice) -> Item {
@@ -414,16 +432,12 @@ impl BillingStore for DynamoBillingStore {
         else {
             return Ok(None);
         };
-        let mut sub: BillingSubscription = from_doc(&item)?;
-        // The attribute is authoritative: closes advance it alone.
-        sub.next_close_at = match super::attrs::get_opt_s(&item, "next_close_at") {
-            None => None,
-            Some(t) => Some(
-                t.parse()
-                    .map_err(|e| StoreError::Corrupt(format!("attribute `next_close_at`: {e}")))?,
-            ),
-        };
-        Ok(Some(sub))
+        Self::parse_subscription(&item).map(Some)
+    }
+
+    async fn account_subscriptions(&self, account_id: &str) -> Result<Vec<BillingSubscription>, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "SUB#", "SUB#~").await?;
+        items.iter().map(Self::parse_subscription).collect()
     }
 
     async fn due_subscriptions(

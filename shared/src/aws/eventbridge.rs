@@ -33,7 +33,7 @@ impl EventPublisher for EventBridgePublisher {
                     .iter()
                     .map(|e| {
                         PutEventsRequestEntry::builder()
-                            .source(SOURCE)
+                            .source(e.source.as_deref().unwrap_or(SOURCE))
                             .detail_type(&e.detail_type)
                             .detail(e.detail.to_string())
                             .event_bus_name(&self.bus)

@@ -338,6 +338,21 @@ fn is_usage_kind(kind: LineKind) -> bool {
     )
 }
 
+/// The subscription as the close rates `period` with: the account's tax position and the plan
+/// prorated to the part of the period it was active. Estimates build their [`RatingContext`]
+/// from it (with default market factors, as the close does) so they rate as the close will.
+pub fn rating_subscription(
+    account: &Account,
+    subscription: &BillingSubscription,
+    period: BillingPeriod,
+) -> Subscription {
+    Subscription {
+        account_id: account.account_id.clone(),
+        plan: subscription.plan_for(period),
+        tax: account.tax.clone(),
+    }
+}
+
 /// Rates `rows` for the period and turns the result into invoice lines in `to`.
 fn rated_lines(
     input: &CloseInput<'_>,
@@ -346,11 +361,7 @@ fn rated_lines(
     to: Currency,
     rate_used: Option<&ExchangeRate>,
 ) -> Result<Vec<InvoiceLine>, CloseError> {
-    let sub = Subscription {
-        account_id: input.account.account_id.clone(),
-        plan: input.subscription.plan_for(period),
-        tax: input.account.tax.clone(),
-    };
+    let sub = rating_subscription(input.account, input.subscription, period);
     let market = crate::pricing::MarketFactors::default();
     let ctx = RatingContext {
         catalog: input.catalog,

@@ -15,6 +15,9 @@ pub const SOURCE: &str = "meterline.billing";
 /// One event to publish: EventBridge `DetailType` and `Detail`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingEvent {
+    /// EventBridge `Source`; `None` is billing's own ([`SOURCE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub detail_type: String,
     /// JSON; always carries `event_id`.
     pub detail: serde_json::Value,
@@ -101,6 +104,7 @@ pub struct InvoiceOverdue {
 
 fn event<T: Serialize>(detail_type: &str, detail: &T) -> BillingEvent {
     BillingEvent {
+        source: None,
         detail_type: detail_type.to_string(),
         detail: serde_json::to_value(detail).expect("event details serialize"),
     }

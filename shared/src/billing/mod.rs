@@ -17,9 +17,9 @@ pub use adjustment::{
     adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
 };
 pub use close::{
-    close_period, estimate, invoice_id, Account, AdjustmentRef, BillingSubscription, CloseError, CloseInput,
-    CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError, Invoice, InvoiceLine, PriorPeriod,
-    MARKETPLACE,
+    close_period, estimate, invoice_id, rating_subscription, Account, AdjustmentRef, BillingSubscription,
+    CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError, Invoice,
+    InvoiceLine, PriorPeriod, MARKETPLACE,
 };
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};

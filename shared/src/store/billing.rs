@@ -74,6 +74,12 @@ pub trait BillingStore: Send + Sync {
         subscription_id: &str,
     ) -> impl Future<Output = Result<Option<BillingSubscription>, StoreError>> + Send;
 
+    /// Every subscription of an account, by id.
+    fn account_subscriptions(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<Vec<BillingSubscription>, StoreError>> + Send;
+
     /// Subscriptions of index shard `shard` whose `next_close_at <= until`, oldest first.
     fn due_subscriptions(
         &self,

@@ -111,6 +111,16 @@ impl BillingStore for MemoryBillingStore {
             .cloned())
     }
 
+    async fn account_subscriptions(&self, account_id: &str) -> Result<Vec<BillingSubscription>, StoreError> {
+        Ok(self
+            .lock()
+            .subscriptions
+            .values()
+            .filter(|s| s.account_id == account_id)
+            .cloned()
+            .collect())
+    }
+
     async fn due_subscriptions(
         &self,
         shard: u32,

@@ -2,6 +2,7 @@
 //! adapters (`crate::aws`) and the in-memory adapter ([`memory`]) implement them.
 
 pub mod billing;
+pub mod budgets;
 pub mod cached_rates;
 pub mod idempotency;
 pub mod keys;

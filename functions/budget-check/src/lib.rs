@@ -1,0 +1,63 @@
+//! The budget check: run by an EventBridge schedule (hourly by default). For every account in
+//! the budget index it rates the open period to date and its forecast, and publishes
+//! `BudgetThresholdCrossed` (source `meterline.budgets`) for each threshold crossed, once per
+//! budget and period however often it runs; see `meterline_shared::budget_check`.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use meterline_shared::budget_check::{run_budget_check, BudgetCheckError, BudgetCheckSummary};
+use meterline_shared::config::{ConfigError, Env};
+use meterline_shared::store::billing::{BillingStore, EventPublisher};
+use meterline_shared::store::budgets::BudgetStore;
+use meterline_shared::store::UsageStore;
+
+/// `BUDGET_CHECK_FORECAST` (`true`/`false`, default `true`): whether forecast spend is checked
+/// as well as actual spend.
+pub fn forecast_enabled<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<bool, ConfigError> {
+    match env.optional("BUDGET_CHECK_FORECAST").as_deref() {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "BUDGET_CHECK_FORECAST",
+            reason: format!("`{other}` is neither true nor false"),
+        }),
+    }
+}
+
+/// The function's dependencies.
+pub struct BudgetCheck<'a, B, U, S, P> {
+    pub billing: &'a B,
+    pub usage: &'a U,
+    pub budgets: &'a S,
+    pub publisher: &'a P,
+    pub with_forecast: bool,
+}
+
+impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCheck<'_, B, U, S, P> {
+    /// Checks at the earlier of the event's scheduled time and `now`.
+    pub async fn handle(
+        &self,
+        event: &EventBridgeEvent<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetCheckSummary, BudgetCheckError> {
+        let at = event.time.map_or(now, |t| t.min(now));
+        let summary = run_budget_check(
+            self.billing,
+            self.usage,
+            self.budgets,
+            self.publisher,
+            at,
+            self.with_forecast,
+        )
+        .await?;
+        tracing::info!(
+            accounts = summary.accounts,
+            budgets = summary.budgets,
+            published = summary.published,
+            already_notified = summary.already_notified,
+            skipped = summary.skipped,
+            "budget check done"
+        );
+        Ok(summary)
+    }
+}

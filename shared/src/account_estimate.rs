@@ -1,0 +1,221 @@
+//! The account estimate service: what an account's open billing period costs so far (and, with
+//! the `forecast` feature, where it is heading), loaded from the ports the way the close worker
+//! loads a period and rated through the close's own rating context.
+//!
+//! * the account, its subscription whose period holds `as_of`, the catalog, and the period's
+//!   hourly aggregates ([`crate::closing::usage_rows`], the close's reader);
+//! * the rating context from [`crate::billing::rating_subscription`] (the plan prorated to the
+//!   period, the account's tax position) and default market factors, as the close builds it;
+//! * [`estimate::period_to_date`] (and [`crate::forecast::estimate_period`]) over it.
+//!
+//! So for the same usage the period-to-date result equals the invoice the close produces, line
+//! for line, to the minor unit (in the price books' currency; an invoice in another currency is
+//! that result converted line by line at the period end's rate).
+
+use crate::billing::{rating_subscription, Account, BillingPeriod, BillingSubscription, CycleError};
+use crate::closing::usage_rows;
+use crate::estimate::{self, PeriodToDate};
+use crate::pricing::{
+    Catalog, MarketFactors, Period, RatingContext, RatingError, UsageRow, ValidationErrors,
+};
+use crate::store::billing::{BillingStore, CatalogData};
+use crate::store::{StoreError, UsageStore};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why an account could not be estimated.
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateFailure {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("account {0} does not exist")]
+    UnknownAccount(String),
+    #[error("account {0} has no subscription in force at {1}")]
+    NoOpenPeriod(String, DateTime<Utc>),
+    #[error("the price books are invalid: {0}")]
+    Catalog(ValidationErrors),
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
+    #[error(transparent)]
+    Rating(#[from] RatingError),
+    #[cfg(feature = "forecast")]
+    #[error(transparent)]
+    Forecast(#[from] crate::forecast::ForecastError),
+}
+
+impl EstimateFailure {
+    /// The caller asked about something that is not there (404), rather than a failure.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EstimateFailure::UnknownAccount(_) | EstimateFailure::NoOpenPeriod(..)
+        )
+    }
+}
+
+/// The period-to-date estimate of an account's open period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountPeriodToDate {
+    pub account_id: String,
+    pub subscription_id: String,
+    pub period: BillingPeriod,
+    pub to_date: PeriodToDate,
+}
+
+/// The open period to date and its projection to the period's end.
+#[cfg(feature = "forecast")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountEstimate {
+    pub account_id: String,
+    pub subscription_id: String,
+    pub period: BillingPeriod,
+    #[serde(flatten)]
+    pub estimate: crate::forecast::PeriodEstimate,
+}
+
+/// Everything one estimate rates.
+pub struct Loaded {
+    pub account: Account,
+    pub subscription: BillingSubscription,
+    pub period: BillingPeriod,
+    pub catalog: Catalog,
+    pub data: CatalogData,
+    /// Hourly rows from `history_from` (or the period's start) to the period's end.
+    pub rows: Vec<UsageRow>,
+}
+
+impl Loaded {
+    /// Runs `f` with the rating context the close would use for this period.
+    pub fn with_context<T>(&self, f: impl FnOnce(&RatingContext<'_>) -> T) -> T {
+        let sub = rating_subscription(&self.account, &self.subscription, self.period);
+        let market = MarketFactors::default();
+        let ctx = RatingContext {
+            catalog: &self.catalog,
+            subscription: &sub,
+            taxes: &self.data.taxes,
+            market: &market,
+        };
+        f(&ctx)
+    }
+
+    pub fn rating_period(&self) -> Period {
+        Period::new(self.period.start, self.period.end)
+    }
+
+    /// The rows of the billing period itself.
+    pub fn period_rows(&self) -> Vec<UsageRow> {
+        self.rows
+            .iter()
+            .filter(|r| self.period.start <= r.window_start && r.window_start < self.period.end)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The subscription of `subs` in force at `as_of` (started, not cancelled), the lowest id first.
+pub fn subscription_at(subs: &[BillingSubscription], as_of: DateTime<Utc>) -> Option<&BillingSubscription> {
+    subs.iter()
+        .filter(|s| s.started_at <= as_of && s.cancelled_at.is_none_or(|c| as_of < c))
+        .min_by(|a, b| a.subscription_id.cmp(&b.subscription_id))
+}
+
+/// The estimate service over its ports.
+pub struct AccountEstimator<'a, B, U> {
+    pub billing: &'a B,
+    pub usage: &'a U,
+}
+
+impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
+    /// Loads the account's period holding `as_of`, with usage from `history` before `as_of`
+    /// (none: from the period's start) to the period's end.
+    pub async fn load(
+        &self,
+        account_id: &str,
+        as_of: DateTime<Utc>,
+        history: Option<TimeDelta>,
+    ) -> Result<Loaded, EstimateFailure> {
+        let account = self
+            .billing
+            .account(account_id)
+            .await?
+            .ok_or_else(|| EstimateFailure::UnknownAccount(account_id.to_string()))?;
+        let subs = self.billing.account_subscriptions(account_id).await?;
+        let subscription = subscription_at(&subs, as_of)
+            .cloned()
+            .ok_or_else(|| EstimateFailure::NoOpenPeriod(account_id.to_string(), as_of))?;
+        let period = subscription.schedule.period_containing(as_of)?;
+        let data = self.billing.catalog().await?;
+        let catalog = Catalog::new(data.books.clone()).map_err(EstimateFailure::Catalog)?;
+        let from = history.map_or(period.start, |h| (as_of - h).min(period.start));
+        let rows = usage_rows(self.usage, account_id, from, period.end).await?;
+        Ok(Loaded {
+            account,
+            subscription,
+            period,
+            catalog,
+            data,
+            rows,
+        })
+    }
+
+    /// What the open period costs so far: usage with windows starting before `as_of`.
+    pub async fn period_to_date(
+        &self,
+        account_id: &str,
+        as_of: DateTime<Utc>,
+    ) -> Result<AccountPeriodToDate, EstimateFailure> {
+        let loaded = self.load(account_id, as_of, None).await?;
+        let rows = loaded.period_rows();
+        let to_date =
+            loaded.with_context(|ctx| estimate::period_to_date(ctx, &rows, loaded.rating_period(), as_of))?;
+        Ok(AccountPeriodToDate {
+            account_id: account_id.to_string(),
+            subscription_id: loaded.subscription.subscription_id.clone(),
+            period: loaded.period,
+            to_date,
+        })
+    }
+}
+
+/// History read for forecasts: 8 weeks of hourly windows (the model fits at most 8 × the
+/// weekly season).
+#[cfg(feature = "forecast")]
+pub const FORECAST_HISTORY: TimeDelta = TimeDelta::days(56);
+
+#[cfg(feature = "forecast")]
+impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
+    /// The period to date and its projection to the period's end, with 80 % and 95 % bands.
+    pub async fn estimate(
+        &self,
+        account_id: &str,
+        as_of: DateTime<Utc>,
+        opts: &crate::forecast::ForecastOptions,
+    ) -> Result<AccountEstimate, EstimateFailure> {
+        let loaded = self.load(account_id, as_of, Some(FORECAST_HISTORY)).await?;
+        let estimate = loaded.with_context(|ctx| {
+            crate::forecast::estimate_period(ctx, &loaded.rows, loaded.rating_period(), as_of, opts)
+        })?;
+        Ok(AccountEstimate {
+            account_id: account_id.to_string(),
+            subscription_id: loaded.subscription.subscription_id.clone(),
+            period: loaded.period,
+            estimate,
+        })
+    }
+
+    /// The `days` days after `as_of`, at book prices with the account's tax.
+    pub async fn forecast_days(
+        &self,
+        account_id: &str,
+        as_of: DateTime<Utc>,
+        days: u32,
+        opts: &crate::forecast::ForecastOptions,
+    ) -> Result<crate::forecast::DaysForecast, EstimateFailure> {
+        let mut loaded = self.load(account_id, as_of, Some(FORECAST_HISTORY)).await?;
+        loaded.rows.retain(|r| r.window_start < as_of);
+        Ok(
+            loaded
+                .with_context(|ctx| crate::forecast::forecast_days(ctx, &loaded.rows, as_of, days, opts))?,
+        )
+    }
+}

@@ -1,0 +1,512 @@
+//! Estimates, forecasts and budgets against the local endpoint (moto_server): the API's routes
+//! through the real handler, the period-to-date estimate against the invoice the close then
+//! produces, and the scheduled budget check publishing through a real EventBridge rule.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
+use meterline_shared::account_estimate::AccountEstimator;
+use meterline_shared::aws::{aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue};
+use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
+use meterline_shared::estimate::BudgetThresholdCrossed;
+use meterline_shared::meter::Meter;
+use meterline_shared::money::Currency;
+use meterline_shared::store::billing::BillingStore;
+use meterline_shared::store::memory_billing::MemoryEventPublisher;
+use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::usage::UsageEvent;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use usage_ingest::Ingestor;
+
+fn hour() -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::hours(1)).unwrap()
+}
+
+fn d(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{v} is not a decimal string"))
+        .parse()
+        .unwrap()
+}
+
+struct World {
+    stack: Stack,
+    billing: DynamoBillingStore,
+    api: api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue>,
+    /// Period 0 of the daily subscriptions starts here (three days ago, on the hour).
+    anchor: DateTime<Utc>,
+}
+
+impl World {
+    async fn new(test: &str) -> World {
+        let stack = Stack::create(test).await;
+        let api = stack.api();
+        let billing = stack.billing_store();
+        billing.put_catalog(&sample::catalog()).await.unwrap();
+        World {
+            stack,
+            billing,
+            api,
+            anchor: hour() - Duration::days(3),
+        }
+    }
+
+    /// An account with a daily anniversary subscription from `anchor`.
+    async fn subscribe(&self, account: &str) {
+        self.billing
+            .put_account(&sample::account(account, Currency::USD))
+            .await
+            .unwrap();
+        let plan = sample::subscription("x", account, Cadence::Daily, self.anchor).plan;
+        let schedule = BillingSchedule::new(
+            Cadence::Daily,
+            Alignment::Anniversary,
+            self.anchor,
+            chrono_tz::UTC,
+        );
+        let sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
+        self.billing.put_subscription(&sub).await.unwrap();
+    }
+
+    /// Sends usage through the ingestion handler.
+    async fn ingest(&self, events: &[UsageEvent]) {
+        let ingestor = Ingestor {
+            store: self.stack.usage_store(),
+            settings: self.stack.usage_config().ingest,
+        };
+        let body = serde_json::to_string(events).unwrap();
+        let resp = ingestor
+            .handle(sqs_event(&[("m0".to_string(), body)]), Utc::now())
+            .await;
+        assert!(resp.batch_item_failures.is_empty());
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> (u16, Value) {
+        let resp = self
+            .api
+            .handle(operator_request(method, path, query, body), now)
+            .await;
+        (resp.status().as_u16(), body_json(&resp))
+    }
+}
+
+fn ev(id: &str, account: &str, provider: &str, meter: Meter, q: &str, at: DateTime<Utc>) -> UsageEvent {
+    UsageEvent {
+        id: id.into(),
+        account_id: account.into(),
+        provider_id: provider.into(),
+        job_id: "job".into(),
+        meter,
+        quantity: q.parse().unwrap(),
+        timestamp: at,
+        dimensions: if meter == Meter::GpuSeconds {
+            [("gpu_model".to_string(), "A100".to_string())].into()
+        } else {
+            Default::default()
+        },
+    }
+}
+
+/// Usage spread over the first 20 hours of the period starting at `from`.
+fn workload(account: &str, from: DateTime<Utc>) -> Vec<UsageEvent> {
+    (0..20)
+        .flat_map(|h| {
+            let at = from + Duration::hours(h) + Duration::minutes(7);
+            [
+                ev(
+                    &format!("g{h}"),
+                    account,
+                    "prov_000",
+                    Meter::GpuSeconds,
+                    &format!("{}", 900 + 37 * h),
+                    at,
+                ),
+                ev(
+                    &format!("c{h}"),
+                    account,
+                    "prov_001",
+                    Meter::CpuSeconds,
+                    &format!("{}.5", 400 + 11 * h),
+                    at,
+                ),
+                ev(
+                    &format!("e{h}"),
+                    account,
+                    "prov_002",
+                    Meter::NetworkEgressGib,
+                    "0.333",
+                    at,
+                ),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
+    let w = World::new("est-invoice").await;
+    w.subscribe("acct_est").await;
+    w.ingest(&workload("acct_est", w.anchor)).await;
+    // Through the API, 23 hours into period 0: every usage window has started.
+    let as_of = w.anchor + Duration::hours(23);
+    let (status, body) = w
+        .call("GET", "/v1/accounts/acct_est/estimate", &[], None, as_of)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["subscription_id"], "sub_acct_est");
+    let to_date = &body["to_date"]["result"];
+    // The service, as the budget check calls it.
+    let usage = w.stack.usage_store();
+    let estimator = AccountEstimator {
+        billing: &w.billing,
+        usage: &usage,
+    };
+    let ptd = estimator.period_to_date("acct_est", as_of).await.unwrap();
+    assert_eq!(d(&to_date["total"]), ptd.to_date.result.total);
+
+    // Close period 0 and compare the invoice with the estimate, line by line.
+    let rates = InMemoryRateStore::new();
+    let publisher = MemoryEventPublisher::new();
+    let closer = Closer {
+        billing: &w.billing,
+        usage: &usage,
+        rates: &rates,
+        publisher: &publisher,
+        settings: CloseSettings::default(),
+    };
+    let req = CloseRequest {
+        account_id: "acct_est".into(),
+        subscription_id: "sub_acct_est".into(),
+        period_end: w.anchor + Duration::days(1),
+    };
+    let report = closer.close_subscription(&req, Utc::now()).await.unwrap();
+    let invoice = &report.committed[0];
+    assert_eq!(invoice.period.start, w.anchor);
+    assert!(invoice.total > Decimal::ZERO);
+    assert_eq!(invoice.net_total, d(&to_date["net_total"]));
+    assert_eq!(invoice.tax_total, d(&to_date["tax_total"]));
+    assert_eq!(invoice.total, d(&to_date["total"]));
+    assert_eq!(invoice.lines.len(), ptd.to_date.result.lines.len());
+    for (line, rated) in invoice.lines.iter().zip(&ptd.to_date.result.lines) {
+        assert_eq!(line.rated.as_ref(), Some(rated));
+        assert_eq!((line.net, line.tax), (rated.tax.net, rated.tax.tax));
+    }
+    // The projection: at least what is already spent, with ordered bands.
+    let spend = &body["spend"];
+    assert!(d(&spend["point"]) >= d(&to_date["total"]));
+    assert!(d(&spend["p95"]["lower"]) <= d(&spend["p80"]["lower"]));
+    assert!(d(&spend["p80"]["upper"]) <= d(&spend["p95"]["upper"]));
+}
+
+#[tokio::test]
+async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
+    let w = World::new("est-routes").await;
+    w.subscribe("acct_r").await;
+    w.ingest(&workload("acct_r", w.anchor)).await;
+    let now = Utc::now();
+    let (status, body) = w
+        .call(
+            "GET",
+            "/v1/accounts/acct_r/forecast",
+            &[("days", "14")],
+            None,
+            now,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["days"], 14);
+    assert_eq!(body["forecast"]["spend"]["currency"], "USD");
+    for bad in ["0", "91", "x"] {
+        let (status, body) = w
+            .call("GET", "/v1/accounts/acct_r/forecast", &[("days", bad)], None, now)
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errors"][0]["field"], "days");
+    }
+    let (status, _) = w
+        .call("GET", "/v1/accounts/nobody/estimate", &[], None, now)
+        .await;
+    assert_eq!(status, 404);
+
+    let job = json!({"account_id": "acct_r", "job": {"provider_id": "prov_000",
+        "start": (now + Duration::minutes(5)).to_rfc3339(), "duration_seconds": 3600,
+        "gpus": 2, "gpu_model": "A100", "vcpus": 8, "egress_gib": "1.5"}});
+    let (status, body) = w
+        .call("POST", "/v1/estimates/job", &[], Some(&job.to_string()), now)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let options = body["quote"]["options"].as_array().unwrap();
+    assert!(options.iter().any(|o| o["model"] == "pay_per_use"), "{body}");
+
+    let bad = json!({"account_id": "acct_r", "job": {"provider_id": "prov_000", "start": "soon",
+        "duration_seconds": -1, "vcpus": "lots", "colour": "blue"}});
+    let (status, body) = w
+        .call("POST", "/v1/estimates/job", &[], Some(&bad.to_string()), now)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "https://meterline.dev/problems/invalid-body");
+    let fields: BTreeSet<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["job.colour", "job.start", "job.duration_seconds", "job.vcpus"])
+    );
+    let (status, body) = w
+        .call("POST", "/v1/estimates/job", &[], Some("{\"job\": {}}"), now)
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["field"] == "account_id"));
+}
+
+#[tokio::test]
+async fn budgets_are_created_read_listed_replaced_and_deleted() {
+    let w = World::new("est-budgets").await;
+    w.subscribe("acct_b").await;
+    let now = Utc::now();
+    let path = "/v1/accounts/acct_b/budgets";
+    let body = json!({"budget_id": "monthly", "amount": "250.00", "currency": "USD"}).to_string();
+    let (status, created) = w.call("POST", path, &[], Some(&body), now).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["thresholds"], json!([50, 80, 100]));
+    let (status, _) = w.call("POST", path, &[], Some(&body), now).await;
+    assert_eq!(status, 409, "creating it again conflicts");
+    let (status, got) = w.call("GET", &format!("{path}/monthly"), &[], None, now).await;
+    assert_eq!((status, &got), (200, &created));
+    let replace = json!({"amount": "300", "currency": "USD", "thresholds": [90, 25]}).to_string();
+    let (status, replaced) = w
+        .call("POST", &format!("{path}/monthly"), &[], Some(&replace), now)
+        .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["thresholds"], json!([25, 90]));
+    let (_, list) = w.call("GET", path, &[], None, now).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["amount"], "300");
+
+    let bad = json!({"budget_id": "b2", "amount": "-5", "currency": "XXX", "thresholds": [], "extra": 1});
+    let (status, problem) = w.call("POST", path, &[], Some(&bad.to_string()), now).await;
+    assert_eq!(status, 400);
+    let fields: BTreeSet<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["extra", "amount", "currency", "thresholds"])
+    );
+    let (status, _) = w
+        .call("POST", "/v1/accounts/nobody/budgets", &[], Some(&body), now)
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, _) = w.call("DELETE", &format!("{path}/monthly"), &[], None, now).await;
+    assert_eq!(status, 204);
+    let (status, _) = w.call("DELETE", &format!("{path}/monthly"), &[], None, now).await;
+    assert_eq!(status, 404);
+    let (status, _) = w.call("GET", &format!("{path}/monthly"), &[], None, now).await;
+    assert_eq!(status, 404);
+    let (_, list) = w.call("GET", path, &[], None, now).await;
+    assert_eq!(list["data"], json!([]));
+    let (status, _) = w.call("PUT", path, &[], None, now).await;
+    assert_eq!(status, 405);
+}
+
+fn scheduled_event(at: DateTime<Utc>) -> EventBridgeEvent<Value> {
+    serde_json::from_value(json!({
+        "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": at.to_rfc3339(), "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/BudgetCheck"], "detail": {}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on_eventbridge() {
+    let w = World::new("est-check").await;
+    w.subscribe("acct_c").await;
+    w.subscribe("acct_quiet").await;
+    // Usage in the current period (period 3 starts at the current hour).
+    let current = w.anchor + Duration::days(3);
+    let now = current + Duration::minutes(59);
+    w.ingest(&[
+        ev("c1", "acct_c", "prov_000", Meter::GpuSeconds, "20000", current),
+        ev(
+            "c2",
+            "acct_c",
+            "prov_001",
+            Meter::CpuSeconds,
+            "9000",
+            current + Duration::minutes(30),
+        ),
+    ])
+    .await;
+    let usage = w.stack.usage_store();
+    let estimator = AccountEstimator {
+        billing: &w.billing,
+        usage: &usage,
+    };
+    let actual = estimator
+        .period_to_date("acct_c", now)
+        .await
+        .unwrap()
+        .to_date
+        .result
+        .total;
+    // A budget the actual spend is 85 % of, one far away, and one for the quiet account.
+    let amount = (actual / Decimal::new(85, 2)).round_dp(2);
+    for (account, id, amount) in [
+        ("acct_c", "tight", amount.to_string()),
+        ("acct_c", "roomy", "100000".to_string()),
+        ("acct_quiet", "q", "100".to_string()),
+    ] {
+        let body = json!({"budget_id": id, "amount": amount, "currency": "USD"}).to_string();
+        let (status, _) = w
+            .call(
+                "POST",
+                &format!("/v1/accounts/{account}/budgets"),
+                &[],
+                Some(&body),
+                now,
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+
+    // A bus of its own, a rule for the budget alerts and a queue as its target.
+    let prefix = w.stack.description["prefix"].as_str().unwrap().to_string();
+    let events = aws_sdk_eventbridge::Client::new(&w.stack.sdk);
+    let bus = format!("{prefix}-bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let sqs = w.stack.sqs();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-alerts"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name(format!("{prefix}-budgets"))
+        .event_bus_name(&bus)
+        .event_pattern(
+            json!({"source": ["meterline.budgets"], "detail-type": ["BudgetThresholdCrossed"]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(format!("{prefix}-budgets"))
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("alerts")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let publisher = EventBridgePublisher::new(events.clone(), bus.clone());
+    let check = budget_check::BudgetCheck {
+        billing: &w.billing,
+        usage: &usage,
+        budgets: &w.billing,
+        publisher: &publisher,
+        with_forecast: true,
+    };
+    let mut published = 0;
+    for _ in 0..10 {
+        let s = check.handle(&scheduled_event(now), now).await.unwrap();
+        assert_eq!((s.accounts, s.budgets), (2, 3));
+        published += s.published;
+    }
+
+    // Every alert that reached the queue, once each.
+    let mut alerts: Vec<BudgetThresholdCrossed> = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty += 1;
+            continue;
+        }
+        for m in messages {
+            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            assert_eq!(envelope["source"], "meterline.budgets");
+            assert_eq!(envelope["detail-type"], "BudgetThresholdCrossed");
+            alerts.push(serde_json::from_value(envelope["detail"].clone()).unwrap());
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(alerts.len(), published);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &alerts {
+        *per_key.entry(a.idempotency_key.clone()).or_default() += 1;
+        assert_eq!(a.period.start, current);
+    }
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    // The tight budget: 50 % and 80 % crossed by actual spend; 100 % at most by the forecast.
+    let tight: BTreeMap<u32, &BudgetThresholdCrossed> = alerts
+        .iter()
+        .filter(|a| a.budget_id == "tight")
+        .map(|a| (a.threshold_percent, a))
+        .collect();
+    for pct in [50, 80] {
+        let a = tight[&pct];
+        assert_eq!(a.spend, actual);
+        assert_eq!(serde_json::to_value(a.basis).unwrap(), "actual");
+    }
+    if let Some(a) = tight.get(&100) {
+        assert_eq!(serde_json::to_value(a.basis).unwrap(), "forecast");
+    }
+    assert!(
+        alerts.iter().all(|a| a.account_id == "acct_c"),
+        "the quiet account spent nothing"
+    );
+}
