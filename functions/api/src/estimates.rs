@@ -706,44 +706,6 @@ impl EstimatesApi {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_problems_name_each_field() {
-        let errs = validate_job(&json!({"provider_id": "", "duration_seconds": 0, "vcpus": "-1", "x": 1}))
-            .unwrap_err();
-        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "job.x",
-                "job.provider_id",
-                "job.start",
-                "job.duration_seconds",
-                "job.vcpus"
-            ]
-        );
-        let ok = validate_job(&json!({"provider_id": "gpu-co", "start": "2026-01-05T09:00:00Z",
-            "duration_seconds": 7200, "gpus": 8, "gpu_model": "H100", "vcpus": 32, "memory_gib": "256"}))
-        .unwrap();
-        assert_eq!(ok.vcpus, Decimal::from(32));
-    }
-
-    #[test]
-    fn budget_problems_name_each_field() {
-        let body = json!({"budget_id": "b 1", "amount": "10.001", "currency": "USD", "thresholds": [0]});
-        let p = validate_budget("a1", None, body.as_object().unwrap()).unwrap_err();
-        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["budget_id", "amount", "thresholds"]);
-        let body = json!({"budget_id": "b1", "amount": 100, "currency": "EUR"});
-        let b = validate_budget("a1", None, body.as_object().unwrap()).unwrap();
-        assert_eq!(b.thresholds, [50, 80, 100]);
-        assert_eq!(b.amount, Decimal::from(100));
-    }
-}
-
 impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::store::UsageQueue + 'static>
     crate::Api<S, Q>
 {
@@ -792,5 +754,43 @@ impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::stor
             }
         }
         api.route(&c.req, &["estimates", "job"], c.now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_problems_name_each_field() {
+        let errs = validate_job(&json!({"provider_id": "", "duration_seconds": 0, "vcpus": "-1", "x": 1}))
+            .unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "job.x",
+                "job.provider_id",
+                "job.start",
+                "job.duration_seconds",
+                "job.vcpus"
+            ]
+        );
+        let ok = validate_job(&json!({"provider_id": "gpu-co", "start": "2026-01-05T09:00:00Z",
+            "duration_seconds": 7200, "gpus": 8, "gpu_model": "H100", "vcpus": 32, "memory_gib": "256"}))
+        .unwrap();
+        assert_eq!(ok.vcpus, Decimal::from(32));
+    }
+
+    #[test]
+    fn budget_problems_name_each_field() {
+        let body = json!({"budget_id": "b 1", "amount": "10.001", "currency": "USD", "thresholds": [0]});
+        let p = validate_budget("a1", None, body.as_object().unwrap()).unwrap_err();
+        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["budget_id", "amount", "thresholds"]);
+        let body = json!({"budget_id": "b1", "amount": 100, "currency": "EUR"});
+        let b = validate_budget("a1", None, body.as_object().unwrap()).unwrap();
+        assert_eq!(b.thresholds, [50, 80, 100]);
+        assert_eq!(b.amount, Decimal::from(100));
     }
 }
