@@ -15,7 +15,7 @@ use meterline_shared::meter::Meter;
 use meterline_shared::money::Currency;
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::store::rates::{InMemoryRateStore, RateStore};
 use meterline_shared::usage::UsageEvent;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -449,4 +449,70 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
         .await
         .unwrap();
     assert_eq!(s.checked, 2);
+}
+
+#[tokio::test]
+async fn an_invoice_in_another_currency_uses_the_stored_rate_in_force_at_period_end() {
+    let b = Billing::new("billing-fx").await;
+    b.billing
+        .put_account(&sample::account("acct_eur", Currency::EUR))
+        .await
+        .unwrap();
+    let plan = sample::subscription("x", "acct_eur", Cadence::Daily, b.anchor).plan;
+    let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, b.anchor, chrono_tz::UTC);
+    let sub = BillingSubscription::new("sub_acct_eur", "acct_eur", schedule, plan).unwrap();
+    b.billing.put_subscription(&sub).await.unwrap();
+    let t = b.anchor + Duration::hours(2);
+    let usage = vec![ev("e1", "acct_eur", "prov_000", Meter::GpuSeconds, "3600", t)];
+    b.ingest(&[serde_json::to_string(&usage).unwrap()]).await;
+
+    // Rates in the exchange-rate table, as the refresh stores them: the one in force at the
+    // first period's end, and a later one that must not be used for it.
+    let rates = b.stack.rate_store();
+    let end = b.anchor + Duration::days(1);
+    let rate = |r: &str, at: DateTime<Utc>| {
+        meterline_shared::fx::ExchangeRate::new(
+            "USD/EUR".parse().unwrap(),
+            r.parse().unwrap(),
+            at,
+            vec!["ecb".into()],
+            at,
+        )
+        .unwrap()
+    };
+    rates.put(&rate("0.9", end - Duration::hours(1))).await.unwrap();
+    rates.put(&rate("0.5", end + Duration::hours(1))).await.unwrap();
+
+    let closer = Closer {
+        billing: &b.billing,
+        usage: &b.usage,
+        rates: &rates,
+        publisher: &b.events,
+        settings: CloseSettings::default(),
+    };
+    let req = CloseRequest {
+        account_id: "acct_eur".into(),
+        subscription_id: "sub_acct_eur".into(),
+        period_end: end,
+    };
+    closer.close_subscription(&req, end).await.unwrap();
+    let invoices = b.invoices("acct_eur").await;
+    let first = invoices
+        .iter()
+        .find(|i| i.period.end == end)
+        .expect("the first period's invoice");
+    assert_eq!(first.currency, Currency::EUR);
+    let conversion = first.conversion.as_ref().expect("the conversion is recorded");
+    assert_eq!(conversion.rate.rate, "0.9".parse::<Decimal>().unwrap());
+    assert_eq!(conversion.rate.as_of, end - Duration::hours(1));
+    assert_eq!(conversion.rate.sources, ["ecb"]);
+    assert_eq!(conversion.rate_for, end);
+    // 3600 GPU-seconds at 0.0008 USD = 2.88 USD = 2.592 EUR, rounded once to 2.59.
+    let gpu: Decimal = first
+        .lines
+        .iter()
+        .filter(|l| l.meter == Some(Meter::GpuSeconds))
+        .map(|l| l.net)
+        .sum();
+    assert_eq!(gpu, "2.59".parse::<Decimal>().unwrap());
 }
