@@ -3,8 +3,6 @@
 
 use crate::closing::{CloseQueue, CloseRequest};
 use crate::store::StoreError;
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use futures::stream::{self, TryStreamExt};
 
@@ -22,41 +20,18 @@ impl SqsCloseQueue {
     }
 
     async fn send_batch(&self, requests: &[CloseRequest]) -> Result<(), StoreError> {
-        let mut pending: Vec<(usize, String)> = requests
+        let bodies: Vec<String> = requests
             .iter()
             .map(|r| serde_json::to_string(r).expect("requests serialize"))
-            .enumerate()
             .collect();
-        for attempt in 0..MAX_ATTEMPTS {
-            let entries = pending
-                .iter()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
-            let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
-            if failed.is_empty() {
-                return Ok(());
-            }
-            pending.retain(|(i, _)| failed.contains(&i.to_string()));
-            super::backoff(attempt).await;
-        }
-        Err(StoreError::Unavailable(format!(
-            "{} close requests could not be enqueued",
-            pending.len()
-        )))
+        super::sqs_usage::send_message_batch(
+            &self.client,
+            &self.queue_url,
+            &bodies,
+            MAX_ATTEMPTS,
+            "close requests",
+        )
+        .await
     }
 }
 

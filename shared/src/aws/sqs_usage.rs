@@ -23,38 +23,49 @@ impl SqsUsageQueue {
     }
 
     async fn send_batch(&self, bodies: &[String]) -> Result<(), StoreError> {
-        let mut pending: Vec<(usize, &String)> = bodies.iter().enumerate().collect();
-        for attempt in 0..3u32 {
-            let entries = pending
-                .iter()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body.as_str())
-                        .build()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
-            let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
-            if failed.is_empty() {
-                return Ok(());
-            }
-            pending.retain(|(i, _)| failed.contains(&i.to_string()));
-            super::backoff(attempt).await;
-        }
-        Err(StoreError::Unavailable(format!(
-            "{} messages could not be enqueued",
-            pending.len()
-        )))
+        send_message_batch(&self.client, &self.queue_url, bodies, 3, "messages").await
     }
+}
+
+/// Sends up to 10 bodies in one `SendMessageBatch`, resending only the entries SQS reports as
+/// failed, up to `attempts` times with backoff. `what` names the bodies in the error.
+pub(crate) async fn send_message_batch(
+    client: &Client,
+    queue_url: &str,
+    bodies: &[String],
+    attempts: u32,
+    what: &str,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<(usize, &String)> = bodies.iter().enumerate().collect();
+    for attempt in 0..attempts {
+        let entries = pending
+            .iter()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body.as_str())
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+        let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        pending.retain(|(i, _)| failed.contains(&i.to_string()));
+        super::backoff(attempt).await;
+    }
+    Err(StoreError::Unavailable(format!(
+        "{} {what} could not be enqueued",
+        pending.len()
+    )))
 }
 
 impl UsageQueue for SqsUsageQueue {
