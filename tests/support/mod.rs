@@ -138,6 +138,15 @@ impl Stack {
             self.rates_config("ApiFunction").max_age,
         ))
         .with_estimates(self.estimates_api())
+        .with_billing(self.billing_api())
+    }
+
+    /// The billing routes' dependencies on this stack.
+    pub fn billing_api(&self) -> api::billing::BillingApi {
+        api::billing::BillingApi {
+            store: self.billing_store(),
+            rates: std::sync::Arc::new(self.rate_store()),
+        }
     }
 
     /// A usage store on this stack's tables.

@@ -9,6 +9,7 @@
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
+pub mod billing;
 pub mod estimates;
 mod idempotency;
 mod keys;
@@ -53,6 +54,8 @@ pub struct Api<S, Q> {
     pub rates: rates::RatesApi,
     /// The estimate, forecast and budget routes' stores (503 on those routes when absent).
     pub estimates: Option<estimates::EstimatesApi>,
+    /// The billing routes' store (503 on those routes when absent).
+    pub billing: Option<billing::BillingApi>,
     handler_calls: AtomicU64,
 }
 
@@ -260,6 +263,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                 rates::DEFAULT_MAX_AGE,
             ),
             estimates: None,
+            billing: None,
             handler_calls: AtomicU64::new(0),
         }
     }
@@ -273,6 +277,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// Serves the estimate, forecast and budget routes from `estimates`.
     pub fn with_estimates(mut self, estimates: estimates::EstimatesApi) -> Self {
         self.estimates = Some(estimates);
+        self
+    }
+
+    /// Serves the billing routes (accounts, plans, subscriptions, invoices, statements) from
+    /// `billing`.
+    pub fn with_billing(mut self, billing: billing::BillingApi) -> Self {
+        self.billing = Some(billing);
         self
     }
 

@@ -25,6 +25,10 @@ async fn main() -> anyhow::Result<()> {
         rates_config.cache_ttl,
     ));
     // Budgets live in the billing table; estimates read it and the usage aggregates.
+    let billing = api::billing::BillingApi {
+        store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
+        rates: rates.clone(),
+    };
     let estimates = api::estimates::EstimatesApi {
         billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
         usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
@@ -38,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
     )
     .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
-    .with_estimates(estimates);
+    .with_estimates(estimates)
+    .with_billing(billing);
     if let Some(key) = &api_config.bootstrap_operator_key {
         api = api.with_bootstrap_key(key);
     }

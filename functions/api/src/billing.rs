@@ -1,0 +1,30 @@
+//! The billing routes' dependencies: accounts, price books and plans, subscriptions, invoices,
+//! credit notes, provider statements and the tax report all live in the billing table.
+
+use meterline_shared::aws::DynamoBillingStore;
+use meterline_shared::problem::Problem;
+use meterline_shared::store::rates::RateStore;
+use std::sync::Arc;
+
+/// What the billing routes read and write.
+pub struct BillingApi {
+    pub store: DynamoBillingStore,
+    /// For previews and reports in an account's currency when it differs from the books'.
+    pub rates: Arc<dyn RateStore>,
+}
+
+impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::store::UsageQueue + 'static>
+    crate::Api<S, Q>
+{
+    /// The billing routes' dependencies, or a 503 on a deployment without them.
+    pub fn billing_api(&self) -> Result<&BillingApi, Problem> {
+        self.billing.as_ref().ok_or_else(|| {
+            Problem::new(
+                503,
+                "unavailable",
+                "Service unavailable",
+                "billing is not configured on this deployment",
+            )
+        })
+    }
+}
