@@ -8,6 +8,7 @@ pub mod credit;
 pub mod cycle;
 pub mod events;
 pub mod invoice;
+pub mod ledger;
 pub mod localtime;
 pub mod overdue;
 pub mod sample;
