@@ -17,7 +17,11 @@
 //! | alert claim | `NOTIFY#<key>` | `NOTIFY` | written once per threshold, budget and period |
 //!
 //! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
-//! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid.
+//! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid. Every invoice is in
+//! `IssuedIndex` (`issued_pk` = `ISSUED#<yyyy-mm>#<shard>`, `issued_at`), which projects the whole
+//! item: the tax report and the operator's list read it (see `dynamo_invoices`). A voided
+//! invoice's statement entries get `voided`; manual credit notes add up in the invoice's
+//! `credited`.
 //!
 //! A close is one `TransactWriteItems`: put the invoice (finalized, numbered) if it does not
 //! exist; advance the subscription's `next_close_at` if it still has the value the close read;
@@ -62,7 +66,7 @@ pub(super) fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+pub(super) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Corrupt(format!("request could not be built: {e}"))
 }
 
@@ -76,7 +80,7 @@ pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError
 }
 
 /// Instants as stored and sorted: fixed width, UTC, milliseconds.
-fn instant(t: DateTime<Utc>) -> String {
+pub(super) fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
@@ -140,7 +144,7 @@ impl DynamoBillingStore {
         }
     }
 
-    fn parse_invoice(item: &Item) -> Result<Invoice, StoreError> {
+    pub(super) fn parse_invoice(item: &Item) -> Result<Invoice, StoreError> {
         let mut inv: Invoice = from_doc(item)?;
         // The status and outstanding attributes are authoritative: payment and overdue updates
         // change them alone.
@@ -181,6 +185,12 @@ impl DynamoBillingStore {
         item.insert("amount_due".into(), n(inv.amount_due));
         item.insert("outstanding".into(), n(inv.outstanding));
         item.insert("due_date".into(), s(inv.due_date.to_string()));
+        // IssuedIndex: every invoice by issue month and time (tax report, operator list).
+        item.insert(
+            "issued_pk".into(),
+            s(super::dynamo_invoices::issued_pk(inv.issued_at, &inv.invoice_id)),
+        );
+        item.insert("issued_at".into(), s(instant(inv.issued_at)));
         if inv.outstanding > Decimal::ZERO {
             item.insert(
                 "open_pk".into(),
@@ -196,14 +206,14 @@ impl DynamoBillingStore {
         item
     }
 
-    fn invoice_key(account_id: &str, invoice_id: &str) -> [(String, AttributeValue); 2] {
+    pub(super) fn invoice_key(account_id: &str, invoice_id: &str) -> [(String, AttributeValue); 2] {
         [
             ("pk".to_string(), s(account_pk(account_id))),
             ("sk".to_string(), s(format!("INV#{invoice_id}"))),
         ]
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, StoreError> {
+    pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, StoreError> {
         match self
             .client
             .transact_write_items()

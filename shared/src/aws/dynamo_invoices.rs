@@ -1,0 +1,440 @@
+//! Issued invoices on the billing table: an account's invoices and credit notes page by page,
+//! voiding, manual credit notes, provider statement entries, and every invoice issued in a time
+//! range (the `IssuedIndex`). Item layout: `dynamo_billing`.
+//!
+//! Every write is one conditional transaction on the invoice as it was read (its status,
+//! outstanding amount and `credited`), so a concurrent payment, void or credit note makes it fail
+//! ([`StoreError::Conflict`] or `false`): read again and decide again.
+
+use super::attrs::{get_decimal, get_opt_s, get_s, n, s, Item};
+use super::dynamo_billing::{account_pk, build_error, from_doc, instant, to_doc, unavailable};
+use crate::billing::ledger::{CreditEffect, InvoiceFilter};
+use crate::billing::statement::ProviderStatement;
+use crate::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
+use crate::store::billing::due_shard;
+use crate::store::{Page, StoreError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+use super::DynamoBillingStore;
+
+/// Partitions of `IssuedIndex` per month: spreads a month's closes over several partitions.
+pub const ISSUED_SHARDS: u32 = 4;
+
+/// `ISSUED#<yyyy-mm>#<shard>` of an invoice.
+pub fn issued_pk(issued_at: DateTime<Utc>, invoice_id: &str) -> String {
+    format!(
+        "ISSUED#{}#{}",
+        issued_at.format("%Y-%m"),
+        due_shard(invoice_id, ISSUED_SHARDS)
+    )
+}
+
+/// One provider's statement entry for one invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementEntry {
+    pub invoice_id: String,
+    pub account_id: String,
+    pub period_end: DateTime<Utc>,
+    pub statement: ProviderStatement,
+    /// The invoice was voided: nothing is owed or paid out on it.
+    pub voided: bool,
+}
+
+/// What [`DynamoBillingStore::issue_credit_note`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreditNoteOutcome {
+    Created,
+    /// A note with this id exists: nothing was written.
+    Exists(Box<CreditNoteDoc>),
+    /// The invoice changed since it was read: read again.
+    Conflict,
+}
+
+const PAGE: i32 = 100;
+
+impl DynamoBillingStore {
+    /// One query page of `pk` with `sk` in `[lo, hi]`, after `start` (an `sk`).
+    async fn query_page(
+        &self,
+        pk: &str,
+        lo: &str,
+        hi: &str,
+        start: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+            .consistent_read(true)
+            .limit(limit);
+        if let Some(sk) = start {
+            q = q.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(sk));
+        }
+        let out = q.send().await.map_err(unavailable)?;
+        let next = match out.last_evaluated_key() {
+            Some(k) => Some(get_s(k, "sk")?.to_string()),
+            None => None,
+        };
+        Ok((out.items.unwrap_or_default(), next))
+    }
+
+    /// Pages through `pk`'s items in `[lo, hi]` after `after`, keeping those `keep` accepts, until
+    /// `limit` are kept. The cursor is the `sk` of the last item kept, so items a filter drops
+    /// never end a page early and none is skipped.
+    async fn filtered_page<T>(
+        &self,
+        pk: &str,
+        (lo, hi): (&str, &str),
+        after: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = after.map(str::to_string);
+        loop {
+            let (page, next) = self.query_page(pk, lo, hi, start.as_deref(), PAGE).await?;
+            for item in &page {
+                if let Some(v) = keep(item)? {
+                    items.push(v);
+                    if items.len() == limit {
+                        return Ok(Page {
+                            items,
+                            next: Some(get_s(item, "sk")?.to_string()),
+                        });
+                    }
+                }
+            }
+            match next {
+                Some(n) => start = Some(n),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    /// An account's invoices matching `filter`, by invoice id (each subscription's in period
+    /// order), `limit` at a time after the cursor `after`.
+    pub async fn list_invoices(
+        &self,
+        account_id: &str,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Invoice>, StoreError> {
+        self.filtered_page(&account_pk(account_id), ("INV#", "INV#~"), after, limit, |item| {
+            let inv = Self::parse_invoice(item)?;
+            Ok(filter.matches(&inv).then_some(inv))
+        })
+        .await
+    }
+
+    /// An account's credit notes (those against `invoice_id` only, when given), by id.
+    pub async fn list_credit_notes(
+        &self,
+        account_id: &str,
+        invoice_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CreditNoteDoc>, StoreError> {
+        self.filtered_page(&account_pk(account_id), ("CN#", "CN#~"), after, limit, |item| {
+            let note: CreditNoteDoc = from_doc(item)?;
+            Ok(invoice_id
+                .is_none_or(|id| note.original_invoice_id == id)
+                .then_some(note))
+        })
+        .await
+    }
+
+    /// The total of the credit notes against an invoice (found by closes and issued by hand).
+    pub async fn credited(&self, account_id: &str, invoice_id: &str) -> Result<Decimal, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "CN#", "CN#~").await?;
+        let mut sum = Decimal::ZERO;
+        for item in &items {
+            let note: CreditNoteDoc = from_doc(item)?;
+            if note.original_invoice_id == invoice_id {
+                sum += note.amount;
+            }
+        }
+        Ok(sum)
+    }
+
+    pub async fn credit_note(
+        &self,
+        account_id: &str,
+        credit_note_id: &str,
+    ) -> Result<Option<CreditNoteDoc>, StoreError> {
+        self.get(&account_pk(account_id), &format!("CN#{credit_note_id}"))
+            .await?
+            .map(|i| from_doc(&i))
+            .transpose()
+    }
+
+    /// Whether a successful payment was applied to the invoice.
+    pub async fn payments_applied(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "PAY#", "PAY#~").await?;
+        for item in &items {
+            let paid = matches!(item.get("succeeded"), Some(AttributeValue::Bool(true)));
+            let doc: crate::billing::events::PaymentResult = from_doc(item)?;
+            if paid && doc.invoice_id == invoice_id && doc.amount > Decimal::ZERO {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the payment result `event_id` was recorded for the account.
+    pub async fn payment_recorded(&self, account_id: &str, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(&account_pk(account_id), &format!("PAY#{event_id}"))
+            .await?
+            .is_some())
+    }
+
+    /// The invoice's `credited` attribute: manual credit notes so far.
+    async fn manual_credited(&self, inv: &Invoice) -> Result<Option<Decimal>, StoreError> {
+        let item = self
+            .get(&account_pk(&inv.account_id), &format!("INV#{}", inv.invoice_id))
+            .await?;
+        Ok(match item {
+            Some(i) if i.contains_key("credited") => Some(get_decimal(&i, "credited")?),
+            _ => None,
+        })
+    }
+
+    /// Conditions an update on the invoice being as read: status, outstanding, no manual credit.
+    fn invoice_as_read(&self, inv: &Invoice, credited: Option<Decimal>) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        let [pk, sk] = Self::invoice_key(&inv.account_id, &inv.invoice_id);
+        let mut u = Update::builder()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":read_status", s(inv.status.as_str()))
+            .expression_attribute_values(":read_outstanding", n(inv.outstanding));
+        let base = "#s = :read_status AND outstanding = :read_outstanding";
+        u = match credited {
+            None => u.condition_expression(format!("{base} AND attribute_not_exists(credited)")),
+            Some(c) => u
+                .condition_expression(format!("{base} AND credited = :read_credited"))
+                .expression_attribute_values(":read_credited", n(c)),
+        };
+        u
+    }
+
+    /// Voids `inv` as read (the caller checked [`crate::billing::ledger::check_void`]): status
+    /// `void`, nothing outstanding, out of the open index, the credit it consumed back on the
+    /// account's balance, its provider statement entries marked `voided`; all or nothing.
+    /// `false`: the invoice changed since it was read.
+    pub async fn void_invoice(&self, inv: &Invoice) -> Result<bool, StoreError> {
+        let update = self.invoice_as_read(inv, None)
+            .update_expression("SET #s = :void, outstanding = :zero REMOVE open_pk, open_due")
+            .expression_attribute_values(":void", s(InvoiceStatus::Void.as_str()))
+            .expression_attribute_values(":zero", n(Decimal::ZERO))
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if inv.credit_applied > Decimal::ZERO {
+            items.push(self.balance_add(&inv.account_id, inv.credit_applied)?);
+        }
+        for st in &inv.statements.statements {
+            let u = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("PROV#{}", st.provider_id)))
+                .key(
+                    "sk",
+                    s(format!("STMT#{}#{}", instant(inv.period.end), inv.invoice_id)),
+                )
+                .update_expression("SET voided = :t")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().update(u).build());
+        }
+        if items.len() > 100 {
+            return Err(StoreError::Corrupt(format!(
+                "voiding {} needs {} writes, more than one transaction holds",
+                inv.invoice_id,
+                items.len()
+            )));
+        }
+        Ok(self.transact(items).await?.is_none())
+    }
+
+    fn balance_add(&self, account_id: &str, amount: Decimal) -> Result<TransactWriteItem, StoreError> {
+        let u = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(account_pk(account_id)))
+            .key("sk", s("ACCOUNT"))
+            .update_expression("ADD balance :amount")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":amount", n(amount))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+
+    /// Issues a manual credit note once per id: the note, the invoice's new status and
+    /// outstanding amount (conditional on the invoice as read) and the rest on the account's
+    /// credit balance, all or nothing.
+    pub async fn issue_credit_note(
+        &self,
+        inv: &Invoice,
+        effect: &CreditEffect,
+    ) -> Result<CreditNoteOutcome, StoreError> {
+        let note = &effect.note;
+        if let Some(existing) = self.credit_note(&inv.account_id, &note.credit_note_id).await? {
+            return Ok(CreditNoteOutcome::Exists(Box::new(existing)));
+        }
+        let credited = self.manual_credited(inv).await?;
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&note.account_id)));
+        item.insert("sk".into(), s(format!("CN#{}", note.credit_note_id)));
+        item.insert("doc".into(), to_doc(note));
+        item.insert("amount".into(), n(note.amount));
+        item.insert("original_invoice_id".into(), s(&note.original_invoice_id));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let mut update = self.invoice_as_read(inv, credited)
+            .expression_attribute_values(":status", s(effect.status.as_str()))
+            .expression_attribute_values(":outstanding", n(effect.outstanding))
+            .expression_attribute_values(
+                ":credited",
+                n(credited.unwrap_or(Decimal::ZERO) + note.amount),
+            );
+        update = if effect.outstanding.is_zero() {
+            update.update_expression(
+                "SET #s = :status, outstanding = :outstanding, credited = :credited REMOVE open_pk, open_due",
+            )
+        } else {
+            update.update_expression("SET #s = :status, outstanding = :outstanding, credited = :credited")
+        };
+        let mut items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build_error)?)
+                .build(),
+        ];
+        if effect.to_balance > Decimal::ZERO {
+            items.push(self.balance_add(&inv.account_id, effect.to_balance)?);
+        }
+        match self.transact(items).await? {
+            None => Ok(CreditNoteOutcome::Created),
+            Some(failed) if failed.first() == Some(&true) => {
+                match self.credit_note(&inv.account_id, &note.credit_note_id).await? {
+                    Some(existing) => Ok(CreditNoteOutcome::Exists(Box::new(existing))),
+                    None => Ok(CreditNoteOutcome::Conflict),
+                }
+            }
+            Some(_) => Ok(CreditNoteOutcome::Conflict),
+        }
+    }
+
+    fn statement_entry(item: &Item) -> Result<StatementEntry, StoreError> {
+        let sk = get_s(item, "sk")?;
+        let end = sk
+            .strip_prefix("STMT#")
+            .and_then(|r| r.split('#').next())
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("statement key {sk}")))?;
+        Ok(StatementEntry {
+            invoice_id: get_s(item, "invoice_id")?.to_string(),
+            account_id: get_s(item, "account_id")?.to_string(),
+            period_end: end,
+            statement: from_doc(item)?,
+            voided: matches!(item.get("voided"), Some(AttributeValue::Bool(true))),
+        })
+    }
+
+    /// A provider's statement entries for periods ending in `[from, to)`, oldest first.
+    pub async fn list_statements(
+        &self,
+        provider_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<StatementEntry>, StoreError> {
+        let lo = format!("STMT#{}", instant(from));
+        let hi = format!("STMT#{}", instant(to));
+        self.filtered_page(&format!("PROV#{provider_id}"), (&lo, &hi), after, limit, |item| {
+            let e = Self::statement_entry(item)?;
+            Ok((e.period_end < to).then_some(e))
+        })
+        .await
+    }
+
+    /// One statement entry: the provider's entry for the invoice of the period ending at
+    /// `period_end`.
+    pub async fn statement_entry_of(
+        &self,
+        provider_id: &str,
+        period_end: DateTime<Utc>,
+        invoice_id: &str,
+    ) -> Result<Option<StatementEntry>, StoreError> {
+        self.get(
+            &format!("PROV#{provider_id}"),
+            &format!("STMT#{}#{}", instant(period_end), invoice_id),
+        )
+        .await?
+        .map(|i| Self::statement_entry(&i))
+        .transpose()
+    }
+
+    /// Every invoice issued in `[from, to)`, from `IssuedIndex` (each month's shards), by issue
+    /// time within a shard.
+    pub async fn invoices_issued(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Invoice>, StoreError> {
+        let mut out = Vec::new();
+        let mut month = NaiveDate::from_ymd_opt(from.year(), from.month(), 1)
+            .ok_or_else(|| StoreError::Corrupt(format!("no month for {from}")))?;
+        while Utc.from_utc_datetime(&month.and_hms_opt(0, 0, 0).unwrap_or_default()) < to {
+            for shard in 0..ISSUED_SHARDS {
+                let pk = format!("ISSUED#{}#{shard}", month.format("%Y-%m"));
+                let mut start: Option<HashMap<String, AttributeValue>> = None;
+                loop {
+                    let res = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name("IssuedIndex")
+                        .key_condition_expression("issued_pk = :p AND issued_at BETWEEN :lo AND :hi")
+                        .expression_attribute_values(":p", s(&pk))
+                        .expression_attribute_values(":lo", s(instant(from)))
+                        .expression_attribute_values(":hi", s(instant(to)))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                    for item in res.items() {
+                        if get_opt_s(item, "issued_at").is_some_and(|t| t < instant(to)) {
+                            out.push(Self::parse_invoice(item)?);
+                        }
+                    }
+                    start = res.last_evaluated_key;
+                    if start.is_none() {
+                        break;
+                    }
+                }
+            }
+            month = month
+                .checked_add_months(chrono::Months::new(1))
+                .ok_or_else(|| StoreError::Corrupt("month overflow".into()))?;
+        }
+        Ok(out)
+    }
+}
