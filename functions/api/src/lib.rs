@@ -12,6 +12,7 @@
 pub mod billing;
 pub mod estimates;
 mod idempotency;
+pub mod invoices;
 mod keys;
 pub mod openapi;
 pub mod rates;
@@ -235,6 +236,16 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
         Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  |a, c| Box::pin(a.list_invoices(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, |a, c| Box::pin(a.get_invoice(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/void", Access::Operator, |a, c| Box::pin(a.void_invoice(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid", Access::Operator, |a, c| Box::pin(a.mark_paid(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Account, |a, c| Box::pin(a.list_credit_notes(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Operator, |a, c| Box::pin(a.create_credit_note(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes",   Access::Account,  |a, c| Box::pin(a.list_credit_notes(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/statements",   Access::Provider, |a, c| Box::pin(a.list_statements(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/statements/{statement_id}", Access::Provider, |a, c| Box::pin(a.get_statement(c))),
+        Route::new("GET",    "/v1/reports/tax",                          Access::Operator, |a, c| Box::pin(a.tax_report(c))),
         Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
         Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
         Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),
