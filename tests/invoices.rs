@@ -72,7 +72,14 @@ async fn closed(test: &str) -> Closed {
     let events = vec![
         ev("a0g", "acct_a", "prov_000", Meter::GpuSeconds, "3600", anchor + h),
         ev("a0c", "acct_a", "prov_001", Meter::CpuSeconds, "7200", anchor + h),
-        ev("a2g", "acct_a", "prov_000", Meter::GpuSeconds, "7200", anchor + Duration::days(2) + h),
+        ev(
+            "a2g",
+            "acct_a",
+            "prov_000",
+            Meter::GpuSeconds,
+            "7200",
+            anchor + Duration::days(2) + h,
+        ),
         ev("b0g", "acct_b", "prov_000", Meter::GpuSeconds, "1800", anchor + h),
     ];
     let ingestor = Ingestor {
@@ -95,7 +102,9 @@ async fn closed(test: &str) -> Closed {
         "resources": [], "detail": {}
     }))
     .unwrap();
-    let s = cycle_close::handle(&store, &queue, &scheduled, now).await.unwrap();
+    let s = cycle_close::handle(&store, &queue, &scheduled, now)
+        .await
+        .unwrap();
     assert_eq!(s.enqueued, 2);
     let rates = InMemoryRateStore::new();
     let events = MemoryEventPublisher::new();
@@ -121,7 +130,14 @@ async fn closed(test: &str) -> Closed {
 }
 
 impl Closed {
-    async fn call(&self, key: Option<&str>, method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
         let req = match key {
             None => operator_request(method, path, query, body.as_deref()),
@@ -136,7 +152,13 @@ impl Closed {
         (status, v)
     }
 
-    async fn op(&self, method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+    async fn op(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
         self.call(None, method, path, query, body).await
     }
 
@@ -169,7 +191,9 @@ impl Closed {
     }
 
     async fn invoice(&self, account: &str, id: &str) -> Value {
-        let (status, v) = self.op("GET", &format!("/v1/accounts/{account}/invoices/{id}"), &[], None).await;
+        let (status, v) = self
+            .op("GET", &format!("/v1/accounts/{account}/invoices/{id}"), &[], None)
+            .await;
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -180,46 +204,73 @@ impl Closed {
 }
 
 fn ids(list: &[Value]) -> Vec<String> {
-    list.iter().map(|i| i["invoice_id"].as_str().unwrap().to_string()).collect()
+    list.iter()
+        .map(|i| i["invoice_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn invoices_list_filter_page_and_get_within_their_account() {
     let c = closed("invoices-list").await;
     let customer = c.key(json!({"role": "customer", "account_id": "acct_a"})).await;
-    let (status, v) = c.call(Some(&customer), "GET", "/v1/accounts/acct_a/invoices", &[], None).await;
+    let (status, v) = c
+        .call(Some(&customer), "GET", "/v1/accounts/acct_a/invoices", &[], None)
+        .await;
     assert_eq!(status, 200, "{v}");
     let all = v["data"].as_array().unwrap().clone();
-    assert_eq!(ids(&all), vec![c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2)]);
+    assert_eq!(
+        ids(&all),
+        vec![c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2)]
+    );
     assert!(v["next_cursor"].is_null());
-    assert!(all.iter().all(|i| i.get("lines").is_none() && i["status"] == "open"));
+    assert!(all
+        .iter()
+        .all(|i| i.get("lines").is_none() && i["status"] == "open"));
     let totals: Vec<Decimal> = all.iter().map(|i| dec(&i["total"])).collect();
     assert!(totals[1] < totals[0] && totals[1] < totals[2], "{totals:?}");
 
     // One per page: the same invoices in the same order.
-    let (paged, pages) = c.all_pages(Some(&customer), "/v1/accounts/acct_a/invoices", &[("limit", "1")]).await;
+    let (paged, pages) = c
+        .all_pages(Some(&customer), "/v1/accounts/acct_a/invoices", &[("limit", "1")])
+        .await;
     assert_eq!(ids(&paged), ids(&all));
     assert!(pages >= 3);
     // A filter that drops the middle invoice still pages to the last one.
     let min = totals[0].min(totals[2]).to_string();
     let (filtered, _) = c
-        .all_pages(Some(&customer), "/v1/accounts/acct_a/invoices", &[("limit", "1"), ("min_total", &min)])
+        .all_pages(
+            Some(&customer),
+            "/v1/accounts/acct_a/invoices",
+            &[("limit", "1"), ("min_total", &min)],
+        )
         .await;
     assert_eq!(ids(&filtered), vec![c.id("acct_a", 0), c.id("acct_a", 2)]);
     let max = totals[1].to_string();
-    let (cheap, _) = c.all_pages(None, "/v1/accounts/acct_a/invoices", &[("max_total", &max)]).await;
+    let (cheap, _) = c
+        .all_pages(None, "/v1/accounts/acct_a/invoices", &[("max_total", &max)])
+        .await;
     assert_eq!(ids(&cheap), vec![c.id("acct_a", 1)]);
     let from = (c.anchor + Duration::days(1)).to_rfc3339();
     let to = (c.anchor + Duration::days(2)).to_rfc3339();
     let (later, _) = c
-        .all_pages(None, "/v1/accounts/acct_a/invoices", &[("period_from", &from), ("status", "open,paid")])
+        .all_pages(
+            None,
+            "/v1/accounts/acct_a/invoices",
+            &[("period_from", &from), ("status", "open,paid")],
+        )
         .await;
     assert_eq!(ids(&later), vec![c.id("acct_a", 1), c.id("acct_a", 2)]);
     let (window, _) = c
-        .all_pages(None, "/v1/accounts/acct_a/invoices", &[("period_from", &from), ("period_to", &to)])
+        .all_pages(
+            None,
+            "/v1/accounts/acct_a/invoices",
+            &[("period_from", &from), ("period_to", &to)],
+        )
         .await;
     assert_eq!(ids(&window), vec![c.id("acct_a", 1)]);
-    let (none, _) = c.all_pages(None, "/v1/accounts/acct_a/invoices", &[("status", "void")]).await;
+    let (none, _) = c
+        .all_pages(None, "/v1/accounts/acct_a/invoices", &[("status", "void")])
+        .await;
     assert!(none.is_empty());
 
     // Bad parameters are 400 problems naming the parameter.
@@ -247,23 +298,47 @@ async fn invoices_list_filter_page_and_get_within_their_account() {
     assert!(op["statements"]["statements"].is_array());
 
     // Another account's invoices are 404 for this customer, like missing ones.
-    let (status, theirs) = c.call(Some(&customer), "GET", "/v1/accounts/acct_b/invoices", &[], None).await;
-    assert_eq!(status, 404);
-    let (status, _) = c
-        .call(Some(&customer), "GET", &format!("/v1/accounts/acct_b/invoices/{}", c.id("acct_b", 0)), &[], None)
+    let (status, theirs) = c
+        .call(Some(&customer), "GET", "/v1/accounts/acct_b/invoices", &[], None)
         .await;
     assert_eq!(status, 404);
-    let (status, _) = c.call(Some(&customer), "GET", "/v1/accounts/acct_b/credit-notes", &[], None).await;
+    let (status, _) = c
+        .call(
+            Some(&customer),
+            "GET",
+            &format!("/v1/accounts/acct_b/invoices/{}", c.id("acct_b", 0)),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = c
+        .call(
+            Some(&customer),
+            "GET",
+            "/v1/accounts/acct_b/credit-notes",
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
     assert_eq!(theirs["status"], 404);
-    let (status, _) = c.op("GET", "/v1/accounts/acct_a/invoices/inv_nope", &[], None).await;
+    let (status, _) = c
+        .op("GET", "/v1/accounts/acct_a/invoices/inv_nope", &[], None)
+        .await;
     assert_eq!(status, 404);
     let (status, _) = c.op("GET", "/v1/accounts/nobody/invoices", &[], None).await;
     assert_eq!(status, 404);
     // Operator actions are 403 for a customer key, even on its own invoices.
     for action in ["void", "mark-paid", "credit-notes"] {
         let (status, _) = c
-            .call(Some(&customer), "POST", &format!("{path}/{action}"), &[], Some(json!({})))
+            .call(
+                Some(&customer),
+                "POST",
+                &format!("{path}/{action}"),
+                &[],
+                Some(json!({})),
+            )
             .await;
         assert_eq!(status, 403, "{action}");
     }
@@ -278,10 +353,14 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     // Mark paid: the same payment id twice is one payment.
     let before = dec(&c.invoice("acct_a", &a0).await["outstanding"]);
     let pay = json!({"payment_id": "wire-1", "amount": "1.00"});
-    let (status, first) = c.op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(pay.clone())).await;
+    let (status, first) = c
+        .op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(pay.clone()))
+        .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["duplicate"], false);
-    let (status, again) = c.op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(pay)).await;
+    let (status, again) = c
+        .op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(pay))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(again["duplicate"], true);
     let after = c.invoice("acct_a", &a0).await;
@@ -290,15 +369,44 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     // Invalid payments name the field.
     let over = (before + d("1")).to_string();
     let (status, p) = c
-        .op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(json!({"payment_id": "wire-2", "amount": over})))
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "wire-2", "amount": over})),
+        )
         .await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("amount")), "{p}");
-    let (status, p) = c.op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(json!({"amount": "1.00"}))).await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("payment_id")), "{p}");
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (422, Some("amount")),
+        "{p}"
+    );
     let (status, p) = c
-        .op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(json!({"payment_id": "w", "extra": 1})))
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"amount": "1.00"})),
+        )
         .await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("extra")), "{p}");
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("payment_id")),
+        "{p}"
+    );
+    let (status, p) = c
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "w", "extra": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("extra")),
+        "{p}"
+    );
 
     // A partly paid invoice cannot be voided; an unpaid one can, once.
     let (status, p) = c.op("POST", &format!("{base}/{a0}/void"), &[], None).await;
@@ -311,7 +419,12 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     assert_eq!(status, 409, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("void"), "{p}");
     let (status, _) = c
-        .op("POST", &format!("{base}/{a1}/mark-paid"), &[], Some(json!({"payment_id": "late"})))
+        .op(
+            "POST",
+            &format!("{base}/{a1}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "late"})),
+        )
         .await;
     assert_eq!(status, 409);
     // Voiding returns the credit the invoice consumed to the account's balance.
@@ -321,7 +434,14 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     assert!(consumed > Decimal::ZERO, "{b_inv}");
     let balance = |acct: Option<meterline_shared::billing::Account>| acct.unwrap().credit_balance.amount;
     let left = balance(c.store.account("acct_b").await.unwrap());
-    let (status, _) = c.op("POST", &format!("/v1/accounts/acct_b/invoices/{b0}/void"), &[], None).await;
+    let (status, _) = c
+        .op(
+            "POST",
+            &format!("/v1/accounts/acct_b/invoices/{b0}/void"),
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(balance(c.store.account("acct_b").await.unwrap()), left + consumed);
 
@@ -331,22 +451,51 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     let out2 = dec(&inv2["outstanding"]);
     let path = format!("{base}/{a2}/credit-notes");
     let (status, p) = c
-        .op("POST", &path, &[], Some(json!({"amount": (total + d("0.01")).to_string()})))
+        .op(
+            "POST",
+            &path,
+            &[],
+            Some(json!({"amount": (total + d("0.01")).to_string()})),
+        )
         .await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("amount")), "{p}");
-    let (status, p) = c.op("POST", &path, &[], Some(json!({"amount": "1.00", "reason": "because"}))).await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("reason")), "{p}");
-    let note = json!({"amount": "2.00", "reason": "order_change", "memo": "goodwill", "credit_note_id": "cn1"});
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (422, Some("amount")),
+        "{p}"
+    );
+    let (status, p) = c
+        .op(
+            "POST",
+            &path,
+            &[],
+            Some(json!({"amount": "1.00", "reason": "because"})),
+        )
+        .await;
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("reason")),
+        "{p}"
+    );
+    let note =
+        json!({"amount": "2.00", "reason": "order_change", "memo": "goodwill", "credit_note_id": "cn1"});
     let (status, n1) = c.op("POST", &path, &[], Some(note.clone())).await;
     assert_eq!(status, 201, "{n1}");
     assert_eq!(n1["kind"], "manual");
     let (status, n2) = c.op("POST", &path, &[], Some(note)).await;
     assert_eq!(status, 200);
     assert_eq!(n2["credit_note_id"], n1["credit_note_id"]);
-    assert_eq!(dec(&c.invoice("acct_a", &a2).await["outstanding"]), out2 - d("2.00"));
+    assert_eq!(
+        dec(&c.invoice("acct_a", &a2).await["outstanding"]),
+        out2 - d("2.00")
+    );
     // All that can still be credited is total - 2.00.
     let (status, p) = c
-        .op("POST", &path, &[], Some(json!({"amount": (total - d("1.99")).to_string(), "credit_note_id": "cn2"})))
+        .op(
+            "POST",
+            &path,
+            &[],
+            Some(json!({"amount": (total - d("1.99")).to_string(), "credit_note_id": "cn2"})),
+        )
         .await;
     assert_eq!(status, 422, "{p}");
     // A credited invoice cannot be voided.
@@ -354,22 +503,43 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     assert_eq!(status, 409);
 
     // Paying the rest marks the invoice paid; a credit note on a paid invoice is account credit.
-    let (status, v) = c.op("POST", &format!("{base}/{a0}/mark-paid"), &[], Some(json!({"payment_id": "wire-3"}))).await;
+    let (status, v) = c
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "wire-3"})),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["invoice"]["status"], "paid");
     let before = balance(c.store.account("acct_a").await.unwrap());
     let (status, _) = c
-        .op("POST", &format!("{base}/{a0}/credit-notes"), &[], Some(json!({"amount": "1.00", "credit_note_id": "cn3"})))
+        .op(
+            "POST",
+            &format!("{base}/{a0}/credit-notes"),
+            &[],
+            Some(json!({"amount": "1.00", "credit_note_id": "cn3"})),
+        )
         .await;
     assert_eq!(status, 201);
-    assert_eq!(balance(c.store.account("acct_a").await.unwrap()), before + d("1.00"));
+    assert_eq!(
+        balance(c.store.account("acct_a").await.unwrap()),
+        before + d("1.00")
+    );
     assert_eq!(c.invoice("acct_a", &a0).await["status"], "paid");
 
     // Lists: per invoice and per account, for the customer too.
     let customer = c.key(json!({"role": "customer", "account_id": "acct_a"})).await;
     let (per_invoice, _) = c.all_pages(Some(&customer), &path, &[]).await;
     assert_eq!(per_invoice.len(), 1);
-    let (per_account, pages) = c.all_pages(Some(&customer), "/v1/accounts/acct_a/credit-notes", &[("limit", "1")]).await;
+    let (per_account, pages) = c
+        .all_pages(
+            Some(&customer),
+            "/v1/accounts/acct_a/credit-notes",
+            &[("limit", "1")],
+        )
+        .await;
     assert_eq!(per_account.len(), 2);
     assert!(pages >= 2);
 }
@@ -377,9 +547,19 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
 #[tokio::test]
 async fn provider_statements_by_provider_key_and_the_tax_report() {
     let c = closed("invoices-statements").await;
-    let prov = c.key(json!({"role": "provider", "provider_id": "prov_000"})).await;
-    let other = c.key(json!({"role": "provider", "provider_id": "prov_001"})).await;
-    let (entries, _) = c.all_pages(Some(&prov), "/v1/providers/prov_000/statements", &[("limit", "1")]).await;
+    let prov = c
+        .key(json!({"role": "provider", "provider_id": "prov_000"}))
+        .await;
+    let other = c
+        .key(json!({"role": "provider", "provider_id": "prov_001"}))
+        .await;
+    let (entries, _) = c
+        .all_pages(
+            Some(&prov),
+            "/v1/providers/prov_000/statements",
+            &[("limit", "1")],
+        )
+        .await;
     // prov_000 was used on acct_a's days 0 and 2 and acct_b's day 0.
     let mut got = ids(&entries);
     got.sort();
@@ -390,7 +570,13 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     let first = &entries[0];
     let sid = first["statement_id"].as_str().unwrap();
     let (status, one) = c
-        .call(Some(&prov), "GET", &format!("/v1/providers/prov_000/statements/{sid}"), &[], None)
+        .call(
+            Some(&prov),
+            "GET",
+            &format!("/v1/providers/prov_000/statements/{sid}"),
+            &[],
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["statement"], first["statement"]);
@@ -402,32 +588,74 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
         dec(&st["usage_billed"]["amount"])
     );
     // Another provider's statements are 404 for this key.
-    let (status, _) = c.call(Some(&other), "GET", "/v1/providers/prov_000/statements", &[], None).await;
-    assert_eq!(status, 404);
     let (status, _) = c
-        .call(Some(&other), "GET", &format!("/v1/providers/prov_000/statements/{sid}"), &[], None)
+        .call(
+            Some(&other),
+            "GET",
+            "/v1/providers/prov_000/statements",
+            &[],
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = c
-        .call(Some(&prov), "GET", "/v1/providers/prov_000/statements/20200101T000000.000Z:inv_x", &[], None)
+        .call(
+            Some(&other),
+            "GET",
+            &format!("/v1/providers/prov_000/statements/{sid}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = c
+        .call(
+            Some(&prov),
+            "GET",
+            "/v1/providers/prov_000/statements/20200101T000000.000Z:inv_x",
+            &[],
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let (status, p) = c
-        .call(Some(&prov), "GET", "/v1/providers/prov_000/statements/nonsense", &[], None)
+        .call(
+            Some(&prov),
+            "GET",
+            "/v1/providers/prov_000/statements/nonsense",
+            &[],
+            None,
+        )
         .await;
-    assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("statement_id")));
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("statement_id"))
+    );
     // A period filter: periods ending after day 1 (acct_a's day 2 only).
     let from = (c.anchor + Duration::days(2)).to_rfc3339();
     let (late, _) = c
-        .all_pages(Some(&prov), "/v1/providers/prov_000/statements", &[("period_from", &from)])
+        .all_pages(
+            Some(&prov),
+            "/v1/providers/prov_000/statements",
+            &[("period_from", &from)],
+        )
         .await;
     assert_eq!(ids(&late), vec![c.id("acct_a", 2)]);
 
     // Voiding an invoice marks its statement entries.
     let b0 = c.id("acct_b", 0);
-    let (status, _) = c.op("POST", &format!("/v1/accounts/acct_b/invoices/{b0}/void"), &[], None).await;
+    let (status, _) = c
+        .op(
+            "POST",
+            &format!("/v1/accounts/acct_b/invoices/{b0}/void"),
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    let (entries, _) = c.all_pages(Some(&prov), "/v1/providers/prov_000/statements", &[]).await;
+    let (entries, _) = c
+        .all_pages(Some(&prov), "/v1/providers/prov_000/statements", &[])
+        .await;
     let voided: Vec<&Value> = entries.iter().filter(|e| e["voided"] == true).collect();
     assert_eq!(voided.len(), 1);
     assert_eq!(voided[0]["invoice_id"], b0.as_str());
@@ -435,7 +663,9 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     // The tax report: the sums over the finalized invoices issued in the range (void excluded).
     let from = (Utc::now() - Duration::days(1)).to_rfc3339();
     let to = (Utc::now() + Duration::hours(1)).to_rfc3339();
-    let (status, report) = c.op("GET", "/v1/reports/tax", &[("from", &from), ("to", &to)], None).await;
+    let (status, report) = c
+        .op("GET", "/v1/reports/tax", &[("from", &from), ("to", &to)], None)
+        .await;
     assert_eq!(status, 200, "{report}");
     let mut want_net = Decimal::ZERO;
     let mut want_tax = Decimal::ZERO;
@@ -458,7 +688,10 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     assert_eq!((net, tax), (want_net, want_tax), "{report}");
     assert!(want_tax > Decimal::ZERO);
     let de = rows.iter().find(|r| r["jurisdiction"] == "DE").expect("a DE row");
-    assert_eq!((de["rate"].as_str(), de["currency"].as_str()), (Some("0.19"), Some("USD")));
+    assert_eq!(
+        (de["rate"].as_str(), de["currency"].as_str()),
+        (Some("0.19"), Some("USD"))
+    );
     assert_eq!(report["totals"][0]["tax"].as_str().map(d), Some(want_tax));
 
     // The same as CSV, by Accept header and by parameter.
@@ -466,17 +699,28 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     req.headers_mut().insert("accept", "text/csv".parse().unwrap());
     let resp = c.api.handle(req, Utc::now()).await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let csv = match resp.body() {
         lambda_http::Body::Text(t) => t.clone(),
         other => panic!("{other:?}"),
     };
     let (_, by_param) = c
-        .op("GET", "/v1/reports/tax", &[("from", &from), ("to", &to), ("format", "csv")], None)
+        .op(
+            "GET",
+            "/v1/reports/tax",
+            &[("from", &from), ("to", &to), ("format", "csv")],
+            None,
+        )
         .await;
     assert_eq!(by_param.as_str(), Some(csv.as_str()));
     let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
-    assert_eq!(lines[0], "currency,jurisdiction,rate,treatment,taxable,tax,invoices");
+    assert_eq!(
+        lines[0],
+        "currency,jurisdiction,rate,treatment,taxable,tax,invoices"
+    );
     assert_eq!(lines.len(), rows.len() + 1);
     for (line, row) in lines[1..].iter().zip(rows) {
         let f: Vec<&str> = line.split(',').collect();
@@ -488,13 +732,28 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     // Report parameters and who may ask.
     let (status, p) = c.op("GET", "/v1/reports/tax", &[("to", &to)], None).await;
     assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("from")));
-    let (status, p) = c.op("GET", "/v1/reports/tax", &[("from", &to), ("to", &from)], None).await;
+    let (status, p) = c
+        .op("GET", "/v1/reports/tax", &[("from", &to), ("to", &from)], None)
+        .await;
     assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("to")));
     let (status, p) = c
-        .op("GET", "/v1/reports/tax", &[("from", &from), ("to", &to), ("format", "xml")], None)
+        .op(
+            "GET",
+            "/v1/reports/tax",
+            &[("from", &from), ("to", &to), ("format", "xml")],
+            None,
+        )
         .await;
     assert_eq!((status, p["errors"][0]["field"].as_str()), (400, Some("format")));
-    let (status, _) = c.call(Some(&prov), "GET", "/v1/reports/tax", &[("from", &from), ("to", &to)], None).await;
+    let (status, _) = c
+        .call(
+            Some(&prov),
+            "GET",
+            "/v1/reports/tax",
+            &[("from", &from), ("to", &to)],
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
     let _ = &c.stack;
 }

@@ -60,7 +60,9 @@ fn decimal_param(q: &QueryMap, name: &str) -> Result<Option<Decimal>, Problem> {
             Decimal::from_str(v)
                 .ok()
                 .filter(|d| d.abs() < Decimal::from(1_000_000_000_000_000i64))
-                .ok_or_else(|| Problem::invalid_field(name, "invalid_format", "must be a decimal, e.g. 12.50"))
+                .ok_or_else(|| {
+                    Problem::invalid_field(name, "invalid_format", "must be a decimal, e.g. 12.50")
+                })
         })
         .transpose()
 }
@@ -73,7 +75,11 @@ fn cursor_param(q: &QueryMap, prefix: &str) -> Result<Option<String>, Problem> {
             if d.starts_with(prefix) {
                 Ok(Some(d))
             } else {
-                Err(Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
+                Err(Problem::invalid_field(
+                    "cursor",
+                    "invalid",
+                    "is not a cursor this API returned",
+                ))
             }
         }
     }
@@ -107,12 +113,20 @@ pub(crate) fn invoice_filter(q: &QueryMap) -> Result<InvoiceFilter, Problem> {
     };
     if let (Some(a), Some(b)) = (f.period_from, f.period_to) {
         if b < a {
-            return Err(Problem::invalid_field("period_to", "out_of_range", "must not be before period_from"));
+            return Err(Problem::invalid_field(
+                "period_to",
+                "out_of_range",
+                "must not be before period_from",
+            ));
         }
     }
     if let (Some(a), Some(b)) = (f.min_total, f.max_total) {
         if b < a {
-            return Err(Problem::invalid_field("max_total", "out_of_range", "must not be less than min_total"));
+            return Err(Problem::invalid_field(
+                "max_total",
+                "out_of_range",
+                "must not be less than min_total",
+            ));
         }
     }
     Ok(f)
@@ -178,8 +192,13 @@ fn is_operator(c: &Ctx) -> bool {
 
 /// 422 naming `field`.
 fn unprocessable(field: &str, code: &str, message: String) -> Problem {
-    Problem::new(422, "unprocessable", "Unprocessable request", format!("{field}: {message}"))
-        .with_errors(vec![FieldError::new(field, code, message)])
+    Problem::new(
+        422,
+        "unprocessable",
+        "Unprocessable request",
+        format!("{field}: {message}"),
+    )
+    .with_errors(vec![FieldError::new(field, code, message)])
 }
 
 fn conflict(detail: String) -> Problem {
@@ -193,17 +212,29 @@ fn object_body(c: &Ctx) -> Result<Map<String, Value>, Problem> {
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Problem::invalid_field("body", "invalid_type", "must be a JSON object")),
-        Err(e) => Err(Problem::invalid_field("body", "invalid_json", format!("is not JSON: {e}"))),
+        Ok(_) => Err(Problem::invalid_field(
+            "body",
+            "invalid_type",
+            "must be a JSON object",
+        )),
+        Err(e) => Err(Problem::invalid_field(
+            "body",
+            "invalid_json",
+            format!("is not JSON: {e}"),
+        )),
     }
 }
 
 fn body_decimal(m: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, Problem> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 40 => Decimal::from_str(s)
-            .map(Some)
-            .map_err(|_| Problem::invalid_field(field, "invalid_format", "must be a decimal string, e.g. \"12.50\"")),
+        Some(Value::String(s)) if s.len() <= 40 => Decimal::from_str(s).map(Some).map_err(|_| {
+            Problem::invalid_field(
+                field,
+                "invalid_format",
+                "must be a decimal string, e.g. \"12.50\"",
+            )
+        }),
         Some(_) => Err(Problem::invalid_field(
             field,
             "invalid_type",
@@ -226,7 +257,11 @@ fn body_id(m: &Map<String, Value>, field: &str) -> Result<Option<String>, Proble
 
 fn reject_unknown(m: &Map<String, Value>, known: &[&str]) -> Result<(), Problem> {
     match m.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(Problem::invalid_field(k, "unknown_field", format!("is not one of {}", known.join(", ")))),
+        Some(k) => Err(Problem::invalid_field(
+            k,
+            "unknown_field",
+            format!("is not one of {}", known.join(", ")),
+        )),
         None => Ok(()),
     }
 }
@@ -236,11 +271,16 @@ fn wants_csv(c: &Ctx) -> Result<bool, Problem> {
     match q.first("format") {
         Some("csv") => return Ok(true),
         Some("json") => return Ok(false),
-        Some(_) => return Err(Problem::invalid_field("format", "invalid_value", "must be `json` or `csv`")),
+        Some(_) => {
+            return Err(Problem::invalid_field(
+                "format",
+                "invalid_value",
+                "must be `json` or `csv`",
+            ))
+        }
         None => {}
     }
-    Ok(c
-        .req
+    Ok(c.req
         .headers()
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -308,7 +348,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     pub(crate) async fn get_invoice(&self, c: &Ctx) -> Outcome {
         let (account, id) = Self::path_ids(c)?;
         let inv = self.existing_invoice(&account, &id).await?;
-        Ok(json_response(StatusCode::OK, invoice_json(&inv, true, is_operator(c))))
+        Ok(json_response(
+            StatusCode::OK,
+            invoice_json(&inv, true, is_operator(c)),
+        ))
     }
 
     /// `POST /v1/accounts/{account_id}/invoices/{invoice_id}/void`
@@ -324,7 +367,11 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 .payments_applied(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
-            let credited = b.store.credited(&account, &id).await.map_err(|e| store_problem(&e))?;
+            let credited = b
+                .store
+                .credited(&account, &id)
+                .await
+                .map_err(|e| store_problem(&e))?;
             check_void(&inv, paid, credited > Decimal::ZERO).map_err(|e| match e {
                 VoidError::Illegal(t) => conflict(t.to_string()),
                 other => conflict(other.to_string()),
@@ -361,7 +408,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 ));
             }
             if !(inv.status.is_collectible() || inv.status == InvoiceStatus::Uncollectible) {
-                return Err(conflict(format!("invoice {id} is {}; it cannot be paid", inv.status)));
+                return Err(conflict(format!(
+                    "invoice {id} is {}; it cannot be paid",
+                    inv.status
+                )));
             }
             let amount = match amount {
                 None => inv.outstanding,
@@ -461,21 +511,30 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                         )
                     })?,
             ),
-            Some(_) => return Err(Problem::invalid_field("reason", "invalid_type", "must be a string")),
-        };
-        let memo = match body.get("memo") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.chars().count() <= MAX_MEMO_CHARS && !s.chars().any(char::is_control) => {
-                Some(s.clone())
-            }
             Some(_) => {
                 return Err(Problem::invalid_field(
-                    "memo",
-                    "invalid",
-                    format!("must be a string of at most {MAX_MEMO_CHARS} characters without control characters"),
+                    "reason",
+                    "invalid_type",
+                    "must be a string",
                 ))
             }
         };
+        let memo =
+            match body.get("memo") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s))
+                    if s.chars().count() <= MAX_MEMO_CHARS && !s.chars().any(char::is_control) =>
+                {
+                    Some(s.clone())
+                }
+                Some(_) => return Err(Problem::invalid_field(
+                    "memo",
+                    "invalid",
+                    format!(
+                        "must be a string of at most {MAX_MEMO_CHARS} characters without control characters"
+                    ),
+                )),
+            };
         // One note per key: the body's `credit_note_id`, the Idempotency-Key, or a new one.
         let key = match body_id(&body, "credit_note_id")? {
             Some(k) => k,
@@ -504,13 +563,22 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             {
                 return Ok(json_response(StatusCode::OK, credit_note_json(&existing)));
             }
-            let credited = b.store.credited(&account, &id).await.map_err(|e| store_problem(&e))?;
-            let effect = manual_credit_note(&inv, credited, &note_id, &credit, c.now).map_err(|e| match e {
-                CreditNoteError::Status(..) => conflict(e.to_string()),
-                CreditNoteError::NotPositive => unprocessable("amount", "out_of_range", e.to_string()),
-                CreditNoteError::NotRounded { .. } => unprocessable("amount", "too_precise", e.to_string()),
-                CreditNoteError::OverCredit { .. } => unprocessable("amount", "over_credit", e.to_string()),
-            })?;
+            let credited = b
+                .store
+                .credited(&account, &id)
+                .await
+                .map_err(|e| store_problem(&e))?;
+            let effect =
+                manual_credit_note(&inv, credited, &note_id, &credit, c.now).map_err(|e| match e {
+                    CreditNoteError::Status(..) => conflict(e.to_string()),
+                    CreditNoteError::NotPositive => unprocessable("amount", "out_of_range", e.to_string()),
+                    CreditNoteError::NotRounded { .. } => {
+                        unprocessable("amount", "too_precise", e.to_string())
+                    }
+                    CreditNoteError::OverCredit { .. } => {
+                        unprocessable("amount", "over_credit", e.to_string())
+                    }
+                })?;
             match b
                 .store
                 .issue_credit_note(&inv, &effect)
@@ -520,7 +588,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 CreditNoteOutcome::Created => {
                     return Ok(json_response(StatusCode::CREATED, credit_note_json(&effect.note)))
                 }
-                CreditNoteOutcome::Exists(n) => return Ok(json_response(StatusCode::OK, credit_note_json(&n))),
+                CreditNoteOutcome::Exists(n) => {
+                    return Ok(json_response(StatusCode::OK, credit_note_json(&n)))
+                }
                 CreditNoteOutcome::Conflict => continue,
             }
         }
@@ -535,7 +605,11 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let to = time_param(&q, "period_to")?
             .unwrap_or_else(|| Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap());
         if to < from {
-            return Err(Problem::invalid_field("period_to", "out_of_range", "must not be before period_from"));
+            return Err(Problem::invalid_field(
+                "period_to",
+                "out_of_range",
+                "must not be before period_from",
+            ));
         }
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q, "STMT#")?;
@@ -576,8 +650,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let q = c.req.query_string_parameters();
         let from = time_param(&q, "from")?
             .ok_or_else(|| Problem::invalid_field("from", "required", "is required (RFC 3339)"))?;
-        let to =
-            time_param(&q, "to")?.ok_or_else(|| Problem::invalid_field("to", "required", "is required (RFC 3339)"))?;
+        let to = time_param(&q, "to")?
+            .ok_or_else(|| Problem::invalid_field("to", "required", "is required (RFC 3339)"))?;
         if to <= from || to - from > chrono::Duration::days(MAX_REPORT_DAYS) {
             return Err(Problem::invalid_field(
                 "to",
@@ -638,10 +712,13 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> QueryMap {
-        let m: std::collections::HashMap<String, Vec<String>> = pairs.iter().fold(Default::default(), |mut m, (k, v)| {
-            m.entry(k.to_string()).or_insert_with(Vec::new).push(v.to_string());
-            m
-        });
+        let m: std::collections::HashMap<String, Vec<String>> =
+            pairs.iter().fold(Default::default(), |mut m, (k, v)| {
+                m.entry(k.to_string())
+                    .or_insert_with(Vec::new)
+                    .push(v.to_string());
+                m
+            });
         QueryMap::from(m)
     }
 
@@ -668,7 +745,10 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 13, 0, 0).unwrap();
         let id = statement_id(t, "inv_sub_a_20261124T130000Z");
         assert!(is_valid_ref_id(&id), "{id}");
-        assert_eq!(parse_statement_id(&id), Some((t, "inv_sub_a_20261124T130000Z".into())));
+        assert_eq!(
+            parse_statement_id(&id),
+            Some((t, "inv_sub_a_20261124T130000Z".into()))
+        );
         assert_eq!(parse_statement_id("nope"), None);
         assert_eq!(parse_statement_id("20261125T130000.000Z:"), None);
     }

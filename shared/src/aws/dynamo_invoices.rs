@@ -76,7 +76,9 @@ impl DynamoBillingStore {
             .consistent_read(true)
             .limit(limit);
         if let Some(sk) = start {
-            q = q.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(sk));
+            q = q
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(sk));
         }
         let out = q.send().await.map_err(unavailable)?;
         let next = match out.last_evaluated_key() {
@@ -209,7 +211,11 @@ impl DynamoBillingStore {
     }
 
     /// Conditions an update on the invoice being as read: status, outstanding, no manual credit.
-    fn invoice_as_read(&self, inv: &Invoice, credited: Option<Decimal>) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    fn invoice_as_read(
+        &self,
+        inv: &Invoice,
+        credited: Option<Decimal>,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         let [pk, sk] = Self::invoice_key(&inv.account_id, &inv.invoice_id);
         let mut u = Update::builder()
             .table_name(&self.table)
@@ -233,7 +239,8 @@ impl DynamoBillingStore {
     /// account's balance, its provider statement entries marked `voided`; all or nothing.
     /// `false`: the invoice changed since it was read.
     pub async fn void_invoice(&self, inv: &Invoice) -> Result<bool, StoreError> {
-        let update = self.invoice_as_read(inv, None)
+        let update = self
+            .invoice_as_read(inv, None)
             .update_expression("SET #s = :void, outstanding = :zero REMOVE open_pk, open_due")
             .expression_attribute_values(":void", s(InvoiceStatus::Void.as_str()))
             .expression_attribute_values(":zero", n(Decimal::ZERO))
@@ -306,13 +313,11 @@ impl DynamoBillingStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build_error)?;
-        let mut update = self.invoice_as_read(inv, credited)
+        let mut update = self
+            .invoice_as_read(inv, credited)
             .expression_attribute_values(":status", s(effect.status.as_str()))
             .expression_attribute_values(":outstanding", n(effect.outstanding))
-            .expression_attribute_values(
-                ":credited",
-                n(credited.unwrap_or(Decimal::ZERO) + note.amount),
-            );
+            .expression_attribute_values(":credited", n(credited.unwrap_or(Decimal::ZERO) + note.amount));
         update = if effect.outstanding.is_zero() {
             update.update_expression(
                 "SET #s = :status, outstanding = :outstanding, credited = :credited REMOVE open_pk, open_due",

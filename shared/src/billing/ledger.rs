@@ -238,7 +238,12 @@ pub struct TaxSummaryRow {
     pub invoices: usize,
 }
 
-type TaxKey = (&'static str, Option<Jurisdiction>, Option<Decimal>, Option<TaxTreatment>);
+type TaxKey = (
+    &'static str,
+    Option<Jurisdiction>,
+    Option<Decimal>,
+    Option<TaxTreatment>,
+);
 
 /// The tax position of a line: from its rated detail; a late-usage adjustment line (no rated
 /// detail) takes its invoice's tax position when the invoice has exactly one.
@@ -250,9 +255,7 @@ fn line_key(inv: &Invoice, line: &InvoiceLine, single: Option<&TaxKey>) -> TaxKe
             Some(r.tax.rate.normalize()),
             Some(r.tax.treatment),
         ),
-        None => single
-            .cloned()
-            .unwrap_or((inv.currency.code(), None, None, None)),
+        None => single.cloned().unwrap_or((inv.currency.code(), None, None, None)),
     }
 }
 
@@ -428,7 +431,11 @@ mod tests {
 
     #[test]
     fn filters_combine_and_empty_filters_pass_everything() {
-        let inv = invoice("i", InvoiceStatus::Open, vec![line("10.00", "1.90", Some(("DE", "0.19")))]);
+        let inv = invoice(
+            "i",
+            InvoiceStatus::Open,
+            vec![line("10.00", "1.90", Some(("DE", "0.19")))],
+        );
         assert!(InvoiceFilter::default().matches(&inv));
         let f = InvoiceFilter {
             statuses: vec![InvoiceStatus::Paid, InvoiceStatus::Open],
@@ -439,10 +446,22 @@ mod tests {
         };
         assert!(f.matches(&inv));
         for bad in [
-            InvoiceFilter { statuses: vec![InvoiceStatus::Void], ..Default::default() },
-            InvoiceFilter { min_total: Some(d("11.91")), ..Default::default() },
-            InvoiceFilter { max_total: Some(d("11.89")), ..Default::default() },
-            InvoiceFilter { period_to: Some(inv.period.start), ..Default::default() },
+            InvoiceFilter {
+                statuses: vec![InvoiceStatus::Void],
+                ..Default::default()
+            },
+            InvoiceFilter {
+                min_total: Some(d("11.91")),
+                ..Default::default()
+            },
+            InvoiceFilter {
+                max_total: Some(d("11.89")),
+                ..Default::default()
+            },
+            InvoiceFilter {
+                period_to: Some(inv.period.start),
+                ..Default::default()
+            },
             InvoiceFilter {
                 period_from: Some(inv.period.start + chrono::Duration::seconds(1)),
                 ..Default::default()
@@ -457,16 +476,26 @@ mod tests {
         let open = invoice("i", InvoiceStatus::Open, vec![]);
         assert_eq!(check_void(&open, false, false), Ok(()));
         assert!(matches!(check_void(&open, true, false), Err(VoidError::Paid(_))));
-        assert!(matches!(check_void(&open, false, true), Err(VoidError::Credited(_))));
+        assert!(matches!(
+            check_void(&open, false, true),
+            Err(VoidError::Credited(_))
+        ));
         for s in [InvoiceStatus::Paid, InvoiceStatus::Void, InvoiceStatus::Draft] {
             let inv = invoice("i", s, vec![]);
-            assert!(matches!(check_void(&inv, false, false), Err(VoidError::Illegal(_))), "{s}");
+            assert!(
+                matches!(check_void(&inv, false, false), Err(VoidError::Illegal(_))),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn a_credit_note_lowers_what_is_owed_first_and_credits_the_rest() {
-        let mut inv = invoice("i", InvoiceStatus::Open, vec![line("100.00", "19.00", Some(("DE", "0.19")))]);
+        let mut inv = invoice(
+            "i",
+            InvoiceStatus::Open,
+            vec![line("100.00", "19.00", Some(("DE", "0.19")))],
+        );
         inv.outstanding = d("50.00");
         let credit = |amount: &str| ManualCredit {
             amount: d(amount),
@@ -475,17 +504,26 @@ mod tests {
         };
         let now = inv.issued_at;
         let e = manual_credit_note(&inv, Decimal::ZERO, "cn", &credit("30.00"), now).unwrap();
-        assert_eq!((e.status, e.outstanding, e.to_balance), (InvoiceStatus::Open, d("20.00"), d("0")));
+        assert_eq!(
+            (e.status, e.outstanding, e.to_balance),
+            (InvoiceStatus::Open, d("20.00"), d("0"))
+        );
         assert_eq!(e.note.amount, d("30.00"));
         assert_eq!(e.note.lines[0].tax, d("-4.79")); // 30 x 19 / 119 = 4.789...
         assert_eq!(e.note.lines[0].net + e.note.lines[0].tax, d("-30.00"));
         assert!(e.note.lines[0].description.contains("order_change"));
         let e = manual_credit_note(&inv, Decimal::ZERO, "cn", &credit("80.00"), now).unwrap();
-        assert_eq!((e.status, e.outstanding, e.to_balance), (InvoiceStatus::Paid, d("0.00"), d("30.00")));
+        assert_eq!(
+            (e.status, e.outstanding, e.to_balance),
+            (InvoiceStatus::Paid, d("0.00"), d("30.00"))
+        );
         // Already credited 100 of 119: 19 left.
         assert_eq!(
             manual_credit_note(&inv, d("100"), "cn", &credit("19.01"), now),
-            Err(CreditNoteError::OverCredit { amount: d("19.01"), creditable: d("19.00") })
+            Err(CreditNoteError::OverCredit {
+                amount: d("19.01"),
+                creditable: d("19.00")
+            })
         );
         assert!(manual_credit_note(&inv, d("100"), "cn", &credit("19.00"), now).is_ok());
         assert_eq!(
@@ -520,9 +558,16 @@ mod tests {
         let b = invoice(
             "b",
             InvoiceStatus::Open,
-            vec![line("20.00", "3.80", Some(("DE", "0.190"))), line("1.00", "0.19", None)],
+            vec![
+                line("20.00", "3.80", Some(("DE", "0.190"))),
+                line("1.00", "0.19", None),
+            ],
         );
-        let void = invoice("v", InvoiceStatus::Void, vec![line("99.00", "18.81", Some(("DE", "0.19")))]);
+        let void = invoice(
+            "v",
+            InvoiceStatus::Void,
+            vec![line("99.00", "18.81", Some(("DE", "0.19")))],
+        );
         let rows = tax_summary([&a, &b, &void]);
         assert_eq!(rows.len(), 2, "{rows:?}");
         let de = rows.iter().find(|r| r.jurisdiction.is_some()).unwrap();
@@ -531,7 +576,10 @@ mod tests {
         assert_eq!(de.rate, Some(d("0.19")));
         let csv = tax_summary_csv(&rows);
         let lines: Vec<&str> = csv.split("\r\n").collect();
-        assert_eq!(lines[0], "currency,jurisdiction,rate,treatment,taxable,tax,invoices");
+        assert_eq!(
+            lines[0],
+            "currency,jurisdiction,rate,treatment,taxable,tax,invoices"
+        );
         assert_eq!(lines[1], "USD,,0,standard,5.00,0.00,1");
         assert_eq!(lines[2], "USD,DE,0.19,standard,31.00,5.89,2");
         assert_eq!(lines.len(), 4);
