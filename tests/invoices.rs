@@ -273,6 +273,55 @@ async fn invoices_list_filter_page_and_get_within_their_account() {
         .await;
     assert!(none.is_empty());
 
+    // Across accounts (operators): by issue time, filtered, paged through every shard.
+    let (every, _) = c.all_pages(None, "/v1/invoices", &[("limit", "2")]).await;
+    let mut got = ids(&every);
+    got.sort();
+    let mut want: Vec<String> = ["acct_a", "acct_b"]
+        .iter()
+        .flat_map(|a| (0..3).map(|day| c.id(a, day)))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let issued: Vec<&str> = every.iter().map(|i| i["issued_at"].as_str().unwrap()).collect();
+    assert!(issued.windows(2).all(|w| w[0] <= w[1]), "{issued:?}");
+    let (big, _) = c
+        .all_pages(None, "/v1/invoices", &[("limit", "1"), ("min_total", &min)])
+        .await;
+    assert!(big.iter().all(|i| dec(&i["total"]) >= d(&min)));
+    assert!(ids(&big).contains(&c.id("acct_a", 0)) && ids(&big).contains(&c.id("acct_a", 2)));
+    assert!(!ids(&big).contains(&c.id("acct_a", 1)));
+    let (status, _) = c.call(Some(&customer), "GET", "/v1/invoices", &[], None).await;
+    assert_eq!(status, 403);
+    let (status, p) = c
+        .op(
+            "GET",
+            "/v1/invoices",
+            &[
+                ("issued_from", "2020-01-01T00:00:00Z"),
+                ("issued_to", "2026-01-01T00:00:00Z"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("issued_to"))
+    );
+    let (status, none) = c
+        .op(
+            "GET",
+            "/v1/invoices",
+            &[
+                ("issued_from", "2020-01-01T00:00:00Z"),
+                ("issued_to", "2020-02-01T00:00:00Z"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(none["data"], json!([]));
+
     // Bad parameters are 400 problems naming the parameter.
     for (k, v) in [
         ("status", "opened"),

@@ -344,6 +344,46 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         Ok(json_response(StatusCode::OK, list_json(data, page.next)))
     }
 
+    /// `GET /v1/invoices`: every account's invoices issued in a range, for operators.
+    pub(crate) async fn list_all_invoices(&self, c: &Ctx) -> Outcome {
+        let q = c.req.query_string_parameters();
+        let filter = invoice_filter(&q)?;
+        let to = time_param(&q, "issued_to")?.unwrap_or(c.now + chrono::Duration::minutes(1));
+        let from = time_param(&q, "issued_from")?.unwrap_or(to - chrono::Duration::days(MAX_REPORT_DAYS));
+        if to <= from || to - from > chrono::Duration::days(MAX_REPORT_DAYS) {
+            return Err(Problem::invalid_field(
+                "issued_to",
+                "out_of_range",
+                format!("must be after `issued_from` and at most {MAX_REPORT_DAYS} days later"),
+            ));
+        }
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = match q.first("cursor") {
+            None => None,
+            Some(c) => {
+                let d = decode_token(c)?;
+                match d.split_once('|') {
+                    Some((t, k)) if t.parse::<DateTime<Utc>>().is_ok() && k.starts_with("INV#") => Some(d),
+                    _ => {
+                        return Err(Problem::invalid_field(
+                            "cursor",
+                            "invalid",
+                            "is not a cursor this API returned",
+                        ))
+                    }
+                }
+            }
+        };
+        let b = self.billing_api()?;
+        let page = b
+            .store
+            .list_all_invoices(from, to, &filter, after.as_deref(), limit)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let data = page.items.iter().map(|i| invoice_json(i, false, true)).collect();
+        Ok(json_response(StatusCode::OK, list_json(data, page.next)))
+    }
+
     /// `GET /v1/accounts/{account_id}/invoices/{invoice_id}`
     pub(crate) async fn get_invoice(&self, c: &Ctx) -> Outcome {
         let (account, id) = Self::path_ids(c)?;
@@ -519,22 +559,23 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 ))
             }
         };
-        let memo =
-            match body.get("memo") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s))
-                    if s.chars().count() <= MAX_MEMO_CHARS && !s.chars().any(char::is_control) =>
-                {
-                    Some(s.clone())
-                }
-                Some(_) => return Err(Problem::invalid_field(
+        let memo = match body.get("memo") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s))
+                if s.chars().count() <= MAX_MEMO_CHARS && !s.chars().any(char::is_control) =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(Problem::invalid_field(
                     "memo",
                     "invalid",
                     format!(
                         "must be a string of at most {MAX_MEMO_CHARS} characters without control characters"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         // One note per key: the body's `credit_note_id`, the Idempotency-Key, or a new one.
         let key = match body_id(&body, "credit_note_id")? {
             Some(k) => k,
@@ -875,6 +916,21 @@ pub(crate) mod doc {
         responses((status = 200, description = "A page of invoices", body = InvoicePage)))]
     fn list_invoices() {}
 
+    #[utoipa::path(get, path = "/v1/invoices", tag = "invoices",
+        description = "Every account's invoices issued in [issued_from, issued_to), by issue time, filtered, without lines.",
+        params(
+            ("issued_from" = Option<String>, Query, description = "RFC 3339, inclusive (default 366 days before issued_to)"),
+            ("issued_to" = Option<String>, Query, description = "RFC 3339, exclusive (default now); at most 366 days after issued_from"),
+            ("status" = Option<String>, Query, description = "Comma-separated statuses: draft, open, paid, past_due, void, uncollectible"),
+            ("period_from" = Option<String>, Query, description = "RFC 3339: periods starting at or after"),
+            ("period_to" = Option<String>, Query, description = "RFC 3339: periods starting before"),
+            ("min_total" = Option<String>, Query, description = "Decimal: total at least"),
+            ("max_total" = Option<String>, Query, description = "Decimal: total at most"),
+            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+        responses((status = 200, description = "A page of invoices", body = InvoicePage)))]
+    fn list_all_invoices() {}
+
     #[utoipa::path(get, path = "/v1/accounts/{account_id}/invoices/{invoice_id}", tag = "invoices",
         description = "One invoice with its lines (and, for operators, its provider statements).",
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
@@ -944,6 +1000,7 @@ pub(crate) mod doc {
 
     #[derive(OpenApi)]
     #[openapi(paths(
+        list_all_invoices,
         list_invoices,
         get_invoice,
         void_invoice,

@@ -236,6 +236,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
         Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
+        Route::new("GET",    "/v1/invoices",                             Access::Operator, |a, c| Box::pin(a.list_all_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  |a, c| Box::pin(a.list_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, |a, c| Box::pin(a.get_invoice(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/void", Access::Operator, |a, c| Box::pin(a.void_invoice(c))),

@@ -100,7 +100,11 @@ impl DynamoBillingStore {
         mut keep: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
     ) -> Result<Page<T>, StoreError> {
         let mut items = Vec::new();
-        let mut start = after.map(str::to_string);
+        // A cursor outside the range (the range changed between pages) starts at its edge.
+        if after.is_some_and(|a| a >= hi) {
+            return Ok(Page { items, next: None });
+        }
+        let mut start = after.filter(|a| *a >= lo).map(str::to_string);
         loop {
             let (page, next) = self.query_page(pk, lo, hi, start.as_deref(), PAGE).await?;
             for item in &page {
@@ -395,6 +399,112 @@ impl DynamoBillingStore {
         .await?
         .map(|i| Self::statement_entry(&i))
         .transpose()
+    }
+
+    /// Up to `limit` invoices of one `IssuedIndex` partition issued in `[from, to)` that `filter`
+    /// accepts, after the position `after` (`issued_at` and `sk`), in (`issued_at`, `sk`) order.
+    async fn issued_matches(
+        &self,
+        pk: &str,
+        (from, to): (&str, &str),
+        after: Option<(&str, &str)>,
+        filter: &InvoiceFilter,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Invoice)>, StoreError> {
+        let mut out = Vec::new();
+        let lo = match after {
+            Some((t, _)) if t > from => t,
+            _ => from,
+        };
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let res = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("IssuedIndex")
+                .key_condition_expression("issued_pk = :p AND issued_at BETWEEN :lo AND :hi")
+                .expression_attribute_values(":p", s(pk))
+                .expression_attribute_values(":lo", s(lo))
+                .expression_attribute_values(":hi", s(to))
+                .limit(PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in res.items() {
+                let at = get_s(item, "issued_at")?;
+                let sk = get_s(item, "sk")?;
+                if at >= to || after.is_some_and(|(t, k)| (at, sk) <= (t, k)) {
+                    continue;
+                }
+                let inv = Self::parse_invoice(item)?;
+                if filter.matches(&inv) {
+                    out.push((at.to_string(), sk.to_string(), inv));
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            start = res.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Invoices of every account issued in `[from, to)` that `filter` accepts, by issue time then
+    /// key, `limit` at a time after the cursor `after` (`<issued_at>|<sk>` of the last one
+    /// returned). Each month's `IssuedIndex` shards are merged.
+    pub async fn list_all_invoices(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Invoice>, StoreError> {
+        let after = match after {
+            None => None,
+            Some(a) => Some(
+                a.split_once('|')
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad invoice cursor {a:?}")))?,
+            ),
+        };
+        let (lo, hi) = (instant(from), instant(to));
+        let start = match after {
+            Some((t, _)) => t
+                .parse::<DateTime<Utc>>()
+                .map_err(|_| StoreError::Corrupt(format!("bad invoice cursor time {t:?}")))?
+                .max(from),
+            None => from,
+        };
+        let mut month = NaiveDate::from_ymd_opt(start.year(), start.month(), 1)
+            .ok_or_else(|| StoreError::Corrupt(format!("no month for {start}")))?;
+        let mut found: Vec<(String, String, Invoice)> = Vec::new();
+        while Utc.from_utc_datetime(&month.and_hms_opt(0, 0, 0).unwrap_or_default()) < to {
+            for shard in 0..ISSUED_SHARDS {
+                let pk = format!("ISSUED#{}#{shard}", month.format("%Y-%m"));
+                found.extend(self.issued_matches(&pk, (&lo, &hi), after, filter, limit).await?);
+            }
+            if found.len() >= limit {
+                break;
+            }
+            month = month
+                .checked_add_months(chrono::Months::new(1))
+                .ok_or_else(|| StoreError::Corrupt("month overflow".into()))?;
+        }
+        found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = match found.last() {
+            Some((t, k, _)) if more || found.len() == limit => Some(format!("{t}|{k}")),
+            _ => None,
+        };
+        Ok(Page {
+            items: found.into_iter().map(|(_, _, i)| i).collect(),
+            next,
+        })
     }
 
     /// Every invoice issued in `[from, to)`, from `IssuedIndex` (each month's shards), by issue
