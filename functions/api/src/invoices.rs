@@ -595,7 +595,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let credit = ManualCredit { amount, reason, memo };
         let b = self.billing_api()?;
         for _ in 0..ATTEMPTS {
-            let inv = self.existing_invoice(&account, &id).await?;
+            // The invoice and its `credited` first, then the notes: a note issued in between
+            // changes `credited`, and the write's condition fails.
+            let (inv, manual) = match b.store.invoice_for_credit(&account, &id).await {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err(Problem::not_found(format!("no invoice {id}"))),
+                Err(e) => return Err(store_problem(&e)),
+            };
             if let Some(existing) = b
                 .store
                 .credit_note(&account, &note_id)
@@ -622,7 +628,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 })?;
             match b
                 .store
-                .issue_credit_note(&inv, &effect)
+                .issue_credit_note(&inv, manual, &effect)
                 .await
                 .map_err(|e| store_problem(&e))?
             {

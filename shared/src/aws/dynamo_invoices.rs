@@ -203,15 +203,25 @@ impl DynamoBillingStore {
             .is_some())
     }
 
-    /// The invoice's `credited` attribute: manual credit notes so far.
-    async fn manual_credited(&self, inv: &Invoice) -> Result<Option<Decimal>, StoreError> {
-        let item = self
-            .get(&account_pk(&inv.account_id), &format!("INV#{}", inv.invoice_id))
-            .await?;
-        Ok(match item {
-            Some(i) if i.contains_key("credited") => Some(get_decimal(&i, "credited")?),
-            _ => None,
-        })
+    /// An invoice with its `credited` attribute (the manual credit notes so far), read together:
+    /// what a credit note is conditioned on.
+    pub async fn invoice_for_credit(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> Result<Option<(Invoice, Option<Decimal>)>, StoreError> {
+        let Some(item) = self
+            .get(&account_pk(account_id), &format!("INV#{invoice_id}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let credited = if item.contains_key("credited") {
+            Some(get_decimal(&item, "credited")?)
+        } else {
+            None
+        };
+        Ok(Some((Self::parse_invoice(&item)?, credited)))
     }
 
     /// Conditions an update on the invoice being as read: status, outstanding, no manual credit.
@@ -293,18 +303,16 @@ impl DynamoBillingStore {
     }
 
     /// Issues a manual credit note once per id: the note, the invoice's new status and
-    /// outstanding amount (conditional on the invoice as read) and the rest on the account's
-    /// credit balance, all or nothing.
+    /// outstanding amount (conditional on the invoice and its `credited` as read with
+    /// [`Self::invoice_for_credit`] before the credit notes were summed) and the rest on the
+    /// account's credit balance, all or nothing.
     pub async fn issue_credit_note(
         &self,
         inv: &Invoice,
+        credited: Option<Decimal>,
         effect: &CreditEffect,
     ) -> Result<CreditNoteOutcome, StoreError> {
         let note = &effect.note;
-        if let Some(existing) = self.credit_note(&inv.account_id, &note.credit_note_id).await? {
-            return Ok(CreditNoteOutcome::Exists(Box::new(existing)));
-        }
-        let credited = self.manual_credited(inv).await?;
         let mut item = Item::new();
         item.insert("pk".into(), s(account_pk(&note.account_id)));
         item.insert("sk".into(), s(format!("CN#{}", note.credit_note_id)));
