@@ -806,3 +806,71 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     assert_eq!(status, 403);
     let _ = &c.stack;
 }
+
+#[tokio::test]
+async fn racing_credit_notes_and_voids_never_over_credit_or_lose_a_write() {
+    let c = closed("invoices-race").await;
+    let (a0, a2) = (c.id("acct_a", 0), c.id("acct_a", 2));
+    let base = "/v1/accounts/acct_a/invoices";
+    // Paid in full: credit notes do not change `outstanding`, only the `credited` condition
+    // stands between two notes that together exceed the total.
+    let (status, _) = c
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "all"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let total = dec(&c.invoice("acct_a", &a0).await["total"]);
+    let share = Currency::USD.round(total * d("0.6"));
+    let path = format!("{base}/{a0}/credit-notes");
+    let balance_before = c
+        .store
+        .account("acct_a")
+        .await
+        .unwrap()
+        .unwrap()
+        .credit_balance
+        .amount;
+    let note = |id: &str| Some(json!({"amount": share.to_string(), "credit_note_id": id}));
+    let (r1, r2) = tokio::join!(
+        c.op("POST", &path, &[], note("r1")),
+        c.op("POST", &path, &[], note("r2"))
+    );
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 422], "{r1:?} {r2:?}");
+    let (notes, _) = c.all_pages(None, &path, &[]).await;
+    assert_eq!(notes.len(), 1);
+    let balance = c
+        .store
+        .account("acct_a")
+        .await
+        .unwrap()
+        .unwrap()
+        .credit_balance
+        .amount;
+    assert_eq!(balance, balance_before + share);
+
+    // A void racing a credit note on an open invoice: exactly one of them happens.
+    let path = format!("{base}/{a2}/credit-notes");
+    let void = format!("{base}/{a2}/void");
+    let (v, n) = tokio::join!(
+        c.op("POST", &void, &[], None),
+        c.op(
+            "POST",
+            &path,
+            &[],
+            Some(json!({"amount": "1.00", "credit_note_id": "race"}))
+        )
+    );
+    let inv = c.invoice("acct_a", &a2).await;
+    let (notes, _) = c.all_pages(None, &path, &[]).await;
+    match (v.0, n.0) {
+        (200, 409) => assert!(inv["status"] == "void" && notes.is_empty(), "{inv}"),
+        (409, 201) => assert!(inv["status"] == "open" && notes.len() == 1, "{inv}"),
+        other => panic!("{other:?}: {v:?} {n:?}"),
+    }
+}
