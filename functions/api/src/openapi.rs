@@ -355,6 +355,27 @@ fn post_usage() {}
     ))]
 fn get_usage() {}
 
+/// The account's aggregates as they change, as server-sent events (`text/event-stream`).
+///
+/// Each `event: aggregate` carries one aggregate's current totals (JSON) and, as `id:`, its
+/// change key; a client that reconnects with `Last-Event-ID` gets exactly the changes after it.
+/// The live stream is the usage-stream function URL (response streaming): it polls every few
+/// seconds, sends `: keep-alive` comments, and ends after its lifetime with `event: end`, an
+/// `id:` to resume from and `retry:`. Through this API (buffered) the same path answers the
+/// changes settled so far and the end event at once. See docs/api.md.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/usage/stream", tag = "usage",
+    params(
+        ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("granularity" = Option<String>, Query, description = "`minute`, `hour` (default) or `day`: which aggregates to watch"),
+        ("since" = Option<String>, Query, description = "RFC 3339: send changes written after this (default: the start of the current window); ignored with `Last-Event-ID`"),
+        ("Last-Event-ID" = Option<String>, Header, max_length = 1024, description = "The `id` of the last event received: resume right after it"),
+    ),
+    responses(
+        (status = 200, description = "`event: aggregate` per changed aggregate (`data`: account_id, granularity, window_start, meter, provider_id, dimensions, quantity, event_count, updated_at), then `event: end` with `retry:`", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A parameter or `Last-Event-ID` is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_usage_stream() {}
+
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/usage/rejected", tag = "usage",
     params(
         ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
@@ -427,6 +448,7 @@ fn revoke_key() {}
         openapi_json,
         post_usage,
         get_usage,
+        get_usage_stream,
         get_account_rejected,
         get_unknown_rejected,
         get_rates,
