@@ -173,6 +173,8 @@ struct Read {
     status: u16,
     content_type: String,
     events: Vec<Event>,
+    /// When each event arrived, from the request.
+    arrived: Vec<std::time::Duration>,
     raw: String,
 }
 
@@ -194,8 +196,19 @@ async fn read_stream(
     last_event_id: Option<&str>,
     since: DateTime<Utc>,
 ) -> Read {
+    read_stream_at(&format!("http://{addr}"), account, key, last_event_id, since).await
+}
+
+/// Reads one stream at `base` (a server's root URL) to its end with a real SSE client.
+async fn read_stream_at(
+    base: &str,
+    account: &str,
+    key: Option<&str>,
+    last_event_id: Option<&str>,
+    since: DateTime<Utc>,
+) -> Read {
     let mut req = reqwest::Client::new()
-        .get(format!("http://{addr}/v1/accounts/{account}/usage/stream"))
+        .get(format!("{base}/v1/accounts/{account}/usage/stream"))
         .query(&[("since", since.to_rfc3339())])
         .header("accept", "text/event-stream");
     if let Some(key) = key {
@@ -204,7 +217,8 @@ async fn read_stream(
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
     }
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.send())
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(60), req.send())
         .await
         .expect("headers in time")
         .expect("the request is answered");
@@ -224,18 +238,22 @@ async fn read_stream(
             }
         })
         .eventsource();
-    let events: Vec<Event> =
-        tokio::time::timeout(std::time::Duration::from_secs(30), stream.collect::<Vec<_>>())
-            .await
-            .expect("the stream ends by itself")
-            .into_iter()
-            .map(|e| e.expect("well-formed SSE"))
-            .collect();
+    let (events, arrived): (Vec<Event>, Vec<std::time::Duration>) = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream
+            .map(|e| (e.expect("well-formed SSE"), started.elapsed()))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the stream ends by itself")
+    .into_iter()
+    .unzip();
     let raw = raw.lock().unwrap().clone();
     Read {
         status,
         content_type,
         events,
+        arrived,
         raw,
     }
 }
@@ -478,4 +496,142 @@ async fn the_api_route_answers_the_settled_changes_and_ends() {
         panic!("a text body")
     };
     assert!(!body.contains("event: aggregate"), "{body}");
+}
+
+/// End to end with the built functions under `cargo lambda watch`, run by
+/// `scripts/stream_e2e.sh`: usage posted to the API function, the queue delivered to the
+/// ingestion function as Lambda's SQS mapping would, and the stream read from the usage-stream
+/// function's URL (the emulator streams responses) by a real SSE client. The script sets
+/// `METERLINE_WATCH_URL`, `METERLINE_STACK_JSON` (the stack the functions use) and
+/// `METERLINE_API_KEY` (their bootstrap operator key), and a 5-second stream lifetime.
+#[tokio::test]
+#[ignore = "run by scripts/stream_e2e.sh, which starts the functions under cargo lambda watch"]
+async fn under_cargo_lambda_watch() {
+    let watch = std::env::var("METERLINE_WATCH_URL").expect("METERLINE_WATCH_URL");
+    let operator = std::env::var("METERLINE_API_KEY").expect("METERLINE_API_KEY");
+    let stack_json =
+        std::fs::read_to_string(std::env::var("METERLINE_STACK_JSON").expect("METERLINE_STACK_JSON"))
+            .expect("the stack description");
+    let stack = Stack {
+        description: serde_json::from_str(&stack_json).unwrap(),
+        sdk: meterline_shared::aws::sdk_config().await,
+    };
+    let api_url = format!("{watch}/lambda-url/api");
+    let stream_url = format!("{watch}/lambda-url/usage-stream");
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{api_url}{path}"))
+            .bearer_auth(&operator)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let resp = post(
+        "/v1/api-keys",
+        json!({"role": "customer", "account_id": "acct_e2e"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    let key = resp.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = post(
+        "/v1/api-keys",
+        json!({"role": "customer", "account_id": "acct_e2e_other"}),
+    )
+    .await
+    .unwrap()
+    .json::<Value>()
+    .await
+    .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Usage through the API function, then the ingestion function over the queue.
+    let ingest = |events: Value| {
+        let (http, stack, post) = (&http, &stack, &post);
+        let invoke = format!("{watch}/2015-03-31/functions/usage-ingest/invocations");
+        async move {
+            assert_eq!(post("/v1/usage", events).await.unwrap().status(), 202);
+            let queue = stack.resource("UsageQueue");
+            let stats = pump(&stack.sqs(), &queue, 10, |event| {
+                let request = http.post(&invoke).json(&event);
+                async move {
+                    let resp = request.send().await.expect("the ingestion function answers");
+                    assert_eq!(resp.status(), 200);
+                    resp.json::<aws_lambda_events::sqs::SqsBatchResponse>()
+                        .await
+                        .unwrap()
+                }
+            })
+            .await;
+            assert!(stats.invocations > 0 && stats.failed == 0, "{stats:?}");
+        }
+    };
+    let since = now() - Duration::minutes(1);
+    ingest(json!([
+        usage("w1", "acct_e2e", "H100", "4"),
+        usage("w2", "acct_e2e_other", "H100", "9")
+    ]))
+    .await;
+
+    let reader = tokio::spawn({
+        let (stream_url, key) = (stream_url.clone(), key.clone());
+        async move { read_stream_at(&stream_url, "acct_e2e", Some(&key), None, since).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    ingest(json!([
+        usage("w3", "acct_e2e", "H100", "1"),
+        usage("w4", "acct_e2e", "A100", "2")
+    ]))
+    .await;
+    let read = reader.await.unwrap();
+    assert_eq!(read.status, 200, "{}", read.raw);
+    assert!(read.content_type.starts_with("text/event-stream"));
+    let aggregates = read.aggregates();
+    let quantities: Vec<(String, String)> = aggregates
+        .iter()
+        .map(|e| {
+            let d = Read::data(e);
+            assert_eq!(d["account_id"], "acct_e2e");
+            (
+                d["dimensions"]["gpu_model"].as_str().unwrap().into(),
+                d["quantity"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        quantities[0],
+        ("H100".to_string(), "4".to_string()),
+        "{quantities:?}"
+    );
+    let mut rest = quantities[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, [("A100".into(), "2".into()), ("H100".into(), "5".into())]);
+    assert!(read.raw.contains("\n: keep-alive\n\n"), "{}", read.raw);
+    let end = read.events.last().unwrap();
+    assert_eq!(
+        (end.event.as_str(), end.retry),
+        ("end", Some(std::time::Duration::from_millis(1000)))
+    );
+    // Streamed, not buffered: the first event arrived well before the stream ended.
+    let first = read.events.iter().position(|e| e.event == "aggregate").unwrap();
+    let (first_at, end_at) = (read.arrived[first], *read.arrived.last().unwrap());
+    assert!(
+        end_at - first_at >= std::time::Duration::from_secs(2),
+        "{first_at:?} {end_at:?}"
+    );
+
+    // Resuming mid-stream repeats nothing and misses nothing.
+    let all_ids = ids(&aggregates);
+    let resumed = read_stream_at(&stream_url, "acct_e2e", Some(&key), Some(&all_ids[0]), since).await;
+    assert_eq!(ids(&resumed.aggregates()), all_ids[1..]);
+
+    let refused = read_stream_at(&stream_url, "acct_e2e", Some(&other), None, since).await;
+    assert_eq!(refused.status, 404);
+    let refused = read_stream_at(&stream_url, "acct_e2e", None, None, since).await;
+    assert_eq!(refused.status, 401);
 }
