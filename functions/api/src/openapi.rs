@@ -493,6 +493,22 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
             .and_then(|c| c.schemas.get("Problem").cloned()),
     )
     .expect("serializes");
+    // A text/event-stream body is described per event (as SSE clients and schemathesis read it).
+    doc["components"]["schemas"]["UsageStreamEvent"] = json!({
+        "type": "object",
+        "description": "One server-sent event of the usage stream. `aggregate`: `data` is an aggregate's \
+            current totals (JSON) and `id` its change key; `end`: the last event, `id` the position to \
+            resume from, `retry` when to reconnect (ms).",
+        "properties": {
+            "event": {"type": "string", "enum": ["aggregate", "end"]},
+            "id": {"type": "string"},
+            "data": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0}
+        },
+        "required": ["event", "data", "id"]
+    });
+    doc["paths"][crate::stream::PATH]["get"]["responses"]["200"]["content"][crate::stream::CONTENT_TYPE]
+        ["schema"] = json!({"$ref": "#/components/schemas/UsageStreamEvent"});
     for route in Api::<S, Q>::ROUTES {
         let method = route.method.to_ascii_lowercase();
         let op = &mut doc["paths"][route.path][method.as_str()];
@@ -580,5 +596,11 @@ mod tests {
         assert_eq!(post["security"], json!([{"apiKey": []}]));
         assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+        let stream = &doc["paths"][crate::stream::PATH]["get"];
+        assert_eq!(
+            stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
+            "#/components/schemas/UsageStreamEvent"
+        );
+        assert!(stream["responses"]["401"].is_object() && stream["responses"]["404"].is_object());
     }
 }
