@@ -351,6 +351,7 @@ mod tests {
             })
         ));
         let slow = env(&[
+            ("API_KEYS_TABLE", "k"),
             ("USAGE_STREAM_LIFETIME_SECONDS", "1"),
             ("USAGE_STREAM_POLL_MS", "1000"),
         ]);
