@@ -635,3 +635,92 @@ async fn under_cargo_lambda_watch() {
     let refused = read_stream_at(&stream_url, "acct_e2e", None, None, since).await;
     assert_eq!(refused.status, 401);
 }
+
+/// The DynamoDB adapter reads the changes index in pages: strictly after `after`, strictly
+/// before `before`, in change-key order, so paging from the last key read misses and repeats
+/// nothing.
+#[tokio::test]
+async fn the_changes_index_pages_strictly_between_its_bounds() {
+    use meterline_shared::store::{change_time_prefix, UsageStore};
+    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    let stack = Stack::create("stream-index").await;
+    let store = stack.usage_store();
+    let start = Utc::now() - Duration::seconds(1);
+    let window = Granularity::Hour.window_start(Utc::now());
+    let dims: Vec<DimensionSet> = (0..7)
+        .map(|i| DimensionSet::new([("gpu_model".to_string(), format!("g{i}"))].into()))
+        .collect();
+    for (i, d) in dims.iter().enumerate() {
+        let a = AggregateRef {
+            account_id: "acct_i",
+            provider_id: "prov_i",
+            granularity: Granularity::Hour,
+            window_start: window,
+            meter: meterline_shared::Meter::GpuSeconds,
+            dimensions: d,
+            quantity: rust_decimal::Decimal::from(i as i64 + 1),
+            event_count: 1,
+        };
+        let events: [EventRef<'_>; 0] = [];
+        store.commit(&events, &[a], Utc::now()).await.unwrap();
+    }
+    let before = change_time_prefix(Utc::now() + Duration::seconds(1));
+    let mut after = change_time_prefix(start);
+    let mut keys = Vec::new();
+    loop {
+        let page = store
+            .aggregates_changed("acct_i", Granularity::Hour, &after, &before, 3)
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = last.change_key.clone();
+        keys.extend(page.iter().map(|c| c.change_key.clone()));
+    }
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    // `after` itself is excluded, and so is everything from `before` on.
+    let rest = store
+        .aggregates_changed("acct_i", Granularity::Hour, &keys[2], &before, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|c| c.change_key.clone()).collect::<Vec<_>>(),
+        keys[3..]
+    );
+    let none = store
+        .aggregates_changed(
+            "acct_i",
+            Granularity::Hour,
+            &change_time_prefix(start),
+            &change_time_prefix(start),
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // Another account's and another granularity's aggregates are not in this partition.
+    assert!(store
+        .aggregates_changed(
+            "acct_j",
+            Granularity::Hour,
+            &change_time_prefix(start),
+            &before,
+            100
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .aggregates_changed(
+            "acct_i",
+            Granularity::Day,
+            &change_time_prefix(start),
+            &before,
+            100
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(rest[0].aggregate.account_id, "acct_i");
+}
