@@ -178,20 +178,81 @@ impl ApiConfig {
     /// `METERLINE_BOOTSTRAP_OPERATOR_KEY` (optional; an `ml_<prefix>_<secret>` key). The key's
     /// value is never echoed in an error.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<ApiConfig, ConfigError> {
-        let bootstrap_operator_key = env
-            .optional("METERLINE_BOOTSTRAP_OPERATOR_KEY")
-            .map(|k| {
-                k.trim().parse().map_err(|()| ConfigError::Invalid {
-                    name: "METERLINE_BOOTSTRAP_OPERATOR_KEY",
-                    reason: "must be ml_<16 of a-z 2-7>_<48 of a-z 2-7>".into(),
-                })
-            })
-            .transpose()?;
         Ok(ApiConfig {
             api_keys_table: env.required("API_KEYS_TABLE")?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
-            bootstrap_operator_key,
+            bootstrap_operator_key: bootstrap_operator_key(env)?,
         })
+    }
+}
+
+/// `METERLINE_BOOTSTRAP_OPERATOR_KEY`, whose value is never echoed in an error.
+fn bootstrap_operator_key<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<crate::api::keys::PresentedKey>, ConfigError> {
+    env.optional("METERLINE_BOOTSTRAP_OPERATOR_KEY")
+        .map(|k| {
+            k.trim().parse().map_err(|()| ConfigError::Invalid {
+                name: "METERLINE_BOOTSTRAP_OPERATOR_KEY",
+                reason: "must be ml_<16 of a-z 2-7>_<48 of a-z 2-7>".into(),
+            })
+        })
+        .transpose()
+}
+
+/// What the usage stream function reads besides the usage configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// `API_KEYS_TABLE` (required).
+    pub api_keys_table: String,
+    /// `METERLINE_BOOTSTRAP_OPERATOR_KEY`, as the API reads it.
+    pub bootstrap_operator_key: Option<crate::api::keys::PresentedKey>,
+    /// `USAGE_STREAM_LIFETIME_SECONDS` (default 300, 1 to 840): how long one response streams
+    /// before it ends with a reconnect event; well under Lambda's 900-second limit.
+    pub lifetime: std::time::Duration,
+    /// `USAGE_STREAM_POLL_MS` (default 2000, 100 to 60000): how often changes are read.
+    pub poll: std::time::Duration,
+    /// `USAGE_STREAM_KEEPALIVE_SECONDS` (default 15, 1 to 300): the longest silence before a
+    /// `: keep-alive` comment.
+    pub keep_alive: std::time::Duration,
+    /// `USAGE_STREAM_SETTLE_MS` (default 5000, 0 to 60000): how long after its write time a
+    /// change is first sent, covering a write's latency, clock differences between functions
+    /// and index propagation. A change is never sent before every change stamped earlier could
+    /// be visible, which is what makes resuming exact.
+    pub settle: std::time::Duration,
+    /// `USAGE_STREAM_RETRY_MS` (default 1000, 0 to 600000): the `retry:` sent when a stream ends.
+    pub retry: std::time::Duration,
+}
+
+impl StreamConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<StreamConfig, ConfigError> {
+        let bounded = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let v: u64 = env.parse_or(name, default)?;
+            if !(min..=max).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{v} is outside {min} to {max}"),
+                });
+            }
+            Ok(v)
+        };
+        use std::time::Duration as D;
+        let config = StreamConfig {
+            api_keys_table: env.required("API_KEYS_TABLE")?,
+            bootstrap_operator_key: bootstrap_operator_key(env)?,
+            lifetime: D::from_secs(bounded("USAGE_STREAM_LIFETIME_SECONDS", 300, 1, 840)?),
+            poll: D::from_millis(bounded("USAGE_STREAM_POLL_MS", 2000, 100, 60_000)?),
+            keep_alive: D::from_secs(bounded("USAGE_STREAM_KEEPALIVE_SECONDS", 15, 1, 300)?),
+            settle: D::from_millis(bounded("USAGE_STREAM_SETTLE_MS", 5000, 0, 60_000)?),
+            retry: D::from_millis(bounded("USAGE_STREAM_RETRY_MS", 1000, 0, 600_000)?),
+        };
+        if config.poll >= config.lifetime {
+            return Err(ConfigError::Invalid {
+                name: "USAGE_STREAM_POLL_MS",
+                reason: "must be shorter than the stream's lifetime".into(),
+            });
+        }
+        Ok(config)
     }
 }
 
@@ -266,6 +327,38 @@ mod tests {
             BillingConfig::from_env(&short),
             Err(ConfigError::Invalid {
                 name: "LATE_USAGE_LOOKBACK_SECONDS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn stream_config_has_bounded_defaults_and_rejects_a_lifetime_past_lambdas_limit() {
+        assert_eq!(
+            StreamConfig::from_env(&env(&[])).unwrap_err(),
+            ConfigError::Missing("API_KEYS_TABLE")
+        );
+        let c = StreamConfig::from_env(&env(&[("API_KEYS_TABLE", "k")])).unwrap();
+        assert_eq!(c.lifetime, std::time::Duration::from_secs(300));
+        assert_eq!(c.keep_alive, std::time::Duration::from_secs(15));
+        assert_eq!(c.settle, std::time::Duration::from_millis(5000));
+        let long = env(&[("API_KEYS_TABLE", "k"), ("USAGE_STREAM_LIFETIME_SECONDS", "900")]);
+        assert!(matches!(
+            StreamConfig::from_env(&long),
+            Err(ConfigError::Invalid {
+                name: "USAGE_STREAM_LIFETIME_SECONDS",
+                ..
+            })
+        ));
+        let slow = env(&[
+            ("API_KEYS_TABLE", "k"),
+            ("USAGE_STREAM_LIFETIME_SECONDS", "1"),
+            ("USAGE_STREAM_POLL_MS", "1000"),
+        ]);
+        assert!(matches!(
+            StreamConfig::from_env(&slow),
+            Err(ConfigError::Invalid {
+                name: "USAGE_STREAM_POLL_MS",
                 ..
             })
         ));

@@ -17,6 +17,7 @@ mod keys;
 pub mod openapi;
 pub mod rates;
 pub mod routes;
+pub mod stream;
 mod usage;
 
 use base64::Engine;
@@ -226,6 +227,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, |a, c| Box::pin(a.get_unknown_rejected(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
+        Route::new("GET",    stream::PATH,                               Access::Account,  |a, c| Box::pin(a.get_usage_stream(c))),
         Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
         Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
         Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, |a, c| Box::pin(a.quote_job(c))),
@@ -408,37 +410,47 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             .unwrap_or_else(|p| problem_response(&p))
     }
 
-    /// Resolves the request's key to its principal. No cache: the key is read on every request,
-    /// so a revoked key fails at once.
+    /// Resolves the request's key to its principal: see [`authenticate`].
     async fn authenticate(&self, req: &Request) -> Result<Principal, Response<Body>> {
-        let Some(header) = req.headers().get("authorization") else {
-            return Err(unauthorized(
-                "an API key is required: `Authorization: Bearer <key>`",
-            ));
-        };
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                let (scheme, token) = h.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .and_then(|token| token.parse::<PresentedKey>().ok());
-        let Some(presented) = presented else {
-            return Err(unauthorized("the API key is not valid"));
-        };
-        if let Some(boot) = self.bootstrap.as_ref().filter(|b| b.id == presented.prefix) {
-            return boot
-                .authenticate(&presented)
-                .ok_or_else(|| unauthorized("the API key is not valid"));
-        }
-        match self.keys.get(&presented.prefix).await {
-            Ok(Some(record)) => record
-                .authenticate(&presented)
-                .ok_or_else(|| unauthorized("the API key is not valid")),
-            Ok(None) => Err(unauthorized("the API key is not valid")),
-            Err(e) => Err(problem_response(&store_problem(&e))),
-        }
+        authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), req).await
+    }
+}
+
+/// Resolves the request's `Authorization: Bearer <key>` to its principal, or the 401 (503 when
+/// the key store fails) to answer with. No cache: the key is read on every request, so a revoked
+/// key fails at once. `bootstrap` is the operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`.
+pub async fn authenticate(
+    keys: &dyn ApiKeyStore,
+    bootstrap: Option<&ApiKeyRecord>,
+    req: &Request,
+) -> Result<Principal, Response<Body>> {
+    let Some(header) = req.headers().get("authorization") else {
+        return Err(unauthorized(
+            "an API key is required: `Authorization: Bearer <key>`",
+        ));
+    };
+    let presented = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .and_then(|token| token.parse::<PresentedKey>().ok());
+    let Some(presented) = presented else {
+        return Err(unauthorized("the API key is not valid"));
+    };
+    if let Some(boot) = bootstrap.filter(|b| b.id == presented.prefix) {
+        return boot
+            .authenticate(&presented)
+            .ok_or_else(|| unauthorized("the API key is not valid"));
+    }
+    match keys.get(&presented.prefix).await {
+        Ok(Some(record)) => record
+            .authenticate(&presented)
+            .ok_or_else(|| unauthorized("the API key is not valid")),
+        Ok(None) => Err(unauthorized("the API key is not valid")),
+        Err(e) => Err(problem_response(&store_problem(&e))),
     }
 }
 

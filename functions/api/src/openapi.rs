@@ -355,6 +355,27 @@ fn post_usage() {}
     ))]
 fn get_usage() {}
 
+/// The account's aggregates as they change, as server-sent events (`text/event-stream`).
+///
+/// Each `event: aggregate` carries one aggregate's current totals (JSON) and, as `id:`, its
+/// change key; a client that reconnects with `Last-Event-ID` gets exactly the changes after it.
+/// The live stream is the usage-stream function URL (response streaming): it polls every few
+/// seconds, sends `: keep-alive` comments, and ends after its lifetime with `event: end`, an
+/// `id:` to resume from and `retry:`. Through this API (buffered) the same path answers the
+/// changes settled so far and the end event at once. See docs/api.md.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/usage/stream", tag = "usage",
+    params(
+        ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
+        ("granularity" = Option<String>, Query, description = "`minute`, `hour` (default) or `day`: which aggregates to watch"),
+        ("since" = Option<String>, Query, description = "RFC 3339: send changes written after this (default: the start of the current window); ignored with `Last-Event-ID`"),
+        ("Last-Event-ID" = Option<String>, Header, max_length = 1024, description = "The `id` of the last event received: resume right after it"),
+    ),
+    responses(
+        (status = 200, description = "`event: aggregate` per changed aggregate (`data`: account_id, granularity, window_start, meter, provider_id, dimensions, quantity, event_count, updated_at), then `event: end` with `retry:`", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A parameter or `Last-Event-ID` is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_usage_stream() {}
+
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/usage/rejected", tag = "usage",
     params(
         ("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
@@ -427,6 +448,7 @@ fn revoke_key() {}
         openapi_json,
         post_usage,
         get_usage,
+        get_usage_stream,
         get_account_rejected,
         get_unknown_rejected,
         get_rates,
@@ -473,6 +495,22 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
             .and_then(|c| c.schemas.get("Problem").cloned()),
     )
     .expect("serializes");
+    // A text/event-stream body is described per event (as SSE clients and schemathesis read it).
+    doc["components"]["schemas"]["UsageStreamEvent"] = json!({
+        "type": "object",
+        "description": "One server-sent event of the usage stream. `aggregate`: `data` is an aggregate's \
+            current totals (JSON) and `id` its change key; `end`: the last event, `id` the position to \
+            resume from, `retry` when to reconnect (ms).",
+        "properties": {
+            "event": {"type": "string", "enum": ["aggregate", "end"]},
+            "id": {"type": "string"},
+            "data": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0}
+        },
+        "required": ["event", "data", "id"]
+    });
+    doc["paths"][crate::stream::PATH]["get"]["responses"]["200"]["content"][crate::stream::CONTENT_TYPE]
+        ["schema"] = json!({"$ref": "#/components/schemas/UsageStreamEvent"});
     for route in Api::<S, Q>::ROUTES {
         let method = route.method.to_ascii_lowercase();
         let op = &mut doc["paths"][route.path][method.as_str()];
@@ -560,5 +598,11 @@ mod tests {
         assert_eq!(post["security"], json!([{"apiKey": []}]));
         assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+        let stream = &doc["paths"][crate::stream::PATH]["get"];
+        assert_eq!(
+            stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
+            "#/components/schemas/UsageStreamEvent"
+        );
+        assert!(stream["responses"]["401"].is_object() && stream["responses"]["404"].is_object());
     }
 }

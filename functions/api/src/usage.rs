@@ -195,6 +195,35 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         ))
     }
 
+    /// The usage stream through API Gateway, which buffers responses: the changes settled
+    /// since the position, then the end event with `retry:`, at once. A client that reconnects
+    /// on `retry:` polls; the streaming function URL keeps the response open instead (see
+    /// `crate::stream`).
+    pub(crate) async fn get_usage_stream(&self, c: &Ctx) -> Outcome {
+        use crate::stream::{Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE};
+        let request = StreamRequest::from_request(&c.req, c.param("account_id"), c.now)?;
+        let mut session = Session::new(request, DEFAULT_SETTLE);
+        let mut body = String::new();
+        // At most this many pages in one answer; the end event's id resumes after them.
+        for _ in 0..10 {
+            let polled = session
+                .poll(&self.store, c.now)
+                .await
+                .map_err(|e| store_problem(&e))?;
+            body.push_str(&polled.frames);
+            if !polled.more {
+                break;
+            }
+        }
+        body.push_str(&session.end("buffered", DEFAULT_RETRY));
+        Ok(Response::builder()
+            .status(200)
+            .header("content-type", crate::stream::CONTENT_TYPE)
+            .header("cache-control", "no-cache")
+            .body(Body::Text(body))
+            .expect("valid response"))
+    }
+
     pub(crate) async fn get_account_rejected(&self, c: &Ctx) -> Outcome {
         let account = account_param(c.param("account_id"))?;
         self.get_rejected(c, Some(&account)).await

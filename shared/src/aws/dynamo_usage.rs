@@ -2,7 +2,9 @@
 //!
 //! Tables (see `infra/template.yaml`), all keyed by `pk` (hash) and `sk` (range):
 //! - events: `pk` = account id, `sk` = event id; TTL attribute `expires_at`.
-//! - aggregates: `pk` = `{account}#{granularity}`, `sk` = `{window}#{meter}#{dimensions hash}#{provider}`.
+//! - aggregates: `pk` = `{account}#{granularity}`, `sk` = `{window}#{meter}#{dimensions hash}#{provider}`;
+//!   every write also sets `changed` = `{written at, Unix ms, 13 digits}#{sk}`, the sort key of
+//!   the [`CHANGES_INDEX`] (hash `pk`), which the usage stream reads changes through.
 //! - rejected: `pk` = account id (or `-`), `sk` = payload fingerprint; TTL `expires_at`.
 //!
 //! A commit is one `TransactWriteItems`: a conditional put per event
@@ -13,7 +15,9 @@ use super::attrs::{self, get_decimal, get_s, get_string_map, get_u64, n, s, stri
 use super::backoff;
 use crate::config::UsageTables;
 use crate::meter::Meter;
-use crate::store::{CommitOutcome, Page, RejectedEvent, StoreError, UsageStore, UNKNOWN_ACCOUNT};
+use crate::store::{
+    change_key, AggregateChange, CommitOutcome, Page, RejectedEvent, StoreError, UsageStore, UNKNOWN_ACCOUNT,
+};
 use crate::usage::{window_key, AggregateRef, EventRef, Granularity, UsageAggregate};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -22,6 +26,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The aggregates table's index of changes: hash `pk`, range `changed`.
+pub const CHANGES_INDEX: &str = "changes";
 
 /// Attempts of one commit when DynamoDB reports a conflict or throttling.
 const MAX_ATTEMPTS: u32 = 10;
@@ -102,6 +109,7 @@ impl DynamoUsageStore {
         events: &[EventRef<'_>],
         aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
+        written_at: DateTime<Utc>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::with_capacity(events.len() + aggregates.len());
         for e in events {
@@ -114,14 +122,16 @@ impl DynamoUsageStore {
             items.push(TransactWriteItem::builder().put(put).build());
         }
         for a in aggregates {
+            let sk = a.sort_key();
             let update = Update::builder()
                 .table_name(&self.tables.aggregates)
                 .key("pk", s(format!("{}#{}", a.account_id, a.granularity)))
-                .key("sk", s(a.sort_key()))
                 .update_expression(
                     "ADD quantity :q, event_count :n \
-                     SET account_id = :a, provider_id = :p, meter = :m, granularity = :g, window_start = :w, dimensions = :d",
+                     SET account_id = :a, provider_id = :p, meter = :m, granularity = :g, window_start = :w, dimensions = :d, changed = :c",
                 )
+                .expression_attribute_values(":c", s(change_key(written_at, &sk)))
+                .key("sk", s(sk))
                 .expression_attribute_values(":q", n(a.quantity))
                 .expression_attribute_values(":n", n(a.event_count))
                 .expression_attribute_values(":a", s(a.account_id))
@@ -218,14 +228,16 @@ impl UsageStore for DynamoUsageStore {
         aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<CommitOutcome, StoreError> {
-        let items = self.transact_items(events, aggregates, received_at)?;
-        let count = items.len() as u64;
+        let count = (events.len() + aggregates.len()) as u64;
         let mut attempt = 0;
         loop {
+            // Each attempt records its own write time, so an aggregate's change key is never
+            // older than the attempt that made it visible (the usage stream relies on that).
+            let items = self.transact_items(events, aggregates, received_at, Utc::now())?;
             let result = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+                .set_transact_items(Some(items))
                 .send()
                 .await;
             let err = match result {
@@ -386,6 +398,50 @@ impl UsageStore for DynamoUsageStore {
             .and_then(|v| v.as_s().ok())
             .cloned();
         Ok(Page { items, next })
+    }
+
+    async fn aggregates_changed(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        after: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<AggregateChange>, StoreError> {
+        if after >= before {
+            return Ok(Vec::new());
+        }
+        let pk = format!("{account_id}#{granularity}");
+        let limit = limit.clamp(1, 1000);
+        // BETWEEN is inclusive: one more item covers a change key equal to `after`.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.aggregates)
+            .index_name(CHANGES_INDEX)
+            .key_condition_expression("pk = :pk AND changed BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":lo", s(after))
+            .expression_attribute_values(":hi", s(before))
+            .limit(limit as i32 + 1)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut changed = Vec::with_capacity(limit);
+        for item in out.items() {
+            let key = get_s(item, "changed")?;
+            if key == after || key == before {
+                continue;
+            }
+            changed.push(AggregateChange {
+                aggregate: Self::parse_aggregate(item)?,
+                change_key: key.to_string(),
+            });
+            if changed.len() == limit {
+                break;
+            }
+        }
+        Ok(changed)
     }
 
     async fn rejected_page(

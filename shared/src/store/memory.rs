@@ -1,6 +1,9 @@
 //! In-memory adapters with the same semantics as the DynamoDB ones, for domain tests.
 
-use super::{CommitOutcome, Page, RejectedEvent, StoreError, UsageQueue, UsageStore, UNKNOWN_ACCOUNT};
+use super::{
+    change_key, AggregateChange, CommitOutcome, Page, RejectedEvent, StoreError, UsageQueue, UsageStore,
+    UNKNOWN_ACCOUNT,
+};
 use crate::meter::Meter;
 use crate::usage::{
     aggregate_sort_key, window_key, AggregateRef, EventRef, Granularity, UsageAggregate, UsageEvent,
@@ -13,6 +16,8 @@ use std::sync::Mutex;
 struct Inner {
     events: HashMap<(String, String), UsageEvent>,
     aggregates: BTreeMap<(String, Granularity, String), UsageAggregate>,
+    /// Each aggregate's change key (written at, then sort key), by the aggregate's key.
+    changes: HashMap<(String, Granularity, String), String>,
     rejected: BTreeMap<(String, String), RejectedEvent>,
     commits: usize,
 }
@@ -69,8 +74,11 @@ impl UsageStore for MemoryUsageStore {
                 .events
                 .insert((e.account_id.to_string(), e.id.to_string()), e.to_event());
         }
+        let written_at = Utc::now();
         for a in aggregates {
-            let key = (a.account_id.to_string(), a.granularity, a.sort_key());
+            let sk = a.sort_key();
+            let key = (a.account_id.to_string(), a.granularity, sk.clone());
+            inner.changes.insert(key.clone(), change_key(written_at, &sk));
             inner
                 .aggregates
                 .entry(key)
@@ -124,6 +132,31 @@ impl UsageStore for MemoryUsageStore {
             }
         }
         Ok(Page { items, next })
+    }
+
+    async fn aggregates_changed(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        after: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<AggregateChange>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let mut changed: Vec<AggregateChange> = inner
+            .changes
+            .iter()
+            .filter(|((a, g, _), c)| {
+                a == account_id && *g == granularity && c.as_str() > after && c.as_str() < before
+            })
+            .map(|(key, c)| AggregateChange {
+                aggregate: inner.aggregates[key].clone(),
+                change_key: c.clone(),
+            })
+            .collect();
+        changed.sort_by(|x, y| x.change_key.cmp(&y.change_key));
+        changed.truncate(limit);
+        Ok(changed)
     }
 
     async fn rejected_page(

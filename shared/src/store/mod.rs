@@ -91,6 +91,19 @@ pub trait UsageStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Page<UsageAggregate>, StoreError>> + Send;
 
+    /// Aggregates of one account and granularity whose change key (see [`change_key`]) is after
+    /// `after` and before `before`, in change-key order, at most `limit` of them. A change key
+    /// orders aggregates by when they were last written, then by sort key; the usage stream
+    /// resumes from one.
+    fn aggregates_changed(
+        &self,
+        account_id: &str,
+        granularity: Granularity,
+        after: &str,
+        before: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AggregateChange>, StoreError>> + Send;
+
     /// Rejected events of an account (`None`: those whose account could not be read), in
     /// fingerprint order.
     fn rejected_page(
@@ -102,6 +115,43 @@ pub trait UsageStore: Send + Sync {
 
     /// Whether the store answers.
     fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An aggregate as the usage stream sees it: its current totals and its change key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateChange {
+    pub aggregate: UsageAggregate,
+    /// `{written at, Unix milliseconds, 13 digits}#{sort key}`: see [`change_key`].
+    pub change_key: String,
+}
+
+impl AggregateChange {
+    /// When the aggregate was last written.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        let ms = self.change_key.get(..CHANGE_MILLIS_DIGITS)?.parse().ok()?;
+        DateTime::from_timestamp_millis(ms)
+    }
+}
+
+/// Digits of the milliseconds at the start of a change key (enough until the year 2286).
+pub const CHANGE_MILLIS_DIGITS: usize = 13;
+
+/// The change key an aggregate write records: the write time in Unix milliseconds (fixed width),
+/// `#`, and the aggregate's sort key. Change keys sort by write time, then by aggregate, so
+/// "everything up to this key" is a resumable position; a bare time prefix
+/// ([`change_time_prefix`]) sorts before every key written at that millisecond.
+pub fn change_key(written_at: DateTime<Utc>, sort_key: &str) -> String {
+    format!("{}#{sort_key}", change_time_prefix(written_at))
+}
+
+/// The fixed-width milliseconds part of a change key: a key that sorts after every change
+/// written before `t` and before every change written at or after it.
+pub fn change_time_prefix(t: DateTime<Utc>) -> String {
+    format!(
+        "{:0width$}",
+        t.timestamp_millis().max(0),
+        width = CHANGE_MILLIS_DIGITS
+    )
 }
 
 /// Where validated events wait for ingestion.

@@ -1,0 +1,199 @@
+//! The live usage stream: `GET /v1/accounts/{account_id}/usage/stream` on a Lambda function
+//! URL in response-streaming mode (`InvokeMode: RESPONSE_STREAM`).
+//!
+//! The request is checked exactly as the API checks it ([`api::authenticate`],
+//! [`api::routes::authorize`] with [`Access::Account`], the same parameters) before any byte of
+//! the stream is sent, so every refusal is an RFC 9457 problem. Then the response is
+//! `text/event-stream`: the account's aggregates as they change (polled every
+//! [`StreamConfig::poll`]), `: keep-alive` comments when it has been quiet for
+//! [`StreamConfig::keep_alive`], and after [`StreamConfig::lifetime`] a final `event: end` with
+//! the position to resume from and `retry:`. The protocol is [`api::stream`]; docs/api.md
+//! describes it for clients.
+
+use api::routes::{self, Access};
+use api::stream::{Session, StreamRequest, CONTENT_TYPE, KEEP_ALIVE};
+use lambda_http::http::StatusCode;
+use lambda_http::{Request, RequestExt, Response};
+use meterline_shared::api::keys::ApiKeyRecord;
+use meterline_shared::config::StreamConfig;
+use meterline_shared::problem::Problem;
+use meterline_shared::store::keys::ApiKeyStore;
+use meterline_shared::store::UsageStore;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// A streamed response body.
+pub type StreamBody = lambda_runtime::streaming::Body;
+
+/// The body's sending half.
+pub type StreamSender = lambda_runtime::streaming::Sender;
+
+/// The function's dependencies.
+pub struct StreamFunction<S> {
+    pub store: Arc<S>,
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    pub bootstrap: Option<ApiKeyRecord>,
+    pub config: StreamConfig,
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its lifetime passed; the end event was sent.
+    Lifetime,
+    /// The store failed; the end event was sent (reason `unavailable`).
+    Unavailable,
+    /// The client went away.
+    Disconnected,
+}
+
+/// What a stream sent, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub ended: Ended,
+    pub events: usize,
+    pub keep_alives: usize,
+}
+
+fn problem(p: &Problem) -> Response<StreamBody> {
+    Response::builder()
+        .status(p.status)
+        .header("content-type", meterline_shared::problem::CONTENT_TYPE)
+        .body(StreamBody::from(p.to_json()))
+        .expect("valid response")
+}
+
+/// A buffered API response (the API's 401s) as a streamed one.
+fn from_buffered(resp: Response<lambda_http::Body>) -> Response<StreamBody> {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        lambda_http::Body::Text(t) => StreamBody::from(t),
+        lambda_http::Body::Binary(b) => StreamBody::from(b),
+        _ => StreamBody::empty(),
+    };
+    Response::from_parts(parts, body)
+}
+
+impl<S: UsageStore + 'static> StreamFunction<S> {
+    /// Answers one request: a problem, or a stream that runs on in a task of its own until its
+    /// lifetime passes or the client goes away.
+    pub async fn handle(&self, req: Request) -> Response<StreamBody> {
+        let raw = req.raw_http_path().to_string();
+        let path = if raw.is_empty() {
+            req.uri().path().to_string()
+        } else {
+            raw
+        };
+        let Some(params) = routes::match_path(api::stream::PATH, &path) else {
+            return problem(&Problem::not_found(format!(
+                "no route for {} {path}",
+                req.method()
+            )));
+        };
+        if req.method() != lambda_http::http::Method::GET {
+            let mut resp = problem(&Problem::new(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{} is not allowed on {path}", req.method()),
+            ));
+            resp.headers_mut()
+                .insert("allow", lambda_http::http::HeaderValue::from_static("GET"));
+            return resp;
+        }
+        let principal = match api::authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), &req).await {
+            Ok(p) => p,
+            Err(resp) => return from_buffered(resp),
+        };
+        if let Err(p) = routes::authorize(Access::Account, &params, Some(&principal)) {
+            return problem(&p);
+        }
+        let account = params.get("account_id").unwrap_or_default();
+        let request = match StreamRequest::from_request(&req, account, chrono::Utc::now()) {
+            Ok(r) => r,
+            Err(p) => return problem(&p),
+        };
+        let session = Session::new(request, self.config.settle);
+        let (mut tx, body) = StreamBody::channel();
+        let store = self.store.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let summary = run(store.as_ref(), session, &config, &mut tx).await;
+            tracing::info!(?summary.ended, summary.events, summary.keep_alives, "usage stream ended");
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", CONTENT_TYPE)
+            .header("cache-control", "no-cache")
+            .body(body)
+            .expect("valid response")
+    }
+}
+
+/// Streams `session` into `tx` until its lifetime passes, the store fails, or the client goes
+/// away.
+pub async fn run<S: UsageStore>(
+    store: &S,
+    mut session: Session,
+    config: &StreamConfig,
+    tx: &mut StreamSender,
+) -> Summary {
+    let deadline = Instant::now() + config.lifetime;
+    let mut summary = Summary {
+        ended: Ended::Lifetime,
+        events: 0,
+        keep_alives: 0,
+    };
+    // Tells the client how soon to reconnect should the connection drop, and sends the headers.
+    let open = format!("retry: {}\n: connected\n\n", config.retry.as_millis());
+    if send(tx, open).await.is_err() {
+        summary.ended = Ended::Disconnected;
+        return summary;
+    }
+    let mut last_sent = Instant::now();
+    while Instant::now() < deadline {
+        match session.poll(store, chrono::Utc::now()).await {
+            Ok(polled) => {
+                if polled.events > 0 {
+                    if send(tx, polled.frames).await.is_err() {
+                        summary.ended = Ended::Disconnected;
+                        return summary;
+                    }
+                    summary.events += polled.events;
+                    last_sent = Instant::now();
+                }
+                if polled.more {
+                    continue;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "usage stream: storage failure");
+                summary.ended = Ended::Unavailable;
+                let _ = send(tx, session.end("unavailable", config.retry)).await;
+                return summary;
+            }
+        }
+        if last_sent.elapsed() >= config.keep_alive {
+            if send(tx, KEEP_ALIVE.to_string()).await.is_err() {
+                summary.ended = Ended::Disconnected;
+                return summary;
+            }
+            summary.keep_alives += 1;
+            last_sent = Instant::now();
+        }
+        let wake = (Instant::now() + config.poll)
+            .min(deadline)
+            .min(last_sent + config.keep_alive);
+        tokio::time::sleep_until(wake).await;
+    }
+    if send(tx, session.end("lifetime", config.retry)).await.is_err() {
+        summary.ended = Ended::Disconnected;
+    }
+    summary
+}
+
+/// Sends one chunk; fails once the client has gone away.
+async fn send(tx: &mut StreamSender, text: String) -> Result<(), ()> {
+    tx.send_data(bytes::Bytes::from(text)).await.map_err(drop)
+}

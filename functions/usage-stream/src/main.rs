@@ -1,0 +1,35 @@
+use anyhow::Context;
+use lambda_http::{service_fn, Request};
+use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::config::{Env, StreamConfig, UsageConfig};
+use std::sync::Arc;
+use usage_stream::StreamFunction;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    meterline_shared::telemetry::init();
+    let env = Env::process();
+    let usage = UsageConfig::from_env(&env).context("configuration")?;
+    let config = StreamConfig::from_env(&env).context("configuration")?;
+    let sdk = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let function = StreamFunction {
+        store: Arc::new(DynamoUsageStore::new(
+            ddb.clone(),
+            usage.tables,
+            usage.event_retention,
+        )),
+        keys: Arc::new(DynamoApiKeyStore::new(ddb, config.api_keys_table.clone())),
+        bootstrap: config
+            .bootstrap_operator_key
+            .as_ref()
+            .map(|k| api::bootstrap_record(k, chrono::Utc::now())),
+        config,
+    };
+    let function = &function;
+    lambda_http::run_with_streaming_response(service_fn(move |req: Request| async move {
+        Ok::<_, lambda_http::Error>(function.handle(req).await)
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}
