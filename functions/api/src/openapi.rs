@@ -457,7 +457,9 @@ fn problem_response(description: &str) -> Value {
 
 /// The document: the annotations, completed from the route table.
 pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let mut api = ApiDoc::openapi();
+    api.merge(<crate::openapi_catalog::CatalogDoc as OpenApi>::openapi());
+    let mut doc = serde_json::to_value(api).expect("the document serializes");
     doc["components"]["securitySchemes"] = json!({
         "apiKey": {
             "type": "http",

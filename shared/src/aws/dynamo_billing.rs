@@ -203,7 +203,10 @@ impl DynamoBillingStore {
         ]
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, StoreError> {
+    pub(super) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<bool>>, StoreError> {
         match self
             .client
             .transact_write_items()
