@@ -171,8 +171,31 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
         &customer,
         "POST",
         "/v1/accounts/acct_a",
-        Some(json!({"timezone": "America/New_York",
-        "auto_pay": false, "currency": "USD", "tax": {"exemption": "EX-1"}})),
+        Some(json!({"timezone": "UTC", "currency": "USD", "tax": {"exemption": "EX-1"}})),
+        now,
+    )
+    .await;
+    assert_eq!(
+        (s, fields(&b)),
+        (403, vec!["currency".to_string(), "tax".to_string()]),
+        "terms are the operator's"
+    );
+    let (s, b) = as_key(
+        &api,
+        &customer,
+        "POST",
+        "/v1/accounts/acct_a",
+        Some(json!({"timezone": "America/New_York", "auto_pay": false})),
+        now,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_a",
+        &[],
+        Some(json!({"currency": "USD", "tax": {"exemption": "EX-1"}})),
         now,
     )
     .await;
@@ -200,6 +223,15 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
     assert_eq!(
         (s, fields(&b)),
         (400, vec!["account_id".to_string(), "auto_pay".to_string()])
+    );
+    let policy = json!({"policy": {"terms": {"type": "net", "days": 0}, "grace_days": 400}});
+    let (s, b) = op(&api, "POST", "/v1/accounts/acct_a", &[], Some(policy), now).await;
+    assert_eq!((s, fields(&b)), (400, vec!["policy.grace_days".to_string()]));
+    let policy = json!({"policy": {"terms": {"type": "due_on_receipt"}, "grace_days": 5}});
+    let (s, b) = op(&api, "POST", "/v1/accounts/acct_a", &[], Some(policy), now).await;
+    assert_eq!(
+        (s, b["policy"]["terms"]["type"].as_str()),
+        (200, Some("due_on_receipt"))
     );
     assert_eq!(
         as_key(
@@ -613,6 +645,17 @@ async fn plans_and_subscriptions_with_cancellation() {
         now,
     )
     .await;
+    let other = json!({"subscription_id": "sub_1", "plan_id": "pro", "cadence": "daily"});
+    let (s, _) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_b/subscriptions",
+        &[],
+        Some(other),
+        now,
+    )
+    .await;
+    assert_eq!(s, 409, "subscription ids are unique across accounts");
     let (s, b) = as_key(&api, &customer, "GET", base, None, now).await;
     assert_eq!((s, b["data"].as_array().unwrap().len()), (200, 2));
     let resp = api

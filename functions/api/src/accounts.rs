@@ -3,7 +3,8 @@
 //! - `POST /v1/accounts` (operator): create, 201; 409 if the id exists.
 //! - `GET /v1/accounts` (operator): ids in order, `cursor` and `limit`.
 //! - `GET|POST /v1/accounts/{account_id}`: read, update (currency only while the account has
-//!   no invoice and no credit; timezone, payment terms, late fee, tax profile, auto-pay).
+//!   no invoice and no credit; timezone, payment terms, late fee, tax profile, auto-pay). A
+//!   customer key may change its timezone and auto-pay only.
 //! - `POST|GET /v1/accounts/{account_id}/subscriptions`, `GET .../{subscription_id}`,
 //!   `POST .../{subscription_id}/cancel`, `POST .../{subscription_id}/change/preview`,
 //!   `POST .../{subscription_id}/change`.
@@ -293,6 +294,9 @@ fn default_policy() -> OverduePolicy {
     }
 }
 
+/// What a customer key may change on its own account.
+const CUSTOMER_FIELDS: [&str; 3] = ["account_id", "timezone", "auto_pay"];
+
 const ACCOUNT_FIELDS: [&str; 7] = [
     "account_id",
     "currency",
@@ -573,6 +577,31 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let id = crate::account_param(c.param("account_id"))?;
         let body = object_body(&c.req)?;
+        // Terms, numbering, currency and tax position are the operator's to set.
+        if matches!(
+            c.principal,
+            Some(meterline_shared::api::keys::Principal::Customer { .. })
+        ) {
+            let mut f = Fields::default();
+            for k in body.keys().filter(|k| !CUSTOMER_FIELDS.contains(&k.as_str())) {
+                f.err(k, "operator_only", "only an operator key may change it");
+            }
+            if !f.errors.is_empty() {
+                let detail = f
+                    .errors
+                    .iter()
+                    .map(|e| e.field.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Problem::new(
+                    403,
+                    "forbidden",
+                    "Forbidden",
+                    format!("a customer key may not change {detail}"),
+                )
+                .with_errors(f.errors));
+            }
+        }
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;
             let has_invoices = api.store.has_invoices(&id).await.map_err(|e| store_problem(&e))?;

@@ -8,6 +8,7 @@
 //! | plan version | `PLAN#<plan>` | `V#<version, 10 digits>` | `doc`: a [`PlanDoc`], immutable |
 //! | plan directory | `PLANS` | `<plan>` | `doc`: the latest [`PlanDoc`], `version` (N) |
 //! | provider | `PROV#<provider>` | `PROVIDER` | `doc`: a [`ProviderDoc`]; its fee is in the catalog |
+//! | subscription id claim | `SUBID#<subscription>` | `CLAIM` | `account_id`: ids are unique across accounts |
 //! | catalog | `CATALOG` | `CURRENT` | `rev` (N): revision, conditioned on by every API write |
 //!
 //! The directories are single partitions read in key order: fine for thousands of accounts and
@@ -291,14 +292,22 @@ impl DynamoBillingStore {
             .transpose()
     }
 
-    /// Creates a subscription: [`Written::Conflict`] if the account has one with its id.
+    /// Creates a subscription and claims its id across accounts (invoice ids, and so provider
+    /// statement entries, are derived from it): [`Written::Conflict`] if the id is taken.
     pub async fn create_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
-        self.written(vec![put(
-            &self.table,
-            subscription_item(sub),
-            "attribute_not_exists(pk)",
-            vec![],
-        )?])
+        let mut claim = Item::new();
+        claim.insert("pk".into(), s(format!("SUBID#{}", sub.subscription_id)));
+        claim.insert("sk".into(), s("CLAIM"));
+        claim.insert("account_id".into(), s(&sub.account_id));
+        self.written(vec![
+            put(
+                &self.table,
+                subscription_item(sub),
+                "attribute_not_exists(pk)",
+                vec![],
+            )?,
+            put(&self.table, claim, "attribute_not_exists(pk)", vec![])?,
+        ])
         .await
     }
 
