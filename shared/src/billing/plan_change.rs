@@ -400,6 +400,30 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
+        /// Whatever the fees and the instant, the previewed fees are the closed invoice's.
+        #[test]
+        fn the_preview_is_the_invoice_for_any_change(
+            old_cents in 0i64..100_000,
+            new_cents in 0i64..100_000,
+            offset in 0i64..(31 * 86_400),
+        ) {
+            let f = fixture();
+            let mut sub = f.sub.clone();
+            sub.plan.recurring_fee = Some(Decimal::new(old_cents, 2));
+            let period = sub.period_to_close().unwrap().unwrap();
+            let at = period.start + TimeDelta::seconds(offset);
+            let mut new = plan("New", "0");
+            new.recurring_fee = Some(Decimal::new(new_cents, 2));
+            let changed = change_plan(&sub, at, new, None).unwrap();
+            let p = preview_plan_change(&input(&f, &sub, &[]), &changed, at).unwrap();
+            let out = close_period(&input(&f, &changed, &[])).unwrap();
+            let invoiced: Decimal = fees(&out.invoice.lines).iter().sum();
+            prop_assert_eq!(invoiced, p.fees_after);
+            prop_assert_eq!(p.fees_after - p.fees_before, p.difference);
+            let before = close_period(&input(&f, &sub, &[])).unwrap();
+            prop_assert_eq!(fees(&before.invoice.lines).iter().sum::<Decimal>(), p.fees_before);
+        }
+
         /// However a period is split between plans with the same fee, the fee lines add up to
         /// the undivided fee within half a minor unit per line (each line is rounded once), and
         /// the unrounded shares add up to it exactly.
