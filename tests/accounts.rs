@@ -897,3 +897,75 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
     assert_eq!(b["preview"]["fees_before"], "31.00");
     assert_eq!(b["preview"]["period"]["start"], "2026-05-01T00:00:00Z");
 }
+
+/// The DynamoDB directory's conditions, as the memory adapter's unit test checks them.
+#[tokio::test]
+async fn the_dynamodb_directory_writes_conditionally() {
+    use meterline_shared::billing::Cadence;
+    use meterline_shared::money::Currency;
+    use meterline_shared::store::directory::{DirectoryStore, PlanDoc, Written};
+    let stack = Stack::create("directory").await;
+    let dir = stack.billing_store();
+    let a = sample::account("a1", Currency::USD);
+    assert_eq!(dir.create_account(&a).await.unwrap(), Written::Yes);
+    assert_eq!(dir.create_account(&a).await.unwrap(), Written::Conflict);
+    let mut moved = a.clone();
+    moved.credit_balance.amount = Decimal::ONE;
+    assert_eq!(
+        dir.update_account(&moved).await.unwrap(),
+        Written::Conflict,
+        "the balance moved"
+    );
+    assert_eq!(dir.update_account(&a).await.unwrap(), Written::Yes);
+    for b in ["a0", "a2"] {
+        dir.create_account(&sample::account(b, Currency::USD))
+            .await
+            .unwrap();
+    }
+    let p = dir.account_ids(None, 2).await.unwrap();
+    assert_eq!(p.items, ["a0", "a1"]);
+    let p = dir.account_ids(p.next.as_deref(), 2).await.unwrap();
+    assert_eq!(p.items, ["a2"]);
+
+    let doc = |v| PlanDoc {
+        plan_id: "pro".into(),
+        version: v,
+        plan: Default::default(),
+        created_at: t("2026-01-01T00:00:00Z"),
+    };
+    assert_eq!(dir.put_plan_version(&doc(2)).await.unwrap(), Written::Conflict);
+    assert_eq!(dir.put_plan_version(&doc(1)).await.unwrap(), Written::Yes);
+    assert_eq!(dir.put_plan_version(&doc(1)).await.unwrap(), Written::Conflict);
+    assert_eq!(dir.put_plan_version(&doc(2)).await.unwrap(), Written::Yes);
+    assert_eq!(dir.plan("pro", None).await.unwrap().unwrap().version, 2);
+    assert_eq!(dir.plan_versions("pro").await.unwrap().len(), 2);
+
+    let (cat, rev) = dir.catalog_revision().await.unwrap();
+    assert_eq!(dir.replace_catalog(&cat, rev).await.unwrap(), Written::Yes);
+    assert_eq!(
+        dir.replace_catalog(&cat, rev).await.unwrap(),
+        Written::Conflict,
+        "stale revision"
+    );
+
+    let start = t("2026-01-01T00:00:00Z");
+    let sub = sample::subscription("s1", "a1", Cadence::Daily, start);
+    assert_eq!(dir.create_subscription(&sub).await.unwrap(), Written::Yes);
+    let elsewhere = sample::subscription("s1", "a2", Cadence::Daily, start);
+    assert_eq!(
+        dir.create_subscription(&elsewhere).await.unwrap(),
+        Written::Conflict
+    );
+    let mut closed = sub.clone();
+    closed.next_close_at = closed
+        .next_close_after(closed.period_to_close().unwrap().unwrap())
+        .unwrap();
+    dir.put_subscription(&closed).await.unwrap();
+    assert_eq!(
+        dir.replace_subscription(&sub).await.unwrap(),
+        Written::Conflict,
+        "a close ran"
+    );
+    assert_eq!(dir.replace_subscription(&closed).await.unwrap(), Written::Yes);
+    assert!(!dir.has_invoices("a1").await.unwrap());
+}

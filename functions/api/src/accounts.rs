@@ -16,7 +16,6 @@ use crate::{decode_token, encode_token, json_response, limit_param, store_proble
 use chrono::{DateTime, TimeDelta, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt};
-use meterline_shared::aws::dynamo_directory::Written;
 use meterline_shared::billing::plan_change::{
     cancel, change_plan, effective_at, preview_plan_change, Effective,
 };
@@ -29,6 +28,7 @@ use meterline_shared::money::{Currency, Money};
 use meterline_shared::pricing::{Catalog, TaxProfile};
 use meterline_shared::problem::Problem;
 use meterline_shared::store::billing::BillingStore;
+use meterline_shared::store::directory::{DirectoryStore, Written};
 use meterline_shared::store::{UsageQueue, UsageStore};
 use meterline_shared::usage::event::is_valid_ref_id;
 use meterline_shared::usage::FieldError;
@@ -628,7 +628,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         &self,
         f: &mut Fields,
         body: &Map<String, Value>,
-    ) -> Result<Option<meterline_shared::aws::dynamo_directory::PlanDoc>, Problem> {
+    ) -> Result<Option<meterline_shared::store::directory::PlanDoc>, Problem> {
         let api = self.billing_api()?;
         let plan_id = f.id(body, "plan_id", true);
         let version = match body.get("plan_version") {

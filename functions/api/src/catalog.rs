@@ -13,10 +13,10 @@ use crate::accounts::{cursor_param, object_body, page_of, Fields, DEFAULT_PAGE, 
 use crate::{json_response, limit_param, store_problem, Ctx, Outcome};
 use lambda_http::http::StatusCode;
 use lambda_http::RequestExt;
-use meterline_shared::aws::dynamo_directory::{PlanDoc, ProviderDoc, Written};
 use meterline_shared::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
 use meterline_shared::problem::Problem;
 use meterline_shared::store::billing::{BillingStore, CatalogData};
+use meterline_shared::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
 use meterline_shared::store::{UsageQueue, UsageStore};
 use meterline_shared::usage::event::is_valid_ref_id;
 use meterline_shared::usage::FieldError;

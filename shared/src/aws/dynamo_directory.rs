@@ -17,41 +17,11 @@
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::dynamo_billing::{account_pk, from_doc, to_doc, unavailable, DynamoBillingStore};
 use crate::billing::{Account, BillingSubscription};
-use crate::pricing::Plan;
 use crate::store::billing::{due_shard, CatalogData, DUE_SHARDS};
+pub use crate::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-
-/// One immutable version of a named plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanDoc {
-    pub plan_id: String,
-    pub version: u32,
-    pub plan: Plan,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A provider: its name and the marketplace's fee on its sales (also in the catalog's `fees`,
-/// which the close reads).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProviderDoc {
-    pub provider_id: String,
-    pub name: String,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub fee_percent: Decimal,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Whether a conditional write happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Yes,
-    /// The item existed (or a condition failed): nothing was written.
-    Conflict,
-}
 
 fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -97,65 +67,6 @@ impl DynamoBillingStore {
         }
     }
 
-    /// Creates an account and its directory entry; [`Written::Conflict`] if it exists.
-    pub async fn create_account(&self, account: &Account) -> Result<Written, StoreError> {
-        let mut entry = Item::new();
-        entry.insert("pk".into(), s("ACCOUNTS"));
-        entry.insert("sk".into(), s(&account.account_id));
-        self.written(vec![
-            put(
-                &self.table,
-                account_item(account),
-                "attribute_not_exists(pk)",
-                vec![],
-            )?,
-            put(&self.table, entry, "attribute_not_exists(pk)", vec![])?,
-        ])
-        .await
-    }
-
-    /// Replaces an account's profile if its credit balance is still `account.credit_balance`
-    /// (a close may have moved it since it was read): [`Written::Conflict`] otherwise.
-    pub async fn update_account(&self, account: &Account) -> Result<Written, StoreError> {
-        self.written(vec![put(
-            &self.table,
-            account_item(account),
-            "balance = :b",
-            vec![(":b", n(account.credit_balance.amount))],
-        )?])
-        .await
-    }
-
-    /// Account ids after `after`, in id order.
-    pub async fn account_ids(&self, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
-        let page = self.directory("ACCOUNTS", after, limit).await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(|i| get_s(i, "sk").map(str::to_string))
-                .collect::<Result<_, _>>()?,
-            next: page.next,
-        })
-    }
-
-    /// Whether the account has any invoice.
-    pub async fn has_invoices(&self, account_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :inv)")
-            .expression_attribute_values(":pk", s(account_pk(account_id)))
-            .expression_attribute_values(":inv", s("INV#"))
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.count() > 0)
-    }
-
     /// Items of a directory partition after sort key `after`, in key order.
     async fn directory(&self, pk: &str, after: Option<&str>, limit: usize) -> Result<Page<Item>, StoreError> {
         let mut q = self
@@ -180,9 +91,83 @@ impl DynamoBillingStore {
         })
     }
 
+    fn catalog_put(&self, catalog: &CatalogData, rev: u64) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s("CATALOG"));
+        item.insert("sk".into(), s("CURRENT"));
+        item.insert("doc".into(), to_doc(catalog));
+        item.insert("rev".into(), n(rev + 1));
+        if rev == 0 {
+            put(&self.table, item, "attribute_not_exists(rev)", vec![])
+        } else {
+            put(&self.table, item, "rev = :rev", vec![(":rev", n(rev))])
+        }
+    }
+}
+
+impl DirectoryStore for DynamoBillingStore {
+    /// Creates an account and its directory entry; [`Written::Conflict`] if it exists.
+    async fn create_account(&self, account: &Account) -> Result<Written, StoreError> {
+        let mut entry = Item::new();
+        entry.insert("pk".into(), s("ACCOUNTS"));
+        entry.insert("sk".into(), s(&account.account_id));
+        self.written(vec![
+            put(
+                &self.table,
+                account_item(account),
+                "attribute_not_exists(pk)",
+                vec![],
+            )?,
+            put(&self.table, entry, "attribute_not_exists(pk)", vec![])?,
+        ])
+        .await
+    }
+
+    /// Replaces an account's profile if its credit balance is still `account.credit_balance`
+    /// (a close may have moved it since it was read): [`Written::Conflict`] otherwise.
+    async fn update_account(&self, account: &Account) -> Result<Written, StoreError> {
+        self.written(vec![put(
+            &self.table,
+            account_item(account),
+            "balance = :b",
+            vec![(":b", n(account.credit_balance.amount))],
+        )?])
+        .await
+    }
+
+    /// Account ids after `after`, in id order.
+    async fn account_ids(&self, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
+        let page = self.directory("ACCOUNTS", after, limit).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|i| get_s(i, "sk").map(str::to_string))
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Whether the account has any invoice.
+    async fn has_invoices(&self, account_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :inv)")
+            .expression_attribute_values(":pk", s(account_pk(account_id)))
+            .expression_attribute_values(":inv", s("INV#"))
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.count() > 0)
+    }
+
     /// Stores a new version of a plan and makes it the latest: [`Written::Conflict`] if the
     /// version exists or is not the next one.
-    pub async fn put_plan_version(&self, doc: &PlanDoc) -> Result<Written, StoreError> {
+    async fn put_plan_version(&self, doc: &PlanDoc) -> Result<Written, StoreError> {
         let mut version = Item::new();
         version.insert("pk".into(), s(format!("PLAN#{}", doc.plan_id)));
         version.insert("sk".into(), s(version_sk(doc.version)));
@@ -210,7 +195,7 @@ impl DynamoBillingStore {
     }
 
     /// One version of a plan, or its latest.
-    pub async fn plan(&self, plan_id: &str, version: Option<u32>) -> Result<Option<PlanDoc>, StoreError> {
+    async fn plan(&self, plan_id: &str, version: Option<u32>) -> Result<Option<PlanDoc>, StoreError> {
         let item = match version {
             Some(v) => self.get(&format!("PLAN#{plan_id}"), &version_sk(v)).await?,
             None => self.get("PLANS", plan_id).await?,
@@ -219,7 +204,7 @@ impl DynamoBillingStore {
     }
 
     /// The latest version of each plan after `after`, in id order.
-    pub async fn plans(&self, after: Option<&str>, limit: usize) -> Result<Page<PlanDoc>, StoreError> {
+    async fn plans(&self, after: Option<&str>, limit: usize) -> Result<Page<PlanDoc>, StoreError> {
         let page = self.directory("PLANS", after, limit).await?;
         Ok(Page {
             items: page.items.iter().map(from_doc).collect::<Result<_, _>>()?,
@@ -228,13 +213,13 @@ impl DynamoBillingStore {
     }
 
     /// Every version of a plan, oldest first.
-    pub async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanDoc>, StoreError> {
+    async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanDoc>, StoreError> {
         let items = self.query_range(&format!("PLAN#{plan_id}"), "V#", "V#~").await?;
         items.iter().map(from_doc).collect()
     }
 
     /// The catalog and its revision (0 when the API never wrote it).
-    pub async fn catalog_revision(&self) -> Result<(CatalogData, u64), StoreError> {
+    async fn catalog_revision(&self) -> Result<(CatalogData, u64), StoreError> {
         match self.get("CATALOG", "CURRENT").await? {
             Some(item) => {
                 let rev = if item.contains_key("rev") {
@@ -248,27 +233,14 @@ impl DynamoBillingStore {
         }
     }
 
-    fn catalog_put(&self, catalog: &CatalogData, rev: u64) -> Result<TransactWriteItem, StoreError> {
-        let mut item = Item::new();
-        item.insert("pk".into(), s("CATALOG"));
-        item.insert("sk".into(), s("CURRENT"));
-        item.insert("doc".into(), to_doc(catalog));
-        item.insert("rev".into(), n(rev + 1));
-        if rev == 0 {
-            put(&self.table, item, "attribute_not_exists(rev)", vec![])
-        } else {
-            put(&self.table, item, "rev = :rev", vec![(":rev", n(rev))])
-        }
-    }
-
     /// Replaces the catalog if it is still at revision `rev`: [`Written::Conflict`] otherwise
     /// (read it again and retry).
-    pub async fn replace_catalog(&self, catalog: &CatalogData, rev: u64) -> Result<Written, StoreError> {
+    async fn replace_catalog(&self, catalog: &CatalogData, rev: u64) -> Result<Written, StoreError> {
         self.written(vec![self.catalog_put(catalog, rev)?]).await
     }
 
     /// Creates a provider and replaces the catalog (with its fee) at revision `rev`, atomically.
-    pub async fn create_provider(
+    async fn create_provider(
         &self,
         provider: &ProviderDoc,
         catalog: &CatalogData,
@@ -285,7 +257,7 @@ impl DynamoBillingStore {
         .await
     }
 
-    pub async fn provider(&self, provider_id: &str) -> Result<Option<ProviderDoc>, StoreError> {
+    async fn provider(&self, provider_id: &str) -> Result<Option<ProviderDoc>, StoreError> {
         self.get(&format!("PROV#{provider_id}"), "PROVIDER")
             .await?
             .map(|i| from_doc(&i))
@@ -294,7 +266,7 @@ impl DynamoBillingStore {
 
     /// Creates a subscription and claims its id across accounts (invoice ids, and so provider
     /// statement entries, are derived from it): [`Written::Conflict`] if the id is taken.
-    pub async fn create_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
+    async fn create_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
         let mut claim = Item::new();
         claim.insert("pk".into(), s(format!("SUBID#{}", sub.subscription_id)));
         claim.insert("sk".into(), s("CLAIM"));
@@ -313,7 +285,7 @@ impl DynamoBillingStore {
 
     /// Replaces a subscription if no close moved it since it was read (its `next_close_at` is
     /// still `sub.next_close_at`): [`Written::Conflict`] otherwise.
-    pub async fn replace_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
+    async fn replace_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
         let item = subscription_item(sub);
         let put = match sub.next_close_at {
             Some(t) => put(
