@@ -36,6 +36,10 @@ fn path_for(pattern: &str, account: &str, provider: &str, key_id: &str) -> Strin
         .replace("{account_id}", account)
         .replace("{provider_id}", provider)
         .replace("{key_id}", key_id)
+        .replace("{subscription_id}", "sub_x")
+        .replace("{book_id}", "book_x")
+        .replace("{version}", "1")
+        .replace("{plan_id}", "plan_x")
 }
 
 #[tokio::test]

@@ -9,12 +9,15 @@
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`) naming the field.
 
+pub mod accounts;
 pub mod billing;
+pub mod catalog;
 pub mod estimates;
 mod idempotency;
 pub mod invoices;
 mod keys;
 pub mod openapi;
+mod openapi_catalog;
 pub mod rates;
 pub mod routes;
 pub mod stream;
@@ -249,6 +252,27 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/providers/{provider_id}/statements",   Access::Provider, |a, c| Box::pin(a.list_statements(c))),
         Route::new("GET",    "/v1/providers/{provider_id}/statements/{statement_id}", Access::Provider, |a, c| Box::pin(a.get_statement(c))),
         Route::new("GET",    "/v1/reports/tax",                          Access::Operator, |a, c| Box::pin(a.tax_report(c))),
+        Route::new("POST",   "/v1/accounts",                             Access::Operator, |a, c| Box::pin(a.create_account(c))),
+        Route::new("GET",    "/v1/accounts",                             Access::Operator, |a, c| Box::pin(a.list_accounts(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}",                Access::Account,  |a, c| Box::pin(a.get_account(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}",                Access::Account,  |a, c| Box::pin(a.update_account(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions",  Access::Account,  |a, c| Box::pin(a.create_subscription(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions",  Access::Account,  |a, c| Box::pin(a.list_subscriptions(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions/{subscription_id}", Access::Account, |a, c| Box::pin(a.get_subscription(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/cancel", Access::Account, |a, c| Box::pin(a.cancel_subscription(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change/preview", Access::Account, |a, c| Box::pin(a.preview_change(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change", Access::Account, |a, c| Box::pin(a.apply_change(c))),
+        Route::new("POST",   "/v1/providers",                            Access::Operator, |a, c| Box::pin(a.create_provider(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}",              Access::Provider, |a, c| Box::pin(a.get_provider(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/price-books",  Access::Provider, |a, c| Box::pin(a.list_provider_books(c))),
+        Route::new("POST",   "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.create_price_book(c))),
+        Route::new("GET",    "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.list_price_books(c))),
+        Route::new("GET",    "/v1/price-books/{book_id}/versions",       Access::Operator, |a, c| Box::pin(a.list_book_versions(c))),
+        Route::new("GET",    "/v1/price-books/{book_id}/versions/{version}", Access::Operator, |a, c| Box::pin(a.get_book_version(c))),
+        Route::new("POST",   "/v1/plans",                                Access::Operator, |a, c| Box::pin(a.create_plan(c))),
+        Route::new("GET",    "/v1/plans",                                Access::Authenticated, |a, c| Box::pin(a.list_plans(c))),
+        Route::new("GET",    "/v1/plans/{plan_id}",                      Access::Authenticated, |a, c| Box::pin(a.get_plan(c))),
+        Route::new("GET",    "/v1/plans/{plan_id}/versions",             Access::Authenticated, |a, c| Box::pin(a.list_plan_versions(c))),
         Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
         Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
         Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),

@@ -481,6 +481,7 @@ fn problem_response(description: &str) -> Value {
 pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
     let mut api = ApiDoc::openapi();
     api.merge(<crate::invoices::doc::InvoicesDoc as OpenApi>::openapi());
+    api.merge(<crate::openapi_catalog::CatalogDoc as OpenApi>::openapi());
     let mut doc = serde_json::to_value(api).expect("the document serializes");
     doc["components"]["securitySchemes"] = json!({
         "apiKey": {

@@ -5,6 +5,7 @@
 pub mod attrs;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
+pub mod dynamo_directory;
 pub mod dynamo_idempotency;
 pub mod dynamo_invoices;
 pub mod dynamo_keys;

@@ -66,6 +66,30 @@ pub struct BillingSubscription {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The end of the oldest period not closed yet; `None` once the last period is closed.
     pub next_close_at: Option<DateTime<Utc>>,
+    /// The catalog plan `plan` was copied from, if any (an inline plan has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_ref: Option<PlanRef>,
+    /// Changes of plan, in order of `at`: from each change's `at` on, its plan replaces the one
+    /// before (`plan` is in force from `started_at` to the first change). See
+    /// [`super::plan_change`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan_changes: Vec<PlanChange>,
+}
+
+/// A catalog plan by id and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRef {
+    pub plan_id: String,
+    pub version: u32,
+}
+
+/// From `at` on, the subscription is on `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanChange {
+    pub at: DateTime<Utc>,
+    pub plan: Plan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_ref: Option<PlanRef>,
 }
 
 impl BillingSubscription {
@@ -84,6 +108,8 @@ impl BillingSubscription {
             started_at: schedule.anchor,
             cancelled_at: None,
             next_close_at: Some(schedule.period(0)?.end),
+            plan_ref: None,
+            plan_changes: Vec::new(),
         })
     }
 
@@ -111,16 +137,67 @@ impl BillingSubscription {
 
     /// The plan as rated for `period`: its fee prorated to the part of the period during which
     /// the subscription was active (start and cancellation mid-period).
+    ///
+    /// With changes of plan, this is the plan in force at the start of the active part; the
+    /// close rates each plan's part separately ([`BillingSubscription::plan_segments`]).
     pub fn plan_for(&self, period: BillingPeriod) -> Plan {
-        let mut plan = self.plan.clone();
         let end = self.cancelled_at.unwrap_or(period.end).min(period.end);
         let start = self.started_at.max(period.start);
-        let active = Period::new(start, end.max(start));
+        Self::restricted(self.plan_at(start), Period::new(start, end.max(start)))
+    }
+
+    /// `plan` with its active period restricted to `active`.
+    fn restricted(plan: &Plan, active: Period) -> Plan {
+        let mut plan = plan.clone();
+        let start = active.start;
         plan.active = Some(match plan.active {
             Some(a) => a.intersect(&active).unwrap_or(Period::new(start, start)),
             None => active,
         });
         plan
+    }
+
+    /// The plan in force at `t`: the last change at or before `t`, or the initial plan.
+    pub fn plan_at(&self, t: DateTime<Utc>) -> &Plan {
+        self.plan_changes
+            .iter()
+            .rev()
+            .find(|c| c.at <= t)
+            .map_or(&self.plan, |c| &c.plan)
+    }
+
+    /// The catalog plan in force at `t`, if it came from the catalog.
+    pub fn plan_ref_at(&self, t: DateTime<Utc>) -> Option<&PlanRef> {
+        match self.plan_changes.iter().rev().find(|c| c.at <= t) {
+            Some(c) => c.plan_ref.as_ref(),
+            None => self.plan_ref.as_ref(),
+        }
+    }
+
+    /// The parts of `period` on one plan each, in order, each plan active over its part only
+    /// (so its recurring fee is prorated by seconds to it). Without a change of plan inside the
+    /// active part of the period this is one segment, `plan_for(period)`. The segments' active
+    /// parts tile the active part of the period.
+    pub fn plan_segments(&self, period: BillingPeriod) -> Vec<Plan> {
+        let end = self.cancelled_at.unwrap_or(period.end).min(period.end);
+        let start = self.started_at.max(period.start);
+        let end = end.max(start);
+        let mut bounds = vec![start];
+        bounds.extend(
+            self.plan_changes
+                .iter()
+                .map(|c| c.at)
+                .filter(|&at| start < at && at < end),
+        );
+        bounds.dedup();
+        if bounds.len() == 1 {
+            return vec![self.plan_for(period)];
+        }
+        bounds.push(end);
+        bounds
+            .windows(2)
+            .map(|w| Self::restricted(self.plan_at(w[0]), Period::new(w[0], w[1])))
+            .collect()
     }
 }
 
@@ -353,7 +430,10 @@ pub fn rating_subscription(
     }
 }
 
-/// Rates `rows` for the period and turns the result into invoice lines in `to`.
+/// Rates `rows` for the period and turns the result into invoice lines in `to`. With a change
+/// of plan inside the period, each plan's segment is rated separately under that plan, with
+/// the usage whose window starts in it (usage before the first change goes to the first plan,
+/// usage after the last to the last).
 fn rated_lines(
     input: &CloseInput<'_>,
     period: BillingPeriod,
@@ -361,11 +441,43 @@ fn rated_lines(
     to: Currency,
     rate_used: Option<&ExchangeRate>,
 ) -> Result<Vec<InvoiceLine>, CloseError> {
-    let sub = rating_subscription(input.account, input.subscription, period);
+    let segments = input.subscription.plan_segments(period);
+    if segments.len() == 1 {
+        let sub = rating_subscription(input.account, input.subscription, period);
+        return rated_segment(input, period, &sub, rows, to, rate_used);
+    }
+    let mut lines = Vec::new();
+    let last = segments.len() - 1;
+    for (i, plan) in segments.into_iter().enumerate() {
+        let seg = plan.active.expect("segments have an active period");
+        let in_segment: Vec<UsageRow> = rows
+            .iter()
+            .filter(|r| (i == 0 || r.window_start >= seg.start) && (i == last || r.window_start < seg.end))
+            .cloned()
+            .collect();
+        let sub = Subscription {
+            account_id: input.account.account_id.clone(),
+            plan,
+            tax: input.account.tax.clone(),
+        };
+        lines.extend(rated_segment(input, period, &sub, &in_segment, to, rate_used)?);
+    }
+    Ok(lines)
+}
+
+/// Rates `rows` for the period under `sub` and turns the result into invoice lines in `to`.
+fn rated_segment(
+    input: &CloseInput<'_>,
+    period: BillingPeriod,
+    sub: &Subscription,
+    rows: &[UsageRow],
+    to: Currency,
+    rate_used: Option<&ExchangeRate>,
+) -> Result<Vec<InvoiceLine>, CloseError> {
     let market = crate::pricing::MarketFactors::default();
     let ctx = RatingContext {
         catalog: input.catalog,
-        subscription: &sub,
+        subscription: sub,
         taxes: input.taxes,
         market: &market,
     };
@@ -616,6 +728,16 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
         credit_notes,
         new_credit_balance: credit.remaining_balance,
     })
+}
+
+/// The recurring-fee lines the close of `period` would invoice, in the invoice currency (one
+/// per plan segment): what a plan-change preview compares. Reads no usage.
+pub fn plan_fee_lines(input: &CloseInput<'_>, period: BillingPeriod) -> Result<Vec<InvoiceLine>, CloseError> {
+    let lines = rated_lines(input, period, &[], input.account.currency, input.rate)?;
+    Ok(lines
+        .into_iter()
+        .filter(|l| l.rated.as_ref().is_some_and(|r| r.kind == LineKind::RecurringFee))
+        .collect())
 }
 
 /// A period-to-date estimate: the draft invoice of the open period with the usage known so far

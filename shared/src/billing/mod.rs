@@ -11,16 +11,18 @@ pub mod invoice;
 pub mod ledger;
 pub mod localtime;
 pub mod overdue;
+pub mod plan_change;
 pub mod sample;
 pub mod statement;
 
 pub use adjustment::{
     adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
 };
+pub use close::plan_fee_lines;
 pub use close::{
     close_period, estimate, invoice_id, rating_subscription, Account, AdjustmentRef, BillingSubscription,
     CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError, Invoice,
-    InvoiceLine, PriorPeriod, MARKETPLACE,
+    InvoiceLine, PlanChange, PlanRef, PriorPeriod, MARKETPLACE,
 };
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
@@ -31,6 +33,7 @@ pub use overdue::{
     check_overdue, late_fee_amount, late_fee_key, InvoiceDue, LateFee, LateFeeCharge, OverdueCheck,
     OverdueError, OverduePolicy, PaymentTerms,
 };
+pub use plan_change::{Effective, PlanChangeError, PlanChangePreview};
 pub use statement::{provider_statements, ProviderLine, ProviderStatement, StatementError, StatementRun};
 
 #[cfg(test)]

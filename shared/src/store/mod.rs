@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod budgets;
 pub mod cached_rates;
+pub mod directory;
 pub mod idempotency;
 pub mod keys;
 pub mod memory;

@@ -1,0 +1,645 @@
+//! Provider, price-book and plan routes (see `docs/api.md`):
+//!
+//! - `POST /v1/providers` (operator), `GET /v1/providers/{provider_id}`: a provider and the
+//!   marketplace's fee on its sales (kept in the catalog's `fees`, which the close reads).
+//! - `POST /v1/price-books` (operator): a new book, or a new version of one, validated with
+//!   the books in force; versions are immutable (409 on an existing id and version).
+//! - `GET /v1/price-books` (latest version of each book), `GET /v1/price-books/{book_id}/versions`,
+//!   `GET /v1/price-books/{book_id}/versions/{version}`, `GET /v1/providers/{provider_id}/price-books`.
+//! - `POST /v1/plans` (operator: a new version of a named plan), `GET /v1/plans`,
+//!   `GET /v1/plans/{plan_id}`, `GET /v1/plans/{plan_id}/versions` (any key).
+
+use crate::accounts::{cursor_param, object_body, page_of, Fields, DEFAULT_PAGE, MAX_PAGE};
+use crate::{json_response, limit_param, store_problem, Ctx, Outcome};
+use lambda_http::http::StatusCode;
+use lambda_http::RequestExt;
+use meterline_shared::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
+use meterline_shared::problem::Problem;
+use meterline_shared::store::billing::{BillingStore, CatalogData};
+use meterline_shared::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
+use meterline_shared::store::{UsageQueue, UsageStore};
+use meterline_shared::usage::event::is_valid_ref_id;
+use meterline_shared::usage::FieldError;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+/// The catalog is one DynamoDB item (at most 400 KB): writes that would make its document
+/// larger than this are refused.
+pub const MAX_CATALOG_BYTES: usize = 350_000;
+/// Prices a book may have, allowances and reservations a plan may have.
+pub const MAX_PRICES: usize = 500;
+pub const MAX_PLAN_ITEMS: usize = 50;
+/// Decimal places of amounts and quantities in books and plans.
+pub const MAX_SCALE: u32 = 12;
+
+fn issues_problem(issues: Vec<ValidationIssue>, prefix: &str) -> Problem {
+    let errors: Vec<FieldError> = issues
+        .into_iter()
+        .map(|i| FieldError::new(format!("{prefix}{}", i.path), i.code, i.message))
+        .collect();
+    crate::accounts::problems(errors)
+}
+
+fn conflict(slug: &str, title: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(409, slug, title, detail)
+}
+
+fn race() -> Problem {
+    conflict(
+        "conflict",
+        "Concurrent change",
+        "the catalog changed while it was written; retry",
+    )
+}
+
+/// Decimals in a JSON value with more than [`MAX_SCALE`] places, by path.
+fn too_precise(v: &Value, path: &str, out: &mut Vec<FieldError>) {
+    match v {
+        Value::String(s) => {
+            if let Ok(d) = s.parse::<Decimal>() {
+                if d.normalize().scale() > MAX_SCALE {
+                    out.push(FieldError::new(
+                        path,
+                        "too_precise",
+                        format!("has more than {MAX_SCALE} decimal places"),
+                    ));
+                }
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| too_precise(v, &format!("{path}[{i}]"), out)),
+        Value::Object(o) => o.iter().for_each(|(k, v)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            too_precise(v, &p, out)
+        }),
+        _ => {}
+    }
+}
+
+fn book_json(b: &PriceBook) -> Value {
+    serde_json::to_value(b).expect("books serialize")
+}
+
+fn latest_versions(data: &CatalogData) -> Vec<&PriceBook> {
+    let mut latest: std::collections::BTreeMap<&str, &PriceBook> = Default::default();
+    for b in &data.books {
+        let e = latest.entry(b.id.as_str()).or_insert(b);
+        if b.version > e.version {
+            *e = b;
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// Checks a new book (or version) against the catalog and returns the catalog with it.
+pub(crate) fn with_book(
+    data: &CatalogData,
+    mut book: PriceBook,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<CatalogData, Problem> {
+    if !is_valid_ref_id(&book.id) {
+        return Err(Problem::invalid_field(
+            "id",
+            "invalid_format",
+            crate::accounts::ID_RULE,
+        ));
+    }
+    if let Owner::Provider { id } = &book.owner {
+        if !is_valid_ref_id(id) {
+            return Err(Problem::invalid_field(
+                "owner.id",
+                "invalid_format",
+                crate::accounts::ID_RULE,
+            ));
+        }
+    }
+    if book.prices.len() > MAX_PRICES {
+        return Err(Problem::invalid_field(
+            "prices",
+            "too_many",
+            format!("at most {MAX_PRICES} prices"),
+        ));
+    }
+    if book.version == 0 {
+        return Err(Problem::invalid_field(
+            "version",
+            "out_of_range",
+            "must be a whole number from 1",
+        ));
+    }
+    if book.effective_from < now {
+        return Err(Problem::invalid_field(
+            "effective_from",
+            "in_the_past",
+            "must not be before now: billed periods are never re-priced",
+        ));
+    }
+    let versions: Vec<&PriceBook> = data.books.iter().filter(|b| b.id == book.id).collect();
+    if versions.iter().any(|b| b.version == book.version) {
+        return Err(conflict(
+            "version-exists",
+            "Version exists",
+            format!(
+                "book {} version {} exists; versions are immutable",
+                book.id, book.version
+            ),
+        ));
+    }
+    let mut next = data.clone();
+    if let Some(prev) = versions.iter().max_by_key(|b| b.version) {
+        if book.version < prev.version {
+            return Err(conflict(
+                "version-not-newest",
+                "Not the newest version",
+                format!(
+                    "book {} is at version {}; a new version must be higher",
+                    book.id, prev.version
+                ),
+            ));
+        }
+        if prev.owner != book.owner {
+            return Err(Problem::invalid_field(
+                "owner",
+                "owner_changed",
+                "a book's versions keep its owner",
+            ));
+        }
+        // The open-ended previous version ends where this one starts (its prices never change).
+        if prev.effective_to.is_none() && prev.effective_from < book.effective_from {
+            let (id, v, from) = (prev.id.clone(), prev.version, book.effective_from);
+            if let Some(p) = next.books.iter_mut().find(|b| b.id == id && b.version == v) {
+                p.effective_to = Some(from);
+            }
+        }
+    }
+    book.currency = book.currency.to_uppercase();
+    next.books.push(book);
+    let index = next.books.len() - 1;
+    if let Err(e) = validate_books(&next.books) {
+        // The new book's issues, relative to it; others' issues (an overlap) by their index.
+        let own = format!("[{index}].");
+        let issues =
+            e.0.into_iter()
+                .map(|mut i| {
+                    if let Some(rest) = i.path.strip_prefix(&own) {
+                        i.path = rest.to_string();
+                    } else {
+                        i.path = format!("catalog{}", i.path);
+                    }
+                    i
+                })
+                .collect();
+        return Err(issues_problem(issues, ""));
+    }
+    Ok(next)
+}
+
+/// Checks a plan body: `{"plan_id": "...", "plan": {...}, "version": n?}`.
+pub(crate) fn plan_body(body: &Map<String, Value>) -> Result<(String, Plan, Option<u32>), Problem> {
+    let mut f = Fields::default();
+    f.only(body, &["plan_id", "plan", "version"], "a plan");
+    let id = f.id(body, "plan_id", true);
+    let version = match body.get("version") {
+        None => None,
+        Some(v) => match v.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) {
+            Some(v) => Some(v),
+            None => {
+                f.err("version", "invalid_value", "must be a whole number from 1");
+                None
+            }
+        },
+    };
+    let plan = match body.get("plan") {
+        None => {
+            f.err("plan", "required", "is required");
+            None
+        }
+        Some(v) => {
+            too_precise(v, "plan", &mut f.errors);
+            match serde_json::from_value::<Plan>(v.clone()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    f.err("plan", "invalid", e.to_string());
+                    None
+                }
+            }
+        }
+    };
+    if let Some(p) = &plan {
+        if p.name.chars().count() > crate::accounts::MAX_TEXT {
+            f.err(
+                "plan.name",
+                "too_long",
+                format!("at most {} characters", crate::accounts::MAX_TEXT),
+            );
+        }
+        if p.allowances.len() > MAX_PLAN_ITEMS || p.reservations.len() > MAX_PLAN_ITEMS {
+            f.err(
+                "plan",
+                "too_many",
+                format!("at most {MAX_PLAN_ITEMS} allowances and reservations"),
+            );
+        }
+        if p.active.is_some() {
+            f.err("plan.active", "not_allowed", "is set by the subscription");
+        }
+        if let Err(e) = p.validate() {
+            for i in e.0 {
+                f.errors
+                    .push(FieldError::new(format!("plan.{}", i.path), i.code, i.message));
+            }
+        }
+    }
+    f.finish()?;
+    Ok((id.expect("checked"), plan.expect("checked"), version))
+}
+
+fn version_param(raw: &str) -> Result<u32, Problem> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Problem::invalid_field("version", "invalid_value", "must be a whole number from 1"))
+}
+
+fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
+    if is_valid_ref_id(raw) {
+        Ok(raw.to_string())
+    } else {
+        Err(Problem::invalid_field(
+            name,
+            "invalid_format",
+            crate::accounts::ID_RULE,
+        ))
+    }
+}
+
+fn list(data: Vec<Value>, next: Option<String>) -> Outcome {
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"data": data, "next_cursor": next}),
+    ))
+}
+
+impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+    pub(crate) async fn create_provider(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let body = object_body(&c.req)?;
+        let mut f = Fields::default();
+        f.only(&body, &["provider_id", "name", "fee_percent"], "a provider");
+        let id = f.id(&body, "provider_id", true);
+        let name = f.text(&body, "name", true);
+        let fee = match body.get("fee_percent").and_then(|v| match v {
+            Value::String(s) => s.parse::<Decimal>().ok(),
+            Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
+            _ => None,
+        }) {
+            Some(d) if d >= Decimal::ZERO && d <= Decimal::ONE_HUNDRED && d.normalize().scale() <= 4 => {
+                Some(d.normalize())
+            }
+            _ => {
+                f.err(
+                    "fee_percent",
+                    "invalid_value",
+                    "is required: a decimal from 0 to 100 with at most 4 places",
+                );
+                None
+            }
+        };
+        f.finish()?;
+        let doc = ProviderDoc {
+            provider_id: id.expect("checked"),
+            name: name.expect("checked"),
+            fee_percent: fee.expect("checked"),
+            created_at: c.now,
+        };
+        if api
+            .store
+            .provider(&doc.provider_id)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .is_some()
+        {
+            return Err(conflict(
+                "provider-exists",
+                "Provider exists",
+                format!("provider {} exists", doc.provider_id),
+            ));
+        }
+        let (mut data, rev) = api
+            .store
+            .catalog_revision()
+            .await
+            .map_err(|e| store_problem(&e))?;
+        data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+        match api
+            .store
+            .create_provider(&doc, &data, rev)
+            .await
+            .map_err(|e| store_problem(&e))?
+        {
+            Written::Yes => Ok(json_response(
+                StatusCode::CREATED,
+                serde_json::to_value(&doc).expect("serializes"),
+            )),
+            Written::Conflict => Err(race()),
+        }
+    }
+
+    pub(crate) async fn get_provider(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("provider_id", c.param("provider_id"))?;
+        let doc = api
+            .store
+            .provider(&id)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .ok_or_else(|| Problem::not_found(format!("no provider {id}")))?;
+        Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_value(&doc).expect("serializes"),
+        ))
+    }
+
+    pub(crate) async fn create_price_book(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let body = object_body(&c.req)?;
+        let mut precise = Vec::new();
+        too_precise(&Value::Object(body.clone()), "", &mut precise);
+        if !precise.is_empty() {
+            return Err(crate::accounts::problems(precise));
+        }
+        let book: PriceBook = serde_json::from_value(Value::Object(body))
+            .map_err(|e| Problem::invalid_field("body", "invalid", format!("is not a price book: {e}")))?;
+        let (data, rev) = api
+            .store
+            .catalog_revision()
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let next = with_book(&data, book, c.now)?;
+        let stored = next.books.last().cloned().expect("pushed");
+        let size = serde_json::to_string(&next)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_CATALOG_BYTES {
+            return Err(Problem::new(
+                409,
+                "catalog-full",
+                "The catalog is full",
+                format!("the catalog would be {size} bytes; it is one item of at most {MAX_CATALOG_BYTES}"),
+            ));
+        }
+        match api
+            .store
+            .replace_catalog(&next, rev)
+            .await
+            .map_err(|e| store_problem(&e))?
+        {
+            Written::Yes => Ok(json_response(StatusCode::CREATED, book_json(&stored))),
+            Written::Conflict => Err(race()),
+        }
+    }
+
+    pub(crate) async fn list_price_books(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let (page, next) = page_of(latest_versions(&data), |b| b.id.clone(), after.as_deref(), limit);
+        list(page.into_iter().map(book_json).collect(), next)
+    }
+
+    pub(crate) async fn list_book_versions(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("book_id", c.param("book_id"))?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let mut versions: Vec<&PriceBook> = data.books.iter().filter(|b| b.id == id).collect();
+        if versions.is_empty() {
+            return Err(Problem::not_found(format!("no price book {id}")));
+        }
+        versions.sort_by_key(|b| b.version);
+        let (page, next) = page_of(
+            versions,
+            |b| format!("{:010}", b.version),
+            after.as_deref(),
+            limit,
+        );
+        list(page.into_iter().map(book_json).collect(), next)
+    }
+
+    pub(crate) async fn get_book_version(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("book_id", c.param("book_id"))?;
+        let version = version_param(c.param("version"))?;
+        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        data.books
+            .iter()
+            .find(|b| b.id == id && b.version == version)
+            .map(|b| json_response(StatusCode::OK, book_json(b)))
+            .ok_or_else(|| Problem::not_found(format!("no price book {id} version {version}")))
+    }
+
+    pub(crate) async fn list_provider_books(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let provider = id_param("provider_id", c.param("provider_id"))?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        if api
+            .store
+            .provider(&provider)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .is_none()
+        {
+            return Err(Problem::not_found(format!("no provider {provider}")));
+        }
+        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let mut books: Vec<&PriceBook> = data
+            .books
+            .iter()
+            .filter(|b| matches!(&b.owner, Owner::Provider { id } if *id == provider))
+            .collect();
+        books.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        let (page, next) = page_of(
+            books,
+            |b| format!("{}#{:010}", b.id, b.version),
+            after.as_deref(),
+            limit,
+        );
+        list(page.into_iter().map(book_json).collect(), next)
+    }
+
+    pub(crate) async fn create_plan(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let (plan_id, plan, version) = plan_body(&object_body(&c.req)?)?;
+        let latest = api
+            .store
+            .plan(&plan_id, None)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let next = latest.as_ref().map_or(1, |l| l.version + 1);
+        if let Some(v) = version {
+            if v != next {
+                return Err(conflict(
+                    "version-exists",
+                    "Not the next version",
+                    format!(
+                        "plan {plan_id} is at version {}; versions are immutable, the next is {next}",
+                        next - 1
+                    ),
+                ));
+            }
+        }
+        let doc = PlanDoc {
+            plan_id,
+            version: next,
+            plan,
+            created_at: c.now,
+        };
+        match api
+            .store
+            .put_plan_version(&doc)
+            .await
+            .map_err(|e| store_problem(&e))?
+        {
+            Written::Yes => Ok(json_response(
+                StatusCode::CREATED,
+                serde_json::to_value(&doc).expect("serializes"),
+            )),
+            Written::Conflict => Err(conflict(
+                "conflict",
+                "Concurrent change",
+                "another version was written meanwhile; retry",
+            )),
+        }
+    }
+
+    pub(crate) async fn list_plans(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        let page = api
+            .store
+            .plans(after.as_deref(), limit)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        list(
+            page.items
+                .iter()
+                .map(|d| serde_json::to_value(d).expect("serializes"))
+                .collect(),
+            page.next.as_deref().map(crate::encode_token),
+        )
+    }
+
+    pub(crate) async fn get_plan(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("plan_id", c.param("plan_id"))?;
+        let version = c
+            .req
+            .query_string_parameters()
+            .first("version")
+            .map(version_param)
+            .transpose()?;
+        let doc = api
+            .store
+            .plan(&id, version)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .ok_or_else(|| Problem::not_found(format!("no plan {id}")))?;
+        Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_value(&doc).expect("serializes"),
+        ))
+    }
+
+    pub(crate) async fn list_plan_versions(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("plan_id", c.param("plan_id"))?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        let versions = api
+            .store
+            .plan_versions(&id)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        if versions.is_empty() {
+            return Err(Problem::not_found(format!("no plan {id}")));
+        }
+        let (page, next) = page_of(
+            versions,
+            |d| format!("{:010}", d.version),
+            after.as_deref(),
+            limit,
+        );
+        list(
+            page.iter()
+                .map(|d| serde_json::to_value(d).expect("serializes"))
+                .collect(),
+            next,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    fn book(id: &str, version: u32, from: &str, price: &str) -> PriceBook {
+        serde_json::from_value(json!({"id": id, "owner": {"kind": "provider", "id": "p1"}, "currency": "USD",
+            "version": version, "effective_from": from,
+            "prices": [{"id": "cpu", "meter": "cpu_seconds", "model": {"type": "per_unit", "unit_price": price}}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_version_supersedes_the_open_ended_one_and_versions_are_immutable() {
+        let now = t("2026-01-01T00:00:00Z");
+        let d = with_book(
+            &CatalogData::default(),
+            book("b", 1, "2026-01-01T00:00:00Z", "0.1"),
+            now,
+        )
+        .unwrap();
+        let d = with_book(&d, book("b", 2, "2026-02-01T00:00:00Z", "0.2"), now).unwrap();
+        assert_eq!(d.books[0].effective_to, Some(t("2026-02-01T00:00:00Z")));
+        assert_eq!(
+            d.books[0].prices,
+            book("b", 1, "2026-01-01T00:00:00Z", "0.1").prices
+        );
+        let again = with_book(&d, book("b", 2, "2026-03-01T00:00:00Z", "0.3"), now).unwrap_err();
+        assert_eq!(again.status, 409);
+        let past = with_book(&d, book("b", 3, "2025-03-01T00:00:00Z", "0.3"), now).unwrap_err();
+        assert_eq!(past.errors[0].field, "effective_from");
+        let mut bad = book("c", 1, "2026-03-01T00:00:00Z", "-1");
+        bad.prices[0].meter = "nope".into();
+        let p = with_book(&d, bad, now).unwrap_err();
+        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"prices[0].meter"), "{fields:?}");
+    }
+
+    #[test]
+    fn plan_problems_name_the_path() {
+        let body = json!({"plan_id": "pro", "plan": {"recurring_fee": "-1", "allowances": [
+            {"meter": "cpu_seconds", "quantity": "0.0000000000001"}]}});
+        let p = plan_body(body.as_object().unwrap()).unwrap_err();
+        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["plan.allowances[0].quantity", "plan.recurring_fee"]);
+    }
+}

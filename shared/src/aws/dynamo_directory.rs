@@ -1,0 +1,325 @@
+//! The account directory, the plan catalog, providers and price-book revisions on the billing
+//! table: what the API's account, plan, provider and price-book routes read and write. Inherent
+//! methods of [`DynamoBillingStore`] (the close never reads them, except the catalog item).
+//!
+//! | item | `pk` | `sk` | notes |
+//! |---|---|---|---|
+//! | account directory | `ACCOUNTS` | `<account>` | written with the account, in one transaction, on create |
+//! | plan version | `PLAN#<plan>` | `V#<version, 10 digits>` | `doc`: a [`PlanDoc`], immutable |
+//! | plan directory | `PLANS` | `<plan>` | `doc`: the latest [`PlanDoc`], `version` (N) |
+//! | provider | `PROV#<provider>` | `PROVIDER` | `doc`: a [`ProviderDoc`]; its fee is in the catalog |
+//! | subscription id claim | `SUBID#<subscription>` | `CLAIM` | `account_id`: ids are unique across accounts |
+//! | catalog | `CATALOG` | `CURRENT` | `rev` (N): revision, conditioned on by every API write |
+//!
+//! The directories are single partitions read in key order: fine for thousands of accounts and
+//! plans, not for millions (see `docs/api.md`).
+
+use super::attrs::{get_s, get_u64, n, s, Item};
+use super::dynamo_billing::{account_pk, from_doc, to_doc, unavailable, DynamoBillingStore};
+use crate::billing::{Account, BillingSubscription};
+use crate::store::billing::{due_shard, CatalogData, DUE_SHARDS};
+pub use crate::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
+use crate::store::{Page, StoreError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+fn instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn version_sk(v: u32) -> String {
+    format!("V#{v:010}")
+}
+
+fn put(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<TransactWriteItem, StoreError> {
+    let mut p = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition);
+    for (k, v) in values {
+        p = p.expression_attribute_values(k, v);
+    }
+    let p = p
+        .build()
+        .map_err(|e| StoreError::Corrupt(format!("request could not be built: {e}")))?;
+    Ok(TransactWriteItem::builder().put(p).build())
+}
+
+fn account_item(account: &Account) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(account_pk(&account.account_id)));
+    item.insert("sk".into(), s("ACCOUNT"));
+    item.insert("doc".into(), to_doc(account));
+    item.insert("balance".into(), n(account.credit_balance.amount));
+    item
+}
+
+impl DynamoBillingStore {
+    async fn written(&self, items: Vec<TransactWriteItem>) -> Result<Written, StoreError> {
+        match self.transact(items).await? {
+            None => Ok(Written::Yes),
+            Some(_) => Ok(Written::Conflict),
+        }
+    }
+
+    /// Items of a directory partition after sort key `after`, in key order.
+    async fn directory(&self, pk: &str, after: Option<&str>, limit: usize) -> Result<Page<Item>, StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(a) = after {
+            q = q.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(a));
+        }
+        let out = q.send().await.map_err(unavailable)?;
+        let next = match out.last_evaluated_key() {
+            Some(k) => Some(get_s(k, "sk")?.to_string()),
+            None => None,
+        };
+        Ok(Page {
+            items: out.items.unwrap_or_default(),
+            next,
+        })
+    }
+
+    fn catalog_put(&self, catalog: &CatalogData, rev: u64) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s("CATALOG"));
+        item.insert("sk".into(), s("CURRENT"));
+        item.insert("doc".into(), to_doc(catalog));
+        item.insert("rev".into(), n(rev + 1));
+        if rev == 0 {
+            put(&self.table, item, "attribute_not_exists(rev)", vec![])
+        } else {
+            put(&self.table, item, "rev = :rev", vec![(":rev", n(rev))])
+        }
+    }
+}
+
+impl DirectoryStore for DynamoBillingStore {
+    /// Creates an account and its directory entry; [`Written::Conflict`] if it exists.
+    async fn create_account(&self, account: &Account) -> Result<Written, StoreError> {
+        let mut entry = Item::new();
+        entry.insert("pk".into(), s("ACCOUNTS"));
+        entry.insert("sk".into(), s(&account.account_id));
+        self.written(vec![
+            put(
+                &self.table,
+                account_item(account),
+                "attribute_not_exists(pk)",
+                vec![],
+            )?,
+            put(&self.table, entry, "attribute_not_exists(pk)", vec![])?,
+        ])
+        .await
+    }
+
+    /// Replaces an account's profile if its credit balance is still `account.credit_balance`
+    /// (a close may have moved it since it was read): [`Written::Conflict`] otherwise.
+    async fn update_account(&self, account: &Account) -> Result<Written, StoreError> {
+        self.written(vec![put(
+            &self.table,
+            account_item(account),
+            "balance = :b",
+            vec![(":b", n(account.credit_balance.amount))],
+        )?])
+        .await
+    }
+
+    /// Account ids after `after`, in id order.
+    async fn account_ids(&self, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
+        let page = self.directory("ACCOUNTS", after, limit).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|i| get_s(i, "sk").map(str::to_string))
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Whether the account has any invoice.
+    async fn has_invoices(&self, account_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :inv)")
+            .expression_attribute_values(":pk", s(account_pk(account_id)))
+            .expression_attribute_values(":inv", s("INV#"))
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.count() > 0)
+    }
+
+    /// Stores a new version of a plan and makes it the latest: [`Written::Conflict`] if the
+    /// version exists or is not the next one.
+    async fn put_plan_version(&self, doc: &PlanDoc) -> Result<Written, StoreError> {
+        let mut version = Item::new();
+        version.insert("pk".into(), s(format!("PLAN#{}", doc.plan_id)));
+        version.insert("sk".into(), s(version_sk(doc.version)));
+        version.insert("doc".into(), to_doc(doc));
+        let mut latest = Item::new();
+        latest.insert("pk".into(), s("PLANS"));
+        latest.insert("sk".into(), s(&doc.plan_id));
+        latest.insert("doc".into(), to_doc(doc));
+        latest.insert("version".into(), n(doc.version));
+        let latest = if doc.version == 1 {
+            put(&self.table, latest, "attribute_not_exists(pk)", vec![])?
+        } else {
+            put(
+                &self.table,
+                latest,
+                "version = :prev",
+                vec![(":prev", n(doc.version - 1))],
+            )?
+        };
+        self.written(vec![
+            put(&self.table, version, "attribute_not_exists(pk)", vec![])?,
+            latest,
+        ])
+        .await
+    }
+
+    /// One version of a plan, or its latest.
+    async fn plan(&self, plan_id: &str, version: Option<u32>) -> Result<Option<PlanDoc>, StoreError> {
+        let item = match version {
+            Some(v) => self.get(&format!("PLAN#{plan_id}"), &version_sk(v)).await?,
+            None => self.get("PLANS", plan_id).await?,
+        };
+        item.map(|i| from_doc(&i)).transpose()
+    }
+
+    /// The latest version of each plan after `after`, in id order.
+    async fn plans(&self, after: Option<&str>, limit: usize) -> Result<Page<PlanDoc>, StoreError> {
+        let page = self.directory("PLANS", after, limit).await?;
+        Ok(Page {
+            items: page.items.iter().map(from_doc).collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Every version of a plan, oldest first.
+    async fn plan_versions(&self, plan_id: &str) -> Result<Vec<PlanDoc>, StoreError> {
+        let items = self.query_range(&format!("PLAN#{plan_id}"), "V#", "V#~").await?;
+        items.iter().map(from_doc).collect()
+    }
+
+    /// The catalog and its revision (0 when the API never wrote it).
+    async fn catalog_revision(&self) -> Result<(CatalogData, u64), StoreError> {
+        match self.get("CATALOG", "CURRENT").await? {
+            Some(item) => {
+                let rev = if item.contains_key("rev") {
+                    get_u64(&item, "rev")?
+                } else {
+                    0
+                };
+                Ok((from_doc(&item)?, rev))
+            }
+            None => Ok((CatalogData::default(), 0)),
+        }
+    }
+
+    /// Replaces the catalog if it is still at revision `rev`: [`Written::Conflict`] otherwise
+    /// (read it again and retry).
+    async fn replace_catalog(&self, catalog: &CatalogData, rev: u64) -> Result<Written, StoreError> {
+        self.written(vec![self.catalog_put(catalog, rev)?]).await
+    }
+
+    /// Creates a provider and replaces the catalog (with its fee) at revision `rev`, atomically.
+    async fn create_provider(
+        &self,
+        provider: &ProviderDoc,
+        catalog: &CatalogData,
+        rev: u64,
+    ) -> Result<Written, StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(format!("PROV#{}", provider.provider_id)));
+        item.insert("sk".into(), s("PROVIDER"));
+        item.insert("doc".into(), to_doc(provider));
+        self.written(vec![
+            put(&self.table, item, "attribute_not_exists(pk)", vec![])?,
+            self.catalog_put(catalog, rev)?,
+        ])
+        .await
+    }
+
+    async fn provider(&self, provider_id: &str) -> Result<Option<ProviderDoc>, StoreError> {
+        self.get(&format!("PROV#{provider_id}"), "PROVIDER")
+            .await?
+            .map(|i| from_doc(&i))
+            .transpose()
+    }
+
+    /// Creates a subscription and claims its id across accounts (invoice ids, and so provider
+    /// statement entries, are derived from it): [`Written::Conflict`] if the id is taken.
+    async fn create_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
+        let mut claim = Item::new();
+        claim.insert("pk".into(), s(format!("SUBID#{}", sub.subscription_id)));
+        claim.insert("sk".into(), s("CLAIM"));
+        claim.insert("account_id".into(), s(&sub.account_id));
+        self.written(vec![
+            put(
+                &self.table,
+                subscription_item(sub),
+                "attribute_not_exists(pk)",
+                vec![],
+            )?,
+            put(&self.table, claim, "attribute_not_exists(pk)", vec![])?,
+        ])
+        .await
+    }
+
+    /// Replaces a subscription if no close moved it since it was read (its `next_close_at` is
+    /// still `sub.next_close_at`): [`Written::Conflict`] otherwise.
+    async fn replace_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
+        let item = subscription_item(sub);
+        let put = match sub.next_close_at {
+            Some(t) => put(
+                &self.table,
+                item,
+                "next_close_at = :t",
+                vec![(":t", s(instant(t)))],
+            )?,
+            None => put(
+                &self.table,
+                item,
+                "attribute_exists(pk) AND attribute_not_exists(next_close_at)",
+                vec![],
+            )?,
+        };
+        self.written(vec![put]).await
+    }
+}
+
+/// The subscription item as `put_subscription` writes it.
+fn subscription_item(sub: &BillingSubscription) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(account_pk(&sub.account_id)));
+    item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));
+    item.insert("doc".into(), to_doc(sub));
+    item.insert("account_id".into(), s(&sub.account_id));
+    item.insert("subscription_id".into(), s(&sub.subscription_id));
+    if let Some(next) = sub.next_close_at {
+        item.insert("next_close_at".into(), s(instant(next)));
+        item.insert(
+            "due_pk".into(),
+            s(format!("DUE#{}", due_shard(&sub.subscription_id, DUE_SHARDS))),
+        );
+        item.insert("due_at".into(), s(instant(next)));
+    }
+    item
+}
