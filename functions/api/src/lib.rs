@@ -15,6 +15,7 @@ mod idempotency;
 mod keys;
 pub mod openapi;
 pub mod rates;
+mod replay;
 pub mod routes;
 mod usage;
 
@@ -225,6 +226,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, |a, c| Box::pin(a.get_unknown_rejected(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
+        Route::new("POST",   "/v1/usage/rejected/replay",                Access::Operator, |a, c| Box::pin(a.replay_unknown_rejected(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/usage/rejected/replay", Access::Account, |a, c| Box::pin(a.replay_account_rejected(c))),
         Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
         Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
         Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, |a, c| Box::pin(a.quote_job(c))),

@@ -149,6 +149,65 @@ struct RejectedPage {
     next_cursor: Option<String>,
 }
 
+/// Which rejected events to replay: `fingerprints` (with optional `corrections`), or a filter
+/// (`code`, `received_from`, `received_to`, `limit`); an empty object replays the first 100.
+#[derive(ToSchema)]
+struct ReplayBody {
+    /// 1 to 100 distinct fingerprints, as listed.
+    #[schema(min_items = 1, max_items = 100)]
+    fingerprints: Option<Vec<String>>,
+    /// Operator keys only: a corrected event per selected fingerprint, validated instead of the
+    /// stored payload. It must keep the rejected event's `id` and `account_id`.
+    corrections: Option<BTreeMap<String, Object>>,
+    /// Filter: only events with an error of this code, e.g. `in_future`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z_]+$")]
+    code: Option<String>,
+    /// Filter: received at or after (RFC 3339).
+    #[schema(format = DateTime)]
+    received_from: Option<String>,
+    /// Filter: received before (RFC 3339).
+    #[schema(format = DateTime)]
+    received_to: Option<String>,
+    /// Filter: replay at most this many (default 100).
+    #[schema(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// Any JSON object.
+#[derive(ToSchema)]
+struct Object {}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+enum ReplayStatus {
+    Accepted,
+    Rejected,
+    NotFound,
+}
+
+/// What became of one selected rejected event.
+#[derive(ToSchema)]
+struct ReplayResult {
+    fingerprint: String,
+    event_id: Option<String>,
+    /// `accepted`: valid now, queued for ingestion and removed from the rejected list;
+    /// `rejected`: still invalid, still listed; `not_found`: no such rejected event (any more).
+    status: ReplayStatus,
+    /// Whether the correction was validated instead of the stored payload.
+    corrected: bool,
+    errors: Option<Vec<FieldError>>,
+}
+
+#[derive(ToSchema)]
+struct ReplayReport {
+    accepted: u32,
+    rejected: u32,
+    not_found: u32,
+    /// A filtered replay read 1,000 rejected events without reaching the end: more may match.
+    more: bool,
+    results: Vec<ReplayResult>,
+}
+
 #[derive(ToSchema, serde::Serialize)]
 #[schema(rename_all = "snake_case")]
 enum Role {
@@ -378,6 +437,21 @@ fn get_account_rejected() {}
     ))]
 fn get_unknown_rejected() {}
 
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/usage/rejected/replay", tag = "usage", request_body = ReplayBody,
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
+    responses(
+        (status = 200, description = "Each selected event validated again with the current rules: accepted ones queued for ingestion", body = ReplayReport),
+        (status = 400, description = "A field is invalid (`corrections` from a customer key)", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn replay_account_rejected() {}
+
+#[utoipa::path(post, path = "/v1/usage/rejected/replay", tag = "usage", request_body = ReplayBody,
+    responses(
+        (status = 200, description = "Each selected event of the unknown-account list validated again: accepted ones queued for ingestion", body = ReplayReport),
+        (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn replay_unknown_rejected() {}
+
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret shown this once", body = CreatedApiKey),
@@ -429,6 +503,8 @@ fn revoke_key() {}
         get_usage,
         get_account_rejected,
         get_unknown_rejected,
+        replay_account_rejected,
+        replay_unknown_rejected,
         get_rates,
         get_rate_history,
         quote_job,
