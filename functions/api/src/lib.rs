@@ -13,6 +13,7 @@ pub mod billing;
 pub mod estimates;
 mod idempotency;
 mod keys;
+pub mod limits;
 pub mod openapi;
 pub mod rates;
 mod replay;
@@ -91,12 +92,23 @@ pub(crate) fn key_random() -> [u8; RANDOM_BYTES] {
 
 /// 413 for a body over [`MAX_BODY_BYTES`].
 pub(crate) fn too_large(len: usize) -> Problem {
+    body_too_large(len, MAX_BODY_BYTES)
+}
+
+/// 413 for a body of `len` bytes where a route accepts at most `max`, naming `body`.
+pub(crate) fn body_too_large(len: usize, max: usize) -> Problem {
+    let message = format!("is {len} bytes; at most {max} are accepted");
     Problem::new(
         413,
         "payload-too-large",
         "Payload too large",
-        format!("the body is {len} bytes; at most {MAX_BODY_BYTES} are accepted"),
+        format!("the body {message}"),
     )
+    .with_errors(vec![meterline_shared::usage::FieldError::new(
+        "body",
+        "too_large",
+        message,
+    )])
 }
 
 fn unauthorized(detail: &str) -> Response<Body> {
@@ -159,7 +171,7 @@ pub(crate) fn account_param(raw: &str) -> Result<String, Problem> {
         Err(Problem::invalid_field(
             "account_id",
             "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
+            limits::REF_ID_RULE,
         ))
     }
 }
@@ -168,11 +180,21 @@ pub(crate) fn encode_token(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
+/// The `cursor` query parameter: at most [`limits::MAX_CURSOR_CHARS`], decoding to a
+/// non-empty position (a store key may not be empty or arbitrarily long).
 pub(crate) fn decode_token(s: &str) -> Result<String, Problem> {
+    if s.len() > limits::MAX_CURSOR_CHARS {
+        return Err(Problem::invalid_field(
+            "cursor",
+            "too_long",
+            format!("must be at most {} characters", limits::MAX_CURSOR_CHARS),
+        ));
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
         .ok_or_else(|| Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
 }
 

@@ -404,7 +404,7 @@ fn post_usage() {}
         ("from" = Option<String>, Query, description = "RFC 3339: windows starting at or after"),
         ("to" = Option<String>, Query, description = "RFC 3339: windows starting before"),
         ("meter" = Option<Meter>, Query, description = "One meter only"),
-        ("group_by" = Option<String>, Query, description = "Comma-separated dimension names; empty: totals per meter"),
+        ("group_by" = Option<String>, Query, description = "Comma-separated dimension names, at most 16; empty: totals per meter"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows per page (default 100)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
