@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use std::str::FromStr;
 use usage_ingest::Ingestor;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
@@ -163,6 +166,13 @@ async fn fixed_events_replay_once_broken_ones_stay_and_tenants_are_kept_apart() 
         let expected = if round == 0 { "accepted" } else { "not_found" };
         assert_eq!(statuses(&report), [expected, "rejected"], "{report}");
         assert_eq!(report["results"][0]["corrected"], round == 0);
+        let doc = body_json(
+            &api.handle(api_request("GET", "/openapi.json", &[], None), t1)
+                .await,
+        );
+        let path = "/v1/accounts/{account_id}/usage/rejected/replay";
+        let problems = schema::violations(&doc, &schema::response_schema(&doc, path, "post", "200"), &report);
+        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(report["results"][1]["errors"][0]["field"], "quantity");
         assert_eq!(report["results"][1]["errors"][0]["code"], "negative");
 

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod rates;
 mod replay;
 pub mod routes;
+mod schemas;
 mod usage;
 
 use base64::Engine;

@@ -10,6 +10,9 @@
 #![allow(dead_code)] // The types and functions here only describe the API.
 
 use crate::routes::Access;
+use crate::schemas::{
+    AccountEstimate, AccountForecast, AnyObject, Budget, BudgetBody, BudgetList, QuoteRequest, QuoteResponse,
+};
 use crate::Api;
 use meterline_shared::store::{UsageQueue, UsageStore};
 use serde_json::{json, Value};
@@ -158,7 +161,7 @@ struct ReplayBody {
     fingerprints: Option<Vec<String>>,
     /// Operator keys only: a corrected event per selected fingerprint, validated instead of the
     /// stored payload. It must keep the rejected event's `id` and `account_id`.
-    corrections: Option<BTreeMap<String, Object>>,
+    corrections: Option<BTreeMap<String, AnyObject>>,
     /// Filter: only events with an error of this code, e.g. `in_future`.
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z_]+$")]
     code: Option<String>,
@@ -172,10 +175,6 @@ struct ReplayBody {
     #[schema(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
-
-/// Any JSON object.
-#[derive(ToSchema)]
-struct Object {}
 
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
@@ -332,9 +331,9 @@ fn get_rates() {}
     ))]
 fn get_rate_history() {}
 
-#[utoipa::path(post, path = "/v1/estimates/job", tag = "estimates", request_body = Object,
+#[utoipa::path(post, path = "/v1/estimates/job", tag = "estimates", request_body = QuoteRequest,
     responses(
-        (status = 200, description = "The job's price under each pricing model the account could use", body = Object),
+        (status = 200, description = "The job's price under each pricing model the account could use", body = QuoteResponse),
         (status = 422, description = "The job cannot be priced", body = Problem, content_type = "application/problem+json"),
     ))]
 fn quote_job() {}
@@ -343,37 +342,37 @@ fn quote_job() {}
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
         ("granularity" = Option<String>, Query, description = "`hour` or `day` (default)"),
     ),
-    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = Object)))]
+    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = AccountEstimate)))]
 fn get_estimate() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/forecast", tag = "estimates",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
         ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "Days ahead (default 7)"),
     ),
-    responses((status = 200, description = "Spend forecast with bands", body = Object)))]
+    responses((status = 200, description = "Spend forecast with bands", body = AccountForecast)))]
 fn get_forecast() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets", tag = "budgets",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
-    responses((status = 200, description = "The account's budgets", body = Object)))]
+    responses((status = 200, description = "The account's budgets", body = BudgetList)))]
 fn list_budgets() {}
 
-#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets", tag = "budgets", request_body = Object,
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets", tag = "budgets", request_body = BudgetBody,
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
     responses(
-        (status = 201, description = "The budget, created", body = Object),
+        (status = 201, description = "The budget, created", body = Budget),
         (status = 409, description = "The budget exists, or the account has too many", body = Problem, content_type = "application/problem+json"),
     ))]
 fn create_budget() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
-    responses((status = 200, description = "The budget", body = Object)))]
+    responses((status = 200, description = "The budget", body = Budget)))]
 fn get_budget() {}
 
-#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets", request_body = Object,
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets", request_body = BudgetBody,
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
-    responses((status = 200, description = "The budget, replaced", body = Object)))]
+    responses((status = 200, description = "The budget, replaced", body = Budget)))]
 fn replace_budget() {}
 
 #[utoipa::path(delete, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
