@@ -137,7 +137,7 @@ fn parse_new_key(bytes: &[u8]) -> Result<NewKey, Problem> {
             errors.push(FieldError::new(
                 field,
                 "invalid_format",
-                "must be 1 to 128 of letters, digits and `_ - . :`",
+                crate::limits::REF_ID_RULE,
             ));
         }
     }

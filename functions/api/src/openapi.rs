@@ -154,7 +154,8 @@ struct RejectedPage {
 
 /// Which rejected events to replay: `fingerprints` (with optional `corrections`), or a filter
 /// (`code`, `received_from`, `received_to`, `limit`); an empty object replays the first 100.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 struct ReplayBody {
     /// 1 to 100 distinct fingerprints, as listed.
     #[schema(min_items = 1, max_items = 100)]
@@ -215,15 +216,59 @@ enum Role {
     Provider,
 }
 
-/// A key to create. `account_id` is required for (and only for) customer keys,
-/// `provider_id` for provider keys.
-#[derive(ToSchema)]
-struct NewApiKey {
-    role: Role,
+/// A key to create: its role decides its tenant (`account_id` for a customer key,
+/// `provider_id` for a provider key, neither for an operator key).
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+enum NewApiKey {
+    Operator(NewOperatorKey),
+    Customer(NewCustomerKey),
+    Provider(NewProviderKey),
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum OperatorRole {
+    Operator,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CustomerRole {
+    Customer,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ProviderRole {
+    Provider,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewOperatorKey {
+    role: OperatorRole,
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomerKey {
+    role: CustomerRole,
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-    account_id: Option<String>,
+    account_id: String,
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewProviderKey {
+    role: ProviderRole,
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-    provider_id: Option<String>,
+    provider_id: String,
     #[schema(min_length = 1, max_length = 128)]
     name: Option<String>,
 }
@@ -523,6 +568,103 @@ fn revoke_key() {}
 )]
 struct ApiDoc;
 
+/// OpenAPI links from a creating response to the operations on what it created: what
+/// schemathesis's stateful phase follows (`scripts/contract.sh`). Each row: the source
+/// operation (path, method, status), the link's name, the target `operationId`, and each
+/// target parameter with its runtime expression.
+#[allow(clippy::type_complexity)]
+const LINKS: &[(&str, &str, &str, &str, &str, &[(&str, &str)])] = &[
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "GetKey",
+        "get_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "RotateKey",
+        "rotate_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "RevokeKey",
+        "revoke_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "GetNewKey",
+        "get_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "RevokeNewKey",
+        "revoke_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "GetRotatedKey",
+        "get_key",
+        &[("key_id", "$request.path.key_id")],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "GetBudget",
+        "get_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "ReplaceBudget",
+        "replace_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "DeleteBudget",
+        "delete_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "ListBudgets",
+        "list_budgets",
+        &[("account_id", "$request.path.account_id")],
+    ),
+];
+
 fn problem_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -598,6 +740,14 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
         } else {
             json!([{"apiKey": []}])
         };
+        for (path, method, status, name, target, params) in LINKS {
+            if *path == route.path && *method == route.method.to_ascii_lowercase() {
+                let params: serde_json::Map<String, Value> =
+                    params.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                op["responses"][*status]["links"][*name] =
+                    json!({"operationId": target, "parameters": params});
+            }
+        }
         op["x-meterline-access"] = json!(route.access.describe());
         let text = op["description"].as_str().unwrap_or_default().to_string();
         op["description"] = json!(format!("{text}\n\nWho may call it: {}.", route.access.describe())
@@ -633,5 +783,48 @@ mod tests {
         assert_eq!(post["security"], json!([{"apiKey": []}]));
         assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+    }
+
+    #[test]
+    fn every_link_leads_to_an_operation_and_fills_its_path_parameters() {
+        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let mut operations = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for op in item.as_object().unwrap().values() {
+                operations.insert(
+                    op["operationId"].as_str().unwrap().to_string(),
+                    (path.clone(), op),
+                );
+            }
+        }
+        let mut links = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for op in item.as_object().unwrap().values() {
+                for response in op["responses"].as_object().unwrap().values() {
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        links += 1;
+                        let target = link["operationId"].as_str().unwrap();
+                        let (target_path, _) = operations
+                            .get(target)
+                            .unwrap_or_else(|| panic!("{path}: link {name} to unknown {target}"));
+                        let params = link["parameters"].as_object().unwrap();
+                        for segment in target_path.split('/').filter(|s| s.starts_with('{')) {
+                            let param = segment.trim_matches(['{', '}']);
+                            assert!(
+                                params.contains_key(param),
+                                "{path}: link {name} leaves {param} unset"
+                            );
+                        }
+                        for expr in params.values() {
+                            let expr = expr.as_str().unwrap();
+                            if let Some(p) = expr.strip_prefix("$request.path.") {
+                                assert!(path.contains(&format!("{{{p}}}")), "{path}: {name} reads {expr}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(links, LINKS.len());
     }
 }

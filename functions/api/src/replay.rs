@@ -57,8 +57,10 @@ fn time_field(name: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Optio
 pub(crate) fn parse_replay(bytes: &[u8], may_correct: bool) -> Result<ReplayRequest, Problem> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Problem::invalid_field("body", "invalid_encoding", "must be UTF-8 JSON"))?;
-    let obj: HashMap<String, &RawValue> = serde_json::from_str(text)
+    let mut obj: HashMap<String, &RawValue> = serde_json::from_str(text)
         .map_err(|_| Problem::invalid_field("body", "invalid_body", "must be a JSON object"))?;
+    // A field set to null is absent.
+    obj.retain(|_, v| v.get().trim() != "null");
     let mut errors = Vec::new();
     let mut names: Vec<&String> = obj.keys().collect();
     names.sort();
@@ -318,7 +320,11 @@ mod tests {
             ),
             pairs(&[("received_from", "invalid_range")])
         );
-        let ok = parse_replay(br#"{"code": "in_future", "limit": 5}"#, false).unwrap();
+        let ok = parse_replay(
+            br#"{"code": "in_future", "limit": 5, "received_to": null}"#,
+            false,
+        )
+        .unwrap();
         assert!(matches!(ok.selection, Selection::Filter { limit: 5, .. }));
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Any JSON object.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub(crate) struct AnyObject {}
 
 /// `[start, end)`, RFC 3339 UTC.
@@ -302,7 +302,8 @@ pub(crate) struct QuoteResponse {
 
 /// A job to quote. Quantities are decimals (strings or numbers): at most 12 fractional digits,
 /// at most 10^15.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct JobSpec {
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
     provider_id: String,
@@ -328,7 +329,8 @@ pub(crate) struct JobSpec {
 }
 
 /// The body of `POST /v1/estimates/job`.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct QuoteRequest {
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
     account_id: String,
@@ -354,7 +356,8 @@ pub(crate) struct BudgetList {
 }
 
 /// A budget to create (`budget_id` required) or replace (`budget_id` from the path).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct BudgetBody {
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
     budget_id: Option<String>,
