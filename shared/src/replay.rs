@@ -103,8 +103,8 @@ pub struct ReplayReport {
     pub accepted: usize,
     pub rejected: usize,
     pub not_found: usize,
-    /// A filtered replay stopped after [`MAX_REPLAY_SCAN`] events before the end of the list:
-    /// more events may match.
+    /// A filtered replay found one more match than its `limit`, or read [`MAX_REPLAY_SCAN`]
+    /// events before the end of the list: more events (may) match.
     pub more: bool,
     pub results: Vec<ReplayResult>,
 }
@@ -174,24 +174,31 @@ pub async fn replay_rejected<S: UsageStore, Q: UsageQueue>(
             let mut picked = Vec::new();
             let mut scanned = 0;
             let mut after: Option<String> = None;
-            let more = loop {
+            let mut more = false;
+            'scan: loop {
                 let page_size = (MAX_REPLAY_SCAN - scanned).min(100);
                 let page = store
                     .rejected_page(account_id, after.as_deref(), page_size)
                     .await?;
                 scanned += page.items.len();
                 for r in page.items {
-                    if picked.len() < *limit && request.selection.matches(&r) {
+                    if request.selection.matches(&r) {
+                        if picked.len() == *limit {
+                            more = true;
+                            break 'scan;
+                        }
                         picked.push((r.fingerprint.clone(), Some(r)));
                     }
                 }
                 match page.next {
-                    None => break false,
-                    Some(_) if picked.len() >= *limit => break false,
-                    Some(_) if scanned >= MAX_REPLAY_SCAN => break true,
+                    None => break,
+                    Some(_) if scanned >= MAX_REPLAY_SCAN => {
+                        more = true;
+                        break;
+                    }
                     Some(n) => after = Some(n),
                 }
-            };
+            }
             (picked, more)
         }
     };
@@ -405,5 +412,22 @@ mod tests {
         assert_eq!(report.results[0].event_id.as_deref(), Some("b"));
         assert!(queue.messages().is_empty());
         assert_eq!(rejected(&store).await.len(), 2);
+
+        // A limit below the matches says there are more; at the matches, not.
+        for (limit, more) in [(1, true), (2, false)] {
+            let request = ReplayRequest {
+                selection: Selection::Filter {
+                    code: None,
+                    received_from: Some(now()),
+                    received_to: Some(now() + Duration::seconds(1)),
+                    limit,
+                },
+                corrections: BTreeMap::new(),
+            };
+            let report = replay_rejected(&store, &queue, Some("acct"), &request, now(), &rules)
+                .await
+                .unwrap();
+            assert_eq!((report.results.len(), report.more), (limit, more));
+        }
     }
 }

@@ -203,7 +203,8 @@ struct ReplayReport {
     accepted: u32,
     rejected: u32,
     not_found: u32,
-    /// A filtered replay read 1,000 rejected events without reaching the end: more may match.
+    /// A filtered replay found more matches than its `limit`, or read 1,000 rejected events
+    /// before the end of the list: replay again for the rest.
     more: bool,
     results: Vec<ReplayResult>,
 }
