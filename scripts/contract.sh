@@ -56,10 +56,12 @@ for i in $(seq 1 30); do
 done
 
 log "contract: schemathesis against $BASE/openapi.json"
-# Bounded: a fixed seed, few examples per operation, no stateful phase.
+# Bounded: a fixed seed, few examples per operation. The stateful phase follows the document's
+# links (create a key, then read, rotate and revoke it; create a budget, then read, replace and
+# delete it), at most 6 steps per scenario (schemathesis's default).
 PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=contract_hooks st run "$BASE/openapi.json" --url "$BASE" \
   -H "Authorization: Bearer $METERLINE_API_KEY" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing --max-examples "${CONTRACT_MAX_EXAMPLES:-25}" --seed 7 \
+  --phases examples,coverage,fuzzing,stateful --max-examples "${CONTRACT_MAX_EXAMPLES:-25}" --seed 7 \
   --workers 1 --request-timeout 20 --no-color --suppress-health-check too_slow,filter_too_much \
   "$@"

@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use usage_ingest::Ingestor;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 fn hour() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::hours(1)).unwrap()
 }
@@ -98,6 +101,18 @@ impl World {
             .await;
         (resp.status().as_u16(), body_json(&resp))
     }
+
+    /// Asserts a response matches its schema in the document the API serves, strictly (no
+    /// field the document does not list).
+    async fn conforms(&self, method: &str, path: &str, status: u16, body: &Value) {
+        let (_, doc) = self.call("GET", "/openapi.json", &[], None, Utc::now()).await;
+        let schema = schema::response_schema(&doc, path, method, &status.to_string());
+        let problems = schema::violations(&doc, &schema, body);
+        assert!(
+            problems.is_empty(),
+            "{method} {path} {status}: {problems:#?}\n{body}"
+        );
+    }
 }
 
 fn ev(id: &str, account: &str, provider: &str, meter: Meter, q: &str, at: DateTime<Utc>) -> UsageEvent {
@@ -163,6 +178,8 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
         .call("GET", "/v1/accounts/acct_est/estimate", &[], None, as_of)
         .await;
     assert_eq!(status, 200, "{body}");
+    w.conforms("get", "/v1/accounts/{account_id}/estimate", 200, &body)
+        .await;
     assert_eq!(body["subscription_id"], "sub_acct_est");
     let to_date = &body["to_date"]["result"];
     // The service, as the budget check calls it.
@@ -224,6 +241,8 @@ async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    w.conforms("get", "/v1/accounts/{account_id}/forecast", 200, &body)
+        .await;
     assert_eq!(body["days"], 14);
     assert_eq!(body["forecast"]["spend"]["currency"], "USD");
     for bad in ["0", "91", "x"] {
@@ -245,6 +264,7 @@ async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
         .call("POST", "/v1/estimates/job", &[], Some(&job.to_string()), now)
         .await;
     assert_eq!(status, 200, "{body}");
+    w.conforms("post", "/v1/estimates/job", 200, &body).await;
     let options = body["quote"]["options"].as_array().unwrap();
     assert!(options.iter().any(|o| o["model"] == "pay_per_use"), "{body}");
 
@@ -285,6 +305,8 @@ async fn budgets_are_created_read_listed_replaced_and_deleted() {
     let body = json!({"budget_id": "monthly", "amount": "250.00", "currency": "USD"}).to_string();
     let (status, created) = w.call("POST", path, &[], Some(&body), now).await;
     assert_eq!(status, 201, "{created}");
+    w.conforms("post", "/v1/accounts/{account_id}/budgets", 201, &created)
+        .await;
     assert_eq!(created["thresholds"], json!([50, 80, 100]));
     let (status, _) = w.call("POST", path, &[], Some(&body), now).await;
     assert_eq!(status, 409, "creating it again conflicts");
@@ -295,8 +317,19 @@ async fn budgets_are_created_read_listed_replaced_and_deleted() {
         .call("POST", &format!("{path}/monthly"), &[], Some(&replace), now)
         .await;
     assert_eq!(status, 200, "{replaced}");
+    w.conforms(
+        "post",
+        "/v1/accounts/{account_id}/budgets/{budget_id}",
+        200,
+        &replaced,
+    )
+    .await;
+    w.conforms("get", "/v1/accounts/{account_id}/budgets/{budget_id}", 200, &got)
+        .await;
     assert_eq!(replaced["thresholds"], json!([25, 90]));
     let (_, list) = w.call("GET", path, &[], None, now).await;
+    w.conforms("get", "/v1/accounts/{account_id}/budgets", 200, &list)
+        .await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["amount"], "300");
 

@@ -24,6 +24,7 @@ pub mod meter;
 pub mod money;
 pub mod pricing;
 pub mod problem;
+pub mod replay;
 pub mod store;
 pub mod usage;
 

@@ -28,7 +28,6 @@ use meterline_shared::usage::event::is_valid_ref_id;
 use meterline_shared::usage::FieldError;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// Largest `days` of a forecast.
@@ -78,12 +77,7 @@ fn granularity_param(
 fn object_body(req: &Request) -> Result<Map<String, Value>, Problem> {
     let bytes = body_bytes(req.body());
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(Problem::new(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            format!("at most {MAX_BODY_BYTES} bytes are accepted"),
-        ));
+        return Err(crate::body_too_large(bytes.len(), MAX_BODY_BYTES));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
@@ -109,14 +103,10 @@ fn problems(errors: Vec<FieldError>) -> Problem {
     Problem::new(400, "invalid-body", "Invalid request body", detail).with_errors(errors)
 }
 
-/// A decimal from a JSON string or number.
-fn decimal(v: &Value) -> Option<Decimal> {
-    match v {
-        Value::String(s) => Decimal::from_str(s).ok(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
-        _ => None,
-    }
-}
+use crate::limits::{
+    decimal, dimensions_errors, quantity_field, MAX_AMOUNT, MAX_JOB_GPUS, MAX_JOB_SECONDS, MAX_REF_ID_LEN,
+    MAX_THRESHOLD_PERCENT, REF_ID_RULE,
+};
 
 /// Checks a job body field by field, so each problem names its field (`job.<name>`).
 fn validate_job(job: &Value) -> Result<JobSpec, Vec<FieldError>> {
@@ -146,11 +136,7 @@ fn validate_job(job: &Value) -> Result<JobSpec, Vec<FieldError>> {
     }
     match obj.get("provider_id").and_then(Value::as_str) {
         Some(p) if is_valid_ref_id(p) => {}
-        Some(_) => errors.push(FieldError::new(
-            "job.provider_id",
-            "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
-        )),
+        Some(_) => errors.push(FieldError::new("job.provider_id", "invalid_format", REF_ID_RULE)),
         None => errors.push(FieldError::new(
             "job.provider_id",
             "required",
@@ -167,55 +153,45 @@ fn validate_job(job: &Value) -> Result<JobSpec, Vec<FieldError>> {
         None => errors.push(FieldError::new("job.start", "required", "is required (RFC 3339)")),
     }
     match obj.get("duration_seconds") {
-        Some(v) if v.as_u64().is_some_and(|d| d > 0 && d <= 366 * 86_400) => {}
+        Some(v) if v.as_u64().is_some_and(|d| d > 0 && d <= MAX_JOB_SECONDS) => {}
         Some(_) => errors.push(FieldError::new(
             "job.duration_seconds",
             "out_of_range",
-            "must be a whole number of seconds from 1 to 31622400",
+            format!("must be a whole number of seconds from 1 to {MAX_JOB_SECONDS}"),
         )),
         None => errors.push(FieldError::new("job.duration_seconds", "required", "is required")),
     }
     if let Some(v) = obj.get("gpus") {
-        if v.as_u64().is_none_or(|g| g > 1024) {
+        if v.as_u64().is_none_or(|g| g > MAX_JOB_GPUS) {
             errors.push(FieldError::new(
                 "job.gpus",
                 "out_of_range",
-                "must be a whole number from 0 to 1024",
+                format!("must be a whole number from 0 to {MAX_JOB_GPUS}"),
             ));
         }
     }
     if let Some(v) = obj.get("gpu_model") {
-        if !v.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 128) {
+        if !v
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.chars().count() <= MAX_REF_ID_LEN)
+        {
             errors.push(FieldError::new(
                 "job.gpu_model",
-                "invalid_type",
-                "must be a non-empty string",
+                "invalid_format",
+                format!("must be a string of 1 to {MAX_REF_ID_LEN} characters"),
             ));
         }
     }
     for k in ["vcpus", "memory_gib", "storage_gib", "egress_gib"] {
         if let Some(v) = obj.get(k) {
-            if decimal(v).is_none_or(|d| d < Decimal::ZERO) {
-                errors.push(FieldError::new(
-                    format!("job.{k}"),
-                    "invalid_value",
-                    "must be a non-negative decimal (a number or a decimal string)",
-                ));
+            if let Err(e) = quantity_field(&format!("job.{k}"), v) {
+                errors.push(e);
             }
         }
     }
     for k in ["dimensions", "spot_dimensions"] {
         if let Some(v) = obj.get(k) {
-            let ok = v
-                .as_object()
-                .is_some_and(|m| m.values().all(Value::is_string) && m.len() <= 16);
-            if !ok {
-                errors.push(FieldError::new(
-                    format!("job.{k}"),
-                    "invalid_type",
-                    "must be an object of at most 16 string values",
-                ));
-            }
+            errors.extend(dimensions_errors(&format!("job.{k}"), v));
         }
     }
     if !errors.is_empty() {
@@ -271,11 +247,7 @@ fn validate_budget(
         }
         (None, Some(Value::String(b))) if is_valid_ref_id(b) => Some(b.clone()),
         (None, Some(_)) => {
-            errors.push(FieldError::new(
-                "budget_id",
-                "invalid_format",
-                "must be 1 to 128 of letters, digits and `_ - . :`",
-            ));
+            errors.push(FieldError::new("budget_id", "invalid_format", REF_ID_RULE));
             None
         }
         (None, None) => {
@@ -310,6 +282,10 @@ fn validate_budget(
             None
         }
         Some(v) => match decimal(v) {
+            Some(a) if a > MAX_AMOUNT => {
+                errors.push(FieldError::new("amount", "too_large", "must be at most 10^15"));
+                None
+            }
             Some(a) if a > Decimal::ZERO => {
                 if let Some(c) = currency {
                     if a.scale() > c.minor_units() && a.normalize().scale() > c.minor_units() {
@@ -337,7 +313,11 @@ fn validate_budget(
         Some(Value::Array(a)) => {
             let t: Option<Vec<u32>> = a
                 .iter()
-                .map(|v| v.as_u64().filter(|p| (1..=1000).contains(p)).map(|p| p as u32))
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|p| (1..=MAX_THRESHOLD_PERCENT).contains(p))
+                        .map(|p| p as u32)
+                })
                 .collect();
             match t {
                 Some(t) if !t.is_empty() && t.len() <= MAX_THRESHOLDS => {
@@ -350,7 +330,7 @@ fn validate_budget(
                     errors.push(FieldError::new(
                         "thresholds",
                         "invalid_value",
-                        format!("must be 1 to {MAX_THRESHOLDS} whole percentages from 1 to 1000"),
+                        format!("must be 1 to {MAX_THRESHOLDS} whole percentages from 1 to {MAX_THRESHOLD_PERCENT}"),
                     ));
                     Vec::new()
                 }
@@ -375,6 +355,15 @@ fn validate_budget(
         currency: currency.expect("checked"),
         thresholds,
     })
+}
+
+/// The `{budget_id}` path parameter: an id like the body's (400 naming it otherwise).
+fn budget_param(b: &str) -> Result<&str, Problem> {
+    if is_valid_ref_id(b) {
+        Ok(b)
+    } else {
+        Err(Problem::invalid_field("budget_id", "invalid_format", REF_ID_RULE))
+    }
 }
 
 fn budget_json(b: &Budget) -> Value {
@@ -421,12 +410,14 @@ impl EstimatesApi {
             (Method::POST, ["accounts", a, "budgets"]) => {
                 self.put_budget(req, &account_param(a)?, None).await
             }
-            (Method::GET, ["accounts", a, "budgets", b]) => self.get_budget(&account_param(a)?, b).await,
+            (Method::GET, ["accounts", a, "budgets", b]) => {
+                self.get_budget(&account_param(a)?, budget_param(b)?).await
+            }
             (Method::POST, ["accounts", a, "budgets", b]) => {
                 self.put_budget(req, &account_param(a)?, Some(b)).await
             }
             (Method::DELETE, ["accounts", a, "budgets", b]) => {
-                self.delete_budget(&account_param(a)?, b).await
+                self.delete_budget(&account_param(a)?, budget_param(b)?).await
             }
             (_, ["estimates", "job"] | ["accounts", _, "estimate" | "forecast" | "budgets"])
             | (_, ["accounts", _, "budgets", _]) => Err(not_allowed(&method, &path)),
@@ -450,11 +441,7 @@ impl EstimatesApi {
         let account_id = match body.get("account_id").and_then(Value::as_str) {
             Some(a) if is_valid_ref_id(a) => Some(a.to_string()),
             Some(_) => {
-                errors.push(FieldError::new(
-                    "account_id",
-                    "invalid_format",
-                    "must be 1 to 128 of letters, digits and `_ - . :`",
-                ));
+                errors.push(FieldError::new("account_id", "invalid_format", REF_ID_RULE));
                 None
             }
             None => {
@@ -635,13 +622,7 @@ impl EstimatesApi {
         path_id: Option<&str>,
     ) -> Result<Response<Body>, Problem> {
         if let Some(b) = path_id {
-            if !is_valid_ref_id(b) {
-                return Err(Problem::invalid_field(
-                    "budget_id",
-                    "invalid_format",
-                    "must be 1 to 128 of letters, digits and `_ - . :`",
-                ));
-            }
+            budget_param(b)?;
         }
         let body = object_body(req)?;
         let budget = validate_budget(account_id, path_id, &body)?;

@@ -91,12 +91,7 @@ struct NewKey {
 
 fn parse_new_key(bytes: &[u8]) -> Result<NewKey, Problem> {
     if bytes.len() > MAX_KEY_BODY_BYTES {
-        return Err(Problem::new(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            format!("at most {MAX_KEY_BODY_BYTES} bytes are accepted here"),
-        ));
+        return Err(crate::body_too_large(bytes.len(), MAX_KEY_BODY_BYTES));
     }
     let obj: Map<String, Value> = serde_json::from_slice(bytes)
         .map_err(|_| Problem::invalid_field("body", "invalid_body", "must be a JSON object"))?;
@@ -142,7 +137,7 @@ fn parse_new_key(bytes: &[u8]) -> Result<NewKey, Problem> {
             errors.push(FieldError::new(
                 field,
                 "invalid_format",
-                "must be 1 to 128 of letters, digits and `_ - . :`",
+                crate::limits::REF_ID_RULE,
             ));
         }
     }

@@ -16,11 +16,14 @@ pub mod estimates;
 mod idempotency;
 pub mod invoices;
 mod keys;
+pub mod limits;
 pub mod openapi;
 mod openapi_catalog;
 pub mod rates;
+mod replay;
 pub mod routes;
 pub mod stream;
+mod schemas;
 mod usage;
 
 use base64::Engine;
@@ -95,12 +98,23 @@ pub(crate) fn key_random() -> [u8; RANDOM_BYTES] {
 
 /// 413 for a body over [`MAX_BODY_BYTES`].
 pub(crate) fn too_large(len: usize) -> Problem {
+    body_too_large(len, MAX_BODY_BYTES)
+}
+
+/// 413 for a body of `len` bytes where a route accepts at most `max`, naming `body`.
+pub(crate) fn body_too_large(len: usize, max: usize) -> Problem {
+    let message = format!("is {len} bytes; at most {max} are accepted");
     Problem::new(
         413,
         "payload-too-large",
         "Payload too large",
-        format!("the body is {len} bytes; at most {MAX_BODY_BYTES} are accepted"),
+        format!("the body {message}"),
     )
+    .with_errors(vec![meterline_shared::usage::FieldError::new(
+        "body",
+        "too_large",
+        message,
+    )])
 }
 
 fn unauthorized(detail: &str) -> Response<Body> {
@@ -163,7 +177,7 @@ pub(crate) fn account_param(raw: &str) -> Result<String, Problem> {
         Err(Problem::invalid_field(
             "account_id",
             "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
+            limits::REF_ID_RULE,
         ))
     }
 }
@@ -172,11 +186,21 @@ pub(crate) fn encode_token(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
+/// The `cursor` query parameter: at most [`limits::MAX_CURSOR_CHARS`], decoding to a
+/// non-empty position (a store key may not be empty or arbitrarily long).
 pub(crate) fn decode_token(s: &str) -> Result<String, Problem> {
+    if s.len() > limits::MAX_CURSOR_CHARS {
+        return Err(Problem::invalid_field(
+            "cursor",
+            "too_long",
+            format!("must be at most {} characters", limits::MAX_CURSOR_CHARS),
+        ));
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
         .ok_or_else(|| Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
 }
 
@@ -231,6 +255,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
         Route::new("GET",    stream::PATH,                               Access::Account,  |a, c| Box::pin(a.get_usage_stream(c))),
+        Route::new("POST",   "/v1/usage/rejected/replay",                Access::Operator, |a, c| Box::pin(a.replay_unknown_rejected(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/usage/rejected/replay", Access::Account, |a, c| Box::pin(a.replay_account_rejected(c))),
         Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
         Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
         Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, |a, c| Box::pin(a.quote_job(c))),

@@ -10,6 +10,9 @@
 #![allow(dead_code)] // The types and functions here only describe the API.
 
 use crate::routes::Access;
+use crate::schemas::{
+    AccountEstimate, AccountForecast, AnyObject, Budget, BudgetBody, BudgetList, QuoteRequest, QuoteResponse,
+};
 use crate::Api;
 use meterline_shared::store::{UsageQueue, UsageStore};
 use serde_json::{json, Value};
@@ -149,6 +152,63 @@ struct RejectedPage {
     next_cursor: Option<String>,
 }
 
+/// Which rejected events to replay: `fingerprints` (with optional `corrections`), or a filter
+/// (`code`, `received_from`, `received_to`, `limit`); an empty object replays the first 100.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    /// 1 to 100 distinct fingerprints, as listed.
+    #[schema(min_items = 1, max_items = 100)]
+    fingerprints: Option<Vec<String>>,
+    /// Operator keys only: a corrected event per selected fingerprint, validated instead of the
+    /// stored payload. It must keep the rejected event's `id` and `account_id`.
+    corrections: Option<BTreeMap<String, AnyObject>>,
+    /// Filter: only events with an error of this code, e.g. `in_future`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z_]+$")]
+    code: Option<String>,
+    /// Filter: received at or after (RFC 3339).
+    #[schema(format = DateTime)]
+    received_from: Option<String>,
+    /// Filter: received before (RFC 3339).
+    #[schema(format = DateTime)]
+    received_to: Option<String>,
+    /// Filter: replay at most this many (default 100).
+    #[schema(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+enum ReplayStatus {
+    Accepted,
+    Rejected,
+    NotFound,
+}
+
+/// What became of one selected rejected event.
+#[derive(ToSchema)]
+struct ReplayResult {
+    fingerprint: String,
+    event_id: Option<String>,
+    /// `accepted`: valid now, queued for ingestion and removed from the rejected list;
+    /// `rejected`: still invalid, still listed; `not_found`: no such rejected event (any more).
+    status: ReplayStatus,
+    /// Whether the correction was validated instead of the stored payload.
+    corrected: bool,
+    errors: Option<Vec<FieldError>>,
+}
+
+#[derive(ToSchema)]
+struct ReplayReport {
+    accepted: u32,
+    rejected: u32,
+    not_found: u32,
+    /// A filtered replay found more matches than its `limit`, or read 1,000 rejected events
+    /// before the end of the list: replay again for the rest.
+    more: bool,
+    results: Vec<ReplayResult>,
+}
+
 #[derive(ToSchema, serde::Serialize)]
 #[schema(rename_all = "snake_case")]
 enum Role {
@@ -157,15 +217,59 @@ enum Role {
     Provider,
 }
 
-/// A key to create. `account_id` is required for (and only for) customer keys,
-/// `provider_id` for provider keys.
-#[derive(ToSchema)]
-struct NewApiKey {
-    role: Role,
+/// A key to create: its role decides its tenant (`account_id` for a customer key,
+/// `provider_id` for a provider key, neither for an operator key).
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+enum NewApiKey {
+    Operator(NewOperatorKey),
+    Customer(NewCustomerKey),
+    Provider(NewProviderKey),
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum OperatorRole {
+    Operator,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CustomerRole {
+    Customer,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ProviderRole {
+    Provider,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewOperatorKey {
+    role: OperatorRole,
+    /// 1 to 128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomerKey {
+    role: CustomerRole,
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-    account_id: Option<String>,
+    account_id: String,
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewProviderKey {
+    role: ProviderRole,
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-    provider_id: Option<String>,
+    provider_id: String,
     #[schema(min_length = 1, max_length = 128)]
     name: Option<String>,
 }
@@ -273,9 +377,9 @@ fn get_rates() {}
     ))]
 fn get_rate_history() {}
 
-#[utoipa::path(post, path = "/v1/estimates/job", tag = "estimates", request_body = Object,
+#[utoipa::path(post, path = "/v1/estimates/job", tag = "estimates", request_body = QuoteRequest,
     responses(
-        (status = 200, description = "The job's price under each pricing model the account could use", body = Object),
+        (status = 200, description = "The job's price under each pricing model the account could use", body = QuoteResponse),
         (status = 422, description = "The job cannot be priced", body = Problem, content_type = "application/problem+json"),
     ))]
 fn quote_job() {}
@@ -284,37 +388,37 @@ fn quote_job() {}
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
         ("granularity" = Option<String>, Query, description = "`hour` or `day` (default)"),
     ),
-    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = Object)))]
+    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = AccountEstimate)))]
 fn get_estimate() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/forecast", tag = "estimates",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"),
         ("days" = Option<u32>, Query, minimum = 1, maximum = 90, description = "Days ahead (default 7)"),
     ),
-    responses((status = 200, description = "Spend forecast with bands", body = Object)))]
+    responses((status = 200, description = "Spend forecast with bands", body = AccountForecast)))]
 fn get_forecast() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets", tag = "budgets",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
-    responses((status = 200, description = "The account's budgets", body = Object)))]
+    responses((status = 200, description = "The account's budgets", body = BudgetList)))]
 fn list_budgets() {}
 
-#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets", tag = "budgets", request_body = Object,
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets", tag = "budgets", request_body = BudgetBody,
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
     responses(
-        (status = 201, description = "The budget, created", body = Object),
+        (status = 201, description = "The budget, created", body = Budget),
         (status = 409, description = "The budget exists, or the account has too many", body = Problem, content_type = "application/problem+json"),
     ))]
 fn create_budget() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
-    responses((status = 200, description = "The budget", body = Object)))]
+    responses((status = 200, description = "The budget", body = Budget)))]
 fn get_budget() {}
 
-#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets", request_body = Object,
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets", request_body = BudgetBody,
     params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`"), ("budget_id" = String, Path, description = "The budget's id")),
-    responses((status = 200, description = "The budget, replaced", body = Object)))]
+    responses((status = 200, description = "The budget, replaced", body = Budget)))]
 fn replace_budget() {}
 
 #[utoipa::path(delete, path = "/v1/accounts/{account_id}/budgets/{budget_id}", tag = "budgets",
@@ -345,7 +449,7 @@ fn post_usage() {}
         ("from" = Option<String>, Query, description = "RFC 3339: windows starting at or after"),
         ("to" = Option<String>, Query, description = "RFC 3339: windows starting before"),
         ("meter" = Option<Meter>, Query, description = "One meter only"),
-        ("group_by" = Option<String>, Query, description = "Comma-separated dimension names; empty: totals per meter"),
+        ("group_by" = Option<String>, Query, description = "Comma-separated dimension names, at most 16; empty: totals per meter"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows per page (default 100)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -399,6 +503,21 @@ fn get_account_rejected() {}
     ))]
 fn get_unknown_rejected() {}
 
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/usage/rejected/replay", tag = "usage", request_body = ReplayBody,
+    params(("account_id" = String, Path, description = "1 to 128 of letters, digits and `_ - . :`")),
+    responses(
+        (status = 200, description = "Each selected event validated again with the current rules: accepted ones queued for ingestion", body = ReplayReport),
+        (status = 400, description = "A field is invalid (`corrections` from a customer key)", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn replay_account_rejected() {}
+
+#[utoipa::path(post, path = "/v1/usage/rejected/replay", tag = "usage", request_body = ReplayBody,
+    responses(
+        (status = 200, description = "Each selected event of the unknown-account list validated again: accepted ones queued for ingestion", body = ReplayReport),
+        (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn replay_unknown_rejected() {}
+
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret shown this once", body = CreatedApiKey),
@@ -451,6 +570,8 @@ fn revoke_key() {}
         get_usage_stream,
         get_account_rejected,
         get_unknown_rejected,
+        replay_account_rejected,
+        replay_unknown_rejected,
         get_rates,
         get_rate_history,
         quote_job,
@@ -469,6 +590,103 @@ fn revoke_key() {}
     )
 )]
 struct ApiDoc;
+
+/// OpenAPI links from a creating response to the operations on what it created: what
+/// schemathesis's stateful phase follows (`scripts/contract.sh`). Each row: the source
+/// operation (path, method, status), the link's name, the target `operationId`, and each
+/// target parameter with its runtime expression.
+#[allow(clippy::type_complexity)]
+const LINKS: &[(&str, &str, &str, &str, &str, &[(&str, &str)])] = &[
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "GetKey",
+        "get_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "RotateKey",
+        "rotate_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys",
+        "post",
+        "201",
+        "RevokeKey",
+        "revoke_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "GetNewKey",
+        "get_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "RevokeNewKey",
+        "revoke_key",
+        &[("key_id", "$response.body#/id")],
+    ),
+    (
+        "/v1/api-keys/{key_id}/rotate",
+        "post",
+        "201",
+        "GetRotatedKey",
+        "get_key",
+        &[("key_id", "$request.path.key_id")],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "GetBudget",
+        "get_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "ReplaceBudget",
+        "replace_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "DeleteBudget",
+        "delete_budget",
+        &[
+            ("account_id", "$request.path.account_id"),
+            ("budget_id", "$response.body#/budget_id"),
+        ],
+    ),
+    (
+        "/v1/accounts/{account_id}/budgets",
+        "post",
+        "201",
+        "ListBudgets",
+        "list_budgets",
+        &[("account_id", "$request.path.account_id")],
+    ),
+];
 
 fn problem_response(description: &str) -> Value {
     json!({
@@ -564,6 +782,14 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
         } else {
             json!([{"apiKey": []}])
         };
+        for (path, method, status, name, target, params) in LINKS {
+            if *path == route.path && *method == route.method.to_ascii_lowercase() {
+                let params: serde_json::Map<String, Value> =
+                    params.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                op["responses"][*status]["links"][*name] =
+                    json!({"operationId": target, "parameters": params});
+            }
+        }
         op["x-meterline-access"] = json!(route.access.describe());
         let text = op["description"].as_str().unwrap_or_default().to_string();
         op["description"] = json!(format!("{text}\n\nWho may call it: {}.", route.access.describe())
@@ -605,5 +831,48 @@ mod tests {
             "#/components/schemas/UsageStreamEvent"
         );
         assert!(stream["responses"]["401"].is_object() && stream["responses"]["404"].is_object());
+    }
+
+    #[test]
+    fn every_link_leads_to_an_operation_and_fills_its_path_parameters() {
+        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let mut operations = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for op in item.as_object().unwrap().values() {
+                operations.insert(
+                    op["operationId"].as_str().unwrap().to_string(),
+                    (path.clone(), op),
+                );
+            }
+        }
+        let mut links = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for op in item.as_object().unwrap().values() {
+                for response in op["responses"].as_object().unwrap().values() {
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        links += 1;
+                        let target = link["operationId"].as_str().unwrap();
+                        let (target_path, _) = operations
+                            .get(target)
+                            .unwrap_or_else(|| panic!("{path}: link {name} to unknown {target}"));
+                        let params = link["parameters"].as_object().unwrap();
+                        for segment in target_path.split('/').filter(|s| s.starts_with('{')) {
+                            let param = segment.trim_matches(['{', '}']);
+                            assert!(
+                                params.contains_key(param),
+                                "{path}: link {name} leaves {param} unset"
+                            );
+                        }
+                        for expr in params.values() {
+                            let expr = expr.as_str().unwrap();
+                            if let Some(p) = expr.strip_prefix("$request.path.") {
+                                assert!(path.contains(&format!("{{{p}}}")), "{path}: {name} reads {expr}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(links, LINKS.len());
     }
 }

@@ -76,25 +76,6 @@ fn currency_param(name: &str, raw: &str) -> Result<Currency, Problem> {
     })
 }
 
-fn time_param(
-    q: &lambda_http::aws_lambda_events::query_map::QueryMap,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, Problem> {
-    q.first(name)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    Problem::invalid_field(
-                        name,
-                        "invalid_format",
-                        "must be an RFC 3339 time, e.g. 2026-11-25T00:00:00Z",
-                    )
-                })
-        })
-        .transpose()
-}
-
 /// A history cursor names its pair, so that it cannot continue another pair's listing.
 fn encode_cursor(pair: CurrencyPair, store_cursor: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{pair}|{store_cursor}"))
@@ -108,11 +89,13 @@ fn decode_cursor(pair: CurrencyPair, token: &str) -> Result<String, Problem> {
             "is not a cursor this API returned for this pair",
         )
     };
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
+    let text = crate::decode_token(token).map_err(|p| {
+        if p.errors[0].code == "invalid" {
+            invalid()
+        } else {
+            p
+        }
+    })?;
     let (p, rest) = text.split_once('|').ok_or_else(invalid)?;
     if p != pair.to_string() || rest.is_empty() {
         return Err(invalid());
@@ -167,8 +150,8 @@ impl RatesApi {
         }
         let pair = CurrencyPair::new(base, quote);
         let q = req.query_string_parameters();
-        let to = time_param(&q, "to")?.unwrap_or(now);
-        let from = time_param(&q, "from")?.unwrap_or(to - DEFAULT_HISTORY_SPAN);
+        let to = crate::time_param(&q, "to")?.unwrap_or(now);
+        let from = crate::time_param(&q, "from")?.unwrap_or(to - DEFAULT_HISTORY_SPAN);
         if from >= to {
             return Err(Problem::invalid_field(
                 "from",
@@ -176,19 +159,7 @@ impl RatesApi {
                 "must be before `to`",
             ));
         }
-        let limit = match q.first("limit") {
-            None => DEFAULT_HISTORY_PAGE,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_HISTORY_PAGE).contains(&n) => n,
-                _ => {
-                    return Err(Problem::invalid_field(
-                        "limit",
-                        "out_of_range",
-                        format!("must be a whole number from 1 to {MAX_HISTORY_PAGE}"),
-                    ))
-                }
-            },
-        };
+        let limit = crate::limit_param(&q, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
         let after = q.first("cursor").map(|c| decode_cursor(pair, c)).transpose()?;
         let page = self
             .store

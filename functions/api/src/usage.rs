@@ -155,6 +155,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                     .filter(|k| !k.is_empty())
                     .map(String::from)
                     .collect();
+                if keys.len() > crate::limits::MAX_DIMENSIONS {
+                    return Err(Problem::invalid_field(
+                        "group_by",
+                        "too_many",
+                        format!("names at most {} dimensions", crate::limits::MAX_DIMENSIONS),
+                    ));
+                }
                 if let Some(bad) = keys.iter().find(|k| !is_valid_dimension_name(k)) {
                     return Err(Problem::invalid_field(
                         "group_by",
@@ -174,7 +181,15 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             group_by,
             limit: limit_param(&q, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
         };
-        let page = query_usage(&self.store, &query, q.first("cursor"))
+        let cursor = q.first("cursor");
+        if cursor.is_some_and(|c| c.len() > crate::limits::MAX_CURSOR_CHARS) {
+            return Err(Problem::invalid_field(
+                "cursor",
+                "too_long",
+                format!("must be at most {} characters", crate::limits::MAX_CURSOR_CHARS),
+            ));
+        }
+        let page = query_usage(&self.store, &query, cursor)
             .await
             .map_err(|e| match e {
                 QueryError::Cursor(_) => {

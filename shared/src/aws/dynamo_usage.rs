@@ -21,7 +21,9 @@ use crate::store::{
 use crate::usage::{window_key, AggregateRef, EventRef, Granularity, UsageAggregate};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -475,6 +477,107 @@ impl UsageStore for DynamoUsageStore {
             .and_then(|v| v.as_s().ok())
             .cloned();
         Ok(Page { items, next })
+    }
+
+    async fn get_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> Result<Vec<RejectedEvent>, StoreError> {
+        let pk = account_id.unwrap_or(UNKNOWN_ACCOUNT);
+        let mut distinct: Vec<&String> = fingerprints.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        let mut found = Vec::new();
+        for chunk in distinct.chunks(100) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for fp in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_string(), s(pk)),
+                    ("sk".to_string(), s(fp.as_str())),
+                ]));
+            }
+            let mut pending = Some(keys.build().map_err(build_error)?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.rejected, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.tables.rejected))
+                    .unwrap_or_default()
+                {
+                    found.push(Self::parse_rejected(&item)?);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.rejected));
+                attempt += 1;
+                if pending.is_some() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable(
+                            "rejected lookups left unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> Result<(), StoreError> {
+        let pk = account_id.unwrap_or(UNKNOWN_ACCOUNT);
+        let mut distinct: Vec<&String> = fingerprints.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        for chunk in distinct.chunks(25) {
+            let mut pending = chunk
+                .iter()
+                .map(|fp| {
+                    DeleteRequest::builder()
+                        .key("pk", s(pk))
+                        .key("sk", s(fp.as_str()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(build_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.rejected, pending.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                self.stats.batch_writes.fetch_add(1, Ordering::Relaxed);
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.tables.rejected))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !pending.is_empty() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable(
+                            "rejected deletions left unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -184,6 +184,32 @@ impl UsageStore for MemoryUsageStore {
         Ok(Page { items, next })
     }
 
+    async fn get_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> Result<Vec<RejectedEvent>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
+        Ok(fingerprints
+            .iter()
+            .filter_map(|fp| inner.rejected.get(&(account.clone(), fp.clone())).cloned())
+            .collect())
+    }
+
+    async fn delete_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
+        for fp in fingerprints {
+            inner.rejected.remove(&(account.clone(), fp.clone()));
+        }
+        Ok(())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -114,6 +114,22 @@ pub trait UsageStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Page<RejectedEvent>, StoreError>> + Send;
 
+    /// The rejected events of an account (`None`: unknown account) with these fingerprints
+    /// (at most 100), read consistently; fingerprints not stored are left out.
+    fn get_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> impl Future<Output = Result<Vec<RejectedEvent>, StoreError>> + Send;
+
+    /// Removes rejected events of an account (`None`: unknown account); absent ones are
+    /// ignored, so removing twice is harmless.
+    fn delete_rejected(
+        &self,
+        account_id: Option<&str>,
+        fingerprints: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Whether the store answers.
     fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
