@@ -12,7 +12,9 @@
 //! for line, to the minor unit (in the price books' currency; an invoice in another currency is
 //! that result converted line by line at the period end's rate).
 
-use crate::billing::{rating_subscription, Account, BillingPeriod, BillingSubscription, CycleError};
+use crate::billing::{
+    rating_segment_at, rating_subscription, Account, BillingPeriod, BillingSubscription, CycleError,
+};
 use crate::closing::usage_rows;
 use crate::estimate::{self, PeriodToDate};
 use crate::pricing::{
@@ -96,6 +98,30 @@ impl Loaded {
             market: &market,
         };
         f(&ctx)
+    }
+
+    /// Runs `f` with the rating context the close would rate usage starting at `t` with: the
+    /// plan in force at `t` (after a change of plan inside the period, its segment's plan, not
+    /// the plan the period started with), and the rows of the period the close rates with it.
+    pub fn with_context_at<T>(
+        &self,
+        t: DateTime<Utc>,
+        f: impl FnOnce(&RatingContext<'_>, Vec<UsageRow>) -> T,
+    ) -> T {
+        let seg = rating_segment_at(&self.account, &self.subscription, self.period, t);
+        let rows = self
+            .period_rows()
+            .into_iter()
+            .filter(|r| seg.holds(r.window_start))
+            .collect();
+        let market = MarketFactors::default();
+        let ctx = RatingContext {
+            catalog: &self.catalog,
+            subscription: &seg.subscription,
+            taxes: &self.data.taxes,
+            market: &market,
+        };
+        f(&ctx, rows)
     }
 
     pub fn rating_period(&self) -> Period {
@@ -217,5 +243,83 @@ impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
             loaded
                 .with_context(|ctx| crate::forecast::forecast_days(ctx, &loaded.rows, as_of, days, opts))?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::plan_change::change_plan;
+    use crate::billing::{sample, Cadence};
+    use crate::estimate::{quote_job, JobSpec, PricingModel, QuoteContext};
+    use crate::money::Currency;
+    use crate::pricing::Plan;
+    use crate::Meter;
+    use rust_decimal::Decimal;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// December 2026 (Berlin) on Builder (3,600 CPU-seconds included), changed on the 11th to
+    /// Pro (100,000 included).
+    fn loaded() -> Loaded {
+        let sub = sample::subscription("sub_1", "acct_1", Cadence::Monthly, t("2026-11-30T23:00:00Z"));
+        let pro: Plan = serde_json::from_str(
+            r#"{"name": "Pro", "recurring_fee": "31.00",
+                "allowances": [{"meter": "cpu_seconds", "quantity": "100000"}]}"#,
+        )
+        .unwrap();
+        let sub = change_plan(&sub, t("2026-12-11T00:00:00Z"), pro, None).unwrap();
+        let period = sub.period_to_close().unwrap().unwrap();
+        let data = sample::catalog();
+        Loaded {
+            account: sample::account("acct_1", Currency::USD),
+            subscription: sub,
+            period,
+            catalog: Catalog::new(data.books.clone()).unwrap(),
+            data,
+            rows: Vec::new(),
+        }
+    }
+
+    /// The subscription option of a two-hour, 1-vCPU job (7,200 CPU-seconds) starting at `start`.
+    fn quote_at(l: &Loaded, start: &str) -> crate::estimate::QuoteOption {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "provider_id": "prov_001", "start": start, "duration_seconds": 7200, "vcpus": "1"}))
+        .unwrap();
+        let q = l
+            .with_context_at(spec.start, |ctx, rows| {
+                quote_job(
+                    &QuoteContext {
+                        rating: *ctx,
+                        period: l.rating_period(),
+                        usage_so_far: &rows,
+                        account_currency: Currency::USD,
+                        fx: None,
+                    },
+                    &spec,
+                )
+            })
+            .unwrap();
+        q.options
+            .into_iter()
+            .find(|o| o.model == PricingModel::Subscription)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_quote_after_a_change_of_plan_uses_the_plan_in_force_then() {
+        let l = loaded();
+        // After the change: Pro's allowance covers the job.
+        let after = quote_at(&l, "2026-12-15T10:00:00Z");
+        assert_eq!(after.units_left[&Meter::CpuSeconds], Decimal::from(100_000));
+        assert_eq!(after.net, Decimal::ZERO);
+        // Before it (what the quote used for the whole period): Builder's 3,600 s, the rest billed.
+        let before = quote_at(&l, "2026-12-05T10:00:00Z");
+        assert_eq!(before.units_left[&Meter::CpuSeconds], Decimal::from(3600));
+        assert!(before.net > Decimal::ZERO, "{before:?}");
+        // The period-start plan is still what `with_context` rates the whole period with.
+        l.with_context(|ctx| assert_eq!(ctx.subscription.plan.name, "Builder"));
     }
 }

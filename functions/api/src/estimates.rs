@@ -495,13 +495,11 @@ impl EstimatesApi {
                     .map_err(|e| Problem::new(503, "unavailable", "Service unavailable", e.to_string()))?,
             }
         };
-        // The usage of the job's period known now, as the quote's starting point.
-        let so_far: Vec<_> = loaded
-            .period_rows()
-            .into_iter()
-            .filter(|r| r.window_start < now)
-            .collect();
-        let quote = loaded.with_context(|ctx| {
+        // The plan in force when the job starts (the one the close rates its usage under: after
+        // a change of plan inside the period, not the plan the period started with), and the
+        // usage known now that the close rates with it, as the quote's starting point.
+        let quote = loaded.with_context_at(spec.start, |ctx, rows| {
+            let so_far: Vec<_> = rows.into_iter().filter(|r| r.window_start < now).collect();
             quote_job(
                 &QuoteContext {
                     rating: *ctx,

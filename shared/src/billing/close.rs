@@ -430,6 +430,59 @@ pub fn rating_subscription(
     }
 }
 
+/// The plan segment of `period` that the close rates usage starting at `t` under (see
+/// [`rated_lines`]): the subscription to rate with, and which usage rows share the segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentAt {
+    /// The plan in force at `t`, active over its segment only (as the close rates it).
+    pub subscription: Subscription,
+    /// Rows with a window starting at or after this instant belong to the segment (`None`:
+    /// the first segment, which also takes usage from before it).
+    pub rows_from: Option<DateTime<Utc>>,
+    /// Rows with a window starting before this instant belong to the segment (`None`: the
+    /// last segment, which also takes usage after it).
+    pub rows_until: Option<DateTime<Utc>>,
+}
+
+impl SegmentAt {
+    /// Whether the close rates a row with this window start in the segment.
+    pub fn holds(&self, window_start: DateTime<Utc>) -> bool {
+        self.rows_from.is_none_or(|f| window_start >= f) && self.rows_until.is_none_or(|u| window_start < u)
+    }
+}
+
+/// The segment of `period` holding `t`: with no change of plan inside the period, the whole
+/// period under [`rating_subscription`]; otherwise the segment whose plan is in force at `t`
+/// (the first before it starts, the last after it ends).
+pub fn rating_segment_at(
+    account: &Account,
+    subscription: &BillingSubscription,
+    period: BillingPeriod,
+    t: DateTime<Utc>,
+) -> SegmentAt {
+    let segments = subscription.plan_segments(period);
+    let last = segments.len() - 1;
+    let i = segments
+        .iter()
+        .rposition(|p| p.active.is_some_and(|a| a.start <= t))
+        .unwrap_or(0);
+    let plan = if last == 0 {
+        subscription.plan_for(period)
+    } else {
+        segments[i].clone()
+    };
+    let active = plan.active;
+    SegmentAt {
+        subscription: Subscription {
+            account_id: account.account_id.clone(),
+            plan,
+            tax: account.tax.clone(),
+        },
+        rows_from: active.filter(|_| i > 0).map(|a| a.start),
+        rows_until: active.filter(|_| i < last).map(|a| a.end),
+    }
+}
+
 /// Rates `rows` for the period and turns the result into invoice lines in `to`. With a change
 /// of plan inside the period, each plan's segment is rated separately under that plan, with
 /// the usage whose window starts in it (usage before the first change goes to the first plan,
