@@ -155,6 +155,24 @@ pub struct PlanChangePreview {
     pub difference: Decimal,
     /// The recurring-fee lines the period's invoice will carry, one per plan segment.
     pub lines: Vec<InvoiceLine>,
+    /// The exchange rate the amounts were converted at, when `currency` is not the price books'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<PreviewRate>,
+    /// `true` when `currency` is not the price books' currency: the preview converts at `rate`
+    /// (the latest known), while the close converts at the rate in force at the period's end,
+    /// so the invoice's amounts may differ. `false`: the amounts are what the close invoices.
+    pub indicative: bool,
+}
+
+/// The rate a preview converted at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewRate {
+    /// `BASE/QUOTE`.
+    pub pair: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub rate: Decimal,
+    /// The instant the rate describes.
+    pub as_of: DateTime<Utc>,
 }
 
 /// Previews `changed` (the result of [`change_plan`] at `at`) against `input.subscription`:
@@ -202,6 +220,12 @@ pub fn preview_plan_change(
         charge,
         difference: charge - credit,
         lines,
+        rate: input.rate.map(|r| PreviewRate {
+            pair: r.pair.to_string(),
+            rate: r.rate,
+            as_of: r.as_of,
+        }),
+        indicative: input.catalog.currency() != currency,
     })
 }
 
@@ -331,6 +355,47 @@ mod tests {
         let invoiced: Decimal = fees(&out.invoice.lines).iter().sum();
         assert_eq!(invoiced, p.fees_after);
         assert_eq!(fees(&out.invoice.lines), fees(&p.lines));
+    }
+
+    #[test]
+    fn a_preview_in_another_currency_than_the_books_is_indicative_and_names_its_rate() {
+        let f = fixture();
+        let period = f.sub.period_to_close().unwrap().unwrap();
+        let at = period.start + TimeDelta::days(10);
+        let changed = change_plan(&f.sub, at, plan("Pro", "31.00"), None).unwrap();
+        let same = preview_plan_change(&input(&f, &f.sub, &[]), &changed, at).unwrap();
+        assert!(!same.indicative, "books and account both in USD");
+        assert_eq!(same.rate, None);
+
+        let eur = Currency::from_code("EUR").unwrap();
+        let usd = Currency::from_code("USD").unwrap();
+        let mut g = fixture();
+        g.account.currency = eur;
+        let as_of = t("2026-12-10T09:00:00Z");
+        let rate = crate::fx::ExchangeRate::new(
+            crate::fx::CurrencyPair::new(usd, eur),
+            Decimal::new(9, 1),
+            as_of,
+            vec!["ecb".into()],
+            as_of,
+        )
+        .unwrap();
+        let converted = CloseInput {
+            rate: Some(&rate),
+            ..input(&g, &g.sub, &[])
+        };
+        let p = preview_plan_change(&converted, &changed, at).unwrap();
+        assert!(p.indicative, "the close converts at the period end's rate");
+        let r = p.rate.clone().unwrap();
+        assert_eq!(
+            (r.pair.as_str(), r.rate, r.as_of),
+            ("USD/EUR", Decimal::new(9, 1), as_of)
+        );
+        assert_eq!(p.currency, eur);
+        assert_eq!(p.fees_before, Decimal::new(900, 2), "10.00 USD at 0.9");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["indicative"], true);
+        assert_eq!(json["rate"]["as_of"], "2026-12-10T09:00:00Z");
     }
 
     #[test]
