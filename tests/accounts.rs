@@ -10,6 +10,7 @@ use meterline_shared::billing::sample;
 use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
 use meterline_shared::pricing::LineKind;
 use meterline_shared::store::billing::BillingStore;
+use meterline_shared::store::directory::DirectoryStore;
 use meterline_shared::store::memory_billing::MemoryEventPublisher;
 use meterline_shared::store::rates::InMemoryRateStore;
 use rust_decimal::Decimal;
@@ -816,6 +817,8 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
     assert_eq!(preview["credit"], "6.77");
     assert_eq!(preview["charge"], "21.00");
     assert_eq!(preview["fees_after"], "24.23");
+    assert_eq!(preview["indicative"], false, "books and account both in USD");
+    assert!(preview.get("rate").is_none());
     let untouched = billing.subscription("acct_a", "sub_1").await.unwrap().unwrap();
     assert!(untouched.plan_changes.is_empty(), "a preview writes nothing");
     let (s, b) = op(
@@ -903,7 +906,7 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 async fn the_dynamodb_directory_writes_conditionally() {
     use meterline_shared::billing::Cadence;
     use meterline_shared::money::Currency;
-    use meterline_shared::store::directory::{DirectoryStore, PlanDoc, Written};
+    use meterline_shared::store::directory::{PlanDoc, ProviderDoc, Written};
     let stack = Stack::create("directory").await;
     let dir = stack.billing_store();
     let a = sample::account("a1", Currency::USD);
@@ -926,6 +929,20 @@ async fn the_dynamodb_directory_writes_conditionally() {
     assert_eq!(p.items, ["a0", "a1"]);
     let p = dir.account_ids(p.next.as_deref(), 2).await.unwrap();
     assert_eq!(p.items, ["a2"]);
+    // Batched reads: 100 ids per BatchGetItem, in the order asked, missing ids left out.
+    let mut ids: Vec<String> = (0..150).map(|i| format!("missing_{i:03}")).collect();
+    ids.insert(0, "a2".into());
+    ids.insert(120, "a0".into());
+    ids.push("a1".into());
+    let read: Vec<String> = dir
+        .accounts(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.account_id)
+        .collect();
+    assert_eq!(read, ["a2", "a0", "a1"]);
+    assert_eq!(dir.accounts(&[]).await.unwrap(), vec![]);
 
     let doc = |v| PlanDoc {
         plan_id: "pro".into(),
@@ -968,4 +985,262 @@ async fn the_dynamodb_directory_writes_conditionally() {
     );
     assert_eq!(dir.replace_subscription(&closed).await.unwrap(), Written::Yes);
     assert!(!dir.has_invoices("a1").await.unwrap());
+
+    let prov = |fee: i64| ProviderDoc {
+        provider_id: "p1".into(),
+        name: "P".into(),
+        fee_percent: Decimal::from(fee),
+        created_at: t("2026-01-01T00:00:00Z"),
+        updated_at: None,
+    };
+    let (mut cat, rev) = dir.catalog_revision().await.unwrap();
+    assert_eq!(
+        dir.update_provider(&prov(5), &cat, rev).await.unwrap(),
+        Written::Conflict,
+        "no such provider"
+    );
+    cat.fees.insert("p1".into(), Decimal::TEN);
+    assert_eq!(
+        dir.create_provider(&prov(10), &cat, rev).await.unwrap(),
+        Written::Yes
+    );
+    cat.fees.insert("p1".into(), Decimal::from(5));
+    assert_eq!(
+        dir.update_provider(&prov(5), &cat, rev).await.unwrap(),
+        Written::Conflict,
+        "stale revision"
+    );
+    assert_eq!(
+        dir.provider("p1").await.unwrap().unwrap().fee_percent,
+        Decimal::TEN
+    );
+    assert_eq!(
+        dir.update_provider(&prov(5), &cat, rev + 1).await.unwrap(),
+        Written::Yes
+    );
+    assert_eq!(dir.catalog().await.unwrap().fees["p1"], Decimal::from(5));
+    let page = dir.providers(None, 10).await.unwrap();
+    assert_eq!(page.items, vec![prov(5)]);
+}
+
+/// Providers are listed by the operator; a fee change is the operator's, conditional on the
+/// catalog's revision, and applies to the periods closed after it: the statements of closed
+/// invoices keep the fee they were closed with.
+#[tokio::test]
+async fn a_provider_fee_change_applies_to_later_closes_only() {
+    use meterline_shared::store::UsageStore;
+    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    let stack = Stack::create("providerfee").await;
+    let api = stack.api();
+    let billing: DynamoBillingStore = stack.billing_store();
+    let mut catalog = sample::catalog();
+    catalog.fees.clear();
+    billing.put_catalog(&catalog).await.unwrap();
+    let start = t("2026-03-01T00:00:00Z");
+    for (id, fee) in [("prov_001", "12.5"), ("prov_000", "15")] {
+        let (s, b) = op(
+            &api,
+            "POST",
+            "/v1/providers",
+            &[],
+            Some(json!({"provider_id": id, "name": id, "fee_percent": fee})),
+            start,
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = op(&api, "GET", "/v1/providers", &[("limit", "1")], None, start).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"][0]["provider_id"], "prov_000");
+    let cursor = b["next_cursor"].as_str().unwrap().to_string();
+    let (_, b) = op(
+        &api,
+        "GET",
+        "/v1/providers",
+        &[("limit", "1"), ("cursor", &cursor)],
+        None,
+        start,
+    )
+    .await;
+    assert_eq!(b["data"][0]["provider_id"], "prov_001");
+    assert_eq!(b["next_cursor"], Value::Null);
+
+    plan(&api, "builder", "10.00", start).await;
+    op(
+        &api,
+        "POST",
+        "/v1/accounts",
+        &[],
+        Some(json!({"account_id": "acct_a", "currency": "USD", "timezone": "UTC"})),
+        start,
+    )
+    .await;
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_a/subscriptions",
+        &[],
+        Some(json!({"subscription_id": "sub_1", "plan_id": "builder", "cadence": "daily"})),
+        start,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+
+    // 100,000 CPU-seconds on prov_001 each day.
+    let usage = stack.usage_store();
+    let dims = DimensionSet::new(Default::default());
+    let use_at = |at: DateTime<Utc>| AggregateRef {
+        account_id: "acct_a",
+        provider_id: "prov_001",
+        granularity: Granularity::Hour,
+        window_start: at,
+        meter: meterline_shared::Meter::CpuSeconds,
+        dimensions: &dims,
+        quantity: Decimal::from(100_000),
+        event_count: 1,
+    };
+    let none: [EventRef<'_>; 0] = [];
+    usage
+        .commit(&none, &[use_at(t("2026-03-01T05:00:00Z"))], start)
+        .await
+        .unwrap();
+    usage
+        .commit(&none, &[use_at(t("2026-03-02T05:00:00Z"))], start)
+        .await
+        .unwrap();
+    let publisher = MemoryEventPublisher::new();
+    let rates = InMemoryRateStore::new();
+    let closer = Closer {
+        billing: &billing,
+        usage: &usage,
+        rates: &rates,
+        publisher: &publisher,
+        settings: CloseSettings::default(),
+    };
+    let close = |end: &str| CloseRequest {
+        account_id: "acct_a".into(),
+        subscription_id: "sub_1".into(),
+        period_end: t(end),
+    };
+    let first = closer
+        .close_subscription(&close("2026-03-02T00:00:00Z"), t("2026-03-02T00:05:00Z"))
+        .await
+        .unwrap()
+        .committed[0]
+        .clone();
+    let fee_of = |inv: &meterline_shared::billing::Invoice| {
+        inv.statements
+            .statements
+            .iter()
+            .find(|s| s.provider_id == "prov_001")
+            .unwrap()
+            .fee_percent
+    };
+    assert_eq!(fee_of(&first), Decimal::new(125, 1));
+    let entries_before = billing
+        .provider_statements("prov_001", start, t("2026-04-01T00:00:00Z"))
+        .await
+        .unwrap();
+
+    // Validation names the field; a provider key may change its name, not its fee; another
+    // provider's key gets 404.
+    let changed_at = t("2026-03-02T01:00:00Z");
+    let path = "/v1/providers/prov_001";
+    let (s, b) = op(
+        &api,
+        "POST",
+        path,
+        &[],
+        Some(json!({"fee_percent": "120"})),
+        changed_at,
+    )
+    .await;
+    assert_eq!((s, fields(&b)), (400, vec!["fee_percent".to_string()]));
+    let (s, b) = op(
+        &api,
+        "POST",
+        path,
+        &[],
+        Some(json!({"colour": "red"})),
+        changed_at,
+    )
+    .await;
+    assert_eq!((s, fields(&b)), (400, vec!["colour".to_string()]));
+    let own = new_key(&api, json!({"role": "provider", "provider_id": "prov_001"})).await;
+    let other = new_key(&api, json!({"role": "provider", "provider_id": "prov_000"})).await;
+    let (s, b) = as_key(
+        &api,
+        &own,
+        "POST",
+        path,
+        Some(json!({"fee_percent": "0"})),
+        changed_at,
+    )
+    .await;
+    assert_eq!((s, fields(&b)), (403, vec!["fee_percent".to_string()]));
+    let (s, _) = as_key(
+        &api,
+        &other,
+        "POST",
+        path,
+        Some(json!({"name": "Mine"})),
+        changed_at,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, b) = as_key(
+        &api,
+        &own,
+        "POST",
+        path,
+        Some(json!({"name": "CPU Co"})),
+        changed_at,
+    )
+    .await;
+    assert_eq!(
+        (s, b["name"].as_str(), b["fee_percent"].as_str()),
+        (200, Some("CPU Co"), Some("12.5"))
+    );
+    let (s, b) = op(
+        &api,
+        "POST",
+        path,
+        &[],
+        Some(json!({"fee_percent": 20})),
+        changed_at,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["fee_percent"], "20");
+    assert_eq!(b["name"], "CPU Co");
+    assert_eq!(b["updated_at"], "2026-03-02T01:00:00Z");
+    assert_eq!(b["fee_applies_to"], "periods_closed_after_change");
+    let (cat, rev) = billing.catalog_revision().await.unwrap();
+    assert_eq!(cat.fees["prov_001"], Decimal::from(20));
+    assert_eq!(
+        rev, 4,
+        "two providers, the name, the fee: each a conditional catalog write"
+    );
+
+    // The closed invoice and its statements are untouched; the next close uses the new fee.
+    let stored = billing
+        .invoice("acct_a", &first.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, first);
+    assert_eq!(
+        billing
+            .provider_statements("prov_001", start, t("2026-04-01T00:00:00Z"))
+            .await
+            .unwrap(),
+        entries_before
+    );
+    let second = closer
+        .close_subscription(&close("2026-03-03T00:00:00Z"), t("2026-03-03T00:05:00Z"))
+        .await
+        .unwrap()
+        .committed[0]
+        .clone();
+    assert_eq!(fee_of(&second), Decimal::from(20));
 }

@@ -554,12 +554,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .account_ids(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
-        let mut data = Vec::with_capacity(page.items.len());
-        for id in &page.items {
-            if let Some(a) = api.store.account(id).await.map_err(|e| store_problem(&e))? {
-                data.push(account_json(&a));
-            }
-        }
+        let data: Vec<Value> = api
+            .store
+            .accounts(&page.items)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .iter()
+            .map(account_json)
+            .collect();
         Ok(json_response(
             StatusCode::OK,
             json!({"data": data, "next_cursor": page.next.as_deref().map(encode_token)}),

@@ -1,7 +1,11 @@
 //! Provider, price-book and plan routes (see `docs/api.md`):
 //!
-//! - `POST /v1/providers` (operator), `GET /v1/providers/{provider_id}`: a provider and the
-//!   marketplace's fee on its sales (kept in the catalog's `fees`, which the close reads).
+//! - `POST /v1/providers` (operator), `GET /v1/providers` (operator),
+//!   `GET /v1/providers/{provider_id}`: a provider and the marketplace's fee on its sales (kept
+//!   in the catalog's `fees`, which the close reads).
+//! - `POST /v1/providers/{provider_id}`: its name (operator or its provider key) or fee
+//!   (operator only). A fee change applies to the periods closed after it; statements of
+//!   closed invoices keep the fee they were closed with.
 //! - `POST /v1/price-books` (operator): a new book, or a new version of one, validated with
 //!   the books in force; versions are immutable (409 on an existing id and version).
 //! - `GET /v1/price-books` (latest version of each book), `GET /v1/price-books/{book_id}/versions`,
@@ -279,6 +283,43 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
     }
 }
 
+/// `fee_percent`: a decimal from 0 to 100 with at most 4 places (a string or a number).
+fn fee_param(f: &mut Fields, body: &Map<String, Value>, required: bool) -> Option<Decimal> {
+    let raw = body.get("fee_percent");
+    if raw.is_none() && !required {
+        return None;
+    }
+    match raw.and_then(|v| match v {
+        Value::String(s) => s.parse::<Decimal>().ok(),
+        Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
+        _ => None,
+    }) {
+        Some(d) if d >= Decimal::ZERO && d <= Decimal::ONE_HUNDRED && d.normalize().scale() <= 4 => {
+            Some(d.normalize())
+        }
+        _ => {
+            f.err(
+                "fee_percent",
+                "invalid_value",
+                "is required: a decimal from 0 to 100 with at most 4 places",
+            );
+            None
+        }
+    }
+}
+
+/// Fields of a provider a provider key may change (the fee is the operator's).
+const PROVIDER_FIELDS: [&str; 1] = ["name"];
+
+/// How a provider update's fee applies, stated in its response.
+pub const FEE_APPLIES_TO: &str = "periods_closed_after_change";
+
+fn provider_update_json(doc: &ProviderDoc) -> lambda_http::Response<lambda_http::Body> {
+    let mut v = serde_json::to_value(doc).expect("serializes");
+    v["fee_applies_to"] = json!(FEE_APPLIES_TO);
+    json_response(StatusCode::OK, v)
+}
+
 fn list(data: Vec<Value>, next: Option<String>) -> Outcome {
     Ok(json_response(
         StatusCode::OK,
@@ -294,29 +335,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         f.only(&body, &["provider_id", "name", "fee_percent"], "a provider");
         let id = f.id(&body, "provider_id", true);
         let name = f.text(&body, "name", true);
-        let fee = match body.get("fee_percent").and_then(|v| match v {
-            Value::String(s) => s.parse::<Decimal>().ok(),
-            Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
-            _ => None,
-        }) {
-            Some(d) if d >= Decimal::ZERO && d <= Decimal::ONE_HUNDRED && d.normalize().scale() <= 4 => {
-                Some(d.normalize())
-            }
-            _ => {
-                f.err(
-                    "fee_percent",
-                    "invalid_value",
-                    "is required: a decimal from 0 to 100 with at most 4 places",
-                );
-                None
-            }
-        };
+        let fee = fee_param(&mut f, &body, true);
         f.finish()?;
         let doc = ProviderDoc {
             provider_id: id.expect("checked"),
             name: name.expect("checked"),
             fee_percent: fee.expect("checked"),
             created_at: c.now,
+            updated_at: None,
         };
         if api
             .store
@@ -364,6 +390,102 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             StatusCode::OK,
             serde_json::to_value(&doc).expect("serializes"),
         ))
+    }
+
+    pub(crate) async fn list_providers(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let q = c.req.query_string_parameters();
+        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = cursor_param(&q)?;
+        let page = api
+            .store
+            .providers(after.as_deref(), limit)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        list(
+            page.items
+                .iter()
+                .map(|d| serde_json::to_value(d).expect("serializes"))
+                .collect(),
+            page.next.as_deref().map(crate::encode_token),
+        )
+    }
+
+    /// Changes a provider's name or (operator only) its fee. The fee is written to the catalog
+    /// with its revision as condition; the close reads it when it closes a period, so the new
+    /// fee applies to every period closed after the change, and statements already written for
+    /// closed invoices keep the fee they were closed with.
+    pub(crate) async fn update_provider(&self, c: &Ctx) -> Outcome {
+        let api = self.billing_api()?;
+        let id = id_param("provider_id", c.param("provider_id"))?;
+        let body = object_body(&c.req)?;
+        if matches!(
+            c.principal,
+            Some(meterline_shared::api::keys::Principal::Provider { .. })
+        ) {
+            let mut f = Fields::default();
+            for k in body.keys().filter(|k| !PROVIDER_FIELDS.contains(&k.as_str())) {
+                f.err(k, "operator_only", "only an operator key may change it");
+            }
+            if !f.errors.is_empty() {
+                let detail = f
+                    .errors
+                    .iter()
+                    .map(|e| e.field.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Problem::new(
+                    403,
+                    "forbidden",
+                    "Forbidden",
+                    format!("a provider key may not change {detail}"),
+                )
+                .with_errors(f.errors));
+            }
+        }
+        let mut f = Fields::default();
+        f.only(&body, &["name", "fee_percent"], "a provider update");
+        let name = f.text(&body, "name", false);
+        let fee = fee_param(&mut f, &body, false);
+        if body.is_empty() {
+            f.err("body", "required", "give name or fee_percent");
+        }
+        f.finish()?;
+        for _ in 0..3 {
+            let current = api
+                .store
+                .provider(&id)
+                .await
+                .map_err(|e| store_problem(&e))?
+                .ok_or_else(|| Problem::not_found(format!("no provider {id}")))?;
+            let mut doc = current.clone();
+            if let Some(n) = &name {
+                doc.name = n.clone();
+            }
+            if let Some(fee) = fee {
+                doc.fee_percent = fee;
+            }
+            if doc == current {
+                return Ok(provider_update_json(&doc));
+            }
+            doc.updated_at = Some(c.now);
+            let (mut data, rev) = api
+                .store
+                .catalog_revision()
+                .await
+                .map_err(|e| store_problem(&e))?;
+            data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+            match api
+                .store
+                .update_provider(&doc, &data, rev)
+                .await
+                .map_err(|e| store_problem(&e))?
+            {
+                Written::Yes => return Ok(provider_update_json(&doc)),
+                Written::Conflict => continue,
+            }
+        }
+        Err(race())
     }
 
     pub(crate) async fn create_price_book(&self, c: &Ctx) -> Outcome {

@@ -22,8 +22,8 @@ mod openapi_catalog;
 pub mod rates;
 mod replay;
 pub mod routes;
-pub mod stream;
 mod schemas;
+pub mod stream;
 mod usage;
 
 use base64::Engine;
@@ -289,7 +289,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change/preview", Access::Account, |a, c| Box::pin(a.preview_change(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change", Access::Account, |a, c| Box::pin(a.apply_change(c))),
         Route::new("POST",   "/v1/providers",                            Access::Operator, |a, c| Box::pin(a.create_provider(c))),
+        Route::new("GET",    "/v1/providers",                            Access::Operator, |a, c| Box::pin(a.list_providers(c))),
         Route::new("GET",    "/v1/providers/{provider_id}",              Access::Provider, |a, c| Box::pin(a.get_provider(c))),
+        Route::new("POST",   "/v1/providers/{provider_id}",              Access::Provider, |a, c| Box::pin(a.update_provider(c))),
         Route::new("GET",    "/v1/providers/{provider_id}/price-books",  Access::Provider, |a, c| Box::pin(a.list_provider_books(c))),
         Route::new("POST",   "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.create_price_book(c))),
         Route::new("GET",    "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.list_price_books(c))),

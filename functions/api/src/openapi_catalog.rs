@@ -132,6 +132,22 @@ struct PlanChangePreview {
     difference: String,
     #[schema(value_type = Vec<Object>)]
     lines: Vec<serde_json::Value>,
+    /// The rate the amounts were converted at, when `currency` is not the price books'.
+    rate: Option<PreviewRate>,
+    /// `true` when `currency` is not the price books': the preview converts at the latest
+    /// rate, the close at the rate in force at the period's end, so the invoice may differ.
+    indicative: bool,
+}
+
+#[derive(ToSchema)]
+struct PreviewRate {
+    /// `BASE/QUOTE`.
+    #[schema(example = "USD/EUR")]
+    pair: String,
+    rate: String,
+    /// The instant the rate describes.
+    #[schema(format = DateTime)]
+    as_of: String,
 }
 
 #[derive(ToSchema)]
@@ -157,6 +173,42 @@ struct Provider {
     fee_percent: String,
     #[schema(format = DateTime, read_only)]
     created_at: Option<String>,
+    /// When the name or fee last changed.
+    #[schema(format = DateTime, read_only)]
+    updated_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+struct ProviderPage {
+    data: Vec<Provider>,
+    next_cursor: Option<String>,
+}
+
+/// A change of a provider: its `name` (operator or its provider key), its `fee_percent`
+/// (operator only: 403 for a provider key). At least one.
+#[derive(ToSchema)]
+struct ProviderUpdate {
+    #[schema(min_length = 1, max_length = 200)]
+    name: Option<String>,
+    /// Percent, 0 to 100, at most 4 places. Applies to the periods closed after the change;
+    /// statements of closed invoices keep the fee they were closed with.
+    #[schema(example = "10")]
+    fee_percent: Option<String>,
+}
+
+/// The provider as changed.
+#[derive(ToSchema)]
+struct UpdatedProvider {
+    provider_id: String,
+    name: String,
+    fee_percent: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    /// Always `periods_closed_after_change`: the close reads the fee when it closes a period.
+    #[schema(example = "periods_closed_after_change")]
+    fee_applies_to: String,
 }
 
 #[derive(ToSchema)]
@@ -266,6 +318,18 @@ fn create_provider() {}
     responses((status = 200, description = "The provider", body = Provider)))]
 fn get_provider() {}
 
+#[utoipa::path(get, path = "/v1/providers", tag = "providers",
+    params(("limit" = Option<u32>, Query, description = PAGE), ("cursor" = Option<String>, Query, description = CURSOR)),
+    responses((status = 200, description = "Providers in id order", body = ProviderPage)))]
+fn list_providers() {}
+
+#[utoipa::path(post, path = "/v1/providers/{provider_id}", tag = "providers", request_body = ProviderUpdate,
+    params(("provider_id" = String, Path, description = ID)),
+    responses((status = 200, description = "The provider, changed (unchanged fields kept)", body = UpdatedProvider),
+        (status = 403, description = "A provider key tried to change the fee", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The catalog kept changing while it was written; retry", body = Problem, content_type = "application/problem+json")))]
+fn update_provider() {}
+
 #[utoipa::path(get, path = "/v1/providers/{provider_id}/price-books", tag = "price books",
     params(("provider_id" = String, Path, description = ID), ("limit" = Option<u32>, Query, description = PAGE), ("cursor" = Option<String>, Query, description = CURSOR)),
     responses((status = 200, description = "Every version of the provider's books, by id and version", body = BookPage)))]
@@ -325,7 +389,9 @@ fn list_plan_versions() {}
     preview_change,
     apply_change,
     create_provider,
+    list_providers,
     get_provider,
+    update_provider,
     list_provider_books,
     create_price_book,
     list_price_books,

@@ -8,19 +8,26 @@
 //! | plan version | `PLAN#<plan>` | `V#<version, 10 digits>` | `doc`: a [`PlanDoc`], immutable |
 //! | plan directory | `PLANS` | `<plan>` | `doc`: the latest [`PlanDoc`], `version` (N) |
 //! | provider | `PROV#<provider>` | `PROVIDER` | `doc`: a [`ProviderDoc`]; its fee is in the catalog |
+//! | provider directory | `PROVIDERS` | `<provider>` | `doc`: the same [`ProviderDoc`], written with it |
 //! | subscription id claim | `SUBID#<subscription>` | `CLAIM` | `account_id`: ids are unique across accounts |
 //! | catalog | `CATALOG` | `CURRENT` | `rev` (N): revision, conditioned on by every API write |
 //!
 //! The directories are single partitions read in key order: fine for thousands of accounts and
 //! plans, not for millions (see `docs/api.md`).
 
+use super::attrs::get_decimal;
 use super::attrs::{get_s, get_u64, n, s, Item};
-use super::dynamo_billing::{account_pk, from_doc, to_doc, unavailable, DynamoBillingStore};
+use super::backoff;
+use super::dynamo_billing::{account_pk, build_error, from_doc, to_doc, unavailable, DynamoBillingStore};
 use crate::billing::{Account, BillingSubscription};
 use crate::store::billing::{due_shard, CatalogData, DUE_SHARDS};
-pub use crate::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
+pub use crate::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written, ACCOUNTS_PER_READ};
 use crate::store::{Page, StoreError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use std::collections::HashMap;
+
+/// Attempts at a batched read before its unprocessed keys are an error.
+const BATCH_ATTEMPTS: u32 = 10;
 use chrono::{DateTime, Utc};
 
 fn instant(t: DateTime<Utc>) -> String {
@@ -37,10 +44,11 @@ fn put(
     condition: &str,
     values: Vec<(&str, AttributeValue)>,
 ) -> Result<TransactWriteItem, StoreError> {
-    let mut p = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression(condition);
+    // An empty condition: written unconditionally.
+    let mut p = Put::builder().table_name(table).set_item(Some(item));
+    if !condition.is_empty() {
+        p = p.condition_expression(condition);
+    }
     for (k, v) in values {
         p = p.expression_attribute_values(k, v);
     }
@@ -48,6 +56,14 @@ fn put(
         .build()
         .map_err(|e| StoreError::Corrupt(format!("request could not be built: {e}")))?;
     Ok(TransactWriteItem::builder().put(p).build())
+}
+
+/// An account item as `BillingStore::account` reads it: the document, with the balance from
+/// the `balance` attribute (which the close's conditional writes move).
+fn account_from_item(item: &Item) -> Result<Account, StoreError> {
+    let mut account: Account = from_doc(item)?;
+    account.credit_balance.amount = get_decimal(item, "balance")?;
+    Ok(account)
 }
 
 fn account_item(account: &Account) -> Item {
@@ -148,6 +164,53 @@ impl DirectoryStore for DynamoBillingStore {
         })
     }
 
+    /// The accounts with these ids, in the order of `ids`: one consistent `BatchGetItem` per
+    /// [`ACCOUNTS_PER_READ`] ids, its unprocessed keys retried with backoff.
+    async fn accounts(&self, ids: &[String]) -> Result<Vec<Account>, StoreError> {
+        let mut found: HashMap<String, Account> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ACCOUNTS_PER_READ) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            let mut seen = std::collections::HashSet::new();
+            for id in chunk.iter().filter(|id| seen.insert(id.as_str())) {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_string(), s(account_pk(id))),
+                    ("sk".to_string(), s("ACCOUNT")),
+                ]));
+            }
+            let mut pending = Some(keys.build().map_err(build_error)?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let a = account_from_item(&item)?;
+                    found.insert(a.account_id.clone(), a);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                attempt += 1;
+                if pending.is_some() {
+                    if attempt >= BATCH_ATTEMPTS {
+                        return Err(StoreError::Unavailable("account reads left unprocessed".into()));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
+    }
+
     /// Whether the account has any invoice.
     async fn has_invoices(&self, account_id: &str) -> Result<bool, StoreError> {
         let out = self
@@ -246,12 +309,28 @@ impl DirectoryStore for DynamoBillingStore {
         catalog: &CatalogData,
         rev: u64,
     ) -> Result<Written, StoreError> {
-        let mut item = Item::new();
-        item.insert("pk".into(), s(format!("PROV#{}", provider.provider_id)));
-        item.insert("sk".into(), s("PROVIDER"));
-        item.insert("doc".into(), to_doc(provider));
+        let [item, entry] = provider_items(provider);
         self.written(vec![
             put(&self.table, item, "attribute_not_exists(pk)", vec![])?,
+            put(&self.table, entry, "attribute_not_exists(pk)", vec![])?,
+            self.catalog_put(catalog, rev)?,
+        ])
+        .await
+    }
+
+    /// Replaces an existing provider and the catalog (with its fee) at revision `rev`,
+    /// atomically: [`Written::Conflict`] if the provider is missing or the catalog moved.
+    async fn update_provider(
+        &self,
+        provider: &ProviderDoc,
+        catalog: &CatalogData,
+        rev: u64,
+    ) -> Result<Written, StoreError> {
+        let [item, entry] = provider_items(provider);
+        self.written(vec![
+            put(&self.table, item, "attribute_exists(pk)", vec![])?,
+            // Unconditional: a provider written before the directory existed gains its entry.
+            put(&self.table, entry, "", vec![])?,
             self.catalog_put(catalog, rev)?,
         ])
         .await
@@ -262,6 +341,15 @@ impl DirectoryStore for DynamoBillingStore {
             .await?
             .map(|i| from_doc(&i))
             .transpose()
+    }
+
+    /// Providers after `after`, in id order.
+    async fn providers(&self, after: Option<&str>, limit: usize) -> Result<Page<ProviderDoc>, StoreError> {
+        let page = self.directory("PROVIDERS", after, limit).await?;
+        Ok(Page {
+            items: page.items.iter().map(from_doc).collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 
     /// Creates a subscription and claims its id across accounts (invoice ids, and so provider
@@ -303,6 +391,19 @@ impl DirectoryStore for DynamoBillingStore {
         };
         self.written(vec![put]).await
     }
+}
+
+/// A provider's item and its directory entry.
+fn provider_items(provider: &ProviderDoc) -> [Item; 2] {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(format!("PROV#{}", provider.provider_id)));
+    item.insert("sk".into(), s("PROVIDER"));
+    item.insert("doc".into(), to_doc(provider));
+    let mut entry = Item::new();
+    entry.insert("pk".into(), s("PROVIDERS"));
+    entry.insert("sk".into(), s(&provider.provider_id));
+    entry.insert("doc".into(), to_doc(provider));
+    [item, entry]
 }
 
 /// The subscription item as `put_subscription` writes it.

@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+/// Ids [`DirectoryStore::accounts`] reads at once (DynamoDB's `BatchGetItem` limit).
+pub const ACCOUNTS_PER_READ: usize = 100;
+
 /// One immutable version of a named plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanDoc {
@@ -35,6 +38,10 @@ pub struct ProviderDoc {
     #[serde(with = "rust_decimal::serde::str")]
     pub fee_percent: Decimal,
     pub created_at: DateTime<Utc>,
+    /// When the fee (or name) last changed. A fee applies to the periods closed after it is
+    /// written; statements of closed invoices keep the fee they were closed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// Whether a conditional write happened.
@@ -57,6 +64,9 @@ pub trait DirectoryStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<String>, StoreError>> + Send;
+    /// The accounts with these ids, in the order of `ids` (ids with no account are left out):
+    /// one batched read per [`ACCOUNTS_PER_READ`] ids, not one read per account.
+    fn accounts(&self, ids: &[String]) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
     /// Whether the account has any invoice.
     fn has_invoices(&self, account_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -93,10 +103,24 @@ pub trait DirectoryStore: Send + Sync {
         catalog: &CatalogData,
         rev: u64,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+    /// Replaces an existing provider and the catalog (with its fee) at revision `rev`,
+    /// atomically; `Conflict` if the provider does not exist or the catalog moved.
+    fn update_provider(
+        &self,
+        provider: &ProviderDoc,
+        catalog: &CatalogData,
+        rev: u64,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
     fn provider(
         &self,
         provider_id: &str,
     ) -> impl Future<Output = Result<Option<ProviderDoc>, StoreError>> + Send;
+    /// Providers after `after`, in id order.
+    fn providers(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ProviderDoc>, StoreError>> + Send;
 
     /// Creates a subscription, its id unique across accounts.
     fn create_subscription(
@@ -179,6 +203,16 @@ impl DirectoryStore for MemoryDirectory {
         Ok(page(&ids, after, limit))
     }
 
+    async fn accounts(&self, ids: &[String]) -> Result<Vec<Account>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = self.billing.account(id).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     async fn has_invoices(&self, account_id: &str) -> Result<bool, StoreError> {
         Ok(self.billing.invoices().iter().any(|i| i.account_id == account_id))
     }
@@ -257,8 +291,31 @@ impl DirectoryStore for MemoryDirectory {
         Ok(Written::Yes)
     }
 
+    async fn update_provider(
+        &self,
+        provider: &ProviderDoc,
+        catalog: &CatalogData,
+        rev: u64,
+    ) -> Result<Written, StoreError> {
+        let mut d = self.inner.lock().await;
+        if d.catalog_rev != rev || !d.providers.contains_key(&provider.provider_id) {
+            return Ok(Written::Conflict);
+        }
+        self.billing.put_catalog(catalog).await?;
+        d.catalog_rev += 1;
+        d.providers.insert(provider.provider_id.clone(), provider.clone());
+        Ok(Written::Yes)
+    }
+
     async fn provider(&self, provider_id: &str) -> Result<Option<ProviderDoc>, StoreError> {
         Ok(self.inner.lock().await.providers.get(provider_id).cloned())
+    }
+
+    async fn providers(&self, after: Option<&str>, limit: usize) -> Result<Page<ProviderDoc>, StoreError> {
+        let d = self.inner.lock().await;
+        let all: Vec<(String, ProviderDoc)> =
+            d.providers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(page(&all, after, limit))
     }
 
     async fn create_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
@@ -336,6 +393,54 @@ mod tests {
             Written::Conflict,
             "stale revision"
         );
+
+        let ids: Vec<String> = ["a2", "nope", "a0"].map(String::from).to_vec();
+        let read: Vec<String> = dir
+            .accounts(&ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.account_id)
+            .collect();
+        assert_eq!(read, ["a2", "a0"], "in the order asked, missing ones left out");
+
+        let prov = |id: &str, fee: i64| ProviderDoc {
+            provider_id: id.into(),
+            name: "P".into(),
+            fee_percent: Decimal::new(fee, 0),
+            created_at: Utc::now(),
+            updated_at: None,
+        };
+        let (mut cat, rev) = dir.catalog_revision().await.unwrap();
+        assert_eq!(
+            dir.update_provider(&prov("p1", 5), &cat, rev).await.unwrap(),
+            Written::Conflict,
+            "no such provider"
+        );
+        cat.fees.insert("p1".into(), Decimal::TEN);
+        assert_eq!(
+            dir.create_provider(&prov("p1", 10), &cat, rev).await.unwrap(),
+            Written::Yes
+        );
+        cat.fees.insert("p1".into(), Decimal::new(5, 0));
+        assert_eq!(
+            dir.update_provider(&prov("p1", 5), &cat, rev).await.unwrap(),
+            Written::Conflict,
+            "stale revision"
+        );
+        assert_eq!(
+            dir.update_provider(&prov("p1", 5), &cat, rev + 1).await.unwrap(),
+            Written::Yes
+        );
+        assert_eq!(
+            dir.billing.catalog().await.unwrap().fees["p1"],
+            Decimal::new(5, 0)
+        );
+        dir.create_provider(&prov("p0", 1), &cat, rev + 2).await.unwrap();
+        let p = dir.providers(None, 1).await.unwrap();
+        assert_eq!(p.items[0].provider_id, "p0");
+        let p = dir.providers(p.next.as_deref(), 1).await.unwrap();
+        assert_eq!((p.items[0].provider_id.as_str(), p.next), ("p1", None));
 
         let start = "2026-01-01T00:00:00Z".parse().unwrap();
         let sub = sample::subscription("s1", "a1", Cadence::Daily, start);
