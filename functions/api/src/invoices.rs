@@ -2,8 +2,8 @@
 //!
 //! Reads are open to the account's customer key (invoices, credit notes) or the provider's key
 //! (statements); what changes an invoice (void, mark paid, credit notes) and the tax report are
-//! operator routes. The decisions are `meterline_shared::billing::ledger`; the conditional
-//! writes are the billing store's.
+//! operator routes. The decisions are `meterline_shared::billing::ledger`; the reads and
+//! conditional writes go through the `IssuedInvoices` port (`meterline_shared::store::issued`).
 
 use crate::{
     account_param, body_bytes, decode_token, encode_token, json_response, limit_param, store_problem,
@@ -14,7 +14,6 @@ use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use meterline_shared::api::keys::Principal;
-use meterline_shared::aws::dynamo_invoices::{CreditNoteOutcome, StatementEntry};
 use meterline_shared::billing::events::{
     credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
 };
@@ -25,6 +24,7 @@ use meterline_shared::billing::ledger::{
 use meterline_shared::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::problem::Problem;
 use meterline_shared::store::billing::{BillingStore, EventPublisher, PaymentOutcome};
+use meterline_shared::store::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use meterline_shared::store::{UsageQueue, UsageStore};
 use meterline_shared::usage::event::is_valid_ref_id;
 use meterline_shared::usage::FieldError;
