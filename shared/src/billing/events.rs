@@ -246,3 +246,31 @@ pub fn credit_note_event(note: &super::CreditNoteDoc) -> BillingEvent {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::CreditNoteDoc;
+
+    fn note() -> CreditNoteDoc {
+        serde_json::from_value(serde_json::json!({
+            "credit_note_id": "credit-note#inv_1#manual-cn1", "account_id": "acct_1",
+            "original_invoice_id": "inv_1",
+            "original_period": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
+            "issued_with": "manual", "currency": "USD", "lines": [], "amount": "2.50",
+            "issued_at": "2026-11-05T09:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn credit_note_events_have_fixed_ids_and_the_same_detail_every_time() {
+        let n = note();
+        let e = credit_note_event(&n);
+        assert_eq!(e.detail_type, "CreditNoteIssued");
+        assert_eq!(e.event_id(), "credit-note-issued#credit-note#inv_1#manual-cn1");
+        assert_eq!(e.detail["amount"], "2.50");
+        assert_eq!(e.detail["invoice_id"], "inv_1");
+        assert_eq!(credit_note_event(&n), e);
+    }
+}
