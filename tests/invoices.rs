@@ -457,16 +457,15 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
         "{p}"
     );
 
-    // A partly paid invoice cannot be voided; an unpaid one can, once.
+    // A partly paid invoice cannot be voided; an unpaid one can, once (a repeat changes nothing).
     let (status, p) = c.op("POST", &format!("{base}/{a0}/void"), &[], None).await;
     assert_eq!(status, 409, "{p}");
     let (status, v) = c.op("POST", &format!("{base}/{a1}/void"), &[], None).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "void");
     assert_eq!(dec(&v["outstanding"]), Decimal::ZERO);
-    let (status, p) = c.op("POST", &format!("{base}/{a1}/void"), &[], None).await;
-    assert_eq!(status, 409, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("void"), "{p}");
+    let (status, again) = c.op("POST", &format!("{base}/{a1}/void"), &[], None).await;
+    assert_eq!((status, &again), (200, &v));
     let (status, _) = c
         .op(
             "POST",
@@ -483,6 +482,16 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     assert!(consumed > Decimal::ZERO, "{b_inv}");
     let balance = |acct: Option<meterline_shared::billing::Account>| acct.unwrap().credit_balance.amount;
     let left = balance(c.store.account("acct_b").await.unwrap());
+    let (status, _) = c
+        .op(
+            "POST",
+            &format!("/v1/accounts/acct_b/invoices/{b0}/void"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(balance(c.store.account("acct_b").await.unwrap()), left + consumed);
     let (status, _) = c
         .op(
             "POST",
@@ -591,6 +600,39 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
         .await;
     assert_eq!(per_account.len(), 2);
     assert!(pages >= 2);
+
+    // One note by id (each `#` as `%23`), for the customer; another tenant's key gets a 404.
+    let note_id = n1["credit_note_id"].as_str().unwrap();
+    let note_path = format!("/v1/accounts/acct_a/credit-notes/{}", note_id.replace('#', "%23"));
+    let (status, one) = c.call(Some(&customer), "GET", &note_path, &[], None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one, n1);
+    let other = c.key(json!({"role": "customer", "account_id": "acct_b"})).await;
+    let (status, _) = c.call(Some(&other), "GET", &note_path, &[], None).await;
+    assert_eq!(status, 404);
+    let (status, _) = c
+        .call(
+            Some(&other),
+            "GET",
+            &note_path.replace("acct_a", "acct_b"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, p) = c
+        .call(
+            Some(&customer),
+            "GET",
+            "/v1/accounts/acct_a/credit-notes/cn%2F1",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, p["errors"][0]["field"].as_str()),
+        (400, Some("credit_note_id"))
+    );
 }
 
 #[tokio::test]
@@ -873,4 +915,197 @@ async fn racing_credit_notes_and_voids_never_over_credit_or_lose_a_write() {
         (409, 201) => assert!(inv["status"] == "open" && notes.len() == 1, "{inv}"),
         other => panic!("{other:?}: {v:?} {n:?}"),
     }
+}
+
+/// An operator POST with an Idempotency-Key.
+async fn send(api: &Api, path: String, key: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    let req = meterline_integration_tests::with_header(
+        operator_request("POST", &path, &[], body.as_deref()),
+        "idempotency-key",
+        key,
+    );
+    let resp = api.handle(req, Utc::now()).await;
+    let status = resp.status().as_u16();
+    let v = match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, v)
+}
+
+/// Every message on `queue` (until it stays empty), as (detail-type, detail), deleted as read.
+async fn drain(sqs: &meterline_shared::aws::aws_sdk_sqs::Client, queue: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty += 1;
+            continue;
+        }
+        for m in messages {
+            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            assert_eq!(envelope["source"], "meterline.billing");
+            out.push((
+                envelope["detail-type"].as_str().unwrap().to_string(),
+                envelope["detail"].clone(),
+            ));
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
+    use meterline_shared::aws::aws_sdk_eventbridge;
+    let c = closed("invoices-events").await;
+    let (a0, a1, a2) = (c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2));
+    let base = "/v1/accounts/acct_a/invoices";
+
+    // A bus of its own, a rule for these events and a queue as its target.
+    let prefix = c.stack.description["prefix"].as_str().unwrap().to_string();
+    let eb = aws_sdk_eventbridge::Client::new(&c.stack.sdk);
+    let bus = format!("{prefix}-bus");
+    eb.create_event_bus().name(&bus).send().await.unwrap();
+    let sqs = c.stack.sqs();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-invoice-events"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn_attr = meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(arn_attr.clone())
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&arn_attr]
+        .clone();
+    let rule = format!("{prefix}-invoice-events");
+    eb.put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(
+            json!({"source": ["meterline.billing"],
+                   "detail-type": ["InvoiceVoided", "InvoicePaid", "CreditNoteIssued"]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("invoice-events")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let good: Api = c.stack.api().with_billing(c.stack.billing_api_on_bus(&bus));
+    // Publishing fails after the write: a bus that does not exist.
+    let broken: Api = c
+        .stack
+        .api()
+        .with_billing(c.stack.billing_api_on_bus(&format!("{prefix}-no-such-bus")));
+    // Void: written, not published (503); the retry with the same key publishes it.
+    let (status, p) = send(&broken, format!("{base}/{a1}/void"), "void-1", None).await;
+    assert_eq!(status, 503, "{p}");
+    assert_eq!(c.invoice("acct_a", &a1).await["status"], "void");
+    let (status, v) = send(&good, format!("{base}/{a1}/void"), "void-1", None).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("void")), "{v}");
+    // A repeat of the void (another key) publishes the same event again.
+    let (status, _) = send(&good, format!("{base}/{a1}/void"), "void-2", None).await;
+    assert_eq!(status, 200);
+
+    // Mark paid in full: written, not published; the retry publishes InvoicePaid.
+    let pay = json!({"payment_id": "wire-9"});
+    let (status, p) = send(
+        &broken,
+        format!("{base}/{a0}/mark-paid"),
+        "pay-1",
+        Some(pay.clone()),
+    )
+    .await;
+    assert_eq!(status, 503, "{p}");
+    assert_eq!(c.invoice("acct_a", &a0).await["status"], "paid");
+    let (status, v) = send(&good, format!("{base}/{a0}/mark-paid"), "pay-1", Some(pay)).await;
+    assert_eq!((status, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+
+    // A credit note for all that is outstanding: CreditNoteIssued and InvoicePaid; repeated,
+    // the same two again.
+    let outstanding = c.invoice("acct_a", &a2).await["outstanding"].clone();
+    let note = json!({"amount": outstanding, "credit_note_id": "cn-all"});
+    let (status, n) = send(
+        &good,
+        format!("{base}/{a2}/credit-notes"),
+        "cn-1",
+        Some(note.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{n}");
+    assert_eq!(c.invoice("acct_a", &a2).await["status"], "paid");
+    let (status, _) = send(&good, format!("{base}/{a2}/credit-notes"), "cn-2", Some(note)).await;
+    assert_eq!(status, 200);
+    let note_id = n["credit_note_id"].as_str().unwrap().to_string();
+
+    let got = drain(&sqs, &queue).await;
+    let mut ids: std::collections::BTreeMap<String, (String, usize)> = Default::default();
+    for (kind, detail) in &got {
+        let id = detail["event_id"].as_str().unwrap().to_string();
+        let e = ids.entry(id).or_insert((kind.clone(), 0));
+        assert_eq!(&e.0, kind);
+        e.1 += 1;
+    }
+    let expected: std::collections::BTreeMap<String, (String, usize)> = [
+        (format!("invoice-voided#{a1}"), ("InvoiceVoided", 2)),
+        (format!("invoice-paid#{a0}"), ("InvoicePaid", 1)),
+        (format!("credit-note-issued#{note_id}"), ("CreditNoteIssued", 2)),
+        (format!("invoice-paid#{a2}"), ("InvoicePaid", 2)),
+    ]
+    .into_iter()
+    .map(|(id, (k, n))| (id, (k.to_string(), n)))
+    .collect();
+    assert_eq!(ids, expected, "{got:?}");
+    // A republished event is the same event: same detail.
+    for id in expected.keys() {
+        let details: Vec<&Value> = got
+            .iter()
+            .filter(|(_, d)| d["event_id"] == id.as_str())
+            .map(|(_, d)| d)
+            .collect();
+        assert!(details.windows(2).all(|w| w[0] == w[1]), "{details:?}");
+    }
+    let voided = &got.iter().find(|(k, _)| k == "InvoiceVoided").unwrap().1;
+    assert_eq!(
+        (voided["invoice_id"].as_str(), voided["account_id"].as_str()),
+        (Some(a1.as_str()), Some("acct_a"))
+    );
+    let issued = &got.iter().find(|(k, _)| k == "CreditNoteIssued").unwrap().1;
+    assert_eq!(dec(&issued["amount"]), dec(&outstanding));
+    assert_eq!(issued["invoice_id"], a2.as_str());
 }

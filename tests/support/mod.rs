@@ -141,11 +141,21 @@ impl Stack {
         .with_billing(self.billing_api())
     }
 
-    /// The billing routes' dependencies on this stack.
+    /// The billing routes' dependencies on this stack (events on the API function's bus).
     pub fn billing_api(&self) -> api::billing::BillingApi {
+        let bus = self.function_env("ApiFunction")["EVENT_BUS_NAME"].clone();
+        self.billing_api_on_bus(&bus)
+    }
+
+    /// The billing routes' dependencies, publishing their events on `bus`.
+    pub fn billing_api_on_bus(&self, bus: &str) -> api::billing::BillingApi {
         api::billing::BillingApi {
             store: self.billing_store(),
             rates: std::sync::Arc::new(self.rate_store()),
+            events: meterline_shared::aws::EventBridgePublisher::new(
+                meterline_shared::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
+                bus.to_string(),
+            ),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The billing routes' dependencies: accounts, price books and plans, subscriptions, invoices,
 //! credit notes, provider statements and the tax report all live in the billing table.
 
-use meterline_shared::aws::DynamoBillingStore;
+use meterline_shared::aws::{DynamoBillingStore, EventBridgePublisher};
 use meterline_shared::problem::Problem;
 use meterline_shared::store::rates::RateStore;
 use std::sync::Arc;
@@ -11,6 +11,8 @@ pub struct BillingApi {
     pub store: DynamoBillingStore,
     /// For previews and reports in an account's currency when it differs from the books'.
     pub rates: Arc<dyn RateStore>,
+    /// Where `InvoiceVoided`, `InvoicePaid` and `CreditNoteIssued` go (the billing event bus).
+    pub events: EventBridgePublisher,
 }
 
 impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::store::UsageQueue + 'static>

@@ -2,8 +2,8 @@
 //!
 //! Reads are open to the account's customer key (invoices, credit notes) or the provider's key
 //! (statements); what changes an invoice (void, mark paid, credit notes) and the tax report are
-//! operator routes. The decisions are `meterline_shared::billing::ledger`; the conditional
-//! writes are the billing store's.
+//! operator routes. The decisions are `meterline_shared::billing::ledger`; the reads and
+//! conditional writes go through the `IssuedInvoices` port (`meterline_shared::store::issued`).
 
 use crate::{
     account_param, body_bytes, decode_token, encode_token, json_response, limit_param, store_problem,
@@ -14,15 +14,17 @@ use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use meterline_shared::api::keys::Principal;
-use meterline_shared::aws::dynamo_invoices::{CreditNoteOutcome, StatementEntry};
-use meterline_shared::billing::events::PaymentResult;
+use meterline_shared::billing::events::{
+    credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
+};
 use meterline_shared::billing::ledger::{
     check_void, jurisdiction_code, manual_credit_note, manual_credit_note_id, tax_summary, tax_summary_csv,
     treatment_code, CreditNoteError, CreditReason, InvoiceFilter, ManualCredit, TaxSummaryRow, VoidError,
 };
 use meterline_shared::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::problem::Problem;
-use meterline_shared::store::billing::{BillingStore, PaymentOutcome};
+use meterline_shared::store::billing::{BillingStore, EventPublisher, PaymentOutcome};
+use meterline_shared::store::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use meterline_shared::store::{UsageQueue, UsageStore};
 use meterline_shared::usage::event::is_valid_ref_id;
 use meterline_shared::usage::FieldError;
@@ -50,6 +52,22 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
             name,
             "invalid_format",
             "must be 1 to 128 of letters, digits and `_ - . :`",
+        ))
+    }
+}
+
+/// A credit note id from the path: `credit-note#<invoice id>#<key>`, with each `#` sent as
+/// `%23` (a bare `#` would end the path).
+pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
+    let id = raw.replace("%23", "#");
+    let ok = id.chars().count() <= 3 * 128 + 16 && !id.is_empty() && id.split('#').all(is_valid_ref_id);
+    if ok {
+        Ok(id)
+    } else {
+        Err(Problem::invalid_field(
+            "credit_note_id",
+            "invalid_format",
+            "must be a `credit_note_id` this API returned, each `#` sent as `%23`",
         ))
     }
 }
@@ -299,7 +317,34 @@ fn row_json(r: &TaxSummaryRow) -> Value {
     })
 }
 
+/// The events of a credit note: `CreditNoteIssued`, and `InvoicePaid` when `paid` (the note
+/// left nothing outstanding).
+fn credit_note_events(note: &CreditNoteDoc, paid: Option<&Invoice>) -> Vec<BillingEvent> {
+    let mut out = vec![credit_note_event(note)];
+    out.extend(paid.map(paid_event));
+    out
+}
+
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+    /// Publishes the events of a change already written. A failure is a 503, so the client
+    /// retries; the retry finds the change made and publishes the same events (same ids) again:
+    /// at least once, never lost.
+    async fn publish(&self, events: &[BillingEvent]) -> Result<(), Problem> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let b = self.billing_api()?;
+        b.events.publish(events).await.map_err(|e| {
+            tracing::error!(error = %e, "billing events not published");
+            Problem::new(
+                503,
+                "unavailable",
+                "Service unavailable",
+                "the change was made but its events could not be published; retry the same request to publish them",
+            )
+        })
+    }
+
     async fn existing_invoice(&self, account_id: &str, invoice_id: &str) -> Result<Invoice, Problem> {
         let b = self.billing_api()?;
         match b.store.invoice(account_id, invoice_id).await {
@@ -402,6 +447,11 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let b = self.billing_api()?;
         for _ in 0..ATTEMPTS {
             let inv = self.existing_invoice(&account, &id).await?;
+            if inv.status == InvoiceStatus::Void {
+                // Voided before (this is a retry, or a repeat): its event again, same id.
+                self.publish(&[voided_event(&inv)]).await?;
+                return Ok(json_response(StatusCode::OK, invoice_json(&inv, true, true)));
+            }
             let paid = b
                 .store
                 .payments_applied(&account, &id)
@@ -418,6 +468,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             })?;
             if b.store.void_invoice(&inv).await.map_err(|e| store_problem(&e))? {
                 let voided = self.existing_invoice(&account, &id).await?;
+                self.publish(&[voided_event(&voided)]).await?;
                 return Ok(json_response(StatusCode::OK, invoice_json(&voided, true, true)));
             }
         }
@@ -442,6 +493,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 .await
                 .map_err(|e| store_problem(&e))?;
             if recorded {
+                // A retry: publish again what the payment did (same id), in case it was lost.
+                if inv.status == InvoiceStatus::Paid {
+                    self.publish(&[paid_event(&inv)]).await?;
+                }
                 return Ok(json_response(
                     StatusCode::OK,
                     json!({"payment_id": payment_id, "duplicate": true, "invoice": invoice_json(&inv, true, true)}),
@@ -486,6 +541,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             match b.store.record_payment(&result, true).await {
                 Ok(outcome) => {
                     let after = self.existing_invoice(&account, &id).await?;
+                    if after.status == InvoiceStatus::Paid {
+                        self.publish(&[paid_event(&after)]).await?;
+                    }
                     return Ok(json_response(
                         StatusCode::OK,
                         json!({
@@ -528,6 +586,18 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .map_err(|e| store_problem(&e))?;
         let data = page.items.iter().map(credit_note_json).collect();
         Ok(json_response(StatusCode::OK, list_json(data, page.next)))
+    }
+
+    /// `GET /v1/accounts/{account_id}/credit-notes/{credit_note_id}`
+    pub(crate) async fn get_credit_note(&self, c: &Ctx) -> Outcome {
+        let account = account_param(c.param("account_id"))?;
+        let id = credit_note_param(c.param("credit_note_id"))?;
+        let b = self.billing_api()?;
+        match b.store.credit_note(&account, &id).await {
+            Ok(Some(n)) => Ok(json_response(StatusCode::OK, credit_note_json(&n))),
+            Ok(None) => Err(Problem::not_found(format!("no credit note {id}"))),
+            Err(e) => Err(store_problem(&e)),
+        }
     }
 
     /// `POST /v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes`
@@ -608,6 +678,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 .await
                 .map_err(|e| store_problem(&e))?
             {
+                // A retry: publish the note's events again (same ids), in case they were lost.
+                let paid = (inv.status == InvoiceStatus::Paid).then_some(&inv);
+                self.publish(&credit_note_events(&existing, paid)).await?;
                 return Ok(json_response(StatusCode::OK, credit_note_json(&existing)));
             }
             let credited = b
@@ -633,10 +706,16 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 .map_err(|e| store_problem(&e))?
             {
                 CreditNoteOutcome::Created => {
-                    return Ok(json_response(StatusCode::CREATED, credit_note_json(&effect.note)))
+                    let paid = (effect.status == InvoiceStatus::Paid && inv.status != InvoiceStatus::Paid)
+                        .then_some(&inv);
+                    self.publish(&credit_note_events(&effect.note, paid)).await?;
+                    return Ok(json_response(StatusCode::CREATED, credit_note_json(&effect.note)));
                 }
                 CreditNoteOutcome::Exists(n) => {
-                    return Ok(json_response(StatusCode::OK, credit_note_json(&n)))
+                    let now = self.existing_invoice(&account, &id).await?;
+                    let paid = (now.status == InvoiceStatus::Paid).then_some(&now);
+                    self.publish(&credit_note_events(&n, paid)).await?;
+                    return Ok(json_response(StatusCode::OK, credit_note_json(&n)));
                 }
                 CreditNoteOutcome::Conflict => continue,
             }
@@ -785,6 +864,19 @@ mod tests {
         }
         let p = invoice_filter(&q(&[("min_total", "5"), ("max_total", "4")])).unwrap_err();
         assert_eq!(p.errors[0].field, "max_total");
+    }
+
+    #[test]
+    fn credit_note_ids_come_percent_encoded() {
+        assert_eq!(
+            credit_note_param("credit-note%23inv_1%23manual-cn1").unwrap(),
+            "credit-note#inv_1#manual-cn1"
+        );
+        assert!(credit_note_param("credit-note#inv_1#evt_7").is_ok());
+        for bad in ["", "credit-note%23%23x", "a%2Fb", "credit note", &"x".repeat(500)] {
+            let p = credit_note_param(bad).unwrap_err();
+            assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");
+        }
     }
 
     #[test]
@@ -944,14 +1036,14 @@ pub(crate) mod doc {
     fn get_invoice() {}
 
     #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/void", tag = "invoices",
-        description = "Voids an open, past-due or uncollectible invoice with no payment and no credit note; the credit balance it consumed returns to the account.",
+        description = "Voids an open, past-due or uncollectible invoice with no payment and no credit note; the credit balance it consumed returns to the account. Voiding a void invoice changes nothing (200). Publishes `InvoiceVoided` (again on a repeat, same id); 503 when publishing failed after the write: retry.",
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
         responses((status = 200, description = "The voided invoice", body = Object),
             (status = 409, description = "The invoice cannot be voided", body = Problem, content_type = "application/problem+json")))]
     fn void_invoice() {}
 
     #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid", tag = "invoices",
-        description = "Records a payment made out of band, once per payment id.",
+        description = "Records a payment made out of band, once per payment id. Publishes `InvoicePaid` when nothing is left outstanding (again on a repeat, same id); 503 when publishing failed after the write: retry.",
         request_body = MarkPaid,
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
         responses((status = 200, description = "The payment and the invoice after it", body = MarkPaidResult),
@@ -966,7 +1058,7 @@ pub(crate) mod doc {
     fn list_invoice_credit_notes() {}
 
     #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", tag = "invoices",
-        description = "Issues a credit note: it lowers the invoice's outstanding amount first (to paid at zero), the rest goes to the account's credit balance.",
+        description = "Issues a credit note: it lowers the invoice's outstanding amount first (to paid at zero), the rest goes to the account's credit balance. Publishes `CreditNoteIssued` (and `InvoicePaid` when it leaves nothing outstanding), again for a known note; 503 when publishing failed after the write: retry.",
         request_body = NewCreditNote,
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
         responses((status = 201, description = "The credit note", body = Object),
@@ -979,6 +1071,13 @@ pub(crate) mod doc {
             ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
         responses((status = 200, description = "The account's credit notes", body = CreditNotePage)))]
     fn list_credit_notes() {}
+
+    #[utoipa::path(get, path = "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", tag = "invoices",
+        description = "One credit note of the account (manual or for late usage); 404 for another account's.",
+        params(("account_id" = String, Path, description = ACCOUNT), ("credit_note_id" = String, Path, description = "The note's `credit_note_id`, each `#` sent as `%23`")),
+        responses((status = 200, description = "The credit note; `kind` is `manual` or `late_usage`", body = Object),
+            (status = 404, description = "No such credit note on this account", body = Problem, content_type = "application/problem+json")))]
+    fn get_credit_note() {}
 
     #[utoipa::path(get, path = "/v1/providers/{provider_id}/statements", tag = "statements",
         description = "The provider's statement entries, one per invoice with its lines.",
@@ -1014,6 +1113,7 @@ pub(crate) mod doc {
         list_invoice_credit_notes,
         create_credit_note,
         list_credit_notes,
+        get_credit_note,
         list_statements,
         get_statement,
         tax_report

@@ -275,6 +275,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Account, |a, c| Box::pin(a.list_credit_notes(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Operator, |a, c| Box::pin(a.create_credit_note(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/credit-notes",   Access::Account,  |a, c| Box::pin(a.list_credit_notes(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", Access::Account, |a, c| Box::pin(a.get_credit_note(c))),
         Route::new("GET",    "/v1/providers/{provider_id}/statements",   Access::Provider, |a, c| Box::pin(a.list_statements(c))),
         Route::new("GET",    "/v1/providers/{provider_id}/statements/{statement_id}", Access::Provider, |a, c| Box::pin(a.get_statement(c))),
         Route::new("GET",    "/v1/reports/tax",                          Access::Operator, |a, c| Box::pin(a.tax_report(c))),

@@ -1,8 +1,8 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
-    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore,
+    DynamoIdempotencyStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
 use meterline_shared::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::store::cached_rates::CachedRates;
@@ -28,6 +28,10 @@ async fn main() -> anyhow::Result<()> {
     let billing = api::billing::BillingApi {
         store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
         rates: rates.clone(),
+        events: EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            billing_config.event_bus.clone(),
+        ),
     };
     let estimates = api::estimates::EstimatesApi {
         billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),

@@ -9,9 +9,10 @@
 use super::attrs::{get_decimal, get_opt_s, get_s, n, s, Item};
 use super::dynamo_billing::{account_pk, build_error, from_doc, instant, to_doc, unavailable};
 use crate::billing::ledger::{CreditEffect, InvoiceFilter};
-use crate::billing::statement::ProviderStatement;
 use crate::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use crate::store::billing::due_shard;
+use crate::store::issued::IssuedInvoices;
+pub use crate::store::issued::{CreditNoteOutcome, StatementEntry};
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
@@ -30,27 +31,6 @@ pub fn issued_pk(issued_at: DateTime<Utc>, invoice_id: &str) -> String {
         issued_at.format("%Y-%m"),
         due_shard(invoice_id, ISSUED_SHARDS)
     )
-}
-
-/// One provider's statement entry for one invoice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatementEntry {
-    pub invoice_id: String,
-    pub account_id: String,
-    pub period_end: DateTime<Utc>,
-    pub statement: ProviderStatement,
-    /// The invoice was voided: nothing is owed or paid out on it.
-    pub voided: bool,
-}
-
-/// What [`DynamoBillingStore::issue_credit_note`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreditNoteOutcome {
-    Created,
-    /// A note with this id exists: nothing was written.
-    Exists(Box<CreditNoteDoc>),
-    /// The invoice changed since it was read: read again.
-    Conflict,
 }
 
 const PAGE: i32 = 100;
@@ -125,105 +105,6 @@ impl DynamoBillingStore {
         }
     }
 
-    /// An account's invoices matching `filter`, by invoice id (each subscription's in period
-    /// order), `limit` at a time after the cursor `after`.
-    pub async fn list_invoices(
-        &self,
-        account_id: &str,
-        filter: &InvoiceFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Invoice>, StoreError> {
-        self.filtered_page(&account_pk(account_id), ("INV#", "INV#~"), after, limit, |item| {
-            let inv = Self::parse_invoice(item)?;
-            Ok(filter.matches(&inv).then_some(inv))
-        })
-        .await
-    }
-
-    /// An account's credit notes (those against `invoice_id` only, when given), by id.
-    pub async fn list_credit_notes(
-        &self,
-        account_id: &str,
-        invoice_id: Option<&str>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<CreditNoteDoc>, StoreError> {
-        self.filtered_page(&account_pk(account_id), ("CN#", "CN#~"), after, limit, |item| {
-            let note: CreditNoteDoc = from_doc(item)?;
-            Ok(invoice_id
-                .is_none_or(|id| note.original_invoice_id == id)
-                .then_some(note))
-        })
-        .await
-    }
-
-    /// The total of the credit notes against an invoice (found by closes and issued by hand).
-    pub async fn credited(&self, account_id: &str, invoice_id: &str) -> Result<Decimal, StoreError> {
-        let items = self.query_range(&account_pk(account_id), "CN#", "CN#~").await?;
-        let mut sum = Decimal::ZERO;
-        for item in &items {
-            let note: CreditNoteDoc = from_doc(item)?;
-            if note.original_invoice_id == invoice_id {
-                sum += note.amount;
-            }
-        }
-        Ok(sum)
-    }
-
-    pub async fn credit_note(
-        &self,
-        account_id: &str,
-        credit_note_id: &str,
-    ) -> Result<Option<CreditNoteDoc>, StoreError> {
-        self.get(&account_pk(account_id), &format!("CN#{credit_note_id}"))
-            .await?
-            .map(|i| from_doc(&i))
-            .transpose()
-    }
-
-    /// Whether a successful payment was applied to the invoice.
-    pub async fn payments_applied(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
-        let items = self.query_range(&account_pk(account_id), "PAY#", "PAY#~").await?;
-        for item in &items {
-            let paid = matches!(item.get("succeeded"), Some(AttributeValue::Bool(true)));
-            let doc: crate::billing::events::PaymentResult = from_doc(item)?;
-            if paid && doc.invoice_id == invoice_id && doc.amount > Decimal::ZERO {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Whether the payment result `event_id` was recorded for the account.
-    pub async fn payment_recorded(&self, account_id: &str, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .get(&account_pk(account_id), &format!("PAY#{event_id}"))
-            .await?
-            .is_some())
-    }
-
-    /// An invoice with its `credited` attribute (the manual credit notes so far), read together:
-    /// what a credit note is conditioned on.
-    pub async fn invoice_for_credit(
-        &self,
-        account_id: &str,
-        invoice_id: &str,
-    ) -> Result<Option<(Invoice, Option<Decimal>)>, StoreError> {
-        let Some(item) = self
-            .get(&account_pk(account_id), &format!("INV#{invoice_id}"))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let credited = if item.contains_key("credited") {
-            Some(get_decimal(&item, "credited")?)
-        } else {
-            None
-        };
-        Ok(Some((Self::parse_invoice(&item)?, credited)))
-    }
-
     /// Conditions an update on the invoice being as read: status, outstanding, no manual credit.
     fn invoice_as_read(
         &self,
@@ -248,47 +129,6 @@ impl DynamoBillingStore {
         u
     }
 
-    /// Voids `inv` as read (the caller checked [`crate::billing::ledger::check_void`]): status
-    /// `void`, nothing outstanding, out of the open index, the credit it consumed back on the
-    /// account's balance, its provider statement entries marked `voided`; all or nothing.
-    /// `false`: the invoice changed since it was read.
-    pub async fn void_invoice(&self, inv: &Invoice) -> Result<bool, StoreError> {
-        let update = self
-            .invoice_as_read(inv, None)
-            .update_expression("SET #s = :void, outstanding = :zero REMOVE open_pk, open_due")
-            .expression_attribute_values(":void", s(InvoiceStatus::Void.as_str()))
-            .expression_attribute_values(":zero", n(Decimal::ZERO))
-            .build()
-            .map_err(build_error)?;
-        let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        if inv.credit_applied > Decimal::ZERO {
-            items.push(self.balance_add(&inv.account_id, inv.credit_applied)?);
-        }
-        for st in &inv.statements.statements {
-            let u = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(format!("PROV#{}", st.provider_id)))
-                .key(
-                    "sk",
-                    s(format!("STMT#{}#{}", instant(inv.period.end), inv.invoice_id)),
-                )
-                .update_expression("SET voided = :t")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .build()
-                .map_err(build_error)?;
-            items.push(TransactWriteItem::builder().update(u).build());
-        }
-        if items.len() > 100 {
-            return Err(StoreError::Corrupt(format!(
-                "voiding {} needs {} writes, more than one transaction holds",
-                inv.invoice_id,
-                items.len()
-            )));
-        }
-        Ok(self.transact(items).await?.is_none())
-    }
-
     fn balance_add(&self, account_id: &str, amount: Decimal) -> Result<TransactWriteItem, StoreError> {
         let u = Update::builder()
             .table_name(&self.table)
@@ -300,62 +140,6 @@ impl DynamoBillingStore {
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().update(u).build())
-    }
-
-    /// Issues a manual credit note once per id: the note, the invoice's new status and
-    /// outstanding amount (conditional on the invoice and its `credited` as read with
-    /// [`Self::invoice_for_credit`] before the credit notes were summed) and the rest on the
-    /// account's credit balance, all or nothing.
-    pub async fn issue_credit_note(
-        &self,
-        inv: &Invoice,
-        credited: Option<Decimal>,
-        effect: &CreditEffect,
-    ) -> Result<CreditNoteOutcome, StoreError> {
-        let note = &effect.note;
-        let mut item = Item::new();
-        item.insert("pk".into(), s(account_pk(&note.account_id)));
-        item.insert("sk".into(), s(format!("CN#{}", note.credit_note_id)));
-        item.insert("doc".into(), to_doc(note));
-        item.insert("amount".into(), n(note.amount));
-        item.insert("original_invoice_id".into(), s(&note.original_invoice_id));
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)?;
-        let mut update = self
-            .invoice_as_read(inv, credited)
-            .expression_attribute_values(":status", s(effect.status.as_str()))
-            .expression_attribute_values(":outstanding", n(effect.outstanding))
-            .expression_attribute_values(":credited", n(credited.unwrap_or(Decimal::ZERO) + note.amount));
-        update = if effect.outstanding.is_zero() {
-            update.update_expression(
-                "SET #s = :status, outstanding = :outstanding, credited = :credited REMOVE open_pk, open_due",
-            )
-        } else {
-            update.update_expression("SET #s = :status, outstanding = :outstanding, credited = :credited")
-        };
-        let mut items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder()
-                .update(update.build().map_err(build_error)?)
-                .build(),
-        ];
-        if effect.to_balance > Decimal::ZERO {
-            items.push(self.balance_add(&inv.account_id, effect.to_balance)?);
-        }
-        match self.transact(items).await? {
-            None => Ok(CreditNoteOutcome::Created),
-            Some(failed) if failed.first() == Some(&true) => {
-                match self.credit_note(&inv.account_id, &note.credit_note_id).await? {
-                    Some(existing) => Ok(CreditNoteOutcome::Exists(Box::new(existing))),
-                    None => Ok(CreditNoteOutcome::Conflict),
-                }
-            }
-            Some(_) => Ok(CreditNoteOutcome::Conflict),
-        }
     }
 
     fn statement_entry(item: &Item) -> Result<StatementEntry, StoreError> {
@@ -372,41 +156,6 @@ impl DynamoBillingStore {
             statement: from_doc(item)?,
             voided: matches!(item.get("voided"), Some(AttributeValue::Bool(true))),
         })
-    }
-
-    /// A provider's statement entries for periods ending in `[from, to)`, oldest first.
-    pub async fn list_statements(
-        &self,
-        provider_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<StatementEntry>, StoreError> {
-        let lo = format!("STMT#{}", instant(from));
-        let hi = format!("STMT#{}", instant(to));
-        self.filtered_page(&format!("PROV#{provider_id}"), (&lo, &hi), after, limit, |item| {
-            let e = Self::statement_entry(item)?;
-            Ok((e.period_end < to).then_some(e))
-        })
-        .await
-    }
-
-    /// One statement entry: the provider's entry for the invoice of the period ending at
-    /// `period_end`.
-    pub async fn statement_entry_of(
-        &self,
-        provider_id: &str,
-        period_end: DateTime<Utc>,
-        invoice_id: &str,
-    ) -> Result<Option<StatementEntry>, StoreError> {
-        self.get(
-            &format!("PROV#{provider_id}"),
-            &format!("STMT#{}#{}", instant(period_end), invoice_id),
-        )
-        .await?
-        .map(|i| Self::statement_entry(&i))
-        .transpose()
     }
 
     /// Up to `limit` invoices of one `IssuedIndex` partition issued in `[from, to)` that `filter`
@@ -460,11 +209,244 @@ impl DynamoBillingStore {
             }
         }
     }
+}
+
+impl IssuedInvoices for DynamoBillingStore {
+    /// An account's invoices matching `filter`, by invoice id (each subscription's in period
+    /// order), `limit` at a time after the cursor `after`.
+    async fn list_invoices(
+        &self,
+        account_id: &str,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Invoice>, StoreError> {
+        self.filtered_page(&account_pk(account_id), ("INV#", "INV#~"), after, limit, |item| {
+            let inv = Self::parse_invoice(item)?;
+            Ok(filter.matches(&inv).then_some(inv))
+        })
+        .await
+    }
+
+    /// An account's credit notes (those against `invoice_id` only, when given), by id.
+    async fn list_credit_notes(
+        &self,
+        account_id: &str,
+        invoice_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CreditNoteDoc>, StoreError> {
+        self.filtered_page(&account_pk(account_id), ("CN#", "CN#~"), after, limit, |item| {
+            let note: CreditNoteDoc = from_doc(item)?;
+            Ok(invoice_id
+                .is_none_or(|id| note.original_invoice_id == id)
+                .then_some(note))
+        })
+        .await
+    }
+
+    /// The total of the credit notes against an invoice (found by closes and issued by hand).
+    async fn credited(&self, account_id: &str, invoice_id: &str) -> Result<Decimal, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "CN#", "CN#~").await?;
+        let mut sum = Decimal::ZERO;
+        for item in &items {
+            let note: CreditNoteDoc = from_doc(item)?;
+            if note.original_invoice_id == invoice_id {
+                sum += note.amount;
+            }
+        }
+        Ok(sum)
+    }
+
+    async fn credit_note(
+        &self,
+        account_id: &str,
+        credit_note_id: &str,
+    ) -> Result<Option<CreditNoteDoc>, StoreError> {
+        self.get(&account_pk(account_id), &format!("CN#{credit_note_id}"))
+            .await?
+            .map(|i| from_doc(&i))
+            .transpose()
+    }
+
+    /// Whether a successful payment was applied to the invoice.
+    async fn payments_applied(&self, account_id: &str, invoice_id: &str) -> Result<bool, StoreError> {
+        let items = self.query_range(&account_pk(account_id), "PAY#", "PAY#~").await?;
+        for item in &items {
+            let paid = matches!(item.get("succeeded"), Some(AttributeValue::Bool(true)));
+            let doc: crate::billing::events::PaymentResult = from_doc(item)?;
+            if paid && doc.invoice_id == invoice_id && doc.amount > Decimal::ZERO {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the payment result `event_id` was recorded for the account.
+    async fn payment_recorded(&self, account_id: &str, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(&account_pk(account_id), &format!("PAY#{event_id}"))
+            .await?
+            .is_some())
+    }
+
+    /// An invoice with its `credited` attribute (the manual credit notes so far), read together:
+    /// what a credit note is conditioned on.
+    async fn invoice_for_credit(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> Result<Option<(Invoice, Option<Decimal>)>, StoreError> {
+        let Some(item) = self
+            .get(&account_pk(account_id), &format!("INV#{invoice_id}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let credited = if item.contains_key("credited") {
+            Some(get_decimal(&item, "credited")?)
+        } else {
+            None
+        };
+        Ok(Some((Self::parse_invoice(&item)?, credited)))
+    }
+
+    /// Voids `inv` as read (the caller checked [`crate::billing::ledger::check_void`]): status
+    /// `void`, nothing outstanding, out of the open index, the credit it consumed back on the
+    /// account's balance, its provider statement entries marked `voided`; all or nothing.
+    /// `false`: the invoice changed since it was read.
+    async fn void_invoice(&self, inv: &Invoice) -> Result<bool, StoreError> {
+        let update = self
+            .invoice_as_read(inv, None)
+            .update_expression("SET #s = :void, outstanding = :zero REMOVE open_pk, open_due")
+            .expression_attribute_values(":void", s(InvoiceStatus::Void.as_str()))
+            .expression_attribute_values(":zero", n(Decimal::ZERO))
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if inv.credit_applied > Decimal::ZERO {
+            items.push(self.balance_add(&inv.account_id, inv.credit_applied)?);
+        }
+        for st in &inv.statements.statements {
+            let u = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("PROV#{}", st.provider_id)))
+                .key(
+                    "sk",
+                    s(format!("STMT#{}#{}", instant(inv.period.end), inv.invoice_id)),
+                )
+                .update_expression("SET voided = :t")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().update(u).build());
+        }
+        if items.len() > 100 {
+            return Err(StoreError::Corrupt(format!(
+                "voiding {} needs {} writes, more than one transaction holds",
+                inv.invoice_id,
+                items.len()
+            )));
+        }
+        Ok(self.transact(items).await?.is_none())
+    }
+
+    /// Issues a manual credit note once per id: the note, the invoice's new status and
+    /// outstanding amount (conditional on the invoice and its `credited` as read with
+    /// [`Self::invoice_for_credit`] before the credit notes were summed) and the rest on the
+    /// account's credit balance, all or nothing.
+    async fn issue_credit_note(
+        &self,
+        inv: &Invoice,
+        credited: Option<Decimal>,
+        effect: &CreditEffect,
+    ) -> Result<CreditNoteOutcome, StoreError> {
+        let note = &effect.note;
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&note.account_id)));
+        item.insert("sk".into(), s(format!("CN#{}", note.credit_note_id)));
+        item.insert("doc".into(), to_doc(note));
+        item.insert("amount".into(), n(note.amount));
+        item.insert("original_invoice_id".into(), s(&note.original_invoice_id));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let mut update = self
+            .invoice_as_read(inv, credited)
+            .expression_attribute_values(":status", s(effect.status.as_str()))
+            .expression_attribute_values(":outstanding", n(effect.outstanding))
+            .expression_attribute_values(":credited", n(credited.unwrap_or(Decimal::ZERO) + note.amount));
+        update = if effect.outstanding.is_zero() {
+            update.update_expression(
+                "SET #s = :status, outstanding = :outstanding, credited = :credited REMOVE open_pk, open_due",
+            )
+        } else {
+            update.update_expression("SET #s = :status, outstanding = :outstanding, credited = :credited")
+        };
+        let mut items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build_error)?)
+                .build(),
+        ];
+        if effect.to_balance > Decimal::ZERO {
+            items.push(self.balance_add(&inv.account_id, effect.to_balance)?);
+        }
+        match self.transact(items).await? {
+            None => Ok(CreditNoteOutcome::Created),
+            Some(failed) if failed.first() == Some(&true) => {
+                match self.credit_note(&inv.account_id, &note.credit_note_id).await? {
+                    Some(existing) => Ok(CreditNoteOutcome::Exists(Box::new(existing))),
+                    None => Ok(CreditNoteOutcome::Conflict),
+                }
+            }
+            Some(_) => Ok(CreditNoteOutcome::Conflict),
+        }
+    }
+
+    /// A provider's statement entries for periods ending in `[from, to)`, oldest first.
+    async fn list_statements(
+        &self,
+        provider_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<StatementEntry>, StoreError> {
+        let lo = format!("STMT#{}", instant(from));
+        let hi = format!("STMT#{}", instant(to));
+        self.filtered_page(&format!("PROV#{provider_id}"), (&lo, &hi), after, limit, |item| {
+            let e = Self::statement_entry(item)?;
+            Ok((e.period_end < to).then_some(e))
+        })
+        .await
+    }
+
+    /// One statement entry: the provider's entry for the invoice of the period ending at
+    /// `period_end`.
+    async fn statement_entry_of(
+        &self,
+        provider_id: &str,
+        period_end: DateTime<Utc>,
+        invoice_id: &str,
+    ) -> Result<Option<StatementEntry>, StoreError> {
+        self.get(
+            &format!("PROV#{provider_id}"),
+            &format!("STMT#{}#{}", instant(period_end), invoice_id),
+        )
+        .await?
+        .map(|i| Self::statement_entry(&i))
+        .transpose()
+    }
 
     /// Invoices of every account issued in `[from, to)` that `filter` accepts, by issue time then
     /// key, `limit` at a time after the cursor `after` (`<issued_at>|<sk>` of the last one
     /// returned). Each month's `IssuedIndex` shards are merged.
-    pub async fn list_all_invoices(
+    async fn list_all_invoices(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -517,7 +499,7 @@ impl DynamoBillingStore {
 
     /// Every invoice issued in `[from, to)`, from `IssuedIndex` (each month's shards), by issue
     /// time within a shard.
-    pub async fn invoices_issued(
+    async fn invoices_issued(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,

@@ -149,3 +149,128 @@ pub fn finalized_events(invoice: &Invoice) -> Vec<BillingEvent> {
     }
     out
 }
+
+/// `InvoiceVoided`: an operator voided an invoice; the credit it consumed went back to the
+/// account's balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceVoided {
+    /// `invoice-voided#<invoice_id>` (an invoice is voided at most once).
+    pub event_id: String,
+    pub invoice_id: String,
+    pub number: String,
+    pub account_id: String,
+    pub subscription_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    /// The credit balance the invoice had consumed, returned to the account.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub credit_returned: Decimal,
+}
+
+/// `InvoicePaid`: nothing is outstanding on an invoice any more (a payment marked by hand, or a
+/// credit note that covered the rest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoicePaid {
+    /// `invoice-paid#<invoice_id>` (an invoice reaches paid at most once).
+    pub event_id: String,
+    pub invoice_id: String,
+    pub number: String,
+    pub account_id: String,
+    pub subscription_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+}
+
+/// `CreditNoteIssued`: an operator issued a credit note against an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteIssued {
+    /// `credit-note-issued#<credit_note_id>`.
+    pub event_id: String,
+    pub credit_note_id: String,
+    pub invoice_id: String,
+    pub account_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// The `InvoiceVoided` event of a voided invoice. Built from the invoice alone, so publishing it
+/// again (a retried void) gives the same id and detail.
+pub fn voided_event(invoice: &Invoice) -> BillingEvent {
+    event(
+        "InvoiceVoided",
+        &InvoiceVoided {
+            event_id: format!("invoice-voided#{}", invoice.invoice_id),
+            invoice_id: invoice.invoice_id.clone(),
+            number: invoice.number.clone().unwrap_or_default(),
+            account_id: invoice.account_id.clone(),
+            subscription_id: invoice.subscription_id.clone(),
+            currency: invoice.currency.code().to_string(),
+            total: invoice.total,
+            credit_returned: invoice.credit_applied,
+        },
+    )
+}
+
+/// The `InvoicePaid` event of a paid invoice (same id and detail however often it is built).
+pub fn paid_event(invoice: &Invoice) -> BillingEvent {
+    event(
+        "InvoicePaid",
+        &InvoicePaid {
+            event_id: format!("invoice-paid#{}", invoice.invoice_id),
+            invoice_id: invoice.invoice_id.clone(),
+            number: invoice.number.clone().unwrap_or_default(),
+            account_id: invoice.account_id.clone(),
+            subscription_id: invoice.subscription_id.clone(),
+            currency: invoice.currency.code().to_string(),
+            total: invoice.total,
+        },
+    )
+}
+
+/// The `CreditNoteIssued` event of a credit note (same id and detail however often it is built).
+pub fn credit_note_event(note: &super::CreditNoteDoc) -> BillingEvent {
+    event(
+        "CreditNoteIssued",
+        &CreditNoteIssued {
+            event_id: format!("credit-note-issued#{}", note.credit_note_id),
+            credit_note_id: note.credit_note_id.clone(),
+            invoice_id: note.original_invoice_id.clone(),
+            account_id: note.account_id.clone(),
+            currency: note.currency.code().to_string(),
+            amount: note.amount,
+            issued_at: note.issued_at,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::CreditNoteDoc;
+
+    fn note() -> CreditNoteDoc {
+        serde_json::from_value(serde_json::json!({
+            "credit_note_id": "credit-note#inv_1#manual-cn1", "account_id": "acct_1",
+            "original_invoice_id": "inv_1",
+            "original_period": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
+            "issued_with": "manual", "currency": "USD", "lines": [], "amount": "2.50",
+            "issued_at": "2026-11-05T09:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn credit_note_events_have_fixed_ids_and_the_same_detail_every_time() {
+        let n = note();
+        let e = credit_note_event(&n);
+        assert_eq!(e.detail_type, "CreditNoteIssued");
+        assert_eq!(e.event_id(), "credit-note-issued#credit-note#inv_1#manual-cn1");
+        assert_eq!(e.detail["amount"], "2.50");
+        assert_eq!(e.detail["invoice_id"], "inv_1");
+        assert_eq!(credit_note_event(&n), e);
+    }
+}

@@ -6,6 +6,7 @@ pub mod budgets;
 pub mod cached_rates;
 pub mod directory;
 pub mod idempotency;
+pub mod issued;
 pub mod keys;
 pub mod memory;
 pub mod memory_billing;
