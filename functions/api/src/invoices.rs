@@ -49,7 +49,7 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
         Err(Problem::invalid_field(
             name,
             "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
+            crate::limits::REF_ID_RULE,
         ))
     }
 }
@@ -59,7 +59,7 @@ fn decimal_param(q: &QueryMap, name: &str) -> Result<Option<Decimal>, Problem> {
         .map(|v| {
             Decimal::from_str(v)
                 .ok()
-                .filter(|d| d.abs() < Decimal::from(1_000_000_000_000_000i64))
+                .filter(|d| d.abs() < crate::limits::MAX_TOTAL_FILTER)
                 .ok_or_else(|| {
                     Problem::invalid_field(name, "invalid_format", "must be a decimal, e.g. 12.50")
                 })
@@ -228,13 +228,15 @@ fn object_body(c: &Ctx) -> Result<Map<String, Value>, Problem> {
 fn body_decimal(m: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, Problem> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 40 => Decimal::from_str(s).map(Some).map_err(|_| {
-            Problem::invalid_field(
-                field,
-                "invalid_format",
-                "must be a decimal string, e.g. \"12.50\"",
-            )
-        }),
+        Some(Value::String(s)) if s.len() <= crate::limits::MAX_DECIMAL_CHARS => {
+            Decimal::from_str(s).map(Some).map_err(|_| {
+                Problem::invalid_field(
+                    field,
+                    "invalid_format",
+                    "must be a decimal string, e.g. \"12.50\"",
+                )
+            })
+        }
         Some(_) => Err(Problem::invalid_field(
             field,
             "invalid_type",

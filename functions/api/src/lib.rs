@@ -22,8 +22,8 @@ mod openapi_catalog;
 pub mod rates;
 mod replay;
 pub mod routes;
-pub mod stream;
 mod schemas;
+pub mod stream;
 mod usage;
 
 use base64::Engine;
