@@ -35,8 +35,12 @@ setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$PORT" --env-file "$
   >"$LOCAL/contract-watch.log" 2>&1 &
 PIDS+=("$!")
 BASE="http://127.0.0.1:$PORT/lambda-url/api"
+# One long wait per probe, not many short ones: `cargo lambda watch` builds and starts the function
+# on the first request and queues the requests meanwhile; a probe that gave up stays queued, and
+# when the function answers it the emulator refuses the answer (the function logs "Lambda Runtime
+# API returned non-200 response", 500). Those refusals were abandoned probes, not test requests.
 for i in $(seq 1 600); do
-  if python -c "import urllib.request; urllib.request.urlopen('$BASE/health', timeout=5)" 2>/dev/null; then
+  if python -c "import urllib.request; urllib.request.urlopen('$BASE/health', timeout=600)" 2>/dev/null; then
     break
   fi
   if [ "$i" = 600 ]; then
@@ -49,7 +53,7 @@ done
 # Right after its first build the local emulator has answered an early request with a 500 of its
 # own (before the function ran); schemathesis loads the document once, so make sure it is served.
 for i in $(seq 1 30); do
-  if python -c "import urllib.request; urllib.request.urlopen('$BASE/openapi.json', timeout=10)" 2>/dev/null; then
+  if python -c "import urllib.request; urllib.request.urlopen('$BASE/openapi.json', timeout=120)" 2>/dev/null; then
     break
   fi
   sleep 1
