@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -1243,4 +1246,179 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .committed[0]
         .clone();
     assert_eq!(fee_of(&second), Decimal::from(20));
+}
+
+/// Every 200/201 body of these routes matches its schema in the document the API serves,
+/// strictly: no field the document does not list, none it requires missing.
+#[tokio::test]
+async fn account_and_catalog_bodies_match_their_documented_schemas() {
+    let stack = Stack::create("accounts-schema").await;
+    let api = stack.api();
+    let now = t("2026-03-01T00:00:00Z");
+    let (_, doc) = op(&api, "GET", "/openapi.json", &[], None, now).await;
+    let check = |template: &str, method: &str, (status, body): (u16, Value)| {
+        assert!(
+            status == 200 || status == 201,
+            "{method} {template}: {status} {body}"
+        );
+        let schema = schema::response_schema(&doc, template, method, &status.to_string());
+        let problems = schema::violations(&doc, &schema, &body);
+        assert!(
+            problems.is_empty(),
+            "{method} {template} {status}: {problems:#?}\n{body}"
+        );
+        body
+    };
+    // No jurisdiction: the plan change is priced without tax rates.
+    let account = json!({"account_id": "acct_s", "currency": "USD", "timezone": "Europe/Berlin",
+        "auto_pay": true, "policy": {"terms": {"type": "net", "days": 14}, "grace_days": 3},
+        "tax": {"exemption": "EX-1"}, "issuer": {"prefix": "S", "digits": 6}});
+    check(
+        "/v1/accounts",
+        "post",
+        op(&api, "POST", "/v1/accounts", &[], Some(account), now).await,
+    );
+    check(
+        "/v1/accounts",
+        "get",
+        op(&api, "GET", "/v1/accounts", &[], None, now).await,
+    );
+    let acct = "/v1/accounts/{account_id}";
+    check(
+        acct,
+        "get",
+        op(&api, "GET", "/v1/accounts/acct_s", &[], None, now).await,
+    );
+    check(
+        acct,
+        "post",
+        op(
+            &api,
+            "POST",
+            "/v1/accounts/acct_s",
+            &[],
+            Some(json!({"auto_pay": false})),
+            now,
+        )
+        .await,
+    );
+
+    let provider = json!({"provider_id": "prov_s", "name": "S", "fee_percent": "12.5"});
+    check(
+        "/v1/providers",
+        "post",
+        op(&api, "POST", "/v1/providers", &[], Some(provider), now).await,
+    );
+    check(
+        "/v1/providers/{provider_id}",
+        "get",
+        op(&api, "GET", "/v1/providers/prov_s", &[], None, now).await,
+    );
+    let book = json!({"id": "book-s", "owner": {"kind": "provider", "id": "prov_s"}, "currency": "USD",
+        "version": 1, "effective_from": "2026-03-02T00:00:00Z",
+        "prices": [{"id": "gpu", "meter": "gpu_seconds", "model": {"type": "per_unit", "unit_price": "0.001"}}]});
+    check(
+        "/v1/price-books",
+        "post",
+        op(&api, "POST", "/v1/price-books", &[], Some(book), now).await,
+    );
+    check(
+        "/v1/price-books",
+        "get",
+        op(&api, "GET", "/v1/price-books", &[], None, now).await,
+    );
+    check(
+        "/v1/providers/{provider_id}/price-books",
+        "get",
+        op(&api, "GET", "/v1/providers/prov_s/price-books", &[], None, now).await,
+    );
+    check(
+        "/v1/price-books/{book_id}/versions",
+        "get",
+        op(&api, "GET", "/v1/price-books/book-s/versions", &[], None, now).await,
+    );
+    check(
+        "/v1/price-books/{book_id}/versions/{version}",
+        "get",
+        op(&api, "GET", "/v1/price-books/book-s/versions/1", &[], None, now).await,
+    );
+
+    check(
+        "/v1/plans",
+        "post",
+        (201, plan(&api, "basic", "10.00", now).await),
+    );
+    plan(&api, "plus", "20.00", now).await;
+    check(
+        "/v1/plans",
+        "get",
+        op(&api, "GET", "/v1/plans", &[], None, now).await,
+    );
+    check(
+        "/v1/plans/{plan_id}",
+        "get",
+        op(&api, "GET", "/v1/plans/basic", &[], None, now).await,
+    );
+    check(
+        "/v1/plans/{plan_id}/versions",
+        "get",
+        op(&api, "GET", "/v1/plans/basic/versions", &[], None, now).await,
+    );
+
+    let subs = "/v1/accounts/{account_id}/subscriptions";
+    let sub = json!({"subscription_id": "sub_s", "plan_id": "basic", "cadence": "monthly"});
+    check(
+        subs,
+        "post",
+        op(
+            &api,
+            "POST",
+            "/v1/accounts/acct_s/subscriptions",
+            &[],
+            Some(sub),
+            now,
+        )
+        .await,
+    );
+    check(
+        subs,
+        "get",
+        op(&api, "GET", "/v1/accounts/acct_s/subscriptions", &[], None, now).await,
+    );
+    let one = format!("{subs}/{{subscription_id}}");
+    let base = "/v1/accounts/acct_s/subscriptions/sub_s";
+    let later = t("2026-03-11T00:00:00Z");
+    let change = json!({"plan_id": "plus", "at": "now"});
+    check(
+        &format!("{one}/change/preview"),
+        "post",
+        op(
+            &api,
+            "POST",
+            &format!("{base}/change/preview"),
+            &[],
+            Some(change.clone()),
+            later,
+        )
+        .await,
+    );
+    check(
+        &format!("{one}/change"),
+        "post",
+        op(&api, "POST", &format!("{base}/change"), &[], Some(change), later).await,
+    );
+    check(&one, "get", op(&api, "GET", base, &[], None, later).await);
+    check(
+        &format!("{one}/cancel"),
+        "post",
+        op(
+            &api,
+            "POST",
+            &format!("{base}/cancel"),
+            &[],
+            Some(json!({"at": "period_end"})),
+            later,
+        )
+        .await,
+    );
 }

@@ -18,6 +18,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 type Api = api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>;
 
 fn d(s: &str) -> Decimal {
@@ -1108,4 +1111,96 @@ async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
     let issued = &got.iter().find(|(k, _)| k == "CreditNoteIssued").unwrap().1;
     assert_eq!(dec(&issued["amount"]), dec(&outstanding));
     assert_eq!(issued["invoice_id"], a2.as_str());
+/// Every 200/201 body of these routes matches its schema in the document the API serves,
+/// strictly: no field the document does not list, none it requires missing.
+#[tokio::test]
+async fn invoice_bodies_match_their_documented_schemas() {
+    let c = closed("invoices-schema").await;
+    let (_, doc) = c.op("GET", "/openapi.json", &[], None).await;
+    let conforms = |doc: &Value, template: &str, method: &str, status: u16, body: &Value| {
+        let schema = schema::response_schema(doc, template, method, &status.to_string());
+        let problems = schema::violations(doc, &schema, body);
+        assert!(
+            problems.is_empty(),
+            "{method} {template} {status}: {problems:#?}\n{body}"
+        );
+    };
+    let (a0, a1, a2) = (c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2));
+    let base = "/v1/accounts/acct_a/invoices";
+    let one = "/v1/accounts/{account_id}/invoices/{invoice_id}";
+    let customer = c.key(json!({"role": "customer", "account_id": "acct_a"})).await;
+
+    let (s, v) = c.call(Some(&customer), "GET", base, &[], None).await;
+    conforms(&doc, "/v1/accounts/{account_id}/invoices", "get", s, &v);
+    let (s, v) = c.op("GET", "/v1/invoices", &[], None).await;
+    assert!(!v["data"].as_array().unwrap().is_empty(), "{v}");
+    conforms(&doc, "/v1/invoices", "get", s, &v);
+    let (s, v) = c
+        .call(Some(&customer), "GET", &format!("{base}/{a0}"), &[], None)
+        .await;
+    conforms(&doc, one, "get", s, &v);
+    let (s, v) = c.op("GET", &format!("{base}/{a0}"), &[], None).await;
+    assert!(v["lines"].is_array() && v["statements"].is_object(), "{v}");
+    conforms(&doc, one, "get", s, &v);
+
+    let (s, v) = c
+        .op(
+            "POST",
+            &format!("{base}/{a0}/mark-paid"),
+            &[],
+            Some(json!({"payment_id": "wire-s", "amount": "0.01"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    conforms(&doc, &format!("{one}/mark-paid"), "post", s, &v);
+    let (s, v) = c.op("POST", &format!("{base}/{a1}/void"), &[], None).await;
+    assert_eq!(s, 200, "{v}");
+    conforms(&doc, &format!("{one}/void"), "post", s, &v);
+    let note = json!({"amount": "0.01", "reason": "duplicate", "memo": "goodwill", "credit_note_id": "cn-s"});
+    for expected in [201, 200] {
+        let (s, v) = c
+            .op(
+                "POST",
+                &format!("{base}/{a2}/credit-notes"),
+                &[],
+                Some(note.clone()),
+            )
+            .await;
+        assert_eq!(s, expected, "{v}");
+        assert_eq!(v["kind"], "manual");
+        conforms(&doc, &format!("{one}/credit-notes"), "post", s, &v);
+    }
+    let (s, v) = c.op("GET", &format!("{base}/{a2}/credit-notes"), &[], None).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    conforms(&doc, &format!("{one}/credit-notes"), "get", s, &v);
+    let (s, v) = c.op("GET", "/v1/accounts/acct_a/credit-notes", &[], None).await;
+    conforms(&doc, "/v1/accounts/{account_id}/credit-notes", "get", s, &v);
+
+    let (s, v) = c.op("GET", "/v1/providers/prov_000/statements", &[], None).await;
+    let entries = v["data"].as_array().unwrap().clone();
+    assert!(!entries.is_empty(), "{v}");
+    conforms(&doc, "/v1/providers/{provider_id}/statements", "get", s, &v);
+    let sid = entries[0]["statement_id"].as_str().unwrap();
+    let (s, v) = c
+        .op(
+            "GET",
+            &format!("/v1/providers/prov_000/statements/{sid}"),
+            &[],
+            None,
+        )
+        .await;
+    conforms(
+        &doc,
+        "/v1/providers/{provider_id}/statements/{statement_id}",
+        "get",
+        s,
+        &v,
+    );
+    let from = (c.anchor - Duration::days(1)).to_rfc3339();
+    let to = (Utc::now() + Duration::days(1)).to_rfc3339();
+    let (s, v) = c
+        .op("GET", "/v1/reports/tax", &[("from", &from), ("to", &to)], None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    conforms(&doc, "/v1/reports/tax", "get", s, &v);
 }

@@ -16,7 +16,12 @@ fn now() -> DateTime<Utc> {
 
 /// Sends a request; returns the status and the fields the problem names.
 async fn send(api: &Api, req: lambda_http::Request) -> (u16, Vec<String>, Value) {
-    let resp = api.handle(req, now()).await;
+    send_at(api, req, now()).await
+}
+
+/// [`send`] at `at`.
+async fn send_at(api: &Api, req: lambda_http::Request, at: DateTime<Utc>) -> (u16, Vec<String>, Value) {
+    let resp = api.handle(req, at).await;
     let status = resp.status().as_u16();
     let body = body_json(&resp);
     let fields = body["errors"]
@@ -396,6 +401,288 @@ async fn key_estimate_and_budget_limits() {
         get(&one(&"b".repeat(MAX_REF_ID_LEN + 1)), &[]),
         400,
         "budget_id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn account_catalog_and_invoice_limits() {
+    let stack = Stack::create("limits-catalog").await;
+    let api = stack.api();
+    let mut n = 0;
+    // Each accepted account is a new one.
+    let mut account = |extra: Value| {
+        n += 1;
+        let mut a = json!({"account_id": format!("acct_{n}"), "currency": "USD"});
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        post("/v1/accounts", &a.to_string())
+    };
+    let tax = |field: &str, value: Value| json!({"tax": {field: value}});
+    let region = |r: String| json!({"tax": {"jurisdiction": {"country": "US", "region": r}}});
+    let terms = |days: u16| json!({"policy": {"terms": {"type": "net", "days": days}, "grace_days": 0}});
+    let grace = |days: u16| json!({"policy": {"terms": {"type": "due_on_receipt"}, "grace_days": days}});
+    let late = |pct: &str| {
+        json!({"policy": {"terms": {"type": "due_on_receipt"}, "grace_days": 0,
+               "late_fee": {"type": "percentage", "percent": pct}}})
+    };
+    let cases: Vec<(&str, Value, Value)> = vec![
+        (
+            "tax.exemption",
+            tax("exemption", json!("x".repeat(MAX_TEXT_CHARS))),
+            tax("exemption", json!("x".repeat(MAX_TEXT_CHARS + 1))),
+        ),
+        (
+            "tax.reverse_charge_tax_id",
+            tax("reverse_charge_tax_id", json!("x".repeat(MAX_TEXT_CHARS))),
+            tax("reverse_charge_tax_id", json!("x".repeat(MAX_TEXT_CHARS + 1))),
+        ),
+        (
+            "tax.jurisdiction.region",
+            region("R".repeat(MAX_REGION_CHARS)),
+            region("R".repeat(MAX_REGION_CHARS + 1)),
+        ),
+        (
+            "policy.terms.days",
+            terms(MAX_POLICY_DAYS),
+            terms(MAX_POLICY_DAYS + 1),
+        ),
+        (
+            "policy.grace_days",
+            grace(MAX_POLICY_DAYS),
+            grace(MAX_POLICY_DAYS + 1),
+        ),
+        ("policy.late_fee.percent", late("1.2345"), late("1.23456")),
+        (
+            "account_id",
+            json!({"account_id": "a".repeat(MAX_REF_ID_LEN)}),
+            json!({"account_id": "a".repeat(MAX_REF_ID_LEN + 1)}),
+        ),
+    ];
+    for (field, ok, bad) in cases {
+        let (ok, bad) = (account(ok), account(bad));
+        boundary(&api, field, ok, 201, bad, 400, field).await;
+    }
+    let page = |path: &str, max: usize| {
+        (
+            get(path, &[("limit", &max.to_string())]),
+            get(path, &[("limit", &(max + 1).to_string())]),
+        )
+    };
+    for (path, max) in [
+        ("/v1/accounts", MAX_ACCOUNT_PAGE),
+        ("/v1/accounts/acct_1/subscriptions", MAX_ACCOUNT_PAGE),
+        ("/v1/price-books", MAX_ACCOUNT_PAGE),
+        ("/v1/plans", MAX_ACCOUNT_PAGE),
+        ("/v1/invoices", MAX_INVOICE_PAGE),
+        ("/v1/accounts/acct_1/invoices", MAX_INVOICE_PAGE),
+        ("/v1/accounts/acct_1/credit-notes", MAX_INVOICE_PAGE),
+    ] {
+        let (ok, bad) = page(path, max);
+        boundary(&api, path, ok, 200, bad, 400, "limit").await;
+    }
+
+    // Providers: the name and the fee's decimal places.
+    let provider = |id: &str, name: String, fee: &str| {
+        post(
+            "/v1/providers",
+            &json!({"provider_id": id, "name": name, "fee_percent": fee}).to_string(),
+        )
+    };
+    boundary(
+        &api,
+        "provider name",
+        provider("prov_1", "p".repeat(MAX_TEXT_CHARS), "10"),
+        201,
+        provider("prov_2", "p".repeat(MAX_TEXT_CHARS + 1), "10"),
+        400,
+        "name",
+    )
+    .await;
+    boundary(
+        &api,
+        "fee_percent places",
+        provider("prov_3", "P".into(), "12.3456"),
+        201,
+        provider("prov_4", "P".into(), "12.34567"),
+        400,
+        "fee_percent",
+    )
+    .await;
+
+    // Price books: the number of prices and the decimal places of amounts.
+    let book = |id: &str, owner: &str, prices: usize, unit_price: &str| {
+        let prices: Vec<Value> = (0..prices)
+            .map(|i| {
+                json!({"id": format!("p{i}"), "meter": "gpu_seconds",
+                       "model": {"type": "per_unit", "unit_price": unit_price},
+                       "filters": {"gpu_model": format!("m{i}")}})
+            })
+            .collect();
+        post(
+            "/v1/price-books",
+            &json!({"id": id, "owner": {"kind": "provider", "id": owner}, "currency": "USD",
+                    "version": 1, "effective_from": (now() + Duration::days(1)).to_rfc3339(), "prices": prices})
+            .to_string(),
+        )
+    };
+    boundary(
+        &api,
+        "prices",
+        book("book-many", "prov_1", MAX_PRICES, "1"),
+        201,
+        book("book-more", "prov_1", MAX_PRICES + 1, "1"),
+        400,
+        "prices",
+    )
+    .await;
+    let places = |n: u32| format!("0.{}1", "0".repeat(n as usize - 1));
+    boundary(
+        &api,
+        "price places",
+        book("book-fine", "prov_3", 1, &places(MAX_CATALOG_SCALE)),
+        201,
+        book("book-finer", "prov_3", 1, &places(MAX_CATALOG_SCALE + 1)),
+        400,
+        "prices[0].model.unit_price",
+    )
+    .await;
+
+    // Plans: the name, allowances, reservations and decimal places.
+    let plan = |id: &str, plan: Value| post("/v1/plans", &json!({"plan_id": id, "plan": plan}).to_string());
+    // One allowance per meter: the count is reached with reservations.
+    let allowances = |n: usize| {
+        let r = |i: usize| {
+            json!({"id": format!("r{i}"), "meter": "cpu_seconds", "units_per_period": "1",
+                   "term_start": "2026-01-01T00:00:00Z", "term_months": 12, "upfront": "none",
+                   "monthly_fee": "1"})
+        };
+        json!({"name": "p", "recurring_fee": "1", "reservations": (0..n).map(r).collect::<Vec<_>>()})
+    };
+    let cases: Vec<(&str, Value, Value)> = vec![
+        (
+            "plan.name",
+            json!({"name": "n".repeat(MAX_TEXT_CHARS), "recurring_fee": "1"}),
+            json!({"name": "n".repeat(MAX_TEXT_CHARS + 1), "recurring_fee": "1"}),
+        ),
+        ("plan", allowances(MAX_PLAN_ITEMS), allowances(MAX_PLAN_ITEMS + 1)),
+        (
+            "plan.recurring_fee",
+            json!({"name": "p", "recurring_fee": places(MAX_CATALOG_SCALE)}),
+            json!({"name": "p", "recurring_fee": places(MAX_CATALOG_SCALE + 1)}),
+        ),
+    ];
+    for (i, (field, ok, bad)) in cases.into_iter().enumerate() {
+        let (ok, bad) = (plan(&format!("plan_{i}"), ok), plan(&format!("plan_x{i}"), bad));
+        boundary(&api, field, ok, 201, bad, 400, field).await;
+    }
+
+    // Subscriptions start at most MAX_START_AHEAD ahead (and MAX_START_BACK back).
+    let t0 = now();
+    let sub = |id: &str, start: DateTime<Utc>| {
+        post(
+            "/v1/accounts/acct_1/subscriptions",
+            &json!({"subscription_id": id, "plan_id": "plan_0", "cadence": "monthly",
+                    "start": start.to_rfc3339()})
+            .to_string(),
+        )
+    };
+    for (what, ok, bad) in [
+        (
+            "start ahead",
+            t0 + MAX_START_AHEAD,
+            t0 + MAX_START_AHEAD + Duration::seconds(1),
+        ),
+        (
+            "start back",
+            t0 - MAX_START_BACK,
+            t0 - MAX_START_BACK - Duration::seconds(1),
+        ),
+    ] {
+        let id = what.replace(' ', "_");
+        let (status, _, body) = send_at(&api, sub(&id, ok), t0).await;
+        assert_eq!(status, 201, "{what} at its limit: {body}");
+        let (status, fields, body) = send_at(&api, sub(&format!("{id}_x"), bad), t0).await;
+        assert_eq!(
+            (status, fields),
+            (400, vec!["start".to_string()]),
+            "{what}: {body}"
+        );
+    }
+
+    // Invoice actions on an unknown invoice: a valid body is a 404, an invalid one a 400 first.
+    let credit = |body: Value| {
+        post(
+            "/v1/accounts/acct_1/invoices/inv_none/credit-notes",
+            &body.to_string(),
+        )
+    };
+    boundary(
+        &api,
+        "memo",
+        credit(json!({"amount": "1", "memo": "m".repeat(MAX_MEMO_CHARS)})),
+        404,
+        credit(json!({"amount": "1", "memo": "m".repeat(MAX_MEMO_CHARS + 1)})),
+        400,
+        "memo",
+    )
+    .await;
+    let amount = |len: usize| json!({"amount": format!("1.{}", "0".repeat(len - 2))});
+    boundary(
+        &api,
+        "amount chars",
+        credit(amount(MAX_DECIMAL_CHARS)),
+        404,
+        credit(amount(MAX_DECIMAL_CHARS + 1)),
+        400,
+        "amount",
+    )
+    .await;
+    let below = (MAX_TOTAL_FILTER - rust_decimal::Decimal::new(1, 2)).to_string();
+    for name in ["min_total", "max_total"] {
+        boundary(
+            &api,
+            name,
+            get("/v1/accounts/acct_1/invoices", &[(name, &below)]),
+            200,
+            get(
+                "/v1/accounts/acct_1/invoices",
+                &[(name, &MAX_TOTAL_FILTER.to_string())],
+            ),
+            400,
+            name,
+        )
+        .await;
+    }
+
+    // Ranges: the tax report and the operator's invoice list span at most MAX_REPORT_DAYS.
+    let from = t0 - Duration::days(400);
+    let (at, over) = (
+        from + Duration::days(MAX_REPORT_DAYS),
+        from + Duration::days(MAX_REPORT_DAYS) + Duration::seconds(1),
+    );
+    let range = |path: &str, a: &str, b: &str, to: DateTime<Utc>| {
+        get(path, &[(a, &from.to_rfc3339()), (b, &to.to_rfc3339())])
+    };
+    boundary(
+        &api,
+        "tax report range",
+        range("/v1/reports/tax", "from", "to", at),
+        200,
+        range("/v1/reports/tax", "from", "to", over),
+        400,
+        "to",
+    )
+    .await;
+    boundary(
+        &api,
+        "issued range",
+        range("/v1/invoices", "issued_from", "issued_to", at),
+        200,
+        range("/v1/invoices", "issued_from", "issued_to", over),
+        400,
+        "issued_to",
     )
     .await;
 }

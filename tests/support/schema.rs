@@ -90,7 +90,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>
                 None => match &schema["additionalProperties"] {
                     Value::Object(_) => check(doc, &schema["additionalProperties"], child, &here, out),
                     Value::Bool(true) => {}
-                    _ if props.is_none() && types == ["object"] => {}
+                    _ if props.is_none() && types.contains(&"object") => {}
                     _ => out.push(format!("{here}: not in the schema")),
                 },
             }

@@ -12,6 +12,7 @@
 //! Bodies are JSON objects; every problem names its field. Plan changes and cancellations are
 //! `meterline_shared::billing::plan_change`; previews rate with the close's own code.
 
+use crate::limits::{MAX_PERCENT_SCALE, MAX_POLICY_DAYS, MAX_REGION_CHARS, MAX_TIMEZONE_CHARS};
 use crate::{decode_token, encode_token, json_response, limit_param, store_problem, Ctx, Outcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use lambda_http::http::StatusCode;
@@ -44,7 +45,7 @@ pub const MAX_TEXT: usize = 200;
 pub const MAX_START_BACK: TimeDelta = TimeDelta::days(7);
 pub const MAX_START_AHEAD: TimeDelta = TimeDelta::days(366);
 
-pub(crate) const ID_RULE: &str = "must be 1 to 128 of letters, digits and `_ - . :`";
+pub(crate) const ID_RULE: &str = crate::limits::REF_ID_RULE;
 
 /// A JSON object body.
 pub(crate) fn object_body(req: &Request) -> Result<Map<String, Value>, Problem> {
@@ -216,11 +217,14 @@ fn check_tax(f: &mut Fields, tax: &TaxProfile) {
                 "must be an ISO 3166-1 alpha-2 code, e.g. DE",
             );
         }
-        if j.region.as_ref().is_some_and(|r| r.is_empty() || r.len() > 16) {
+        if j.region
+            .as_ref()
+            .is_some_and(|r| r.is_empty() || r.len() > MAX_REGION_CHARS)
+        {
             f.err(
                 "tax.jurisdiction.region",
                 "invalid_format",
-                "must be 1 to 16 characters",
+                format!("must be 1 to {MAX_REGION_CHARS} characters"),
             );
         }
     }
@@ -242,15 +246,27 @@ fn check_tax(f: &mut Fields, tax: &TaxProfile) {
 
 fn check_policy(f: &mut Fields, p: &OverduePolicy, currency: Option<Currency>) {
     if let PaymentTerms::Net { days } = p.terms {
-        if days > 365 {
-            f.err("policy.terms.days", "out_of_range", "must be at most 365");
+        if days > MAX_POLICY_DAYS {
+            f.err(
+                "policy.terms.days",
+                "out_of_range",
+                format!("must be at most {MAX_POLICY_DAYS}"),
+            );
         }
     }
-    if p.grace_days > 365 {
-        f.err("policy.grace_days", "out_of_range", "must be at most 365");
+    if p.grace_days > MAX_POLICY_DAYS {
+        f.err(
+            "policy.grace_days",
+            "out_of_range",
+            format!("must be at most {MAX_POLICY_DAYS}"),
+        );
     }
-    if p.fee_every_days.is_some_and(|d| d == 0 || d > 365) {
-        f.err("policy.fee_every_days", "out_of_range", "must be 1 to 365");
+    if p.fee_every_days.is_some_and(|d| d == 0 || d > MAX_POLICY_DAYS) {
+        f.err(
+            "policy.fee_every_days",
+            "out_of_range",
+            format!("must be 1 to {MAX_POLICY_DAYS}"),
+        );
     }
     use meterline_shared::billing::LateFee;
     let money_ok =
@@ -264,12 +280,12 @@ fn check_policy(f: &mut Fields, p: &OverduePolicy, currency: Option<Currency>) {
         Some(LateFee::Percentage { percent, cap }) => {
             if *percent < rust_decimal::Decimal::ZERO
                 || *percent > rust_decimal::Decimal::ONE_HUNDRED
-                || percent.scale() > 4
+                || percent.normalize().scale() > MAX_PERCENT_SCALE
             {
                 f.err(
                     "policy.late_fee.percent",
                     "out_of_range",
-                    "must be 0 to 100 with at most 4 decimal places",
+                    format!("must be 0 to 100 with at most {MAX_PERCENT_SCALE} decimal places"),
                 );
             }
             if cap.as_ref().is_some_and(|c| !money_ok(c)) {
@@ -335,7 +351,7 @@ fn currency_field(f: &mut Fields, body: &Map<String, Value>, required: bool) -> 
 fn timezone_field(f: &mut Fields, body: &Map<String, Value>) -> Option<chrono_tz::Tz> {
     match body.get("timezone") {
         None => None,
-        Some(Value::String(s)) if s.len() <= 64 => match s.parse::<chrono_tz::Tz>() {
+        Some(Value::String(s)) if s.len() <= MAX_TIMEZONE_CHARS => match s.parse::<chrono_tz::Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
                 f.err(

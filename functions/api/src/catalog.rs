@@ -294,14 +294,21 @@ fn fee_param(f: &mut Fields, body: &Map<String, Value>, required: bool) -> Optio
         Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
         _ => None,
     }) {
-        Some(d) if d >= Decimal::ZERO && d <= Decimal::ONE_HUNDRED && d.normalize().scale() <= 4 => {
+        Some(d)
+            if d >= Decimal::ZERO
+                && d <= Decimal::ONE_HUNDRED
+                && d.normalize().scale() <= crate::limits::MAX_PERCENT_SCALE =>
+        {
             Some(d.normalize())
         }
         _ => {
             f.err(
                 "fee_percent",
                 "invalid_value",
-                "is required: a decimal from 0 to 100 with at most 4 places",
+                format!(
+                    "is required: a decimal from 0 to 100 with at most {} places",
+                    crate::limits::MAX_PERCENT_SCALE
+                ),
             );
             None
         }

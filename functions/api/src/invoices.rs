@@ -51,7 +51,7 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
         Err(Problem::invalid_field(
             name,
             "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
+            crate::limits::REF_ID_RULE,
         ))
     }
 }
@@ -77,7 +77,7 @@ fn decimal_param(q: &QueryMap, name: &str) -> Result<Option<Decimal>, Problem> {
         .map(|v| {
             Decimal::from_str(v)
                 .ok()
-                .filter(|d| d.abs() < Decimal::from(1_000_000_000_000_000i64))
+                .filter(|d| d.abs() < crate::limits::MAX_TOTAL_FILTER)
                 .ok_or_else(|| {
                     Problem::invalid_field(name, "invalid_format", "must be a decimal, e.g. 12.50")
                 })
@@ -246,13 +246,15 @@ fn object_body(c: &Ctx) -> Result<Map<String, Value>, Problem> {
 fn body_decimal(m: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, Problem> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 40 => Decimal::from_str(s).map(Some).map_err(|_| {
-            Problem::invalid_field(
-                field,
-                "invalid_format",
-                "must be a decimal string, e.g. \"12.50\"",
-            )
-        }),
+        Some(Value::String(s)) if s.len() <= crate::limits::MAX_DECIMAL_CHARS => {
+            Decimal::from_str(s).map(Some).map_err(|_| {
+                Problem::invalid_field(
+                    field,
+                    "invalid_format",
+                    "must be a decimal string, e.g. \"12.50\"",
+                )
+            })
+        }
         Some(_) => Err(Problem::invalid_field(
             field,
             "invalid_type",
@@ -905,14 +907,14 @@ pub(crate) mod doc {
     #[derive(ToSchema)]
     struct InvoicePage {
         /// Invoices without `lines`, by invoice id (each subscription's in period order).
-        data: Vec<Object>,
+        data: Vec<Invoice>,
         next_cursor: Option<String>,
     }
 
     #[derive(ToSchema)]
     struct CreditNotePage {
-        /// Credit notes by id; `kind` is `manual` or `late_usage`.
-        data: Vec<Object>,
+        /// Credit notes by id.
+        data: Vec<CreditNote>,
         next_cursor: Option<String>,
     }
 
@@ -940,6 +942,69 @@ pub(crate) mod doc {
 
     #[derive(ToSchema)]
     struct Object {}
+    /// A billing period, `[start, end)`.
+    #[derive(ToSchema)]
+    struct Period {
+        #[schema(format = DateTime)]
+        start: String,
+        #[schema(format = DateTime)]
+        end: String,
+    }
+    /// An invoice: one subscription's period. Amounts are decimal strings in `currency`.
+    #[derive(ToSchema)]
+    struct Invoice {
+        invoice_id: String,
+        account_id: String,
+        subscription_id: String,
+        period: Period,
+        /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
+        status: String,
+        /// Assigned at finalization.
+        number: Option<String>,
+        /// The numbering: `prefix`, `digits`.
+        issuer: Object,
+        currency: String,
+        /// The lines (not in lists).
+        lines: Option<Vec<Object>>,
+        net_total: String,
+        tax_total: String,
+        /// `net_total + tax_total`.
+        total: String,
+        /// Account credit used at finalization.
+        credit_applied: String,
+        /// `total - credit_applied`.
+        amount_due: String,
+        /// What is still owed.
+        outstanding: String,
+        /// The exchange of a converted invoice.
+        conversion: Option<Object>,
+        #[schema(format = DateTime)]
+        issued_at: String,
+        #[schema(format = Date)]
+        due_date: String,
+        auto_pay: bool,
+        /// What each provider earns from it: operators only, not in lists.
+        statements: Option<Object>,
+    }
+    /// A credit note: a manual one, or the correction of late usage.
+    #[derive(ToSchema)]
+    struct CreditNote {
+        credit_note_id: String,
+        account_id: String,
+        original_invoice_id: String,
+        original_period: Period,
+        /// The close (or the manual note) that issued it.
+        issued_with: String,
+        currency: String,
+        /// The corrections, as (negative) differences.
+        lines: Vec<Object>,
+        /// Positive: the amount credited.
+        amount: String,
+        #[schema(format = DateTime)]
+        issued_at: String,
+        /// `manual` or `late_usage`.
+        kind: String,
+    }
 
     /// Records a payment made outside the payment service.
     #[derive(ToSchema)]
@@ -958,7 +1023,7 @@ pub(crate) mod doc {
         /// This payment id was recorded before: nothing changed.
         duplicate: bool,
         amount: Option<String>,
-        invoice: Object,
+        invoice: Invoice,
     }
 
     /// A credit note against an invoice.
@@ -1032,13 +1097,13 @@ pub(crate) mod doc {
     #[utoipa::path(get, path = "/v1/accounts/{account_id}/invoices/{invoice_id}", tag = "invoices",
         description = "One invoice with its lines (and, for operators, its provider statements).",
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 200, description = "The invoice", body = Object)))]
+        responses((status = 200, description = "The invoice", body = Invoice)))]
     fn get_invoice() {}
 
     #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/void", tag = "invoices",
         description = "Voids an open, past-due or uncollectible invoice with no payment and no credit note; the credit balance it consumed returns to the account. Voiding a void invoice changes nothing (200). Publishes `InvoiceVoided` (again on a repeat, same id); 503 when publishing failed after the write: retry.",
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 200, description = "The voided invoice", body = Object),
+        responses((status = 200, description = "The voided invoice", body = Invoice),
             (status = 409, description = "The invoice cannot be voided", body = Problem, content_type = "application/problem+json")))]
     fn void_invoice() {}
 
@@ -1061,8 +1126,8 @@ pub(crate) mod doc {
         description = "Issues a credit note: it lowers the invoice's outstanding amount first (to paid at zero), the rest goes to the account's credit balance. Publishes `CreditNoteIssued` (and `InvoicePaid` when it leaves nothing outstanding), again for a known note; 503 when publishing failed after the write: retry.",
         request_body = NewCreditNote,
         params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 201, description = "The credit note", body = Object),
-            (status = 200, description = "A credit note with this id exists", body = Object)))]
+        responses((status = 201, description = "The credit note", body = CreditNote),
+            (status = 200, description = "A credit note with this id exists", body = CreditNote)))]
     fn create_credit_note() {}
 
     #[utoipa::path(get, path = "/v1/accounts/{account_id}/credit-notes", tag = "invoices",

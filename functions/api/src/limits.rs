@@ -7,9 +7,18 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
 
+pub use crate::accounts::{
+    DEFAULT_PAGE as DEFAULT_ACCOUNT_PAGE, MAX_PAGE as MAX_ACCOUNT_PAGE, MAX_START_AHEAD, MAX_START_BACK,
+    MAX_TEXT as MAX_TEXT_CHARS,
+};
+pub use crate::catalog::{MAX_CATALOG_BYTES, MAX_PLAN_ITEMS, MAX_PRICES, MAX_SCALE as MAX_CATALOG_SCALE};
 pub use crate::estimates::{DEFAULT_FORECAST_DAYS, MAX_BUDGETS, MAX_FORECAST_DAYS, MAX_THRESHOLDS};
+pub use crate::invoices::{
+    DEFAULT_PAGE as DEFAULT_INVOICE_PAGE, MAX_MEMO_CHARS, MAX_PAGE as MAX_INVOICE_PAGE, MAX_REPORT_DAYS,
+};
 pub use crate::keys::{DEFAULT_KEY_PAGE, MAX_KEY_BODY_BYTES, MAX_KEY_PAGE, MAX_NAME_CHARS};
 pub use crate::rates::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
+pub use crate::stream::MAX_ID_LEN as MAX_LAST_EVENT_ID_CHARS;
 pub use crate::MAX_BODY_BYTES;
 pub use meterline_shared::api::idempotency::MAX_KEY_LEN as MAX_IDEMPOTENCY_KEY_LEN;
 pub use meterline_shared::replay::{MAX_REPLAY_EVENTS, MAX_REPLAY_SCAN};
@@ -31,6 +40,19 @@ pub const MAX_JOB_SECONDS: u64 = 366 * 86_400;
 pub const MAX_JOB_GPUS: u64 = 1024;
 /// Largest budget threshold, in percent of the budget.
 pub const MAX_THRESHOLD_PERCENT: u64 = 1000;
+
+/// Most decimal places of a percentage (a provider's `fee_percent`, a late fee's `percent`).
+pub const MAX_PERCENT_SCALE: u32 = 4;
+/// Longest tax jurisdiction `region` (an ISO 3166-2 subdivision code and some room), in bytes.
+pub const MAX_REGION_CHARS: usize = 16;
+/// Longest `timezone` (an IANA name), in bytes.
+pub const MAX_TIMEZONE_CHARS: usize = 64;
+/// Most days of payment terms, grace and late-fee intervals of an overdue policy.
+pub const MAX_POLICY_DAYS: u16 = 365;
+/// Longest decimal string of an invoice action body (`amount`).
+pub const MAX_DECIMAL_CHARS: usize = 40;
+/// Invoice `min_total`/`max_total` filters are below this in absolute value.
+pub const MAX_TOTAL_FILTER: Decimal = MAX_QUANTITY;
 
 /// The rule of account, provider, job and budget ids, as problems word it.
 pub const REF_ID_RULE: &str = "must be 1 to 128 of letters, digits and `_ - . :`";

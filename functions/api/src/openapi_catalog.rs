@@ -30,19 +30,19 @@ struct Account {
     timezone: Option<String>,
     /// Payment terms (`{"type": "net", "days": 30}` or `{"type": "due_on_receipt"}`, at most
     /// 365 days), `grace_days`, `late_fee` and `fee_every_days`. Default net 30, no late fee.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     policy: Option<serde_json::Value>,
     /// Payment is requested automatically when an invoice is finalized.
     auto_pay: Option<bool>,
     /// `{"jurisdiction": {"country": "DE", "region": null}, "exemption": null,
     /// "reverse_charge_tax_id": null}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     tax: Option<serde_json::Value>,
     /// The invoice numbering: `{"prefix": "ML", "digits": 6}`; fixed once an invoice exists.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     issuer: Option<serde_json::Value>,
     /// Read only.
-    #[schema(value_type = String, read_only)]
+    #[schema(value_type = Option<String>, read_only)]
     credit_balance: Option<String>,
 }
 
@@ -74,14 +74,14 @@ struct NewSubscription {
 struct Subscription {
     subscription_id: String,
     account_id: String,
-    #[schema(value_type = Object)]
-    schedule: serde_json::Value,
+    schedule: Schedule,
     #[schema(value_type = Object)]
     plan: serde_json::Value,
-    #[schema(value_type = Object)]
+    /// The catalog plan and version in force: `{"plan_id", "version"}`.
+    #[schema(value_type = Option<Object>)]
     plan_ref: Option<serde_json::Value>,
     /// Changes of plan: `{"at", "plan", "plan_ref"}`, in order.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     plan_changes: Option<Vec<serde_json::Value>>,
     #[schema(format = DateTime)]
     started_at: String,
@@ -91,6 +91,20 @@ struct Subscription {
     next_close_at: Option<String>,
     /// `active`, `cancelling` or `ended`.
     status: String,
+}
+
+/// When a subscription's periods start and end.
+#[derive(ToSchema)]
+struct Schedule {
+    /// `hourly`, `daily`, `weekly` or `monthly`.
+    cadence: String,
+    /// `calendar` or `anniversary`.
+    alignment: String,
+    /// Where period 0 starts.
+    #[schema(format = DateTime)]
+    anchor: String,
+    /// The account's IANA timezone: calendar periods follow its local midnights.
+    timezone: String,
 }
 
 #[derive(ToSchema)]
