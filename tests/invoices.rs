@@ -1111,6 +1111,8 @@ async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
     let issued = &got.iter().find(|(k, _)| k == "CreditNoteIssued").unwrap().1;
     assert_eq!(dec(&issued["amount"]), dec(&outstanding));
     assert_eq!(issued["invoice_id"], a2.as_str());
+}
+
 /// Every 200/201 body of these routes matches its schema in the document the API serves,
 /// strictly: no field the document does not list, none it requires missing.
 #[tokio::test]
