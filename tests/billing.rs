@@ -354,7 +354,7 @@ async fn invoice_events_are_published_on_eventbridge() {
 
 #[tokio::test]
 async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
-    use meterline_shared::billing::events::PaymentResult;
+    use meterline_shared::billing::events::{paid_event, PaymentResult};
     use meterline_shared::billing::InvoiceStatus;
     use meterline_shared::store::billing::PaymentOutcome;
     let b = Billing::new("billing-overdue").await;
@@ -416,39 +416,104 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     let inv = &b.invoices("acct_o").await[0];
     assert_eq!(inv.outstanding, "12.26".parse::<Decimal>().unwrap());
 
-    // The payment service pays it: applied once, however often the event is delivered.
-    let paid: EventBridgeEvent<PaymentResult> = serde_json::from_value(json!({
-        "version": "0", "id": "e1", "detail-type": "PaymentSucceeded", "source": "meterline.payments",
-        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
-        "detail": {"event_id": "pay_1", "invoice_id": inv.invoice_id, "account_id": "acct_o",
-                   "currency": "USD", "amount": "12.26", "at": Utc::now().to_rfc3339()}
-    }))
-    .unwrap();
-    let first = payment_result::handle(&b.billing, &paid).await.unwrap();
+    // The payment service pays it: applied once, however often the event is delivered, and
+    // `InvoicePaid` reaches the bus (a rule routes it to a queue) at least once.
+    let (bus, queue) = b.stack.event_queue("paid-events", &["InvoicePaid"]).await;
+    let eb = || aws_sdk_eventbridge::Client::new(&b.stack.sdk);
+    let good = EventBridgePublisher::new(eb(), bus.clone());
+    // Publishing fails after the write: a bus that does not exist.
+    let broken = EventBridgePublisher::new(eb(), format!("{bus}-no-such-bus"));
+    let result = |event_id: &str, invoice_id: &str, amount: &str| -> EventBridgeEvent<PaymentResult> {
+        serde_json::from_value(json!({
+            "version": "0", "id": format!("e-{event_id}"), "detail-type": "PaymentSucceeded",
+            "source": "meterline.payments", "account": "123456789012",
+            "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+            "detail": {"event_id": event_id, "invoice_id": invoice_id, "account_id": "acct_o",
+                       "currency": "USD", "amount": amount, "at": Utc::now().to_rfc3339()}
+        }))
+        .unwrap()
+    };
+    // A partial payment: applied, nothing paid, nothing published.
+    let partial = result("pay_0", &inv.invoice_id, "1.00");
     assert_eq!(
-        first,
+        payment_result::handle(&b.billing, &good, &partial).await.unwrap(),
         PaymentOutcome::Applied {
-            status: InvoiceStatus::Paid,
-            outstanding: Decimal::ZERO
+            status: InvoiceStatus::PastDue,
+            outstanding: "11.26".parse().unwrap()
         }
     );
-    assert_eq!(
-        payment_result::handle(&b.billing, &paid).await.unwrap(),
-        PaymentOutcome::Duplicate
+    // The rest, with the bus unreachable: the payment is applied but the invocation fails (so
+    // Lambda delivers the event again).
+    let paid = result("pay_1", &inv.invoice_id, "11.26");
+    let err = payment_result::handle(&b.billing, &broken, &paid)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, meterline_shared::collections::CollectionError::Store(_)),
+        "{err}"
     );
-    let inv = b
+    let stored = b
         .billing
         .invoice("acct_o", &inv.invoice_id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(inv.status, InvoiceStatus::Paid);
-    // Paid invoices leave the open index: the next check sees the two others only.
+    assert_eq!(
+        (stored.status, stored.outstanding),
+        (InvoiceStatus::Paid, Decimal::ZERO)
+    );
+    // Delivered again: a duplicate, and this time InvoicePaid is published.
+    assert_eq!(
+        payment_result::handle(&b.billing, &good, &paid).await.unwrap(),
+        PaymentOutcome::Duplicate
+    );
+    // A second invoice paid in full in one go: applied and published.
+    let other = b.invoices("acct_o").await[1].clone();
+    let full = result("pay_2", &other.invoice_id, &other.outstanding.to_string());
+    assert_eq!(
+        payment_result::handle(&b.billing, &good, &full).await.unwrap(),
+        PaymentOutcome::Applied {
+            status: InvoiceStatus::Paid,
+            outstanding: Decimal::ZERO
+        }
+    );
+    // A payment for an invoice already paid did not pay it: nothing published.
+    assert_eq!(
+        payment_result::handle(&b.billing, &good, &result("pay_3", &other.invoice_id, "1.00"))
+            .await
+            .unwrap(),
+        PaymentOutcome::Recorded {
+            status: InvoiceStatus::Paid
+        }
+    );
+    // One InvoicePaid per paid invoice, the event the API's mark paid would publish.
+    let got = b.stack.drain_events(&queue).await;
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    for (kind, detail) in &got {
+        assert_eq!(kind, "InvoicePaid");
+        *ids.entry(detail["event_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = [
+        (format!("invoice-paid#{}", inv.invoice_id), 1),
+        (format!("invoice-paid#{}", other.invoice_id), 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(ids, expected, "{got:?}");
+    let detail = &got
+        .iter()
+        .find(|(_, d)| d["invoice_id"] == inv.invoice_id.as_str())
+        .unwrap()
+        .1;
+    assert_eq!(detail, &paid_event(&stored).detail);
+    assert_eq!(detail["total"], "11.90");
+    // Paid invoices leave the open index: the next check sees the one left only.
     let at = issued + Duration::days(51);
     let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
         .await
         .unwrap();
-    assert_eq!(s.checked, 2);
+    assert_eq!(s.checked, 1);
 }
 
 #[tokio::test]

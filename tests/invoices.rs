@@ -937,98 +937,21 @@ async fn send(api: &Api, path: String, key: &str, body: Option<Value>) -> (u16, 
     (status, v)
 }
 
-/// Every message on `queue` (until it stays empty), as (detail-type, detail), deleted as read.
-async fn drain(sqs: &meterline_shared::aws::aws_sdk_sqs::Client, queue: &str) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut empty = 0;
-    while empty < 2 {
-        let got = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty += 1;
-            continue;
-        }
-        for m in messages {
-            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            assert_eq!(envelope["source"], "meterline.billing");
-            out.push((
-                envelope["detail-type"].as_str().unwrap().to_string(),
-                envelope["detail"].clone(),
-            ));
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
-    use meterline_shared::aws::aws_sdk_eventbridge;
     let c = closed("invoices-events").await;
     let (a0, a1, a2) = (c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2));
     let base = "/v1/accounts/acct_a/invoices";
 
     // A bus of its own, a rule for these events and a queue as its target.
     let prefix = c.stack.description["prefix"].as_str().unwrap().to_string();
-    let eb = aws_sdk_eventbridge::Client::new(&c.stack.sdk);
-    let bus = format!("{prefix}-bus");
-    eb.create_event_bus().name(&bus).send().await.unwrap();
-    let sqs = c.stack.sqs();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}-invoice-events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn_attr = meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(arn_attr.clone())
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&arn_attr]
-        .clone();
-    let rule = format!("{prefix}-invoice-events");
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(
-            json!({"source": ["meterline.billing"],
-                   "detail-type": ["InvoiceVoided", "InvoicePaid", "CreditNoteIssued"]})
-            .to_string(),
+    let (bus, queue) = c
+        .stack
+        .event_queue(
+            "invoice-events",
+            &["InvoiceVoided", "InvoicePaid", "CreditNoteIssued"],
         )
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("invoice-events")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+        .await;
     let good: Api = c.stack.api().with_billing(c.stack.billing_api_on_bus(&bus));
     // Publishing fails after the write: a bus that does not exist.
     let broken: Api = c
@@ -1076,7 +999,7 @@ async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
     assert_eq!(status, 200);
     let note_id = n["credit_note_id"].as_str().unwrap().to_string();
 
-    let got = drain(&sqs, &queue).await;
+    let got = c.stack.drain_events(&queue).await;
     let mut ids: std::collections::BTreeMap<String, (String, usize)> = Default::default();
     for (kind, detail) in &got {
         let id = detail["event_id"].as_str().unwrap().to_string();

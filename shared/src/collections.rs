@@ -6,10 +6,12 @@
 //!   only if new), whatever the number of runs. `InvoiceOverdue` is published when something
 //!   changed.
 //! * [`apply_payment_result`]: `PaymentSucceeded` lowers the outstanding amount (to `paid` at
-//!   zero), `PaymentFailed` is recorded; each event id is applied once.
+//!   zero), `PaymentFailed` is recorded; each event id is applied once. An invoice brought to
+//!   `paid` publishes `InvoicePaid` (the API's event: same id, same detail), at least once: a
+//!   failed publish is an error, and the redelivered result (a `Duplicate`) publishes it again.
 
-use crate::billing::events::{InvoiceOverdue, PaymentResult};
-use crate::billing::{check_overdue, BillingEvent, InvoiceDue, OverdueError};
+use crate::billing::events::{paid_event, InvoiceOverdue, PaymentResult};
+use crate::billing::{check_overdue, BillingEvent, InvoiceDue, InvoiceStatus, OverdueError};
 use crate::money::Money;
 use crate::store::billing::{BillingStore, EventPublisher, PaymentOutcome, DUE_SHARDS};
 use crate::store::StoreError;
@@ -127,9 +129,17 @@ pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
 /// Attempts when the invoice changed between read and write.
 const MAX_CONFLICTS: u32 = 5;
 
-/// Applies a `PaymentSucceeded` (`succeeded`) or `PaymentFailed` result, once per event id.
-pub async fn apply_payment_result<B: BillingStore>(
+/// Applies a `PaymentSucceeded` (`succeeded`) or `PaymentFailed` result, once per event id, and
+/// publishes `InvoicePaid` when a success leaves the invoice `paid`.
+///
+/// Publishing is after the write, so it is at least once by retry: if it fails, the error goes
+/// back to the caller (the Lambda invocation fails and is retried), and the retry finds this
+/// event applied (`Duplicate`) and publishes again if the invoice is paid. The event is built
+/// from the stored invoice alone ([`paid_event`]), so every publish, from here or from the API's
+/// mark paid and credit notes, is the same event and consumers dedupe on its id.
+pub async fn apply_payment_result<B: BillingStore, P: EventPublisher>(
     store: &B,
+    publisher: &P,
     result: &PaymentResult,
     succeeded: bool,
 ) -> Result<PaymentOutcome, CollectionError> {
@@ -145,10 +155,207 @@ pub async fn apply_payment_result<B: BillingStore>(
         }
     }
     let mut attempt = 0;
-    loop {
+    let outcome = loop {
         match store.record_payment(result, succeeded).await {
             Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICTS => attempt += 1,
-            other => return Ok(other?),
+            other => break other?,
         }
+    };
+    // This payment paid the invoice, or it was applied before (a redelivery, perhaps after a
+    // failed publish): publish if the invoice is paid now.
+    let may_have_paid = match &outcome {
+        PaymentOutcome::Applied { status, .. } => *status == InvoiceStatus::Paid,
+        PaymentOutcome::Duplicate => true,
+        PaymentOutcome::Recorded { .. } | PaymentOutcome::UnknownInvoice => false,
+    };
+    if succeeded && may_have_paid {
+        if let Some(invoice) = store.invoice(&result.account_id, &result.invoice_id).await? {
+            if invoice.status == InvoiceStatus::Paid {
+                publisher.publish(&[paid_event(&invoice)]).await?;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::{sample, BillingPeriod, Invoice, InvoiceNumbering, StatementRun};
+    use crate::money::Currency;
+    use crate::store::memory_billing::{MemoryBillingStore, MemoryEventPublisher};
+    use chrono::{Duration, TimeZone};
+    use rust_decimal::Decimal;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Records what it publishes, after failing its first `failures` calls.
+    #[derive(Default)]
+    struct FlakyPublisher {
+        failures: AtomicU32,
+        published: MemoryEventPublisher,
+    }
+
+    impl EventPublisher for FlakyPublisher {
+        async fn publish(&self, events: &[BillingEvent]) -> Result<(), StoreError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("bus down".into()));
+            }
+            self.published.publish(events).await
+        }
+    }
+
+    fn store() -> MemoryBillingStore {
+        let store = MemoryBillingStore::new();
+        run(store.put_account(&sample::account("acct_a", Currency::USD))).unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let usd = |a: &str| Money::new(d(a), Currency::USD);
+        store.insert_invoice(Invoice {
+            invoice_id: "inv_1".into(),
+            account_id: "acct_a".into(),
+            subscription_id: "sub_a".into(),
+            period: BillingPeriod {
+                start,
+                end: start + Duration::days(1),
+            },
+            status: InvoiceStatus::Open,
+            number: Some("ML-000001".into()),
+            issuer: InvoiceNumbering::new("ML").unwrap(),
+            currency: Currency::USD,
+            lines: vec![],
+            net_total: d("10.00"),
+            tax_total: Decimal::ZERO,
+            total: d("10.00"),
+            credit_applied: Decimal::ZERO,
+            amount_due: d("10.00"),
+            outstanding: d("10.00"),
+            conversion: None,
+            issued_at: start + Duration::days(1),
+            due_date: start.date_naive() + Days::new(15),
+            auto_pay: true,
+            statements: StatementRun {
+                currency: Currency::USD,
+                statements: vec![],
+                total_billed: usd("0"),
+                total_tax: usd("0"),
+                total_fees: usd("0"),
+                total_payouts: usd("0"),
+            },
+        });
+        store
+    }
+
+    fn payment(event_id: &str, amount: &str) -> PaymentResult {
+        PaymentResult {
+            event_id: event_id.into(),
+            invoice_id: "inv_1".into(),
+            account_id: "acct_a".into(),
+            currency: "USD".into(),
+            amount: d(amount),
+            at: Utc.with_ymd_and_hms(2026, 11, 5, 0, 0, 0).unwrap(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_payment_that_pays_the_invoice_publishes_invoice_paid_at_least_once() {
+        let store = store();
+        let publisher = FlakyPublisher::default();
+        let pay = |id: &str, amount: &str, ok: bool| {
+            run(apply_payment_result(&store, &publisher, &payment(id, amount), ok))
+        };
+        let paid_events = || {
+            publisher
+                .published
+                .events()
+                .into_iter()
+                .filter(|e| e.detail_type == "InvoicePaid")
+                .collect::<Vec<_>>()
+        };
+
+        // A partial payment and a failure: nothing is paid, nothing published.
+        assert_eq!(
+            pay("pay_1", "4.00", true).unwrap(),
+            PaymentOutcome::Applied {
+                status: InvoiceStatus::Open,
+                outstanding: d("6.00")
+            }
+        );
+        pay("pay_f", "6.00", false).unwrap();
+        assert_eq!(publisher.published.events(), vec![]);
+
+        // The rest: applied, but the bus is down: the result fails (so it is delivered again).
+        publisher.failures.store(1, Ordering::SeqCst);
+        assert!(matches!(
+            pay("pay_2", "6.00", true),
+            Err(CollectionError::Store(StoreError::Unavailable(_)))
+        ));
+        let inv = run(store.invoice("acct_a", "inv_1")).unwrap().unwrap();
+        assert_eq!(
+            (inv.status, inv.outstanding),
+            (InvoiceStatus::Paid, Decimal::ZERO)
+        );
+        assert_eq!(paid_events(), vec![]);
+
+        // Redelivered: a duplicate, and InvoicePaid goes out, the API's event exactly.
+        assert_eq!(pay("pay_2", "6.00", true).unwrap(), PaymentOutcome::Duplicate);
+        assert_eq!(paid_events(), vec![paid_event(&inv)]);
+        assert_eq!(paid_events()[0].event_id(), "invoice-paid#inv_1");
+        assert_eq!(paid_events()[0].detail["total"], "10.00");
+        // Again: the same event again (consumers dedupe on its id).
+        assert_eq!(pay("pay_2", "6.00", true).unwrap(), PaymentOutcome::Duplicate);
+        assert_eq!(paid_events(), vec![paid_event(&inv), paid_event(&inv)]);
+
+        // A payment for the paid invoice, or a failure, did not pay it: nothing more.
+        assert_eq!(
+            pay("pay_3", "1.00", true).unwrap(),
+            PaymentOutcome::Recorded {
+                status: InvoiceStatus::Paid
+            }
+        );
+        pay("pay_f", "6.00", false).unwrap();
+        assert_eq!(paid_events().len(), 2);
+        assert_eq!(publisher.published.events().len(), 2);
+    }
+
+    #[test]
+    fn a_payment_that_pays_in_full_publishes_once_per_delivery() {
+        let store = store();
+        let publisher = MemoryEventPublisher::new();
+        let result = payment("pay_all", "10.00");
+        assert_eq!(
+            run(apply_payment_result(&store, &publisher, &result, true)).unwrap(),
+            PaymentOutcome::Applied {
+                status: InvoiceStatus::Paid,
+                outstanding: Decimal::ZERO
+            }
+        );
+        let events = publisher.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].detail_type.as_str(), events[0].event_id()),
+            ("InvoicePaid", "invoice-paid#inv_1")
+        );
+        assert_eq!(events[0].detail["number"], "ML-000001");
+        // An unknown invoice: nothing.
+        let mut other = payment("pay_x", "1.00");
+        other.invoice_id = "inv_nope".into();
+        assert_eq!(
+            run(apply_payment_result(&store, &publisher, &other, true)).unwrap(),
+            PaymentOutcome::UnknownInvoice
+        );
+        assert_eq!(publisher.events().len(), 1);
     }
 }

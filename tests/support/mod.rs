@@ -159,6 +159,96 @@ impl Stack {
         }
     }
 
+    /// An event bus `{prefix}-{name}` of its own, with a rule routing billing's events of
+    /// `detail_types` (source `meterline.billing`) to a new queue: (bus name, queue URL). Read
+    /// the queue with [`Stack::drain_events`].
+    pub async fn event_queue(&self, name: &str, detail_types: &[&str]) -> (String, String) {
+        use meterline_shared::aws::aws_sdk_eventbridge;
+        let prefix = self.description["prefix"].as_str().expect("prefix").to_string();
+        let eb = aws_sdk_eventbridge::Client::new(&self.sdk);
+        let bus = format!("{prefix}-{name}");
+        eb.create_event_bus().name(&bus).send().await.expect("create bus");
+        let sqs = self.sqs();
+        let queue = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}-{name}"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(arn_attr.clone())
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .expect("attributes")[&arn_attr]
+            .clone();
+        let rule = format!("{prefix}-{name}");
+        eb.put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(json!({"source": ["meterline.billing"], "detail-type": detail_types}).to_string())
+            .send()
+            .await
+            .expect("put rule");
+        eb.put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id(name)
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+        (bus, queue)
+    }
+
+    /// Every message on `queue` (until it stays empty), as (detail-type, detail), deleted as
+    /// read; each must be billing's (source `meterline.billing`).
+    pub async fn drain_events(&self, queue: &str) -> Vec<(String, Value)> {
+        let sqs = self.sqs();
+        let mut out = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let got = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for m in messages {
+                let envelope: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
+                assert_eq!(envelope["source"], "meterline.billing");
+                out.push((
+                    envelope["detail-type"].as_str().expect("detail-type").to_string(),
+                    envelope["detail"].clone(),
+                ));
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(m.receipt_handle().expect("receipt handle"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        out
+    }
+
     /// A usage store on this stack's tables.
     pub fn usage_store(&self) -> DynamoUsageStore {
         let c = self.usage_config();

@@ -1,14 +1,19 @@
 //! The payment-result function: subscribed (EventBridge rule) to the payment service's
 //! `PaymentSucceeded` and `PaymentFailed` events. Each event id is applied once, so redelivery
 //! is harmless; see `meterline_shared::collections`.
+//!
+//! A payment that leaves its invoice paid publishes `InvoicePaid`. If that publish fails, the
+//! handler fails: the rule invokes the function asynchronously, so Lambda retries the event,
+//! and the retry (the payment already applied: `Duplicate`) publishes it again.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use meterline_shared::billing::events::PaymentResult;
 use meterline_shared::collections::{apply_payment_result, CollectionError};
-use meterline_shared::store::billing::{BillingStore, PaymentOutcome};
+use meterline_shared::store::billing::{BillingStore, EventPublisher, PaymentOutcome};
 
-pub async fn handle<B: BillingStore>(
+pub async fn handle<B: BillingStore, P: EventPublisher>(
     store: &B,
+    publisher: &P,
     event: &EventBridgeEvent<PaymentResult>,
 ) -> Result<PaymentOutcome, CollectionError> {
     let succeeded = match event.detail_type.as_str() {
@@ -20,7 +25,7 @@ pub async fn handle<B: BillingStore>(
             )))
         }
     };
-    let outcome = apply_payment_result(store, &event.detail, succeeded).await?;
+    let outcome = apply_payment_result(store, publisher, &event.detail, succeeded).await?;
     tracing::info!(
         event_id = %event.detail.event_id,
         invoice_id = %event.detail.invoice_id,

@@ -1,7 +1,9 @@
 use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
+use meterline_shared::aws::{
+    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, EventBridgePublisher,
+};
 use meterline_shared::billing::events::PaymentResult;
 use meterline_shared::config::{BillingConfig, Env};
 
@@ -11,9 +13,11 @@ async fn main() -> anyhow::Result<()> {
     let config = BillingConfig::from_env(&Env::process()).context("configuration")?;
     let sdk = sdk_config().await;
     let store = &DynamoBillingStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
+    let publisher = &EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), config.event_bus);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<PaymentResult>>| async move {
-            let outcome = payment_result::handle(store, &event.payload)
+            // An error fails the invocation: Lambda retries the event (asynchronous invoke).
+            let outcome = payment_result::handle(store, publisher, &event.payload)
                 .await
                 .map_err(lambda_runtime::Error::from)?;
             Ok::<String, lambda_runtime::Error>(format!("{outcome:?}"))

@@ -63,6 +63,14 @@ impl MemoryBillingStore {
         self.lock().invoices.values().cloned().collect()
     }
 
+    /// Stores an issued invoice as given, replacing one with its id (fixtures and tests; closes
+    /// write invoices through `commit_close`).
+    pub fn insert_invoice(&self, invoice: Invoice) {
+        self.lock()
+            .invoices
+            .insert((invoice.account_id.clone(), invoice.invoice_id.clone()), invoice);
+    }
+
     /// Every credit note.
     pub fn all_credit_notes(&self) -> Vec<CreditNoteDoc> {
         self.lock().credit_notes.values().cloned().collect()
