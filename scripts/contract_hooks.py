@@ -84,7 +84,13 @@ def _utf8(text):
 def filter_body(ctx, body):
     if isinstance(body, (str, bytes, bytearray)):
         return _utf8(body)
-    return True
+    # A JSON body: every key and string in it must encode as UTF-8 (Python strings may hold lone
+    # surrogates, which are sent as bytes that are not UTF-8).
+    try:
+        json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        return True
+    except (UnicodeError, TypeError, ValueError):
+        return False
 
 
 @schemathesis.hook
