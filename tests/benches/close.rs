@@ -49,27 +49,39 @@ async fn main() {
     });
     let plan = sample::subscription("x", "x", Cadence::Daily, anchor).plan;
     let ids: Vec<String> = (0..accounts).map(|i| format!("acct_{i:04}")).collect();
-    stream::iter(ids.iter())
-        .for_each_concurrent(16, |a| {
-            let (billing, plan) = (&billing, plan.clone());
+    // The same items as `put_account` and `put_subscription`, 25 to a `BatchWriteItem`.
+    stream::iter(ids.chunks(250))
+        .for_each_concurrent(4, |chunk| {
+            let (billing, plan) = (&billing, &plan);
             async move {
-                billing
-                    .put_account(&sample::account(a, Currency::USD))
-                    .await
-                    .unwrap();
-                let schedule =
-                    BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
-                let sub = BillingSubscription::new(&format!("sub_{a}"), a, schedule, plan).unwrap();
-                billing.put_subscription(&sub).await.unwrap();
+                let accounts: Vec<_> = chunk.iter().map(|a| sample::account(a, Currency::USD)).collect();
+                let subs: Vec<_> = chunk
+                    .iter()
+                    .map(|a| {
+                        let schedule = BillingSchedule::new(
+                            Cadence::Daily,
+                            Alignment::Anniversary,
+                            anchor,
+                            chrono_tz::UTC,
+                        );
+                        BillingSubscription::new(&format!("sub_{a}"), a, schedule, plan.clone()).unwrap()
+                    })
+                    .collect();
+                billing.load_accounts(&accounts, &subs).await.unwrap();
             }
         })
         .await;
     // 30 events and at most 60 aggregates: within one transaction's 100 items.
-    for chunk in events.chunks(30) {
-        let chunk = event_refs(chunk);
-        let aggs = aggregate_refs(&chunk, &[Granularity::Hour, Granularity::Day]);
-        usage.commit(&chunk, &aggs, Utc::now()).await.unwrap();
-    }
+    stream::iter(events.chunks(30))
+        .for_each_concurrent(4, |chunk| {
+            let usage = &usage;
+            async move {
+                let chunk = event_refs(chunk);
+                let aggs = aggregate_refs(&chunk, &[Granularity::Hour, Granularity::Day]);
+                usage.commit(&chunk, &aggs, Utc::now()).await.unwrap();
+            }
+        })
+        .await;
     println!(
         "close bench: seeded {accounts} accounts and {} events in {:.1}s",
         events.len(),

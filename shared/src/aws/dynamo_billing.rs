@@ -381,6 +381,80 @@ impl DynamoBillingStore {
         Ok((inv, items))
     }
 
+    fn account_item(account: &Account) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&account.account_id)));
+        item.insert("sk".into(), s("ACCOUNT"));
+        item.insert("doc".into(), to_doc(account));
+        item.insert("balance".into(), n(account.credit_balance.amount));
+        item
+    }
+
+    fn subscription_item(sub: &BillingSubscription) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(&sub.account_id)));
+        item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));
+        item.insert("doc".into(), to_doc(sub));
+        item.insert("account_id".into(), s(&sub.account_id));
+        item.insert("subscription_id".into(), s(&sub.subscription_id));
+        if let Some(next) = sub.next_close_at {
+            item.insert("next_close_at".into(), s(instant(next)));
+            item.insert(
+                "due_pk".into(),
+                s(format!("DUE#{}", due_shard(&sub.subscription_id, DUE_SHARDS))),
+            );
+            item.insert("due_at".into(), s(instant(next)));
+        }
+        item
+    }
+
+    /// Bulk load (migrations, benchmarks): the same items as `put_account` and
+    /// `put_subscription`, unconditionally, 25 to a `BatchWriteItem`, unprocessed items retried.
+    pub async fn load_accounts(
+        &self,
+        accounts: &[Account],
+        subscriptions: &[BillingSubscription],
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let items = accounts
+            .iter()
+            .map(Self::account_item)
+            .chain(subscriptions.iter().map(Self::subscription_item));
+        let mut requests = Vec::new();
+        for item in items {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !pending.is_empty() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable("accounts left unprocessed".into()));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// After a cancellation without reasons: was the period closed by someone else?
     async fn closed_elsewhere(&self, c: &CloseCommit) -> Result<bool, StoreError> {
         if self
@@ -399,12 +473,7 @@ impl DynamoBillingStore {
 
 impl BillingStore for DynamoBillingStore {
     async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
-        let mut item = Item::new();
-        item.insert("pk".into(), s(account_pk(&account.account_id)));
-        item.insert("sk".into(), s("ACCOUNT"));
-        item.insert("doc".into(), to_doc(account));
-        item.insert("balance".into(), n(account.credit_balance.amount));
-        self.put(item).await
+        self.put(Self::account_item(account)).await
     }
 
     async fn account(&self, account_id: &str) -> Result<Option<Account>, StoreError> {
@@ -417,21 +486,7 @@ impl BillingStore for DynamoBillingStore {
     }
 
     async fn put_subscription(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
-        let mut item = Item::new();
-        item.insert("pk".into(), s(account_pk(&sub.account_id)));
-        item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));
-        item.insert("doc".into(), to_doc(sub));
-        item.insert("account_id".into(), s(&sub.account_id));
-        item.insert("subscription_id".into(), s(&sub.subscription_id));
-        if let Some(next) = sub.next_close_at {
-            item.insert("next_close_at".into(), s(instant(next)));
-            item.insert(
-                "due_pk".into(),
-                s(format!("DUE#{}", due_shard(&sub.subscription_id, DUE_SHARDS))),
-            );
-            item.insert("due_at".into(), s(instant(next)));
-        }
-        self.put(item).await
+        self.put(Self::subscription_item(sub)).await
     }
 
     async fn subscription(
