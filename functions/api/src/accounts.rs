@@ -74,6 +74,34 @@ pub(crate) fn problems(errors: Vec<FieldError>) -> Problem {
     Problem::new(400, "invalid-body", "Invalid request body", detail).with_errors(errors)
 }
 
+/// 403 naming every field of `body` outside `allowed`: what a tenant key (`who`) may not change.
+pub(crate) fn tenant_may_change(
+    body: &Map<String, Value>,
+    allowed: &[&str],
+    who: &str,
+) -> Result<(), Problem> {
+    let mut f = Fields::default();
+    for k in body.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        f.err(k, "operator_only", "only an operator key may change it");
+    }
+    if f.errors.is_empty() {
+        return Ok(());
+    }
+    let detail = f
+        .errors
+        .iter()
+        .map(|e| e.field.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Problem::new(
+        403,
+        "forbidden",
+        "Forbidden",
+        format!("{who} may not change {detail}"),
+    )
+    .with_errors(f.errors))
+}
+
 /// Collects field errors while a body is read.
 #[derive(Default)]
 pub(crate) struct Fields {
@@ -600,25 +628,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             c.principal,
             Some(meterline_shared::api::keys::Principal::Customer { .. })
         ) {
-            let mut f = Fields::default();
-            for k in body.keys().filter(|k| !CUSTOMER_FIELDS.contains(&k.as_str())) {
-                f.err(k, "operator_only", "only an operator key may change it");
-            }
-            if !f.errors.is_empty() {
-                let detail = f
-                    .errors
-                    .iter()
-                    .map(|e| e.field.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Problem::new(
-                    403,
-                    "forbidden",
-                    "Forbidden",
-                    format!("a customer key may not change {detail}"),
-                )
-                .with_errors(f.errors));
-            }
+            tenant_may_change(&body, &CUSTOMER_FIELDS, "a customer key")?;
         }
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;

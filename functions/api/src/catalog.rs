@@ -430,25 +430,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             c.principal,
             Some(meterline_shared::api::keys::Principal::Provider { .. })
         ) {
-            let mut f = Fields::default();
-            for k in body.keys().filter(|k| !PROVIDER_FIELDS.contains(&k.as_str())) {
-                f.err(k, "operator_only", "only an operator key may change it");
-            }
-            if !f.errors.is_empty() {
-                let detail = f
-                    .errors
-                    .iter()
-                    .map(|e| e.field.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Problem::new(
-                    403,
-                    "forbidden",
-                    "Forbidden",
-                    format!("a provider key may not change {detail}"),
-                )
-                .with_errors(f.errors));
-            }
+            crate::accounts::tenant_may_change(&body, &PROVIDER_FIELDS, "a provider key")?;
         }
         let mut f = Fields::default();
         f.only(&body, &["name", "fee_percent"], "a provider update");
