@@ -661,11 +661,7 @@ impl BillingStore for DynamoBillingStore {
                         true
                     }
                 }
-                Some(TransactWriteItemsError::TransactionInProgressException(_))
-                | Some(TransactWriteItemsError::ProvisionedThroughputExceededException(_))
-                | Some(TransactWriteItemsError::ThrottlingException(_))
-                | Some(TransactWriteItemsError::RequestLimitExceeded(_))
-                | Some(TransactWriteItemsError::InternalServerError(_)) => true,
+                Some(e) if super::is_transient(e) => true,
                 _ => false,
             };
             attempt += 1;

@@ -272,11 +272,7 @@ impl UsageStore for DynamoUsageStore {
                     }
                     true // a conflict with a concurrent transaction, or throttling
                 }
-                Some(TransactWriteItemsError::TransactionInProgressException(_))
-                | Some(TransactWriteItemsError::ProvisionedThroughputExceededException(_))
-                | Some(TransactWriteItemsError::ThrottlingException(_))
-                | Some(TransactWriteItemsError::RequestLimitExceeded(_))
-                | Some(TransactWriteItemsError::InternalServerError(_)) => true,
+                Some(e) if super::is_transient(e) => true,
                 _ => false,
             };
             attempt += 1;

@@ -31,6 +31,22 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// A `TransactWriteItems` failure worth retrying as is: another transaction on the same items in
+/// flight, throttling, or a server error. (A cancellation is decided by its reasons instead.)
+pub(crate) fn is_transient(
+    e: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    matches!(
+        e,
+        E::TransactionInProgressException(_)
+            | E::ProvisionedThroughputExceededException(_)
+            | E::ThrottlingException(_)
+            | E::RequestLimitExceeded(_)
+            | E::InternalServerError(_)
+    )
+}
+
 /// Waits before retry `attempt` (0-based): exponential from 20 ms, capped at 1 s, with jitter.
 pub(crate) async fn backoff(attempt: u32) {
     let base = 20u64.saturating_mul(1 << attempt.min(6)).min(1000);
