@@ -146,7 +146,7 @@ async fn schedule_twice_retries_and_racing_workers_give_one_invoice_and_one_numb
     let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
     let now = Utc::now();
     for _ in 0..2 {
-        let s = cycle_close::handle(&b.billing, &queue, &scheduled_event(now), now)
+        let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
             .await
             .unwrap();
         assert_eq!(s.enqueued, 2);
@@ -580,4 +580,142 @@ async fn an_invoice_in_another_currency_uses_the_stored_rate_in_force_at_period_
         .map(|l| l.net)
         .sum();
     assert_eq!(gpu, "2.59".parse::<Decimal>().unwrap());
+}
+
+#[tokio::test]
+async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
+    let mut b = Billing::new("billing-fifty").await;
+    b.anchor = hour() - Duration::days(1);
+    for i in 0..50 {
+        b.subscribe(&format!("acct_{i:02}")).await;
+    }
+    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let now = Utc::now();
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+        .await
+        .unwrap();
+    assert_eq!(s.enqueued, 50);
+    // Eight workers take batches of three off the queue at the same time.
+    let closer = b.closer(&b.events);
+    let (sqs, url) = (b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let workers = (0..8).map(|_| pump(&sqs, &url, 3, |event| close_worker::handle(&closer, event, now)));
+    let stats = futures::future::join_all(workers).await;
+    assert_eq!(stats.iter().map(|s| s.deleted).sum::<usize>(), 50);
+    assert_eq!(stats.iter().map(|s| s.failed).sum::<usize>(), 0);
+    assert!(
+        stats.iter().filter(|s| s.invocations > 0).count() > 1,
+        "the workers ran side by side"
+    );
+
+    let mut numbers = Vec::new();
+    for i in 0..50 {
+        let invoices = b.invoices(&format!("acct_{i:02}")).await;
+        assert_eq!(invoices.len(), 1);
+        assert_eq!(invoices[0].status, meterline_shared::billing::InvoiceStatus::Open);
+        numbers.push(invoices[0].number.clone().unwrap());
+    }
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (1..=50).map(|n| format!("ML-{n:06}")).collect::<Vec<_>>()
+    );
+    assert_eq!(b.billing.last_number("ML").await.unwrap(), 50);
+    // Every close finished: no pending marker is left, and each invoice was announced.
+    for shard in 0..meterline_shared::store::billing::DUE_SHARDS {
+        let page = b
+            .billing
+            .pending_invoices(shard, now + Duration::days(1), None, 100)
+            .await
+            .unwrap();
+        assert!(page.items.is_empty(), "shard {shard}: {:?}", page.items);
+    }
+    let announced: std::collections::BTreeSet<String> = b
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.detail_type == "InvoiceFinalized")
+        .map(|e| e.detail["number"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(announced.len(), 50);
+}
+
+#[tokio::test]
+async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_scheduled_sweep() {
+    let mut b = Billing::new("billing-sweep").await;
+    b.anchor = hour() - Duration::days(1);
+    b.subscribe("acct_a").await;
+    b.subscribe("acct_b").await;
+    let closer = b.closer(&b.events);
+    let now = Utc::now();
+    // Two workers wrote their drafts and died before numbering them.
+    let mut drafts = Vec::new();
+    for account in ["acct_a", "acct_b"] {
+        let req = CloseRequest {
+            account_id: account.into(),
+            subscription_id: format!("sub_{account}"),
+            period_end: b.anchor + Duration::days(1),
+        };
+        let report = closer.draft_subscription(&req, now).await.unwrap();
+        assert_eq!(report.committed.len(), 1);
+        drafts.push(report.committed[0].clone());
+    }
+    let stored = b.invoices("acct_a").await;
+    assert_eq!(stored[0].status, meterline_shared::billing::InvoiceStatus::Draft);
+    assert_eq!(stored[0].number, None);
+    assert!(b.events.events().is_empty());
+
+    // The next scheduled run, more than five minutes later, finishes them (and queues nothing:
+    // both subscriptions have moved on).
+    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let soon = now + Duration::minutes(1);
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(soon), soon)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.enqueued, s.swept),
+        (0, 0),
+        "too recent to sweep: a live worker may be finishing"
+    );
+    let later = now + Duration::minutes(6);
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(later), later)
+        .await
+        .unwrap();
+    assert_eq!((s.enqueued, s.swept), (0, 2));
+    let mut numbers = Vec::new();
+    for d in &drafts {
+        let inv = b
+            .billing
+            .invoice(&d.account_id, &d.invoice_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(inv.status, meterline_shared::billing::InvoiceStatus::Open);
+        numbers.push(inv.number.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, ["ML-000001", "ML-000002"]);
+    let finalized = b
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.detail_type == "InvoiceFinalized")
+        .count();
+    assert_eq!(finalized, 2);
+    // The open index has them now (the overdue check will see them).
+    let open = b
+        .billing
+        .open_invoices(
+            meterline_shared::store::billing::due_shard(&drafts[0].invoice_id, 16),
+            drafts[0].due_date,
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(open.items.iter().any(|o| o.invoice_id == drafts[0].invoice_id));
+    // A later run finds nothing left.
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(later), later)
+        .await
+        .unwrap();
+    assert_eq!(s.swept, 0);
 }

@@ -105,12 +105,12 @@ async fn closed(test: &str) -> Closed {
         "resources": [], "detail": {}
     }))
     .unwrap();
-    let s = cycle_close::handle(&store, &queue, &scheduled, now)
+    let events = MemoryEventPublisher::new();
+    let s = cycle_close::handle(&store, &queue, &events, &scheduled, now)
         .await
         .unwrap();
     assert_eq!(s.enqueued, 2);
     let rates = InMemoryRateStore::new();
-    let events = MemoryEventPublisher::new();
     let closer = Closer {
         billing: &store,
         usage: &usage,

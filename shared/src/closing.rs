@@ -3,16 +3,23 @@
 //!
 //! * [`enqueue_due`]: queries the due index, shard by shard, and sends one [`CloseRequest`] per
 //!   subscription whose period has ended.
-//! * [`Closer::close_subscription`]: closes every ended period of one subscription, each in one
-//!   conditional write, and publishes the invoices' events (at least once).
+//! * [`Closer::draft_subscription`]: closes every ended period of one subscription, each in one
+//!   conditional write that leaves a draft and a pending marker.
+//! * [`Closer::finish`]: numbers drafts (one conditional write per issuer and up to 99 drafts),
+//!   publishes their events and the late-usage credit notes' (at least once), then removes their
+//!   markers. The close worker finishes each SQS batch's closes together; [`sweep_pending`] (run
+//!   by the scheduler) finishes what a crashed or timed-out worker left.
+//! * [`Closer::close_subscription`]: both, for one request.
 
-use crate::billing::events::finalized_events;
+use crate::billing::events::{credit_note_event, finalized_events};
 use crate::billing::{
     close_period, invoice_id, CloseError, CloseInput, CreditNoteDoc, Invoice, InvoiceLine, PriorPeriod,
 };
 use crate::fx::CurrencyPair;
 use crate::pricing::{Catalog, UsageRow, ValidationErrors};
-use crate::store::billing::{BillingStore, CloseCommit, CloseOutcome, EventPublisher, DUE_SHARDS};
+use crate::store::billing::{
+    BillingStore, CloseCommit, CloseOutcome, EventPublisher, PendingInvoice, DUE_SHARDS,
+};
 use crate::store::rates::{RateStore, StoreError as RateStoreError};
 use crate::store::{StoreError, UsageStore};
 use crate::usage::Granularity;
@@ -95,11 +102,34 @@ impl CloseFailure {
 /// What one request did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloseReport {
-    /// Invoices this call wrote (finalized).
+    /// Invoices this call wrote: drafts after [`Closer::draft_subscription`], finalized (numbered,
+    /// open) after [`Closer::close_subscription`].
     pub committed: Vec<Invoice>,
     /// Periods found already closed (duplicate or retried requests).
     pub already_closed: usize,
     /// Events published (including republished ones).
+    pub events_published: usize,
+    /// Closes left to finish ([`Closer::finish`]): those this call wrote, and the requested
+    /// period's when its pending marker is still there (a retry after a crash).
+    pub to_finish: Vec<Finalization>,
+}
+
+/// A written close whose invoice may still be a draft and whose events may not be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finalization {
+    pub invoice: Invoice,
+    /// The credit notes the close issued for late usage (their `CreditNoteIssued` events go out
+    /// with the invoice's).
+    pub credit_notes: Vec<CreditNoteDoc>,
+}
+
+/// What [`Closer::finish`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishReport {
+    /// The invoices as finalized (numbered by this call or by another one).
+    pub finalized: Vec<Invoice>,
+    /// Drafts this call numbered.
+    pub numbered: usize,
     pub events_published: usize,
 }
 
@@ -135,9 +165,28 @@ pub struct Closer<'a, B, U, R: ?Sized, P> {
 }
 
 impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> Closer<'_, B, U, R, P> {
-    /// Closes every period of the subscription that has ended by `now`, oldest first, and
-    /// (re)publishes the events of the invoice of `request.period_end`.
+    /// Closes every period of the subscription that has ended by `now` and finishes them:
+    /// [`Closer::draft_subscription`] then [`Closer::finish`].
     pub async fn close_subscription(
+        &self,
+        request: &CloseRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CloseReport, CloseFailure> {
+        let mut report = self.draft_subscription(request, now).await?;
+        let finished = self.finish(std::mem::take(&mut report.to_finish)).await?;
+        for inv in &mut report.committed {
+            if let Some(f) = finished.finalized.iter().find(|f| f.invoice_id == inv.invoice_id) {
+                *inv = f.clone();
+            }
+        }
+        report.events_published += finished.events_published;
+        Ok(report)
+    }
+
+    /// Closes every period of the subscription that has ended by `now`, oldest first, each in
+    /// one conditional write of a draft (no number yet). The drafts, and the requested period's
+    /// invoice when its finalization was left unfinished, are in `to_finish`.
+    pub async fn draft_subscription(
         &self,
         request: &CloseRequest,
         now: DateTime<Utc>,
@@ -256,16 +305,11 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             };
             match self.billing.commit_close(&commit).await {
                 Ok(CloseOutcome::Committed(invoice)) => {
-                    let events = finalized_events(&invoice);
-                    self.publisher.publish(&events).await?;
-                    report.events_published += events.len();
-                    tracing::info!(
-                        invoice_id = %invoice.invoice_id,
-                        number = invoice.number.as_deref().unwrap_or(""),
-                        total = %invoice.total,
-                        currency = invoice.currency.code(),
-                        "invoice finalized"
-                    );
+                    tracing::debug!(invoice_id = %invoice.invoice_id, total = %invoice.total, "invoice drafted");
+                    report.to_finish.push(Finalization {
+                        invoice: (*invoice).clone(),
+                        credit_notes: commit.credit_notes,
+                    });
                     report.committed.push(*invoice);
                 }
                 Ok(CloseOutcome::AlreadyClosed) => report.already_closed += 1,
@@ -276,7 +320,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                 Err(e) => return Err(e.into()),
             }
         }
-        // The requested period's events, in case the close that wrote it could not publish.
+        // The requested period's close, in case the call that wrote it did not finish it.
         let sub = self
             .billing
             .subscription(&request.account_id, &request.subscription_id)
@@ -289,16 +333,169 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                     .map_err(CloseError::from)?;
                 let id = invoice_id(&sub.subscription_id, period.start);
                 if !report.committed.iter().any(|i| i.invoice_id == id) {
-                    if let Some(invoice) = self.billing.invoice(&request.account_id, &id).await? {
-                        let events = finalized_events(&invoice);
-                        self.publisher.publish(&events).await?;
-                        report.events_published += events.len();
+                    if let Some(pending) = self.billing.pending_invoice(&request.account_id, &id).await? {
+                        if let Some(f) = self.unfinished(&pending).await? {
+                            report.to_finish.push(f);
+                        }
                     }
                 }
             }
         }
         Ok(report)
     }
+
+    /// The finishing half of the close, on the same ports.
+    pub fn finisher(&self) -> Finisher<'_, B, P> {
+        Finisher {
+            billing: self.billing,
+            publisher: self.publisher,
+        }
+    }
+
+    /// See [`Finisher::finish`].
+    pub async fn finish(&self, work: Vec<Finalization>) -> Result<FinishReport, CloseFailure> {
+        self.finisher().finish(work).await
+    }
+
+    async fn unfinished(&self, pending: &PendingInvoice) -> Result<Option<Finalization>, StoreError> {
+        self.finisher().unfinished(pending).await
+    }
+}
+
+/// Numbering and publishing of written closes: what the close worker does after each batch and
+/// the scheduler's sweep does for closes left pending. Needs only the billing store and the
+/// event publisher.
+pub struct Finisher<'a, B, P> {
+    pub billing: &'a B,
+    pub publisher: &'a P,
+}
+
+impl<B: BillingStore, P: EventPublisher> Finisher<'_, B, P> {
+    /// The close a pending marker stands for: its invoice and the credit notes issued with it
+    /// (`None` if the invoice does not exist: nothing to finish).
+    pub async fn unfinished(&self, pending: &PendingInvoice) -> Result<Option<Finalization>, StoreError> {
+        let Some(invoice) = self
+            .billing
+            .invoice(&pending.account_id, &pending.invoice_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let credit_notes = self
+            .billing
+            .credit_notes(&pending.account_id)
+            .await?
+            .into_iter()
+            .filter(|n| n.issued_with == pending.invoice_id)
+            .collect();
+        Ok(Some(Finalization {
+            invoice,
+            credit_notes,
+        }))
+    }
+
+    /// Finishes closes: numbers the drafts among them (per issuer, one conditional write per up
+    /// to 99 drafts, in the order given), publishes `InvoiceFinalized` (and `PaymentRequested`)
+    /// for every invoice and `CreditNoteIssued` for the credit notes issued with it, then removes
+    /// their pending markers. Safe to run twice and concurrently: a draft numbered by another
+    /// call keeps its number, and events keep their ids.
+    pub async fn finish(&self, mut work: Vec<Finalization>) -> Result<FinishReport, CloseFailure> {
+        let mut report = FinishReport::default();
+        // One close may come twice (a duplicate message in the same batch): finish it once.
+        let mut seen = std::collections::HashSet::new();
+        work.retain(|f| seen.insert((f.invoice.account_id.clone(), f.invoice.invoice_id.clone())));
+        if work.is_empty() {
+            return Ok(report);
+        }
+        let drafts: Vec<Invoice> = work
+            .iter()
+            .filter(|f| f.invoice.status == crate::billing::InvoiceStatus::Draft)
+            .map(|f| f.invoice.clone())
+            .collect();
+        let numbered = if drafts.is_empty() {
+            Vec::new()
+        } else {
+            self.billing.number_drafts(&drafts).await?
+        };
+        report.numbered = numbered.len();
+        let mut events = Vec::new();
+        for f in &work {
+            let invoice = if let Some(n) = numbered.iter().find(|n| n.invoice_id == f.invoice.invoice_id) {
+                n.clone()
+            } else if f.invoice.status == crate::billing::InvoiceStatus::Draft {
+                // Numbered by another call first: read what it gave.
+                let stored = self
+                    .billing
+                    .invoice(&f.invoice.account_id, &f.invoice.invoice_id)
+                    .await?
+                    .ok_or_else(|| CloseFailure::NotFound(format!("invoice {}", f.invoice.invoice_id)))?;
+                if stored.status == crate::billing::InvoiceStatus::Draft {
+                    return Err(StoreError::Conflict(format!(
+                        "invoice {} is still a draft",
+                        stored.invoice_id
+                    ))
+                    .into());
+                }
+                stored
+            } else {
+                f.invoice.clone()
+            };
+            events.extend(finalized_events(&invoice));
+            events.extend(f.credit_notes.iter().map(credit_note_event));
+            tracing::info!(
+                invoice_id = %invoice.invoice_id,
+                number = invoice.number.as_deref().unwrap_or(""),
+                total = %invoice.total,
+                currency = invoice.currency.code(),
+                "invoice finalized"
+            );
+            report.finalized.push(invoice);
+        }
+        self.publisher.publish(&events).await?;
+        report.events_published = events.len();
+        let markers: Vec<PendingInvoice> = work.iter().map(|f| PendingInvoice::of(&f.invoice)).collect();
+        self.billing.clear_pending(&markers).await?;
+        Ok(report)
+    }
+}
+
+/// Finishes the closes whose pending markers were written at or before `until` (closes a
+/// crashed or timed-out worker left unnumbered or unpublished): the scheduler's sweep. Returns
+/// how many it finished.
+pub async fn sweep_pending<B: BillingStore, P: EventPublisher>(
+    closer: &Finisher<'_, B, P>,
+    until: DateTime<Utc>,
+) -> Result<usize, CloseFailure> {
+    let mut finished = 0;
+    for shard in 0..DUE_SHARDS {
+        let mut after: Option<String> = None;
+        loop {
+            let page = closer
+                .billing
+                .pending_invoices(shard, until, after.as_deref(), 500)
+                .await?;
+            let mut work = Vec::new();
+            let mut gone = Vec::new();
+            for p in &page.items {
+                match closer.unfinished(p).await? {
+                    Some(f) => work.push(f),
+                    None => gone.push(p.clone()),
+                }
+            }
+            // Oldest first, so numbers follow the order the drafts were written in.
+            work.sort_by(|a, b| {
+                (a.invoice.issued_at, &a.invoice.invoice_id)
+                    .cmp(&(b.invoice.issued_at, &b.invoice.invoice_id))
+            });
+            finished += closer.finish(work).await?.finalized.len();
+            closer.billing.clear_pending(&gone).await?;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    Ok(finished)
 }
 
 /// The account's hourly aggregates with window start in `[from, to)`, as rating rows: what the

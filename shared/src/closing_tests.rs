@@ -200,15 +200,18 @@ async fn a_period_closes_into_one_numbered_explained_invoice() {
 }
 
 #[tokio::test]
-async fn duplicate_and_retried_requests_give_one_invoice_and_republish_with_the_same_ids() {
+async fn duplicate_and_retried_requests_give_one_invoice_and_publish_once_finished() {
     let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
     w.ingest(&january()[..1]).await;
     let first = w.close("2027-01-05T23:00:00Z", "2027-01-05T23:00:01Z").await;
     assert_eq!(first.committed.len(), 1);
+    assert_eq!(first.events_published, 2);
     for _ in 0..3 {
+        // The close was finished (numbered, published, marker removed): nothing to do again.
         let again = w.close("2027-01-05T23:00:00Z", "2027-01-05T23:30:00Z").await;
         assert!(again.committed.is_empty());
-        assert_eq!(again.events_published, 2);
+        assert_eq!(again.already_closed, 0);
+        assert_eq!(again.events_published, 0);
     }
     assert_eq!(w.billing.invoices().len(), 1);
     assert_eq!(w.billing.last_number("ML").await.unwrap(), 1);
@@ -564,4 +567,203 @@ fn events_carry_their_ids() {
         detail: serde_json::json!({"event_id": "x#1"}),
     };
     assert_eq!(e.event_id(), "x#1");
+}
+
+#[tokio::test]
+async fn a_close_left_unfinished_is_finished_by_its_retry_or_by_the_sweep() {
+    use crate::closing::sweep_pending;
+    let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+    w.ingest(&january()[..1]).await;
+    let req = |end: &str| CloseRequest {
+        account_id: "acct_1".into(),
+        subscription_id: "sub_1".into(),
+        period_end: utc(end),
+    };
+    // A worker writes the draft and dies before numbering it.
+    let drafted = w
+        .closer()
+        .draft_subscription(&req("2027-01-05T23:00:00Z"), utc("2027-01-05T23:01:00Z"))
+        .await
+        .unwrap();
+    let draft = &drafted.committed[0];
+    assert_eq!(draft.status, InvoiceStatus::Draft);
+    assert_eq!(draft.number, None);
+    assert!(w.events.events().is_empty());
+    assert!(w
+        .billing
+        .pending_invoice("acct_1", &draft.invoice_id)
+        .await
+        .unwrap()
+        .is_some());
+    // The message is delivered again: the retry numbers and publishes it.
+    let retry = w.close("2027-01-05T23:00:00Z", "2027-01-05T23:10:00Z").await;
+    assert!(retry.committed.is_empty());
+    assert_eq!(retry.events_published, 2);
+    let inv = w
+        .billing
+        .invoice("acct_1", &draft.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (inv.status, inv.number.as_deref()),
+        (InvoiceStatus::Open, Some("ML-000001"))
+    );
+    assert!(w
+        .billing
+        .pending_invoice("acct_1", &draft.invoice_id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The next day's worker dies too, and its message is lost: the sweep finishes it, once.
+    let second = w
+        .closer()
+        .draft_subscription(&req("2027-01-06T23:00:00Z"), utc("2027-01-06T23:01:00Z"))
+        .await
+        .unwrap();
+    let id = second.committed[0].invoice_id.clone();
+    let finisher = w.closer();
+    let finisher = finisher.finisher();
+    // Not yet old enough for a sweep that only takes markers from before the draft.
+    assert_eq!(
+        sweep_pending(&finisher, utc("2027-01-06T23:00:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        sweep_pending(&finisher, utc("2027-01-06T23:10:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        sweep_pending(&finisher, utc("2027-01-06T23:20:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    let inv = w.billing.invoice("acct_1", &id).await.unwrap().unwrap();
+    assert_eq!(
+        (inv.status, inv.number.as_deref()),
+        (InvoiceStatus::Open, Some("ML-000002"))
+    );
+    let finalized: Vec<String> = w
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.detail_type == "InvoiceFinalized")
+        .map(|e| e.event_id().to_string())
+        .collect();
+    assert_eq!(finalized.len(), 2);
+    assert_eq!(w.billing.last_number("ML").await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn fifty_closes_finished_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
+    let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+    for i in 0..50 {
+        let account = format!("acct_{i:02}");
+        w.billing
+            .put_account(&sample::account(&account, Currency::USD))
+            .await
+            .unwrap();
+        w.billing
+            .put_subscription(&sample::subscription(
+                &format!("sub_{i:02}"),
+                &account,
+                Cadence::Daily,
+                utc("2027-01-04T23:00:00Z"),
+            ))
+            .await
+            .unwrap();
+    }
+    let closer = w.closer();
+    let now = utc("2027-01-05T23:05:00Z");
+    // Eight workers, each drafting its batches of messages, then finishing each batch.
+    let workers = (0..8).map(|k| {
+        let closer = &closer;
+        async move {
+            let mine: Vec<usize> = (0..50).filter(|i| i % 8 == k).collect();
+            for batch in mine.chunks(3) {
+                let mut work = Vec::new();
+                for i in batch {
+                    let req = CloseRequest {
+                        account_id: format!("acct_{i:02}"),
+                        subscription_id: format!("sub_{i:02}"),
+                        period_end: utc("2027-01-05T23:00:00Z"),
+                    };
+                    work.extend(closer.draft_subscription(&req, now).await.unwrap().to_finish);
+                    tokio::task::yield_now().await;
+                }
+                closer.finish(work).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    let mut numbers: Vec<String> = w
+        .billing
+        .invoices()
+        .iter()
+        .filter_map(|i| i.number.clone())
+        .collect();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (1..=50).map(|n| format!("ML-{n:06}")).collect::<Vec<_>>()
+    );
+    assert!(w
+        .billing
+        .invoices()
+        .iter()
+        .all(|i| i.status == InvoiceStatus::Open));
+    // One numbering write per batch of a worker, not one per close.
+    assert_eq!(
+        w.billing.numberings(),
+        (0..8)
+            .map(|k| (0..50).filter(|i| i % 8 == k).count().div_ceil(3))
+            .sum::<usize>()
+    );
+}
+
+#[tokio::test]
+async fn late_usage_that_lowers_a_bill_publishes_its_credit_note() {
+    let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+    // prov_000's GPU price in volume tiers: more usage can cost less.
+    let mut catalog = sample::catalog();
+    let mut books = serde_json::to_value(&catalog.books).unwrap();
+    books[0]["prices"][1]["model"] = serde_json::json!({"type": "volume", "tiers": [
+        {"from": "0", "up_to": "36000", "unit_price": "0.0008"},
+        {"from": "36000", "unit_price": "0.0006"}]});
+    catalog.books = serde_json::from_value(books).unwrap();
+    w.billing.put_catalog(&catalog).await.unwrap();
+    w.ingest(&january()[..1]).await; // 36,000 A100 GPU-s on the 5th: 28.80
+    w.close("2027-01-05T23:00:00Z", "2027-01-05T23:01:00Z").await;
+    // 4,000 more for the 5th arrive late: 40,000 at 0.0006 = 24.00, 4.80 less.
+    w.ingest(&[ev(
+        "late",
+        "prov_000",
+        Meter::GpuSeconds,
+        "4000",
+        "2027-01-05T20:00:00Z",
+        &[("gpu_model", "A100")],
+    )])
+    .await;
+    let r = w.close("2027-01-06T23:00:00Z", "2027-01-06T23:01:00Z").await;
+    let notes = w.billing.all_credit_notes();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].issued_with, r.committed[0].invoice_id);
+    let published: Vec<BillingEvent> = w
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| e.detail_type == "CreditNoteIssued")
+        .collect();
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        published[0].event_id(),
+        format!("credit-note-issued#{}", notes[0].credit_note_id)
+    );
+    assert_eq!(published[0].detail["amount"], notes[0].amount.to_string());
 }

@@ -97,8 +97,9 @@ async fn main() {
         "resources": [], "detail": {}
     }))
     .unwrap();
+    let publisher = MemoryEventPublisher::new();
     let t0 = Instant::now();
-    let summary = cycle_close::handle(&billing, &queue, &event, Utc::now())
+    let summary = cycle_close::handle(&billing, &queue, &publisher, &event, Utc::now())
         .await
         .unwrap();
     let enqueue_secs = t0.elapsed().as_secs_f64();
@@ -110,7 +111,6 @@ async fn main() {
 
     // The worker: `workers` concurrent invocations, each a batch of 10 messages.
     let rates = InMemoryRateStore::new();
-    let publisher = MemoryEventPublisher::new();
     let closer = Closer {
         billing: &billing,
         usage: &usage,

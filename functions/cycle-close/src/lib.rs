@@ -1,12 +1,16 @@
 //! The cycle-close function: run by an EventBridge schedule, it queries the due index (never
 //! scans) for subscriptions whose period has ended and sends one close request per subscription
 //! to the close queue. Firing twice is harmless: the close worker writes each period once.
+//!
+//! Each run also sweeps the pending markers older than [`SWEEP_AFTER`]: closes a crashed or
+//! timed-out worker wrote but did not number or publish are finished here (numbered in the order
+//! they were written, events published with their fixed ids).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
-use meterline_shared::closing::{enqueue_due, CloseQueue};
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::StoreError;
+use meterline_shared::closing::{enqueue_due, sweep_pending, CloseFailure, CloseQueue, Finisher};
+use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use serde::Serialize;
 
 /// What one run did.
@@ -15,18 +19,38 @@ pub struct Summary {
     /// The instant periods had to have ended by.
     pub until: DateTime<Utc>,
     pub enqueued: usize,
+    /// Closes left pending by a worker and finished by this run.
+    pub swept: usize,
 }
+
+/// How old a pending marker must be before the sweep finishes it: longer than the close
+/// worker's timeout (120 s), so the sweep does not race live workers (racing would be harmless,
+/// only wasted work).
+pub const SWEEP_AFTER: TimeDelta = TimeDelta::minutes(5);
 
 /// Queues the closes due at the earlier of the event's scheduled time and `now` (a schedule
 /// event never closes a period that has not ended).
-pub async fn handle<B: BillingStore, Q: CloseQueue>(
+pub async fn handle<B: BillingStore, Q: CloseQueue, P: EventPublisher>(
     store: &B,
     queue: &Q,
+    publisher: &P,
     event: &EventBridgeEvent<serde_json::Value>,
     now: DateTime<Utc>,
-) -> Result<Summary, StoreError> {
+) -> Result<Summary, CloseFailure> {
     let until = event.time.map_or(now, |t| t.min(now));
     let enqueued = enqueue_due(store, queue, until).await?;
     tracing::info!(%until, enqueued, "due billing periods queued for closing");
-    Ok(Summary { until, enqueued })
+    let finisher = Finisher {
+        billing: store,
+        publisher,
+    };
+    let swept = sweep_pending(&finisher, now - SWEEP_AFTER).await?;
+    if swept > 0 {
+        tracing::warn!(swept, "closes left pending by a worker were finished");
+    }
+    Ok(Summary {
+        until,
+        enqueued,
+        swept,
+    })
 }

@@ -8,6 +8,7 @@
 //! | invoice | `ACCT#<account>` | `INV#<invoice id>` | `doc`, `status`, `number`, totals, `due_date` |
 //! | credit note | `ACCT#<account>` | `CN#<credit note id>` | `doc` |
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
+//! | pending marker | `PENDING#<shard>` | `<account>#<invoice id>` | `account_id`, `invoice_id`, `since`: a close not yet numbered or published |
 //! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
@@ -23,12 +24,16 @@
 //! invoice's statement entries get `voided`; manual credit notes add up in the invoice's
 //! `credited`.
 //!
-//! A close is one `TransactWriteItems`: put the invoice (finalized, numbered) if it does not
-//! exist; advance the subscription's `next_close_at` if it still has the value the close read;
-//! set the account balance if it still has the value read; set the issuer counter to `n + 1` if
-//! it is still `n`; put the credit notes if new; put the provider statement entries. Any failed
-//! condition cancels everything, so a number is used only by a written invoice: no gaps, no
-//! duplicates.
+//! A close is one `TransactWriteItems`: put the invoice as a draft if it does not exist;
+//! advance the subscription's `next_close_at` if it still has the value the close read; set the
+//! account balance if it still has the value read; put the pending marker; put the credit notes
+//! if new; put the provider statement entries. No item is shared between two accounts' closes.
+//!
+//! Numbering is a second `TransactWriteItems` per issuer and up to 99 drafts: set the issuer
+//! counter from `n` to `n + k` if it is still `n`, and for each draft set `status` = `open`,
+//! `number` (authoritative over the stored document, like `status`) and the open-index keys, if
+//! it is still a draft. Any failed condition cancels everything, so a number is used only by an
+//! invoice it finalizes: no gaps, no duplicates.
 
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::backoff;
@@ -37,7 +42,7 @@ use crate::billing::statement::ProviderStatement;
 use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
 use crate::store::billing::{
     apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
-    OpenInvoice, PaymentOutcome, DUE_SHARDS,
+    OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS, NUMBERING_BATCH,
 };
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -49,7 +54,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Attempts of one close when only the invoice counter moved (another invoice of the issuer).
+/// Attempts of one write that conflicts with concurrent ones (a close, a numbering batch).
 const MAX_ATTEMPTS: u32 = 25;
 /// `TransactWriteItems` takes at most 100 items.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -152,6 +157,9 @@ impl DynamoBillingStore {
         inv.status = serde_json::from_value(serde_json::Value::String(status.to_string()))
             .map_err(|e| StoreError::Corrupt(format!("attribute `status`: {e}")))?;
         inv.outstanding = super::attrs::get_decimal(item, "outstanding")?;
+        if let Some(number) = super::attrs::get_opt_s(item, "number") {
+            inv.number = Some(number);
+        }
         Ok(inv)
     }
 
@@ -191,7 +199,7 @@ impl DynamoBillingStore {
             s(super::dynamo_invoices::issued_pk(inv.issued_at, &inv.invoice_id)),
         );
         item.insert("issued_at".into(), s(instant(inv.issued_at)));
-        if inv.outstanding > Decimal::ZERO {
+        if inv.status != InvoiceStatus::Draft && inv.outstanding > Decimal::ZERO {
             item.insert(
                 "open_pk".into(),
                 s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
@@ -284,18 +292,10 @@ impl DynamoBillingStore {
             .collect()
     }
 
-    /// The close's transaction items, finalized with sequence number `seq` (the counter was
-    /// `seq - 1`).
-    fn close_items(
-        &self,
-        c: &CloseCommit,
-        seq: u64,
-    ) -> Result<(Invoice, Vec<TransactWriteItem>), StoreError> {
-        let inv = c
-            .invoice
-            .clone()
-            .finalize(seq)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    /// The close's transaction items: the draft at 0, the subscription at 1, the balance at 2,
+    /// the pending marker at 3, then the credit notes and the statement entries.
+    fn close_items(&self, c: &CloseCommit) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let inv = &c.invoice;
         let pk = account_pk(&inv.account_id);
         let mut items = Vec::new();
         let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
@@ -308,7 +308,7 @@ impl DynamoBillingStore {
                 .build())
         };
         // 0: the invoice, once.
-        items.push(put(Self::invoice_item(&inv), Some("attribute_not_exists(pk)"))?);
+        items.push(put(Self::invoice_item(inv), Some("attribute_not_exists(pk)"))?);
         // 1: the subscription moves on, if nobody moved it.
         let mut sub = Update::builder()
             .table_name(&self.table)
@@ -339,25 +339,11 @@ impl DynamoBillingStore {
             .build()
             .map_err(build_error)?;
         items.push(TransactWriteItem::builder().update(account).build());
-        // 3: the issuer's counter, from seq - 1 to seq.
-        let mut counter = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(format!("ISSUER#{}", inv.issuer.prefix())))
-            .key("sk", s("COUNTER"))
-            .update_expression("SET seq = :seq")
-            .expression_attribute_values(":seq", n(seq));
-        counter = if seq == 1 {
-            counter.condition_expression("attribute_not_exists(seq)")
-        } else {
-            counter
-                .condition_expression("seq = :prev")
-                .expression_attribute_values(":prev", n(seq - 1))
-        };
-        items.push(
-            TransactWriteItem::builder()
-                .update(counter.build().map_err(build_error)?)
-                .build(),
-        );
+        // 3: the pending marker (the outbox of numbering and events).
+        items.push(put(
+            Self::pending_item(&PendingInvoice::of(inv)),
+            Some("attribute_not_exists(pk)"),
+        )?);
         // Credit notes, once each.
         for note in &c.credit_notes {
             let mut item = Item::new();
@@ -369,7 +355,7 @@ impl DynamoBillingStore {
         }
         // Provider statement entries.
         for st in &inv.statements.statements {
-            items.push(put(Self::statement_item(&inv, st), None)?);
+            items.push(put(Self::statement_item(inv, st), None)?);
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Corrupt(format!(
@@ -378,7 +364,171 @@ impl DynamoBillingStore {
                 items.len()
             )));
         }
-        Ok((inv, items))
+        Ok(items)
+    }
+
+    fn pending_key(account_id: &str, invoice_id: &str) -> (String, String) {
+        (
+            format!("PENDING#{}", due_shard(invoice_id, DUE_SHARDS)),
+            format!("{account_id}#{invoice_id}"),
+        )
+    }
+
+    fn pending_item(p: &PendingInvoice) -> Item {
+        let (pk, sk) = Self::pending_key(&p.account_id, &p.invoice_id);
+        let mut item = Item::new();
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        item.insert("account_id".into(), s(&p.account_id));
+        item.insert("invoice_id".into(), s(&p.invoice_id));
+        item.insert("since".into(), s(instant(p.since)));
+        item
+    }
+
+    fn parse_pending(item: &Item) -> Result<PendingInvoice, StoreError> {
+        Ok(PendingInvoice {
+            account_id: get_s(item, "account_id")?.to_string(),
+            invoice_id: get_s(item, "invoice_id")?.to_string(),
+            since: super::attrs::parse(item, "since")?,
+        })
+    }
+
+    /// The numbering write of drafts of one issuer, from counter value `last`: the counter at 0,
+    /// then one update per draft. Returns the invoices as finalized.
+    fn numbering_items(
+        &self,
+        prefix: &str,
+        last: u64,
+        drafts: &[&Invoice],
+    ) -> Result<(Vec<Invoice>, Vec<TransactWriteItem>), StoreError> {
+        let next = last + drafts.len() as u64;
+        let mut counter = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ISSUER#{prefix}")))
+            .key("sk", s("COUNTER"))
+            .update_expression("SET seq = :seq")
+            .expression_attribute_values(":seq", n(next));
+        counter = if last == 0 {
+            counter.condition_expression("attribute_not_exists(seq)")
+        } else {
+            counter
+                .condition_expression("seq = :prev")
+                .expression_attribute_values(":prev", n(last))
+        };
+        let mut items = vec![TransactWriteItem::builder()
+            .update(counter.build().map_err(build_error)?)
+            .build()];
+        let mut finalized = Vec::with_capacity(drafts.len());
+        for (i, draft) in drafts.iter().enumerate() {
+            let inv = (*draft)
+                .clone()
+                .finalize(last + 1 + i as u64)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let [(_, pk), (_, sk)] = Self::invoice_key(&inv.account_id, &inv.invoice_id);
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", pk)
+                .key("sk", sk)
+                .condition_expression("#status = :draft")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#number", "number")
+                .expression_attribute_values(":draft", s(InvoiceStatus::Draft.as_str()))
+                .expression_attribute_values(":open", s(inv.status.as_str()))
+                .expression_attribute_values(":number", s(inv.number.as_deref().unwrap_or_default()));
+            update = if inv.outstanding > Decimal::ZERO {
+                update
+                    .update_expression(
+                        "SET #status = :open, #number = :number, open_pk = :open_pk, open_due = :open_due, \
+                         account_id = :account, invoice_id = :invoice",
+                    )
+                    .expression_attribute_values(
+                        ":open_pk",
+                        s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
+                    )
+                    .expression_attribute_values(
+                        ":open_due",
+                        s(format!("{}#{}", inv.due_date, inv.invoice_id)),
+                    )
+                    .expression_attribute_values(":account", s(&inv.account_id))
+                    .expression_attribute_values(":invoice", s(&inv.invoice_id))
+            } else {
+                update.update_expression("SET #status = :open, #number = :number")
+            };
+            items.push(
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(build_error)?)
+                    .build(),
+            );
+            finalized.push(inv);
+        }
+        Ok((finalized, items))
+    }
+
+    /// Numbers up to [`NUMBERING_BATCH`] drafts of issuer `prefix` (see
+    /// [`BillingStore::number_drafts`]).
+    async fn number_batch(&self, prefix: &str, batch: &[&Invoice]) -> Result<Vec<Invoice>, StoreError> {
+        let mut left: Vec<&Invoice> = batch.to_vec();
+        let mut attempt = 0;
+        loop {
+            if left.is_empty() {
+                return Ok(Vec::new());
+            }
+            let last = self.last_number(prefix).await?;
+            let (finalized, items) = self.numbering_items(prefix, last, &left)?;
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(finalized),
+                Err(err) => err,
+            };
+            match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                    let failed: Vec<bool> = tc
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect();
+                    if failed.len() == left.len() + 1 {
+                        // Drafts another call numbered first are not ours to number; a failed
+                        // counter (another numbering of this issuer) or a conflict: read again.
+                        left = left
+                            .into_iter()
+                            .zip(&failed[1..])
+                            .filter(|(_, f)| !**f)
+                            .map(|(d, _)| d)
+                            .collect();
+                    } else {
+                        // No reasons (some endpoints): keep the drafts that are still drafts.
+                        let mut still = Vec::with_capacity(left.len());
+                        for d in left {
+                            let status = self
+                                .invoice(&d.account_id, &d.invoice_id)
+                                .await?
+                                .map(|i| i.status);
+                            if status == Some(InvoiceStatus::Draft) {
+                                still.push(d);
+                            }
+                        }
+                        left = still;
+                    }
+                }
+                Some(e) if super::is_transient(e) => {}
+                _ => return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string())),
+            }
+            attempt += 1;
+            if attempt >= MAX_ATTEMPTS {
+                return Err(StoreError::Conflict(format!(
+                    "numbering {} drafts of issuer {prefix}: {}",
+                    left.len(),
+                    DisplayErrorContext(&err)
+                )));
+            }
+            backoff(attempt.min(4)).await;
+        }
     }
 
     fn account_item(account: &Account) -> Item {
@@ -615,23 +765,22 @@ impl BillingStore for DynamoBillingStore {
 
     async fn commit_close(&self, c: &CloseCommit) -> Result<CloseOutcome, StoreError> {
         if c.invoice.status != InvoiceStatus::Draft {
-            return Err(StoreError::Corrupt("only a draft can be finalized".into()));
+            return Err(StoreError::Corrupt("a close writes a draft".into()));
         }
         let mut attempt = 0;
         loop {
-            let seq = self.last_number(c.invoice.issuer.prefix()).await? + 1;
-            let (finalized, items) = self.close_items(c, seq)?;
-            let result = self
+            let items = self.close_items(c)?;
+            let err = match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
                 .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(CloseOutcome::Committed(Box::new(finalized))),
+                .await
+            {
+                Ok(_) => return Ok(CloseOutcome::Committed(Box::new(c.invoice.clone()))),
                 Err(err) => err,
             };
-            let retry_counter = match err.as_service_error() {
+            let retry = match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
                     let failed: Vec<bool> = tc
                         .cancellation_reasons()
@@ -650,14 +799,14 @@ impl BillingStore for DynamoBillingStore {
                         true
                     } else if failed[0]
                         || failed[1]
+                        || failed[3]
                         || failed.iter().skip(4).take(c.credit_notes.len()).any(|f| *f)
                     {
                         return Ok(CloseOutcome::AlreadyClosed);
                     } else if failed[2] {
                         return Err(StoreError::Conflict("the credit balance changed".into()));
                     } else {
-                        // The counter moved (another invoice of this issuer) or a conflict with a
-                        // concurrent transaction: read the counter again.
+                        // A conflict with a concurrent transaction on one of the items.
                         true
                     }
                 }
@@ -665,9 +814,9 @@ impl BillingStore for DynamoBillingStore {
                 _ => false,
             };
             attempt += 1;
-            if !retry_counter || attempt >= MAX_ATTEMPTS {
+            if !retry || attempt >= MAX_ATTEMPTS {
                 let text = DisplayErrorContext(&err).to_string();
-                return Err(if retry_counter {
+                return Err(if retry {
                     StoreError::Conflict(text)
                 } else {
                     StoreError::Unavailable(text)
@@ -675,6 +824,108 @@ impl BillingStore for DynamoBillingStore {
             }
             backoff(attempt.min(4)).await;
         }
+    }
+
+    async fn number_drafts(&self, drafts: &[Invoice]) -> Result<Vec<Invoice>, StoreError> {
+        let mut out = Vec::new();
+        let mut issuers = std::collections::BTreeSet::new();
+        for d in drafts {
+            let prefix = d.issuer.prefix();
+            if !issuers.insert(prefix) {
+                continue;
+            }
+            let of_issuer: Vec<&Invoice> = drafts.iter().filter(|x| x.issuer.prefix() == prefix).collect();
+            for batch in of_issuer.chunks(NUMBERING_BATCH) {
+                out.extend(self.number_batch(prefix, batch).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pending_invoices(
+        &self,
+        shard: u32,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingInvoice>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("since <= :until")
+            .expression_attribute_values(":pk", s(format!("PENDING#{shard}")))
+            .expression_attribute_values(":until", s(instant(until)))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32);
+        if let Some(after) = after {
+            query = query
+                .exclusive_start_key("pk", s(format!("PENDING#{shard}")))
+                .exclusive_start_key("sk", s(after));
+        }
+        let out = query.send().await.map_err(unavailable)?;
+        let items = out
+            .items()
+            .iter()
+            .map(Self::parse_pending)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .map(|k| get_s(k, "sk").map(str::to_string))
+            .transpose()?;
+        Ok(Page { items, next })
+    }
+
+    async fn pending_invoice(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> Result<Option<PendingInvoice>, StoreError> {
+        let (pk, sk) = Self::pending_key(account_id, invoice_id);
+        self.get(&pk, &sk)
+            .await?
+            .map(|i| Self::parse_pending(&i))
+            .transpose()
+    }
+
+    async fn clear_pending(&self, done: &[PendingInvoice]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in done.chunks(25) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let (pk, sk) = Self::pending_key(&p.account_id, &p.invoice_id);
+                let delete = DeleteRequest::builder()
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .build()
+                    .map_err(build_error)?;
+                pending.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !pending.is_empty() {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable("pending markers left undeleted".into()));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {

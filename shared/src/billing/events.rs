@@ -183,13 +183,17 @@ pub struct InvoicePaid {
     pub total: Decimal,
 }
 
-/// `CreditNoteIssued`: an operator issued a credit note against an invoice.
+/// `CreditNoteIssued`: a credit note against an invoice, issued by an operator or by the close
+/// that found a late correction lowering what the invoice should have been.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreditNoteIssued {
     /// `credit-note-issued#<credit_note_id>`.
     pub event_id: String,
     pub credit_note_id: String,
+    /// The credited invoice.
     pub invoice_id: String,
+    /// `manual`, or the invoice of the close that issued it (whose credit it was applied to).
+    pub issued_with: String,
     pub account_id: String,
     pub currency: String,
     #[serde(with = "rust_decimal::serde::str")]
@@ -239,6 +243,7 @@ pub fn credit_note_event(note: &super::CreditNoteDoc) -> BillingEvent {
             event_id: format!("credit-note-issued#{}", note.credit_note_id),
             credit_note_id: note.credit_note_id.clone(),
             invoice_id: note.original_invoice_id.clone(),
+            issued_with: note.issued_with.clone(),
             account_id: note.account_id.clone(),
             currency: note.currency.code().to_string(),
             amount: note.amount,

@@ -35,7 +35,8 @@ pub struct DueSubscription {
 /// Everything one close writes, atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseCommit {
-    /// The draft; the store numbers and finalizes it in the same write.
+    /// The draft, written as a draft (no number yet) with its pending marker; numbering
+    /// ([`BillingStore::number_drafts`]) finalizes it.
     pub invoice: Invoice,
     pub credit_notes: Vec<CreditNoteDoc>,
     /// The subscription's `next_close_at` the close was computed from (the write's condition).
@@ -50,7 +51,7 @@ pub struct CloseCommit {
 /// The outcome of [`BillingStore::commit_close`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseOutcome {
-    /// Written: the invoice as finalized (status open, numbered).
+    /// Written: the invoice as a draft, with its pending marker.
     Committed(Box<Invoice>),
     /// The period was closed already (another worker, a retry, a duplicate message): nothing
     /// was written.
@@ -112,14 +113,46 @@ pub trait BillingStore: Send + Sync {
         account_id: &str,
     ) -> impl Future<Output = Result<Vec<CreditNoteDoc>, StoreError>> + Send;
 
-    /// Writes a close exactly once: the invoice (if it does not exist), finalized with the next
-    /// number of its issuer, its credit notes, its provider statement entries, the account's
-    /// new balance and the subscription's next close, all or nothing. A concurrent change of
-    /// the balance is [`StoreError::Conflict`]: recompute and try again.
+    /// Writes a close exactly once: the invoice as a draft (if it does not exist) with a
+    /// pending marker, its credit notes, its provider statement entries, the account's new
+    /// balance and the subscription's next close, all or nothing. It takes no invoice number, so
+    /// closes of one issuer do not contend. A concurrent change of the balance is
+    /// [`StoreError::Conflict`]: recompute and try again.
     fn commit_close(
         &self,
         commit: &CloseCommit,
     ) -> impl Future<Output = Result<CloseOutcome, StoreError>> + Send;
+
+    /// Numbers and finalizes the drafts given that are still drafts, in the order given, with
+    /// the next numbers of their issuers: per issuer, one conditional write per
+    /// [`NUMBERING_BATCH`] drafts moves the counter from `n` to `n + k` and opens the `k` drafts
+    /// (each on condition it is still a draft), so a number is taken only with the invoice it
+    /// goes to. Returns the invoices this call finalized; drafts another call numbered first are
+    /// left out. Their pending markers stay (see [`BillingStore::clear_pending`]).
+    fn number_drafts(
+        &self,
+        drafts: &[Invoice],
+    ) -> impl Future<Output = Result<Vec<Invoice>, StoreError>> + Send;
+
+    /// Pending markers of shard `shard` (of [`DUE_SHARDS`]) written at or before `until`: closes
+    /// whose invoice may still need numbering or whose events may not have been published.
+    fn pending_invoices(
+        &self,
+        shard: u32,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<PendingInvoice>, StoreError>> + Send;
+
+    /// The pending marker of one invoice, if it still has one.
+    fn pending_invoice(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> impl Future<Output = Result<Option<PendingInvoice>, StoreError>> + Send;
+
+    /// Removes pending markers: their invoices are numbered and their events published.
+    fn clear_pending(&self, done: &[PendingInvoice]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The last number issued by an issuer (0 when none).
     fn last_number(&self, issuer_prefix: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -158,6 +191,31 @@ pub trait BillingStore: Send + Sync {
         succeeded: bool,
     ) -> impl Future<Output = Result<PaymentOutcome, StoreError>> + Send;
 }
+
+/// A close whose finalization (numbering, events) may not be done: the outbox the close worker
+/// empties after each batch and the scheduler sweeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingInvoice {
+    pub account_id: String,
+    pub invoice_id: String,
+    /// When the close wrote the draft.
+    pub since: DateTime<Utc>,
+}
+
+impl PendingInvoice {
+    /// The marker of a draft.
+    pub fn of(invoice: &Invoice) -> PendingInvoice {
+        PendingInvoice {
+            account_id: invoice.account_id.clone(),
+            invoice_id: invoice.invoice_id.clone(),
+            since: invoice.issued_at,
+        }
+    }
+}
+
+/// Drafts numbered by one conditional write, at most: the counter plus 99 invoices fill a
+/// `TransactWriteItems` (100 items).
+pub const NUMBERING_BATCH: usize = 99;
 
 /// An invoice from the open index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use super::billing::{
     apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
-    EventPublisher, OpenInvoice, PaymentOutcome, DUE_SHARDS,
+    EventPublisher, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS, NUMBERING_BATCH,
 };
 use super::issued::{cursor_instant, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use super::{Page, StoreError};
@@ -40,7 +40,10 @@ struct Inner {
     credited: BTreeMap<(String, String), Decimal>,
     /// Statement entries of voided invoices: (provider, period end, invoice id).
     voided: BTreeSet<(String, DateTime<Utc>, String)>,
+    /// Pending markers: (account, invoice id) -> marker.
+    pending: BTreeMap<(String, String), PendingInvoice>,
     commits: usize,
+    numberings: usize,
 }
 
 /// A [`BillingStore`] in memory.
@@ -91,6 +94,11 @@ impl MemoryBillingStore {
     }
 
     /// Committed closes.
+    /// Numbering writes made (each numbers up to [`NUMBERING_BATCH`] drafts of one issuer).
+    pub fn numberings(&self) -> usize {
+        self.lock().numberings
+    }
+
     pub fn commits(&self) -> usize {
         self.lock().commits
     }
@@ -218,8 +226,11 @@ impl BillingStore for MemoryBillingStore {
     }
 
     async fn commit_close(&self, c: &CloseCommit) -> Result<CloseOutcome, StoreError> {
-        let mut inner = self.lock();
         let inv = &c.invoice;
+        if inv.status != InvoiceStatus::Draft {
+            return Err(StoreError::Corrupt("a close writes a draft".into()));
+        }
+        let mut inner = self.lock();
         let sub_key = (inv.account_id.clone(), inv.subscription_id.clone());
         let inv_key = (inv.account_id.clone(), inv.invoice_id.clone());
         let sub_ok = inner
@@ -246,13 +257,6 @@ impl BillingStore for MemoryBillingStore {
                 inv.account_id
             )));
         }
-        let prefix = inv.issuer.prefix().to_string();
-        let seq = inner.counters.get(&prefix).copied().unwrap_or(0) + 1;
-        let finalized = inv
-            .clone()
-            .finalize(seq)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        inner.counters.insert(prefix, seq);
         if let Some(s) = inner.subscriptions.get_mut(&sub_key) {
             s.next_close_at = c.next_close;
         }
@@ -264,15 +268,97 @@ impl BillingStore for MemoryBillingStore {
                 .credit_notes
                 .insert((n.account_id.clone(), n.credit_note_id.clone()), n.clone());
         }
-        for st in &finalized.statements.statements {
+        for st in &inv.statements.statements {
             inner.statements.insert(
                 (st.provider_id.clone(), inv.period.end, inv.invoice_id.clone()),
                 st.clone(),
             );
         }
-        inner.invoices.insert(inv_key, finalized.clone());
+        inner.pending.insert(inv_key.clone(), PendingInvoice::of(inv));
+        inner.invoices.insert(inv_key, inv.clone());
         inner.commits += 1;
-        Ok(CloseOutcome::Committed(Box::new(finalized)))
+        Ok(CloseOutcome::Committed(Box::new(inv.clone())))
+    }
+
+    async fn number_drafts(&self, drafts: &[Invoice]) -> Result<Vec<Invoice>, StoreError> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for d in drafts {
+            let prefix = d.issuer.prefix();
+            if !seen.insert(prefix) {
+                continue;
+            }
+            let batch: Vec<&Invoice> = drafts.iter().filter(|x| x.issuer.prefix() == prefix).collect();
+            for chunk in batch.chunks(NUMBERING_BATCH) {
+                let still: Vec<&Invoice> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|x| {
+                        inner
+                            .invoices
+                            .get(&(x.account_id.clone(), x.invoice_id.clone()))
+                            .is_some_and(|s| s.status == InvoiceStatus::Draft)
+                    })
+                    .collect();
+                if still.is_empty() {
+                    continue;
+                }
+                let mut seq = inner.counters.get(prefix).copied().unwrap_or(0);
+                for x in still {
+                    seq += 1;
+                    let key = (x.account_id.clone(), x.invoice_id.clone());
+                    let stored = inner.invoices.get(&key).expect("checked above").clone();
+                    let finalized = stored
+                        .finalize(seq)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    inner.invoices.insert(key, finalized.clone());
+                    out.push(finalized);
+                }
+                inner.counters.insert(prefix.to_string(), seq);
+                inner.numberings += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pending_invoices(
+        &self,
+        shard: u32,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingInvoice>, StoreError> {
+        let inner = self.lock();
+        let items: Vec<(String, PendingInvoice)> = inner
+            .pending
+            .values()
+            .filter(|p| due_shard(&p.invoice_id, DUE_SHARDS) == shard && p.since <= until)
+            .map(|p| (format!("{}#{}", p.account_id, p.invoice_id), p.clone()))
+            .collect();
+        Ok(page_after(items, after, limit))
+    }
+
+    async fn pending_invoice(
+        &self,
+        account_id: &str,
+        invoice_id: &str,
+    ) -> Result<Option<PendingInvoice>, StoreError> {
+        Ok(self
+            .lock()
+            .pending
+            .get(&(account_id.to_string(), invoice_id.to_string()))
+            .cloned())
+    }
+
+    async fn clear_pending(&self, done: &[PendingInvoice]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for p in done {
+            inner
+                .pending
+                .remove(&(p.account_id.clone(), p.invoice_id.clone()));
+        }
+        Ok(())
     }
 
     async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {
