@@ -114,6 +114,11 @@ pub struct CloseReport {
     pub to_finish: Vec<Finalization>,
 }
 
+/// The price books, tax rates and fees as read by a close, kept for the next requests of the
+/// same batch.
+#[derive(Default)]
+pub struct LoadedCatalog(Option<(Catalog, crate::store::billing::CatalogData)>);
+
 /// A written close whose invoice may still be a draft and whose events may not be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finalization {
@@ -191,15 +196,29 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
         request: &CloseRequest,
         now: DateTime<Utc>,
     ) -> Result<CloseReport, CloseFailure> {
+        self.draft_with(request, now, &mut LoadedCatalog::default()).await
+    }
+
+    /// [`Closer::draft_subscription`] with the price books read once for several requests (the
+    /// close worker's batch: one read of the catalog item per batch, not per close).
+    pub async fn draft_with(
+        &self,
+        request: &CloseRequest,
+        now: DateTime<Utc>,
+        loaded: &mut LoadedCatalog,
+    ) -> Result<CloseReport, CloseFailure> {
         let mut report = CloseReport::default();
-        let mut catalog: Option<(Catalog, crate::store::billing::CatalogData)> = None;
+        let catalog = &mut loaded.0;
         let mut conflicts = 0;
+        // The subscription as last read (its schedule never changes).
+        let mut last_read = None;
         for _ in 0..self.settings.max_periods_per_request {
             let sub = self
                 .billing
                 .subscription(&request.account_id, &request.subscription_id)
                 .await?
                 .ok_or_else(|| CloseFailure::NotFound(format!("subscription {}", request.subscription_id)))?;
+            last_read = Some(sub.clone());
             let Some(next) = sub.next_close_at.filter(|t| *t <= now) else {
                 break;
             };
@@ -215,7 +234,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             if catalog.is_none() {
                 let data = self.billing.catalog().await?;
                 let cat = Catalog::new(data.books.clone()).map_err(CloseFailure::Catalog)?;
-                catalog = Some((cat, data));
+                *catalog = Some((cat, data));
             }
             let (cat, data) = catalog.as_ref().expect("loaded above");
 
@@ -311,6 +330,11 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                         credit_notes: commit.credit_notes,
                     });
                     report.committed.push(*invoice);
+                    // The subscription's next close is known: no need to read it again to
+                    // learn that nothing else has ended.
+                    if commit.next_close.is_none_or(|t| t > now) {
+                        break;
+                    }
                 }
                 Ok(CloseOutcome::AlreadyClosed) => report.already_closed += 1,
                 Err(StoreError::Conflict(why)) if conflicts < MAX_CONFLICTS => {
@@ -321,11 +345,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             }
         }
         // The requested period's close, in case the call that wrote it did not finish it.
-        let sub = self
-            .billing
-            .subscription(&request.account_id, &request.subscription_id)
-            .await?;
-        if let Some(sub) = sub {
+        if let Some(sub) = last_read {
             if request.period_end > sub.schedule.anchor {
                 let period = sub
                     .schedule

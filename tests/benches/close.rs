@@ -1,8 +1,10 @@
 //! Closes per second through the real close worker against the local endpoint: N accounts
 //! (`BENCH_ACCOUNTS`, default 1,000) with a daily subscription and usage, the cycle-close
-//! handler queues them, the worker's handler consumes the queue (SQS batches of 10, several
-//! batches in flight like concurrent Lambda invocations: `BENCH_WORKERS`, default 4). Needs
-//! `AWS_ENDPOINT_URL`; run it with `bash scripts/bench.sh`.
+//! handler queues them, the worker's handler consumes the queue as Lambda's event source mapping
+//! would: batches of up to `BENCH_BATCH` messages (default 50, as in the template) gathered from
+//! receives of 10, deleted with `DeleteMessageBatch`, several batches in flight like concurrent
+//! invocations (`BENCH_WORKERS`, default 4). Needs `AWS_ENDPOINT_URL`; run it with
+//! `bash scripts/bench.sh`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{Duration, DurationRound, Utc};
@@ -31,6 +33,7 @@ fn env(name: &str, default: usize) -> usize {
 async fn main() {
     let accounts = env("BENCH_ACCOUNTS", 1_000);
     let workers = env("BENCH_WORKERS", 4);
+    let batch = env("BENCH_BATCH", 50).max(1);
     let stack = Stack::create("bench-close").await;
     let billing = DynamoBillingStore::new(stack.ddb(), stack.resource("BillingTable"));
     let usage = stack.usage_store();
@@ -125,14 +128,22 @@ async fn main() {
             let mut closed = 0;
             let mut empty = 0;
             while empty < 2 {
-                let out = sqs
-                    .receive_message()
-                    .queue_url(&queue_url)
-                    .max_number_of_messages(10)
-                    .send()
-                    .await
-                    .unwrap();
-                let msgs = out.messages.unwrap_or_default();
+                // Gather a batch as the event source mapping does: receives of up to 10.
+                let mut msgs = Vec::new();
+                while msgs.len() < batch {
+                    let out = sqs
+                        .receive_message()
+                        .queue_url(&queue_url)
+                        .max_number_of_messages((batch - msgs.len()).min(10) as i32)
+                        .send()
+                        .await
+                        .unwrap();
+                    let got = out.messages.unwrap_or_default();
+                    if got.is_empty() {
+                        break;
+                    }
+                    msgs.extend(got);
+                }
                 if msgs.is_empty() {
                     empty += 1;
                     continue;
@@ -144,10 +155,21 @@ async fn main() {
                     .collect();
                 let resp = close_worker::handle(&closer, sqs_event(&pairs), Utc::now()).await;
                 assert!(resp.batch_item_failures.is_empty());
-                for m in &msgs {
-                    sqs.delete_message()
+                for chunk in msgs.chunks(10) {
+                    let entries: Vec<_> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| {
+                            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(m.receipt_handle().unwrap())
+                                .build()
+                                .unwrap()
+                        })
+                        .collect();
+                    sqs.delete_message_batch()
                         .queue_url(&queue_url)
-                        .receipt_handle(m.receipt_handle().unwrap())
+                        .set_entries(Some(entries))
                         .send()
                         .await
                         .unwrap();
@@ -162,7 +184,7 @@ async fn main() {
     let secs = t0.elapsed().as_secs_f64();
     let numbers = billing.last_number("ML").await.unwrap();
     println!(
-        "close bench: {closed} close requests -> {numbers} invoices in {secs:.1}s = {:.1} closes/s ({workers} concurrent batches)",
+        "close bench: {closed} close requests -> {numbers} invoices in {secs:.1}s = {:.1} closes/s ({workers} concurrent batches of up to {batch})",
         numbers as f64 / secs
     );
     assert_eq!(

@@ -8,7 +8,7 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use meterline_shared::closing::{CloseRequest, Closer, Finalization};
+use meterline_shared::closing::{CloseRequest, Closer, Finalization, LoadedCatalog};
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use meterline_shared::store::rates::RateStore;
 use meterline_shared::store::UsageStore;
@@ -29,6 +29,8 @@ where
     let (mut closed, mut already) = (0, 0);
     let mut to_finish: Vec<Finalization> = Vec::new();
     let mut finishing: Vec<String> = Vec::new();
+    // The price books are read once per batch.
+    let mut catalog = LoadedCatalog::default();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or("");
@@ -37,7 +39,7 @@ where
                 tracing::warn!(message_id = %id, error = %e, "close request is not readable");
                 true
             }
-            Ok(request) => match closer.draft_subscription(&request, now).await {
+            Ok(request) => match closer.draft_with(&request, now, &mut catalog).await {
                 Ok(report) => {
                     closed += report.committed.len();
                     already += report.already_closed;
