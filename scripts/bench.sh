@@ -10,3 +10,4 @@ export METERLINE_PYTHON="$VENV/bin/python"
 cargo bench -p meterline-shared --no-default-features --bench ingest --bench rating --bench close
 cargo bench -p meterline-integration-tests --bench handler
 BENCH_ACCOUNTS="${BENCH_ACCOUNTS:-1000}" cargo bench -p meterline-integration-tests --bench close
+cargo bench -p meterline-integration-tests --bench close_memory

@@ -67,9 +67,16 @@ def event_source_mapping(sqs, source, invoke_base, region):
     stats = Counter()
     empty = 0
     while empty < 2:
-        out = sqs.receive_message(QueueUrl=source["queue_url"], MaxNumberOfMessages=source["batch_size"],
-                                  AttributeNames=["All"], WaitTimeSeconds=0)
-        messages = out.get("Messages", [])
+        # A batch of up to BatchSize messages, gathered from receives of at most 10 (SQS's limit).
+        messages = []
+        while len(messages) < source["batch_size"]:
+            out = sqs.receive_message(QueueUrl=source["queue_url"],
+                                      MaxNumberOfMessages=min(10, source["batch_size"] - len(messages)),
+                                      AttributeNames=["All"], WaitTimeSeconds=0)
+            got = out.get("Messages", [])
+            if not got:
+                break
+            messages.extend(got)
         if not messages:
             empty += 1
             continue

@@ -13,7 +13,8 @@
 
 use crate::billing::events::{credit_note_event, finalized_events};
 use crate::billing::{
-    close_period, invoice_id, CloseError, CloseInput, CreditNoteDoc, Invoice, InvoiceLine, PriorPeriod,
+    close_period, invoice_id, CloseError, CloseInput, CreditNoteDoc, Invoice, InvoiceLine, InvoiceStatus,
+    PriorPeriod,
 };
 use crate::fx::CurrencyPair;
 use crate::pricing::{Catalog, UsageRow, ValidationErrors};
@@ -429,27 +430,33 @@ impl<B: BillingStore, P: EventPublisher> Finisher<'_, B, P> {
         }
         let drafts: Vec<Invoice> = work
             .iter()
-            .filter(|f| f.invoice.status == crate::billing::InvoiceStatus::Draft)
+            .filter(|f| f.invoice.status == InvoiceStatus::Draft)
             .map(|f| f.invoice.clone())
             .collect();
-        let numbered = if drafts.is_empty() {
-            Vec::new()
+        let mut numbered: std::collections::HashMap<(String, String), Invoice> = if drafts.is_empty() {
+            Default::default()
         } else {
-            self.billing.number_drafts(&drafts).await?
+            self.billing
+                .number_drafts(&drafts)
+                .await?
+                .into_iter()
+                .map(|i| ((i.account_id.clone(), i.invoice_id.clone()), i))
+                .collect()
         };
         report.numbered = numbered.len();
         let mut events = Vec::new();
         for f in &work {
-            let invoice = if let Some(n) = numbered.iter().find(|n| n.invoice_id == f.invoice.invoice_id) {
-                n.clone()
-            } else if f.invoice.status == crate::billing::InvoiceStatus::Draft {
+            let key = (f.invoice.account_id.clone(), f.invoice.invoice_id.clone());
+            let invoice = if let Some(n) = numbered.remove(&key) {
+                n
+            } else if f.invoice.status == InvoiceStatus::Draft {
                 // Numbered by another call first: read what it gave.
                 let stored = self
                     .billing
                     .invoice(&f.invoice.account_id, &f.invoice.invoice_id)
                     .await?
                     .ok_or_else(|| CloseFailure::NotFound(format!("invoice {}", f.invoice.invoice_id)))?;
-                if stored.status == crate::billing::InvoiceStatus::Draft {
+                if stored.status == InvoiceStatus::Draft {
                     return Err(StoreError::Conflict(format!(
                         "invoice {} is still a draft",
                         stored.invoice_id
@@ -483,21 +490,21 @@ impl<B: BillingStore, P: EventPublisher> Finisher<'_, B, P> {
 /// crashed or timed-out worker left unnumbered or unpublished): the scheduler's sweep. Returns
 /// how many it finished.
 pub async fn sweep_pending<B: BillingStore, P: EventPublisher>(
-    closer: &Finisher<'_, B, P>,
+    finisher: &Finisher<'_, B, P>,
     until: DateTime<Utc>,
 ) -> Result<usize, CloseFailure> {
     let mut finished = 0;
     for shard in 0..DUE_SHARDS {
         let mut after: Option<String> = None;
         loop {
-            let page = closer
+            let page = finisher
                 .billing
                 .pending_invoices(shard, until, after.as_deref(), 500)
                 .await?;
             let mut work = Vec::new();
             let mut gone = Vec::new();
             for p in &page.items {
-                match closer.unfinished(p).await? {
+                match finisher.unfinished(p).await? {
                     Some(f) => work.push(f),
                     None => gone.push(p.clone()),
                 }
@@ -507,8 +514,8 @@ pub async fn sweep_pending<B: BillingStore, P: EventPublisher>(
                 (a.invoice.issued_at, &a.invoice.invoice_id)
                     .cmp(&(b.invoice.issued_at, &b.invoice.invoice_id))
             });
-            finished += closer.finish(work).await?.finalized.len();
-            closer.billing.clear_pending(&gone).await?;
+            finished += finisher.finish(work).await?.finalized.len();
+            finisher.billing.clear_pending(&gone).await?;
             match page.next {
                 Some(n) => after = Some(n),
                 None => break,

@@ -41,8 +41,8 @@ use crate::billing::events::PaymentResult;
 use crate::billing::statement::ProviderStatement;
 use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
 use crate::store::billing::{
-    apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
-    OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS, NUMBERING_BATCH,
+    apply_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit, CloseOutcome,
+    DueSubscription, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS,
 };
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -464,7 +464,7 @@ impl DynamoBillingStore {
         Ok((finalized, items))
     }
 
-    /// Numbers up to [`NUMBERING_BATCH`] drafts of issuer `prefix` (see
+    /// Numbers up to [`NUMBERING_BATCH`](crate::store::billing::NUMBERING_BATCH) drafts of issuer `prefix` (see
     /// [`BillingStore::number_drafts`]).
     async fn number_batch(&self, prefix: &str, batch: &[&Invoice]) -> Result<Vec<Invoice>, StoreError> {
         let mut left: Vec<&Invoice> = batch.to_vec();
@@ -828,16 +828,8 @@ impl BillingStore for DynamoBillingStore {
 
     async fn number_drafts(&self, drafts: &[Invoice]) -> Result<Vec<Invoice>, StoreError> {
         let mut out = Vec::new();
-        let mut issuers = std::collections::BTreeSet::new();
-        for d in drafts {
-            let prefix = d.issuer.prefix();
-            if !issuers.insert(prefix) {
-                continue;
-            }
-            let of_issuer: Vec<&Invoice> = drafts.iter().filter(|x| x.issuer.prefix() == prefix).collect();
-            for batch in of_issuer.chunks(NUMBERING_BATCH) {
-                out.extend(self.number_batch(prefix, batch).await?);
-            }
+        for (prefix, batch) in numbering_batches(drafts) {
+            out.extend(self.number_batch(prefix, &batch).await?);
         }
         Ok(out)
     }

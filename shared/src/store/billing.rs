@@ -217,6 +217,25 @@ impl PendingInvoice {
 /// `TransactWriteItems` (100 items).
 pub const NUMBERING_BATCH: usize = 99;
 
+/// Drafts grouped for numbering: per issuer (in order of first appearance), in the order given,
+/// in batches of at most [`NUMBERING_BATCH`]: one conditional write each.
+pub fn numbering_batches(drafts: &[Invoice]) -> Vec<(&str, Vec<&Invoice>)> {
+    let mut issuers: Vec<&str> = Vec::new();
+    for d in drafts {
+        if !issuers.contains(&d.issuer.prefix()) {
+            issuers.push(d.issuer.prefix());
+        }
+    }
+    let mut out = Vec::new();
+    for prefix in issuers {
+        let of_issuer: Vec<&Invoice> = drafts.iter().filter(|d| d.issuer.prefix() == prefix).collect();
+        for batch in of_issuer.chunks(NUMBERING_BATCH) {
+            out.push((prefix, batch.to_vec()));
+        }
+    }
+    out
+}
+
 /// An invoice from the open index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenInvoice {

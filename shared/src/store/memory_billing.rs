@@ -2,8 +2,8 @@
 //! lock per commit), for domain tests, property tests and benchmarks.
 
 use super::billing::{
-    apply_payment, due_shard, BillingStore, CatalogData, CloseCommit, CloseOutcome, DueSubscription,
-    EventPublisher, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS, NUMBERING_BATCH,
+    apply_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit, CloseOutcome,
+    DueSubscription, EventPublisher, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS,
 };
 use super::issued::{cursor_instant, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use super::{Page, StoreError};
@@ -94,7 +94,8 @@ impl MemoryBillingStore {
     }
 
     /// Committed closes.
-    /// Numbering writes made (each numbers up to [`NUMBERING_BATCH`] drafts of one issuer).
+    /// Numbering writes made (each numbers up to
+    /// [`NUMBERING_BATCH`](super::billing::NUMBERING_BATCH) drafts of one issuer).
     pub fn numberings(&self) -> usize {
         self.lock().numberings
     }
@@ -206,9 +207,10 @@ impl BillingStore for MemoryBillingStore {
         let mut out: Vec<Invoice> = self
             .lock()
             .invoices
-            .values()
-            .filter(|i| i.account_id == account_id && i.subscription_id == subscription_id)
-            .filter(|i| i.period.start >= since)
+            .range((account_id.to_string(), String::new())..)
+            .take_while(|((account, _), _)| account == account_id)
+            .map(|(_, i)| i)
+            .filter(|i| i.subscription_id == subscription_id && i.period.start >= since)
             .cloned()
             .collect();
         out.sort_by_key(|i| i.period.start);
@@ -283,41 +285,33 @@ impl BillingStore for MemoryBillingStore {
     async fn number_drafts(&self, drafts: &[Invoice]) -> Result<Vec<Invoice>, StoreError> {
         let mut inner = self.lock();
         let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
-        for d in drafts {
-            let prefix = d.issuer.prefix();
-            if !seen.insert(prefix) {
+        for (prefix, chunk) in numbering_batches(drafts) {
+            let still: Vec<&Invoice> = chunk
+                .iter()
+                .copied()
+                .filter(|x| {
+                    inner
+                        .invoices
+                        .get(&(x.account_id.clone(), x.invoice_id.clone()))
+                        .is_some_and(|s| s.status == InvoiceStatus::Draft)
+                })
+                .collect();
+            if still.is_empty() {
                 continue;
             }
-            let batch: Vec<&Invoice> = drafts.iter().filter(|x| x.issuer.prefix() == prefix).collect();
-            for chunk in batch.chunks(NUMBERING_BATCH) {
-                let still: Vec<&Invoice> = chunk
-                    .iter()
-                    .copied()
-                    .filter(|x| {
-                        inner
-                            .invoices
-                            .get(&(x.account_id.clone(), x.invoice_id.clone()))
-                            .is_some_and(|s| s.status == InvoiceStatus::Draft)
-                    })
-                    .collect();
-                if still.is_empty() {
-                    continue;
-                }
-                let mut seq = inner.counters.get(prefix).copied().unwrap_or(0);
-                for x in still {
-                    seq += 1;
-                    let key = (x.account_id.clone(), x.invoice_id.clone());
-                    let stored = inner.invoices.get(&key).expect("checked above").clone();
-                    let finalized = stored
-                        .finalize(seq)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    inner.invoices.insert(key, finalized.clone());
-                    out.push(finalized);
-                }
-                inner.counters.insert(prefix.to_string(), seq);
-                inner.numberings += 1;
+            let mut seq = inner.counters.get(prefix).copied().unwrap_or(0);
+            for x in still {
+                seq += 1;
+                let key = (x.account_id.clone(), x.invoice_id.clone());
+                let stored = inner.invoices.get(&key).expect("checked above").clone();
+                let finalized = stored
+                    .finalize(seq)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                inner.invoices.insert(key, finalized.clone());
+                out.push(finalized);
             }
+            inner.counters.insert(prefix.to_string(), seq);
+            inner.numberings += 1;
         }
         Ok(out)
     }
