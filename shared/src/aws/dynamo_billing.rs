@@ -578,6 +578,16 @@ impl DynamoBillingStore {
                 .map_err(build_error)?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
+        self.batch_write(requests, "accounts").await
+    }
+
+    /// Writes requests 25 to a `BatchWriteItem`, sending unprocessed ones again with backoff;
+    /// `what` names them in the error if some stay unprocessed.
+    async fn batch_write(
+        &self,
+        requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+        what: &str,
+    ) -> Result<(), StoreError> {
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             let mut attempt = 0;
@@ -596,7 +606,7 @@ impl DynamoBillingStore {
                 attempt += 1;
                 if !pending.is_empty() {
                     if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable("accounts left unprocessed".into()));
+                        return Err(StoreError::Unavailable(format!("{what} left unprocessed")));
                     }
                     backoff(attempt).await;
                 }
@@ -884,40 +894,17 @@ impl BillingStore for DynamoBillingStore {
 
     async fn clear_pending(&self, done: &[PendingInvoice]) -> Result<(), StoreError> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-        for chunk in done.chunks(25) {
-            let mut pending = Vec::with_capacity(chunk.len());
-            for p in chunk {
-                let (pk, sk) = Self::pending_key(&p.account_id, &p.invoice_id);
-                let delete = DeleteRequest::builder()
-                    .key("pk", s(pk))
-                    .key("sk", s(sk))
-                    .build()
-                    .map_err(build_error)?;
-                pending.push(WriteRequest::builder().delete_request(delete).build());
-            }
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !pending.is_empty() {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable("pending markers left undeleted".into()));
-                    }
-                    backoff(attempt).await;
-                }
-            }
+        let mut requests = Vec::with_capacity(done.len());
+        for p in done {
+            let (pk, sk) = Self::pending_key(&p.account_id, &p.invoice_id);
+            let delete = DeleteRequest::builder()
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
         }
-        Ok(())
+        self.batch_write(requests, "pending markers").await
     }
 
     async fn last_number(&self, issuer_prefix: &str) -> Result<u64, StoreError> {
