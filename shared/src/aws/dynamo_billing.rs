@@ -200,18 +200,21 @@ impl DynamoBillingStore {
         );
         item.insert("issued_at".into(), s(instant(inv.issued_at)));
         if inv.status != InvoiceStatus::Draft && inv.outstanding > Decimal::ZERO {
-            item.insert(
-                "open_pk".into(),
-                s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
-            );
-            item.insert(
-                "open_due".into(),
-                s(format!("{}#{}", inv.due_date, inv.invoice_id)),
-            );
+            let (open_pk, open_due) = Self::open_keys(inv);
+            item.insert("open_pk".into(), s(open_pk));
+            item.insert("open_due".into(), s(open_due));
             item.insert("account_id".into(), s(&inv.account_id));
             item.insert("invoice_id".into(), s(&inv.invoice_id));
         }
         item
+    }
+
+    /// The `OpenIndex` keys of an invoice with something outstanding.
+    fn open_keys(inv: &Invoice) -> (String, String) {
+        (
+            format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS)),
+            format!("{}#{}", inv.due_date, inv.invoice_id),
+        )
     }
 
     pub(super) fn invoice_key(account_id: &str, invoice_id: &str) -> [(String, AttributeValue); 2] {
@@ -436,19 +439,14 @@ impl DynamoBillingStore {
                 .expression_attribute_values(":open", s(inv.status.as_str()))
                 .expression_attribute_values(":number", s(inv.number.as_deref().unwrap_or_default()));
             update = if inv.outstanding > Decimal::ZERO {
+                let (open_pk, open_due) = Self::open_keys(&inv);
                 update
                     .update_expression(
                         "SET #status = :open, #number = :number, open_pk = :open_pk, open_due = :open_due, \
                          account_id = :account, invoice_id = :invoice",
                     )
-                    .expression_attribute_values(
-                        ":open_pk",
-                        s(format!("OPEN#{}", due_shard(&inv.invoice_id, DUE_SHARDS))),
-                    )
-                    .expression_attribute_values(
-                        ":open_due",
-                        s(format!("{}#{}", inv.due_date, inv.invoice_id)),
-                    )
+                    .expression_attribute_values(":open_pk", s(open_pk))
+                    .expression_attribute_values(":open_due", s(open_due))
                     .expression_attribute_values(":account", s(&inv.account_id))
                     .expression_attribute_values(":invoice", s(&inv.invoice_id))
             } else {
@@ -540,7 +538,8 @@ impl DynamoBillingStore {
         item
     }
 
-    fn subscription_item(sub: &BillingSubscription) -> Item {
+    /// The subscription item as `put_subscription` writes it (also the directory's).
+    pub(super) fn subscription_item(sub: &BillingSubscription) -> Item {
         let mut item = Item::new();
         item.insert("pk".into(), s(account_pk(&sub.account_id)));
         item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));

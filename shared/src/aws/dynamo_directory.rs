@@ -18,9 +18,11 @@
 use super::attrs::get_decimal;
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::backoff;
-use super::dynamo_billing::{account_pk, build_error, from_doc, to_doc, unavailable, DynamoBillingStore};
+use super::dynamo_billing::{
+    account_pk, build_error, from_doc, instant, to_doc, unavailable, DynamoBillingStore,
+};
 use crate::billing::{Account, BillingSubscription};
-use crate::store::billing::{due_shard, CatalogData, DUE_SHARDS};
+use crate::store::billing::CatalogData;
 pub use crate::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written, ACCOUNTS_PER_READ};
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
@@ -28,11 +30,6 @@ use std::collections::HashMap;
 
 /// Attempts at a batched read before its unprocessed keys are an error.
 const BATCH_ATTEMPTS: u32 = 10;
-use chrono::{DateTime, Utc};
-
-fn instant(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
 
 fn version_sk(v: u32) -> String {
     format!("V#{v:010}")
@@ -362,7 +359,7 @@ impl DirectoryStore for DynamoBillingStore {
         self.written(vec![
             put(
                 &self.table,
-                subscription_item(sub),
+                DynamoBillingStore::subscription_item(sub),
                 "attribute_not_exists(pk)",
                 vec![],
             )?,
@@ -374,7 +371,7 @@ impl DirectoryStore for DynamoBillingStore {
     /// Replaces a subscription if no close moved it since it was read (its `next_close_at` is
     /// still `sub.next_close_at`): [`Written::Conflict`] otherwise.
     async fn replace_subscription(&self, sub: &BillingSubscription) -> Result<Written, StoreError> {
-        let item = subscription_item(sub);
+        let item = DynamoBillingStore::subscription_item(sub);
         let put = match sub.next_close_at {
             Some(t) => put(
                 &self.table,
@@ -404,23 +401,4 @@ fn provider_items(provider: &ProviderDoc) -> [Item; 2] {
     entry.insert("sk".into(), s(&provider.provider_id));
     entry.insert("doc".into(), to_doc(provider));
     [item, entry]
-}
-
-/// The subscription item as `put_subscription` writes it.
-fn subscription_item(sub: &BillingSubscription) -> Item {
-    let mut item = Item::new();
-    item.insert("pk".into(), s(account_pk(&sub.account_id)));
-    item.insert("sk".into(), s(format!("SUB#{}", sub.subscription_id)));
-    item.insert("doc".into(), to_doc(sub));
-    item.insert("account_id".into(), s(&sub.account_id));
-    item.insert("subscription_id".into(), s(&sub.subscription_id));
-    if let Some(next) = sub.next_close_at {
-        item.insert("next_close_at".into(), s(instant(next)));
-        item.insert(
-            "due_pk".into(),
-            s(format!("DUE#{}", due_shard(&sub.subscription_id, DUE_SHARDS))),
-        );
-        item.insert("due_at".into(), s(instant(next)));
-    }
-    item
 }
