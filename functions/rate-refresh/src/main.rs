@@ -2,8 +2,8 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
-use meterline_shared::config::{Env, RatesConfig};
+use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
+use meterline_shared::adapters::config::{Env, RatesConfig};
 use rate_refresh::{handle, sources_from_config, App, Config};
 use std::sync::Arc;
 
