@@ -12,29 +12,27 @@
 //! Bodies are JSON objects; every problem names its field. Plan changes and cancellations are
 //! `meterline_shared::domain::billing::plan_change`; previews rate with the close's own code.
 
-use crate::limits::{MAX_PERCENT_SCALE, MAX_POLICY_DAYS, MAX_REGION_CHARS, MAX_TIMEZONE_CHARS};
-use crate::{decode_token, encode_token, json_response, limit_param, store_problem, Ctx, Outcome};
+use crate::request::accounts::{
+    AccountUpdate, Cancel, CatalogList, NewAccount, NewSubscription, PlanChangeRequest, CUSTOMER_FIELDS,
+};
+use crate::request::types::{RefId, Version};
+use crate::{encode_token, json_response, store_problem, Ctx, Outcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use lambda_http::http::StatusCode;
-use lambda_http::{Request, RequestExt};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::billing::plan_change::{
-    cancel, change_plan, effective_at, preview_plan_change, Effective,
+    cancel, change_plan, effective_at, preview_plan_change,
 };
 use meterline_shared::domain::billing::{
-    Account, Alignment, BillingSchedule, BillingSubscription, Cadence, CloseInput, InvoiceNumbering,
-    OverduePolicy, PaymentTerms, PlanChangeError, PlanRef,
+    Account, BillingSchedule, BillingSubscription, CloseInput, PlanChangeError, PlanRef,
 };
 use meterline_shared::domain::fx::CurrencyPair;
-use meterline_shared::domain::money::{Currency, Money};
-use meterline_shared::domain::pricing::{Catalog, TaxProfile};
-use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::pricing::Catalog;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::directory::{DirectoryStore, Written};
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
-use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Page size when `limit` is absent, and its maximum.
 pub const DEFAULT_PAGE: usize = 50;
@@ -45,50 +43,17 @@ pub const MAX_TEXT: usize = 200;
 pub const MAX_START_BACK: TimeDelta = TimeDelta::days(7);
 pub const MAX_START_AHEAD: TimeDelta = TimeDelta::days(366);
 
-pub(crate) const ID_RULE: &str = crate::limits::REF_ID_RULE;
-
-/// A JSON object body.
-pub(crate) fn object_body(req: &Request) -> Result<Map<String, Value>, Problem> {
-    match serde_json::from_slice::<Value>(crate::body_bytes(req.body())) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Problem::invalid_field(
-            "body",
-            "invalid_type",
-            "must be a JSON object",
-        )),
-        Err(e) => Err(Problem::invalid_field(
-            "body",
-            "invalid_json",
-            format!("is not JSON: {e}"),
-        )),
-    }
-}
-
-/// A 400 listing every field error.
-pub(crate) fn problems(errors: Vec<FieldError>) -> Problem {
-    let detail = errors
+/// 403 naming every field of `given` outside `allowed`: what a tenant key (`who`) may not change.
+pub(crate) fn tenant_may_change(given: &[&str], allowed: &[&str], who: &str) -> Result<(), Problem> {
+    let errors: Vec<FieldError> = given
         .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Problem::new(400, "invalid-body", "Invalid request body", detail).with_errors(errors)
-}
-
-/// 403 naming every field of `body` outside `allowed`: what a tenant key (`who`) may not change.
-pub(crate) fn tenant_may_change(
-    body: &Map<String, Value>,
-    allowed: &[&str],
-    who: &str,
-) -> Result<(), Problem> {
-    let mut f = Fields::default();
-    for k in body.keys().filter(|k| !allowed.contains(&k.as_str())) {
-        f.err(k, "operator_only", "only an operator key may change it");
-    }
-    if f.errors.is_empty() {
+        .filter(|k| !allowed.contains(k))
+        .map(|k| FieldError::new(*k, "operator_only", "only an operator key may change it"))
+        .collect();
+    if errors.is_empty() {
         return Ok(());
     }
-    let detail = f
-        .errors
+    let detail = errors
         .iter()
         .map(|e| e.field.clone())
         .collect::<Vec<_>>()
@@ -99,102 +64,7 @@ pub(crate) fn tenant_may_change(
         "Forbidden",
         format!("{who} may not change {detail}"),
     )
-    .with_errors(f.errors))
-}
-
-/// Collects field errors while a body is read.
-#[derive(Default)]
-pub(crate) struct Fields {
-    pub errors: Vec<FieldError>,
-}
-
-impl Fields {
-    pub fn err(&mut self, field: &str, code: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, code, message));
-    }
-
-    /// Unknown keys are errors.
-    pub fn only(&mut self, body: &Map<String, Value>, known: &[&str], what: &str) {
-        for k in body.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.err(k, "unknown_field", format!("is not a field of {what}"));
-        }
-    }
-
-    /// A required (or optional) id.
-    pub fn id(&mut self, body: &Map<String, Value>, name: &str, required: bool) -> Option<String> {
-        match body.get(name) {
-            Some(Value::String(s)) if is_valid_ref_id(s) => Some(s.clone()),
-            Some(_) => {
-                self.err(name, "invalid_format", ID_RULE);
-                None
-            }
-            None if required => {
-                self.err(name, "required", "is required");
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// A field read with serde; the problem names it.
-    pub fn typed<T: DeserializeOwned>(
-        &mut self,
-        body: &Map<String, Value>,
-        name: &str,
-        required: bool,
-    ) -> Option<T> {
-        match body.get(name) {
-            Some(v) => match serde_json::from_value(v.clone()) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    self.err(name, "invalid", e.to_string());
-                    None
-                }
-            },
-            None if required => {
-                self.err(name, "required", "is required");
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// A text of 1 to [`MAX_TEXT`] characters.
-    pub fn text(&mut self, body: &Map<String, Value>, name: &str, required: bool) -> Option<String> {
-        match body.get(name) {
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_TEXT => {
-                Some(s.clone())
-            }
-            Some(_) => {
-                self.err(
-                    name,
-                    "invalid_value",
-                    format!("must be a string of 1 to {MAX_TEXT} characters"),
-                );
-                None
-            }
-            None if required => {
-                self.err(name, "required", "is required");
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub fn finish(self) -> Result<(), Problem> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(problems(self.errors))
-        }
-    }
-}
-
-/// `cursor` (an opaque token of the last key returned) from the query.
-pub(crate) fn cursor_param(
-    q: &lambda_http::aws_lambda_events::query_map::QueryMap,
-) -> Result<Option<String>, Problem> {
-    q.first("cursor").map(decode_token).transpose()
+    .with_errors(errors))
 }
 
 /// One page of `items` (sorted by `key`) after `after`.
@@ -235,308 +105,6 @@ pub(crate) fn account_json(a: &Account) -> Value {
     })
 }
 
-/// Checks a tax profile's strings.
-fn check_tax(f: &mut Fields, tax: &TaxProfile) {
-    if let Some(j) = &tax.jurisdiction {
-        if !(j.country.len() == 2 && j.country.chars().all(|c| c.is_ascii_uppercase())) {
-            f.err(
-                "tax.jurisdiction.country",
-                "invalid_format",
-                "must be an ISO 3166-1 alpha-2 code, e.g. DE",
-            );
-        }
-        if j.region
-            .as_ref()
-            .is_some_and(|r| r.is_empty() || r.len() > MAX_REGION_CHARS)
-        {
-            f.err(
-                "tax.jurisdiction.region",
-                "invalid_format",
-                format!("must be 1 to {MAX_REGION_CHARS} characters"),
-            );
-        }
-    }
-    for (name, v) in [
-        ("tax.exemption", &tax.exemption),
-        ("tax.reverse_charge_tax_id", &tax.reverse_charge_tax_id),
-    ] {
-        if v.as_ref()
-            .is_some_and(|s| s.trim().is_empty() || s.chars().count() > MAX_TEXT)
-        {
-            f.err(
-                name,
-                "invalid_value",
-                format!("must be 1 to {MAX_TEXT} characters"),
-            );
-        }
-    }
-}
-
-fn check_policy(f: &mut Fields, p: &OverduePolicy, currency: Option<Currency>) {
-    if let PaymentTerms::Net { days } = p.terms {
-        if days > MAX_POLICY_DAYS {
-            f.err(
-                "policy.terms.days",
-                "out_of_range",
-                format!("must be at most {MAX_POLICY_DAYS}"),
-            );
-        }
-    }
-    if p.grace_days > MAX_POLICY_DAYS {
-        f.err(
-            "policy.grace_days",
-            "out_of_range",
-            format!("must be at most {MAX_POLICY_DAYS}"),
-        );
-    }
-    if p.fee_every_days.is_some_and(|d| d == 0 || d > MAX_POLICY_DAYS) {
-        f.err(
-            "policy.fee_every_days",
-            "out_of_range",
-            format!("must be 1 to {MAX_POLICY_DAYS}"),
-        );
-    }
-    use meterline_shared::domain::billing::LateFee;
-    let money_ok =
-        |m: &Money| currency.is_none_or(|c| m.currency == c) && m.amount >= rust_decimal::Decimal::ZERO;
-    match &p.late_fee {
-        Some(LateFee::Fixed { amount }) if !money_ok(amount) => f.err(
-            "policy.late_fee.amount",
-            "invalid_value",
-            "must be a non-negative amount in the account's currency",
-        ),
-        Some(LateFee::Percentage { percent, cap }) => {
-            if *percent < rust_decimal::Decimal::ZERO
-                || *percent > rust_decimal::Decimal::ONE_HUNDRED
-                || percent.normalize().scale() > MAX_PERCENT_SCALE
-            {
-                f.err(
-                    "policy.late_fee.percent",
-                    "out_of_range",
-                    format!("must be 0 to 100 with at most {MAX_PERCENT_SCALE} decimal places"),
-                );
-            }
-            if cap.as_ref().is_some_and(|c| !money_ok(c)) {
-                f.err(
-                    "policy.late_fee.cap",
-                    "invalid_value",
-                    "must be a non-negative amount in the account's currency",
-                );
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The default terms of a new account: net 30, no grace, no late fee.
-fn default_policy() -> OverduePolicy {
-    OverduePolicy {
-        terms: PaymentTerms::Net { days: 30 },
-        grace_days: 0,
-        late_fee: None,
-        fee_every_days: None,
-    }
-}
-
-/// What a customer key may change on its own account.
-const CUSTOMER_FIELDS: [&str; 3] = ["account_id", "timezone", "auto_pay"];
-
-const ACCOUNT_FIELDS: [&str; 7] = [
-    "account_id",
-    "currency",
-    "timezone",
-    "policy",
-    "auto_pay",
-    "tax",
-    "issuer",
-];
-
-fn currency_field(f: &mut Fields, body: &Map<String, Value>, required: bool) -> Option<Currency> {
-    match body.get("currency") {
-        Some(Value::String(c)) => match Currency::from_code(c) {
-            Ok(c) => Some(c),
-            Err(_) => {
-                f.err(
-                    "currency",
-                    "unknown_currency",
-                    format!("`{c}` is not a supported currency code"),
-                );
-                None
-            }
-        },
-        Some(_) => {
-            f.err("currency", "invalid_type", "must be a currency code, e.g. USD");
-            None
-        }
-        None if required => {
-            f.err("currency", "required", "is required (e.g. USD)");
-            None
-        }
-        None => None,
-    }
-}
-
-fn timezone_field(f: &mut Fields, body: &Map<String, Value>) -> Option<chrono_tz::Tz> {
-    match body.get("timezone") {
-        None => None,
-        Some(Value::String(s)) if s.len() <= MAX_TIMEZONE_CHARS => match s.parse::<chrono_tz::Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                f.err(
-                    "timezone",
-                    "unknown_timezone",
-                    format!("`{s}` is not an IANA timezone"),
-                );
-                None
-            }
-        },
-        Some(_) => {
-            f.err(
-                "timezone",
-                "invalid_type",
-                "must be an IANA timezone name, e.g. Europe/Berlin",
-            );
-            None
-        }
-    }
-}
-
-fn issuer_field(f: &mut Fields, body: &Map<String, Value>) -> Option<InvoiceNumbering> {
-    match body.get("issuer") {
-        None => None,
-        Some(Value::Object(o)) => {
-            let prefix = o.get("prefix").and_then(Value::as_str).unwrap_or_default();
-            let r = match o
-                .get("digits")
-                .map(|d| d.as_u64().and_then(|d| u8::try_from(d).ok()))
-            {
-                None => InvoiceNumbering::new(prefix),
-                Some(Some(d)) => InvoiceNumbering::with_digits(prefix, d),
-                Some(None) => {
-                    f.err("issuer.digits", "invalid_type", "must be a small whole number");
-                    return None;
-                }
-            };
-            r.map_err(|e| f.err("issuer.prefix", "invalid_value", e.to_string()))
-                .ok()
-        }
-        Some(_) => {
-            f.err("issuer", "invalid_type", "must be an object {\"prefix\": \"ML\"}");
-            None
-        }
-    }
-}
-
-/// Reads a create body into a new account.
-pub(crate) fn new_account(body: &Map<String, Value>) -> Result<Account, Problem> {
-    let mut f = Fields::default();
-    f.only(body, &ACCOUNT_FIELDS, "an account");
-    let id = f.id(body, "account_id", true);
-    let currency = currency_field(&mut f, body, true);
-    let timezone = timezone_field(&mut f, body).unwrap_or(chrono_tz::UTC);
-    let policy = f
-        .typed::<OverduePolicy>(body, "policy", false)
-        .unwrap_or_else(default_policy);
-    check_policy(&mut f, &policy, currency);
-    let auto_pay = f.typed::<bool>(body, "auto_pay", false).unwrap_or(false);
-    let tax = f.typed::<TaxProfile>(body, "tax", false).unwrap_or_default();
-    check_tax(&mut f, &tax);
-    let issuer = issuer_field(&mut f, body);
-    f.finish()?;
-    let currency = currency.expect("checked");
-    Ok(Account {
-        account_id: id.expect("checked"),
-        currency,
-        timezone,
-        policy,
-        auto_pay,
-        tax,
-        issuer: issuer.unwrap_or_else(|| InvoiceNumbering::new("ML").expect("valid prefix")),
-        credit_balance: Money::zero(currency),
-    })
-}
-
-/// Applies an update body to `account`. `has_invoices` locks the currency.
-pub(crate) fn updated_account(
-    account: &Account,
-    body: &Map<String, Value>,
-    has_invoices: bool,
-) -> Result<Account, Problem> {
-    let mut f = Fields::default();
-    f.only(body, &ACCOUNT_FIELDS, "an account");
-    if let Some(a) = body.get("account_id") {
-        if a.as_str() != Some(account.account_id.as_str()) {
-            f.err(
-                "account_id",
-                "mismatch",
-                "must be the account of the path, or absent",
-            );
-        }
-    }
-    let mut out = account.clone();
-    if let Some(c) = currency_field(&mut f, body, false) {
-        if c != account.currency {
-            if has_invoices {
-                f.err(
-                    "currency",
-                    "locked",
-                    "cannot change once the account has an invoice",
-                );
-            } else if !account.credit_balance.amount.is_zero() {
-                f.err(
-                    "currency",
-                    "locked",
-                    "cannot change while the account has a credit balance",
-                );
-            } else {
-                out.currency = c;
-                out.credit_balance = Money::zero(c);
-            }
-        }
-    }
-    if let Some(tz) = timezone_field(&mut f, body) {
-        out.timezone = tz;
-    }
-    if let Some(p) = f.typed::<OverduePolicy>(body, "policy", false) {
-        out.policy = p;
-    }
-    check_policy(&mut f, &out.policy, Some(out.currency));
-    if let Some(a) = f.typed::<bool>(body, "auto_pay", false) {
-        out.auto_pay = a;
-    }
-    if let Some(t) = f.typed::<TaxProfile>(body, "tax", false) {
-        check_tax(&mut f, &t);
-        out.tax = t;
-    }
-    if let Some(i) = issuer_field(&mut f, body) {
-        if has_invoices && i != account.issuer {
-            f.err(
-                "issuer",
-                "locked",
-                "cannot change once the account has an invoice",
-            );
-        }
-        out.issuer = i;
-    }
-    f.finish()?;
-    Ok(out)
-}
-
-fn effective_field(f: &mut Fields, body: &Map<String, Value>) -> Option<Effective> {
-    match body.get("at").and_then(Value::as_str) {
-        Some("now") => Some(Effective::Now),
-        Some("period_end") => Some(Effective::PeriodEnd),
-        Some(_) | None if body.contains_key("at") => {
-            f.err("at", "invalid_value", "must be `now` or `period_end`");
-            None
-        }
-        _ => {
-            f.err("at", "required", "is required: `now` or `period_end`");
-            None
-        }
-    }
-}
-
 fn change_problem(e: PlanChangeError) -> Problem {
     match e {
         PlanChangeError::InvalidPlan(m) => Problem::invalid_field("plan_id", "invalid_plan", m),
@@ -551,7 +119,7 @@ fn change_problem(e: PlanChangeError) -> Problem {
 }
 
 pub(crate) fn subscription_json(s: &BillingSubscription) -> Value {
-    let mut v = serde_json::to_value(s).expect("subscriptions serialize");
+    let mut v = json!(s);
     v["status"] = json!(match (s.next_close_at, s.cancelled_at) {
         (None, _) => "ended",
         (Some(_), Some(_)) => "cancelling",
@@ -571,8 +139,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn create_account(&self, c: &Ctx) -> Outcome {
+        let account = c.body::<NewAccount>()?.validate("body", NewAccount::validate)?;
         let api = self.billing_api()?;
-        let account = new_account(&object_body(&c.req)?)?;
         match api
             .store
             .create_account(&account)
@@ -589,10 +157,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn list_accounts(&self, c: &Ctx) -> Outcome {
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let page = api
             .store
             .account_ids(after.as_deref(), limit)
@@ -613,27 +179,29 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn get_account(&self, c: &Ctx) -> Outcome {
-        let a = self
-            .subscriber_account(&crate::account_param(c.param("account_id"))?)
-            .await?;
+        let id: RefId = c.path("account_id")?;
+        let a = self.subscriber_account(&id.0).await?;
         Ok(json_response(StatusCode::OK, account_json(&a)))
     }
 
     pub(crate) async fn update_account(&self, c: &Ctx) -> Outcome {
-        let api = self.billing_api()?;
-        let id = crate::account_param(c.param("account_id"))?;
-        let body = object_body(&c.req)?;
+        let id: RefId = c.path("account_id")?;
+        let id = id.0;
+        let update = c.body_ok::<AccountUpdate>()?;
         // Terms, numbering, currency and tax position are the operator's to set.
         if matches!(
             c.principal,
             Some(meterline_shared::domain::access::keys::Principal::Customer { .. })
         ) {
-            tenant_may_change(&body, &CUSTOMER_FIELDS, "a customer key")?;
+            tenant_may_change(&update.given(), &CUSTOMER_FIELDS, "a customer key")?;
         }
+        let api = self.billing_api()?;
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;
             let has_invoices = api.store.has_invoices(&id).await.map_err(|e| store_problem(&e))?;
-            let updated = updated_account(&account, &body, has_invoices)?;
+            let updated = update
+                .apply(&account, has_invoices)
+                .map_err(|e| crate::request::invalid("body", e))?;
             match api
                 .store
                 .update_account(&updated)
@@ -651,107 +219,53 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         ))
     }
 
-    /// A catalog plan: the latest version, or `version`.
+    /// A catalog plan: the latest version, or `version`; 400 naming `plan_id` (or
+    /// `plan_version`) when there is none.
     async fn catalog_plan(
         &self,
-        f: &mut Fields,
-        body: &Map<String, Value>,
-    ) -> Result<Option<meterline_shared::ports::directory::PlanDoc>, Problem> {
+        plan_id: &RefId,
+        version: Option<Version>,
+    ) -> Result<meterline_shared::ports::directory::PlanDoc, Problem> {
         let api = self.billing_api()?;
-        let plan_id = f.id(body, "plan_id", true);
-        let version = match body.get("plan_version") {
-            None => None,
-            Some(v) => match v.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) {
-                Some(v) => Some(v),
-                None => {
-                    f.err("plan_version", "invalid_value", "must be a whole number from 1");
-                    None
-                }
-            },
-        };
-        let Some(plan_id) = plan_id else { return Ok(None) };
+        let version = version.map(|v| v.0 as u32);
         let doc = api
             .store
-            .plan(&plan_id, version)
+            .plan(&plan_id.0, version)
             .await
             .map_err(|e| store_problem(&e))?;
-        if doc.is_none() {
-            f.err(
-                if version.is_some() {
-                    "plan_version"
-                } else {
-                    "plan_id"
-                },
-                "unknown_plan",
-                format!(
-                    "there is no plan {plan_id}{}",
-                    version.map(|v| format!(" version {v}")).unwrap_or_default()
-                ),
+        doc.ok_or_else(|| {
+            let field = if version.is_some() {
+                "plan_version"
+            } else {
+                "plan_id"
+            };
+            let message = format!(
+                "there is no plan {}{}",
+                plan_id.0,
+                version.map(|v| format!(" version {v}")).unwrap_or_default()
             );
-        }
-        Ok(doc)
+            crate::request::invalid("body", vec![FieldError::new(field, "unknown_plan", message)])
+        })
     }
 
     pub(crate) async fn create_subscription(&self, c: &Ctx) -> Outcome {
-        let api = self.billing_api()?;
-        let account_id = crate::account_param(c.param("account_id"))?;
-        let body = object_body(&c.req)?;
-        let mut f = Fields::default();
-        f.only(
-            body_ref(&body),
-            &[
-                "subscription_id",
-                "plan_id",
-                "plan_version",
-                "cadence",
-                "alignment",
-                "start",
-            ],
-            "a subscription",
-        );
-        let sub_id = f.id(&body, "subscription_id", true);
-        let cadence = f.typed::<Cadence>(&body, "cadence", true);
-        let alignment = f
-            .typed::<Alignment>(&body, "alignment", false)
-            .unwrap_or(Alignment::Calendar);
-        let start = match body.get("start") {
-            None => Some(c.now),
-            Some(v) => match v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
-                Some(t) => {
-                    let t = t.with_timezone(&Utc);
-                    if t < c.now - MAX_START_BACK || t > c.now + MAX_START_AHEAD {
-                        f.err(
-                            "start",
-                            "out_of_range",
-                            "must be from 7 days ago to 366 days ahead",
-                        );
-                        None
-                    } else {
-                        Some(t)
-                    }
-                }
-                None => {
-                    f.err(
-                        "start",
-                        "invalid_format",
-                        "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z",
-                    );
-                    None
-                }
-            },
-        };
-        let doc = self.catalog_plan(&mut f, &body).await?;
-        f.finish()?;
+        let account_id: RefId = c.path("account_id")?;
+        let account_id = account_id.0;
+        let body = c.body_ok::<NewSubscription>()?;
+        let (start, alignment) = body
+            .validate(c.now)
+            .map_err(|e| crate::request::invalid("body", e))?;
+        let doc = self.catalog_plan(&body.plan_id, body.plan_version).await?;
         let account = self.subscriber_account(&account_id).await?;
-        let (doc, start) = (doc.expect("checked"), start.expect("checked"));
-        let schedule = BillingSchedule::new(cadence.expect("checked"), alignment, start, account.timezone);
+        let schedule = BillingSchedule::new(body.cadence.0, alignment, start, account.timezone);
         let mut sub =
-            BillingSubscription::new(&sub_id.expect("checked"), &account_id, schedule, doc.plan.clone())
+            BillingSubscription::new(&body.subscription_id.0, &account_id, schedule, doc.plan.clone())
                 .map_err(|e| Problem::invalid_field("start", "out_of_range", e.to_string()))?;
         sub.plan_ref = Some(PlanRef {
             plan_id: doc.plan_id.clone(),
             version: doc.version,
         });
+        let api = self.billing_api()?;
         match api
             .store
             .create_subscription(&sub)
@@ -768,11 +282,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn list_subscriptions(&self, c: &Ctx) -> Outcome {
+        let account_id: RefId = c.path("account_id")?;
+        let account_id = account_id.0;
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let account_id = crate::account_param(c.param("account_id"))?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         self.subscriber_account(&account_id).await?;
         let mut subs = api
             .store
@@ -788,18 +301,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     async fn account_subscription(&self, c: &Ctx) -> Result<BillingSubscription, Problem> {
+        let account_id: RefId = c.path("account_id")?;
+        let sub_id: RefId = c.path("subscription_id")?;
+        let sub_id = sub_id.0.as_str();
         let api = self.billing_api()?;
-        let account_id = crate::account_param(c.param("account_id"))?;
-        let sub_id = c.param("subscription_id");
-        if !is_valid_ref_id(sub_id) {
-            return Err(Problem::invalid_field(
-                "subscription_id",
-                "invalid_format",
-                ID_RULE,
-            ));
-        }
         api.store
-            .subscription(&account_id, sub_id)
+            .subscription(&account_id.0, sub_id)
             .await
             .map_err(|e| store_problem(&e))?
             .ok_or_else(|| Problem::not_found(format!("no subscription {sub_id}")))
@@ -828,13 +335,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn cancel_subscription(&self, c: &Ctx) -> Outcome {
-        let body = object_body(&c.req)?;
-        let mut f = Fields::default();
-        f.only(&body, &["at"], "a cancellation");
-        let when = effective_field(&mut f, &body);
-        f.finish()?;
+        let body = c.body_ok::<Cancel>()?;
         let sub = self.account_subscription(c).await?;
-        let at = effective_at(&sub, when.expect("checked"), c.now).map_err(change_problem)?;
+        let at = effective_at(&sub, body.at.into(), c.now).map_err(change_problem)?;
         let cancelled = cancel(&sub, at).map_err(change_problem)?;
         if cancelled != sub {
             self.store_changed_subscription(&cancelled).await?;
@@ -847,15 +350,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         &self,
         c: &Ctx,
     ) -> Result<(BillingSubscription, BillingSubscription, DateTime<Utc>), Problem> {
-        let body = object_body(&c.req)?;
-        let mut f = Fields::default();
-        f.only(&body, &["plan_id", "plan_version", "at"], "a plan change");
-        let when = effective_field(&mut f, &body);
-        let doc = self.catalog_plan(&mut f, &body).await?;
-        f.finish()?;
-        let doc = doc.expect("checked");
+        let body = c.body_ok::<PlanChangeRequest>()?;
+        let doc = self.catalog_plan(&body.plan_id, body.plan_version).await?;
         let sub = self.account_subscription(c).await?;
-        let at = effective_at(&sub, when.expect("checked"), c.now).map_err(change_problem)?;
+        let at = effective_at(&sub, body.at.into(), c.now).map_err(change_problem)?;
         let plan_ref = PlanRef {
             plan_id: doc.plan_id,
             version: doc.version,
@@ -923,7 +421,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         };
         let p = preview_plan_change(&input, changed, at)
             .map_err(|e| Problem::new(422, "unpriceable", "The change cannot be priced", e.to_string()))?;
-        Ok(serde_json::to_value(&p).expect("previews serialize"))
+        Ok(json!(p))
     }
 
     pub(crate) async fn preview_change(&self, c: &Ctx) -> Outcome {
@@ -952,51 +450,50 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 }
 
-fn body_ref(b: &Map<String, Value>) -> &Map<String, Value> {
-    b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::accounts::default_policy;
+    use crate::request::parse_body;
+    use meterline_shared::domain::money::Money;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn new_account(body: Value) -> Result<Account, Problem> {
+        parse_body::<NewAccount>(body.to_string().as_bytes()).validate("body", NewAccount::validate)
     }
 
     #[test]
     fn account_problems_name_each_field() {
-        let p = new_account(&obj(json!({"account_id": "a 1", "currency": "XXX", "timezone": "Mars/Base",
+        let p = new_account(json!({"account_id": "a 1", "currency": "XXX", "timezone": "Mars/Base",
             "tax": {"jurisdiction": {"country": "germany"}}, "policy": {"terms": {"type": "net", "days": 999}, "grace_days": 0},
-            "color": "red"})))
+            "color": "red"}))
         .unwrap_err();
-        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
+        let mut fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
         assert_eq!(
             fields,
             [
-                "color",
                 "account_id",
+                "color",
                 "currency",
-                "timezone",
                 "policy.terms.days",
-                "tax.jurisdiction.country"
+                "tax.jurisdiction.country",
+                "timezone",
             ]
         );
-        let a = new_account(&obj(
-            json!({"account_id": "a1", "currency": "EUR", "timezone": "Europe/Berlin"}),
-        ))
-        .unwrap();
+        let a =
+            new_account(json!({"account_id": "a1", "currency": "EUR", "timezone": "Europe/Berlin"})).unwrap();
         assert_eq!(a.policy, default_policy());
         assert_eq!(a.credit_balance, Money::zero(a.currency));
     }
 
     #[test]
     fn the_currency_is_locked_by_an_invoice() {
-        let a = new_account(&obj(json!({"account_id": "a1", "currency": "EUR"}))).unwrap();
-        let body = obj(json!({"currency": "USD", "auto_pay": true}));
-        let p = updated_account(&a, &body, true).unwrap_err();
-        assert_eq!(p.errors[0].field, "currency");
-        let b = updated_account(&a, &body, false).unwrap();
+        let a = new_account(json!({"account_id": "a1", "currency": "EUR"})).unwrap();
+        let update: AccountUpdate =
+            serde_json::from_value(json!({"currency": "USD", "auto_pay": true})).unwrap();
+        let errors = update.apply(&a, true).unwrap_err();
+        assert_eq!(errors[0].field, "currency");
+        let b = update.apply(&a, false).unwrap();
         assert_eq!((b.currency.code(), b.auto_pay), ("USD", true));
     }
 
@@ -1007,7 +504,7 @@ mod tests {
         let (p, next) = page_of(
             vec![1, 2, 3, 4, 5],
             |i| format!("{i}"),
-            Some(&decode_token(&next.unwrap()).unwrap()),
+            Some(&crate::decode_token(&next.unwrap()).unwrap()),
             2,
         );
         assert_eq!(p, [4, 5]);

@@ -13,20 +13,21 @@
 //! - `POST /v1/plans` (operator: a new version of a named plan), `GET /v1/plans`,
 //!   `GET /v1/plans/{plan_id}`, `GET /v1/plans/{plan_id}/versions` (any key).
 
-use crate::accounts::{cursor_param, object_body, page_of, Fields, DEFAULT_PAGE, MAX_PAGE};
-use crate::{json_response, limit_param, store_problem, Ctx, Outcome};
+use crate::accounts::page_of;
+use crate::request::accounts::CatalogList;
+use crate::request::catalog::{NewPlan, NewPriceBook, NewProvider, PlanQuery, ProviderUpdate};
+use crate::request::types::{RefId, Version};
+use crate::{json_response, store_problem, Ctx, Outcome};
 use lambda_http::http::StatusCode;
-use lambda_http::RequestExt;
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::pricing::CatalogData;
-use meterline_shared::domain::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
+use meterline_shared::domain::pricing::{validate_books, Owner, PriceBook, ValidationIssue};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
-use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The catalog is one DynamoDB item (at most 400 KB): writes that would make its document
 /// larger than this are refused.
@@ -42,7 +43,7 @@ fn issues_problem(issues: Vec<ValidationIssue>, prefix: &str) -> Problem {
         .into_iter()
         .map(|i| FieldError::new(format!("{prefix}{}", i.path), i.code, i.message))
         .collect();
-    crate::accounts::problems(errors)
+    crate::request::invalid("body", errors)
 }
 
 fn conflict(slug: &str, title: &str, detail: impl Into<String>) -> Problem {
@@ -57,38 +58,8 @@ fn race() -> Problem {
     )
 }
 
-/// Decimals in a JSON value with more than [`MAX_SCALE`] places, by path.
-fn too_precise(v: &Value, path: &str, out: &mut Vec<FieldError>) {
-    match v {
-        Value::String(s) => {
-            if let Ok(d) = s.parse::<Decimal>() {
-                if d.normalize().scale() > MAX_SCALE {
-                    out.push(FieldError::new(
-                        path,
-                        "too_precise",
-                        format!("has more than {MAX_SCALE} decimal places"),
-                    ));
-                }
-            }
-        }
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| too_precise(v, &format!("{path}[{i}]"), out)),
-        Value::Object(o) => o.iter().for_each(|(k, v)| {
-            let p = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            too_precise(v, &p, out)
-        }),
-        _ => {}
-    }
-}
-
 fn book_json(b: &PriceBook) -> Value {
-    serde_json::to_value(b).expect("books serialize")
+    json!(b)
 }
 
 fn latest_versions(data: &CatalogData) -> Vec<&PriceBook> {
@@ -102,17 +73,18 @@ fn latest_versions(data: &CatalogData) -> Vec<&PriceBook> {
     latest.into_values().collect()
 }
 
-/// Checks a new book (or version) against the catalog and returns the catalog with it.
+/// Checks a new book (or version) against the catalog and returns the catalog with it, and the
+/// book as stored.
 pub(crate) fn with_book(
     data: &CatalogData,
     mut book: PriceBook,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<CatalogData, Problem> {
+) -> Result<(CatalogData, PriceBook), Problem> {
     if !is_valid_ref_id(&book.id) {
         return Err(Problem::invalid_field(
             "id",
             "invalid_format",
-            crate::accounts::ID_RULE,
+            crate::limits::REF_ID_RULE,
         ));
     }
     if let Owner::Provider { id } = &book.owner {
@@ -120,7 +92,7 @@ pub(crate) fn with_book(
             return Err(Problem::invalid_field(
                 "owner.id",
                 "invalid_format",
-                crate::accounts::ID_RULE,
+                crate::limits::REF_ID_RULE,
             ));
         }
     }
@@ -184,7 +156,7 @@ pub(crate) fn with_book(
         }
     }
     book.currency = book.currency.to_uppercase();
-    next.books.push(book);
+    next.books.push(book.clone());
     let index = next.books.len() - 1;
     if let Err(e) = validate_books(&next.books) {
         // The new book's issues, relative to it; others' issues (an overlap) by their index.
@@ -202,118 +174,7 @@ pub(crate) fn with_book(
                 .collect();
         return Err(issues_problem(issues, ""));
     }
-    Ok(next)
-}
-
-/// Checks a plan body: `{"plan_id": "...", "plan": {...}, "version": n?}`.
-pub(crate) fn plan_body(body: &Map<String, Value>) -> Result<(String, Plan, Option<u32>), Problem> {
-    let mut f = Fields::default();
-    f.only(body, &["plan_id", "plan", "version"], "a plan");
-    let id = f.id(body, "plan_id", true);
-    let version = match body.get("version") {
-        None => None,
-        Some(v) => match v.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) {
-            Some(v) => Some(v),
-            None => {
-                f.err("version", "invalid_value", "must be a whole number from 1");
-                None
-            }
-        },
-    };
-    let plan = match body.get("plan") {
-        None => {
-            f.err("plan", "required", "is required");
-            None
-        }
-        Some(v) => {
-            too_precise(v, "plan", &mut f.errors);
-            match serde_json::from_value::<Plan>(v.clone()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    f.err("plan", "invalid", e.to_string());
-                    None
-                }
-            }
-        }
-    };
-    if let Some(p) = &plan {
-        if p.name.chars().count() > crate::accounts::MAX_TEXT {
-            f.err(
-                "plan.name",
-                "too_long",
-                format!("at most {} characters", crate::accounts::MAX_TEXT),
-            );
-        }
-        if p.allowances.len() > MAX_PLAN_ITEMS || p.reservations.len() > MAX_PLAN_ITEMS {
-            f.err(
-                "plan",
-                "too_many",
-                format!("at most {MAX_PLAN_ITEMS} allowances and reservations"),
-            );
-        }
-        if p.active.is_some() {
-            f.err("plan.active", "not_allowed", "is set by the subscription");
-        }
-        if let Err(e) = p.validate() {
-            for i in e.0 {
-                f.errors
-                    .push(FieldError::new(format!("plan.{}", i.path), i.code, i.message));
-            }
-        }
-    }
-    f.finish()?;
-    Ok((id.expect("checked"), plan.expect("checked"), version))
-}
-
-fn version_param(raw: &str) -> Result<u32, Problem> {
-    raw.parse::<u32>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Problem::invalid_field("version", "invalid_value", "must be a whole number from 1"))
-}
-
-fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
-    if is_valid_ref_id(raw) {
-        Ok(raw.to_string())
-    } else {
-        Err(Problem::invalid_field(
-            name,
-            "invalid_format",
-            crate::accounts::ID_RULE,
-        ))
-    }
-}
-
-/// `fee_percent`: a decimal from 0 to 100 with at most 4 places (a string or a number).
-fn fee_param(f: &mut Fields, body: &Map<String, Value>, required: bool) -> Option<Decimal> {
-    let raw = body.get("fee_percent");
-    if raw.is_none() && !required {
-        return None;
-    }
-    match raw.and_then(|v| match v {
-        Value::String(s) => s.parse::<Decimal>().ok(),
-        Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
-        _ => None,
-    }) {
-        Some(d)
-            if d >= Decimal::ZERO
-                && d <= Decimal::ONE_HUNDRED
-                && d.normalize().scale() <= crate::limits::MAX_PERCENT_SCALE =>
-        {
-            Some(d.normalize())
-        }
-        _ => {
-            f.err(
-                "fee_percent",
-                "invalid_value",
-                format!(
-                    "is required: a decimal from 0 to 100 with at most {} places",
-                    crate::limits::MAX_PERCENT_SCALE
-                ),
-            );
-            None
-        }
-    }
+    Ok((next, book))
 }
 
 /// Fields of a provider a provider key may change (the fee is the operator's).
@@ -323,7 +184,7 @@ const PROVIDER_FIELDS: [&str; 1] = ["name"];
 pub const FEE_APPLIES_TO: &str = "periods_closed_after_change";
 
 fn provider_update_json(doc: &ProviderDoc) -> lambda_http::Response<lambda_http::Body> {
-    let mut v = serde_json::to_value(doc).expect("serializes");
+    let mut v = json!(doc);
     v["fee_applies_to"] = json!(FEE_APPLIES_TO);
     json_response(StatusCode::OK, v)
 }
@@ -337,18 +198,12 @@ fn list(data: Vec<Value>, next: Option<String>) -> Outcome {
 
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     pub(crate) async fn create_provider(&self, c: &Ctx) -> Outcome {
+        let body = c.body_ok::<NewProvider>()?;
         let api = self.billing_api()?;
-        let body = object_body(&c.req)?;
-        let mut f = Fields::default();
-        f.only(&body, &["provider_id", "name", "fee_percent"], "a provider");
-        let id = f.id(&body, "provider_id", true);
-        let name = f.text(&body, "name", true);
-        let fee = fee_param(&mut f, &body, true);
-        f.finish()?;
         let doc = ProviderDoc {
-            provider_id: id.expect("checked"),
-            name: name.expect("checked"),
-            fee_percent: fee.expect("checked"),
+            provider_id: body.provider_id.0,
+            name: body.name.0,
+            fee_percent: body.fee_percent.0,
             created_at: c.now,
             updated_at: None,
         };
@@ -377,44 +232,34 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .await
             .map_err(|e| store_problem(&e))?
         {
-            Written::Yes => Ok(json_response(
-                StatusCode::CREATED,
-                serde_json::to_value(&doc).expect("serializes"),
-            )),
+            Written::Yes => Ok(json_response(StatusCode::CREATED, json!(doc))),
             Written::Conflict => Err(race()),
         }
     }
 
     pub(crate) async fn get_provider(&self, c: &Ctx) -> Outcome {
+        let id: RefId = c.path("provider_id")?;
+        let id = id.0;
         let api = self.billing_api()?;
-        let id = id_param("provider_id", c.param("provider_id"))?;
         let doc = api
             .store
             .provider(&id)
             .await
             .map_err(|e| store_problem(&e))?
             .ok_or_else(|| Problem::not_found(format!("no provider {id}")))?;
-        Ok(json_response(
-            StatusCode::OK,
-            serde_json::to_value(&doc).expect("serializes"),
-        ))
+        Ok(json_response(StatusCode::OK, json!(doc)))
     }
 
     pub(crate) async fn list_providers(&self, c: &Ctx) -> Outcome {
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let page = api
             .store
             .providers(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
         list(
-            page.items
-                .iter()
-                .map(|d| serde_json::to_value(d).expect("serializes"))
-                .collect(),
+            page.items.iter().map(|d| json!(d)).collect(),
             page.next.as_deref().map(crate::encode_token),
         )
     }
@@ -424,23 +269,18 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     /// fee applies to every period closed after the change, and statements already written for
     /// closed invoices keep the fee they were closed with.
     pub(crate) async fn update_provider(&self, c: &Ctx) -> Outcome {
-        let api = self.billing_api()?;
-        let id = id_param("provider_id", c.param("provider_id"))?;
-        let body = object_body(&c.req)?;
+        let id: RefId = c.path("provider_id")?;
+        let id = id.0;
+        let body = c.body_ok::<ProviderUpdate>()?;
+        let given = body.given().map_err(|e| crate::request::invalid("body", e))?;
         if matches!(
             c.principal,
             Some(meterline_shared::domain::access::keys::Principal::Provider { .. })
         ) {
-            crate::accounts::tenant_may_change(&body, &PROVIDER_FIELDS, "a provider key")?;
+            crate::accounts::tenant_may_change(&given, &PROVIDER_FIELDS, "a provider key")?;
         }
-        let mut f = Fields::default();
-        f.only(&body, &["name", "fee_percent"], "a provider update");
-        let name = f.text(&body, "name", false);
-        let fee = fee_param(&mut f, &body, false);
-        if body.is_empty() {
-            f.err("body", "required", "give name or fee_percent");
-        }
-        f.finish()?;
+        let (name, fee) = (body.name.map(|n| n.0), body.fee_percent.map(|f| f.0));
+        let api = self.billing_api()?;
         for _ in 0..3 {
             let current = api
                 .store
@@ -479,22 +319,16 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn create_price_book(&self, c: &Ctx) -> Outcome {
+        let book = c
+            .body::<NewPriceBook>()?
+            .validate("body", NewPriceBook::validate)?;
         let api = self.billing_api()?;
-        let body = object_body(&c.req)?;
-        let mut precise = Vec::new();
-        too_precise(&Value::Object(body.clone()), "", &mut precise);
-        if !precise.is_empty() {
-            return Err(crate::accounts::problems(precise));
-        }
-        let book: PriceBook = serde_json::from_value(Value::Object(body))
-            .map_err(|e| Problem::invalid_field("body", "invalid", format!("is not a price book: {e}")))?;
         let (data, rev) = api
             .store
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
-        let next = with_book(&data, book, c.now)?;
-        let stored = next.books.last().cloned().expect("pushed");
+        let (next, stored) = with_book(&data, book, c.now)?;
         let size = serde_json::to_string(&next)
             .map(|s| s.len())
             .unwrap_or(usize::MAX);
@@ -518,21 +352,18 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn list_price_books(&self, c: &Ctx) -> Outcome {
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
         let (page, next) = page_of(latest_versions(&data), |b| b.id.clone(), after.as_deref(), limit);
         list(page.into_iter().map(book_json).collect(), next)
     }
 
     pub(crate) async fn list_book_versions(&self, c: &Ctx) -> Outcome {
+        let id: RefId = c.path("book_id")?;
+        let id = id.0;
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let id = id_param("book_id", c.param("book_id"))?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
         let mut versions: Vec<&PriceBook> = data.books.iter().filter(|b| b.id == id).collect();
         if versions.is_empty() {
@@ -549,9 +380,11 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn get_book_version(&self, c: &Ctx) -> Outcome {
+        let id: RefId = c.path("book_id")?;
+        let id = id.0;
+        let version: Version = c.path("version")?;
+        let version = version.0 as u32;
         let api = self.billing_api()?;
-        let id = id_param("book_id", c.param("book_id"))?;
-        let version = version_param(c.param("version"))?;
         let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
         data.books
             .iter()
@@ -561,11 +394,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn list_provider_books(&self, c: &Ctx) -> Outcome {
+        let provider: RefId = c.path("provider_id")?;
+        let provider = provider.0;
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let provider = id_param("provider_id", c.param("provider_id"))?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         if api
             .store
             .provider(&provider)
@@ -592,8 +424,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn create_plan(&self, c: &Ctx) -> Outcome {
+        let (plan_id, plan, version) = c.body::<NewPlan>()?.validate("body", NewPlan::validate)?;
         let api = self.billing_api()?;
-        let (plan_id, plan, version) = plan_body(&object_body(&c.req)?)?;
         let latest = api
             .store
             .plan(&plan_id, None)
@@ -624,10 +456,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .await
             .map_err(|e| store_problem(&e))?
         {
-            Written::Yes => Ok(json_response(
-                StatusCode::CREATED,
-                serde_json::to_value(&doc).expect("serializes"),
-            )),
+            Written::Yes => Ok(json_response(StatusCode::CREATED, json!(doc))),
             Written::Conflict => Err(conflict(
                 "conflict",
                 "Concurrent change",
@@ -637,51 +466,38 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn list_plans(&self, c: &Ctx) -> Outcome {
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let page = api
             .store
             .plans(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
         list(
-            page.items
-                .iter()
-                .map(|d| serde_json::to_value(d).expect("serializes"))
-                .collect(),
+            page.items.iter().map(|d| json!(d)).collect(),
             page.next.as_deref().map(crate::encode_token),
         )
     }
 
     pub(crate) async fn get_plan(&self, c: &Ctx) -> Outcome {
+        let id: RefId = c.path("plan_id")?;
+        let id = id.0;
+        let version = c.query_ok::<PlanQuery>()?.version.map(|v| v.0 as u32);
         let api = self.billing_api()?;
-        let id = id_param("plan_id", c.param("plan_id"))?;
-        let version = c
-            .req
-            .query_string_parameters()
-            .first("version")
-            .map(version_param)
-            .transpose()?;
         let doc = api
             .store
             .plan(&id, version)
             .await
             .map_err(|e| store_problem(&e))?
             .ok_or_else(|| Problem::not_found(format!("no plan {id}")))?;
-        Ok(json_response(
-            StatusCode::OK,
-            serde_json::to_value(&doc).expect("serializes"),
-        ))
+        Ok(json_response(StatusCode::OK, json!(doc)))
     }
 
     pub(crate) async fn list_plan_versions(&self, c: &Ctx) -> Outcome {
+        let id: RefId = c.path("plan_id")?;
+        let id = id.0;
+        let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let id = id_param("plan_id", c.param("plan_id"))?;
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q)?;
         let versions = api
             .store
             .plan_versions(&id)
@@ -696,12 +512,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             after.as_deref(),
             limit,
         );
-        list(
-            page.iter()
-                .map(|d| serde_json::to_value(d).expect("serializes"))
-                .collect(),
-            next,
-        )
+        list(page.iter().map(|d| json!(d)).collect(), next)
     }
 }
 
@@ -723,13 +534,13 @@ mod tests {
     #[test]
     fn a_new_version_supersedes_the_open_ended_one_and_versions_are_immutable() {
         let now = t("2026-01-01T00:00:00Z");
-        let d = with_book(
+        let (d, _) = with_book(
             &CatalogData::default(),
             book("b", 1, "2026-01-01T00:00:00Z", "0.1"),
             now,
         )
         .unwrap();
-        let d = with_book(&d, book("b", 2, "2026-02-01T00:00:00Z", "0.2"), now).unwrap();
+        let (d, _) = with_book(&d, book("b", 2, "2026-02-01T00:00:00Z", "0.2"), now).unwrap();
         assert_eq!(d.books[0].effective_to, Some(t("2026-02-01T00:00:00Z")));
         assert_eq!(
             d.books[0].prices,
@@ -744,14 +555,5 @@ mod tests {
         let p = with_book(&d, bad, now).unwrap_err();
         let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
         assert!(fields.contains(&"prices[0].meter"), "{fields:?}");
-    }
-
-    #[test]
-    fn plan_problems_name_the_path() {
-        let body = json!({"plan_id": "pro", "plan": {"recurring_fee": "-1", "allowances": [
-            {"meter": "cpu_seconds", "quantity": "0.0000000000001"}]}});
-        let p = plan_body(body.as_object().unwrap()).unwrap_err();
-        let fields: Vec<&str> = p.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["plan.allowances[0].quantity", "plan.recurring_fee"]);
     }
 }

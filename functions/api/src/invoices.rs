@@ -5,14 +5,16 @@
 //! operator routes. The decisions are `meterline_shared::domain::billing::ledger`; the reads and
 //! conditional writes go through the `IssuedInvoices` port (`meterline_shared::ports::issued`).
 
-use crate::{
-    account_param, body_bytes, decode_token, encode_token, json_response, limit_param, store_problem,
-    time_param, Ctx, Outcome,
+use crate::request::invoices::{
+    AllInvoicesList, InvoiceList, InvoicePageQuery, MarkPaid, NewCreditNote, ReportFormat, StatementList,
+    TaxReportQuery,
 };
+use crate::request::types::{Cursor, RefId};
+use crate::request::NoBody;
+use crate::{encode_token, json_response, store_problem, Ctx, Outcome};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, RequestExt, Response};
+use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
 use meterline_shared::domain::billing::events::{
@@ -20,7 +22,7 @@ use meterline_shared::domain::billing::events::{
 };
 use meterline_shared::domain::billing::ledger::{
     check_void, jurisdiction_code, manual_credit_note, manual_credit_note_id, tax_summary, tax_summary_csv,
-    treatment_code, CreditNoteError, CreditReason, InvoiceFilter, ManualCredit, TaxSummaryRow, VoidError,
+    treatment_code, CreditNoteError, ManualCredit, TaxSummaryRow, VoidError,
 };
 use meterline_shared::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
@@ -29,9 +31,8 @@ use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutc
 use meterline_shared::ports::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// Largest page of any list here.
 pub const MAX_PAGE: usize = 100;
@@ -43,18 +44,6 @@ pub const MAX_REPORT_DAYS: i64 = 366;
 pub const MAX_MEMO_CHARS: usize = 500;
 /// Attempts of a write whose invoice changed under it (a concurrent payment or credit note).
 const ATTEMPTS: usize = 3;
-
-fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
-    if is_valid_ref_id(raw) {
-        Ok(raw.to_string())
-    } else {
-        Err(Problem::invalid_field(
-            name,
-            "invalid_format",
-            crate::limits::REF_ID_RULE,
-        ))
-    }
-}
 
 /// A credit note id from the path: `credit-note#<invoice id>#<key>`, with each `#` sent as
 /// `%23` (a bare `#` would end the path).
@@ -72,24 +61,12 @@ pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
     }
 }
 
-fn decimal_param(q: &QueryMap, name: &str) -> Result<Option<Decimal>, Problem> {
-    q.first(name)
-        .map(|v| {
-            Decimal::from_str(v)
-                .ok()
-                .filter(|d| d.abs() < crate::limits::MAX_TOTAL_FILTER)
-                .ok_or_else(|| {
-                    Problem::invalid_field(name, "invalid_format", "must be a decimal, e.g. 12.50")
-                })
-        })
-        .transpose()
-}
-
-fn cursor_param(q: &QueryMap, prefix: &str) -> Result<Option<String>, Problem> {
-    match q.first("cursor") {
+/// A `cursor` of a list whose positions start with `prefix`.
+fn cursor_param(cursor: Option<&Cursor>, prefix: &str) -> Result<Option<String>, Problem> {
+    match cursor {
         None => Ok(None),
         Some(c) => {
-            let d = decode_token(c)?;
+            let d = c.decode()?;
             if d.starts_with(prefix) {
                 Ok(Some(d))
             } else {
@@ -103,70 +80,24 @@ fn cursor_param(q: &QueryMap, prefix: &str) -> Result<Option<String>, Problem> {
     }
 }
 
-/// The list filters: `status` (comma-separated), `period_from`, `period_to`, `min_total`,
-/// `max_total`.
-pub(crate) fn invoice_filter(q: &QueryMap) -> Result<InvoiceFilter, Problem> {
-    let mut statuses = Vec::new();
-    for v in q.all("status").unwrap_or_default() {
-        for part in v.split(',').filter(|p| !p.is_empty()) {
-            let s = InvoiceStatus::ALL
-                .iter()
-                .find(|s| s.as_str() == part)
-                .ok_or_else(|| {
-                    Problem::invalid_field(
-                        "status",
-                        "invalid_value",
-                        "must be draft, open, paid, past_due, void or uncollectible (comma-separated)",
-                    )
-                })?;
-            statuses.push(*s);
-        }
-    }
-    let f = InvoiceFilter {
-        statuses,
-        period_from: time_param(q, "period_from")?,
-        period_to: time_param(q, "period_to")?,
-        min_total: decimal_param(q, "min_total")?,
-        max_total: decimal_param(q, "max_total")?,
-    };
-    if let (Some(a), Some(b)) = (f.period_from, f.period_to) {
-        if b < a {
-            return Err(Problem::invalid_field(
-                "period_to",
-                "out_of_range",
-                "must not be before period_from",
-            ));
-        }
-    }
-    if let (Some(a), Some(b)) = (f.min_total, f.max_total) {
-        if b < a {
-            return Err(Problem::invalid_field(
-                "max_total",
-                "out_of_range",
-                "must not be less than min_total",
-            ));
-        }
-    }
-    Ok(f)
-}
-
 /// An invoice as the API shows it: the provider statements (fees, payouts) to operators only;
 /// without lines in lists.
 fn invoice_json(inv: &Invoice, with_lines: bool, operator: bool) -> Value {
-    let mut v = serde_json::to_value(inv).expect("invoices serialize");
-    let m = v.as_object_mut().expect("an object");
-    if !operator {
-        m.remove("statements");
-    }
-    if !with_lines {
-        m.remove("lines");
-        m.remove("statements");
+    let mut v = json!(inv);
+    if let Some(m) = v.as_object_mut() {
+        if !operator {
+            m.remove("statements");
+        }
+        if !with_lines {
+            m.remove("lines");
+            m.remove("statements");
+        }
     }
     v
 }
 
 fn credit_note_json(n: &CreditNoteDoc) -> Value {
-    let mut v = serde_json::to_value(n).expect("credit notes serialize");
+    let mut v = json!(n);
     v["kind"] = json!(
         if n.issued_with == meterline_shared::domain::billing::ledger::MANUAL {
             "manual"
@@ -225,88 +156,18 @@ fn conflict(detail: String) -> Problem {
     Problem::new(409, "invalid-state", "Invoice state does not allow this", detail)
 }
 
-fn object_body(c: &Ctx) -> Result<Map<String, Value>, Problem> {
-    let bytes = body_bytes(c.req.body());
-    if bytes.is_empty() {
-        return Ok(Map::new());
+/// CSV when `format=csv`, or without `format` when the `Accept` header asks for it.
+fn wants_csv(c: &Ctx, format: Option<ReportFormat>) -> bool {
+    match format {
+        Some(ReportFormat::Csv) => true,
+        Some(ReportFormat::Json) => false,
+        None => c
+            .req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Problem::invalid_field(
-            "body",
-            "invalid_type",
-            "must be a JSON object",
-        )),
-        Err(e) => Err(Problem::invalid_field(
-            "body",
-            "invalid_json",
-            format!("is not JSON: {e}"),
-        )),
-    }
-}
-
-fn body_decimal(m: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, Problem> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= crate::limits::MAX_DECIMAL_CHARS => {
-            Decimal::from_str(s).map(Some).map_err(|_| {
-                Problem::invalid_field(
-                    field,
-                    "invalid_format",
-                    "must be a decimal string, e.g. \"12.50\"",
-                )
-            })
-        }
-        Some(_) => Err(Problem::invalid_field(
-            field,
-            "invalid_type",
-            "must be a decimal string, e.g. \"12.50\"",
-        )),
-    }
-}
-
-fn body_id(m: &Map<String, Value>, field: &str) -> Result<Option<String>, Problem> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if is_valid_ref_id(s) => Ok(Some(s.clone())),
-        Some(_) => Err(Problem::invalid_field(
-            field,
-            "invalid_format",
-            "must be 1 to 128 of letters, digits and `_ - . :`",
-        )),
-    }
-}
-
-fn reject_unknown(m: &Map<String, Value>, known: &[&str]) -> Result<(), Problem> {
-    match m.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(Problem::invalid_field(
-            k,
-            "unknown_field",
-            format!("is not one of {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn wants_csv(c: &Ctx) -> Result<bool, Problem> {
-    let q = c.req.query_string_parameters();
-    match q.first("format") {
-        Some("csv") => return Ok(true),
-        Some("json") => return Ok(false),
-        Some(_) => {
-            return Err(Problem::invalid_field(
-                "format",
-                "invalid_value",
-                "must be `json` or `csv`",
-            ))
-        }
-        None => {}
-    }
-    Ok(c.req
-        .headers()
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv")))
 }
 
 fn row_json(r: &TaxSummaryRow) -> Value {
@@ -368,19 +229,19 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     fn path_ids(c: &Ctx) -> Result<(String, String), Problem> {
-        Ok((
-            account_param(c.param("account_id"))?,
-            id_param("invoice_id", c.param("invoice_id"))?,
-        ))
+        let account: RefId = c.path("account_id")?;
+        let invoice: RefId = c.path("invoice_id")?;
+        Ok((account.0, invoice.0))
     }
 
     /// `GET /v1/accounts/{account_id}/invoices`
     pub(crate) async fn list_invoices(&self, c: &Ctx) -> Outcome {
-        let account = account_param(c.param("account_id"))?;
-        let q = c.req.query_string_parameters();
-        let filter = invoice_filter(&q)?;
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q, "INV#")?;
+        let account: RefId = c.path("account_id")?;
+        let account = account.0;
+        let (filter, limit, cursor) = c
+            .query::<InvoiceList>()?
+            .validate("query", InvoiceList::validate)?;
+        let after = cursor_param(cursor.as_ref(), "INV#")?;
         let b = self.billing_api()?;
         self.existing_account(&account).await?;
         let page = b
@@ -395,22 +256,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `GET /v1/invoices`: every account's invoices issued in a range, for operators.
     pub(crate) async fn list_all_invoices(&self, c: &Ctx) -> Outcome {
-        let q = c.req.query_string_parameters();
-        let filter = invoice_filter(&q)?;
-        let to = time_param(&q, "issued_to")?.unwrap_or(c.now + chrono::Duration::minutes(1));
-        let from = time_param(&q, "issued_from")?.unwrap_or(to - chrono::Duration::days(MAX_REPORT_DAYS));
-        if to <= from || to - from > chrono::Duration::days(MAX_REPORT_DAYS) {
-            return Err(Problem::invalid_field(
-                "issued_to",
-                "out_of_range",
-                format!("must be after `issued_from` and at most {MAX_REPORT_DAYS} days later"),
-            ));
-        }
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = match q.first("cursor") {
+        let ask = c
+            .query::<AllInvoicesList>()?
+            .validate("query", |q| q.validate(c.now))?;
+        let (filter, from, to, limit) = (ask.filter, ask.from, ask.to, ask.limit);
+        let after = match &ask.cursor {
             None => None,
             Some(c) => {
-                let d = decode_token(c)?;
+                let d = c.decode()?;
                 match d.split_once('|') {
                     Some((t, k)) if t.parse::<DateTime<Utc>>().is_ok() && k.starts_with("INV#") => Some(d),
                     _ => {
@@ -445,9 +298,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `POST /v1/accounts/{account_id}/invoices/{invoice_id}/void`
     pub(crate) async fn void_invoice(&self, c: &Ctx) -> Outcome {
+        c.body_ok::<NoBody>()?;
         let (account, id) = Self::path_ids(c)?;
-        let body = object_body(c)?;
-        reject_unknown(&body, &[])?;
         let b = self.billing_api()?;
         for _ in 0..ATTEMPTS {
             let inv = self.existing_invoice(&account, &id).await?;
@@ -481,12 +333,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `POST /v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid`
     pub(crate) async fn mark_paid(&self, c: &Ctx) -> Outcome {
+        let body = c.body_ok::<MarkPaid>()?;
         let (account, id) = Self::path_ids(c)?;
-        let body = object_body(c)?;
-        reject_unknown(&body, &["payment_id", "amount"])?;
-        let payment_id = body_id(&body, "payment_id")?
-            .ok_or_else(|| Problem::invalid_field("payment_id", "required", "is required"))?;
-        let amount = body_decimal(&body, "amount")?;
+        let (payment_id, amount) = (body.payment_id.0, body.amount.map(|a| a.0));
         let event_id = format!("manual#{payment_id}");
         let b = self.billing_api()?;
         for _ in 0..ATTEMPTS {
@@ -568,14 +417,15 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     /// `GET /v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes` and
     /// `GET /v1/accounts/{account_id}/credit-notes`
     pub(crate) async fn list_credit_notes(&self, c: &Ctx) -> Outcome {
-        let account = account_param(c.param("account_id"))?;
+        let account: RefId = c.path("account_id")?;
+        let account = account.0;
         let invoice = match c.params.get("invoice_id") {
-            Some(raw) => Some(id_param("invoice_id", raw)?),
+            Some(_) => Some(c.path::<RefId>("invoice_id")?.0),
             None => None,
         };
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q, "CN#")?;
+        let q = c.query_ok::<InvoicePageQuery>()?;
+        let limit = q.limit.unwrap_or_default().0;
+        let after = cursor_param(q.cursor.as_ref(), "CN#")?;
         let b = self.billing_api()?;
         match &invoice {
             Some(id) => {
@@ -594,7 +444,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `GET /v1/accounts/{account_id}/credit-notes/{credit_note_id}`
     pub(crate) async fn get_credit_note(&self, c: &Ctx) -> Outcome {
-        let account = account_param(c.param("account_id"))?;
+        let account: RefId = c.path("account_id")?;
+        let account = account.0;
         let id = credit_note_param(c.param("credit_note_id"))?;
         let b = self.billing_api()?;
         match b.store.credit_note(&account, &id).await {
@@ -606,53 +457,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `POST /v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes`
     pub(crate) async fn create_credit_note(&self, c: &Ctx) -> Outcome {
+        let body = c.body_ok::<NewCreditNote>()?;
         let (account, id) = Self::path_ids(c)?;
-        let body = object_body(c)?;
-        reject_unknown(&body, &["amount", "reason", "memo", "credit_note_id"])?;
-        let amount = body_decimal(&body, "amount")?
-            .ok_or_else(|| Problem::invalid_field("amount", "required", "is required"))?;
-        let reason = match body.get("reason") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(
-                CreditReason::ALL
-                    .into_iter()
-                    .find(|r| r.as_str() == s)
-                    .ok_or_else(|| {
-                        Problem::invalid_field(
-                            "reason",
-                            "invalid_value",
-                            "must be duplicate, fraudulent, order_change or product_unsatisfactory",
-                        )
-                    })?,
-            ),
-            Some(_) => {
-                return Err(Problem::invalid_field(
-                    "reason",
-                    "invalid_type",
-                    "must be a string",
-                ))
-            }
-        };
-        let memo = match body.get("memo") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s))
-                if s.chars().count() <= MAX_MEMO_CHARS && !s.chars().any(char::is_control) =>
-            {
-                Some(s.clone())
-            }
-            Some(_) => {
-                return Err(Problem::invalid_field(
-                    "memo",
-                    "invalid",
-                    format!(
-                        "must be a string of at most {MAX_MEMO_CHARS} characters without control characters"
-                    ),
-                ))
-            }
-        };
+        let amount = body.amount.0;
+        let reason = body.reason.map(|r| r.0);
+        let memo = body.memo.map(|m| m.0);
         // One note per key: the body's `credit_note_id`, the Idempotency-Key, or a new one.
-        let key = match body_id(&body, "credit_note_id")? {
-            Some(k) => k,
+        let key = match body.credit_note_id {
+            Some(k) => k.0,
             None => c
                 .req
                 .headers()
@@ -729,20 +541,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `GET /v1/providers/{provider_id}/statements`
     pub(crate) async fn list_statements(&self, c: &Ctx) -> Outcome {
-        let provider = id_param("provider_id", c.param("provider_id"))?;
-        let q = c.req.query_string_parameters();
-        let from = time_param(&q, "period_from")?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let to = time_param(&q, "period_to")?
-            .unwrap_or_else(|| Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap());
-        if to < from {
-            return Err(Problem::invalid_field(
-                "period_to",
-                "out_of_range",
-                "must not be before period_from",
-            ));
-        }
-        let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = cursor_param(&q, "STMT#")?;
+        let provider: RefId = c.path("provider_id")?;
+        let provider = provider.0;
+        let (from, to, limit, cursor) = c
+            .query::<StatementList>()?
+            .validate("query", StatementList::validate)?;
+        let after = cursor_param(cursor.as_ref(), "STMT#")?;
         let b = self.billing_api()?;
         let page = b
             .store
@@ -756,7 +560,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `GET /v1/providers/{provider_id}/statements/{statement_id}`
     pub(crate) async fn get_statement(&self, c: &Ctx) -> Outcome {
-        let provider = id_param("provider_id", c.param("provider_id"))?;
+        let provider: RefId = c.path("provider_id")?;
+        let provider = provider.0;
         let raw = c.param("statement_id");
         let (end, invoice) = parse_statement_id(raw)
             .filter(|(_, inv)| is_valid_ref_id(inv))
@@ -777,19 +582,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     /// `GET /v1/reports/tax?from=&to=`
     pub(crate) async fn tax_report(&self, c: &Ctx) -> Outcome {
-        let q = c.req.query_string_parameters();
-        let from = time_param(&q, "from")?
-            .ok_or_else(|| Problem::invalid_field("from", "required", "is required (RFC 3339)"))?;
-        let to = time_param(&q, "to")?
-            .ok_or_else(|| Problem::invalid_field("to", "required", "is required (RFC 3339)"))?;
-        if to <= from || to - from > chrono::Duration::days(MAX_REPORT_DAYS) {
-            return Err(Problem::invalid_field(
-                "to",
-                "out_of_range",
-                format!("must be after `from` and at most {MAX_REPORT_DAYS} days later"),
-            ));
-        }
-        let csv = wants_csv(c)?;
+        let (from, to, format) = c
+            .query::<TaxReportQuery>()?
+            .validate("query", TaxReportQuery::validate)?;
+        let csv = wants_csv(c, format);
         let b = self.billing_api()?;
         let invoices = b
             .store
@@ -810,7 +606,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                     ),
                 )
                 .body(Body::Text(tax_summary_csv(&rows)))
-                .expect("valid response"));
+                .map_err(|e| Problem::new(500, "response", "Internal error", e.to_string()))?);
         }
         let mut totals: BTreeMap<&str, (Decimal, Decimal)> = BTreeMap::new();
         for r in &rows {
@@ -841,35 +637,6 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> QueryMap {
-        let m: std::collections::HashMap<String, Vec<String>> =
-            pairs.iter().fold(Default::default(), |mut m, (k, v)| {
-                m.entry(k.to_string())
-                    .or_insert_with(Vec::new)
-                    .push(v.to_string());
-                m
-            });
-        QueryMap::from(m)
-    }
-
-    #[test]
-    fn filters_parse_and_name_the_bad_parameter() {
-        let f = invoice_filter(&q(&[("status", "open,paid"), ("min_total", "1.5")])).unwrap();
-        assert_eq!(f.statuses, vec![InvoiceStatus::Open, InvoiceStatus::Paid]);
-        assert_eq!(f.min_total, Some(Decimal::new(15, 1)));
-        for (k, v) in [
-            ("status", "opened"),
-            ("min_total", "x"),
-            ("max_total", "1e400"),
-            ("period_from", "yesterday"),
-        ] {
-            let p = invoice_filter(&q(&[(k, v)])).unwrap_err();
-            assert_eq!(p.errors[0].field, k);
-        }
-        let p = invoice_filter(&q(&[("min_total", "5"), ("max_total", "4")])).unwrap_err();
-        assert_eq!(p.errors[0].field, "max_total");
-    }
-
     #[test]
     fn credit_note_ids_come_percent_encoded() {
         assert_eq!(
@@ -895,295 +662,4 @@ mod tests {
         assert_eq!(parse_statement_id("nope"), None);
         assert_eq!(parse_statement_id("20261125T130000.000Z:"), None);
     }
-}
-
-/// The OpenAPI description of these routes, merged into the document by `openapi.rs`.
-#[allow(dead_code)] // The types and functions here only describe the API.
-pub(crate) mod doc {
-    use utoipa::{OpenApi, ToSchema};
-
-    #[derive(ToSchema)]
-    struct Problem {}
-
-    /// A page of a list: `next_cursor` is null on the last page.
-    #[derive(ToSchema)]
-    struct InvoicePage {
-        /// Invoices without `lines`, by invoice id (each subscription's in period order).
-        data: Vec<Invoice>,
-        next_cursor: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    struct CreditNotePage {
-        /// Credit notes by id.
-        data: Vec<CreditNote>,
-        next_cursor: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    struct StatementPage {
-        /// Statement entries by period end, then invoice id.
-        data: Vec<StatementEntry>,
-        next_cursor: Option<String>,
-    }
-
-    /// A provider's statement for one invoice.
-    #[derive(ToSchema)]
-    struct StatementEntry {
-        /// `<period end>:<invoice id>`.
-        statement_id: String,
-        invoice_id: String,
-        period_end: String,
-        /// The invoice was voided: nothing is paid out on it.
-        voided: bool,
-        /// usage_billed, tax, fee_percent, marketplace_fee, payout.
-        statement: Object,
-        /// Operators only.
-        account_id: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    struct Object {}
-    /// A billing period, `[start, end)`.
-    #[derive(ToSchema)]
-    struct Period {
-        #[schema(format = DateTime)]
-        start: String,
-        #[schema(format = DateTime)]
-        end: String,
-    }
-    /// An invoice: one subscription's period. Amounts are decimal strings in `currency`.
-    #[derive(ToSchema)]
-    struct Invoice {
-        invoice_id: String,
-        account_id: String,
-        subscription_id: String,
-        period: Period,
-        /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
-        status: String,
-        /// Assigned at finalization.
-        number: Option<String>,
-        /// The numbering: `prefix`, `digits`.
-        issuer: Object,
-        currency: String,
-        /// The lines (not in lists).
-        lines: Option<Vec<Object>>,
-        net_total: String,
-        tax_total: String,
-        /// `net_total + tax_total`.
-        total: String,
-        /// Account credit used at finalization.
-        credit_applied: String,
-        /// `total - credit_applied`.
-        amount_due: String,
-        /// What is still owed.
-        outstanding: String,
-        /// The exchange of a converted invoice.
-        conversion: Option<Object>,
-        #[schema(format = DateTime)]
-        issued_at: String,
-        #[schema(format = Date)]
-        due_date: String,
-        auto_pay: bool,
-        /// What each provider earns from it: operators only, not in lists.
-        statements: Option<Object>,
-    }
-    /// A credit note: a manual one, or the correction of late usage.
-    #[derive(ToSchema)]
-    struct CreditNote {
-        credit_note_id: String,
-        account_id: String,
-        original_invoice_id: String,
-        original_period: Period,
-        /// The close (or the manual note) that issued it.
-        issued_with: String,
-        currency: String,
-        /// The corrections, as (negative) differences.
-        lines: Vec<Object>,
-        /// Positive: the amount credited.
-        amount: String,
-        #[schema(format = DateTime)]
-        issued_at: String,
-        /// `manual` or `late_usage`.
-        kind: String,
-    }
-
-    /// Records a payment made outside the payment service.
-    #[derive(ToSchema)]
-    struct MarkPaid {
-        /// The payment's id: the same id twice records one payment.
-        #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-        payment_id: String,
-        /// A decimal string in the invoice currency, at most the outstanding amount; default all
-        /// of it.
-        amount: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    struct MarkPaidResult {
-        payment_id: String,
-        /// This payment id was recorded before: nothing changed.
-        duplicate: bool,
-        amount: Option<String>,
-        invoice: Invoice,
-    }
-
-    /// A credit note against an invoice.
-    #[derive(ToSchema)]
-    struct NewCreditNote {
-        /// A positive decimal string in the invoice currency, at most what can still be
-        /// credited (the total less earlier credit notes).
-        amount: String,
-        /// `duplicate`, `fraudulent`, `order_change` or `product_unsatisfactory`.
-        reason: Option<String>,
-        #[schema(max_length = 500)]
-        memo: Option<String>,
-        /// Makes the note exactly once (default: the Idempotency-Key).
-        #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:-]+$")]
-        credit_note_id: Option<String>,
-    }
-
-    /// Taxable amount and tax per currency, jurisdiction, rate and treatment.
-    #[derive(ToSchema)]
-    struct TaxReport {
-        from: String,
-        to: String,
-        /// Finalized invoices issued in the range (void excluded).
-        invoices: u64,
-        rows: Vec<TaxRow>,
-        totals: Vec<Object>,
-    }
-
-    #[derive(ToSchema)]
-    struct TaxRow {
-        currency: String,
-        /// `DE`, `US-CA`; null when not attributable.
-        jurisdiction: Option<String>,
-        rate: Option<String>,
-        treatment: Option<String>,
-        taxable: String,
-        tax: String,
-        invoices: u64,
-    }
-
-    const ACCOUNT: &str = "1 to 128 of letters, digits and `_ - . :`";
-
-    #[utoipa::path(get, path = "/v1/accounts/{account_id}/invoices", tag = "invoices",
-        description = "The account's invoices, filtered, without lines.",
-        params(("account_id" = String, Path, description = ACCOUNT),
-            ("status" = Option<String>, Query, description = "Comma-separated statuses: draft, open, paid, past_due, void, uncollectible"),
-            ("period_from" = Option<String>, Query, description = "RFC 3339: periods starting at or after"),
-            ("period_to" = Option<String>, Query, description = "RFC 3339: periods starting before"),
-            ("min_total" = Option<String>, Query, description = "Decimal: total at least"),
-            ("max_total" = Option<String>, Query, description = "Decimal: total at most"),
-            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-        responses((status = 200, description = "A page of invoices", body = InvoicePage)))]
-    fn list_invoices() {}
-
-    #[utoipa::path(get, path = "/v1/invoices", tag = "invoices",
-        description = "Every account's invoices issued in [issued_from, issued_to), by issue time, filtered, without lines.",
-        params(
-            ("issued_from" = Option<String>, Query, description = "RFC 3339, inclusive (default 366 days before issued_to)"),
-            ("issued_to" = Option<String>, Query, description = "RFC 3339, exclusive (default now); at most 366 days after issued_from"),
-            ("status" = Option<String>, Query, description = "Comma-separated statuses: draft, open, paid, past_due, void, uncollectible"),
-            ("period_from" = Option<String>, Query, description = "RFC 3339: periods starting at or after"),
-            ("period_to" = Option<String>, Query, description = "RFC 3339: periods starting before"),
-            ("min_total" = Option<String>, Query, description = "Decimal: total at least"),
-            ("max_total" = Option<String>, Query, description = "Decimal: total at most"),
-            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-        responses((status = 200, description = "A page of invoices", body = InvoicePage)))]
-    fn list_all_invoices() {}
-
-    #[utoipa::path(get, path = "/v1/accounts/{account_id}/invoices/{invoice_id}", tag = "invoices",
-        description = "One invoice with its lines (and, for operators, its provider statements).",
-        params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 200, description = "The invoice", body = Invoice)))]
-    fn get_invoice() {}
-
-    #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/void", tag = "invoices",
-        description = "Voids an open, past-due or uncollectible invoice with no payment and no credit note; the credit balance it consumed returns to the account. Voiding a void invoice changes nothing (200). Publishes `InvoiceVoided` (again on a repeat, same id); 503 when publishing failed after the write: retry.",
-        params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 200, description = "The voided invoice", body = Invoice),
-            (status = 409, description = "The invoice cannot be voided", body = Problem, content_type = "application/problem+json")))]
-    fn void_invoice() {}
-
-    #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid", tag = "invoices",
-        description = "Records a payment made out of band, once per payment id. Publishes `InvoicePaid` when nothing is left outstanding (again on a repeat, same id); 503 when publishing failed after the write: retry.",
-        request_body = MarkPaid,
-        params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 200, description = "The payment and the invoice after it", body = MarkPaidResult),
-            (status = 409, description = "The invoice cannot be paid (paid, void, draft)", body = Problem, content_type = "application/problem+json")))]
-    fn mark_paid() {}
-
-    #[utoipa::path(get, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", tag = "invoices",
-        params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id"),
-            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-        responses((status = 200, description = "The credit notes against the invoice", body = CreditNotePage)))]
-    fn list_invoice_credit_notes() {}
-
-    #[utoipa::path(post, path = "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", tag = "invoices",
-        description = "Issues a credit note: it lowers the invoice's outstanding amount first (to paid at zero), the rest goes to the account's credit balance. Publishes `CreditNoteIssued` (and `InvoicePaid` when it leaves nothing outstanding), again for a known note; 503 when publishing failed after the write: retry.",
-        request_body = NewCreditNote,
-        params(("account_id" = String, Path, description = ACCOUNT), ("invoice_id" = String, Path, description = "The invoice's id")),
-        responses((status = 201, description = "The credit note", body = CreditNote),
-            (status = 200, description = "A credit note with this id exists", body = CreditNote)))]
-    fn create_credit_note() {}
-
-    #[utoipa::path(get, path = "/v1/accounts/{account_id}/credit-notes", tag = "invoices",
-        params(("account_id" = String, Path, description = ACCOUNT),
-            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-        responses((status = 200, description = "The account's credit notes", body = CreditNotePage)))]
-    fn list_credit_notes() {}
-
-    #[utoipa::path(get, path = "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", tag = "invoices",
-        description = "One credit note of the account (manual or for late usage); 404 for another account's.",
-        params(("account_id" = String, Path, description = ACCOUNT), ("credit_note_id" = String, Path, description = "The note's `credit_note_id`, each `#` sent as `%23`")),
-        responses((status = 200, description = "The credit note; `kind` is `manual` or `late_usage`", body = Object),
-            (status = 404, description = "No such credit note on this account", body = Problem, content_type = "application/problem+json")))]
-    fn get_credit_note() {}
-
-    #[utoipa::path(get, path = "/v1/providers/{provider_id}/statements", tag = "statements",
-        description = "The provider's statement entries, one per invoice with its lines.",
-        params(("provider_id" = String, Path, description = "The provider's id"),
-            ("period_from" = Option<String>, Query, description = "RFC 3339: periods ending at or after"),
-            ("period_to" = Option<String>, Query, description = "RFC 3339: periods ending before"),
-            ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-        responses((status = 200, description = "A page of statement entries", body = StatementPage)))]
-    fn list_statements() {}
-
-    #[utoipa::path(get, path = "/v1/providers/{provider_id}/statements/{statement_id}", tag = "statements",
-        params(("provider_id" = String, Path, description = "The provider's id"), ("statement_id" = String, Path, description = "A `statement_id` from the list")),
-        responses((status = 200, description = "The statement entry", body = StatementEntry)))]
-    fn get_statement() {}
-
-    #[utoipa::path(get, path = "/v1/reports/tax", tag = "reports",
-        description = "Taxable amount and tax per currency, jurisdiction, rate and treatment over the finalized invoices issued in [from, to) (void excluded). CSV with `Accept: text/csv` or `format=csv`.",
-        params(("from" = String, Query, description = "RFC 3339, inclusive"), ("to" = String, Query, description = "RFC 3339, exclusive; at most 366 days after `from`"),
-            ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
-        responses((status = 200, description = "The report", content(
-            (TaxReport = "application/json"),
-            (String = "text/csv", example = "currency,jurisdiction,rate,treatment,taxable,tax,invoices\r\nUSD,DE,0.19,standard,31.00,5.89,2\r\n")))))]
-    fn tax_report() {}
-
-    #[derive(OpenApi)]
-    #[openapi(paths(
-        list_all_invoices,
-        list_invoices,
-        get_invoice,
-        void_invoice,
-        mark_paid,
-        list_invoice_credit_notes,
-        create_credit_note,
-        list_credit_notes,
-        get_credit_note,
-        list_statements,
-        get_statement,
-        tax_report
-    ))]
-    pub(crate) struct InvoicesDoc;
 }

@@ -1,21 +1,18 @@
 //! The API key routes (operator only): create (the secret is shown once), list and read (prefix
 //! only), rotate, revoke.
 
+use crate::request::keys::{KeyList, NewKey};
+use crate::request::NoBody;
 use crate::routes::{Ctx, Outcome};
-use crate::{
-    body_bytes, decode_token, encode_token, json_response, key_random, limit_param, store_problem, Api,
-};
+use crate::{body_bytes, encode_token, json_response, key_random, store_problem, Api};
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, RequestExt, Response};
+use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
-use meterline_shared::domain::access::keys::{is_valid_key_id, ApiKeyRecord, KeyMaterial, Role};
-use meterline_shared::domain::usage::event::is_valid_ref_id;
-use meterline_shared::domain::usage::FieldError;
+use meterline_shared::domain::access::keys::{is_valid_key_id, ApiKeyRecord, KeyMaterial};
 use meterline_shared::ports::keys::KeyChange;
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
-use serde_json::{json, Map, Value};
-use std::str::FromStr;
+use serde_json::{json, Value};
 
 /// Largest body of `POST /v1/api-keys`.
 pub const MAX_KEY_BODY_BYTES: usize = 4096;
@@ -59,15 +56,6 @@ fn created(k: &ApiKeyRecord, secret: &str, replaces: Option<&str>) -> Response<B
     resp
 }
 
-fn invalid_body(errors: Vec<FieldError>) -> Problem {
-    let detail = errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Problem::new(400, "invalid-body", "Invalid request body", detail).with_errors(errors)
-}
-
 fn key_not_found() -> Problem {
     Problem::not_found("no such API key")
 }
@@ -79,110 +67,6 @@ fn key_id(c: &Ctx) -> Result<&str, Problem> {
         Ok(id)
     } else {
         Err(key_not_found())
-    }
-}
-
-/// What `POST /v1/api-keys` asks for.
-struct NewKey {
-    role: Role,
-    account_id: Option<String>,
-    provider_id: Option<String>,
-    name: Option<String>,
-}
-
-fn parse_new_key(bytes: &[u8]) -> Result<NewKey, Problem> {
-    if bytes.len() > MAX_KEY_BODY_BYTES {
-        return Err(crate::body_too_large(bytes.len(), MAX_KEY_BODY_BYTES));
-    }
-    let obj: Map<String, Value> = serde_json::from_slice(bytes)
-        .map_err(|_| Problem::invalid_field("body", "invalid_body", "must be a JSON object"))?;
-    let mut errors = Vec::new();
-    for k in obj.keys() {
-        if !["role", "account_id", "provider_id", "name"].contains(&k.as_str()) {
-            errors.push(FieldError::new(
-                k,
-                "unknown_field",
-                "is not a field of an API key",
-            ));
-        }
-    }
-    let text = |name: &str, errors: &mut Vec<FieldError>| -> Option<String> {
-        match obj.get(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                errors.push(FieldError::new(name, "invalid_type", "must be a string"));
-                None
-            }
-        }
-    };
-    let role = match text("role", &mut errors) {
-        None if !errors.iter().any(|e| e.field == "role") => {
-            errors.push(FieldError::new("role", "missing", "is required"));
-            None
-        }
-        None => None,
-        Some(r) => match Role::from_str(&r) {
-            Ok(r) => Some(r),
-            Err(m) => {
-                errors.push(FieldError::new("role", "invalid", m));
-                None
-            }
-        },
-    };
-    let account_id = text("account_id", &mut errors);
-    let provider_id = text("provider_id", &mut errors);
-    let name = text("name", &mut errors);
-    for (field, v) in [("account_id", &account_id), ("provider_id", &provider_id)] {
-        if v.as_deref().is_some_and(|v| !is_valid_ref_id(v)) {
-            errors.push(FieldError::new(
-                field,
-                "invalid_format",
-                crate::limits::REF_ID_RULE,
-            ));
-        }
-    }
-    if let Some(n) = &name {
-        if n.is_empty() || n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                "name",
-                "invalid",
-                format!("must be 1 to {MAX_NAME_CHARS} characters, no control characters"),
-            ));
-        }
-    }
-    let needs =
-        |field: &str, present: bool, wanted: bool, errors: &mut Vec<FieldError>| match (present, wanted) {
-            (false, true) => errors.push(FieldError::new(field, "missing", "is required for this role")),
-            (true, false) => errors.push(FieldError::new(
-                field,
-                "not_allowed",
-                "is not allowed for this role",
-            )),
-            _ => {}
-        };
-    if let Some(role) = role {
-        needs(
-            "account_id",
-            account_id.is_some(),
-            role == Role::Customer,
-            &mut errors,
-        );
-        needs(
-            "provider_id",
-            provider_id.is_some(),
-            role == Role::Provider,
-            &mut errors,
-        );
-    }
-    match role {
-        Some(role) if errors.is_empty() => Ok(NewKey {
-            role,
-            account_id,
-            provider_id,
-            name,
-        }),
-        _ => Err(invalid_body(errors)),
     }
 }
 
@@ -198,7 +82,11 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     pub(crate) async fn create_key(&self, c: &Ctx) -> Outcome {
-        let new = parse_new_key(body_bytes(c.req.body()))?;
+        let len = body_bytes(c.req.body()).len();
+        if len > MAX_KEY_BODY_BYTES {
+            return Err(crate::body_too_large(len, MAX_KEY_BODY_BYTES));
+        }
+        let new = c.body::<NewKey>()?.validate("body", NewKey::validate)?;
         for _ in 0..3 {
             let m = self.generate();
             let record = ApiKeyRecord {
@@ -227,9 +115,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     pub(crate) async fn list_keys(&self, c: &Ctx) -> Outcome {
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_KEY_PAGE, MAX_KEY_PAGE)?;
-        let after = q.first("cursor").map(decode_token).transpose()?;
+        let q = c.query_ok::<KeyList>()?;
+        let limit = q.limit.unwrap_or_default().0;
+        let after = q.cursor.as_ref().map(|c| c.decode()).transpose()?;
         if after.as_deref().is_some_and(|a| !is_valid_key_id(a)) {
             return Err(Problem::invalid_field(
                 "cursor",
@@ -258,15 +146,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     pub(crate) async fn rotate_key(&self, c: &Ctx) -> Outcome {
+        c.body_ok::<NoBody>()?;
         let id = key_id(c)?;
-        let body = body_bytes(c.req.body());
-        if !body.iter().all(u8::is_ascii_whitespace) && body != b"{}" {
-            return Err(Problem::invalid_field(
-                "body",
-                "not_allowed",
-                "must be empty or {}",
-            ));
-        }
         let Some(old) = self.keys.get(id).await.map_err(|e| store_problem(&e))? else {
             return Err(key_not_found());
         };
@@ -305,39 +186,5 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             Ok(_) => Err(key_not_found()),
             Err(e) => Err(store_problem(&e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(body: &str) -> Vec<String> {
-        match parse_new_key(body.as_bytes()) {
-            Ok(_) => vec![],
-            Err(p) => p.errors.into_iter().map(|e| e.field).collect(),
-        }
-    }
-
-    #[test]
-    fn new_key_bodies_are_checked_field_by_field() {
-        assert!(fields(r#"{"role": "operator"}"#).is_empty());
-        assert!(fields(r#"{"role": "customer", "account_id": "acct_1", "name": "ci"}"#).is_empty());
-        assert_eq!(fields(r#"{}"#), ["role"]);
-        assert_eq!(fields(r#"{"role": "customer"}"#), ["account_id"]);
-        assert_eq!(
-            fields(r#"{"role": "operator", "provider_id": "p"}"#),
-            ["provider_id"]
-        );
-        assert_eq!(fields(r#"{"role": "admin"}"#), ["role"]);
-        assert_eq!(
-            fields(r#"{"role": "provider", "provider_id": "a b"}"#),
-            ["provider_id"]
-        );
-        assert_eq!(fields(r#"{"role": 1}"#), ["role"]);
-        assert_eq!(fields(r#"{"role": "operator", "scope": "x"}"#), ["scope"]);
-        let long = format!(r#"{{"role": "operator", "name": "{}"}}"#, "n".repeat(129));
-        assert_eq!(fields(&long), ["name"]);
-        assert_eq!(fields("[]"), ["body"]);
     }
 }

@@ -18,11 +18,11 @@ pub mod invoices;
 mod keys;
 pub mod limits;
 pub mod openapi;
-mod openapi_catalog;
 pub mod rates;
 mod replay;
+pub mod request;
+mod responses;
 pub mod routes;
-mod schemas;
 pub mod stream;
 mod usage;
 
@@ -40,7 +40,9 @@ use meterline_shared::ports::idempotency::IdempotencyStore;
 use meterline_shared::ports::keys::ApiKeyStore;
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
-pub use routes::{Access, Ctx, Outcome, Params, Route};
+use request as r;
+use request::{NoBody, NoQuery};
+pub use routes::{Access, Ctx, Outcome, Params, Route, Shape};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -143,6 +145,14 @@ pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Res
         .expect("valid response")
 }
 
+/// A JSON response of a serializable value (a 500 if it cannot be written, which the API's
+/// plain data types never fail).
+pub(crate) fn json_of<T: serde::Serialize>(status: StatusCode, value: &T) -> Outcome {
+    serde_json::to_value(value)
+        .map(|v| json_response(status, v))
+        .map_err(|e| Problem::new(500, "serialization", "Internal error", e.to_string()))
+}
+
 /// The response for a problem.
 pub fn problem_response(p: &Problem) -> Response<Body> {
     Response::builder()
@@ -207,109 +217,72 @@ pub(crate) fn decode_token(s: &str) -> Result<String, Problem> {
         .ok_or_else(|| Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
 }
 
-/// The `limit` query parameter: 1 to `max`, `default` when absent.
-pub(crate) fn limit_param(
-    q: &lambda_http::aws_lambda_events::query_map::QueryMap,
-    default: usize,
-    max: usize,
-) -> Result<usize, Problem> {
-    match q.first("limit") {
-        None => Ok(default),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(Problem::invalid_field(
-                "limit",
-                "out_of_range",
-                format!("must be a whole number from 1 to {max}"),
-            )),
-        },
-    }
-}
-
-pub(crate) fn time_param(
-    q: &lambda_http::aws_lambda_events::query_map::QueryMap,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, Problem> {
-    q.first(name)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    Problem::invalid_field(
-                        name,
-                        "invalid_format",
-                        "must be an RFC 3339 time, e.g. 2026-11-25T00:00:00Z",
-                    )
-                })
-        })
-        .transpose()
-}
-
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
-    /// The route table: every route, who may call it, and its handler. Adding a route is one
-    /// row here, its handler, and its path in `openapi.rs`.
+    /// The route table: every route, who may call it, its request types and its handler. Adding
+    /// a route is one row here, its request types (`request::`), its handler, and its responses
+    /// in `openapi.rs`.
     #[rustfmt::skip]
     pub const ROUTES: &'static [Route<Self>] = &[
-        //         method    path                                        who may call it   handler
-        Route::new("GET",    "/health",                                  Access::Public,   |a, c| Box::pin(a.health(c))),
-        Route::new("GET",    "/openapi.json",                            Access::Public,   |a, c| Box::pin(a.openapi_json(c))),
-        Route::new("POST",   "/v1/usage",                                Access::Operator, |a, c| Box::pin(a.post_usage(c))),
-        Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, |a, c| Box::pin(a.get_unknown_rejected(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  |a, c| Box::pin(a.get_usage(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  |a, c| Box::pin(a.get_account_rejected(c))),
-        Route::new("GET",    stream::PATH,                               Access::Account,  |a, c| Box::pin(a.get_usage_stream(c))),
-        Route::new("POST",   "/v1/usage/rejected/replay",                Access::Operator, |a, c| Box::pin(a.replay_unknown_rejected(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/usage/rejected/replay", Access::Account, |a, c| Box::pin(a.replay_account_rejected(c))),
-        Route::new("GET",    "/v1/rates",                                Access::Authenticated, |a, c| Box::pin(a.get_rates(c))),
-        Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, |a, c| Box::pin(a.get_rate_history(c))),
-        Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, |a, c| Box::pin(a.quote_job(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/estimate",       Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/forecast",       Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/budgets",        Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/budgets",        Access::Account,  |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, |a, c| Box::pin(a.estimates_route(c))),
-        Route::new("GET",    "/v1/invoices",                             Access::Operator, |a, c| Box::pin(a.list_all_invoices(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  |a, c| Box::pin(a.list_invoices(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, |a, c| Box::pin(a.get_invoice(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/void", Access::Operator, |a, c| Box::pin(a.void_invoice(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid", Access::Operator, |a, c| Box::pin(a.mark_paid(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Account, |a, c| Box::pin(a.list_credit_notes(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Operator, |a, c| Box::pin(a.create_credit_note(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes",   Access::Account,  |a, c| Box::pin(a.list_credit_notes(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", Access::Account, |a, c| Box::pin(a.get_credit_note(c))),
-        Route::new("GET",    "/v1/providers/{provider_id}/statements",   Access::Provider, |a, c| Box::pin(a.list_statements(c))),
-        Route::new("GET",    "/v1/providers/{provider_id}/statements/{statement_id}", Access::Provider, |a, c| Box::pin(a.get_statement(c))),
-        Route::new("GET",    "/v1/reports/tax",                          Access::Operator, |a, c| Box::pin(a.tax_report(c))),
-        Route::new("POST",   "/v1/accounts",                             Access::Operator, |a, c| Box::pin(a.create_account(c))),
-        Route::new("GET",    "/v1/accounts",                             Access::Operator, |a, c| Box::pin(a.list_accounts(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}",                Access::Account,  |a, c| Box::pin(a.get_account(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}",                Access::Account,  |a, c| Box::pin(a.update_account(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions",  Access::Account,  |a, c| Box::pin(a.create_subscription(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions",  Access::Account,  |a, c| Box::pin(a.list_subscriptions(c))),
-        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions/{subscription_id}", Access::Account, |a, c| Box::pin(a.get_subscription(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/cancel", Access::Account, |a, c| Box::pin(a.cancel_subscription(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change/preview", Access::Account, |a, c| Box::pin(a.preview_change(c))),
-        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change", Access::Account, |a, c| Box::pin(a.apply_change(c))),
-        Route::new("POST",   "/v1/providers",                            Access::Operator, |a, c| Box::pin(a.create_provider(c))),
-        Route::new("GET",    "/v1/providers",                            Access::Operator, |a, c| Box::pin(a.list_providers(c))),
-        Route::new("GET",    "/v1/providers/{provider_id}",              Access::Provider, |a, c| Box::pin(a.get_provider(c))),
-        Route::new("POST",   "/v1/providers/{provider_id}",              Access::Provider, |a, c| Box::pin(a.update_provider(c))),
-        Route::new("GET",    "/v1/providers/{provider_id}/price-books",  Access::Provider, |a, c| Box::pin(a.list_provider_books(c))),
-        Route::new("POST",   "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.create_price_book(c))),
-        Route::new("GET",    "/v1/price-books",                          Access::Operator, |a, c| Box::pin(a.list_price_books(c))),
-        Route::new("GET",    "/v1/price-books/{book_id}/versions",       Access::Operator, |a, c| Box::pin(a.list_book_versions(c))),
-        Route::new("GET",    "/v1/price-books/{book_id}/versions/{version}", Access::Operator, |a, c| Box::pin(a.get_book_version(c))),
-        Route::new("POST",   "/v1/plans",                                Access::Operator, |a, c| Box::pin(a.create_plan(c))),
-        Route::new("GET",    "/v1/plans",                                Access::Authenticated, |a, c| Box::pin(a.list_plans(c))),
-        Route::new("GET",    "/v1/plans/{plan_id}",                      Access::Authenticated, |a, c| Box::pin(a.get_plan(c))),
-        Route::new("GET",    "/v1/plans/{plan_id}/versions",             Access::Authenticated, |a, c| Box::pin(a.list_plan_versions(c))),
-        Route::new("POST",   "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.create_key(c))),
-        Route::new("GET",    "/v1/api-keys",                             Access::Operator, |a, c| Box::pin(a.list_keys(c))),
-        Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.get_key(c))),
-        Route::new("POST",   "/v1/api-keys/{key_id}/rotate",             Access::Operator, |a, c| Box::pin(a.rotate_key(c))),
-        Route::new("DELETE", "/v1/api-keys/{key_id}",                    Access::Operator, |a, c| Box::pin(a.revoke_key(c))),
+        //         method    path                                        who may call it   request types (query, body)   handler
+        Route::new("GET",    "/health",                                  Access::Public,   Shape::query::<NoQuery>(), |a, c| Box::pin(a.health(c))),
+        Route::new("GET",    "/openapi.json",                            Access::Public,   Shape::query::<NoQuery>(), |a, c| Box::pin(a.openapi_json(c))),
+        Route::new("POST",   "/v1/usage",                                Access::Operator, Shape::body::<NoQuery, r::usage::UsageBody>(), |a, c| Box::pin(a.post_usage(c))),
+        Route::new("GET",    "/v1/usage/rejected",                       Access::Operator, Shape::query::<r::usage::RejectedList>(), |a, c| Box::pin(a.get_unknown_rejected(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage",          Access::Account,  Shape::query::<r::usage::UsageQueryParams>(), |a, c| Box::pin(a.get_usage(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/usage/rejected", Access::Account,  Shape::query::<r::usage::RejectedList>(), |a, c| Box::pin(a.get_account_rejected(c))),
+        Route::new("GET",    stream::PATH,                               Access::Account,  Shape::query::<r::usage::StreamQuery>(), |a, c| Box::pin(a.get_usage_stream(c))),
+        Route::new("POST",   "/v1/usage/rejected/replay",                Access::Operator, Shape::body::<NoQuery, r::usage::ReplayBody>(), |a, c| Box::pin(a.replay_unknown_rejected(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/usage/rejected/replay", Access::Account, Shape::body::<NoQuery, r::usage::ReplayBody>(), |a, c| Box::pin(a.replay_account_rejected(c))),
+        Route::new("GET",    "/v1/rates",                                Access::Authenticated, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_rates(c))),
+        Route::new("GET",    "/v1/rates/{base}/{quote}/history",         Access::Authenticated, Shape::query::<r::rates::HistoryQuery>(), |a, c| Box::pin(a.get_rate_history(c))),
+        Route::new("POST",   "/v1/estimates/job",                        Access::Authenticated, Shape::body::<NoQuery, r::estimates::QuoteRequest>(), |a, c| Box::pin(a.quote_job(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/estimate",       Access::Account,  Shape::query::<r::estimates::EstimateQuery>(), |a, c| Box::pin(a.get_estimate(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/forecast",       Access::Account,  Shape::query::<r::estimates::ForecastQuery>(), |a, c| Box::pin(a.get_forecast(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/budgets",        Access::Account,  Shape::query::<NoQuery>(), |a, c| Box::pin(a.list_budgets(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/budgets",        Access::Account,  Shape::body::<NoQuery, r::estimates::BudgetBody>(), |a, c| Box::pin(a.create_budget(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_budget(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::body::<NoQuery, r::estimates::BudgetBody>(), |a, c| Box::pin(a.replace_budget(c))),
+        Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.delete_budget(c))),
+        Route::new("GET",    "/v1/invoices",                             Access::Operator, Shape::query::<r::invoices::AllInvoicesList>(), |a, c| Box::pin(a.list_all_invoices(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  Shape::query::<r::invoices::InvoiceList>(), |a, c| Box::pin(a.list_invoices(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_invoice(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/void", Access::Operator, Shape::body::<NoQuery, NoBody>(), |a, c| Box::pin(a.void_invoice(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/mark-paid", Access::Operator, Shape::body::<NoQuery, r::invoices::MarkPaid>(), |a, c| Box::pin(a.mark_paid(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Account, Shape::query::<r::invoices::InvoicePageQuery>(), |a, c| Box::pin(a.list_credit_notes(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", Access::Operator, Shape::body::<NoQuery, r::invoices::NewCreditNote>(), |a, c| Box::pin(a.create_credit_note(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes",   Access::Account,  Shape::query::<r::invoices::InvoicePageQuery>(), |a, c| Box::pin(a.list_credit_notes(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_credit_note(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/statements",   Access::Provider, Shape::query::<r::invoices::StatementList>(), |a, c| Box::pin(a.list_statements(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/statements/{statement_id}", Access::Provider, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_statement(c))),
+        Route::new("GET",    "/v1/reports/tax",                          Access::Operator, Shape::query::<r::invoices::TaxReportQuery>(), |a, c| Box::pin(a.tax_report(c))),
+        Route::new("POST",   "/v1/accounts",                             Access::Operator, Shape::body::<NoQuery, r::accounts::NewAccount>(), |a, c| Box::pin(a.create_account(c))),
+        Route::new("GET",    "/v1/accounts",                             Access::Operator, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_accounts(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}",                Access::Account,  Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_account(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}",                Access::Account,  Shape::body::<NoQuery, r::accounts::AccountUpdate>(), |a, c| Box::pin(a.update_account(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions",  Access::Account,  Shape::body::<NoQuery, r::accounts::NewSubscription>(), |a, c| Box::pin(a.create_subscription(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions",  Access::Account,  Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_subscriptions(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/subscriptions/{subscription_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_subscription(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/cancel", Access::Account, Shape::body::<NoQuery, r::accounts::Cancel>(), |a, c| Box::pin(a.cancel_subscription(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change/preview", Access::Account, Shape::body::<NoQuery, r::accounts::PlanChangeRequest>(), |a, c| Box::pin(a.preview_change(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/subscriptions/{subscription_id}/change", Access::Account, Shape::body::<NoQuery, r::accounts::PlanChangeRequest>(), |a, c| Box::pin(a.apply_change(c))),
+        Route::new("POST",   "/v1/providers",                            Access::Operator, Shape::body::<NoQuery, r::catalog::NewProvider>(), |a, c| Box::pin(a.create_provider(c))),
+        Route::new("GET",    "/v1/providers",                            Access::Operator, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_providers(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}",              Access::Provider, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_provider(c))),
+        Route::new("POST",   "/v1/providers/{provider_id}",              Access::Provider, Shape::body::<NoQuery, r::catalog::ProviderUpdate>(), |a, c| Box::pin(a.update_provider(c))),
+        Route::new("GET",    "/v1/providers/{provider_id}/price-books",  Access::Provider, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_provider_books(c))),
+        Route::new("POST",   "/v1/price-books",                          Access::Operator, Shape::body::<NoQuery, r::catalog::NewPriceBook>(), |a, c| Box::pin(a.create_price_book(c))),
+        Route::new("GET",    "/v1/price-books",                          Access::Operator, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_price_books(c))),
+        Route::new("GET",    "/v1/price-books/{book_id}/versions",       Access::Operator, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_book_versions(c))),
+        Route::new("GET",    "/v1/price-books/{book_id}/versions/{version}", Access::Operator, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_book_version(c))),
+        Route::new("POST",   "/v1/plans",                                Access::Operator, Shape::body::<NoQuery, r::catalog::NewPlan>(), |a, c| Box::pin(a.create_plan(c))),
+        Route::new("GET",    "/v1/plans",                                Access::Authenticated, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_plans(c))),
+        Route::new("GET",    "/v1/plans/{plan_id}",                      Access::Authenticated, Shape::query::<r::catalog::PlanQuery>(), |a, c| Box::pin(a.get_plan(c))),
+        Route::new("GET",    "/v1/plans/{plan_id}/versions",             Access::Authenticated, Shape::query::<r::accounts::CatalogList>(), |a, c| Box::pin(a.list_plan_versions(c))),
+        Route::new("POST",   "/v1/api-keys",                             Access::Operator, Shape::body::<NoQuery, r::keys::NewKey>(), |a, c| Box::pin(a.create_key(c))),
+        Route::new("GET",    "/v1/api-keys",                             Access::Operator, Shape::query::<r::keys::KeyList>(), |a, c| Box::pin(a.list_keys(c))),
+        Route::new("GET",    "/v1/api-keys/{key_id}",                    Access::Operator, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_key(c))),
+        Route::new("POST",   "/v1/api-keys/{key_id}/rotate",             Access::Operator, Shape::body::<NoQuery, NoBody>(), |a, c| Box::pin(a.rotate_key(c))),
+        Route::new("DELETE", "/v1/api-keys/{key_id}",                    Access::Operator, Shape::query::<NoQuery>(), |a, c| Box::pin(a.revoke_key(c))),
     ];
 
     /// An API with no bootstrap key and the default idempotency wait.
@@ -425,6 +398,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             params,
             principal,
             now,
+            route: route.path,
+            shape: route.shape,
         };
         match (route.method, idempotency_key, &ctx.principal) {
             ("POST", Some(key), Some(principal)) => {
@@ -458,6 +433,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// Runs a route's handler.
     pub(crate) async fn run(&self, route: &Route<Self>, ctx: &Ctx) -> Response<Body> {
         self.handler_calls.fetch_add(1, Ordering::SeqCst);
+        // A route that declares no query parameters refuses any, naming each.
+        if (route.shape.query)().1.is_empty() {
+            let q = ctx.req.query_string_parameters();
+            if let Err(p) = request::parse_query::<NoQuery>(&q).into_result("query") {
+                return problem_response(&p);
+            }
+        }
         (route.handler)(self, ctx)
             .await
             .unwrap_or_else(|p| problem_response(&p))

@@ -56,6 +56,23 @@ pub const MAX_TOTAL_FILTER: Decimal = MAX_QUANTITY;
 
 /// The rule of account, provider, job and budget ids, as problems word it.
 pub const REF_ID_RULE: &str = "must be 1 to 128 of letters, digits and `_ - . :`";
+/// The characters of such an id, as the schemas state them (the length is `MAX_REF_ID_LEN`).
+pub const REF_ID_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
+/// A dimension name, as the schemas state it (`MAX_DIMENSION_KEY_LEN` characters at most).
+pub const DIMENSION_NAME_PATTERN: &str = "^[a-z][a-z0-9_]{0,63}$";
+
+// The decimal strings of requests as the schemas state them: each accepts only what its field
+// type accepts (`request::types`, whose tests check the edges), a little less where a pattern
+// cannot say it (leading zeros, exactly 10^15).
+/// A quantity: 0 to 10^15, at most `MAX_QUANTITY_SCALE` fractional digits.
+pub const QUANTITY_PATTERN: &str = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?$";
+/// A percentage: 0 to 100, at most `MAX_PERCENT_SCALE` places.
+pub const PERCENT_PATTERN: &str = r"^(100(\.0{1,4})?|([0-9]|[1-9][0-9])(\.[0-9]{1,4})?)$";
+/// A positive amount below 10^15 with at most 2 places (most currencies' minor units; the
+/// currency's own are checked once it is known).
+pub const AMOUNT_PATTERN: &str = r"^([1-9][0-9]{0,14}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$";
+/// An invoice total bound: below 10^15 in absolute value.
+pub const TOTAL_FILTER_PATTERN: &str = r"^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?$";
 
 /// A decimal from a JSON string (`"12.5"`) or number (`12.5`).
 pub fn decimal(v: &Value) -> Option<Decimal> {

@@ -8,11 +8,12 @@
 //! Reads go through the [`RateStore`] port; the function wires a `CachedRates` over DynamoDB,
 //! so a warm invocation lists the latest rates from memory within the cache TTL.
 
+use crate::request::rates::HistoryQuery;
 use crate::routes::{Ctx, Outcome};
 use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate};
 use meterline_shared::domain::money::Currency;
@@ -135,7 +136,7 @@ impl RatesApi {
 
     pub(crate) async fn history(
         &self,
-        req: &Request,
+        query: &HistoryQuery,
         base: &str,
         quote: &str,
         now: DateTime<Utc>,
@@ -150,18 +151,14 @@ impl RatesApi {
             ));
         }
         let pair = CurrencyPair::new(base, quote);
-        let q = req.query_string_parameters();
-        let to = crate::time_param(&q, "to")?.unwrap_or(now);
-        let from = crate::time_param(&q, "from")?.unwrap_or(to - DEFAULT_HISTORY_SPAN);
-        if from >= to {
-            return Err(Problem::invalid_field(
-                "from",
-                "invalid_range",
-                "must be before `to`",
-            ));
-        }
-        let limit = crate::limit_param(&q, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
-        let after = q.first("cursor").map(|c| decode_cursor(pair, c)).transpose()?;
+        let (from, to, limit) = query
+            .validate(now)
+            .map_err(|e| crate::request::invalid("query", e))?;
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| decode_cursor(pair, &c.0))
+            .transpose()?;
         let page = self
             .store
             .history(pair, from, to, after.as_deref(), limit)
@@ -199,9 +196,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     }
 
     pub(crate) async fn get_rate_history(&self, c: &Ctx) -> Outcome {
-        let base = c.params.get("base").unwrap_or_default();
-        let quote = c.params.get("quote").unwrap_or_default();
-        self.rates_api()?.history(&c.req, base, quote, c.now).await
+        let query = c.query_ok::<HistoryQuery>()?;
+        self.rates_api()?
+            .history(&query, c.param("base"), c.param("quote"), c.now)
+            .await
     }
 }
 

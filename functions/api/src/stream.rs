@@ -15,7 +15,8 @@
 //! continues right after that key: nothing is repeated, and nothing is skipped as long as every
 //! write becomes visible within the settle delay of its write time.
 
-use crate::{account_param, time_param};
+use crate::account_param;
+use crate::request::usage::StreamQuery;
 use chrono::{DateTime, Utc};
 use lambda_http::{Request, RequestExt};
 use meterline_shared::adapters::http::problem::Problem;
@@ -23,7 +24,6 @@ use meterline_shared::domain::usage::{window_key, Granularity};
 use meterline_shared::ports::usage::{change_time_prefix, AggregateChange, UsageStore, CHANGE_MILLIS_DIGITS};
 use meterline_shared::ports::StoreError;
 use serde_json::json;
-use std::str::FromStr;
 
 /// The route's path.
 pub const PATH: &str = "/v1/accounts/{account_id}/usage/stream";
@@ -87,22 +87,28 @@ pub struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads the path's account, `granularity` (default `hour`), `since` (RFC 3339) and the
-    /// `Last-Event-ID` header.
+    /// Reads the path's account, the query ([`StreamQuery`]: `granularity`, default `hour`;
+    /// `since`, RFC 3339) and the `Last-Event-ID` header.
     pub fn from_request(
         req: &Request,
         account_id: &str,
         now: DateTime<Utc>,
     ) -> Result<StreamRequest, Problem> {
+        let query = crate::request::parse_query::<StreamQuery>(&req.query_string_parameters())
+            .into_result("query")?;
+        StreamRequest::from_parts(query, req, account_id, now)
+    }
+
+    /// [`StreamRequest::from_request`] with the query already read.
+    pub fn from_parts(
+        query: StreamQuery,
+        req: &Request,
+        account_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StreamRequest, Problem> {
         let account_id = account_param(account_id)?;
-        let q = req.query_string_parameters();
-        let granularity = match q.first("granularity") {
-            None => Granularity::Hour,
-            Some(g) => {
-                Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))?
-            }
-        };
-        let since = time_param(&q, "since")?;
+        let granularity = query.granularity.map_or(Granularity::Hour, |g| g.0);
+        let since = query.since.map(|t| t.0);
         let last = req
             .headers()
             .get(LAST_EVENT_ID)

@@ -1,23 +1,18 @@
 //! The usage routes: ingest (`POST /v1/usage`), the aggregated query, and rejected events.
 
+use crate::request::types::RefId;
+use crate::request::usage::{RejectedList, StreamQuery, UsageBody, UsageQueryParams};
 use crate::routes::{Ctx, Outcome};
-use crate::{
-    account_param, body_bytes, decode_token, encode_token, json_response, limit_param, store_problem,
-    time_param,
-};
-use chrono::Duration;
+use crate::{encode_token, json_response, store_problem};
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, RequestExt, Response};
+use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::{self, Problem};
-use meterline_shared::domain::meter::Meter;
-use meterline_shared::domain::usage::event::is_valid_dimension_name;
-use meterline_shared::domain::usage::query::{GroupBy, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use meterline_shared::domain::usage::{parse_event, split_body, window_key, FieldError, Granularity};
+use meterline_shared::domain::usage::query::UsageQuery;
+use meterline_shared::domain::usage::{parse_event, split_body, window_key, FieldError};
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::services::usage_query::{query_usage, QueryError};
 use serde_json::json;
 use std::collections::HashSet;
-use std::str::FromStr;
 
 use crate::Api;
 
@@ -44,7 +39,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
 
     pub(crate) async fn post_usage(&self, c: &Ctx) -> Outcome {
         let now = c.now;
-        let bytes = body_bytes(c.req.body());
+        let bytes = c.raw_body::<UsageBody>()?;
         // The body size is checked before any handler runs (MAX_BODY_BYTES).
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Problem::invalid_field("body", "invalid_encoding", "must be UTF-8 JSON"))?;
@@ -93,7 +88,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                 ),
             )
             .with_errors(all_errors);
-            let mut body = serde_json::to_value(&p).expect("problem serializes");
+            let mut body = json!(p);
             body["results"] = json!(results);
             return Ok(Response::builder()
                 .status(422)
@@ -109,86 +104,20 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     pub(crate) async fn get_usage(&self, c: &Ctx) -> Outcome {
-        let now = c.now;
-        let account_id = account_param(c.param("account_id"))?;
-        let q = c.req.query_string_parameters();
-        let granularity = match q.first("granularity") {
-            None => Granularity::Hour,
-            Some(g) => {
-                Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))?
-            }
-        };
-        let meter = q
-            .first("meter")
-            .map(|m| {
-                Meter::from_str(m).map_err(|_| {
-                    Problem::invalid_field(
-                        "meter",
-                        "unknown_meter",
-                        format!("`{m}` is not a meter; expected one of {}", Meter::names()),
-                    )
-                })
-            })
-            .transpose()?;
-        let to =
-            time_param(&q, "to")?.unwrap_or_else(|| granularity.window_start(now) + granularity.length());
-        let default_span = match granularity {
-            Granularity::Minute => Duration::hours(1),
-            Granularity::Hour => Duration::days(1),
-            Granularity::Day => Duration::days(31),
-        };
-        let from = time_param(&q, "from")?.unwrap_or(to - default_span);
-        if from >= to {
-            return Err(Problem::invalid_field(
-                "from",
-                "invalid_range",
-                "must be before `to`",
-            ));
-        }
-        let group_by = match q.first("group_by") {
-            None => GroupBy::AllDimensions,
-            Some(g) => {
-                let keys: Vec<String> = g
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(String::from)
-                    .collect();
-                if keys.len() > crate::limits::MAX_DIMENSIONS {
-                    return Err(Problem::invalid_field(
-                        "group_by",
-                        "too_many",
-                        format!("names at most {} dimensions", crate::limits::MAX_DIMENSIONS),
-                    ));
-                }
-                if let Some(bad) = keys.iter().find(|k| !is_valid_dimension_name(k)) {
-                    return Err(Problem::invalid_field(
-                        "group_by",
-                        "invalid_name",
-                        format!("`{bad}` is not a dimension name"),
-                    ));
-                }
-                GroupBy::Keys(keys)
-            }
-        };
+        let account_id: RefId = c.path("account_id")?;
+        let ask = c
+            .query::<UsageQueryParams>()?
+            .validate("query", |q| q.validate(c.now))?;
         let query = UsageQuery {
-            account_id: account_id.clone(),
-            granularity,
-            from,
-            to,
-            meter,
-            group_by,
-            limit: limit_param(&q, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
+            account_id: account_id.0.clone(),
+            granularity: ask.granularity,
+            from: ask.from,
+            to: ask.to,
+            meter: ask.meter,
+            group_by: ask.group_by,
+            limit: ask.limit,
         };
-        let cursor = q.first("cursor");
-        if cursor.is_some_and(|c| c.len() > crate::limits::MAX_CURSOR_CHARS) {
-            return Err(Problem::invalid_field(
-                "cursor",
-                "too_long",
-                format!("must be at most {} characters", crate::limits::MAX_CURSOR_CHARS),
-            ));
-        }
-        let page = query_usage(&self.store, &query, cursor)
+        let page = query_usage(&self.store, &query, ask.cursor.as_deref())
             .await
             .map_err(|e| match e {
                 QueryError::Cursor(_) => {
@@ -199,10 +128,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         Ok(json_response(
             StatusCode::OK,
             json!({
-                "account_id": account_id,
-                "granularity": granularity,
-                "from": window_key(from),
-                "to": window_key(to),
+                "account_id": account_id.0,
+                "granularity": ask.granularity,
+                "from": window_key(ask.from),
+                "to": window_key(ask.to),
                 "data": page.rows,
                 "next_cursor": page.next_cursor,
             }),
@@ -215,7 +144,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// `crate::stream`).
     pub(crate) async fn get_usage_stream(&self, c: &Ctx) -> Outcome {
         use crate::stream::{Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE};
-        let request = StreamRequest::from_request(&c.req, c.param("account_id"), c.now)?;
+        let query = c.query_ok::<StreamQuery>()?;
+        let request = StreamRequest::from_parts(query, &c.req, c.param("account_id"), c.now)?;
         let mut session = Session::new(request, DEFAULT_SETTLE);
         let mut body = String::new();
         // At most this many pages in one answer; the end event's id resumes after them.
@@ -239,8 +169,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     pub(crate) async fn get_account_rejected(&self, c: &Ctx) -> Outcome {
-        let account = account_param(c.param("account_id"))?;
-        self.get_rejected(c, Some(&account)).await
+        let account: RefId = c.path("account_id")?;
+        self.get_rejected(c, Some(&account.0)).await
     }
 
     pub(crate) async fn get_unknown_rejected(&self, c: &Ctx) -> Outcome {
@@ -248,9 +178,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     async fn get_rejected(&self, c: &Ctx, account: Option<&str>) -> Outcome {
-        let q = c.req.query_string_parameters();
-        let limit = limit_param(&q, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-        let after = q.first("cursor").map(decode_token).transpose()?;
+        let q = c.query_ok::<RejectedList>()?;
+        let limit = q.limit.unwrap_or_default().0;
+        let after = q.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let page = self
             .store
             .rejected_page(account, after.as_deref(), limit)

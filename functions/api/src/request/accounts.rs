@@ -1,0 +1,473 @@
+//! Requests of the account and subscription routes.
+
+use super::types::{
+    AlignmentName, CadenceName, CatalogPage, Country, CurrencyCode, Cursor, FeeDays, Percent, PolicyDays,
+    RefId, Reference, Region, Time, Timezone, Version,
+};
+use crate::limits::{MAX_START_AHEAD, MAX_START_BACK};
+use chrono::{DateTime, Utc};
+use meterline_shared::domain::billing::plan_change::Effective;
+use meterline_shared::domain::billing::{
+    Account, Alignment, InvoiceNumbering, LateFee, OverduePolicy, PaymentTerms,
+};
+use meterline_shared::domain::money::{Currency, Money};
+use meterline_shared::domain::pricing::{Jurisdiction, TaxProfile};
+use meterline_shared::domain::usage::FieldError;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// `limit` and `cursor` of the catalog lists (accounts, subscriptions, providers, books, plans).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CatalogList {
+    #[param(inline)]
+    pub limit: Option<CatalogPage>,
+    #[param(inline)]
+    pub cursor: Option<Cursor>,
+}
+
+impl CatalogList {
+    /// The page size and the position after which the page starts.
+    pub fn page(
+        &self,
+    ) -> Result<(usize, Option<String>), meterline_shared::adapters::http::problem::Problem> {
+        let after = self.cursor.as_ref().map(Cursor::decode).transpose()?;
+        Ok((self.limit.unwrap_or_default().0, after))
+    }
+}
+
+/// When an invoice is due.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TermsInput {
+    /// Due on the day it is issued.
+    DueOnReceipt,
+    /// Due `days` after the issue date.
+    Net {
+        #[schema(inline)]
+        days: PolicyDays,
+    },
+}
+
+/// A money amount: a non-negative decimal string in a currency.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyInput {
+    #[schema(inline)]
+    pub amount: super::types::Quantity,
+    #[schema(inline)]
+    pub currency: CurrencyCode,
+}
+
+/// A late fee: a fixed amount, or a percentage of what is outstanding (at most `cap`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LateFeeInput {
+    Fixed {
+        amount: MoneyInput,
+    },
+    Percentage {
+        #[schema(inline)]
+        percent: Percent,
+        #[serde(default)]
+        cap: Option<MoneyInput>,
+    },
+}
+
+/// Payment terms and late fees. Default: net 30, no grace, no late fee.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    pub terms: TermsInput,
+    #[serde(default)]
+    #[schema(inline)]
+    pub grace_days: Option<PolicyDays>,
+    #[serde(default)]
+    pub late_fee: Option<LateFeeInput>,
+    /// Days between late fees; absent: the fee is charged once.
+    #[serde(default)]
+    #[schema(inline)]
+    pub fee_every_days: Option<FeeDays>,
+}
+
+/// Where the account's supply is taxed: an ISO 3166-1 alpha-2 country, optionally a region.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JurisdictionInput {
+    #[schema(inline)]
+    pub country: Country,
+    #[serde(default)]
+    #[schema(inline)]
+    pub region: Option<Region>,
+}
+
+/// The account's tax position.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxInput {
+    #[serde(default)]
+    pub jurisdiction: Option<JurisdictionInput>,
+    /// An exemption certificate reference: no tax is charged.
+    #[serde(default)]
+    #[schema(inline)]
+    pub exemption: Option<Reference>,
+    /// A business customer's tax id: it accounts for the tax itself (reverse charge).
+    #[serde(default)]
+    #[schema(inline)]
+    pub reverse_charge_tax_id: Option<Reference>,
+}
+
+/// How invoices are numbered: `{"prefix": "ML", "digits": 6}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerInput {
+    /// 1 to 16 of `A-Z 0-9`, starting with a letter.
+    #[schema(pattern = "^[A-Z][A-Z0-9]{0,15}$", example = "ML")]
+    pub prefix: String,
+    /// Zero-padded width, 1 to 20 (default 6).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
+    pub digits: Option<u8>,
+}
+
+/// An account to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"account_id": "acct_1", "currency": "USD", "timezone": "Europe/Berlin",
+    "policy": {"terms": {"type": "net", "days": 30}}, "tax": {"jurisdiction": {"country": "DE"}}}))]
+pub struct NewAccount {
+    #[schema(inline)]
+    pub account_id: RefId,
+    /// The invoices' currency; fixed once an invoice exists.
+    #[schema(inline)]
+    pub currency: CurrencyCode,
+    /// IANA timezone: invoices' issue and due dates are local dates. Default `UTC`.
+    #[serde(default)]
+    pub timezone: Option<Timezone>,
+    #[serde(default)]
+    pub policy: Option<PolicyInput>,
+    /// Payment is requested automatically when an invoice is finalized (default false).
+    #[serde(default)]
+    pub auto_pay: Option<bool>,
+    #[serde(default)]
+    pub tax: Option<TaxInput>,
+    /// Fixed once an invoice exists. Default `{"prefix": "ML", "digits": 6}`.
+    #[serde(default)]
+    pub issuer: Option<IssuerInput>,
+}
+
+/// A change of an account: the fields given. A customer key may change `timezone` and
+/// `auto_pay` only.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"auto_pay": true}))]
+pub struct AccountUpdate {
+    /// The path's account, or absent.
+    #[serde(default)]
+    #[schema(inline)]
+    pub account_id: Option<RefId>,
+    #[serde(default)]
+    #[schema(inline)]
+    pub currency: Option<CurrencyCode>,
+    #[serde(default)]
+    pub timezone: Option<Timezone>,
+    #[serde(default)]
+    pub policy: Option<PolicyInput>,
+    #[serde(default)]
+    pub auto_pay: Option<bool>,
+    #[serde(default)]
+    pub tax: Option<TaxInput>,
+    #[serde(default)]
+    pub issuer: Option<IssuerInput>,
+}
+
+/// The fields of [`AccountUpdate`] a customer key may give.
+pub const CUSTOMER_FIELDS: [&str; 3] = ["account_id", "timezone", "auto_pay"];
+
+fn money(m: &MoneyInput) -> Money {
+    Money::new(m.amount.0, m.currency.0)
+}
+
+impl PolicyInput {
+    /// The policy.
+    fn policy(&self) -> OverduePolicy {
+        let days = |d: PolicyDays| d.0 as u16;
+        let terms = match &self.terms {
+            TermsInput::DueOnReceipt => PaymentTerms::DueOnReceipt,
+            TermsInput::Net { days: d } => PaymentTerms::Net { days: days(*d) },
+        };
+        let late_fee = self.late_fee.as_ref().map(|fee| match fee {
+            LateFeeInput::Fixed { amount } => LateFee::Fixed {
+                amount: money(amount),
+            },
+            LateFeeInput::Percentage { percent, cap } => LateFee::Percentage {
+                percent: percent.0,
+                cap: cap.as_ref().map(money),
+            },
+        });
+        OverduePolicy {
+            terms,
+            grace_days: self.grace_days.map_or(0, days),
+            late_fee,
+            fee_every_days: self.fee_every_days.map(|d| d.0 as u16),
+        }
+    }
+}
+
+/// A late fee's amounts must be in the account's currency.
+fn check_fee_currency(p: &OverduePolicy, currency: Currency, errors: &mut Vec<FieldError>) {
+    let wrong = |m: &Money| m.currency != currency || m.amount < Decimal::ZERO;
+    let bad = match &p.late_fee {
+        Some(LateFee::Fixed { amount }) if wrong(amount) => Some("policy.late_fee.amount"),
+        Some(LateFee::Percentage { cap: Some(c), .. }) if wrong(c) => Some("policy.late_fee.cap"),
+        _ => None,
+    };
+    if let Some(field) = bad {
+        errors.push(FieldError::new(
+            field,
+            "invalid_value",
+            "must be a non-negative amount in the account's currency",
+        ));
+    }
+}
+
+impl TaxInput {
+    fn profile(&self) -> TaxProfile {
+        let jurisdiction = self.jurisdiction.as_ref().map(|j| Jurisdiction {
+            country: j.country.0.clone(),
+            region: j.region.as_ref().map(|r| r.0.clone()),
+        });
+        TaxProfile {
+            jurisdiction,
+            exemption: self.exemption.as_ref().map(|r| r.0.clone()),
+            reverse_charge_tax_id: self.reverse_charge_tax_id.as_ref().map(|r| r.0.clone()),
+        }
+    }
+}
+
+impl IssuerInput {
+    fn numbering(&self, errors: &mut Vec<FieldError>) -> Option<InvoiceNumbering> {
+        let r = match self.digits {
+            None => InvoiceNumbering::new(&self.prefix),
+            Some(d) => InvoiceNumbering::with_digits(&self.prefix, d),
+        };
+        r.map_err(|e| errors.push(FieldError::new("issuer.prefix", "invalid_value", e.to_string())))
+            .ok()
+    }
+}
+
+/// The default terms of a new account: net 30, no grace, no late fee.
+pub fn default_policy() -> OverduePolicy {
+    OverduePolicy {
+        terms: PaymentTerms::Net { days: 30 },
+        grace_days: 0,
+        late_fee: None,
+        fee_every_days: None,
+    }
+}
+
+fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(errors)
+    }
+}
+
+impl NewAccount {
+    /// The account, or every error.
+    pub fn validate(self) -> Result<Account, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let currency = self.currency.0;
+        let policy = self.policy.as_ref().map_or_else(default_policy, |p| p.policy());
+        check_fee_currency(&policy, currency, &mut errors);
+        let tax = self.tax.as_ref().map(|t| t.profile()).unwrap_or_default();
+        let issuer = match &self.issuer {
+            Some(i) => i.numbering(&mut errors),
+            None => InvoiceNumbering::new("ML").ok(),
+        };
+        let account = issuer.map(|issuer| Account {
+            account_id: self.account_id.0,
+            currency,
+            timezone: self.timezone.map_or(chrono_tz::UTC, |t| t.0),
+            policy,
+            auto_pay: self.auto_pay.unwrap_or(false),
+            tax,
+            issuer,
+            credit_balance: Money::zero(currency),
+        });
+        match account {
+            Some(a) => finish(a, errors),
+            None => Err(errors),
+        }
+    }
+}
+
+impl AccountUpdate {
+    /// The fields the body gives, for the customer-key check.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let fields: [(&'static str, bool); 7] = [
+            ("account_id", self.account_id.is_some()),
+            ("currency", self.currency.is_some()),
+            ("timezone", self.timezone.is_some()),
+            ("policy", self.policy.is_some()),
+            ("auto_pay", self.auto_pay.is_some()),
+            ("tax", self.tax.is_some()),
+            ("issuer", self.issuer.is_some()),
+        ];
+        for (name, given) in fields {
+            if given {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// `account` changed by this update, or every error. `has_invoices` locks the currency and
+    /// the numbering.
+    pub fn apply(&self, account: &Account, has_invoices: bool) -> Result<Account, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if self
+            .account_id
+            .as_ref()
+            .is_some_and(|a| a.0 != account.account_id)
+        {
+            errors.push(FieldError::new(
+                "account_id",
+                "mismatch",
+                "must be the account of the path, or absent",
+            ));
+        }
+        let mut out = account.clone();
+        if let Some(CurrencyCode(c)) = self.currency {
+            if c != account.currency {
+                if has_invoices {
+                    errors.push(FieldError::new(
+                        "currency",
+                        "locked",
+                        "cannot change once the account has an invoice",
+                    ));
+                } else if !account.credit_balance.amount.is_zero() {
+                    errors.push(FieldError::new(
+                        "currency",
+                        "locked",
+                        "cannot change while the account has a credit balance",
+                    ));
+                } else {
+                    out.currency = c;
+                    out.credit_balance = Money::zero(c);
+                }
+            }
+        }
+        if let Some(tz) = self.timezone {
+            out.timezone = tz.0;
+        }
+        if let Some(p) = &self.policy {
+            out.policy = p.policy();
+        }
+        check_fee_currency(&out.policy, out.currency, &mut errors);
+        if let Some(a) = self.auto_pay {
+            out.auto_pay = a;
+        }
+        if let Some(t) = &self.tax {
+            out.tax = t.profile();
+        }
+        if let Some(i) = &self.issuer {
+            if let Some(n) = i.numbering(&mut errors) {
+                if has_invoices && n != account.issuer {
+                    errors.push(FieldError::new(
+                        "issuer",
+                        "locked",
+                        "cannot change once the account has an invoice",
+                    ));
+                }
+                out.issuer = n;
+            }
+        }
+        finish(out, errors)
+    }
+}
+
+/// A new subscription to a catalog plan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"subscription_id": "sub_1", "plan_id": "pro", "cadence": "monthly"}))]
+pub struct NewSubscription {
+    #[schema(inline)]
+    pub subscription_id: RefId,
+    #[schema(inline)]
+    pub plan_id: RefId,
+    /// Default: the plan's latest version.
+    #[serde(default)]
+    #[schema(inline)]
+    pub plan_version: Option<Version>,
+    #[schema(inline)]
+    pub cadence: CadenceName,
+    /// `calendar` (default) or `anniversary`.
+    #[serde(default)]
+    #[schema(inline)]
+    pub alignment: Option<AlignmentName>,
+    /// From 7 days ago to 366 days ahead; default now. Period 0 starts here.
+    #[serde(default)]
+    #[schema(inline)]
+    pub start: Option<Time>,
+}
+
+impl NewSubscription {
+    /// The start (now when absent), the alignment, or every error.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, Alignment), Vec<FieldError>> {
+        let start = self.start.map_or(now, |t| t.0);
+        if start < now - MAX_START_BACK || start > now + MAX_START_AHEAD {
+            return Err(vec![FieldError::new(
+                "start",
+                "out_of_range",
+                "must be from 7 days ago to 366 days ahead",
+            )]);
+        }
+        Ok((start, self.alignment.map_or(Alignment::Calendar, |a| a.0)))
+    }
+}
+
+/// When a cancellation or plan change takes effect.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum At {
+    /// Now: the open period's fees are prorated to now.
+    Now,
+    /// At the end of the open period.
+    PeriodEnd,
+}
+
+impl From<At> for Effective {
+    fn from(a: At) -> Effective {
+        match a {
+            At::Now => Effective::Now,
+            At::PeriodEnd => Effective::PeriodEnd,
+        }
+    }
+}
+
+/// A cancellation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"at": "period_end"}))]
+pub struct Cancel {
+    pub at: At,
+}
+
+/// A change of plan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"plan_id": "pro", "at": "now"}))]
+pub struct PlanChangeRequest {
+    #[schema(inline)]
+    pub plan_id: RefId,
+    /// Default: the plan's latest version.
+    #[serde(default)]
+    #[schema(inline)]
+    pub plan_version: Option<Version>,
+    pub at: At,
+}

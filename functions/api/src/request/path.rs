@@ -1,0 +1,61 @@
+//! Path parameters: each name the route table uses has one type, which the handler reads it
+//! with and the document describes it by.
+
+use super::types::{CurrencyCode, RefId, Version};
+use crate::limits;
+use meterline_shared::adapters::http::problem::Problem;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::PartialSchema;
+
+/// A key's id: its 16-character prefix.
+const KEY_ID_PATTERN: &str = "^[a-z2-7]{16}$";
+/// A credit note id, each `#` sent as `%23`.
+const CREDIT_NOTE_PATTERN: &str = "^credit-note%23[A-Za-z0-9_.:-]{1,128}%23[A-Za-z0-9_.:-]{1,128}$";
+/// A statement id: `<period end>:<invoice id>`.
+const STATEMENT_PATTERN: &str = "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z:[A-Za-z0-9_.:-]{1,110}$";
+
+fn string(pattern: &str, description: &str) -> RefOr<Schema> {
+    RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .pattern(Some(pattern))
+            .description(Some(description))
+            .build(),
+    ))
+}
+
+/// The schema of a path parameter, by name; `None` for a name no route should use.
+pub fn schema(name: &str) -> Option<RefOr<Schema>> {
+    Some(match name {
+        "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id"
+        | "invoice_id" => RefId::schema(),
+        "version" => Version::schema(),
+        "base" | "quote" => CurrencyCode::schema(),
+        "key_id" => string(KEY_ID_PATTERN, "The key's id (its prefix)"),
+        "credit_note_id" => string(
+            CREDIT_NOTE_PATTERN,
+            "The note's `credit_note_id`, each `#` sent as `%23`",
+        ),
+        "statement_id" => string(STATEMENT_PATTERN, "A `statement_id` from the list"),
+        _ => return None,
+    })
+}
+
+/// A path parameter read as its type: 400 naming it otherwise.
+pub fn read<T: DeserializeOwned>(name: &str, raw: &str) -> Result<T, Problem> {
+    let value = match name {
+        "version" => raw.parse::<u64>().map(|n| json!(n)).unwrap_or(json!(raw)),
+        _ => json!(raw),
+    };
+    serde_json::from_value::<T>(value).map_err(|e| {
+        let message = e.to_string();
+        let (code, text) = message.split_once(": ").unwrap_or(("invalid", message.as_str()));
+        Problem::invalid_field(name, code, text)
+    })
+}
+
+/// The id rule of a path parameter, for messages.
+pub const ID_RULE: &str = limits::REF_ID_RULE;
