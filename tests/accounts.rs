@@ -274,7 +274,7 @@ async fn providers_and_price_book_versions() {
             "POST",
             "/v1/providers",
             &[],
-            Some(json!({"provider_id": "prov_a", "name": "Again", "fee_percent": 1})),
+            Some(json!({"provider_id": "prov_a", "name": "Again", "fee_percent": "1"})),
             now
         )
         .await
@@ -299,7 +299,7 @@ async fn providers_and_price_book_versions() {
         "POST",
         "/v1/providers",
         &[],
-        Some(json!({"provider_id": "prov_b", "name": "CPU Co", "fee_percent": 10})),
+        Some(json!({"provider_id": "prov_b", "name": "CPU Co", "fee_percent": "10"})),
         now,
     )
     .await;
@@ -533,7 +533,13 @@ async fn plans_and_subscriptions_with_cancellation() {
         now,
     )
     .await;
-    assert_eq!((s, fields(&b)), (400, vec!["plan".to_string()]));
+    assert_eq!(
+        (s, fields(&b)),
+        (
+            400,
+            vec!["plan.colour".to_string(), "plan.recurring_fee".to_string()]
+        )
+    );
     let (s, b) = op(
         &api,
         "POST",
@@ -1210,7 +1216,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         "POST",
         path,
         &[],
-        Some(json!({"fee_percent": 20})),
+        Some(json!({"fee_percent": "20"})),
         changed_at,
     )
     .await;

@@ -262,7 +262,7 @@ async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
 
     let job = json!({"account_id": "acct_r", "job": {"provider_id": "prov_000",
         "start": (now + Duration::minutes(5)).to_rfc3339(), "duration_seconds": 3600,
-        "gpus": 2, "gpu_model": "A100", "vcpus": 8, "egress_gib": "1.5"}});
+        "gpus": 2, "gpu_model": "A100", "vcpus": "8", "egress_gib": "1.5"}});
     let (status, body) = w
         .call("POST", "/v1/estimates/job", &[], Some(&job.to_string()), now)
         .await;

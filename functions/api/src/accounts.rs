@@ -16,6 +16,7 @@ use crate::request::accounts::{
     AccountUpdate, Cancel, CatalogList, NewAccount, NewSubscription, PlanChangeRequest, CUSTOMER_FIELDS,
 };
 use crate::request::types::{RefId, Version};
+use crate::request::Parsed;
 use crate::{encode_token, json_response, store_problem, Ctx, Outcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use lambda_http::http::StatusCode;
@@ -187,7 +188,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     pub(crate) async fn update_account(&self, c: &Ctx) -> Outcome {
         let id: RefId = c.path("account_id")?;
         let id = id.0;
-        let update = c.body_ok::<AccountUpdate>()?;
+        let Parsed { value, errors } = c.body::<AccountUpdate>()?;
+        let Some(update) = value else {
+            return Err(crate::request::invalid("body", errors));
+        };
         // Terms, numbering, currency and tax position are the operator's to set.
         if matches!(
             c.principal,
@@ -195,13 +199,20 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         ) {
             tenant_may_change(&update.given(), &CUSTOMER_FIELDS, "a customer key")?;
         }
-        let api = self.billing_api()?;
+        // An invalid body is a 400 even when the store cannot be reached for the other checks.
+        let api = match self.billing_api() {
+            Ok(api) => api,
+            Err(p) if errors.is_empty() => return Err(p),
+            Err(_) => return Err(crate::request::invalid("body", errors)),
+        };
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;
             let has_invoices = api.store.has_invoices(&id).await.map_err(|e| store_problem(&e))?;
-            let updated = update
-                .apply(&account, has_invoices)
-                .map_err(|e| crate::request::invalid("body", e))?;
+            let updated = crate::request::combine::<AccountUpdate, _>(
+                "body",
+                errors.clone(),
+                update.apply(&account, has_invoices),
+            )?;
             match api
                 .store
                 .update_account(&updated)
@@ -251,16 +262,34 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     pub(crate) async fn create_subscription(&self, c: &Ctx) -> Outcome {
         let account_id: RefId = c.path("account_id")?;
         let account_id = account_id.0;
-        let body = c.body_ok::<NewSubscription>()?;
-        let (start, alignment) = body
-            .validate(c.now)
-            .map_err(|e| crate::request::invalid("body", e))?;
-        let doc = self.catalog_plan(&body.plan_id, body.plan_version).await?;
+        let Parsed { value, mut errors } = c.body::<NewSubscription>()?;
+        let Some(body) = value else {
+            return Err(crate::request::invalid("body", errors));
+        };
+        // The plan is looked up even when other fields are refused: one answer names them all.
+        let checked = body.validate(c.now);
+        let doc = match &body.plan_id {
+            None => None,
+            Some(plan_id) => match self.catalog_plan(plan_id, body.plan_version).await {
+                Ok(doc) => Some(doc),
+                Err(p) if p.status == 400 => {
+                    errors.extend(p.errors);
+                    None
+                }
+                Err(p) => return Err(p),
+            },
+        };
+        let ask = crate::request::combine::<NewSubscription, _>("body", errors, checked)?;
+        let Some(doc) = doc else {
+            return Err(crate::request::invalid(
+                "body",
+                vec![FieldError::new("plan_id", "required", "is required")],
+            ));
+        };
         let account = self.subscriber_account(&account_id).await?;
-        let schedule = BillingSchedule::new(body.cadence.0, alignment, start, account.timezone);
-        let mut sub =
-            BillingSubscription::new(&body.subscription_id.0, &account_id, schedule, doc.plan.clone())
-                .map_err(|e| Problem::invalid_field("start", "out_of_range", e.to_string()))?;
+        let schedule = BillingSchedule::new(ask.cadence, ask.alignment, ask.start, account.timezone);
+        let mut sub = BillingSubscription::new(&ask.subscription_id, &account_id, schedule, doc.plan.clone())
+            .map_err(|e| Problem::invalid_field("start", "out_of_range", e.to_string()))?;
         sub.plan_ref = Some(PlanRef {
             plan_id: doc.plan_id.clone(),
             version: doc.version,
@@ -350,10 +379,24 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         &self,
         c: &Ctx,
     ) -> Result<(BillingSubscription, BillingSubscription, DateTime<Utc>), Problem> {
-        let body = c.body_ok::<PlanChangeRequest>()?;
-        let doc = self.catalog_plan(&body.plan_id, body.plan_version).await?;
+        let Parsed { value, mut errors } = c.body::<PlanChangeRequest>()?;
+        let Some(body) = value else {
+            return Err(crate::request::invalid("body", errors));
+        };
+        // The plan is looked up even when `at` is refused, so that one answer names both.
+        let doc = match self.catalog_plan(&body.plan_id, body.plan_version).await {
+            Ok(doc) => Some(doc),
+            Err(p) if p.status == 400 => {
+                errors.extend(p.errors);
+                None
+            }
+            Err(p) => return Err(p),
+        };
+        let (Some(doc), Some(when), true) = (doc, body.at, errors.is_empty()) else {
+            return Err(crate::request::invalid("body", errors));
+        };
         let sub = self.account_subscription(c).await?;
-        let at = effective_at(&sub, body.at.into(), c.now).map_err(change_problem)?;
+        let at = effective_at(&sub, when.into(), c.now).map_err(change_problem)?;
         let plan_ref = PlanRef {
             plan_id: doc.plan_id,
             version: doc.version,

@@ -16,157 +16,76 @@ use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
-/// OpenAPI links from a creating response to the operations on what it created: what
-/// schemathesis's stateful phase follows (`scripts/contract.sh`). Each row: the source
-/// operation (path, method, status), the link's name, the target `operationId`, and each
-/// target parameter with its runtime expression.
+/// OpenAPI links from a response to the operations on what it created or listed: what
+/// schemathesis's stateful phase follows (`scripts/contract.sh`) and what a client reads to
+/// find its next call. Each row: the source operation (path, method, status), the link's name,
+/// the target `operationId`, and each target parameter with its runtime expression.
 #[allow(clippy::type_complexity)]
+#[rustfmt::skip]
 const LINKS: &[(&str, &str, &str, &str, &str, &[(&str, &str)])] = &[
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "GetAccount",
-        "get_account",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "ListAccountBudgets",
-        "list_budgets",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "CreateAccountBudget",
-        "create_budget",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "GetAccountEstimate",
-        "get_estimate",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "ListAccountSubscriptions",
-        "list_subscriptions",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "CreateAccountSubscription",
-        "create_subscription",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/accounts",
-        "post",
-        "201",
-        "ListAccountInvoices",
-        "list_invoices",
-        &[("account_id", "$response.body#/account_id")],
-    ),
-    (
-        "/v1/api-keys",
-        "post",
-        "201",
-        "GetKey",
-        "get_key",
-        &[("key_id", "$response.body#/id")],
-    ),
-    (
-        "/v1/api-keys",
-        "post",
-        "201",
-        "RotateKey",
-        "rotate_key",
-        &[("key_id", "$response.body#/id")],
-    ),
-    (
-        "/v1/api-keys",
-        "post",
-        "201",
-        "RevokeKey",
-        "revoke_key",
-        &[("key_id", "$response.body#/id")],
-    ),
-    (
-        "/v1/api-keys/{key_id}/rotate",
-        "post",
-        "201",
-        "GetNewKey",
-        "get_key",
-        &[("key_id", "$response.body#/id")],
-    ),
-    (
-        "/v1/api-keys/{key_id}/rotate",
-        "post",
-        "201",
-        "RevokeNewKey",
-        "revoke_key",
-        &[("key_id", "$response.body#/id")],
-    ),
-    (
-        "/v1/api-keys/{key_id}/rotate",
-        "post",
-        "201",
-        "GetRotatedKey",
-        "get_key",
-        &[("key_id", "$request.path.key_id")],
-    ),
-    (
-        "/v1/accounts/{account_id}/budgets",
-        "post",
-        "201",
-        "GetBudget",
-        "get_budget",
-        &[
-            ("account_id", "$request.path.account_id"),
-            ("budget_id", "$response.body#/budget_id"),
-        ],
-    ),
-    (
-        "/v1/accounts/{account_id}/budgets",
-        "post",
-        "201",
-        "ReplaceBudget",
-        "replace_budget",
-        &[
-            ("account_id", "$request.path.account_id"),
-            ("budget_id", "$response.body#/budget_id"),
-        ],
-    ),
-    (
-        "/v1/accounts/{account_id}/budgets",
-        "post",
-        "201",
-        "DeleteBudget",
-        "delete_budget",
-        &[
-            ("account_id", "$request.path.account_id"),
-            ("budget_id", "$response.body#/budget_id"),
-        ],
-    ),
-    (
-        "/v1/accounts/{account_id}/budgets",
-        "post",
-        "201",
-        "ListBudgets",
-        "list_budgets",
-        &[("account_id", "$request.path.account_id")],
-    ),
+    ("/v1/accounts", "post", "201", "GetAccount", "get_account", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "UpdateAccount", "update_account", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ListAccountBudgets", "list_budgets", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "CreateAccountBudget", "create_budget", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "GetAccountEstimate", "get_estimate", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "GetAccountForecast", "get_forecast", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ListAccountSubscriptions", "list_subscriptions", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "CreateAccountSubscription", "create_subscription", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ListAccountInvoices", "list_invoices", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ListAccountCreditNotes", "list_credit_notes", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "GetAccountUsage", "get_usage", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ListAccountRejected", "get_account_rejected", NEW_ACCOUNT),
+    ("/v1/accounts", "post", "201", "ReplayAccountRejected", "replay_account_rejected", NEW_ACCOUNT),
+    ("/v1/accounts/{account_id}/subscriptions", "post", "201", "GetSubscription", "get_subscription", NEW_SUBSCRIPTION),
+    ("/v1/accounts/{account_id}/subscriptions", "post", "201", "CancelSubscription", "cancel_subscription", NEW_SUBSCRIPTION),
+    ("/v1/accounts/{account_id}/subscriptions", "post", "201", "PreviewPlanChange", "preview_change", NEW_SUBSCRIPTION),
+    ("/v1/accounts/{account_id}/subscriptions", "post", "201", "ChangePlan", "apply_change", NEW_SUBSCRIPTION),
+    ("/v1/providers", "post", "201", "GetProvider", "get_provider", NEW_PROVIDER),
+    ("/v1/providers", "post", "201", "UpdateProvider", "update_provider", NEW_PROVIDER),
+    ("/v1/providers", "post", "201", "ListProviderBooks", "list_provider_books", NEW_PROVIDER),
+    ("/v1/providers", "post", "201", "ListProviderStatements", "list_statements", NEW_PROVIDER),
+    ("/v1/price-books", "post", "201", "ListBookVersions", "list_book_versions", &[("book_id", "$response.body#/id")]),
+    ("/v1/price-books", "post", "201", "GetBookVersion", "get_book_version",
+        &[("book_id", "$response.body#/id"), ("version", "$response.body#/version")]),
+    ("/v1/plans", "post", "201", "GetPlan", "get_plan", &[("plan_id", "$response.body#/plan_id")]),
+    ("/v1/plans", "post", "201", "ListPlanVersions", "list_plan_versions", &[("plan_id", "$response.body#/plan_id")]),
+    ("/v1/accounts/{account_id}/invoices", "get", "200", "GetInvoice", "get_invoice", FIRST_INVOICE),
+    ("/v1/accounts/{account_id}/invoices", "get", "200", "VoidInvoice", "void_invoice", FIRST_INVOICE),
+    ("/v1/accounts/{account_id}/invoices", "get", "200", "MarkInvoicePaid", "mark_paid", FIRST_INVOICE),
+    ("/v1/accounts/{account_id}/invoices", "get", "200", "ListInvoiceCreditNotes", "list_invoice_credit_notes", FIRST_INVOICE),
+    ("/v1/accounts/{account_id}/invoices", "get", "200", "CreateCreditNote", "create_credit_note", FIRST_INVOICE),
+    ("/v1/accounts/{account_id}/invoices/{invoice_id}/credit-notes", "post", "201", "GetCreditNote", "get_credit_note",
+        &[("account_id", "$request.path.account_id"), ("credit_note_id", "$response.body#/credit_note_id")]),
+    ("/v1/accounts/{account_id}/credit-notes", "get", "200", "GetFirstCreditNote", "get_credit_note",
+        &[("account_id", "$request.path.account_id"), ("credit_note_id", "$response.body#/data/0/credit_note_id")]),
+    ("/v1/providers/{provider_id}/statements", "get", "200", "GetStatement", "get_statement",
+        &[("provider_id", "$request.path.provider_id"), ("statement_id", "$response.body#/data/0/statement_id")]),
+    ("/v1/api-keys", "post", "201", "GetKey", "get_key", &[("key_id", "$response.body#/id")]),
+    ("/v1/api-keys", "post", "201", "RotateKey", "rotate_key", &[("key_id", "$response.body#/id")]),
+    ("/v1/api-keys", "post", "201", "RevokeKey", "revoke_key", &[("key_id", "$response.body#/id")]),
+    ("/v1/api-keys/{key_id}/rotate", "post", "201", "GetNewKey", "get_key", &[("key_id", "$response.body#/id")]),
+    ("/v1/api-keys/{key_id}/rotate", "post", "201", "RevokeNewKey", "revoke_key", &[("key_id", "$response.body#/id")]),
+    ("/v1/api-keys/{key_id}/rotate", "post", "201", "GetRotatedKey", "get_key", &[("key_id", "$request.path.key_id")]),
+    ("/v1/accounts/{account_id}/budgets", "post", "201", "GetBudget", "get_budget", NEW_BUDGET),
+    ("/v1/accounts/{account_id}/budgets", "post", "201", "ReplaceBudget", "replace_budget", NEW_BUDGET),
+    ("/v1/accounts/{account_id}/budgets", "post", "201", "DeleteBudget", "delete_budget", NEW_BUDGET),
+    ("/v1/accounts/{account_id}/budgets", "post", "201", "ListBudgets", "list_budgets",
+        &[("account_id", "$request.path.account_id")]),
+];
+
+const NEW_ACCOUNT: &[(&str, &str)] = &[("account_id", "$response.body#/account_id")];
+const NEW_SUBSCRIPTION: &[(&str, &str)] = &[
+    ("account_id", "$request.path.account_id"),
+    ("subscription_id", "$response.body#/subscription_id"),
+];
+const NEW_PROVIDER: &[(&str, &str)] = &[("provider_id", "$response.body#/provider_id")];
+const FIRST_INVOICE: &[(&str, &str)] = &[
+    ("account_id", "$request.path.account_id"),
+    ("invoice_id", "$response.body#/data/0/invoice_id"),
+];
+const NEW_BUDGET: &[(&str, &str)] = &[
+    ("account_id", "$request.path.account_id"),
+    ("budget_id", "$response.body#/budget_id"),
 ];
 
 fn problem_response(description: &str) -> Value {
@@ -409,6 +328,18 @@ mod tests {
     }
 
     type A = Api<MemoryUsageStore, MemoryUsageQueue>;
+
+    /// Writes the document to `$METERLINE_OPENAPI_OUT` when set (to look at it, or feed it to a
+    /// generator without a running API).
+    #[test]
+    fn the_document_is_json_with_every_route() {
+        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 46);
+        if let Ok(path) = std::env::var("METERLINE_OPENAPI_OUT") {
+            std::fs::write(path, text).unwrap();
+        }
+    }
 
     /// A valid value of each path parameter, for requests to every route.
     fn example(name: &str) -> &'static str {

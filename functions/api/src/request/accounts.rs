@@ -8,7 +8,7 @@ use crate::limits::{MAX_START_AHEAD, MAX_START_BACK};
 use chrono::{DateTime, Utc};
 use meterline_shared::domain::billing::plan_change::Effective;
 use meterline_shared::domain::billing::{
-    Account, Alignment, InvoiceNumbering, LateFee, OverduePolicy, PaymentTerms,
+    Account, Alignment, Cadence, InvoiceNumbering, LateFee, OverduePolicy, PaymentTerms,
 };
 use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::domain::pricing::{Jurisdiction, TaxProfile};
@@ -38,17 +38,26 @@ impl CatalogList {
     }
 }
 
-/// When an invoice is due.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TermsInput {
+/// The kind of payment terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TermsKind {
     /// Due on the day it is issued.
     DueOnReceipt,
     /// Due `days` after the issue date.
-    Net {
-        #[schema(inline)]
-        days: PolicyDays,
-    },
+    Net,
+}
+
+/// When an invoice is due: `{"type": "net", "days": 30}` or `{"type": "due_on_receipt"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TermsInput {
+    #[serde(rename = "type")]
+    pub kind: TermsKind,
+    /// With `net` only.
+    #[serde(default)]
+    #[schema(inline)]
+    pub days: Option<PolicyDays>,
 }
 
 /// A money amount: a non-negative decimal string in a currency.
@@ -61,19 +70,74 @@ pub struct MoneyInput {
     pub currency: CurrencyCode,
 }
 
-/// A late fee: a fixed amount, or a percentage of what is outstanding (at most `cap`).
+/// The kind of late fee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LateFeeKind {
+    /// `amount` per fee period.
+    Fixed,
+    /// `percent` of what is outstanding, at most `cap`.
+    Percentage,
+}
+
+/// A late fee: `{"type": "fixed", "amount": {...}}` or `{"type": "percentage", "percent": "1.5",
+/// "cap": {...}}`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LateFeeInput {
-    Fixed {
-        amount: MoneyInput,
-    },
-    Percentage {
-        #[schema(inline)]
-        percent: Percent,
-        #[serde(default)]
-        cap: Option<MoneyInput>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct LateFeeInput {
+    #[serde(rename = "type")]
+    pub kind: LateFeeKind,
+    /// With `fixed` only.
+    #[serde(default)]
+    pub amount: Option<MoneyInput>,
+    /// With `percentage` only.
+    #[serde(default)]
+    #[schema(inline)]
+    pub percent: Option<Percent>,
+    /// With `percentage` only: the largest fee.
+    #[serde(default)]
+    pub cap: Option<MoneyInput>,
+}
+
+impl LateFeeInput {
+    fn fee(&self, errors: &mut Vec<FieldError>) -> Option<LateFee> {
+        let mut wrong = |field: &str, code: &str, message: &str| {
+            errors.push(FieldError::new(format!("policy.late_fee.{field}"), code, message));
+        };
+        match self.kind {
+            LateFeeKind::Fixed => {
+                if self.percent.is_some() || self.cap.is_some() {
+                    wrong(
+                        "percent",
+                        "not_allowed",
+                        "is not allowed with a fixed fee (nor is `cap`)",
+                    );
+                }
+                match &self.amount {
+                    Some(a) => Some(LateFee::Fixed { amount: money(a) }),
+                    None => {
+                        wrong("amount", "required", "is required with a fixed fee");
+                        None
+                    }
+                }
+            }
+            LateFeeKind::Percentage => {
+                if self.amount.is_some() {
+                    wrong("amount", "not_allowed", "is not allowed with a percentage fee");
+                }
+                match self.percent {
+                    Some(p) => Some(LateFee::Percentage {
+                        percent: p.0,
+                        cap: self.cap.as_ref().map(money),
+                    }),
+                    None => {
+                        wrong("percent", "required", "is required with a percentage fee");
+                        None
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Payment terms and late fees. Default: net 30, no grace, no late fee.
@@ -192,21 +256,29 @@ fn money(m: &MoneyInput) -> Money {
 
 impl PolicyInput {
     /// The policy.
-    fn policy(&self) -> OverduePolicy {
+    fn policy(&self, errors: &mut Vec<FieldError>) -> OverduePolicy {
         let days = |d: PolicyDays| d.0 as u16;
-        let terms = match &self.terms {
-            TermsInput::DueOnReceipt => PaymentTerms::DueOnReceipt,
-            TermsInput::Net { days: d } => PaymentTerms::Net { days: days(*d) },
+        let terms = match (self.terms.kind, self.terms.days) {
+            (TermsKind::DueOnReceipt, None) => PaymentTerms::DueOnReceipt,
+            (TermsKind::Net, Some(d)) => PaymentTerms::Net { days: days(d) },
+            (TermsKind::Net, None) => {
+                errors.push(FieldError::new(
+                    "policy.terms.days",
+                    "required",
+                    "is required with `net` terms",
+                ));
+                default_policy().terms
+            }
+            (TermsKind::DueOnReceipt, Some(_)) => {
+                errors.push(FieldError::new(
+                    "policy.terms.days",
+                    "not_allowed",
+                    "is not allowed with `due_on_receipt` terms",
+                ));
+                PaymentTerms::DueOnReceipt
+            }
         };
-        let late_fee = self.late_fee.as_ref().map(|fee| match fee {
-            LateFeeInput::Fixed { amount } => LateFee::Fixed {
-                amount: money(amount),
-            },
-            LateFeeInput::Percentage { percent, cap } => LateFee::Percentage {
-                percent: percent.0,
-                cap: cap.as_ref().map(money),
-            },
-        });
+        let late_fee = self.late_fee.as_ref().and_then(|fee| fee.fee(errors));
         OverduePolicy {
             terms,
             grace_days: self.grace_days.map_or(0, days),
@@ -281,7 +353,10 @@ impl NewAccount {
     pub fn validate(self) -> Result<Account, Vec<FieldError>> {
         let mut errors = Vec::new();
         let currency = self.currency.0;
-        let policy = self.policy.as_ref().map_or_else(default_policy, |p| p.policy());
+        let policy = self
+            .policy
+            .as_ref()
+            .map_or_else(default_policy, |p| p.policy(&mut errors));
         check_fee_currency(&policy, currency, &mut errors);
         let tax = self.tax.as_ref().map(|t| t.profile()).unwrap_or_default();
         let issuer = match &self.issuer {
@@ -366,7 +441,7 @@ impl AccountUpdate {
             out.timezone = tz.0;
         }
         if let Some(p) = &self.policy {
-            out.policy = p.policy();
+            out.policy = p.policy(&mut errors);
         }
         check_fee_currency(&out.policy, out.currency, &mut errors);
         if let Some(a) = self.auto_pay {
@@ -396,16 +471,15 @@ impl AccountUpdate {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"subscription_id": "sub_1", "plan_id": "pro", "cadence": "monthly"}))]
 pub struct NewSubscription {
-    #[schema(inline)]
-    pub subscription_id: RefId,
-    #[schema(inline)]
-    pub plan_id: RefId,
-    /// Default: the plan's latest version.
+    // The required fields are read as optional (the description says they are required, and
+    // a missing one is named), so that the other fields and the plan are still checked and one
+    // answer names every field.
     #[serde(default)]
-    #[schema(inline)]
-    pub plan_version: Option<Version>,
-    #[schema(inline)]
-    pub cadence: CadenceName,
+    #[schema(inline, required = true)]
+    pub subscription_id: Option<RefId>,
+    #[serde(default)]
+    #[schema(inline, required = true)]
+    pub cadence: Option<CadenceName>,
     /// `calendar` (default) or `anniversary`.
     #[serde(default)]
     #[schema(inline)]
@@ -414,20 +488,45 @@ pub struct NewSubscription {
     #[serde(default)]
     #[schema(inline)]
     pub start: Option<Time>,
+    #[serde(default)]
+    #[schema(inline, required = true)]
+    pub plan_id: Option<RefId>,
+    /// Default: the plan's latest version.
+    #[serde(default)]
+    #[schema(inline)]
+    pub plan_version: Option<Version>,
+}
+
+/// A checked [`NewSubscription`].
+pub struct SubscriptionAsk {
+    pub subscription_id: String,
+    pub cadence: Cadence,
+    pub alignment: Alignment,
+    pub start: DateTime<Utc>,
 }
 
 impl NewSubscription {
-    /// The start (now when absent), the alignment, or every error.
-    pub fn validate(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, Alignment), Vec<FieldError>> {
+    /// The subscription asked for (its start now when absent), or every error.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<SubscriptionAsk, Vec<FieldError>> {
         let start = self.start.map_or(now, |t| t.0);
+        let mut errors = Vec::new();
         if start < now - MAX_START_BACK || start > now + MAX_START_AHEAD {
-            return Err(vec![FieldError::new(
+            errors.push(FieldError::new(
                 "start",
                 "out_of_range",
                 "must be from 7 days ago to 366 days ahead",
-            )]);
+            ));
         }
-        Ok((start, self.alignment.map_or(Alignment::Calendar, |a| a.0)))
+        match (&self.subscription_id, self.cadence) {
+            (Some(id), Some(cadence)) if errors.is_empty() => Ok(SubscriptionAsk {
+                subscription_id: id.0.clone(),
+                cadence: cadence.0,
+                alignment: self.alignment.map_or(Alignment::Calendar, |a| a.0),
+                start,
+            }),
+            // A missing required field is already named.
+            _ => Err(errors),
+        }
     }
 }
 
@@ -469,5 +568,9 @@ pub struct PlanChangeRequest {
     #[serde(default)]
     #[schema(inline)]
     pub plan_version: Option<Version>,
-    pub at: At,
+    /// Required. (Read as optional, so that the plan is still looked up and one answer names
+    /// every field.)
+    #[serde(default)]
+    #[schema(required = true)]
+    pub at: Option<At>,
 }

@@ -2,9 +2,9 @@
 
 use super::types::{
     Amount, CurrencyCode, Dimensions, ForecastDays, ForecastGranularity, JobGpus, JobSeconds, Quantity,
-    RefId, ThresholdPercent, Time,
+    RefId, Thresholds, Time,
 };
-use crate::limits::{DEFAULT_FORECAST_DAYS, MAX_REF_ID_LEN, MAX_THRESHOLDS, MAX_THRESHOLD_PERCENT};
+use crate::limits::{DEFAULT_FORECAST_DAYS, MAX_REF_ID_LEN};
 use meterline_shared::domain::estimate::{Budget, JobSpec, DEFAULT_THRESHOLDS};
 use meterline_shared::domain::forecast::ForecastOptions;
 use meterline_shared::domain::usage::{FieldError, Granularity};
@@ -156,10 +156,10 @@ pub struct BudgetBody {
     pub amount: Amount,
     #[schema(inline)]
     pub currency: CurrencyCode,
-    /// 1 to 10 whole percentages from 1 to 1000 (default 50, 80, 100).
+    /// Default 50, 80, 100.
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 10)]
-    pub thresholds: Option<Vec<ThresholdPercent>>,
+    #[schema(inline)]
+    pub thresholds: Option<Thresholds>,
     /// The path's account, or absent.
     #[serde(default)]
     #[schema(inline)]
@@ -205,21 +205,11 @@ impl BudgetBody {
         }
         let thresholds = match self.thresholds {
             None => DEFAULT_THRESHOLDS.to_vec(),
-            Some(t) if !t.is_empty() && t.len() <= MAX_THRESHOLDS => {
-                let mut t: Vec<u32> = t.iter().map(|p| p.0 as u32).collect();
+            Some(t) => {
+                let mut t = t.0;
                 t.sort_unstable();
                 t.dedup();
                 t
-            }
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "thresholds",
-                    "invalid_value",
-                    format!(
-                        "must be 1 to {MAX_THRESHOLDS} whole percentages from 1 to {MAX_THRESHOLD_PERCENT}"
-                    ),
-                ));
-                Vec::new()
             }
         };
         match budget_id {
@@ -253,7 +243,7 @@ mod tests {
         let fields = budget_fields(
             json!({"budget_id": "b 1", "amount": "10.001", "currency": "USD", "thresholds": [0]}),
         );
-        assert_eq!(fields, ["budget_id", "thresholds[0]", "amount"]);
+        assert_eq!(fields, ["budget_id", "amount", "thresholds"]);
         let b = parse_body::<BudgetBody>(br#"{"budget_id": "b1", "amount": "100", "currency": "EUR"}"#)
             .validate("body", |b| b.validate("a1", None))
             .unwrap();

@@ -213,6 +213,7 @@ pub struct TaxReportQuery {
     #[param(inline)]
     pub to: Time,
     /// `json` (default) or `csv` (also with `Accept: text/csv`).
+    #[param(inline)]
     pub format: Option<ReportFormat>,
 }
 

@@ -106,7 +106,7 @@ pub struct Parsed<T> {
     pub errors: Vec<FieldError>,
 }
 
-impl<T> Parsed<T> {
+impl<T: DeserializeOwned> Parsed<T> {
     /// The value, or a 400 naming every field.
     pub fn into_result(self, what: &str) -> Result<T, Problem> {
         match self.value {
@@ -122,21 +122,31 @@ impl<T> Parsed<T> {
         what: &str,
         check: impl FnOnce(T) -> Result<D, Vec<FieldError>>,
     ) -> Result<D, Problem> {
-        let mut errors = self.errors;
         let Some(value) = self.value else {
-            return Err(invalid(what, errors));
+            return Err(invalid(what, self.errors));
         };
-        match check(value) {
-            Ok(d) if errors.is_empty() => Ok(d),
-            Ok(_) => Err(invalid(what, errors)),
-            Err(more) => {
-                for e in more {
-                    if !errors.iter().any(|x| names_same_field(&x.field, &e.field)) {
-                        errors.push(e);
-                    }
+        combine::<T, D>(what, self.errors, check(value))
+    }
+}
+
+/// `result` if there are no `errors`, else a 400 naming `errors` and those of `result` (a field
+/// already named is not named twice), in the order of `T`'s fields.
+pub fn combine<T: DeserializeOwned, D>(
+    what: &str,
+    mut errors: Vec<FieldError>,
+    result: Result<D, Vec<FieldError>>,
+) -> Result<D, Problem> {
+    match result {
+        Ok(d) if errors.is_empty() => Ok(d),
+        Ok(_) => Err(invalid(what, errors)),
+        Err(more) => {
+            for e in more {
+                if !errors.iter().any(|x| names_same_field(&x.field, &e.field)) {
+                    errors.push(e);
                 }
-                Err(invalid(what, errors))
             }
+            in_order::<T>(&mut errors);
+            Err(invalid(what, errors))
         }
     }
 }
@@ -172,7 +182,18 @@ fn object_schema<'a>(
             object_schema(comps.get(name)?, comps)
         }
         RefOr::T(Schema::Object(o)) if !o.properties.is_empty() => Some(o),
-        RefOr::T(Schema::OneOf(o)) => o.items.iter().find_map(|i| object_schema(i, comps)),
+        // An optional member: `oneOf` null and its type. (Any other `oneOf` is left to serde.)
+        RefOr::T(Schema::OneOf(o)) if o.items.len() == 2 => {
+            let is_null = |i: &RefOr<Schema>| {
+                matches!(i, RefOr::T(Schema::Object(n))
+                    if n.schema_type == utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::schema::Type::Null))
+            };
+            match (is_null(&o.items[0]), is_null(&o.items[1])) {
+                (true, false) => object_schema(&o.items[1], comps),
+                (false, true) => object_schema(&o.items[0], comps),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -261,6 +282,47 @@ fn remove_at(root: &mut Value, path: &[Step]) -> bool {
     }
 }
 
+/// The field names of a struct type, in declaration order (what serde's derive passes to the
+/// deserializer); empty for other types.
+fn field_order<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Introspect<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Introspect<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("introspection"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("introspection"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Introspect(&mut fields));
+    fields
+}
+
+/// Orders errors as a reader expects them: unknown fields first, then by the fields' order in
+/// the type (errors of one field in the order found).
+fn in_order<'de, T: Deserialize<'de>>(errors: &mut [FieldError]) {
+    let order = field_order::<T>();
+    errors.sort_by_key(|e| {
+        let top = e.field.split(['.', '[']).next().unwrap_or_default();
+        (
+            e.code != "unknown_field",
+            order.iter().position(|f| *f == top).unwrap_or(usize::MAX),
+        )
+    });
+}
+
 /// Reads `map` as `T`. `described`: its description and the schemas it refers to, checked first
 /// so that every unknown and missing field is named.
 pub(crate) fn read<T: DeserializeOwned>(
@@ -278,10 +340,11 @@ pub(crate) fn read<T: DeserializeOwned>(
     for _ in 0..256 {
         match serde_path_to_error::deserialize::<_, T>(root.clone()) {
             Ok(v) => {
+                in_order::<T>(&mut errors);
                 return Parsed {
                     value: Some(v),
                     errors,
-                }
+                };
             }
             Err(e) => {
                 let message = e.inner().to_string();
@@ -302,6 +365,7 @@ pub(crate) fn read<T: DeserializeOwned>(
             }
         }
     }
+    in_order::<T>(&mut errors);
     Parsed { value: None, errors }
 }
 
@@ -500,9 +564,9 @@ mod tests {
             fields(r#"{"id": "a b", "at": "yesterday", "zz": 1, "nested": {"a": "x"}}"#),
             pairs(&[
                 ("zz", "unknown_field"),
-                ("count", "required"),
-                ("at", "invalid_format"),
                 ("id", "invalid_format"),
+                ("at", "invalid_format"),
+                ("count", "required"),
                 ("nested.a", "invalid_type"),
             ])
         );
@@ -547,6 +611,6 @@ mod tests {
         ])
         .into();
         let got: Vec<String> = parse_query::<Q>(&q).errors.into_iter().map(|e| e.field).collect();
-        assert_eq!(got, ["other", "id", "from"]);
+        assert_eq!(got, ["other", "from", "id"]);
     }
 }

@@ -12,8 +12,9 @@ use utoipa::PartialSchema;
 
 /// A key's id: its 16-character prefix.
 const KEY_ID_PATTERN: &str = "^[a-z2-7]{16}$";
-/// A credit note id, each `#` sent as `%23`.
-const CREDIT_NOTE_PATTERN: &str = "^credit-note%23[A-Za-z0-9_.:-]{1,128}%23[A-Za-z0-9_.:-]{1,128}$";
+/// A credit note id: `credit-note#<invoice id>#<key>` (each `#` percent-encoded in the path, as
+/// clients encode path parameters).
+const CREDIT_NOTE_PATTERN: &str = "^credit-note#[A-Za-z0-9_.:-]{1,128}#[A-Za-z0-9_.:-]{1,128}$";
 /// A statement id: `<period end>:<invoice id>`.
 const STATEMENT_PATTERN: &str = "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z:[A-Za-z0-9_.:-]{1,110}$";
 
@@ -27,9 +28,30 @@ fn string(pattern: &str, description: &str) -> RefOr<Schema> {
     ))
 }
 
+/// The example of a path parameter: the ids the examples of the request bodies create (and
+/// the contract run seeds), so that an example request names something that exists.
+pub fn example(name: &str) -> &'static str {
+    match name {
+        "account_id" => "acct_1",
+        "provider_id" => "prov_1",
+        "plan_id" => "pro",
+        "subscription_id" => "sub_1",
+        "budget_id" => "monthly",
+        "book_id" => "book_1",
+        "invoice_id" => "inv_1",
+        "version" => "1",
+        "base" => "BTC",
+        "quote" => "USD",
+        "key_id" => "abcdefghijklmnop",
+        "credit_note_id" => "credit-note#inv_1#cn_1",
+        "statement_id" => "20261125T130000.000Z:inv_1",
+        _ => "",
+    }
+}
+
 /// The schema of a path parameter, by name; `None` for a name no route should use.
 pub fn schema(name: &str) -> Option<RefOr<Schema>> {
-    Some(match name {
+    let mut schema = match name {
         "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id"
         | "invoice_id" => RefId::schema(),
         "version" => Version::schema(),
@@ -37,11 +59,20 @@ pub fn schema(name: &str) -> Option<RefOr<Schema>> {
         "key_id" => string(KEY_ID_PATTERN, "The key's id (its prefix)"),
         "credit_note_id" => string(
             CREDIT_NOTE_PATTERN,
-            "The note's `credit_note_id`, each `#` sent as `%23`",
+            "The note's `credit_note_id`, each `#` percent-encoded (`%23`)",
         ),
         "statement_id" => string(STATEMENT_PATTERN, "A `statement_id` from the list"),
         _ => return None,
-    })
+    };
+    if let RefOr::T(Schema::Object(o)) = &mut schema {
+        let example = example(name);
+        o.examples = vec![if name == "version" {
+            json!(1)
+        } else {
+            json!(example)
+        }];
+    }
+    Some(schema)
 }
 
 /// A path parameter read as its type: 400 naming it otherwise.

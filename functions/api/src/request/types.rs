@@ -350,18 +350,18 @@ impl<'de> Deserialize<'de> for Timezone {
     }
 }
 
-impl PartialSchema for Timezone {
-    fn schema() -> RefOr<Schema> {
-        let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
-        RefOr::T(Schema::Object(
-            string_schema()
-                .enum_values(Some(names))
-                .examples([json!("Europe/Berlin")])
-                .build(),
+// A pattern, not the ~600 names of the tz database as an enum: generated clients make each
+// name a constant, and names such as `GMT0` and `GMT-0` collide there.
+schema!(
+    Timezone,
+    string_schema()
+        .max_length(Some(limits::MAX_TIMEZONE_CHARS))
+        .pattern(Some("^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"))
+        .description(Some(
+            "An IANA timezone name (the tz database), e.g. `Europe/Berlin`"
         ))
-    }
-}
-impl ToSchema for Timezone {}
+        .examples([json!("Europe/Berlin")])
+);
 
 /// A `cursor` parameter: the `next_cursor` of a previous page, at most
 /// [`MAX_CURSOR_CHARS`] characters.
@@ -558,6 +558,50 @@ schema!(
         .examples([json!("BY")])
 );
 
+/// A dimension name: `^[a-z][a-z0-9_]{0,63}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DimensionName(pub String);
+
+impl<'de> Deserialize<'de> for DimensionName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let k = string(d)?;
+        if is_valid_dimension_name(&k) {
+            Ok(DimensionName(k))
+        } else {
+            Err(fail(
+                "invalid_name",
+                format!(
+                    "`{k}`: a dimension name is 1 to {} of `a-z 0-9 _`, starting with a letter",
+                    limits::MAX_DIMENSION_KEY_LEN
+                ),
+            ))
+        }
+    }
+}
+
+/// A dimension value: 1 to [`limits::MAX_DIMENSION_VALUE_LEN`] characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimensionValue(pub String);
+
+impl<'de> Deserialize<'de> for DimensionValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = string(d)?;
+        if v.is_empty()
+            || v.chars().count() > limits::MAX_DIMENSION_VALUE_LEN
+            || v.chars().any(char::is_control)
+        {
+            return Err(fail(
+                "invalid_value",
+                format!(
+                    "must be 1 to {} characters, without control characters",
+                    limits::MAX_DIMENSION_VALUE_LEN
+                ),
+            ));
+        }
+        Ok(DimensionValue(v))
+    }
+}
+
 /// Dimensions of a job, as usage events have them: at most [`limits::MAX_DIMENSIONS`], names
 /// `^[a-z][a-z0-9_]{0,63}$`, values 1 to [`limits::MAX_DIMENSION_VALUE_LEN`] characters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -565,37 +609,14 @@ pub struct Dimensions(pub BTreeMap<String, String>);
 
 impl<'de> Deserialize<'de> for Dimensions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<String, String>::deserialize(d)?;
+        let map = BTreeMap::<DimensionName, DimensionValue>::deserialize(d)?;
         if map.len() > limits::MAX_DIMENSIONS {
             return Err(fail(
                 "too_many",
                 format!("has more than {} dimensions", limits::MAX_DIMENSIONS),
             ));
         }
-        for (k, v) in &map {
-            if !is_valid_dimension_name(k) {
-                return Err(fail(
-                    "invalid_name",
-                    format!(
-                        "`{k}`: a dimension name is 1 to {} of `a-z 0-9 _`, starting with a letter",
-                        limits::MAX_DIMENSION_KEY_LEN
-                    ),
-                ));
-            }
-            if v.is_empty()
-                || v.chars().count() > limits::MAX_DIMENSION_VALUE_LEN
-                || v.chars().any(char::is_control)
-            {
-                return Err(fail(
-                    "invalid_value",
-                    format!(
-                        "`{k}`: a value is 1 to {} characters, without control characters",
-                        limits::MAX_DIMENSION_VALUE_LEN
-                    ),
-                ));
-            }
-        }
-        Ok(Dimensions(map))
+        Ok(Dimensions(map.into_iter().map(|(k, v)| (k.0, v.0)).collect()))
     }
 }
 
@@ -620,6 +641,51 @@ impl PartialSchema for Dimensions {
     }
 }
 impl ToSchema for Dimensions {}
+
+/// A budget's thresholds: 1 to [`limits::MAX_THRESHOLDS`] whole percentages from 1 to
+/// [`limits::MAX_THRESHOLD_PERCENT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thresholds(pub Vec<u32>);
+
+impl<'de> Deserialize<'de> for Thresholds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Checked whole, so that the problem names `thresholds`.
+        let t = Vec::<serde_json::Value>::deserialize(d)?;
+        let percents: Option<Vec<u32>> = t
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .filter(|p| (1..=limits::MAX_THRESHOLD_PERCENT).contains(p))
+                    .map(|p| p as u32)
+            })
+            .collect();
+        match percents {
+            Some(p) if !p.is_empty() && p.len() <= limits::MAX_THRESHOLDS => Ok(Thresholds(p)),
+            _ => Err(fail(
+                "invalid_value",
+                format!(
+                    "must be 1 to {} whole percentages from 1 to {}",
+                    limits::MAX_THRESHOLDS,
+                    limits::MAX_THRESHOLD_PERCENT
+                ),
+            )),
+        }
+    }
+}
+
+impl PartialSchema for Thresholds {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Array(
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(ThresholdPercent::schema())
+                .min_items(Some(1))
+                .max_items(Some(limits::MAX_THRESHOLDS))
+                .examples([json!([50, 80, 100])])
+                .build(),
+        ))
+    }
+}
+impl ToSchema for Thresholds {}
 
 /// Defines a field type naming one of a domain enum's values (`$all`), as the domain writes it.
 macro_rules! choice {

@@ -103,12 +103,13 @@ fn event_schema() -> ObjectBuilder {
 
 impl PartialSchema for UsageBody {
     fn schema() -> RefOr<Schema> {
+        let event = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name("UsageEvent"));
         RefOr::T(Schema::OneOf(
             OneOfBuilder::new()
-                .item(event_schema())
+                .item(event())
                 .item(
                     ArrayBuilder::new()
-                        .items(event_schema())
+                        .items(event())
                         .min_items(Some(1))
                         .max_items(Some(MAX_EVENTS_PER_BATCH)),
                 )
@@ -117,7 +118,15 @@ impl PartialSchema for UsageBody {
         ))
     }
 }
-impl ToSchema for UsageBody {}
+
+impl ToSchema for UsageBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "UsageEvent".to_string(),
+            RefOr::T(Schema::Object(event_schema().build())),
+        ));
+    }
+}
 
 /// The aggregated usage query.
 #[derive(Debug, Deserialize, IntoParams)]
