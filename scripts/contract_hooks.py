@@ -7,69 +7,284 @@ values are not ASCII. Those cases are left out here; the API's own answer to the
 tests/keys.rs.
 
 Randomly generated ids almost never name something that exists, so the account-scoped routes
-would answer only 404. `seed` creates one of each (account, provider, price book, plan,
-subscription, budget) before the run, and `map_path_parameters` points half of the generated
-cases (chosen by a checksum of the parameters, so a run is repeatable) at them: the budgets,
-estimates, subscriptions and invoice lists are then exercised on their success paths too.
+would answer only 404. `seed` creates, through the API, the objects the document's examples name
+(account `acct_1`, provider `prov_1`, price book `book_1`, plan `pro`, subscription `sub_1`,
+budget `monthly`), and a closed invoice with a credit note and provider statements (an account
+whose hourly periods have ended, usage through the ingestion function, the cycle closed by the
+cycle-close and close-worker functions: scripts/closing.py). `map_path_parameters` sends every
+example value to the seeded object it stands for, and half of the generated cases (chosen by a
+checksum of the parameters, so a run is repeatable) to the seeded objects too.
+
+A few rules depend on the time of the request, which a schema cannot state: usage events must
+be recent, price books start now or later, subscriptions start within a week back or a year
+ahead, a quote's job starts in the account's open period; a cursor is only one the API returned.
+`before_call` sets those fields on half of the generated cases (the others keep what was
+generated, so the API's refusals are exercised too), gives each request its own
+`Idempotency-Key`, and gives the operations that use their object up (deleting a budget,
+rotating or revoking a key) a fresh one.
 """
+import datetime as dt
+import itertools
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
 import zlib
-from datetime import datetime, timedelta, timezone
 
 import schemathesis
 
+# The ids the document's examples use (functions/api/src/request/path.rs), and what each stands for.
 SEEDED = {
-    "account_id": "acct_seed",
-    "provider_id": "prov_seed",
-    "plan_id": "plan_seed",
-    "subscription_id": "sub_seed",
-    "budget_id": "budget_seed",
-    "book_id": "book_seed",
+    "account_id": "acct_1",
+    "provider_id": "prov_1",
+    "plan_id": "pro",
+    "subscription_id": "sub_1",
+    "budget_id": "monthly",
+    "book_id": "book_1",
+    "version": 1,
 }
+# The closed invoice's account and the provider its usage was priced for.
+CLOSED = {"account_id": "acct_closed", "subscription_id": "sub_closed", "provider_id": "prov_000"}
+SEEDS_FILE = os.environ.get("CONTRACT_SEEDS", "")
+_counter = itertools.count()
 
 
-def seed(base, key):
-    """Creates the seeded objects through the API (201, or 409 when they exist)."""
-    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0).isoformat()
+def _seeds():
+    if not SEEDS_FILE or not os.path.exists(SEEDS_FILE):
+        return {}
+    return json.load(open(SEEDS_FILE))
+
+
+def _call(base, key, method, path, body=None, ok=(200, 201, 202, 409), quiet=False):
+    req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                 method=method, headers={"Authorization": f"Bearer {key}",
+                                                         "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, out = r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        status, out = e.code, json.loads(e.read() or b"null")
+    if status not in ok:
+        sys.exit(f"seeding {method} {path}: {status} {out}")
+    if not quiet:
+        print(f"seeded {method} {path}: {status}")
+    return out
+
+
+def _iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seed(base, key, stack_file, watch, seeds_file):
+    """Creates the seeded objects through the API and the functions; writes their ids."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import closing
+
+    stack = closing.load(stack_file)
+    # The sample catalog first: billing-admin writes the catalog whole.
+    hour = closing.hour()
+    closing.seed_sample(stack, CLOSED["account_id"], CLOSED["subscription_id"], hour - dt.timedelta(hours=2))
+    events = [{"id": f"seed-{i}", "account_id": CLOSED["account_id"], "provider_id": CLOSED["provider_id"],
+               "job_id": "job_seed", "meter": "cpu_seconds", "quantity": "3600",
+               "timestamp": _iso(hour - dt.timedelta(minutes=90 - i))} for i in range(3)]
+    _call(base, key, "POST", "/v1/usage", events)
+    print(f"ingestion: {dict(closing.ingest(stack, watch))}")
+    out, stats = closing.close(stack, watch)
+    print(f"close: {out}, {dict(stats)}")
+
+    tomorrow = _iso(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
     acct = SEEDED["account_id"]
-    requests = [
-        ("/v1/accounts", {"account_id": acct, "currency": "USD"}),
-        ("/v1/providers", {"provider_id": SEEDED["provider_id"], "name": "Seed", "fee_percent": "10"}),
-        ("/v1/price-books", {"id": SEEDED["book_id"], "currency": "USD", "version": 1,
-                             "owner": {"kind": "provider", "id": SEEDED["provider_id"]},
-                             "effective_from": tomorrow,
-                             "prices": [{"id": "gpu", "meter": "gpu_seconds",
-                                         "model": {"type": "per_unit", "unit_price": "0.001"}}]}),
-        ("/v1/plans", {"plan_id": SEEDED["plan_id"], "plan": {"name": "Seed", "recurring_fee": "10"}}),
-        (f"/v1/accounts/{acct}/subscriptions",
-         {"subscription_id": SEEDED["subscription_id"], "plan_id": SEEDED["plan_id"], "cadence": "monthly"}),
-        (f"/v1/accounts/{acct}/budgets",
-         {"budget_id": SEEDED["budget_id"], "amount": "100", "currency": "USD", "thresholds": [50, 100]}),
-    ]
-    for path, body in requests:
-        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {key}",
-                                              "Content-Type": "application/json"})
-        try:
-            status = urllib.request.urlopen(req, timeout=30).status
-        except urllib.error.HTTPError as e:
-            status = e.code
-            if status != 409:
-                sys.exit(f"seeding {path}: {status} {e.read().decode(errors='replace')}")
-        print(f"seeded {path}: {status}")
+    _call(base, key, "POST", "/v1/accounts", {"account_id": acct, "currency": "USD"})
+    _call(base, key, "POST", "/v1/providers",
+          {"provider_id": SEEDED["provider_id"], "name": "Seed", "fee_percent": "10"})
+    _call(base, key, "POST", "/v1/price-books",
+          {"id": SEEDED["book_id"], "currency": "USD", "version": 1,
+           "owner": {"kind": "provider", "id": SEEDED["provider_id"]}, "effective_from": tomorrow,
+           "prices": [{"id": "gpu", "meter": "gpu_seconds", "model": {"type": "per_unit", "unit_price": "0.001"}}]})
+    _call(base, key, "POST", "/v1/plans", {"plan_id": SEEDED["plan_id"], "plan": {"name": "Seed", "recurring_fee": "10"}})
+    _call(base, key, "POST", f"/v1/accounts/{acct}/subscriptions",
+          {"subscription_id": SEEDED["subscription_id"], "plan_id": SEEDED["plan_id"], "cadence": "monthly"})
+    _call(base, key, "POST", f"/v1/accounts/{acct}/budgets",
+          {"budget_id": SEEDED["budget_id"], "amount": "100", "currency": "USD", "thresholds": [50, 100]})
+
+    closed = CLOSED["account_id"]
+    invoices = _call(base, key, "GET", f"/v1/accounts/{closed}/invoices")["data"]
+    if not invoices:
+        sys.exit("seeding: the close made no invoice")
+    invoice = invoices[0]["invoice_id"]
+    # Voided by the run: an invoice without the credit note (a credited invoice cannot be voided).
+    void = invoices[-1]["invoice_id"]
+    note = _call(base, key, "POST", f"/v1/accounts/{closed}/invoices/{invoice}/credit-notes",
+                 {"amount": "0.01", "reason": "order_change", "credit_note_id": "cn_seed"})
+    statements = _call(base, key, "GET", f"/v1/providers/{CLOSED['provider_id']}/statements")["data"]
+    if not statements:
+        sys.exit("seeding: the close wrote no provider statement")
+    json.dump({"invoice_id": invoice, "void_invoice_id": void, "credit_note_id": note["credit_note_id"],
+               "statement_id": statements[0]["statement_id"]}, open(seeds_file, "w"))
+
+
+def _half(value):
+    text = json.dumps(value, sort_keys=True, default=str)
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 2 == 0
+
+
+def _example(name, value):
+    """Whether `value` is the document's example of path parameter `name`."""
+    examples = {**SEEDED, "invoice_id": "inv_1", "credit_note_id": "credit-note#inv_1#cn_1",
+                "statement_id": "20261125T130000.000Z:inv_1"}
+    return str(examples.get(name)) == str(value)
+
+
+def _paths(path_parameters, path):
+    """Points example ids, and half of the generated ones, at the seeded objects."""
+    if not path_parameters:
+        return path_parameters
+    examples = all(_example(k, v) for k, v in path_parameters.items())
+    if not examples and not _half(path_parameters):
+        return path_parameters
+    seeds = _seeds()
+    # The routes on one invoice or credit note are the closed invoice's account's; a statement
+    # is its provider's.
+    closed = "{invoice_id}" in path or "{credit_note_id}" in path
+    statement = "{statement_id}" in path
+    out = {}
+    for k, v in path_parameters.items():
+        if k == "invoice_id" and path.endswith("/void") and "void_invoice_id" in seeds:
+            out[k] = seeds["void_invoice_id"]
+        elif k in ("invoice_id", "credit_note_id", "statement_id") and k in seeds:
+            out[k] = seeds[k]
+        elif k == "account_id" and closed:
+            out[k] = CLOSED["account_id"]
+        elif k == "provider_id" and statement:
+            out[k] = CLOSED["provider_id"]
+        else:
+            out[k] = SEEDED.get(k, v)
+    return out
+
+
+def _now(minutes=0):
+    return _iso(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes))
+
+
+# The examples of the document (functions/api/src/request/) that name a time, which the rules
+# relative to now refuse: they are always moved to now.
+DOC_TIMES = ("2030-01-01T00:00:00Z", "2030-01-05T09:00:00Z")
+
+
+def _doc_time(value):
+    return isinstance(value, str) and value in DOC_TIMES
+
+
+def _body(method, path, body):
+    """Sets the fields whose valid values depend on now or on the store."""
+    n = next(_counter)
+    run = f"{os.getpid()}_{n}"
+    if method != "POST" or not isinstance(body, (dict, list)):
+        return body
+    if path == "/v1/usage":
+        for e in body if isinstance(body, list) else [body]:
+            if isinstance(e, dict) and (_doc_time(e.get("timestamp")) or _half(e)):
+                e["timestamp"] = _now()
+    elif not isinstance(body, dict):
+        return body
+    elif path in ("/v1/accounts", "/v1/accounts/{account_id}"):
+        # The local stack has exchange rates for none of the other currencies: an account billed
+        # in one answers quotes and plan-change previews with the documented 503.
+        if "currency" in body:
+            body["currency"] = "USD"
+        if _half(body):
+            if path == "/v1/accounts":
+                body["account_id"] = f"acct_gen_{run}"
+            else:
+                body.pop("account_id", None)
+    elif path == "/v1/price-books" and (_doc_time(body.get("effective_from")) or _half(body)):
+        # A provider of its own, so that the run's books never overlap.
+        body.clear()
+        body.update({"id": f"book_gen_{run}", "version": 1, "currency": "USD",
+                     "owner": {"kind": "provider", "id": f"prov_gen_{run}"}, "effective_from": _now(60),
+                     "prices": [{"id": "cpu", "meter": "cpu_seconds",
+                                 "model": {"type": "per_unit", "unit_price": "0.0001"}}]})
+        body.pop("effective_to", None)
+    elif path == "/v1/accounts/{account_id}/subscriptions" and _half(body):
+        body.update({"plan_id": SEEDED["plan_id"], "start": _now(), "subscription_id": f"sub_gen_{run}"})
+        body.pop("plan_version", None)
+    elif (path.endswith("/change") or path.endswith("/change/preview")) and _half(body):
+        body["plan_id"] = SEEDED["plan_id"]
+        body.pop("plan_version", None)
+    elif path == "/v1/estimates/job":
+        job = body.get("job")
+        if isinstance(job, dict) and (_doc_time(job.get("start")) or _half(body)):
+            body["account_id"] = SEEDED["account_id"]
+            job.update({"start": _now(1), "provider_id": SEEDED["provider_id"]})
+    elif "/budgets" in path and _half(body):
+        body.pop("account_id", None)
+        body.pop("thresholds", None)
+        if path.endswith("{budget_id}"):
+            body.pop("budget_id", None)
+        else:
+            body["budget_id"] = f"budget_gen_{run}"
+    elif path.endswith("/credit-notes") and _half(body):
+        body["amount"] = "0.01"
+        body.pop("credit_note_id", None)
+    elif path.endswith("/mark-paid") and _half(body):
+        body.pop("amount", None)
+    return body
+
+
+# Query parameters whose valid values depend on each other or on what the API returned before.
+RANGES = ("cursor", "from", "to", "issued_from", "issued_to", "period_from", "period_to", "min_total",
+          "max_total", "since")
+
+
+def _query(path, query):
+    if not isinstance(query, dict) or not _half(query):
+        return query
+    if path == "/v1/reports/tax":
+        query.update({"from": _now(-60 * 24), "to": _now(1)})
+        return query
+    for k in RANGES:
+        query.pop(k, None)
+    return query
+
+
+def _fresh(case, method, path):
+    """A fresh object for the operations that use theirs up (delete a budget, cancel a
+    subscription, rotate or revoke a key), never the seeded one."""
+    if path.endswith("/cancel"):
+        sub = f"sub_gen_{os.getpid()}_{next(_counter)}"
+        _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/subscriptions",
+              {"subscription_id": sub, "plan_id": SEEDED["plan_id"], "cadence": "monthly"}, quiet=True)
+        case.path_parameters.update({"account_id": SEEDED["account_id"], "subscription_id": sub})
+    elif path == "/v1/accounts/{account_id}/budgets/{budget_id}" and method == "DELETE":
+        budget = f"budget_gen_{os.getpid()}_{next(_counter)}"
+        _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/budgets",
+              {"budget_id": budget, "amount": "10", "currency": "USD"}, quiet=True)
+        case.path_parameters.update({"account_id": SEEDED["account_id"], "budget_id": budget})
+    elif path.startswith("/v1/api-keys/{key_id}") and method in ("POST", "DELETE"):
+        key = _call(BASE, KEY, "POST", "/v1/api-keys", {"role": "operator", "name": "contract"}, quiet=True)
+        case.path_parameters["key_id"] = key["id"]
+
+
+BASE = os.environ.get("CONTRACT_BASE", "")
+KEY = os.environ.get("METERLINE_API_KEY", "")
 
 
 @schemathesis.hook
-def map_path_parameters(ctx, path_parameters):
-    if not path_parameters:
-        return path_parameters
-    text = json.dumps(path_parameters, sort_keys=True, default=str)
-    if zlib.crc32(text.encode("utf-8", "surrogatepass")) % 2:
-        return path_parameters
-    return {k: SEEDED.get(k, v) for k, v in path_parameters.items()}
+def before_call(context, case, kwargs):
+    """Applied to every case of every phase (the `map_*` hooks do not reach the coverage phase)."""
+    method, path = case.operation.method.upper(), case.operation.path
+    if case.path_parameters:
+        case.path_parameters = _paths(case.path_parameters, path)
+        _fresh(case, method, path)
+    if case.body is not None and not isinstance(case.body, (str, bytes)):
+        case.body = _body(method, path, case.body)
+    if case.query:
+        case.query = _query(path, case.query)
+    # One Idempotency-Key per request: a key sent again with another body is refused (422), and
+    # schemathesis repeats the values it generates for a header.
+    if case.headers and "Idempotency-Key" in case.headers:
+        case.headers["Idempotency-Key"] = f"contract-{os.getpid()}-{next(_counter)}"
 
 
 def _utf8(text):

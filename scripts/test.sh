@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit and property tests, then the integration tests against a
 # local AWS endpoint (moto_server) that this script starts and stops, then (with no arguments)
-# the contract test of the running API against its OpenAPI document (scripts/contract.sh) and
-# the usage stream's end-to-end test under cargo lambda watch (scripts/stream_e2e.sh).
+# the contract test of the running API against its OpenAPI document (scripts/contract.sh), a
+# generated client's billing flow (scripts/client_flow.sh) and the usage stream's end-to-end test
+# under cargo lambda watch (scripts/stream_e2e.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -15,6 +16,8 @@ cargo test --workspace --locked "$@"
 if [ "$#" -eq 0 ]; then
   log "contract test: schemathesis against the API under cargo lambda watch"
   bash "$ROOT/scripts/contract.sh"
+  log "client flow: a client generated from /openapi.json drives a billing flow"
+  bash "$ROOT/scripts/client_flow.sh"
   log "stream end-to-end test: the functions under cargo lambda watch, a real SSE client"
   bash "$ROOT/scripts/stream_e2e.sh"
 fi

@@ -392,6 +392,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             }
             Err(p) => return Err(p),
         };
+        if body.at.is_none() && !errors.iter().any(|e| e.field == "at") {
+            errors.push(FieldError::new(
+                "at",
+                "required",
+                "is required: `now` or `period_end`",
+            ));
+        }
         let (Some(doc), Some(when), true) = (doc, body.at, errors.is_empty()) else {
             return Err(crate::request::invalid("body", errors));
         };

@@ -336,6 +336,15 @@ mod tests {
         let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
         let text = serde_json::to_string_pretty(&doc).unwrap();
         assert_eq!(doc["paths"].as_object().unwrap().len(), 46);
+        // Every reference resolves: a request type's field types are registered with it.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referred to but not in the document"
+            );
+        }
         if let Ok(path) = std::env::var("METERLINE_OPENAPI_OUT") {
             std::fs::write(path, text).unwrap();
         }

@@ -119,7 +119,33 @@ impl<A> Route<A> {
     }
 }
 
-/// Matches `path` against `pattern`, returning the parameters.
+/// A path segment with its `%XX` escapes decoded (clients percent-encode path parameters: a
+/// statement id's `:`, a credit note id's `#`); the segment as it came if that is not UTF-8.
+pub fn percent_decoded(segment: &str) -> String {
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| segment.to_string())
+}
+
+/// Matches `path` against `pattern`, returning the parameters (percent-decoded).
 pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
     let mut want = pattern.trim_matches('/').split('/');
@@ -132,7 +158,7 @@ pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
                     if g.is_empty() {
                         return None;
                     }
-                    params.push((name, g.to_string()));
+                    params.push((name, percent_decoded(g)));
                 } else if w != g {
                     return None;
                 }
@@ -210,6 +236,12 @@ mod tests {
         assert!(match_path(p, "/v1/accounts/a1").is_none());
         assert!(match_path("/health", "/health/").is_some());
         assert!(match_path("/health", "/healthz").is_none());
+        let p = "/v1/providers/{provider_id}/statements/{statement_id}";
+        let params = match_path(p, "/v1/providers/p1/statements/20261125T130000.000Z%3Ainv_1").unwrap();
+        assert_eq!(params.get("statement_id"), Some("20261125T130000.000Z:inv_1"));
+        assert_eq!(percent_decoded("credit-note%23a%23b"), "credit-note#a#b");
+        assert_eq!(percent_decoded("%zz%2"), "%zz%2");
+        assert_eq!(percent_decoded("%ff"), "%ff", "not UTF-8: as it came");
     }
 
     #[test]

@@ -15,7 +15,10 @@ use meterline_shared::domain::pricing::{Jurisdiction, TaxProfile};
 use meterline_shared::domain::usage::FieldError;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use serde_json::json;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// `limit` and `cursor` of the catalog lists (accounts, subscriptions, providers, books, plans).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -49,16 +52,54 @@ pub enum TermsKind {
 }
 
 /// When an invoice is due: `{"type": "net", "days": 30}` or `{"type": "due_on_receipt"}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TermsInput {
     #[serde(rename = "type")]
     pub kind: TermsKind,
     /// With `net` only.
     #[serde(default)]
-    #[schema(inline)]
     pub days: Option<PolicyDays>,
 }
+
+/// An object of one kind (`type`) and the fields that kind requires and allows: how a body with a
+/// `type` is described, one alternative per kind (read flat, so that a refused field keeps its
+/// path).
+fn kind_shape(kind: &str, fields: &[(&str, RefOr<Schema>, bool)]) -> ObjectBuilder {
+    let mut o = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .enum_values(Some([kind])),
+        )
+        .required("type")
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+    for (name, schema, required) in fields {
+        o = o.property(*name, schema.clone());
+        if *required {
+            o = o.required(*name);
+        }
+    }
+    o
+}
+
+impl PartialSchema for TermsInput {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(kind_shape("net", &[("days", PolicyDays::schema(), true)]))
+                .item(kind_shape("due_on_receipt", &[]))
+                .description(Some(
+                    "When an invoice is due: `days` after its issue date, or on it",
+                ))
+                .examples([json!({"type": "net", "days": 30})])
+                .build(),
+        ))
+    }
+}
+impl ToSchema for TermsInput {}
 
 /// A money amount: a non-negative decimal string in a currency.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -82,7 +123,7 @@ pub enum LateFeeKind {
 
 /// A late fee: `{"type": "fixed", "amount": {...}}` or `{"type": "percentage", "percent": "1.5",
 /// "cap": {...}}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LateFeeInput {
     #[serde(rename = "type")]
@@ -92,11 +133,36 @@ pub struct LateFeeInput {
     pub amount: Option<MoneyInput>,
     /// With `percentage` only.
     #[serde(default)]
-    #[schema(inline)]
     pub percent: Option<Percent>,
     /// With `percentage` only: the largest fee.
     #[serde(default)]
     pub cap: Option<MoneyInput>,
+}
+
+impl PartialSchema for LateFeeInput {
+    fn schema() -> RefOr<Schema> {
+        let money = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name("MoneyInput"));
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(kind_shape("fixed", &[("amount", money(), true)]))
+                .item(kind_shape(
+                    "percentage",
+                    &[("percent", Percent::schema(), true), ("cap", money(), false)],
+                ))
+                .description(Some(
+                    "A late fee per fee period: a fixed amount, or a percentage of what is outstanding (at most `cap`), in the account's currency",
+                ))
+                .examples([json!({"type": "percentage", "percent": "1.5"})])
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for LateFeeInput {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("MoneyInput".to_string(), MoneyInput::schema()));
+        MoneyInput::schemas(schemas);
+    }
 }
 
 impl LateFeeInput {
@@ -475,10 +541,10 @@ pub struct NewSubscription {
     // a missing one is named), so that the other fields and the plan are still checked and one
     // answer names every field.
     #[serde(default)]
-    #[schema(inline, required = true)]
+    #[schema(inline, required = true, nullable = false)]
     pub subscription_id: Option<RefId>,
     #[serde(default)]
-    #[schema(inline, required = true)]
+    #[schema(inline, required = true, nullable = false)]
     pub cadence: Option<CadenceName>,
     /// `calendar` (default) or `anniversary`.
     #[serde(default)]
@@ -489,7 +555,7 @@ pub struct NewSubscription {
     #[schema(inline)]
     pub start: Option<Time>,
     #[serde(default)]
-    #[schema(inline, required = true)]
+    #[schema(inline, required = true, nullable = false)]
     pub plan_id: Option<RefId>,
     /// Default: the plan's latest version.
     #[serde(default)]
@@ -517,6 +583,15 @@ impl NewSubscription {
                 "must be from 7 days ago to 366 days ahead",
             ));
         }
+        for (field, given) in [
+            ("subscription_id", self.subscription_id.is_some()),
+            ("cadence", self.cadence.is_some()),
+            ("plan_id", self.plan_id.is_some()),
+        ] {
+            if !given {
+                errors.push(FieldError::new(field, "required", "is required"));
+            }
+        }
         match (&self.subscription_id, self.cadence) {
             (Some(id), Some(cadence)) if errors.is_empty() => Ok(SubscriptionAsk {
                 subscription_id: id.0.clone(),
@@ -524,7 +599,6 @@ impl NewSubscription {
                 alignment: self.alignment.map_or(Alignment::Calendar, |a| a.0),
                 start,
             }),
-            // A missing required field is already named.
             _ => Err(errors),
         }
     }
@@ -571,6 +645,6 @@ pub struct PlanChangeRequest {
     /// Required. (Read as optional, so that the plan is still looked up and one answer names
     /// every field.)
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false)]
     pub at: Option<At>,
 }

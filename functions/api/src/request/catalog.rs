@@ -9,7 +9,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::{Map, Value};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -103,29 +105,67 @@ pub struct NewPriceBook(pub Map<String, Value>);
 
 impl PartialSchema for NewPriceBook {
     fn schema() -> RefOr<Schema> {
-        let id = || RefId::schema();
+        let closed = || AdditionalProperties::<Schema>::FreeForm(false);
+        let object = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some(description.to_string()))
+        };
+        let string_enum = |values: &[&str]| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .enum_values(Some(values.to_vec()))
+        };
+        let owner = OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Object))
+                    .property("kind", string_enum(&["provider"]))
+                    .property("id", RefId::schema())
+                    .required("kind")
+                    .required("id")
+                    .additional_properties(Some(closed())),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Object))
+                    .property("kind", string_enum(&["marketplace"]))
+                    .required("kind")
+                    .additional_properties(Some(closed())),
+            );
+        let price = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
+            .property("id", RefId::schema())
+            .property("meter", super::types::MeterName::schema())
+            .property("filters", super::types::Dimensions::schema())
+            .property(
+                "model",
+                object("The charge model, by `type`: `per_unit`, `tiered`, `volume`, `package`, ... (docs/pricing.md)"),
+            )
+            .property("minimum", super::types::Quantity::schema())
+            .property("maximum", super::types::Quantity::schema())
+            .property("dynamic", object("Time-of-use, demand and spot pricing (docs/pricing.md)"))
+            .required("id")
+            .required("meter")
+            .required("model")
+            .additional_properties(Some(closed()));
         RefOr::T(Schema::Object(
             ObjectBuilder::new()
                 .schema_type(SchemaType::Type(Type::Object))
                 .description(Some(
                     "A price book version (docs/pricing.md). Amounts are decimal strings with at most 12 places.",
                 ))
-                .property("id", id())
-                .property(
-                    "owner",
-                    ObjectBuilder::new()
-                        .schema_type(SchemaType::Type(Type::Object))
-                        .description(Some("`{\"kind\": \"provider\", \"id\": ...}` or `{\"kind\": \"marketplace\"}`")),
-                )
+                .property("id", RefId::schema())
+                .property("owner", owner)
                 .property("currency", super::types::CurrencyCode::schema())
                 .property("version", super::types::Version::schema())
                 .property("effective_from", super::types::Time::schema())
                 .property("effective_to", super::types::Time::schema())
+                .property("tax_mode", string_enum(&["exclusive", "inclusive"]))
+                .property("volume_discount", object("Discounts by volume (docs/pricing.md)"))
                 .property(
                     "prices",
-                    ArrayBuilder::new()
-                        .items(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object)))
-                        .max_items(Some(crate::limits::MAX_PRICES)),
+                    ArrayBuilder::new().items(price).max_items(Some(crate::limits::MAX_PRICES)),
                 )
                 .required("id")
                 .required("owner")
@@ -133,6 +173,7 @@ impl PartialSchema for NewPriceBook {
                 .required("version")
                 .required("effective_from")
                 .required("prices")
+                .additional_properties(Some(closed()))
                 .examples([json!({"id": "book_1", "owner": {"kind": "provider", "id": "prov_1"}, "currency": "USD",
                     "version": 1, "effective_from": "2030-01-01T00:00:00Z",
                     "prices": [{"id": "gpu", "meter": "gpu_seconds", "model": {"type": "per_unit", "unit_price": "0.0008"}}]})])

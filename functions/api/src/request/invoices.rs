@@ -21,10 +21,10 @@ pub struct InvoiceList {
     #[param(inline)]
     pub status: Option<Statuses>,
     /// Periods starting at or after.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub period_from: Option<Time>,
     /// Periods starting before.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub period_to: Option<Time>,
     /// Total at least.
     #[param(inline)]
@@ -86,16 +86,16 @@ impl InvoiceList {
 #[into_params(parameter_in = Query)]
 pub struct AllInvoicesList {
     /// Inclusive (default 366 days before `issued_to`).
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub issued_from: Option<Time>,
     /// Exclusive (default now); at most 366 days after `issued_from`.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub issued_to: Option<Time>,
     #[param(inline)]
     pub status: Option<Statuses>,
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub period_from: Option<Time>,
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub period_to: Option<Time>,
     #[param(inline)]
     pub min_total: Option<TotalBound>,
@@ -168,10 +168,10 @@ pub struct InvoicePageQuery {
 #[into_params(parameter_in = Query)]
 pub struct StatementList {
     /// Periods ending at or after.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub period_from: Option<Time>,
     /// Periods ending before.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub period_to: Option<Time>,
     #[param(inline)]
     pub limit: Option<InvoicePage>,
@@ -207,10 +207,10 @@ pub enum ReportFormat {
 #[into_params(parameter_in = Query)]
 pub struct TaxReportQuery {
     /// Inclusive.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub from: Time,
     /// Exclusive; at most 366 days after `from`.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub to: Time,
     /// `json` (default) or `csv` (also with `Accept: text/csv`).
     #[param(inline)]

@@ -4,26 +4,61 @@ use super::types::{KeyName, KeyPage, RefId, RoleName};
 use meterline_shared::domain::access::keys::Role;
 use meterline_shared::domain::usage::FieldError;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use serde_json::json;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// A key to create: its role decides its tenant (`account_id` for a customer key, and only
 /// then; `provider_id` for a provider key, and only then; neither for an operator key).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"role": "customer", "account_id": "acct_1", "name": "ci"}))]
 pub struct NewKey {
-    #[schema(inline)]
     pub role: RoleName,
     #[serde(default)]
-    #[schema(inline)]
     pub account_id: Option<RefId>,
     #[serde(default)]
-    #[schema(inline)]
     pub provider_id: Option<RefId>,
     #[serde(default)]
-    #[schema(inline)]
     pub name: Option<KeyName>,
 }
+
+/// Described as one of three shapes, one per role, from the same field types: what a client must
+/// send for each role, which a flat object could not say.
+impl PartialSchema for NewKey {
+    fn schema() -> RefOr<Schema> {
+        let shape = |role: &str, tenant: Option<&str>| {
+            let mut o = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .property(
+                    "role",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .enum_values(Some([role])),
+                )
+                .required("role")
+                .property("name", KeyName::schema())
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+            if let Some(t) = tenant {
+                o = o.property(t, RefId::schema()).required(t);
+            }
+            o
+        };
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(shape("operator", None))
+                .item(shape("customer", Some("account_id")))
+                .item(shape("provider", Some("provider_id")))
+                .description(Some(
+                    "A key to create: `account_id` for (and only for) a customer key, `provider_id` for a \
+                     provider key, neither for an operator key.",
+                ))
+                .examples([json!({"role": "customer", "account_id": "acct_1", "name": "ci"})])
+                .build(),
+        ))
+    }
+}
+impl ToSchema for NewKey {}
 
 /// A checked [`NewKey`].
 pub struct KeyAsk {

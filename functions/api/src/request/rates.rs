@@ -13,10 +13,10 @@ use utoipa::IntoParams;
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Rates with `as_of` at or after (default: a day before `to`).
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub from: Option<Time>,
     /// Rates with `as_of` before (default: now).
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub to: Option<Time>,
     #[param(inline)]
     pub limit: Option<HistoryPage>,

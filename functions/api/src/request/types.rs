@@ -189,9 +189,10 @@ macro_rules! text {
 }
 
 /// Printable text with at least one character that is not a space.
-const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F]*[^\s\u0000-\u001F\u007F][^\u0000-\u001F\u007F]*$";
+const TEXT_PATTERN: &str =
+    r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
 /// Printable text, possibly empty.
-const MEMO_PATTERN: &str = r"^[^\u0000-\u001F\u007F]*$";
+const MEMO_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 
 text!(
     /// A provider's name, a plan's: 1 to [`limits::MAX_TEXT_CHARS`] characters.

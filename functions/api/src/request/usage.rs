@@ -72,7 +72,7 @@ fn event_schema() -> ObjectBuilder {
         ))
         .property(
             "id",
-            id(limits::MAX_EVENT_ID_LEN).pattern(Some(r"^[^\u0000-\u001F\u007F]+$")),
+            id(limits::MAX_EVENT_ID_LEN).pattern(Some(r"^[^\u0000-\u001F\u007F-\u009F]+$")),
         )
         .property("account_id", ref_id())
         .property("provider_id", ref_id())
@@ -137,10 +137,10 @@ pub struct UsageQueryParams {
     #[param(inline)]
     pub granularity: Option<GranularityName>,
     /// Windows starting at or after (default: `to` less an hour, a day or 31 days).
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub from: Option<Time>,
     /// Windows starting before (default: the end of the current window).
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-25T00:00:00Z"))]
     pub to: Option<Time>,
     /// One meter only.
     #[param(inline)]
@@ -244,7 +244,7 @@ pub struct StreamQuery {
     pub granularity: Option<GranularityName>,
     /// Send changes written after this (default: the start of the current window); ignored
     /// with `Last-Event-ID`.
-    #[param(inline)]
+    #[param(inline, example = json!("2026-11-24T00:00:00Z"))]
     pub since: Option<Time>,
 }
 
