@@ -31,6 +31,7 @@ from meterline_client.api.statements import get_statement, list_statements
 from meterline_client.api.subscriptions import create_subscription, get_subscription
 from meterline_client.api.usage import get_usage, post_usage
 from meterline_client.models import (
+    GetUsageGranularity,
     NewAccount,
     NewCreditNote,
     NewPlan,
@@ -105,7 +106,7 @@ def main(base, key, stack_file, watch):
         assert accepted["accepted"] == 4, accepted
         print(f"ingestion: {dict(closing.ingest(stack, watch))}")
         _, usage = check("read usage", get_usage.sync_detailed(
-            account, client=c, granularity="hour", from_=start, to=hour), 200)
+            account, client=c, granularity=GetUsageGranularity.HOUR, from_=start, to=hour), 200)
         assert sum(Decimal(r["quantity"]) for r in usage["data"]) == Decimal(14400), usage
 
         out, stats = closing.close(stack, watch)
