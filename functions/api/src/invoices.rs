@@ -594,7 +594,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .map_err(|e| store_problem(&e))?;
         let rows = tax_summary(&invoices);
         if csv {
-            return Ok(Response::builder()
+            return Response::builder()
                 .status(200)
                 .header("content-type", "text/csv; charset=utf-8")
                 .header(
@@ -606,7 +606,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                     ),
                 )
                 .body(Body::Text(tax_summary_csv(&rows)))
-                .map_err(|e| Problem::new(500, "response", "Internal error", e.to_string()))?);
+                .map_err(|e| Problem::new(500, "response", "Internal error", e.to_string()));
         }
         let mut totals: BTreeMap<&str, (Decimal, Decimal)> = BTreeMap::new();
         for r in &rows {

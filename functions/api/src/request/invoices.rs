@@ -162,6 +162,9 @@ pub struct InvoicePageQuery {
     pub cursor: Option<Cursor>,
 }
 
+/// A checked [`StatementList`]: periods ending from, before, the page size and the cursor.
+pub type StatementAsk = (DateTime<Utc>, DateTime<Utc>, usize, Option<Cursor>);
+
 /// A provider's statements: periods ending in `[period_from, period_to)`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -180,7 +183,7 @@ pub struct StatementList {
 }
 
 impl StatementList {
-    pub fn validate(self) -> Result<(DateTime<Utc>, DateTime<Utc>, usize, Option<Cursor>), Vec<FieldError>> {
+    pub fn validate(self) -> Result<StatementAsk, Vec<FieldError>> {
         let from = self.period_from.map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.0);
         let end_of_time = chrono::NaiveDate::from_ymd_opt(9999, 1, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -201,6 +204,9 @@ pub enum ReportFormat {
     Csv,
 }
 
+/// A checked [`TaxReportQuery`]: from, to and the format asked for.
+pub type ReportAsk = (DateTime<Utc>, DateTime<Utc>, Option<ReportFormat>);
+
 /// The range of a tax report: `[from, to)`, at most 366 days.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -218,7 +224,7 @@ pub struct TaxReportQuery {
 }
 
 impl TaxReportQuery {
-    pub fn validate(self) -> Result<(DateTime<Utc>, DateTime<Utc>, Option<ReportFormat>), Vec<FieldError>> {
+    pub fn validate(self) -> Result<ReportAsk, Vec<FieldError>> {
         let (from, to) = (self.from.0, self.to.0);
         if to <= from || to - from > Duration::days(MAX_REPORT_DAYS) {
             return Err(range_error(

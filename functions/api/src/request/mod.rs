@@ -48,20 +48,23 @@ pub struct NoBody {}
 #[into_params(parameter_in = Query)]
 pub struct NoQuery {}
 
+/// A body type: its id, its schema's name, and its schema with those it refers to.
+pub type BodyShape = (TypeId, String, Vec<(String, RefOr<Schema>)>);
+
 /// A route's request types, as the route table declares them: what the document describes and
 /// what the handler may parse.
 #[derive(Clone, Copy)]
 pub struct Shape {
     pub query: fn() -> (TypeId, Vec<Parameter>),
     /// `None`: the route takes no body.
-    pub body: Option<fn() -> (TypeId, String, Vec<(String, RefOr<Schema>)>)>,
+    pub body: Option<fn() -> BodyShape>,
 }
 
 fn query_shape<Q: IntoParams + 'static>() -> (TypeId, Vec<Parameter>) {
     (TypeId::of::<Q>(), Q::into_params(|| Some(ParameterIn::Query)))
 }
 
-fn body_shape<B: ToSchema + 'static>() -> (TypeId, String, Vec<(String, RefOr<Schema>)>) {
+fn body_shape<B: ToSchema + 'static>() -> BodyShape {
     let mut schemas = vec![(B::name().into_owned(), B::schema())];
     B::schemas(&mut schemas);
     (TypeId::of::<B>(), B::name().into_owned(), schemas)
