@@ -425,6 +425,7 @@ macro_rules! page_limit {
                 .minimum(Some(1))
                 .maximum(Some($max as u64))
                 .default(Some(json!($default)))
+                .examples([json!($default)])
                 .description(Some(format!("Items per page, 1 to {} (default {})", $max, $default)))
         );
     };
