@@ -27,7 +27,7 @@ log "contract: schemathesis against $BASE/openapi.json"
 # name, and half the generated path parameters name them too (contract_hooks.py), so the routes
 # reach their success paths. The stateful phase follows the document's links (create an account,
 # then its subscriptions, budgets, invoices...; list invoices, then void, pay or credit the first),
-# at most 6 steps per scenario (schemathesis's default).
+# at most 10 steps per scenario (scripts/schemathesis.toml).
 PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=contract_hooks st --config-file "$ROOT/scripts/schemathesis.toml" \
   run "$BASE/openapi.json" --url "$BASE" \
   -H "Authorization: Bearer $METERLINE_API_KEY" \

@@ -20,8 +20,9 @@ be recent, price books start now or later, subscriptions start within a week bac
 ahead, a quote's job starts in the account's open period; a cursor is only one the API returned.
 `before_call` sets those fields on half of the generated cases (the others keep what was
 generated, so the API's refusals are exercised too), gives each request its own
-`Idempotency-Key`, and gives the operations that use their object up (deleting a budget,
-rotating or revoking a key) a fresh one.
+`Idempotency-Key`, and gives the operations that use their object up or change it (deleting a
+budget, cancelling a subscription or changing its plan, rotating or revoking a key) a fresh one:
+subscriptions under an account of their own (`acct_fresh`), keys at most `MAX_FRESH_KEYS`.
 """
 import datetime as dt
 import itertools
@@ -96,6 +97,7 @@ def seed(base, key, stack_file, watch, seeds_file):
     tomorrow = _iso(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
     acct = SEEDED["account_id"]
     _call(base, key, "POST", "/v1/accounts", {"account_id": acct, "currency": "USD"})
+    _call(base, key, "POST", "/v1/accounts", {"account_id": FRESH_ACCOUNT, "currency": "USD"})
     _call(base, key, "POST", "/v1/providers",
           {"provider_id": SEEDED["provider_id"], "name": "Seed", "fee_percent": "10"})
     _call(base, key, "POST", "/v1/price-books",
@@ -152,6 +154,10 @@ def _paths(path_parameters, path):
     for k, v in path_parameters.items():
         if k == "invoice_id" and path.endswith("/void") and "void_invoice_id" in seeds:
             out[k] = seeds["void_invoice_id"]
+        elif k == "credit_note_id" and k in seeds:
+            # Its `#` percent-encoded here: the HTTP client would take a bare `#` for the start
+            # of a fragment (the API decodes `%23`, also when it arrives encoded twice).
+            out[k] = seeds[k].replace("#", "%23")
         elif k in ("invoice_id", "credit_note_id", "statement_id") and k in seeds:
             out[k] = seeds[k]
         elif k == "account_id" and closed:
@@ -209,7 +215,8 @@ def _body(method, path, body):
     elif path == "/v1/accounts/{account_id}/subscriptions" and _half(body):
         body.update({"plan_id": SEEDED["plan_id"], "start": _now(), "subscription_id": f"sub_gen_{run}"})
         body.pop("plan_version", None)
-    elif (path.endswith("/change") or path.endswith("/change/preview")) and _half(body):
+    elif path.endswith("/change") or path.endswith("/change/preview"):
+        # On a fresh subscription (`_fresh`); to the seeded plan, which has one version.
         body["plan_id"] = SEEDED["plan_id"]
         body.pop("plan_version", None)
     elif path == "/v1/estimates/job":
@@ -249,21 +256,31 @@ def _query(path, query):
 
 
 def _fresh(case, method, path):
-    """A fresh object for the operations that use theirs up (delete a budget, cancel a
-    subscription, rotate or revoke a key), never the seeded one."""
-    if path.endswith("/cancel"):
+    """A fresh object for the operations that use theirs up or change it (delete a budget, cancel
+    a subscription or change its plan, rotate or revoke a key), never the seeded one."""
+    if path.endswith("/cancel") or path.endswith("/change") or path.endswith("/change/preview"):
+        # Under an account of their own, so that the seeded account's list stays short.
         sub = f"sub_gen_{os.getpid()}_{next(_counter)}"
-        _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/subscriptions",
+        _call(BASE, KEY, "POST", f"/v1/accounts/{FRESH_ACCOUNT}/subscriptions",
               {"subscription_id": sub, "plan_id": SEEDED["plan_id"], "cadence": "monthly"}, quiet=True)
-        case.path_parameters.update({"account_id": SEEDED["account_id"], "subscription_id": sub})
+        case.path_parameters.update({"account_id": FRESH_ACCOUNT, "subscription_id": sub})
     elif path == "/v1/accounts/{account_id}/budgets/{budget_id}" and method == "DELETE":
         budget = f"budget_gen_{os.getpid()}_{next(_counter)}"
         _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/budgets",
               {"budget_id": budget, "amount": "10", "currency": "USD"}, quiet=True)
         case.path_parameters.update({"account_id": SEEDED["account_id"], "budget_id": budget})
     elif path.startswith("/v1/api-keys/{key_id}") and method in ("POST", "DELETE"):
-        key = _call(BASE, KEY, "POST", "/v1/api-keys", {"role": "operator", "name": "contract"}, quiet=True)
-        case.path_parameters["key_id"] = key["id"]
+        # At most MAX_FRESH_KEYS, so that the key list stays short; then the last one again.
+        if len(_fresh_keys) < MAX_FRESH_KEYS:
+            _fresh_keys.append(
+                _call(BASE, KEY, "POST", "/v1/api-keys", {"role": "operator", "name": "contract"}, quiet=True)["id"]
+            )
+        case.path_parameters["key_id"] = _fresh_keys[-1]
+
+
+FRESH_ACCOUNT = "acct_fresh"
+MAX_FRESH_KEYS = 30
+_fresh_keys = []
 
 
 BASE = os.environ.get("CONTRACT_BASE", "")
