@@ -853,9 +853,12 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
-    let usage = stack.usage_store();
+    let (worker_billing, usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
+        billing: &worker_billing,
         usage: &usage,
         rates: &rates,
         publisher: &publisher,
@@ -1113,9 +1116,13 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap();
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
+    let (worker_billing, worker_usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),

@@ -46,8 +46,11 @@ fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageSt
     assert_eq!(from_template.lifetime, std::time::Duration::from_secs(300));
     let config = config(stack, lifetime_ms);
     Arc::new(StreamFunction {
-        store: Arc::new(stack.usage_store()),
-        keys: Arc::new(DynamoApiKeyStore::new(stack.ddb(), config.api_keys_table.clone())),
+        store: Arc::new(stack.usage_store_of("UsageStreamFunction")),
+        keys: Arc::new(DynamoApiKeyStore::new(
+            stack.clients("UsageStreamFunction").dynamodb,
+            config.api_keys_table.clone(),
+        )),
         bootstrap: config
             .bootstrap_operator_key
             .as_ref()
@@ -278,7 +281,7 @@ async fn ingest(
         .await;
     assert_eq!(resp.status(), 202);
     let ingestor = usage_ingest::Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
