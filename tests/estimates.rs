@@ -489,6 +489,16 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         publisher: &publisher,
         with_forecast: true,
     };
+    // The bus unreachable: the run fails and gives back the claim of the alert it could not
+    // publish, so the next run announces it (the tight budget's alerts all arrive below).
+    let unreachable = w
+        .stack
+        .publisher_of("BudgetCheckFunction", &format!("{bus}-no-such-bus"));
+    let failing = budget_check::BudgetCheck {
+        publisher: &unreachable,
+        ..check
+    };
+    assert!(failing.handle(&scheduled_event(now), now).await.is_err());
     let mut published = 0;
     for _ in 0..10 {
         let s = check.handle(&scheduled_event(now), now).await.unwrap();
