@@ -427,7 +427,8 @@ def main():
     for p in problems:
         print(f"iam check: {p}", file=sys.stderr)
     if problems:
-        sys.exit(f"iam check: FAILED, {len(problems)} problems ({summary})")
+        n = len(problems)
+        sys.exit(f"iam check: FAILED, {n} problem{'' if n == 1 else 's'} ({summary})")
     print(f"iam check: ok, {summary}{' (recorded calls only)' if args.calls_only else ''}")
 
 
