@@ -14,6 +14,7 @@ use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::billing::CloseRequest;
 use meterline_shared::ports::directory::DirectoryStore;
 use meterline_shared::services::closing::{CloseSettings, Closer};
+use meterline_shared::ports::rates::RateStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -516,6 +517,78 @@ async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
     b
 }
 
+/// An account in another currency than the price books: the preview converts at the latest rate
+/// the exchange-rate table holds (the API function reads it), says so, and names the rate; with
+/// no rate for the pair it answers 503 rather than guess.
+#[tokio::test]
+async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate() {
+    let stack = Stack::create("planchange-fx").await;
+    let api = stack.api();
+    stack
+        .billing_store()
+        .put_catalog(&sample::catalog())
+        .await
+        .unwrap();
+    let start = t("2026-03-01T00:00:00Z");
+    plan(&api, "builder", "10.00", start).await;
+    plan(&api, "pro", "31.00", start).await;
+    let account = json!({"account_id": "acct_eur", "currency": "EUR", "timezone": "UTC"});
+    assert_eq!(
+        op(&api, "POST", "/v1/accounts", &[], Some(account), start)
+            .await
+            .0,
+        201
+    );
+    let sub = json!({"subscription_id": "sub_1", "plan_id": "builder", "cadence": "monthly"});
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_eur/subscriptions",
+        &[],
+        Some(sub),
+        start,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let preview = |at| {
+        let path = "/v1/accounts/acct_eur/subscriptions/sub_1/change/preview";
+        op(
+            &api,
+            "POST",
+            path,
+            &[],
+            Some(json!({"plan_id": "pro", "at": "now"})),
+            at,
+        )
+    };
+    let change_at = t("2026-03-11T00:00:00Z");
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b["type"].as_str().unwrap().ends_with("/no-exchange-rate"), "{b}");
+
+    let as_of = change_at - chrono::Duration::hours(1);
+    let rate = meterline_shared::domain::fx::ExchangeRate::new(
+        "USD/EUR".parse().unwrap(),
+        "0.5".parse().unwrap(),
+        as_of,
+        vec!["ecb".into()],
+        as_of,
+    )
+    .unwrap();
+    stack.rate_store().put(&rate).await.unwrap();
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 200, "{b}");
+    let p = &b["preview"];
+    assert_eq!(p["indicative"], true);
+    assert_eq!(p["rate"]["pair"], "USD/EUR");
+    assert_eq!(p["rate"]["rate"], "0.5");
+    // The same change as in USD (a 31-day March, ten days on builder), at half the amounts.
+    assert_eq!(
+        (p["currency"].as_str(), p["charge"].as_str()),
+        (Some("EUR"), Some("10.50"))
+    );
+}
+
 #[tokio::test]
 async fn plans_and_subscriptions_with_cancellation() {
     let stack = Stack::create("subscriptions").await;
@@ -854,9 +927,12 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
-    let usage = stack.usage_store();
+    let (worker_billing, usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
+        billing: &worker_billing,
         usage: &usage,
         rates: &rates,
         publisher: &publisher,
@@ -1114,9 +1190,13 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap();
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
+    let (worker_billing, worker_usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, operator_request, pump, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue};
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -57,7 +57,6 @@ struct Closed {
 async fn closed(test: &str) -> Closed {
     let stack = Stack::create(test).await;
     let store = stack.billing_store();
-    let usage = stack.usage_store();
     let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(3);
     store.put_catalog(&sample::catalog()).await.unwrap();
     for account in ["acct_a", "acct_b"] {
@@ -86,7 +85,7 @@ async fn closed(test: &str) -> Closed {
         ev("b0g", "acct_b", "prov_000", Meter::GpuSeconds, "1800", anchor + h),
     ];
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let resp = ingestor
@@ -97,7 +96,7 @@ async fn closed(test: &str) -> Closed {
         .await;
     assert!(resp.batch_item_failures.is_empty());
 
-    let queue = SqsCloseQueue::new(stack.sqs(), stack.resource("CloseQueue"));
+    let queue = stack.close_queue_of_cycle_close();
     let now = Utc::now();
     let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> = serde_json::from_value(json!({
         "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
@@ -106,14 +105,24 @@ async fn closed(test: &str) -> Closed {
     }))
     .unwrap();
     let events = MemoryEventPublisher::new();
-    let s = cycle_close::handle(&store, &queue, &events, &scheduled, now)
-        .await
-        .unwrap();
+    let s = cycle_close::handle(
+        &stack.billing_store_of("CycleCloseFunction"),
+        &queue,
+        &events,
+        &scheduled,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.enqueued, 2);
     let rates = InMemoryRateStore::new();
+    let (worker_billing, worker_usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &store,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &events,
         settings: CloseSettings::default(),

@@ -47,8 +47,11 @@ fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageSt
     assert_eq!(from_template.lifetime, std::time::Duration::from_secs(300));
     let config = config(stack, lifetime_ms);
     Arc::new(StreamFunction {
-        store: Arc::new(stack.usage_store()),
-        keys: Arc::new(DynamoApiKeyStore::new(stack.ddb(), config.api_keys_table.clone())),
+        store: Arc::new(stack.usage_store_of("UsageStreamFunction")),
+        keys: Arc::new(DynamoApiKeyStore::new(
+            stack.clients("UsageStreamFunction").dynamodb,
+            config.api_keys_table.clone(),
+        )),
         bootstrap: config
             .bootstrap_operator_key
             .as_ref()
@@ -279,7 +282,7 @@ async fn ingest(
         .await;
     assert_eq!(resp.status(), 202);
     let ingestor = usage_ingest::Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -508,6 +511,14 @@ async fn the_api_route_answers_the_settled_changes_and_ends() {
 #[tokio::test]
 #[ignore = "run by scripts/stream_e2e.sh, which starts the functions under cargo lambda watch"]
 async fn under_cargo_lambda_watch() {
+    // Every step has its own bound too; this one makes sure a stuck emulator fails the run
+    // with a message instead of holding CI until its own time limit.
+    tokio::time::timeout(std::time::Duration::from_secs(600), end_to_end_under_watch())
+        .await
+        .expect("the end-to-end run finished within 10 minutes");
+}
+
+async fn end_to_end_under_watch() {
     let watch = std::env::var("METERLINE_WATCH_URL").expect("METERLINE_WATCH_URL");
     let operator = std::env::var("METERLINE_API_KEY").expect("METERLINE_API_KEY");
     let stack_json =
@@ -519,7 +530,10 @@ async fn under_cargo_lambda_watch() {
     };
     let api_url = format!("{watch}/lambda-url/api");
     let stream_url = format!("{watch}/lambda-url/usage-stream");
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
     let post = |path: &str, body: Value| {
         http.post(format!("{api_url}{path}"))
             .bearer_auth(&operator)

@@ -2,11 +2,18 @@
 //! and API Gateway event shapes, and a local SQS event source mapping.
 //!
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
+//!
+//! A handler under test gets its AWS clients from [`Stack::clients`], which names the function
+//! (its logical id in the template): with `METERLINE_AWS_CALL_LOG` set, as `scripts/test.sh`
+//! sets it, every call those clients make is recorded for that function, and
+//! `scripts/iam_check.py` checks the records against the function's role. The stores without a
+//! function (`usage_store()`, `billing_store()`, `rate_store()`, `ddb()`, `sqs()`) set up and
+//! inspect a stack as a test would, and are not recorded: never give them to a handler.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
-    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
+    DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsCloseQueue, SqsUsageQueue,
 };
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
@@ -84,25 +91,55 @@ impl Stack {
         RatesConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
     }
 
-    /// The rate store on this stack's table, as the functions open it.
+    /// The AWS clients of `function` (its logical id in the template), recorded for it.
+    pub fn clients(&self, function: &str) -> AwsClients {
+        AwsClients::for_function(&self.sdk, function).expect("the call log opens")
+    }
+
+    /// The rate store on this stack's table, to set up and inspect (not recorded).
     pub fn rate_store(&self) -> DynamoRateStore {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
-    /// The billing store (and budget store) on this stack's billing table.
+    /// The rate store as `function` opens it.
+    pub fn rate_store_of(&self, function: &str) -> DynamoRateStore {
+        DynamoRateStore::new(self.clients(function).dynamodb, self.rates_config(function).table)
+    }
+
+    /// The billing store (and budget store) on this stack's billing table, to set up and
+    /// inspect (not recorded).
     pub fn billing_store(&self) -> DynamoBillingStore {
+        DynamoBillingStore::new(self.ddb(), self.resource("BillingTable"))
+    }
+
+    /// The billing store as `function` opens it.
+    pub fn billing_store_of(&self, function: &str) -> DynamoBillingStore {
         DynamoBillingStore::new(
-            self.ddb(),
-            self.function_env("ApiFunction")["BILLING_TABLE"].clone(),
+            self.clients(function).dynamodb,
+            self.function_env(function)["BILLING_TABLE"].clone(),
         )
+    }
+
+    /// The close queue as `CycleCloseFunction` opens it.
+    pub fn close_queue_of_cycle_close(&self) -> SqsCloseQueue {
+        let env = self.function_env("CycleCloseFunction");
+        SqsCloseQueue::new(
+            self.clients("CycleCloseFunction").sqs,
+            env["CLOSE_QUEUE_URL"].clone(),
+        )
+    }
+
+    /// `function`'s EventBridge publisher, publishing on `bus`.
+    pub fn publisher_of(&self, function: &str, bus: &str) -> EventBridgePublisher {
+        EventBridgePublisher::new(self.clients(function).eventbridge, bus.to_string())
     }
 
     /// The API's estimate and budget routes, wired as the API function wires them.
     pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
         api::estimates::EstimatesApi {
-            billing: self.billing_store(),
-            usage: self.usage_store(),
-            rates: std::sync::Arc::new(self.rate_store()),
+            billing: self.billing_store_of("ApiFunction"),
+            usage: self.usage_store_of("ApiFunction"),
+            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
         }
     }
 
@@ -125,16 +162,23 @@ impl Stack {
     pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
         let env = self.function_env("ApiFunction");
         let config = self.api_config();
+        let clients = self.clients("ApiFunction");
         api::Api::new(
-            self.usage_store(),
-            SqsUsageQueue::new(self.sqs(), env["USAGE_QUEUE_URL"].clone()),
+            self.usage_store_of("ApiFunction"),
+            SqsUsageQueue::new(clients.sqs, env["USAGE_QUEUE_URL"].clone()),
             self.usage_config().ingest.time_rules,
-            std::sync::Arc::new(DynamoApiKeyStore::new(self.ddb(), config.api_keys_table)),
-            std::sync::Arc::new(DynamoIdempotencyStore::new(self.ddb(), config.idempotency_table)),
+            std::sync::Arc::new(DynamoApiKeyStore::new(
+                clients.dynamodb.clone(),
+                config.api_keys_table,
+            )),
+            std::sync::Arc::new(DynamoIdempotencyStore::new(
+                clients.dynamodb,
+                config.idempotency_table,
+            )),
         )
         .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
         .with_rates(api::rates::RatesApi::new(
-            std::sync::Arc::new(self.rate_store()),
+            std::sync::Arc::new(self.rate_store_of("ApiFunction")),
             self.rates_config("ApiFunction").max_age,
         ))
         .with_estimates(self.estimates_api())
@@ -150,12 +194,9 @@ impl Stack {
     /// The billing routes' dependencies, publishing their events on `bus`.
     pub fn billing_api_on_bus(&self, bus: &str) -> api::billing::BillingApi {
         api::billing::BillingApi {
-            store: self.billing_store(),
-            rates: std::sync::Arc::new(self.rate_store()),
-            events: meterline_shared::adapters::aws::EventBridgePublisher::new(
-                meterline_shared::adapters::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
-                bus.to_string(),
-            ),
+            store: self.billing_store_of("ApiFunction"),
+            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
+            events: self.publisher_of("ApiFunction", bus),
         }
     }
 
@@ -249,10 +290,18 @@ impl Stack {
         out
     }
 
-    /// A usage store on this stack's tables.
+    /// A usage store on this stack's tables, to set up and inspect (not recorded).
     pub fn usage_store(&self) -> DynamoUsageStore {
         let c = self.usage_config();
         DynamoUsageStore::new(self.ddb(), c.tables, c.event_retention)
+    }
+
+    /// The usage store as `function` opens it.
+    pub fn usage_store_of(&self, function: &str) -> DynamoUsageStore {
+        let env = self.function_env(function);
+        let c =
+            UsageConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid");
+        DynamoUsageStore::new(self.clients(function).dynamodb, c.tables, c.event_retention)
     }
 
     /// Items in a table (a full scan: tests only).

@@ -1,8 +1,8 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore,
-    DynamoIdempotencyStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
+    sdk_config, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore, DynamoRateStore,
+    DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
 use meterline_shared::adapters::cached_rates::CachedRates;
 use meterline_shared::adapters::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
@@ -17,8 +17,8 @@ async fn main() -> anyhow::Result<()> {
     let rates_config = RatesConfig::from_env(&env).context("configuration")?;
     let billing_config = BillingConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
-    let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk_config().await, "ApiFunction")?;
+    let ddb = clients.dynamodb;
     // Rates are read through a cache kept for the life of the execution environment.
     let rates = Arc::new(CachedRates::new(
         DynamoRateStore::new(ddb.clone(), rates_config.table),
@@ -28,10 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let billing = api::billing::BillingApi {
         store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
         rates: rates.clone(),
-        events: EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            billing_config.event_bus.clone(),
-        ),
+        events: EventBridgePublisher::new(clients.eventbridge, billing_config.event_bus.clone()),
     };
     let estimates = api::estimates::EstimatesApi {
         billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
@@ -40,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut api = api::Api::new(
         DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
-        SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
+        SqsUsageQueue::new(clients.sqs, queue_url),
         config.ingest.time_rules,
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoApiKeyStore, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, StreamConfig, UsageConfig};
 use std::sync::Arc;
 use usage_stream::StreamFunction;
@@ -11,8 +11,8 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let config = StreamConfig::from_env(&env).context("configuration")?;
-    let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk_config().await, "UsageStreamFunction")?;
+    let ddb = clients.dynamodb;
     let function = StreamFunction {
         store: Arc::new(DynamoUsageStore::new(
             ddb.clone(),
