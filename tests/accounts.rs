@@ -13,8 +13,8 @@ use meterline_shared::domain::pricing::LineKind;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::billing::CloseRequest;
 use meterline_shared::ports::directory::DirectoryStore;
-use meterline_shared::services::closing::{CloseSettings, Closer};
 use meterline_shared::ports::rates::RateStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 

@@ -5,9 +5,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::adapters::aws::{
-    aws_sdk_eventbridge, DynamoBillingStore, SqsUsageQueue,
-};
+use meterline_shared::adapters::aws::{aws_sdk_eventbridge, DynamoBillingStore, SqsUsageQueue};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
