@@ -666,7 +666,10 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
     });
 
     let lines = out.lines;
-    let sum = |f: fn(&LineItem) -> Decimal| lines.iter().map(f).sum::<Decimal>();
+    // Totals start at the currency's zero (`0.00`), so an invoice without lines still carries
+    // the minor units.
+    let zero = currency.round(Decimal::ZERO);
+    let sum = |f: fn(&LineItem) -> Decimal| lines.iter().map(f).fold(zero, |a, b| a + b);
     Ok(RatingResult {
         account_id: ctx.subscription.account_id.clone(),
         period,
