@@ -127,7 +127,6 @@ fn month_of(t: DateTime<Utc>) -> Period {
     Period::new(start, end)
 }
 
-
 #[derive(Serialize)]
 struct ForecastOutput<'a> {
     estimate: &'a PeriodEstimate,
@@ -526,7 +525,10 @@ mod tests {
         let brace = text.match_indices("\n  {").nth(1).unwrap().0 + 1;
         let line = text[..brace].matches('\n').count() + 1;
         assert!(e.starts_with(&format!("usage.json:{line}:")), "{e}");
-        assert!(e.contains("[1].dimension: is not a field of a usage event"), "{e}");
+        assert!(
+            e.contains("[1].dimension: is not a field of a usage event"),
+            "{e}"
+        );
         let agg = r#"[{"account_id":"a","granularity":"day","window_start":"2026-01-01T00:00:00Z",
             "meter":"cpu_seconds","quantity":"5","event_count":1,"provider":"p"}]"#;
         let e = parse_usage(&input(agg), "a", "-").unwrap_err().to_string();

@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use input::{instant_arg, Input};
 use meterline_shared::domain::money::Currency;
 use meterline_shared::domain::pricing::{
-    rate, Catalog, MarketFactors, Period, RatingContext, RatingResult, Subscription, TaxTable,
-    Unpriced, UnpricedReason,
+    rate, Catalog, MarketFactors, Period, RatingContext, RatingResult, Subscription, TaxTable, Unpriced,
+    UnpricedReason,
 };
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use rust_decimal::Decimal;
@@ -131,22 +131,20 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
     match cli.command {
         Command::PriceBook {
             command: PriceBookCommand::Validate { file },
-        } => {
-            match input::check_books(&Input::file(&file)?)? {
-                Ok(books) => {
-                    let prices: usize = books.iter().map(|b| b.prices.len()).sum();
-                    writeln!(out, "ok: {} book(s), {prices} price(s)", books.len())?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(issues) => {
-                    for i in &issues {
-                        writeln!(out, "{}: {} [{}]", i.path, i.message, i.code)?;
-                    }
-                    writeln!(out, "{} problem(s) in {}", issues.len(), file.display())?;
-                    Ok(ExitCode::from(1))
-                }
+        } => match input::check_books(&Input::file(&file)?)? {
+            Ok(books) => {
+                let prices: usize = books.iter().map(|b| b.prices.len()).sum();
+                writeln!(out, "ok: {} book(s), {prices} price(s)", books.len())?;
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(issues) => {
+                for i in &issues {
+                    writeln!(out, "{}: {} [{}]", i.path, i.message, i.code)?;
+                }
+                writeln!(out, "{} problem(s) in {}", issues.len(), file.display())?;
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::GenUsage(args) if args.pattern == "trend-weekly" => {
             let days = (args.hours.max(24) / 24) as usize;
             let events = meterline_shared::domain::forecast::synthetic_events(
@@ -329,7 +327,10 @@ fn unpriced_line(u: &Unpriced) -> String {
 /// Unpriced usage is never priced at zero, and never passes silently.
 fn unpriced_error(unpriced: &[Unpriced]) -> String {
     let rows: u64 = unpriced.iter().map(|u| u.rows).sum();
-    let list: Vec<String> = unpriced.iter().map(|u| format!("  {}", unpriced_line(u))).collect();
+    let list: Vec<String> = unpriced
+        .iter()
+        .map(|u| format!("  {}", unpriced_line(u)))
+        .collect();
     format!(
         "error: {} unpriced usage group(s) ({rows} row(s)); the total would leave them out:\n{}\n\
          give the missing prices or market factors, or pass --allow-unpriced to print the result \
@@ -505,7 +506,11 @@ mod tests {
         .unwrap();
         assert_eq!(rows.len(), 1);
         let e = input::usage_rows(&input("\n{\"meter\": 1}"), |_| ProgressBar::hidden()).unwrap_err();
-        assert!(e.to_string().starts_with("rows:2:11: meter: invalid type: integer `1`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("rows:2:11: meter: invalid type: integer `1`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -113,7 +113,15 @@ fn rate(d: &Path, files: &[(&str, &str)], extra: &[&str]) -> Run {
 
 fn assert_no_internals(r: &Run) {
     for s in [&r.stdout, &r.stderr] {
-        for internal in ["Period {", "Some(", "None", "{}", "Unpriced", "Standard", "NoPriceBook"] {
+        for internal in [
+            "Period {",
+            "Some(",
+            "None",
+            "{}",
+            "Unpriced",
+            "Standard",
+            "NoPriceBook",
+        ] {
             assert!(!s.contains(internal), "`{internal}` printed:\n{s}");
         }
     }
@@ -152,7 +160,8 @@ fn a_misspelled_field_inside_the_tax_section_is_refused() {
     let r = rate(&d, &[("subscription.json", &sub)], &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("tax.jurisdiction.regoin: unknown field `regoin`"),
+        r.stderr
+            .contains("tax.jurisdiction.regoin: unknown field `regoin`"),
         "{}",
         r.stderr
     );
@@ -181,7 +190,11 @@ fn usage_rows_one_per_line_name_the_line_of_the_bad_row() {
     let r = rate(&d, &[("usage.json", rows)], &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("usage.json:3:"), "{}", r.stderr);
-    assert!(r.stderr.contains("quantiy: unknown field `quantiy`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("quantiy: unknown field `quantiy`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -200,7 +213,11 @@ fn misspelled_fields_in_tax_tables_market_factors_and_price_books_are_refused() 
     let r = rate(&d, &[("market.json", market)], &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("market.json:1:"), "{}", r.stderr);
-    assert!(r.stderr.contains("market: unknown field `market`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("market: unknown field `market`"),
+        "{}",
+        r.stderr
+    );
 
     let book = BOOK.replace("\"unit_price\": \"0.002\"", "\"unit_prize\": \"0.002\"");
     let r = rate(&d, &[("book.json", &book)], &[]);
@@ -267,7 +284,11 @@ fn unpriced_usage_fails_rate_unless_allowed() {
 
     let r = rate(&d, &[("usage.json", rows)], &["--allow-unpriced"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("unpriced: p wall_seconds region=eu"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("unpriced: p wall_seconds region=eu"),
+        "{}",
+        r.stdout
+    );
     assert_no_internals(&r);
 
     let r = rate(&d, &[("usage.json", rows)], &["--allow-unpriced", "--json"]);
@@ -327,7 +348,13 @@ fn errors_never_print_internal_structures() {
 fn a_missing_file_is_named() {
     let d = dir("missing");
     let book = write(&d, "book.json", BOOK);
-    let r = meterline(&["rate", "--price-book", &book, "--usage", "/nonexistent/usage.json"]);
+    let r = meterline(&[
+        "rate",
+        "--price-book",
+        &book,
+        "--usage",
+        "/nonexistent/usage.json",
+    ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/usage.json"), "{}", r.stderr);
 }

@@ -120,10 +120,18 @@ mod tests {
             serde_json::from_str::<Meter>("\"gpu_seconds\"").unwrap(),
             Meter::GpuSeconds
         );
-        let e = serde_json::from_str::<Meter>("\"gpu_hours\"").unwrap_err().to_string();
-        assert!(e.starts_with("unknown meter `gpu_hours`; expected one of cpu_seconds,"), "{e}");
+        let e = serde_json::from_str::<Meter>("\"gpu_hours\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("unknown meter `gpu_hours`; expected one of cpu_seconds,"),
+            "{e}"
+        );
         let e = serde_json::from_str::<Meter>("1").unwrap_err().to_string();
-        assert!(e.starts_with("invalid type: integer `1`, expected a meter name"), "{e}");
+        assert!(
+            e.starts_with("invalid type: integer `1`, expected a meter name"),
+            "{e}"
+        );
     }
 
     #[test]

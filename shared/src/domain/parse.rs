@@ -107,9 +107,7 @@ pub fn not_a_decimal(text: &str) -> String {
 
 /// The message for a time that is not RFC 3339.
 pub fn not_rfc3339(text: &str) -> String {
-    format!(
-        "`{text}` is not an RFC 3339 time (date, `T`, time and offset, e.g. \"2026-01-01T00:00:00Z\")"
-    )
+    format!("`{text}` is not an RFC 3339 time (date, `T`, time and offset, e.g. \"2026-01-01T00:00:00Z\")")
 }
 
 /// Parses a decimal exactly (never through a float): plain (`-12.50`) or scientific (`1.5e3`)

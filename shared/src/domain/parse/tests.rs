@@ -207,7 +207,10 @@ fn the_helpers_read_exact_decimals_and_rfc_3339_times() {
         parse_instant("2026-01-01T01:00:00+01:00").unwrap(),
         parse_instant("2026-01-01T00:00:00Z").unwrap()
     );
-    assert_eq!(parse_instant("2026-13-01T00:00:00Z"), Err(not_rfc3339("2026-13-01T00:00:00Z")));
+    assert_eq!(
+        parse_instant("2026-13-01T00:00:00Z"),
+        Err(not_rfc3339("2026-13-01T00:00:00Z"))
+    );
     let e = from_json_value::<PriceBook>(json!({"id": 1})).unwrap_err();
     assert_eq!((e.path.as_str(), e.position), ("id", None), "{e}");
     assert!(from_json_str::<TaxTable>("{\"rates\": []} x").is_err());
@@ -219,12 +222,21 @@ fn the_documents_written_are_read_back_unchanged() {
     let again: PriceBook = from_json_str(&serde_json::to_string(&book).unwrap()).unwrap();
     assert_eq!(again, book);
     let sub: Subscription = from_json_str(SUBSCRIPTION).unwrap();
-    assert_eq!(from_json_value::<Subscription>(serde_json::to_value(&sub).unwrap()).unwrap(), sub);
+    assert_eq!(
+        from_json_value::<Subscription>(serde_json::to_value(&sub).unwrap()).unwrap(),
+        sub
+    );
     let taxes: TaxTable = from_json_str(TAXES).unwrap();
-    assert_eq!(from_json_value::<TaxTable>(serde_json::to_value(&taxes).unwrap()).unwrap(), taxes);
+    assert_eq!(
+        from_json_value::<TaxTable>(serde_json::to_value(&taxes).unwrap()).unwrap(),
+        taxes
+    );
     let rows: Vec<UsageRow> = from_json_str(ROWS).unwrap();
     let text = serde_json::to_string(&rows).unwrap();
-    assert!(text.contains("\"window_start\":\"2026-01-05T00:00:00Z\""), "{text}");
+    assert!(
+        text.contains("\"window_start\":\"2026-01-05T00:00:00Z\""),
+        "{text}"
+    );
     assert_eq!(from_json_str::<Vec<UsageRow>>(&text).unwrap(), rows);
 }
 
@@ -244,17 +256,51 @@ fn read_event(text: &str) -> Result<(), String> {
     let now = parse_instant("2026-01-05T00:00:00Z").unwrap();
     parse_event(text, now, &TimeRules::default())
         .map(|_| ())
-        .map_err(|r| r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        .map_err(|r| {
+            r.errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 const FORMATS: &[Format] = &[
-    Format { name: "price book", text: BOOK, read: reader::<PriceBook> },
-    Format { name: "subscription", text: SUBSCRIPTION, read: reader::<Subscription> },
-    Format { name: "tax table", text: TAXES, read: reader::<TaxTable> },
-    Format { name: "market factors", text: MARKET, read: reader::<MarketFactors> },
-    Format { name: "usage rows", text: ROWS, read: reader::<Vec<UsageRow>> },
-    Format { name: "usage aggregates", text: AGGREGATES, read: reader::<Vec<UsageAggregate>> },
-    Format { name: "usage event", text: EVENT, read: read_event },
+    Format {
+        name: "price book",
+        text: BOOK,
+        read: reader::<PriceBook>,
+    },
+    Format {
+        name: "subscription",
+        text: SUBSCRIPTION,
+        read: reader::<Subscription>,
+    },
+    Format {
+        name: "tax table",
+        text: TAXES,
+        read: reader::<TaxTable>,
+    },
+    Format {
+        name: "market factors",
+        text: MARKET,
+        read: reader::<MarketFactors>,
+    },
+    Format {
+        name: "usage rows",
+        text: ROWS,
+        read: reader::<Vec<UsageRow>>,
+    },
+    Format {
+        name: "usage aggregates",
+        text: AGGREGATES,
+        read: reader::<Vec<UsageAggregate>>,
+    },
+    Format {
+        name: "usage event",
+        text: EVENT,
+        read: read_event,
+    },
 ];
 
 /// Objects whose keys are data (dimension names, filters, market names), not field names.
