@@ -14,12 +14,14 @@ use super::tax::TaxProfile;
 use super::validate::{ValidationErrors, ValidationIssue};
 use crate::domain::meter::Meter;
 use crate::domain::money::Currency;
+use crate::domain::parse::{decimal, instant, opt_decimal};
 use chrono::{DateTime, Months, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// The account being rated, its plan and its tax position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
     pub account_id: String,
     #[serde(default)]
@@ -46,7 +48,7 @@ pub struct Plan {
     #[serde(default)]
     pub name: String,
     /// Charged every period, prorated by seconds to `active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub recurring_fee: Option<Decimal>,
     /// When the subscription is active; `None` means the whole period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,10 +58,10 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<Reservation>,
     /// The least the whole invoice (before tax) may come to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub minimum: Option<Decimal>,
     /// The most the whole invoice (before tax) may come to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub maximum: Option<Decimal>,
     /// Whether the plan's own amounts (fees, adjustments) include tax.
     #[serde(default)]
@@ -72,8 +74,9 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 pub struct Allowance {
     pub meter: Meter,
+    #[serde(with = "decimal")]
     pub quantity: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub overage_unit_price: Option<Decimal>,
 }
 
@@ -89,6 +92,17 @@ pub enum Upfront {
     None,
 }
 
+impl Upfront {
+    /// The name as written in JSON (`all`, `partial`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upfront::All => "all",
+            Upfront::Partial => "partial",
+            Upfront::None => "none",
+        }
+    }
+}
+
 /// A commitment to `units_per_period` of a meter every month for `term_months` months from
 /// `term_start`. Usage up to the reserved units is covered; usage beyond is charged on demand at
 /// the book price; unused units are still paid. The upfront amount is amortized evenly over the
@@ -98,13 +112,15 @@ pub enum Upfront {
 pub struct Reservation {
     pub id: String,
     pub meter: Meter,
+    #[serde(with = "decimal")]
     pub units_per_period: Decimal,
+    #[serde(with = "instant")]
     pub term_start: DateTime<Utc>,
     pub term_months: u32,
     pub upfront: Upfront,
-    #[serde(default)]
+    #[serde(default, with = "decimal")]
     pub upfront_amount: Decimal,
-    #[serde(default)]
+    #[serde(default, with = "decimal")]
     pub monthly_fee: Decimal,
 }
 
@@ -208,8 +224,10 @@ impl Plan {
                     format!("{p}.upfront"),
                     "upfront_mismatch",
                     format!(
-                        "{:?} upfront does not fit upfront_amount {} and monthly_fee {}",
-                        r.upfront, r.upfront_amount, r.monthly_fee
+                        "upfront `{}` does not fit upfront_amount {} and monthly_fee {}",
+                        r.upfront.as_str(),
+                        r.upfront_amount,
+                        r.monthly_fee
                     ),
                 );
             }

@@ -18,15 +18,18 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
 /// One row of usage to rate: a quantity of a meter on a provider's resources, at a time (the
-/// start of its aggregation window).
+/// start of its aggregation window). Read strictly: the quantity follows the ingestion rules
+/// (never negative; see [`crate::domain::parse::quantity`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UsageRow {
     pub provider_id: String,
     pub meter: Meter,
     #[serde(default, skip_serializing_if = "Dimensions::is_empty")]
     pub dimensions: Dimensions,
+    #[serde(with = "crate::domain::parse::instant")]
     pub window_start: DateTime<Utc>,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::domain::parse::quantity")]
     pub quantity: Decimal,
 }
 
@@ -216,7 +219,7 @@ pub struct RatingResult {
 /// Rating could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RatingError {
-    #[error("the rating period is empty: {0:?}")]
+    #[error("the rating period is empty: {0}")]
     EmptyPeriod(Period),
     #[error("invalid plan: {0}")]
     InvalidPlan(ValidationErrors),
@@ -663,7 +666,10 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
     });
 
     let lines = out.lines;
-    let sum = |f: fn(&LineItem) -> Decimal| lines.iter().map(f).sum::<Decimal>();
+    // Totals start at the currency's zero (`0.00`), so an invoice without lines still carries
+    // the minor units.
+    let zero = currency.round(Decimal::ZERO);
+    let sum = |f: fn(&LineItem) -> Decimal| lines.iter().map(f).fold(zero, |a, b| a + b);
     Ok(RatingResult {
         account_id: ctx.subscription.account_id.clone(),
         period,
