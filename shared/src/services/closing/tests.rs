@@ -773,3 +773,142 @@ async fn late_usage_that_lowers_a_bill_publishes_its_credit_note() {
     );
     assert_eq!(published[0].detail["amount"], notes[0].amount.to_string());
 }
+
+/// The steps of drafting a close, one by one.
+mod draft_steps {
+    use super::*;
+    use crate::services::closing::LoadedCatalog;
+
+    fn request(period_end: &str) -> CloseRequest {
+        CloseRequest {
+            account_id: "acct_1".into(),
+            subscription_id: "sub_1".into(),
+            period_end: utc(period_end),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_catalog_is_read_once_per_loaded_catalog() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let mut loaded = LoadedCatalog::default();
+        let books = loaded.get(&w.billing).await.unwrap().1.books.len();
+        w.billing
+            .put_catalog(&crate::domain::pricing::CatalogData::default())
+            .await
+            .unwrap();
+        assert_eq!(loaded.get(&w.billing).await.unwrap().1.books.len(), books);
+        assert!(books > 0);
+        let mut fresh = LoadedCatalog::default();
+        assert!(fresh.get(&w.billing).await.unwrap().1.books.is_empty());
+    }
+
+    #[tokio::test]
+    async fn draft_next_computes_the_commit_and_writes_nothing() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        w.ingest(&january()[..1]).await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let next = sub.next_close_at.unwrap();
+        let commit = w
+            .closer()
+            .draft_next(
+                &sub,
+                next,
+                utc("2027-01-05T23:01:00Z"),
+                &mut LoadedCatalog::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit.expected_next_close, next);
+        assert_eq!(commit.next_close, Some(utc("2027-01-06T23:00:00Z")));
+        assert_eq!(commit.invoice.status, InvoiceStatus::Draft);
+        assert_eq!(commit.invoice.invoice_id, "inv_sub_1_20270104T230000Z");
+        // 36,000 GPU-s of A100 at 0.0008 and the 10.00 fee.
+        assert_eq!(commit.invoice.net_total, d("38.80"));
+        assert_eq!(w.billing.commits(), 0);
+        assert!(w.billing.invoices().is_empty());
+    }
+
+    #[tokio::test]
+    async fn history_holds_the_closed_periods_within_the_lookback() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        w.close("2027-01-05T23:00:00Z", "2027-01-05T23:01:00Z").await;
+        w.close("2027-01-06T23:00:00Z", "2027-01-06T23:01:00Z").await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let account = w.billing.account("acct_1").await.unwrap().unwrap();
+        let period = sub.period_to_close().unwrap().unwrap();
+        let h = w.closer().history(&account, &sub, period).await.unwrap();
+        let ids: Vec<&str> = h.earlier.iter().map(|i| i.invoice_id.as_str()).collect();
+        assert_eq!(ids, ["inv_sub_1_20270104T230000Z", "inv_sub_1_20270105T230000Z"]);
+        assert_eq!(h.from(period), utc("2027-01-04T23:00:00Z"));
+        let rows = vec![Vec::new(), Vec::new()];
+        assert_eq!(h.prior(&rows).len(), 2);
+        // With no lookback, nothing earlier is re-checked.
+        let mut closer = w.closer();
+        closer.settings.late_usage_lookback = TimeDelta::zero();
+        let h = closer.history(&account, &sub, period).await.unwrap();
+        assert!(h.earlier.is_empty());
+        assert_eq!(h.from(period), period.start);
+    }
+
+    #[tokio::test]
+    async fn the_exchange_rate_is_read_either_way_round_or_is_missing() {
+        let w = World::new(Currency::EUR, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let account = w.billing.account("acct_1").await.unwrap().unwrap();
+        let period = sub.period_to_close().unwrap().unwrap();
+        let mut loaded = LoadedCatalog::default();
+        let cat = &loaded.get(&w.billing).await.unwrap().0;
+        let err = w.closer().exchange_rate(&account, cat, period).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let eur_usd = ExchangeRate::new(
+            "EUR/USD".parse().unwrap(),
+            d("1.1"),
+            utc("2027-01-05T12:00:00Z"),
+            vec!["ecb".into()],
+            utc("2027-01-05T12:00:00Z"),
+        )
+        .unwrap();
+        w.rates.put(&eur_usd).await.unwrap();
+        let got = w.closer().exchange_rate(&account, cat, period).await.unwrap();
+        assert_eq!(got.map(|r| r.rate), Some(d("1.1")));
+        let usd = sample::account("acct_2", Currency::USD);
+        assert_eq!(w.closer().exchange_rate(&usd, cat, period).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_requested_period_is_picked_up_only_while_its_marker_is_there() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let req = request("2027-01-05T23:00:00Z");
+        let drafted = w
+            .closer()
+            .draft_subscription(&req, utc("2027-01-05T23:01:00Z"))
+            .await
+            .unwrap();
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        // The call that wrote it finishes it itself.
+        let found = w
+            .closer()
+            .requested_unfinished(&req, &sub, &drafted)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+        // Another call (a retry) picks it up while its pending marker is there...
+        let retry = crate::services::closing::CloseReport::default();
+        let found = w.closer().requested_unfinished(&req, &sub, &retry).await.unwrap();
+        assert_eq!(
+            found.map(|f| f.invoice.invoice_id),
+            Some("inv_sub_1_20270104T230000Z".to_string())
+        );
+        // ...and not once it is finished.
+        w.closer().finish(drafted.to_finish).await.unwrap();
+        let found = w.closer().requested_unfinished(&req, &sub, &retry).await.unwrap();
+        assert!(found.is_none());
+        // A request for the anchor itself has no period.
+        let found = w
+            .closer()
+            .requested_unfinished(&request("2027-01-04T23:00:00Z"), &sub, &retry)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+    }
+}
