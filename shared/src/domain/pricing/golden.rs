@@ -397,7 +397,8 @@ fn g10_hybrid() {
     assert_eq!(r.total.to_string(), "13.92");
 }
 
-/// Example 11: reserved capacity, partial upfront: covered, excess on demand, unused still owed.
+/// Example 11: reserved capacity, partial upfront: covered, excess on demand, unused units still
+/// owed; the monthly invoices carry the monthly fee, never a share of the upfront.
 #[test]
 fn g11_reserved_capacity() {
     let mut s = Setup::new(vec![book(
@@ -421,21 +422,80 @@ fn g11_reserved_capacity() {
         vec![
             (LineKind::Reserved, "0.00".into()),
             (LineKind::Usage, "40.00".into()),
-            (LineKind::ReservationUpfront, "83.34".into()),
             (LineKind::ReservationFee, "50.00".into())
         ]
     );
-    assert_eq!(r.total.to_string(), "173.34");
+    assert_eq!(r.total.to_string(), "90.00");
+    let fee = &r.lines[2];
+    assert_eq!((fee.quantity, fee.unit_price), (Decimal::ONE, Some(d("50.00"))));
     let r = s.rate(
         &[row(Meter::GpuSeconds, "2026-01-10T00:00:00Z", "30000", &[])],
         jan(),
     );
-    assert_eq!(r.total.to_string(), "133.33");
+    assert_eq!(
+        amounts(&r),
+        vec![
+            (LineKind::Reserved, "0.00".into()),
+            (LineKind::ReservationFee, "50.00".into()),
+            (LineKind::ReservedUnused, "0.00".into())
+        ]
+    );
+    assert_eq!(r.lines[2].quantity, d("70000"));
+    assert!(r.lines[2].description.contains("owed all the same"));
+    assert_eq!(r.total.to_string(), "50.00");
+    assert!(r.lines.iter().all(|l| l.kind != LineKind::ReservationUpfront));
+}
+
+/// Example 21: the reservation's upfront invoice: one line, quantity 1 at 1,000.00, taxed at the
+/// purchase (DE 19 %): 1,000.00 + 190.00 = 1,190.00, for the term January 2026 to January 2027.
+/// Its amortization (83.33, 83.34, ... adding up to 1,000.00) is the provider's and the revenue
+/// report's, not the customer's.
+#[test]
+fn g21_reservation_upfront_invoice() {
+    let mut s = Setup::new(vec![book(
+        "USD",
+        json!([per_unit("gpu", "gpu_seconds", "0.002")]),
+        json!({}),
+    )]);
+    s.sub.plan = serde_json::from_value(json!({
+        "reservations": [{"id": "r1", "meter": "gpu_seconds", "units_per_period": "100000",
+            "term_start": "2026-01-01T00:00:00Z", "term_months": 12, "upfront": "partial",
+            "upfront_amount": "1000.00", "monthly_fee": "50.00", "provider_id": "p1"}]
+    }))
+    .unwrap();
+    s.sub.tax.jurisdiction = Some(Jurisdiction {
+        country: "DE".into(),
+        region: None,
+    });
+    s.taxes = serde_json::from_value(json!({"rates": [
+        {"country": "DE", "name": "USt", "rate": "0.19", "effective_from": "2021-01-01T00:00:00Z"}]}))
+    .unwrap();
+    let catalog = Catalog::new(s.books.clone()).unwrap();
+    let ctx = RatingContext {
+        catalog: &catalog,
+        subscription: &s.sub,
+        taxes: &s.taxes,
+        market: &s.market,
+    };
     let res = &s.sub.plan.reservations[0];
-    let sum: Decimal = (0..12)
+    let r = rate_upfront(&ctx, res).unwrap();
+    assert_eq!(r.period, month("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"));
+    assert_eq!(
+        amounts(&r),
+        vec![(LineKind::ReservationUpfront, "1000.00".into())]
+    );
+    let l = &r.lines[0];
+    assert_eq!((l.quantity, l.unit_price), (Decimal::ONE, Some(d("1000.00"))));
+    assert_eq!(l.provider_id.as_deref(), Some("p1"));
+    assert_eq!(
+        (r.net_total, r.tax_total, r.total),
+        (d("1000.00"), d("190.00"), d("1190.00"))
+    );
+    let shares: Vec<Decimal> = (0..12)
         .map(|k| res.amortized(k, crate::domain::money::Currency::USD))
-        .sum();
-    assert_eq!(sum, d("1000.00"));
+        .collect();
+    assert_eq!((shares[0], shares[1]), (d("83.33"), d("83.34")));
+    assert_eq!(shares.iter().copied().sum::<Decimal>(), d("1000.00"));
 }
 
 fn discount_book(basis: &str, method: &str, price: &str) -> PriceBook {

@@ -8,7 +8,7 @@ use super::LineKind;
 use crate::domain::meter::Meter;
 use crate::domain::pricing::book::ChargeModel;
 use crate::domain::pricing::catalog::Catalog;
-use crate::domain::pricing::charge::charge;
+use crate::domain::pricing::charge::{charge, explain};
 use crate::domain::pricing::period::Period;
 use crate::domain::pricing::plan::Plan;
 use rust_decimal::Decimal;
@@ -17,29 +17,37 @@ use rust_decimal::Decimal;
 /// without its dynamic unit price: what the price's minimum and maximum compare with.
 pub(super) type PriceTotals = Vec<(GroupKey, Decimal)>;
 
-/// Units that cover usage: (index in the plan's list, meter, units left).
-type Pool = Vec<(usize, Meter, Decimal)>;
+/// Units that cover usage: (index in the plan's list, meter, the only provider covered if any,
+/// units left).
+type Pool<'p> = Vec<(usize, Meter, Option<&'p str>, Decimal)>;
 
-/// Makes the usage lines of every group; returns the price totals.
+/// The usage lines and what they leave for the later steps.
+pub(super) struct Coverage {
+    pub price_totals: PriceTotals,
+    /// Units of each reservation in term left unused: (index in the plan's list, units).
+    pub reserved_left: Vec<(usize, Decimal)>,
+}
+
+/// Makes the usage lines of every group.
 pub(super) fn usage_lines(
     out: &mut Lines,
     cat: &Catalog,
     plan: &Plan,
     grouped: &Grouped<'_>,
     period: Period,
-) -> PriceTotals {
-    let mut reserved: Pool = plan
+) -> Coverage {
+    let mut reserved: Pool<'_> = plan
         .reservations
         .iter()
         .enumerate()
         .filter(|(_, r)| r.period_index(period.start).is_some())
-        .map(|(i, r)| (i, r.meter, r.units_per_period))
+        .map(|(i, r)| (i, r.meter, r.provider_id.as_deref(), r.units_per_period))
         .collect();
-    let mut allowed: Pool = plan
+    let mut allowed: Pool<'_> = plan
         .allowances
         .iter()
         .enumerate()
-        .map(|(i, a)| (i, a.meter, a.quantity))
+        .map(|(i, a)| (i, a.meter, None, a.quantity))
         .collect();
     let mut price_totals = PriceTotals::new();
     for (key, acc) in &grouped.groups {
@@ -61,7 +69,10 @@ pub(super) fn usage_lines(
             add_price_total(&mut price_totals, key, amount);
         }
     }
-    price_totals
+    Coverage {
+        price_totals,
+        reserved_left: reserved.into_iter().map(|(i, _, _, left)| (i, left)).collect(),
+    }
 }
 
 /// Covers what it can of `qty` from `pool` (reservations for [`LineKind::Reserved`], allowances
@@ -72,14 +83,15 @@ fn cover(
     base: &UsageLine<'_>,
     mut qty: Decimal,
     kind: LineKind,
-    pool: &mut Pool,
+    pool: &mut Pool<'_>,
 ) -> Decimal {
     let what = match kind {
         LineKind::Reserved => "reservation",
         _ => "allowance",
     };
-    for (i, m, remaining) in pool.iter_mut() {
-        if *m != base.meter || qty <= Decimal::ZERO || *remaining <= Decimal::ZERO {
+    for (i, m, provider, remaining) in pool.iter_mut() {
+        let other_provider = provider.is_some_and(|p| p != base.provider);
+        if *m != base.meter || other_provider || qty <= Decimal::ZERO || *remaining <= Decimal::ZERO {
             continue;
         }
         let covered = qty.min(*remaining);
@@ -89,6 +101,11 @@ fn cover(
             LineKind::Reserved => plan.reservations[*i].id.clone(),
             _ => format!("{}", plan.allowances[*i].meter),
         };
+        let calc = format!(
+            "{} {} covered by {what} {name}",
+            covered.normalize(),
+            base.meter.unit()
+        );
         out.usage(
             base,
             kind,
@@ -99,6 +116,7 @@ fn cover(
             Vec::new(),
             Decimal::ZERO,
             base.book.tax_mode,
+            &calc,
         );
     }
     qty
@@ -123,6 +141,7 @@ fn price_rest(
     if let Some(op) = overage {
         let description = format!("{} beyond the allowance", base.title());
         let unrounded = qty * op;
+        let calc = format!("{} × {op} (the plan's overage price)", qty.normalize());
         out.usage(
             base,
             LineKind::Overage,
@@ -133,10 +152,21 @@ fn price_rest(
             Vec::new(),
             unrounded,
             plan.tax_mode,
+            &calc,
         );
         return None;
     }
     if let Some(unit) = key.unit {
+        let mut calc = format!("{} × {unit}", qty.normalize());
+        if let (Some(m), ChargeModel::PerUnit { unit_price }) = (key.multiplier, &base.price.model) {
+            let clamped = (*unit_price * m).normalize() != unit;
+            calc.push_str(&format!(" (base {unit_price} × multiplier {m}"));
+            calc.push_str(if clamped {
+                ", held to the spot floor or cap)"
+            } else {
+                ")"
+            });
+        }
         return Some(out.usage(
             base,
             LineKind::Usage,
@@ -147,9 +177,11 @@ fn price_rest(
             Vec::new(),
             qty * unit,
             mode,
+            &calc,
         ));
     }
     let c = charge(&base.price.model, qty);
+    let calc = explain(&base.price.model, qty, &c);
     let unit = match &base.price.model {
         ChargeModel::PerUnit { unit_price } => Some(*unit_price),
         _ => None,
@@ -164,6 +196,7 @@ fn price_rest(
         c.tiers,
         c.amount,
         mode,
+        &calc,
     ))
 }
 
@@ -207,6 +240,8 @@ mod tests {
             upfront: Upfront::None,
             upfront_amount: Decimal::ZERO,
             monthly_fee: Decimal::ZERO,
+            provider_id: None,
+            on_cancel: Default::default(),
         }
     }
 
@@ -266,7 +301,7 @@ mod tests {
         let cat = cpu_book();
         let totals = ctx_with(&cat, |ctx| {
             let g = group_rows(ctx, &rows, jan());
-            usage_lines(&mut lines_for(jan()), &cat, &plan, &g, jan())
+            usage_lines(&mut lines_for(jan()), &cat, &plan, &g, jan()).price_totals
         });
         assert!(totals.is_empty());
     }
@@ -309,5 +344,49 @@ mod tests {
         assert_eq!(totals.len(), 2);
         assert_eq!((totals[0].0.unit, totals[0].1), (None, d("3.50")));
         assert_eq!(totals[1].1, d("4.00"));
+    }
+
+    #[test]
+    fn a_providers_reservation_covers_only_its_usage_and_leaves_the_rest_unused() {
+        let mut r = reservation("100");
+        r.provider_id = Some("p2".into());
+        let plan = Plan {
+            reservations: vec![r],
+            ..Plan::default()
+        };
+        let cat = Catalog::new(vec![
+            book(
+                "p1",
+                json!([{"id": "cpu", "meter": "cpu_seconds", "model": {"type": "per_unit", "unit_price": "0.01"}}]),
+            ),
+            book(
+                "p2",
+                json!([{"id": "cpu", "meter": "cpu_seconds", "model": {"type": "per_unit", "unit_price": "0.02"}}]),
+            ),
+        ])
+        .unwrap();
+        let rows = [
+            row("p1", Meter::CpuSeconds, "2026-01-05T00:00:00Z", "50"),
+            row("p2", Meter::CpuSeconds, "2026-01-05T00:00:00Z", "30"),
+        ];
+        let (lines, left) = ctx_with(&cat, |ctx| {
+            let g = group_rows(ctx, &rows, jan());
+            let mut out = lines_for(jan());
+            let c = usage_lines(&mut out, &cat, &plan, &g, jan());
+            (out.lines, c.reserved_left)
+        });
+        let got: Vec<(Option<&str>, LineKind, Decimal)> = lines
+            .iter()
+            .map(|l| (l.provider_id.as_deref(), l.kind, l.amount))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("p1"), LineKind::Usage, d("0.50")),
+                (Some("p2"), LineKind::Reserved, d("0.00")),
+            ]
+        );
+        assert_eq!(left, vec![(0, d("70"))]);
+        assert_eq!(lines[1].calculation, "30 s covered by reservation r1 = 0.00");
     }
 }

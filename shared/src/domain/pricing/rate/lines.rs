@@ -11,6 +11,15 @@ use crate::domain::pricing::tax::{tax_line, ResolvedTax};
 use crate::domain::usage::Dimensions;
 use rust_decimal::Decimal;
 
+/// `calc = unrounded → amount`, or `calc = amount` when rounding changed nothing.
+pub(super) fn calculation(calc: &str, unrounded: Decimal, amount: Decimal) -> String {
+    if unrounded.normalize() == amount.normalize() {
+        format!("{calc} = {amount}")
+    } else {
+        format!("{calc} = {} → {amount}", unrounded.normalize())
+    }
+}
+
 pub(super) fn book_ref(b: &PriceBook) -> BookRef {
     BookRef {
         id: b.id.clone(),
@@ -73,6 +82,7 @@ impl Lines {
             meter: None,
             dimensions: Dimensions::new(),
             quantity: Decimal::ZERO,
+            unit: None,
             unit_price: None,
             multiplier: None,
             tiers: Vec::new(),
@@ -82,11 +92,13 @@ impl Lines {
             currency: self.currency,
             unrounded,
             amount,
+            calculation: String::new(),
             tax: tax_line(amount, self.currency, mode == TaxMode::Inclusive, &self.tax),
         }
     }
 
-    /// Pushes a usage line and returns its rounded amount.
+    /// Pushes a usage line and returns its rounded amount. `calc` is how `unrounded` follows
+    /// from the quantity (`q × p`, the tiers, ...).
     #[allow(clippy::too_many_arguments)]
     pub fn usage(
         &mut self,
@@ -99,8 +111,11 @@ impl Lines {
         tiers: Vec<TierApplied>,
         unrounded: Decimal,
         mode: TaxMode,
+        calc: &str,
     ) -> Decimal {
         let mut l = self.plain(kind, description, unrounded, mode);
+        l.unit = Some(u.meter.unit().to_string());
+        l.calculation = calculation(calc, unrounded, l.amount);
         l.provider_id = Some(u.provider.to_string());
         l.book = Some(book_ref(u.book));
         l.price_id = Some(u.price.id.clone());
@@ -194,6 +209,7 @@ mod tests {
             Vec::new(),
             d("0.02"),
             TaxMode::Exclusive,
+            "10 × 0.002",
         );
         assert_eq!(amount, d("0.02"));
         let l = &out.lines[0];
@@ -201,5 +217,11 @@ mod tests {
         assert_eq!(l.book.as_ref().map(|b| b.version), Some(3));
         assert_eq!(l.dimensions.get("gpu_model").map(String::as_str), Some("H100"));
         assert_eq!((l.usage_from, l.usage_to), (Some(acc.first), Some(acc.last)));
+        assert_eq!(l.unit.as_deref(), Some("s"));
+        assert_eq!(l.calculation, "10 × 0.002 = 0.02");
+        assert_eq!(
+            calculation("12345 × 0.0001", d("1.2345"), d("1.23")),
+            "12345 × 0.0001 = 1.2345 → 1.23"
+        );
     }
 }

@@ -9,7 +9,8 @@
 //!    dynamic unit price or the price's charge model);
 //! 3. [`adjust`]: per-price minimum and maximum over the period;
 //! 4. [`discount`]: volume discounts;
-//! 5. [`fees`]: the plan's recurring fee and the reservations' fees;
+//! 5. [`fees`]: the plan's recurring fee, the reservations' monthly fees and unused units
+//!    (a reservation's upfront is rated on its own, at purchase: [`rate_upfront`]);
 //! 6. [`adjust`]: the plan's minimum and maximum over the whole invoice;
 //! 7. the unpriced usage in a canonical order, and the totals.
 
@@ -120,10 +121,13 @@ pub enum LineKind {
     VolumeDiscount,
     /// The plan's recurring fee, prorated.
     RecurringFee,
-    /// The share of a reservation's upfront payment amortized to this period.
+    /// A reservation's upfront payment, on its own invoice at purchase ([`rate_upfront`]).
     ReservationUpfront,
     /// A reservation's monthly fee.
     ReservationFee,
+    /// A reservation's units left unused this period (amount 0: owed all the same, under the
+    /// reservation's upfront and monthly fee).
+    ReservedUnused,
     /// Brings the invoice up to the plan's minimum.
     PlanMinimum,
     /// Brings the invoice down to the plan's maximum (negative).
@@ -148,6 +152,10 @@ pub struct LineItem {
     pub dimensions: Dimensions,
     #[serde(with = "rust_decimal::serde::str")]
     pub quantity: Decimal,
+    /// What the quantity counts: the meter's unit (`s`, `GiB`, `GiB·h`, ...) on usage lines,
+    /// `fee` on fee lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// The unit price the quantity was charged at (after any dynamic multiplier).
     #[serde(
         default,
@@ -177,6 +185,10 @@ pub struct LineItem {
     /// The amount, rounded once to the currency; what the invoice adds up.
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
+    /// How the amount follows from the line's own figures, e.g.
+    /// `12345 s × 0.0001 = 1.2345 → 1.23`, or the tiers with the quantity in each.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub calculation: String,
     pub tax: LineTax,
 }
 
@@ -254,10 +266,10 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
     let cat = ctx.catalog;
     let grouped = group::group_rows(ctx, rows, period);
     let mut out = lines::Lines::new(cat.currency(), period, tax);
-    let price_totals = cover::usage_lines(&mut out, cat, plan, &grouped, period);
-    adjust::price_limits(&mut out, cat, &grouped.provider_names, &price_totals);
+    let coverage = cover::usage_lines(&mut out, cat, plan, &grouped, period);
+    adjust::price_limits(&mut out, cat, &grouped.provider_names, &coverage.price_totals);
     discount::volume_discounts(&mut out, cat, &grouped);
-    fees::plan_fees(&mut out, plan, period);
+    fees::plan_fees(&mut out, plan, period, &coverage.reserved_left);
     adjust::plan_limits(&mut out, plan);
     let unpriced = grouped.unpriced();
     Ok(result(ctx, period, out.lines, unpriced))
@@ -266,8 +278,12 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
 /// The tax of every line of the period: the account's position at the tax point, the last
 /// instant of the period (a continuous supply is taxed when its period completes).
 fn period_tax(ctx: &RatingContext<'_>, period: Period) -> Result<ResolvedTax, NoTaxRate> {
-    let tax_point = period.end - TimeDelta::nanoseconds(1);
-    ctx.subscription.tax.resolve(ctx.taxes, tax_point)
+    period_tax_at(ctx, period.end - TimeDelta::nanoseconds(1))
+}
+
+/// The account's tax position at the tax point `at`.
+fn period_tax_at(ctx: &RatingContext<'_>, at: DateTime<Utc>) -> Result<ResolvedTax, NoTaxRate> {
+    ctx.subscription.tax.resolve(ctx.taxes, at)
 }
 
 /// The result with its totals: sums of the lines' rounded values.
@@ -293,6 +309,7 @@ fn result(
 }
 
 pub use discount::volume_discount;
+pub use fees::rate_upfront;
 
 #[cfg(test)]
 mod tests;
