@@ -12,15 +12,19 @@
 //! * [`Closer::close_subscription`]: both, for one request.
 
 use crate::domain::billing::events::{credit_note_event, finalized_events};
+use crate::domain::billing::upfront::{
+    refund_note, refund_note_id, reservation_end, upfront_invoice, upfront_invoice_id, upfront_purchases,
+    upfronts_due, UpfrontInput,
+};
 use crate::domain::billing::{
     close_period, invoice_id, Account, BillingPeriod, BillingSubscription, CloseError, CloseInput,
-    CreditNoteDoc, Invoice, InvoiceLine, InvoiceStatus, PriorPeriod,
+    CreditNoteDoc, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PriorPeriod,
 };
 use crate::domain::fx::{CurrencyPair, ExchangeRate};
-use crate::domain::pricing::{Catalog, CatalogData, UsageRow, ValidationErrors};
+use crate::domain::pricing::{Catalog, CatalogData, OnCancel, Reservation, UsageRow, ValidationErrors};
 use crate::domain::usage::Granularity;
 use crate::ports::billing::{
-    BillingStore, CloseCommit, CloseOutcome, EventPublisher, PendingInvoice, DUE_SHARDS,
+    BillingStore, CloseCommit, CloseOutcome, EventPublisher, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::billing::{CloseQueue, CloseRequest};
 use crate::ports::rates::RateStore;
@@ -254,10 +258,16 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
     ) -> Result<CloseReport, CloseFailure> {
         let mut report = CloseReport::default();
         let mut conflicts = 0;
+        let first = self.read_subscription(request).await?;
+        self.draft_upfronts(&first, now, loaded, &mut report).await?;
         // The subscription as last read (its schedule never changes).
         let mut last_read = None;
+        let mut unread = Some(first);
         for _ in 0..self.settings.max_periods_per_request {
-            let sub = self.read_subscription(request).await?;
+            let sub = match unread.take() {
+                Some(sub) => sub,
+                None => self.read_subscription(request).await?,
+            };
             last_read = Some(sub.clone());
             let Some(next) = sub.next_close_at.filter(|t| *t <= now) else {
                 break;
@@ -328,7 +338,9 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             .iter()
             .map(|i| rows_in(&rows, i.period.start, i.period.end))
             .collect();
-        let rate = self.exchange_rate(&account, cat, period).await?;
+        let rate = self.exchange_rate(&account, cat, period.end).await?;
+        let id = invoice_id(&sub.subscription_id, period.start);
+        let refunds = self.refunds(&account, sub, period, &id, now).await?;
         let input = CloseInput {
             account: &account,
             subscription: sub,
@@ -340,6 +352,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             prior: history.prior(&prior_rows),
             rate: rate.as_ref(),
             now,
+            refunds,
         };
         let out = close_period(&input)?;
         Ok(CloseCommit {
@@ -371,7 +384,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             .invoices_since(&account.account_id, &sub.subscription_id, since)
             .await?
             .into_iter()
-            .filter(|i| i.period.end <= period.start)
+            .filter(|i| i.kind == InvoiceKind::Period && i.period.end <= period.start)
             .collect();
         let Some(first) = earlier.first() else {
             return Ok(History::default());
@@ -388,29 +401,122 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
         })
     }
 
-    /// The rate converting the books' currency into the account's at the end of `period` (stored
-    /// either way round), or `None` when they are the same currency.
+    /// The rate converting the books' currency into the account's in force at `at` (the end of
+    /// a period, the start of a reservation's term; stored either way round), or `None` when
+    /// they are the same currency.
     pub(crate) async fn exchange_rate(
         &self,
         account: &Account,
         cat: &Catalog,
-        period: BillingPeriod,
+        at: DateTime<Utc>,
     ) -> Result<Option<ExchangeRate>, CloseFailure> {
         if account.currency == cat.currency() {
             return Ok(None);
         }
         let pair = CurrencyPair::new(cat.currency(), account.currency);
         for p in [pair, CurrencyPair::new(account.currency, cat.currency())] {
-            if let Some(r) = self
-                .rates
-                .rate_at(p, period.end)
-                .await
-                .map_err(CloseFailure::Rates)?
-            {
+            if let Some(r) = self.rates.rate_at(p, at).await.map_err(CloseFailure::Rates)? {
                 return Ok(Some(r));
             }
         }
-        Err(CloseError::MissingRate { pair, at: period.end }.into())
+        Err(CloseError::MissingRate { pair, at }.into())
+    }
+
+    /// Drafts the upfront invoice of every reservation bought by `now` and not invoiced yet
+    /// (each in one conditional write: retried and concurrent requests write it once), and
+    /// drops the purchases that ended before their term started. The drafts go to `to_finish`.
+    pub(crate) async fn draft_upfronts(
+        &self,
+        sub: &BillingSubscription,
+        now: DateTime<Utc>,
+        loaded: &mut LoadedCatalog,
+        report: &mut CloseReport,
+    ) -> Result<(), CloseFailure> {
+        for (_, r) in upfront_purchases(sub) {
+            let never = reservation_end(sub, r).is_some_and(|end| end <= r.term_start);
+            if never && r.term_start <= now {
+                let id = upfront_invoice_id(&sub.subscription_id, r);
+                self.billing.drop_upfront(&sub.account_id, &id).await?;
+            }
+        }
+        let due = upfronts_due(sub, now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let account = self
+            .billing
+            .account(&sub.account_id)
+            .await?
+            .ok_or_else(|| CloseFailure::NotFound(format!("account {}", sub.account_id)))?;
+        let (cat, data) = loaded.get(self.billing).await?;
+        for (plan, r) in due {
+            let id = upfront_invoice_id(&sub.subscription_id, r);
+            if self.billing.invoice(&account.account_id, &id).await?.is_some() {
+                continue;
+            }
+            let rate = self.exchange_rate(&account, cat, r.term_start).await?;
+            let invoice = upfront_invoice(&UpfrontInput {
+                account: &account,
+                subscription: sub,
+                plan,
+                reservation: r,
+                catalog: cat,
+                taxes: &data.taxes,
+                fees: &data.fees,
+                payouts: &data.upfront_payouts,
+                rate: rate.as_ref(),
+                now,
+            })?;
+            match self.billing.commit_upfront(&invoice).await? {
+                UpfrontOutcome::Committed(invoice) => {
+                    tracing::debug!(invoice_id = %invoice.invoice_id, total = %invoice.total, "upfront invoice drafted");
+                    report.to_finish.push(Finalization {
+                        invoice: (*invoice).clone(),
+                        credit_notes: Vec::new(),
+                    });
+                    report.committed.push(*invoice);
+                }
+                UpfrontOutcome::AlreadyIssued => report.already_closed += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The refunds issued with the close `id` of `period`: for each reservation configured to
+    /// be refunded that left the subscription by the period's end, a credit note for the
+    /// months of its term not started ([`refund_note`]), once (none if its note exists).
+    pub(crate) async fn refunds(
+        &self,
+        account: &Account,
+        sub: &BillingSubscription,
+        period: BillingPeriod,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CreditNoteDoc>, CloseFailure> {
+        let ended: Vec<(&Reservation, DateTime<Utc>)> = upfront_purchases(sub)
+            .into_iter()
+            .filter(|(_, r)| r.on_cancel == OnCancel::CreditNote)
+            .filter_map(|(_, r)| Some((r, reservation_end(sub, r)?)))
+            .filter(|(r, end)| *end > r.term_start && *end <= period.end)
+            .collect();
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notes = self.billing.credit_notes(&account.account_id).await?;
+        let mut out = Vec::new();
+        for (r, end) in ended {
+            let upfront_id = upfront_invoice_id(&sub.subscription_id, r);
+            if notes
+                .iter()
+                .any(|n| n.credit_note_id == refund_note_id(&upfront_id))
+            {
+                continue;
+            }
+            if let Some(upfront) = self.billing.invoice(&account.account_id, &upfront_id).await? {
+                out.extend(refund_note(r, &upfront, end, id, now));
+            }
+        }
+        Ok(out)
     }
 
     /// The requested period's close, in case the call that wrote it did not finish it (its

@@ -112,6 +112,7 @@ fn correction(input: &CloseInput<'_>, original: &Invoice, id: &str, diffs: Vec<D
             net: dn,
             tax: dt,
             gross: dn + dt,
+            conversion: None,
             rated: None,
             adjusts: Some(adjusts.clone()),
         })

@@ -9,8 +9,8 @@
 //! the exactly-once write are the store's job (see `docs/billing-cycles.md`).
 
 mod late;
-mod rated;
-mod settle;
+pub(crate) mod rated;
+pub(crate) mod settle;
 #[cfg(test)]
 mod tests;
 
@@ -232,7 +232,9 @@ pub struct InvoiceLine {
     pub provider_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<Meter>,
-    /// Usage quantity billed by this line (0 for fees, minimums and discounts).
+    /// Usage quantity billed by this line; 1 on fee lines (the recurring fee, a reservation's
+    /// monthly fee or upfront), the units left on a reservation's unused line, 0 on minimums,
+    /// maximums and discounts. `meter` is set on usage lines only.
     #[serde(with = "rust_decimal::serde::str")]
     pub quantity: Decimal,
     /// Amounts in the invoice currency, each rounded once.
@@ -242,6 +244,10 @@ pub struct InvoiceLine {
     pub tax: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub gross: Decimal,
+    /// How the line was converted from the price books' currency, with the rate's pair, time
+    /// and sources: absent when the invoice is in the books' currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<String>,
     /// The line as rated (price book, price, dimensions, unit price, tiers, period, tax), in the
     /// price book's currency. Absent on late-usage adjustment lines, which are differences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,12 +268,27 @@ pub struct ConversionRecord {
     pub rate_for: DateTime<Utc>,
 }
 
-/// An invoice: one subscription's period.
+/// What an invoice bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceKind {
+    /// One billing period of a subscription: the close.
+    #[default]
+    Period,
+    /// A reservation's upfront, on its own invoice at purchase ([`super::upfront`]).
+    ReservationUpfront,
+}
+
+/// An invoice: one subscription's period, or a reservation's upfront.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub invoice_id: String,
     pub account_id: String,
     pub subscription_id: String,
+    #[serde(default)]
+    pub kind: InvoiceKind,
+    /// The billing period; on a reservation's upfront invoice the instant of purchase (the term
+    /// start, `start == end`: the term itself is on its line).
     pub period: BillingPeriod,
     pub status: InvoiceStatus,
     /// Assigned at finalization.
@@ -369,6 +390,9 @@ pub struct CloseInput<'a> {
     pub rate: Option<&'a ExchangeRate>,
     /// The issue time.
     pub now: DateTime<Utc>,
+    /// Credit notes refunding reservations cancelled before their term ended, issued with this
+    /// close ([`super::upfront::refund_note`]).
+    pub refunds: Vec<CreditNoteDoc>,
 }
 
 /// What a close produces.
@@ -424,7 +448,7 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
     let id = invoice_id(&input.subscription.subscription_id, period.start);
     let conversion = settle::conversion_record(input)?;
     let mut lines = rated::rated_lines(input, period, input.usage, to, input.rate)?;
-    let mut credit_notes = Vec::new();
+    let mut credit_notes = input.refunds.clone();
     for prior in &input.prior {
         match late::late_usage(input, prior, &id)? {
             None => {}
@@ -440,6 +464,7 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
         invoice_id: id,
         account_id: account.account_id.clone(),
         subscription_id: input.subscription.subscription_id.clone(),
+        kind: InvoiceKind::Period,
         period,
         status: InvoiceStatus::Draft,
         number: None,
@@ -482,5 +507,6 @@ pub fn plan_fee_lines(input: &CloseInput<'_>, period: BillingPeriod) -> Result<V
 pub fn estimate(input: &CloseInput<'_>) -> Result<Invoice, CloseError> {
     let mut partial = input.clone();
     partial.prior = Vec::new();
+    partial.refunds = Vec::new();
     close_period(&partial).map(|o| o.invoice)
 }

@@ -5,7 +5,9 @@ use super::{Account, BillingSubscription, CloseError, CloseInput, InvoiceLine, M
 use crate::domain::billing::cycle::BillingPeriod;
 use crate::domain::fx::{convert, CurrencyPair, ExchangeRate};
 use crate::domain::money::{Currency, Money};
-use crate::domain::pricing::{rate, LineKind, Period, RatingContext, Subscription, UsageRow};
+use crate::domain::pricing::{
+    rate, LineItem, LineKind, Period, RatingContext, RatingResult, Subscription, UsageRow,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -145,30 +147,71 @@ fn rated_segment(
             .collect();
         return Err(CloseError::Unpriced(what.join(", ")));
     }
+    invoice_lines(result, to, rate_used)
+}
+
+/// A rating's lines as invoice lines in `to` (converted at `rate_used` when the rating is in
+/// another currency).
+pub(crate) fn invoice_lines(
+    result: RatingResult,
+    to: Currency,
+    rate_used: Option<&ExchangeRate>,
+) -> Result<Vec<InvoiceLine>, CloseError> {
     let from = result.currency;
     let mut lines = Vec::with_capacity(result.lines.len());
     for item in result.lines {
         let (net, tax) = in_currency(item.tax.net, item.tax.tax, from, to, rate_used)?;
+        let conversion = rate_used
+            .filter(|_| from != to)
+            .map(|r| conversion_text(&item, net, tax, to, r));
         lines.push(InvoiceLine {
             description: item.description.clone(),
             provider_id: item
                 .provider_id
                 .clone()
                 .unwrap_or_else(|| MARKETPLACE.to_string()),
-            meter: item.meter,
-            quantity: if is_usage_kind(item.kind) {
-                item.quantity
+            meter: if item.kind == LineKind::ReservedUnused {
+                None
             } else {
-                Decimal::ZERO
+                item.meter
             },
+            quantity: invoice_quantity(item.kind, item.quantity),
             net,
             tax,
             gross: net + tax,
+            conversion,
             rated: Some(item),
             adjusts: None,
         });
     }
     Ok(lines)
+}
+
+/// The quantity an invoice line shows: the usage billed on usage lines, 1 on fee lines, the
+/// units left on a reservation's unused line (not usage: its invoice line has no meter), 0 on
+/// adjustments and discounts.
+pub(super) fn invoice_quantity(kind: LineKind, quantity: Decimal) -> Decimal {
+    match kind {
+        LineKind::RecurringFee | LineKind::ReservationFee | LineKind::ReservationUpfront => Decimal::ONE,
+        LineKind::ReservedUnused => quantity,
+        k if is_usage_kind(k) => quantity,
+        _ => Decimal::ZERO,
+    }
+}
+
+/// How a line was converted: its amounts as rated, the rate with its pair, time and sources,
+/// and the converted amounts (each rounded once).
+fn conversion_text(item: &LineItem, net: Decimal, tax: Decimal, to: Currency, r: &ExchangeRate) -> String {
+    format!(
+        "net {} {from}, tax {} {from} at {} {} (as of {}, sources {}) = net {net} {to}, tax {tax} {to}",
+        item.tax.net,
+        item.tax.tax,
+        r.pair,
+        r.rate,
+        r.as_of.format("%Y-%m-%dT%H:%M:%SZ"),
+        r.sources.join(", "),
+        from = item.currency,
+    )
 }
 
 /// Converts a line's net and tax (each rounded in `from`) into `to`, each rounded once.

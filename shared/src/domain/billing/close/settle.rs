@@ -1,17 +1,19 @@
 //! What a close settles once its lines are known: the conversion record, the totals, the credit
 //! applied, the provider statements and the due date.
 
-use super::{CloseError, CloseInput, ConversionRecord, CreditNoteDoc, InvoiceLine, MARKETPLACE};
+use super::{Account, CloseError, CloseInput, ConversionRecord, CreditNoteDoc, InvoiceLine, MARKETPLACE};
 use crate::domain::billing::credit::{apply_credit, CreditApplication};
 use crate::domain::billing::statement::{provider_statements, ProviderLine, StatementRun};
 use crate::domain::fx::{convert, CurrencyPair};
-use crate::domain::money::Money;
-use chrono::NaiveDate;
+use crate::domain::money::{Currency, Money};
+use crate::domain::pricing::LineKind;
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
 /// How the invoice is converted from the price books' currency, if it is: the rate in force
 /// at the end of the period, its pair validated once (each line is converted with it).
-pub(super) fn conversion_record(input: &CloseInput<'_>) -> Result<Option<ConversionRecord>, CloseError> {
+pub(crate) fn conversion_record(input: &CloseInput<'_>) -> Result<Option<ConversionRecord>, CloseError> {
     let to = input.account.currency;
     let from = input.catalog.currency();
     if from == to {
@@ -32,7 +34,7 @@ pub(super) fn conversion_record(input: &CloseInput<'_>) -> Result<Option<Convers
 
 /// The invoice's totals: sums of its lines' rounded net and tax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Totals {
+pub(crate) struct Totals {
     pub net: Decimal,
     pub tax: Decimal,
     /// `net + tax`, never negative.
@@ -78,7 +80,19 @@ pub(super) fn statements(
     lines: &[InvoiceLine],
     notes: &[CreditNoteDoc],
 ) -> Result<StatementRun, CloseError> {
-    let mut fees = input.fees.clone();
+    statement_run(input.account.currency, input.fees, lines, notes)
+}
+
+/// The provider statements of lines and credit notes in `currency`, at the providers' fees
+/// (the marketplace's own lines at 100 %). Lines of a discount counted across providers are
+/// marked, so each statement shows its share apart.
+pub(crate) fn statement_run(
+    currency: Currency,
+    fees: &BTreeMap<String, Decimal>,
+    lines: &[InvoiceLine],
+    notes: &[CreditNoteDoc],
+) -> Result<StatementRun, CloseError> {
+    let mut fees = fees.clone();
     fees.insert(MARKETPLACE.to_string(), Decimal::ONE_HUNDRED);
     let provider_lines: Vec<ProviderLine> = lines
         .iter()
@@ -87,19 +101,24 @@ pub(super) fn statements(
             provider_id: l.provider_id.clone(),
             net: l.net,
             tax: l.tax,
+            discount: l
+                .rated
+                .as_ref()
+                .is_some_and(|r| r.kind == LineKind::VolumeDiscount && r.book.is_none()),
         })
         .collect();
-    Ok(provider_statements(
-        input.account.currency,
-        &provider_lines,
-        &fees,
-    )?)
+    Ok(provider_statements(currency, &provider_lines, &fees)?)
 }
 
 /// The due date: the account's payment terms from the issue date in its timezone.
 pub(super) fn due_date(input: &CloseInput<'_>) -> Result<NaiveDate, CloseError> {
-    let account = input.account;
-    let issued_on = input.now.with_timezone(&account.timezone).date_naive();
+    due_on(input.account, input.now)
+}
+
+/// The due date of a document issued to the account at `now`: its payment terms from the issue
+/// date in its timezone.
+pub(crate) fn due_on(account: &Account, now: DateTime<Utc>) -> Result<NaiveDate, CloseError> {
+    let issued_on = now.with_timezone(&account.timezone).date_naive();
     account
         .policy
         .terms
@@ -112,7 +131,6 @@ mod tests {
     use super::super::tests::{d, input_with, line, note};
     use super::*;
     use crate::domain::meter::Meter;
-    use crate::domain::money::Currency;
 
     #[test]
     fn no_conversion_in_the_books_currency() {

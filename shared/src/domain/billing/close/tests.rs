@@ -28,6 +28,7 @@ pub(super) fn line(
         net: d(net),
         tax: d(tax),
         gross: d(net) + d(tax),
+        conversion: None,
         rated: None,
         adjusts: None,
     }
@@ -67,6 +68,7 @@ pub(super) fn input_with<R>(f: impl FnOnce(&CloseInput<'_>) -> R) -> R {
         prior: Vec::new(),
         rate: None,
         now: t("2026-02-01T00:05:00Z"),
+        refunds: Vec::new(),
     })
 }
 
