@@ -814,3 +814,60 @@ fn g20_specific_prices_and_unpriced_usage() {
     );
     assert_eq!(r.subtotal.to_string(), "5.00");
 }
+
+/// Example 22: a marketplace-wide volume discount. The marketplace book discounts the customer's
+/// whole marketplace spend, incrementally: 10 % of the spend above 500.00. `p1` sells 351 CPU
+/// units at 1.00 (351.00), `p2` 125 GPU units at 2.00 (250.00): neither alone reaches 500, the
+/// customer's 601.00 does. Discount (601.00 − 500) × 10 % = 10.10, rounded once, split by spend
+/// with the largest remainder: `p1` 10.10 × 351 / 601 = 5.8988… → 5.89, `p2` 4.2013… → 4.20, the
+/// cent left to the larger remainder (`p1`): **−5.90** and **−4.20**; total 601.00 − 10.10 =
+/// **590.90**.
+#[test]
+fn g22_marketplace_wide_volume_discount() {
+    let provider = |id: &str, price: Value| -> PriceBook {
+        let mut b = book("USD", json!([price]), json!({}));
+        b.id = format!("book-{id}");
+        b.owner = Owner::Provider { id: id.into() };
+        b
+    };
+    let marketplace: PriceBook = serde_json::from_value(json!({
+        "id": "marketplace", "owner": {"kind": "marketplace"}, "currency": "USD", "version": 1,
+        "effective_from": "2026-01-01T00:00:00Z", "prices": [],
+        "volume_discount": {"basis": "spend", "method": "incremental", "scope": "marketplace",
+            "thresholds": [{"from": "0", "percent": "0"}, {"from": "500", "percent": "10"}]}
+    }))
+    .unwrap();
+    let s = Setup::new(vec![
+        provider("p1", per_unit("cpu", "cpu_seconds", "1.00")),
+        provider("p2", per_unit("gpu", "gpu_seconds", "2.00")),
+        marketplace,
+    ]);
+    let mut rows = vec![row(Meter::CpuSeconds, "2026-01-05T00:00:00Z", "351", &[])];
+    let mut gpu = row(Meter::GpuSeconds, "2026-01-06T00:00:00Z", "125", &[]);
+    gpu.provider_id = "p2".into();
+    rows.push(gpu);
+    let r = s.rate(&rows, jan());
+    let lines: Vec<(LineKind, Option<&str>, String)> = r
+        .lines
+        .iter()
+        .map(|l| (l.kind, l.provider_id.as_deref(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (LineKind::Usage, Some("p1"), "351.00".into()),
+            (LineKind::Usage, Some("p2"), "250.00".into()),
+            (LineKind::VolumeDiscount, Some("p1"), "-5.90".into()),
+            (LineKind::VolumeDiscount, Some("p2"), "-4.20".into()),
+        ]
+    );
+    assert!(r.lines[2..]
+        .iter()
+        .all(|l| l.discount_scope == Some(DiscountScope::Marketplace)));
+    assert_eq!(r.subtotal.to_string(), "590.90");
+    // Per book, the same spend earns nothing: each provider alone is below 500.
+    let mut per_book = s.books.clone();
+    per_book[2].volume_discount.as_mut().unwrap().scope = None;
+    let r = Setup::new(per_book).rate(&rows, jan());
+    assert_eq!(r.subtotal.to_string(), "601.00");
+}

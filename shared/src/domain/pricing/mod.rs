@@ -22,7 +22,7 @@ mod props;
 mod tests;
 
 pub use book::{
-    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountThreshold, DynamicPricing, Owner, Price,
+    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountScope, DiscountThreshold, DynamicPricing, Owner, Price,
     PriceBook, Spot, TaxMode, Tier, TimeOfUse, TimeOfUseRule, VolumeDiscount,
 };
 pub use catalog::{Catalog, CatalogData, UpfrontPayout};

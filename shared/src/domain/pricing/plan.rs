@@ -8,10 +8,10 @@
 //!   (and an allowance without `overage_unit_price` falls back to the book for overage);
 //! * reserved capacity: one or more [`Reservation`]s.
 
-use super::book::TaxMode;
+use super::book::{DiscountScope, TaxMode, VolumeDiscount};
 use super::period::Period;
 use super::tax::TaxProfile;
-use super::validate::{ValidationErrors, ValidationIssue};
+use super::validate::{discount_rules, ValidationErrors, ValidationIssue};
 use crate::domain::meter::Meter;
 use crate::domain::money::Currency;
 use chrono::{DateTime, Months, Utc};
@@ -64,6 +64,10 @@ pub struct Plan {
     /// Whether the plan's own amounts (fees, adjustments) include tax.
     #[serde(default)]
     pub tax_mode: TaxMode,
+    /// A discount on every provider's usage rated under the plan (scope `plan`), its cost split
+    /// across providers (`docs/pricing.md`, volume discounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_discount: Option<VolumeDiscount>,
 }
 
 /// Units of a meter included each period; beyond them, `overage_unit_price` per unit, or the
@@ -264,6 +268,18 @@ impl Plan {
                         "{:?} upfront does not fit upfront_amount {} and monthly_fee {}",
                         r.upfront, r.upfront_amount, r.monthly_fee
                     ),
+                );
+            }
+        }
+        if let Some(vd) = &self.volume_discount {
+            for i in discount_rules(vd, "volume_discount") {
+                push(i.path, i.code, i.message);
+            }
+            if vd.scope.is_some_and(|s| s != DiscountScope::Plan) {
+                push(
+                    "volume_discount.scope".into(),
+                    "bad_scope",
+                    "a plan's discount counts the plan's spend: `plan`".into(),
                 );
             }
         }

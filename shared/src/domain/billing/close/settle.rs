@@ -6,7 +6,7 @@ use crate::domain::billing::credit::{apply_credit, CreditApplication};
 use crate::domain::billing::statement::{provider_statements, ProviderLine, StatementRun};
 use crate::domain::fx::{convert, CurrencyPair};
 use crate::domain::money::{Currency, Money};
-use crate::domain::pricing::LineKind;
+use crate::domain::pricing::DiscountScope;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -104,7 +104,7 @@ pub(crate) fn statement_run(
             discount: l
                 .rated
                 .as_ref()
-                .is_some_and(|r| r.kind == LineKind::VolumeDiscount && r.book.is_none()),
+                .is_some_and(|r| r.discount_scope.is_some_and(|s| s != DiscountScope::Book)),
         })
         .collect();
     Ok(provider_statements(currency, &provider_lines, &fees)?)

@@ -92,3 +92,86 @@ fn an_empty_period_is_invoiced_its_fee_with_tax() {
     assert_eq!(inv.due_date, NaiveDate::from_ymd_opt(2026, 2, 15).unwrap());
     assert_eq!(inv.statements.customer_total().amount, inv.total);
 }
+
+mod marketplace_discount {
+    use super::*;
+    use crate::domain::pricing::{volume_discount, DiscountScope, LineKind, VolumeDiscount};
+    use proptest::prelude::*;
+
+    fn discount() -> VolumeDiscount {
+        serde_json::from_value(serde_json::json!({"basis": "spend", "method": "incremental",
+            "scope": "marketplace", "thresholds": [{"from": "0", "percent": "0"},
+            {"from": "1", "percent": "3"}, {"from": "50", "percent": "7.5"}]}))
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        /// With the marketplace-wide discount split across providers, the customer's total is
+        /// still the providers' payouts plus the fees plus the tax, to the cent; the shares add up
+        /// to the discount rounded once, and each provider's statement shows its share.
+        #[test]
+        fn customer_totals_equal_payouts_fees_and_tax_with_a_shared_discount(
+            usage in proptest::collection::vec((0usize..4, 0usize..3, 1i64..50_000_000, 0i64..(30 * 24)), 1..30),
+        ) {
+            let mut data = sample::catalog();
+            let m = data.books.iter_mut().find(|b| b.id == "marketplace-usd").unwrap();
+            m.volume_discount = Some(discount());
+            let catalog = Catalog::new(data.books.clone()).unwrap();
+            let account = sample::account("acct_1", Currency::USD);
+            let sub = sample::subscription("sub_1", "acct_1", Cadence::Monthly, t("2025-12-31T23:00:00Z"));
+            let period = sub.period_to_close().unwrap().unwrap();
+            let meters = [Meter::CpuSeconds, Meter::GpuSeconds, Meter::NetworkEgressGib];
+            let rows: Vec<UsageRow> = usage
+                .iter()
+                .map(|&(p, m, q, h)| UsageRow {
+                    provider_id: format!("prov_00{p}"),
+                    meter: meters[m],
+                    dimensions: Default::default(),
+                    window_start: period.start + chrono::TimeDelta::hours(h),
+                    quantity: Decimal::new(q, 3),
+                })
+                .collect();
+            let input = CloseInput {
+                account: &account,
+                subscription: &sub,
+                period,
+                catalog: &catalog,
+                taxes: &data.taxes,
+                fees: &data.fees,
+                usage: &rows,
+                prior: Vec::new(),
+                rate: None,
+                now: period.end,
+                refunds: Vec::new(),
+            };
+            let inv = close_period(&input).unwrap().invoice;
+            let run = &inv.statements;
+            let parts: Decimal = run.statements.iter()
+                .map(|s| s.payout.amount + s.marketplace_fee.amount + s.tax.amount).sum();
+            prop_assert_eq!(parts, inv.total);
+            let rated: Vec<_> = inv.lines.iter().filter_map(|l| l.rated.as_ref()).collect();
+            let counted = |k: LineKind| matches!(k, LineKind::Usage | LineKind::PriceMinimum | LineKind::PriceMaximum);
+            let spend: Decimal = rated.iter().filter(|l| counted(l.kind)).map(|l| l.amount).sum();
+            let expected = Currency::USD.round(volume_discount(&discount(), spend, Decimal::ZERO));
+            let shares: Vec<_> = rated.iter()
+                .filter(|l| l.discount_scope == Some(DiscountScope::Marketplace)).collect();
+            prop_assert_eq!(shares.iter().map(|l| l.amount).sum::<Decimal>(), -expected);
+            for s in &run.statements {
+                let own: Decimal = shares.iter()
+                    .filter(|l| l.provider_id.as_deref() == Some(s.provider_id.as_str()))
+                    .map(|l| l.tax.net).sum();
+                prop_assert_eq!(s.discount_share.map_or(Decimal::ZERO, |m| m.amount), own);
+                // Within a cent of the provider's exact share of the discount.
+                if !own.is_zero() {
+                    let theirs: Decimal = rated.iter()
+                        .filter(|l| counted(l.kind) && l.provider_id.as_deref() == Some(s.provider_id.as_str()))
+                        .map(|l| l.amount).sum();
+                    let exact = expected * theirs / spend;
+                    prop_assert!((-own - exact).abs() < Decimal::new(1, 2));
+                }
+            }
+        }
+    }
+}

@@ -86,6 +86,7 @@ impl Lines {
             unit_price: None,
             multiplier: None,
             tiers: Vec::new(),
+            discount_scope: None,
             usage_from: None,
             usage_to: None,
             period: self.period,

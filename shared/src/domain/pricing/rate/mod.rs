@@ -8,7 +8,8 @@
 //! 2. [`cover`]: reservations, then allowances, cover usage; the rest is priced (overage price,
 //!    dynamic unit price or the price's charge model);
 //! 3. [`adjust`]: per-price minimum and maximum over the period;
-//! 4. [`discount`]: volume discounts;
+//! 4. [`discount`]: volume discounts: per book, then the marketplace's and the plan's across
+//!    providers (each counting the spend before discounts);
 //! 5. [`fees`]: the plan's recurring fee, the reservations' monthly fees and unused units
 //!    (a reservation's upfront is rated on its own, at purchase: [`rate_upfront`]);
 //! 6. [`adjust`]: the plan's minimum and maximum over the whole invoice;
@@ -21,7 +22,7 @@ mod fees;
 mod group;
 mod lines;
 
-use super::book::Owner;
+use super::book::{DiscountScope, Owner};
 use super::catalog::Catalog;
 use super::charge::TierApplied;
 use super::dynamic::MarketFactors;
@@ -172,6 +173,10 @@ pub struct LineItem {
     pub multiplier: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<TierApplied>,
+    /// On a volume discount's line: what spend it counted. A `plan` or `marketplace` discount
+    /// has a line per provider, its share of the discount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_scope: Option<DiscountScope>,
     /// Earliest and latest window start of the usage on this line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_from: Option<DateTime<Utc>>,
@@ -268,7 +273,7 @@ pub fn rate(ctx: &RatingContext<'_>, rows: &[UsageRow], period: Period) -> Resul
     let mut out = lines::Lines::new(cat.currency(), period, tax);
     let coverage = cover::usage_lines(&mut out, cat, plan, &grouped, period);
     adjust::price_limits(&mut out, cat, &grouped.provider_names, &coverage.price_totals);
-    discount::volume_discounts(&mut out, cat, &grouped);
+    discount::volume_discounts(&mut out, cat, plan, &grouped);
     fees::plan_fees(&mut out, plan, period, &coverage.reserved_left);
     adjust::plan_limits(&mut out, plan);
     let unpriced = grouped.unpriced();
