@@ -7,9 +7,10 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use meterline_shared::domain::money::format_rate;
 use meterline_shared::domain::pricing::{
-    rate, validate_books, Catalog, LineItem, MarketFactors, Period, PriceBook, RatingContext, RatingResult,
-    Subscription, TaxTable, UsageRow, ValidationIssue,
+    rate, validate_books, Catalog, LineItem, LineKind, MarketFactors, Period, PriceBook, RatingContext,
+    RatingResult, Subscription, TaxTable, UsageRow, ValidationIssue,
 };
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use std::io::{IsTerminal, Read, Write};
@@ -335,6 +336,33 @@ fn dims(l: &LineItem) -> String {
         .join(",")
 }
 
+/// The "unit price / tiers" column: the unit price of a per-unit, overage, covered or fee line;
+/// the tiers with the quantity in each, the packages or the flat amount otherwise.
+fn price_cell(l: &LineItem) -> String {
+    // `calculation` is `<how> = <amount>` (or `= <unrounded> → <amount>`).
+    let how = l.calculation.rsplit_once(" = ").map_or("", |(how, _)| how);
+    let charged_by_model = !l.tiers.is_empty() || how.contains("packages") || how.starts_with("flat ");
+    match l.unit_price {
+        Some(p) if !charged_by_model => p.to_string(),
+        _ if l.kind == LineKind::Usage => how.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Net, tax (with its rate, `19 %`) and gross of a line; the tax-inclusive price is the gross.
+fn amounts_cells(l: &LineItem) -> [String; 3] {
+    let gross = if l.tax.inclusive {
+        format!("{} incl. tax", l.tax.gross)
+    } else {
+        l.tax.gross.to_string()
+    };
+    [
+        l.tax.net.to_string(),
+        format!("{} ({})", l.tax.tax, format_rate(l.tax.rate)),
+        gross,
+    ]
+}
+
 fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
     writeln!(
         out,
@@ -347,30 +375,31 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
         "meter",
         "dimensions",
         "quantity",
-        "unit price",
-        "amount",
+        "unit price / tiers",
+        "net",
         "tax",
+        "gross",
     ];
-    let mut table: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut table: Vec<[String; 9]> = vec![header.map(String::from)];
     for l in &r.lines {
+        let quantity = match &l.unit {
+            Some(u) => format!("{} {u}", l.quantity.normalize()),
+            None => l.quantity.normalize().to_string(),
+        };
+        let [net, tax, gross] = amounts_cells(l);
         table.push([
             format!("{:?}", l.kind),
             l.provider_id.clone().unwrap_or_default(),
             l.meter.map(|m| m.to_string()).unwrap_or_default(),
             dims(l),
-            l.quantity.normalize().to_string(),
-            l.unit_price
-                .map(|p| p.normalize().to_string())
-                .unwrap_or_default(),
-            l.amount.to_string(),
-            format!(
-                "{} @{}%",
-                l.tax.tax,
-                (l.tax.rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
-            ),
+            quantity,
+            price_cell(l),
+            net,
+            tax,
+            gross,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
         .collect();
     for (n, row) in table.iter().enumerate() {
@@ -387,7 +416,7 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
         if n == 0 {
-            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 7))?;
+            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 8))?;
         }
     }
     for u in &r.unpriced {
@@ -413,7 +442,10 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
         writeln!(
             out,
             "tax {j} {:?} {}: taxable {} tax {}",
-            b.treatment, b.rate, b.taxable, b.tax
+            b.treatment,
+            format_rate(b.rate),
+            b.taxable,
+            b.tax
         )?;
     }
     writeln!(out, "tax {}  total {} {}", r.tax_total, r.total, r.currency)?;
@@ -479,6 +511,17 @@ mod tests {
         let (code, out) = run_args(&args);
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(out.contains("subtotal"), "{out}");
+        // The graduated GPU line shows its tiers with the quantity in each, not a blank.
+        let gpu = out
+            .lines()
+            .find(|l| l.starts_with("Usage") && l.contains("gpu_seconds") && !l.contains("H100"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(gpu.contains("36000 × 0.0008 + 50400 × 0.0006"), "{gpu}");
+        let egress = out.lines().find(|l| l.contains("network_egress_gib")).unwrap();
+        assert!(egress.contains("⌈250.5 / 100⌉ = 3 packages × 4.50"), "{egress}");
+        // One rate format: `19 %`.
+        assert!(out.contains("(19 %)") && out.contains("Standard 19 %"), "{out}");
+        assert!(!out.contains("@19%"), "{out}");
         let mut json_args = args.to_vec();
         json_args.push("--json");
         let (_, out) = run_args(&json_args);
