@@ -45,6 +45,11 @@ pub fn refund_note_id(upfront_invoice_id: &str) -> String {
     format!("credit-note#{upfront_invoice_id}#cancelled")
 }
 
+/// Whether a credit note is the refund of a cancelled reservation's upfront.
+pub fn is_refund_note(credit_note_id: &str) -> bool {
+    credit_note_id.starts_with("credit-note#") && credit_note_id.ends_with("#cancelled")
+}
+
 /// The subscription's plans with the instant each comes into force, in order.
 fn timeline(sub: &BillingSubscription) -> Vec<(DateTime<Utc>, &Plan)> {
     let mut out = vec![(sub.started_at, &sub.plan)];

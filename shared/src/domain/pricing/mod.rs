@@ -22,8 +22,8 @@ mod props;
 mod tests;
 
 pub use book::{
-    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountScope, DiscountThreshold, DynamicPricing, Owner, Price,
-    PriceBook, Spot, TaxMode, Tier, TimeOfUse, TimeOfUseRule, VolumeDiscount,
+    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountScope, DiscountThreshold,
+    DynamicPricing, Owner, Price, PriceBook, Spot, TaxMode, Tier, TimeOfUse, TimeOfUseRule, VolumeDiscount,
 };
 pub use catalog::{Catalog, CatalogData, UpfrontPayout};
 pub use charge::{charge, explain, Charge, TierApplied};

@@ -14,7 +14,9 @@ use super::lines::{book_ref, calculation, Lines};
 use super::{LineItem, LineKind};
 use crate::domain::meter::Meter;
 use crate::domain::money::format_percent;
-use crate::domain::pricing::book::{DiscountBasis, DiscountMethod, DiscountScope, PriceBook, TaxMode, VolumeDiscount};
+use crate::domain::pricing::book::{
+    DiscountBasis, DiscountMethod, DiscountScope, PriceBook, TaxMode, VolumeDiscount,
+};
 use crate::domain::pricing::catalog::Catalog;
 use crate::domain::pricing::plan::Plan;
 use rust_decimal::Decimal;
@@ -26,8 +28,18 @@ pub(super) fn volume_discounts(out: &mut Lines, cat: &Catalog, plan: &Plan, grou
     let last = out.period.end - chrono::TimeDelta::nanoseconds(1);
     if let Some(b) = cat.marketplace_book(last) {
         let book = &cat.books[b as usize].book;
-        if let Some(vd) = book.volume_discount.as_ref().filter(|vd| vd.scope == Some(DiscountScope::Marketplace)) {
-            discounts.extend(shared_discount(out, vd, DiscountScope::Marketplace, Some(book), book.tax_mode));
+        if let Some(vd) = book
+            .volume_discount
+            .as_ref()
+            .filter(|vd| vd.scope == Some(DiscountScope::Marketplace))
+        {
+            discounts.extend(shared_discount(
+                out,
+                vd,
+                DiscountScope::Marketplace,
+                Some(book),
+                book.tax_mode,
+            ));
         }
     }
     if let Some(vd) = &plan.volume_discount {
@@ -121,7 +133,11 @@ fn shared_discount(
     let unrounded = volume_discount(vd, spend, quantity);
     let discount = out.currency.round(unrounded);
     let weights: Vec<Decimal> = per.values().map(|s| s.0.max(Decimal::ZERO)).collect();
-    let Some(shares) = out.currency.split(discount, &weights).filter(|_| !discount.is_zero()) else {
+    let Some(shares) = out
+        .currency
+        .split(discount, &weights)
+        .filter(|_| !discount.is_zero())
+    else {
         return Vec::new();
     };
     let what = match scope {
@@ -372,7 +388,11 @@ mod tests {
                 (Some("p2"), d("-20.00"), Some(DiscountScope::Plan)),
             ]
         );
-        assert!(lines[2].calculation.contains("split by spend"), "{}", lines[2].calculation);
+        assert!(
+            lines[2].calculation.contains("split by spend"),
+            "{}",
+            lines[2].calculation
+        );
     }
 
     #[test]
