@@ -23,12 +23,15 @@ pub(super) enum Correction {
     CreditNote(CreditNoteDoc),
 }
 
-/// Sums lines per (provider, meter): what was billed for each.
+/// Sums lines per (provider, meter): what was billed for each. Quantities count on usage
+/// lines only (those with a meter): a fee line's quantity 1 is not usage.
 fn billed<'a>(lines: impl IntoIterator<Item = &'a InvoiceLine>) -> Billed {
     let mut out = Billed::new();
     for l in lines {
         let e = out.entry((l.provider_id.clone(), l.meter)).or_default();
-        e.0 += l.quantity;
+        if l.meter.is_some() {
+            e.0 += l.quantity;
+        }
         e.1 += l.net;
         e.2 += l.tax;
     }
@@ -151,6 +154,10 @@ mod tests {
             (d("15"), d("1.50"), d("0.29"))
         );
         assert_eq!(b[&("p1".to_string(), None)], (d("0"), d("20.00"), d("3.80")));
+        // A fee line (quantity 1, no meter) is no usage: an invoice that wrote it with
+        // quantity 0 bills the same.
+        let fee = |q: &str| billed(&[line("p1", None, q, "20.00", "3.80")]);
+        assert!(differences(&fee("0"), &fee("1")).is_empty());
     }
 
     #[test]
