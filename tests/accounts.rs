@@ -1070,6 +1070,7 @@ async fn the_dynamodb_directory_writes_conditionally() {
         provider_id: "p1".into(),
         name: "P".into(),
         fee_percent: Decimal::from(fee),
+        upfront_payout: Default::default(),
         created_at: t("2026-01-01T00:00:00Z"),
         updated_at: None,
     };
@@ -1502,4 +1503,69 @@ async fn account_and_catalog_bodies_match_their_documented_schemas() {
         )
         .await,
     );
+}
+
+#[tokio::test]
+async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads() {
+    let stack = Stack::create("upfront-payout").await;
+    let api = stack.api();
+    let now = t("2026-06-01T00:00:00Z");
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers",
+        &[],
+        Some(
+            json!({"provider_id": "prov_u", "name": "GPU Co", "fee_percent": "10",
+            "upfront_payout": "at_purchase"}),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(
+        (s, b["upfront_payout"].as_str()),
+        (201, Some("at_purchase")),
+        "{b}"
+    );
+    let catalog = stack.billing_store().catalog().await.unwrap();
+    assert_eq!(
+        catalog.upfront_payouts.get("prov_u"),
+        Some(&meterline_shared::domain::pricing::UpfrontPayout::AtPurchase)
+    );
+    // A wrong value names the field; a provider key may not change it.
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers/prov_u",
+        &[],
+        Some(json!({"upfront_payout": "monthly"})),
+        now,
+    )
+    .await;
+    assert_eq!((s, fields(&b)), (400, vec!["upfront_payout".to_string()]));
+    let key = new_key(&api, json!({"role": "provider", "provider_id": "prov_u"})).await;
+    let (s, _) = as_key(
+        &api,
+        &key,
+        "POST",
+        "/v1/providers/prov_u",
+        Some(json!({"upfront_payout": "over_term"})),
+        now,
+    )
+    .await;
+    assert_eq!(s, 403);
+    // Back to the default: over the term, out of the catalog's list.
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers/prov_u",
+        &[],
+        Some(json!({"upfront_payout": "over_term"})),
+        now,
+    )
+    .await;
+    assert_eq!((s, b["upfront_payout"].as_str()), (200, Some("over_term")), "{b}");
+    let catalog = stack.billing_store().catalog().await.unwrap();
+    assert!(catalog.upfront_payouts.is_empty());
+    assert_eq!(catalog.fees["prov_u"], Decimal::TEN);
 }

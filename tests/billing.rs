@@ -763,3 +763,100 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
         .unwrap();
     assert_eq!(s.swept, 0);
 }
+
+/// A subscription of `account` anchored an hour ago (its first daily period has not ended),
+/// with a reservation of `prov_000` whose term started then, and the one of a second account
+/// cancelled before its reservation's term started.
+async fn reserve(b: &Billing, account: &str, cancelled_before_term: bool) -> BillingSubscription {
+    b.billing
+        .put_account(&sample::account(account, Currency::USD))
+        .await
+        .unwrap();
+    let anchor = hour() - Duration::hours(1);
+    let mut plan = sample::subscription("x", account, Cadence::Daily, anchor).plan;
+    plan.reservations.push(
+        serde_json::from_value(
+            json!({"id": "r1", "meter": "gpu_seconds", "units_per_period": "100000",
+            "term_start": anchor, "term_months": 12, "upfront": "all", "upfront_amount": "1200.00",
+            "provider_id": "prov_000"}),
+        )
+        .unwrap(),
+    );
+    let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+    let mut sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
+    if cancelled_before_term {
+        sub.cancelled_at = Some(anchor - Duration::minutes(1));
+    }
+    b.billing.put_subscription(&sub).await.unwrap();
+    sub
+}
+
+#[tokio::test]
+async fn a_reservation_upfront_is_woken_at_its_term_start_and_invoiced_once() {
+    use meterline_shared::domain::billing::InvoiceKind;
+    use meterline_shared::ports::issued::IssuedInvoices;
+    let b = Billing::new("billing-upfront").await;
+    let sub = reserve(&b, "acct_r", false).await;
+    reserve(&b, "acct_x", true).await;
+    let queue =
+        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let now = Utc::now();
+    // Both purchases are due through the due index (no period has ended); fired twice.
+    for _ in 0..2 {
+        let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+            .await
+            .unwrap();
+        assert_eq!(s.enqueued, 2);
+    }
+    let closer = b.closer(&b.events);
+    let stats = pump(&b.stack.sqs(), &b.stack.resource("CloseQueue"), 10, |event| {
+        close_worker::handle(&closer, event, now)
+    })
+    .await;
+    assert_eq!((stats.deleted, stats.failed), (4, 0));
+    let invoices = b.invoices("acct_r").await;
+    assert_eq!(invoices.len(), 1);
+    let inv = &invoices[0];
+    assert_eq!(inv.kind, InvoiceKind::ReservationUpfront);
+    assert_eq!(inv.number.as_deref(), Some("ML-000001"));
+    assert_eq!(
+        (inv.net_total, inv.tax_total, inv.total),
+        (
+            "1200.00".parse().unwrap(),
+            "228.00".parse().unwrap(),
+            "1428.00".parse().unwrap()
+        )
+    );
+    // Cancelled before its term started: nothing owed, nothing invoiced.
+    assert!(b.invoices("acct_x").await.is_empty());
+    // Settled: out of the due index, even after the subscription is written again.
+    b.billing.put_subscription(&sub).await.unwrap();
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+        .await
+        .unwrap();
+    assert_eq!(s.enqueued, 0);
+    // The same request again writes nothing.
+    let again = serde_json::to_string(&CloseRequest {
+        account_id: "acct_r".into(),
+        subscription_id: "sub_acct_r".into(),
+        period_end: sub.started_at,
+    })
+    .unwrap();
+    let resp = close_worker::handle(&closer, sqs_event(&[("again".into(), again)]), Utc::now()).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(b.invoices("acct_r").await.len(), 1);
+    assert_eq!(b.billing.last_number("ML").await.unwrap(), 1);
+    // The provider's statement entry carries the term schedule (15 % fee: 1,020.00 paid over
+    // 12 months, 85.00 a month).
+    let entry = b
+        .billing
+        .statement_entry_of("prov_000", inv.period.end, &inv.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let schedule = &entry.statement.term_schedule;
+    assert_eq!(schedule.len(), 12);
+    assert!(schedule
+        .iter()
+        .all(|m| m.payout.amount == "85.00".parse::<Decimal>().unwrap()));
+}

@@ -9,10 +9,10 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use input::{instant_arg, Input};
-use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::money::{format_rate, Currency};
 use meterline_shared::domain::pricing::{
-    rate, Catalog, MarketFactors, Period, RatingContext, RatingResult, Subscription, TaxTable, Unpriced,
-    UnpricedReason,
+    rate, Catalog, LineItem, LineKind, MarketFactors, Period, RatingContext, RatingResult, Subscription,
+    TaxTable, Unpriced, UnpricedReason,
 };
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use rust_decimal::Decimal;
@@ -291,6 +291,19 @@ fn wire_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
+/// The "unit price / tiers" column: the unit price of a per-unit, overage, covered or fee line;
+/// the tiers with the quantity in each, the packages or the flat amount otherwise.
+fn price_cell(l: &LineItem) -> String {
+    // `calculation` is `<how> = <amount>` (or `= <unrounded> → <amount>`).
+    let how = l.calculation.rsplit_once(" = ").map_or("", |(how, _)| how);
+    let charged_by_model = !l.tiers.is_empty() || how.contains("packages") || how.starts_with("flat ");
+    match l.unit_price {
+        Some(p) if !charged_by_model => p.to_string(),
+        _ if l.kind == LineKind::Usage => how.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// An amount with the currency's minor units, always (`0.00`, never `0`; JPY `0`).
 fn money(amount: Decimal, currency: Currency) -> String {
     let mut a = amount;
@@ -340,6 +353,20 @@ fn unpriced_error(unpriced: &[Unpriced]) -> String {
     )
 }
 
+/// Net, tax (with its rate, `19 %`) and gross of a line; the tax-inclusive price is the gross.
+fn amounts_cells(l: &LineItem, currency: Currency) -> [String; 3] {
+    let gross = if l.tax.inclusive {
+        format!("{} incl. tax", money(l.tax.gross, currency))
+    } else {
+        money(l.tax.gross, currency)
+    };
+    [
+        money(l.tax.net, currency),
+        format!("{} ({})", money(l.tax.tax, currency), format_rate(l.tax.rate)),
+        gross,
+    ]
+}
+
 fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
     writeln!(
         out,
@@ -352,30 +379,31 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
         "meter",
         "dimensions",
         "quantity",
-        "unit price",
-        "amount",
+        "unit price / tiers",
+        "net",
         "tax",
+        "gross",
     ];
-    let mut table: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut table: Vec<[String; 9]> = vec![header.map(String::from)];
     for l in &r.lines {
+        let quantity = match &l.unit {
+            Some(u) => format!("{} {u}", l.quantity.normalize()),
+            None => l.quantity.normalize().to_string(),
+        };
+        let [net, tax, gross] = amounts_cells(l, r.currency);
         table.push([
             wire_name(&l.kind),
             l.provider_id.clone().unwrap_or_default(),
             l.meter.map(|m| m.to_string()).unwrap_or_default(),
             dims(&l.dimensions),
-            l.quantity.normalize().to_string(),
-            l.unit_price
-                .map(|p| p.normalize().to_string())
-                .unwrap_or_default(),
-            money(l.amount, r.currency),
-            format!(
-                "{} @{}%",
-                money(l.tax.tax, r.currency),
-                (l.tax.rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
-            ),
+            quantity,
+            price_cell(l),
+            net,
+            tax,
+            gross,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
         .collect();
     for (n, row) in table.iter().enumerate() {
@@ -392,7 +420,7 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
         if n == 0 {
-            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 7))?;
+            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 8))?;
         }
     }
     for u in &r.unpriced {
@@ -415,7 +443,7 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
             out,
             "tax {j} {} {}: taxable {} tax {}",
             wire_name(&b.treatment),
-            b.rate,
+            format_rate(b.rate),
             money(b.taxable, r.currency),
             money(b.tax, r.currency)
         )?;
@@ -484,6 +512,17 @@ mod tests {
         let (code, out) = run_args(&args);
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(out.contains("subtotal"), "{out}");
+        // The graduated GPU line shows its tiers with the quantity in each, not a blank.
+        let gpu = out
+            .lines()
+            .find(|l| l.starts_with("usage") && l.contains("gpu_seconds") && !l.contains("H100"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(gpu.contains("36000 × 0.0008 + 50400 × 0.0006"), "{gpu}");
+        let egress = out.lines().find(|l| l.contains("network_egress_gib")).unwrap();
+        assert!(egress.contains("⌈250.5 / 100⌉ = 3 packages × 4.50"), "{egress}");
+        // One rate format: `19 %`.
+        assert!(out.contains("(19 %)") && out.contains("standard 19 %"), "{out}");
+        assert!(!out.contains("@19%"), "{out}");
         let mut json_args = args.to_vec();
         json_args.push("--json");
         let (_, out) = run_args(&json_args);

@@ -170,6 +170,8 @@ fn credit_note_json(n: &CreditNoteDoc) -> Value {
     v["kind"] = json!(
         if n.issued_with == meterline_shared::domain::billing::ledger::MANUAL {
             "manual"
+        } else if meterline_shared::domain::billing::upfront::is_refund_note(&n.credit_note_id) {
+            "reservation_refund"
         } else {
             "late_usage"
         }
@@ -1004,7 +1006,7 @@ pub(crate) mod doc {
         amount: String,
         #[schema(format = DateTime)]
         issued_at: String,
-        /// `manual` or `late_usage`.
+        /// `manual`, `late_usage` or `reservation_refund`.
         kind: String,
     }
 

@@ -48,13 +48,23 @@ pub enum CloseOutcome {
     AlreadyClosed,
 }
 
+/// The outcome of [`BillingStore::commit_upfront`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpfrontOutcome {
+    /// Written: the invoice as a draft, with its pending marker.
+    Committed(Box<Invoice>),
+    /// The upfront was invoiced already: nothing was written.
+    AlreadyIssued,
+}
+
 /// Where billing state lives. Every write that matters is conditional, so that retries and
 /// races produce one invoice with one number.
 pub trait BillingStore: Send + Sync {
     fn put_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<(), StoreError>>;
     fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
 
-    /// Creates or replaces a subscription, indexing it by `next_close_at` when it has one.
+    /// Creates or replaces a subscription, indexing it by `next_close_at` when it has one, and
+    /// its upfront purchases by their term start until they are invoiced.
     fn put_subscription<'a>(
         &'a self,
         subscription: &'a BillingSubscription,
@@ -71,7 +81,10 @@ pub trait BillingStore: Send + Sync {
         account_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<BillingSubscription>, StoreError>>;
 
-    /// Subscriptions of index shard `shard` whose `next_close_at <= until`, oldest first.
+    /// Subscriptions of index shard `shard` whose `next_close_at <= until`, oldest first; also
+    /// (with `next_close_at` the term start) those with an upfront purchase whose term has
+    /// started by `until` and which is neither invoiced nor dropped (see
+    /// [`crate::domain::billing::upfront`]): the close invoices it.
     fn due_subscriptions<'a>(
         &'a self,
         shard: u32,
@@ -110,6 +123,22 @@ pub trait BillingStore: Send + Sync {
     /// [`StoreError::Conflict`]: recompute and try again.
     fn commit_close<'a>(&'a self, commit: &'a CloseCommit)
         -> BoxFuture<'a, Result<CloseOutcome, StoreError>>;
+
+    /// Writes a reservation's upfront invoice exactly once: the invoice as a draft (if it does
+    /// not exist) with its pending marker and its provider statement entries, and the purchase's
+    /// wake-up marked done, all or nothing. Numbering finalizes it like a close's draft.
+    fn commit_upfront<'a>(
+        &'a self,
+        invoice: &'a Invoice,
+    ) -> BoxFuture<'a, Result<UpfrontOutcome, StoreError>>;
+
+    /// Marks the wake-up of the upfront purchase `invoice_id` done without an invoice: the
+    /// reservation ended before its term started, nothing is owed. Idempotent.
+    fn drop_upfront<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Numbers and finalizes the drafts given that are still drafts, in the order given, with
     /// the next numbers of their issuers: per issuer, one conditional write per

@@ -229,6 +229,7 @@ mod tests {
             invoice_id: "inv_1".into(),
             account_id: "acct_a".into(),
             subscription_id: "sub_a".into(),
+            kind: Default::default(),
             period: BillingPeriod {
                 start,
                 end: start + Duration::days(1),

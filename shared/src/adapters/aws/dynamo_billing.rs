@@ -9,6 +9,7 @@
 //! | credit note | `ACCT#<account>` | `CN#<credit note id>` | `doc` |
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
 //! | pending marker | `PENDING#<shard>` | `<account>#<invoice id>` | `account_id`, `invoice_id`, `since`: a close not yet numbered or published |
+//! | upfront purchase | `ACCT#<account>` | `UPFRONT#<invoice id>` | `account_id`, `subscription_id`; `due_pk`, `due_at` (the term start) until its upfront is invoiced or dropped |
 //! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
@@ -40,13 +41,14 @@ use super::backoff;
 use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
 use crate::domain::billing::statement::ProviderStatement;
+use crate::domain::billing::upfront::{upfront_invoice_id, upfront_purchases};
 use crate::domain::billing::{
     Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge,
 };
 use crate::domain::pricing::CatalogData;
 use crate::ports::billing::{
     due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription, OpenInvoice,
-    PaymentOutcome, PendingInvoice, DUE_SHARDS,
+    PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -375,6 +377,92 @@ impl DynamoBillingStore {
         Ok(items)
     }
 
+    /// The item of an upfront purchase: in the due index at its term start (`due`), or out of
+    /// it once invoiced or dropped.
+    fn upfront_item(
+        account_id: &str,
+        subscription_id: &str,
+        invoice_id: &str,
+        due: Option<DateTime<Utc>>,
+    ) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(account_id)));
+        item.insert("sk".into(), s(format!("UPFRONT#{invoice_id}")));
+        item.insert("account_id".into(), s(account_id));
+        item.insert("subscription_id".into(), s(subscription_id));
+        if let Some(at) = due {
+            item.insert(
+                "due_pk".into(),
+                s(format!("DUE#{}", due_shard(subscription_id, DUE_SHARDS))),
+            );
+            item.insert("due_at".into(), s(instant(at)));
+        }
+        item
+    }
+
+    /// Puts the due-index item of every upfront purchase of the subscription that has none yet
+    /// (one invoiced or dropped keeps its item, out of the index, and is not woken again). A
+    /// purchase missed here (a crash after the subscription's write) is invoiced by the
+    /// subscription's next close.
+    pub(super) async fn wake_upfronts(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
+        for (_, r) in upfront_purchases(sub) {
+            let id = upfront_invoice_id(&sub.subscription_id, r);
+            let item = Self::upfront_item(&sub.account_id, &sub.subscription_id, &id, Some(r.term_start));
+            let out = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match out {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The items of an upfront invoice's write: the invoice if new, its pending marker, its
+    /// purchase out of the due index, its statement entries.
+    fn upfront_items(&self, inv: &Invoice) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
+            let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
+            if let Some(cond) = condition {
+                p = p.condition_expression(cond);
+            }
+            Ok(TransactWriteItem::builder()
+                .put(p.build().map_err(build_error)?)
+                .build())
+        };
+        let mut items = vec![
+            put(Self::invoice_item(inv), Some("attribute_not_exists(pk)"))?,
+            put(
+                Self::pending_item(&PendingInvoice::of(inv)),
+                Some("attribute_not_exists(pk)"),
+            )?,
+            put(
+                Self::upfront_item(&inv.account_id, &inv.subscription_id, &inv.invoice_id, None),
+                None,
+            )?,
+        ];
+        for st in &inv.statements.statements {
+            items.push(put(Self::statement_item(inv, st), None)?);
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Corrupt(format!(
+                "invoice {} needs {} writes, more than one transaction holds",
+                inv.invoice_id,
+                items.len()
+            )));
+        }
+        Ok(items)
+    }
+
     fn pending_key(account_id: &str, invoice_id: &str) -> (String, String) {
         (
             format!("PENDING#{}", due_shard(invoice_id, DUE_SHARDS)),
@@ -652,7 +740,10 @@ impl BillingStore for DynamoBillingStore {
     }
 
     fn put_subscription<'a>(&'a self, sub: &'a BillingSubscription) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { self.put(Self::subscription_item(sub)).await })
+        Box::pin(async move {
+            self.put(Self::subscription_item(sub)).await?;
+            self.wake_upfronts(sub).await
+        })
     }
 
     fn subscription<'a>(
@@ -870,6 +961,71 @@ impl BillingStore for DynamoBillingStore {
                 }
                 backoff(attempt.min(4)).await;
             }
+        })
+    }
+
+    fn commit_upfront<'a>(&'a self, inv: &'a Invoice) -> BoxFuture<'a, Result<UpfrontOutcome, StoreError>> {
+        Box::pin(async move {
+            if inv.status != InvoiceStatus::Draft {
+                return Err(StoreError::Corrupt("an upfront is written as a draft".into()));
+            }
+            let mut attempt = 0;
+            loop {
+                let items = self.upfront_items(inv)?;
+                let err = match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(UpfrontOutcome::Committed(Box::new(inv.clone()))),
+                    Err(err) => err,
+                };
+                let retry = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                        let failed = tc
+                            .cancellation_reasons()
+                            .iter()
+                            .take(2)
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"));
+                        if failed || self.invoice(&inv.account_id, &inv.invoice_id).await?.is_some() {
+                            return Ok(UpfrontOutcome::AlreadyIssued);
+                        }
+                        true
+                    }
+                    Some(e) if super::is_transient(e) => true,
+                    _ => false,
+                };
+                attempt += 1;
+                if !retry || attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string()));
+                }
+                backoff(attempt.min(4)).await;
+            }
+        })
+    }
+
+    fn drop_upfront<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(account_pk(account_id)))
+                .key("sk", s(format!("UPFRONT#{invoice_id}")))
+                .update_expression("REMOVE due_pk, due_at")
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| match e.as_service_error() {
+                    Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
+                    _ => Err(unavailable(e)),
+                })
         })
     }
 

@@ -412,16 +412,21 @@ impl DirectoryStore for DynamoBillingStore {
             claim.insert("pk".into(), s(format!("SUBID#{}", sub.subscription_id)));
             claim.insert("sk".into(), s("CLAIM"));
             claim.insert("account_id".into(), s(&sub.account_id));
-            self.written(vec![
-                put(
-                    &self.table,
-                    DynamoBillingStore::subscription_item(sub),
-                    "attribute_not_exists(pk)",
-                    vec![],
-                )?,
-                put(&self.table, claim, "attribute_not_exists(pk)", vec![])?,
-            ])
-            .await
+            let written = self
+                .written(vec![
+                    put(
+                        &self.table,
+                        DynamoBillingStore::subscription_item(sub),
+                        "attribute_not_exists(pk)",
+                        vec![],
+                    )?,
+                    put(&self.table, claim, "attribute_not_exists(pk)", vec![])?,
+                ])
+                .await?;
+            if written == Written::Yes {
+                self.wake_upfronts(sub).await?;
+            }
+            Ok(written)
         })
     }
 
@@ -447,7 +452,11 @@ impl DirectoryStore for DynamoBillingStore {
                     vec![],
                 )?,
             };
-            self.written(vec![put]).await
+            let written = self.written(vec![put]).await?;
+            if written == Written::Yes {
+                self.wake_upfronts(sub).await?;
+            }
+            Ok(written)
         })
     }
 }

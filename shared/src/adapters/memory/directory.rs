@@ -346,6 +346,7 @@ mod tests {
             provider_id: id.into(),
             name: "P".into(),
             fee_percent: Decimal::new(fee, 0),
+            upfront_payout: Default::default(),
             created_at: Utc::now(),
             updated_at: None,
         };

@@ -172,17 +172,34 @@ pub struct Spot {
     pub cap: Decimal,
 }
 
-/// A discount on a period's usage under one book version, by spend or by quantity.
+/// A discount on a period's usage by spend or by quantity: of one provider under one book
+/// version, or counted across providers (see [`DiscountScope`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeDiscount {
     pub basis: DiscountBasis,
     pub method: DiscountMethod,
+    /// What spend counts; absent: the book's (in a price book) or the plan's (in a plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<DiscountScope>,
     /// For `quantity` basis: the meter whose quantity counts (and whose lines are discounted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<String>,
     /// Thresholds in increasing order; the percentage applies from `from` (inclusive).
     pub thresholds: Vec<DiscountThreshold>,
+}
+
+/// What spend a volume discount counts (`docs/pricing.md`, volume discounts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountScope {
+    /// One provider's usage under one book version (a book's discount).
+    Book,
+    /// Every provider's usage rated under the plan (a plan's discount).
+    Plan,
+    /// The customer's whole marketplace spend in the period, every provider and book (a
+    /// marketplace book's discount).
+    Marketplace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
