@@ -724,3 +724,20 @@ async fn the_changes_index_pages_strictly_between_its_bounds() {
         .is_empty());
     assert_eq!(rest[0].aggregate.account_id, "acct_i");
 }
+
+#[tokio::test]
+async fn minute_windows_are_400_on_the_function_where_they_are_not_kept() {
+    let stack = Stack::create("stream-minute").await;
+    assert!(!stack
+        .usage_config()
+        .ingest
+        .granularities
+        .contains(&meterline_shared::usage::Granularity::Minute));
+    let f = function(&stack, 1000);
+    let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
+    let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=minute", &auth);
+    let resp = f.handle(req).await;
+    assert_eq!(resp.status(), 400);
+    let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=hour", &auth);
+    assert_eq!(f.handle(req).await.status(), 200);
+}
