@@ -202,7 +202,11 @@ impl Closed {
     }
 
     fn id(&self, account: &str, day: i64) -> String {
-        meterline_shared::billing::invoice_id(&format!("sub_{account}"), self.anchor + Duration::days(day))
+        meterline_shared::billing::invoice_id(
+            account,
+            &format!("sub_{account}"),
+            self.anchor + Duration::days(day),
+        )
     }
 }
 

@@ -735,7 +735,11 @@ async fn minute_windows_are_400_on_the_function_where_they_are_not_kept() {
         .contains(&meterline_shared::usage::Granularity::Minute));
     let f = function(&stack, 1000);
     let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
-    let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=minute", &auth);
+    let req = function_url_event(
+        "GET",
+        "/v1/accounts/acct_a/usage/stream?granularity=minute",
+        &auth,
+    );
     let resp = f.handle(req).await;
     assert_eq!(resp.status(), 400);
     let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=hour", &auth);

@@ -6,10 +6,14 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, pump, with_header, with_key, Stack};
+use meterline_integration_tests::{
+    api_request, body_json, operator_request, pump, with_header, with_key, Stack,
+};
 use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue, SqsUsageQueue};
 use meterline_shared::billing::events::PaymentResult;
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence, InvoiceStatus};
+use meterline_shared::billing::{
+    sample, Alignment, BillingSchedule, BillingSubscription, Cadence, InvoiceStatus,
+};
 use meterline_shared::closing::{CloseSettings, Closer};
 use meterline_shared::meter::Meter;
 use meterline_shared::money::Currency;
@@ -39,7 +43,11 @@ async fn op(api: &Api, method: &str, path: &str, body: Option<Value>) -> (u16, V
 
 async fn as_key(api: &Api, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string());
-    call(api, with_key(api_request(method, path, &[], body.as_deref()), key)).await
+    call(
+        api,
+        with_key(api_request(method, path, &[], body.as_deref()), key),
+    )
+    .await
 }
 
 async fn new_account(api: &Api, id: &str) {
@@ -271,11 +279,7 @@ async fn a_close_never_overwrites_a_statement_entry_of_another_invoice() {
         outcome.is_err(),
         "a statement entry that exists is a collision: {outcome:?}"
     );
-    assert_eq!(
-        first_day_statements(&p).await,
-        before,
-        "nothing was overwritten"
-    );
+    assert_eq!(first_day_statements(&p).await, before, "nothing was overwritten");
     assert!(
         p.store
             .invoice("acct_y", &victim.invoice_id)
@@ -468,7 +472,13 @@ async fn key_secrets_are_shown_once_and_stored_in_no_table() {
     .await;
     check(&plain, &mut secrets);
     for key in [&id, &new_id] {
-        let resp = send(operator_request("DELETE", &format!("/v1/api-keys/{key}"), &[], None)).await;
+        let resp = send(operator_request(
+            "DELETE",
+            &format!("/v1/api-keys/{key}"),
+            &[],
+            None,
+        ))
+        .await;
         check(&resp, &mut secrets);
     }
     for req in [create("k-create"), rotate()] {
@@ -492,8 +502,14 @@ async fn a_key_for_a_tenant_that_does_not_exist_is_404() {
     let stack = Stack::create("trust-key-tenant").await;
     let api = stack.api();
     for (body, field) in [
-        (json!({"role": "customer", "account_id": "acct_later"}), "account_id"),
-        (json!({"role": "provider", "provider_id": "prov_later"}), "provider_id"),
+        (
+            json!({"role": "customer", "account_id": "acct_later"}),
+            "account_id",
+        ),
+        (
+            json!({"role": "provider", "provider_id": "prov_later"}),
+            "provider_id",
+        ),
     ] {
         let (status, v) = op(&api, "POST", "/v1/api-keys", Some(body)).await;
         assert_eq!(status, 404, "{v}");
@@ -552,7 +568,13 @@ async fn minute_windows_on_the_stream_are_400_where_they_are_not_kept() {
     assert_eq!(v["errors"][0]["field"], "granularity");
 }
 
-fn payment(event_id: &str, invoice_id: &str, account: &str, currency: &str, amount: &str) -> EventBridgeEvent<PaymentResult> {
+fn payment(
+    event_id: &str,
+    invoice_id: &str,
+    account: &str,
+    currency: &str,
+    amount: &str,
+) -> EventBridgeEvent<PaymentResult> {
     serde_json::from_value(json!({
         "version": "0", "id": format!("e-{event_id}"), "detail-type": "PaymentSucceeded",
         "source": "meterline.payments", "account": "123456789012",
@@ -572,17 +594,29 @@ async fn payment_results_that_do_not_match_their_invoice_are_rejected_and_change
     let over = (inv.outstanding + rust_decimal::Decimal::new(1, 2)).to_string();
     let due = inv.outstanding.to_string();
     for (what, event) in [
-        ("more than outstanding", payment("p1", &inv.invoice_id, "acct_v", "USD", &over)),
-        ("another currency", payment("p2", &inv.invoice_id, "acct_v", "EUR", &due)),
-        ("another account", payment("p3", &inv.invoice_id, "acct_x", "USD", &due)),
-        ("nothing paid", payment("p4", &inv.invoice_id, "acct_v", "USD", "0")),
-        ("below the minor unit", payment("p5", &inv.invoice_id, "acct_v", "USD", "0.001")),
+        (
+            "more than outstanding",
+            payment("p1", &inv.invoice_id, "acct_v", "USD", &over),
+        ),
+        (
+            "another currency",
+            payment("p2", &inv.invoice_id, "acct_v", "EUR", &due),
+        ),
+        (
+            "another account",
+            payment("p3", &inv.invoice_id, "acct_x", "USD", &due),
+        ),
+        (
+            "nothing paid",
+            payment("p4", &inv.invoice_id, "acct_v", "USD", "0"),
+        ),
+        (
+            "below the minor unit",
+            payment("p5", &inv.invoice_id, "acct_v", "USD", "0.001"),
+        ),
     ] {
         let outcome = payment_result::handle(&p.store, &events, &event).await;
-        assert!(
-            format!("{outcome:?}").contains("Rejected"),
-            "{what}: {outcome:?}"
-        );
+        assert!(format!("{outcome:?}").contains("Rejected"), "{what}: {outcome:?}");
         let now = p.store.invoice("acct_v", &inv.invoice_id).await.unwrap().unwrap();
         assert_eq!(
             (now.status, now.outstanding),

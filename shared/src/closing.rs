@@ -352,7 +352,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
                     .schedule
                     .period_containing(request.period_end - TimeDelta::nanoseconds(1))
                     .map_err(CloseError::from)?;
-                let id = invoice_id(&sub.subscription_id, period.start);
+                let id = invoice_id(&sub.account_id, &sub.subscription_id, period.start);
                 if !report.committed.iter().any(|i| i.invoice_id == id) {
                     if let Some(pending) = self.billing.pending_invoice(&request.account_id, &id).await? {
                         if let Some(f) = self.unfinished(&pending).await? {

@@ -11,8 +11,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
 use close_worker::seed::{seed_sample, SeedSample};
+use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
 use meterline_shared::billing::{Alignment, Cadence};
 use meterline_shared::config::{BillingConfig, Env};
 use meterline_shared::money::Currency;

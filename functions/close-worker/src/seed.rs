@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::money::Currency;
 use meterline_shared::store::billing::BillingStore;
+use meterline_shared::store::directory::{DirectoryStore, Written};
 use meterline_shared::store::StoreError;
 
 /// What to seed.
@@ -28,16 +29,39 @@ pub enum SeedError {
     Invalid(String),
 }
 
-/// Stores the sample catalog, the account and its subscription; returns the subscription.
-pub async fn seed_sample<B: BillingStore>(store: &B, s: &SeedSample) -> Result<BillingSubscription, SeedError> {
+/// Stores the sample catalog (at the catalog's current revision, like the API), creates the
+/// account if it does not exist (an existing one is kept as it is), and creates the
+/// subscription, which must be new in its account: every write is conditional, so seeding never
+/// overwrites what the API or an earlier seeding created. Returns the subscription.
+pub async fn seed_sample<B: BillingStore + DirectoryStore>(
+    store: &B,
+    s: &SeedSample,
+) -> Result<BillingSubscription, SeedError> {
     let mut acct = sample::account(&s.account, s.currency);
     acct.timezone = s.timezone;
     let sample_sub = sample::subscription(&s.subscription, &s.account, Cadence::Monthly, s.anchor);
     let schedule = BillingSchedule::new(s.cadence, s.alignment, s.anchor, s.timezone);
     let sub = BillingSubscription::new(&s.subscription, &s.account, schedule, sample_sub.plan)
         .map_err(|e| SeedError::Invalid(e.to_string()))?;
-    store.put_catalog(&sample::catalog()).await?;
-    store.put_account(&acct).await?;
-    store.put_subscription(&sub).await?;
-    Ok(sub)
+    let mut catalog_written = false;
+    for _ in 0..5 {
+        let (_, rev) = store.catalog_revision().await?;
+        if store.replace_catalog(&sample::catalog(), rev).await? == Written::Yes {
+            catalog_written = true;
+            break;
+        }
+    }
+    if !catalog_written {
+        return Err(SeedError::Invalid("the catalog kept changing; try again".into()));
+    }
+    if store.create_account(&acct).await? == Written::Conflict {
+        tracing::info!(account = %s.account, "account exists: kept as it is");
+    }
+    match store.create_subscription(&sub).await? {
+        Written::Yes => Ok(sub),
+        Written::Conflict => Err(SeedError::Invalid(format!(
+            "account {} has a subscription {} already: nothing was overwritten",
+            s.account, s.subscription
+        ))),
+    }
 }

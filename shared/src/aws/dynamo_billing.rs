@@ -9,7 +9,7 @@
 //! | credit note | `ACCT#<account>` | `CN#<credit note id>` | `doc` |
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
 //! | pending marker | `PENDING#<shard>` | `<account>#<invoice id>` | `account_id`, `invoice_id`, `since`: a close not yet numbered or published |
-//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
+//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts; written once (an existing entry fails the close) |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
 //! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
@@ -27,7 +27,8 @@
 //! A close is one `TransactWriteItems`: put the invoice as a draft if it does not exist;
 //! advance the subscription's `next_close_at` if it still has the value the close read; set the
 //! account balance if it still has the value read; put the pending marker; put the credit notes
-//! if new; put the provider statement entries. No item is shared between two accounts' closes.
+//! if new; put the provider statement entries if new (invoice ids carry their account, so an
+//! existing entry is a collision: the close fails with `StoreError::Collision`). No item is shared between two accounts' closes.
 //!
 //! Numbering is a second `TransactWriteItems` per issuer and up to 99 drafts: set the issuer
 //! counter from `n` to `n + k` if it is still `n`, and for each draft set `status` = `open`,
@@ -356,9 +357,13 @@ impl DynamoBillingStore {
             item.insert("amount".into(), n(note.amount));
             items.push(put(item, Some("attribute_not_exists(pk)"))?);
         }
-        // Provider statement entries.
+        // Provider statement entries, once each: an entry of the same provider, period end and
+        // invoice id is a collision (an error), never overwritten.
         for st in &inv.statements.statements {
-            items.push(put(Self::statement_item(inv, st), None)?);
+            items.push(put(
+                Self::statement_item(inv, st),
+                Some("attribute_not_exists(pk)"),
+            )?);
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Corrupt(format!(
@@ -614,6 +619,23 @@ impl DynamoBillingStore {
         Ok(())
     }
 
+    /// After a cancellation without reasons: is one of the invoice's statement entries taken?
+    async fn statement_taken(&self, inv: &Invoice) -> Result<bool, StoreError> {
+        for st in &inv.statements.statements {
+            let item = Self::statement_item(inv, st);
+            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                continue;
+            };
+            let (Ok(pk), Ok(sk)) = (pk.as_s(), sk.as_s()) else {
+                continue;
+            };
+            if self.get(pk, sk).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// After a cancellation without reasons: was the period closed by someone else?
     async fn closed_elsewhere(&self, c: &CloseCommit) -> Result<bool, StoreError> {
         if self
@@ -628,6 +650,19 @@ impl DynamoBillingStore {
             .await?;
         Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
     }
+}
+
+/// A close whose provider statement entry exists already (another invoice's): refused, logged.
+fn statement_collision(inv: &Invoice) -> StoreError {
+    tracing::error!(
+        invoice_id = %inv.invoice_id,
+        account_id = %inv.account_id,
+        "provider statement entry exists: the close is refused, nothing overwritten"
+    );
+    StoreError::Collision(format!(
+        "a provider statement entry of invoice {} exists",
+        inv.invoice_id
+    ))
 }
 
 impl BillingStore for DynamoBillingStore {
@@ -750,8 +785,12 @@ impl BillingStore for DynamoBillingStore {
         subscription_id: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<Invoice>, StoreError> {
-        let lo = format!("INV#{}", crate::billing::invoice_id(subscription_id, since));
-        let hi = format!("INV#inv_{subscription_id}_~");
+        let lo = format!(
+            "INV#{}",
+            crate::billing::invoice_id(account_id, subscription_id, since)
+        );
+        let sep = crate::billing::close::INVOICE_ACCOUNT_SEPARATOR;
+        let hi = format!("INV#inv_{account_id}{sep}{subscription_id}_~");
         let items = self.query_range(&account_pk(account_id), &lo, &hi).await?;
         let mut out = Vec::new();
         for item in &items {
@@ -805,6 +844,9 @@ impl BillingStore for DynamoBillingStore {
                         if acct.is_none_or(|a| a.credit_balance != c.expected_balance) {
                             return Err(StoreError::Conflict("the credit balance changed".into()));
                         }
+                        if self.statement_taken(&c.invoice).await? {
+                            return Err(statement_collision(&c.invoice));
+                        }
                         true
                     } else if failed[0]
                         || failed[1]
@@ -814,6 +856,8 @@ impl BillingStore for DynamoBillingStore {
                         return Ok(CloseOutcome::AlreadyClosed);
                     } else if failed[2] {
                         return Err(StoreError::Conflict("the credit balance changed".into()));
+                    } else if failed.iter().skip(4 + c.credit_notes.len()).any(|f| *f) {
+                        return Err(statement_collision(&c.invoice));
                     } else {
                         // A conflict with a concurrent transaction on one of the items.
                         true

@@ -249,6 +249,17 @@ impl BillingStore for MemoryBillingStore {
         }) {
             return Ok(CloseOutcome::AlreadyClosed);
         }
+        let taken = inv.statements.statements.iter().any(|st| {
+            inner
+                .statements
+                .contains_key(&(st.provider_id.clone(), inv.period.end, inv.invoice_id.clone()))
+        });
+        if taken {
+            return Err(StoreError::Collision(format!(
+                "a provider statement entry of invoice {} exists",
+                inv.invoice_id
+            )));
+        }
         let balance_ok = inner
             .accounts
             .get(&inv.account_id)

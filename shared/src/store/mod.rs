@@ -27,6 +27,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A write found its key taken by something else (a conditional create that must never
+    /// overwrite): not worth retrying.
+    #[error("key collision: {0}")]
+    Collision(String),
 }
 
 /// The result of trying to commit events with their aggregate contributions.
