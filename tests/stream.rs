@@ -28,12 +28,14 @@ fn now() -> DateTime<Utc> {
 fn config(stack: &Stack, lifetime_ms: u64) -> StreamConfig {
     StreamConfig {
         api_keys_table: stack.api_config().api_keys_table,
-        bootstrap_operator_key: Some(OPERATOR_KEY.parse().unwrap()),
+        bootstrap_operator_key_secret: None,
+        max_per_key: 3,
         lifetime: std::time::Duration::from_millis(lifetime_ms),
         poll: std::time::Duration::from_millis(150),
         keep_alive: std::time::Duration::from_millis(700),
         settle: std::time::Duration::from_millis(300),
         retry: std::time::Duration::from_millis(250),
+        granularities: stack.usage_config().ingest.granularities,
     }
 }
 
@@ -48,10 +50,7 @@ fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageSt
     Arc::new(StreamFunction {
         store: Arc::new(stack.usage_store()),
         keys: Arc::new(DynamoApiKeyStore::new(stack.ddb(), config.api_keys_table.clone())),
-        bootstrap: config
-            .bootstrap_operator_key
-            .as_ref()
-            .map(|k| api::bootstrap_record(k, Utc::now())),
+        bootstrap: Some(api::bootstrap_record(&OPERATOR_KEY.parse().unwrap(), Utc::now())),
         config,
     })
 }
@@ -290,6 +289,14 @@ async fn customer_key(
     api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
     account: &str,
 ) -> String {
+    let create = json!({"account_id": account, "currency": "USD"}).to_string();
+    let resp = api
+        .handle(
+            operator_request("POST", "/v1/accounts", &[], Some(&create)),
+            now(),
+        )
+        .await;
+    assert!([201, 409].contains(&resp.status().as_u16()), "{resp:?}");
     let body = json!({"role": "customer", "account_id": account});
     let resp = api
         .handle(
@@ -526,6 +533,12 @@ async fn under_cargo_lambda_watch() {
             .body(body.to_string())
             .send()
     };
+    for account in ["acct_e2e", "acct_e2e_other"] {
+        let resp = post("/v1/accounts", json!({"account_id": account, "currency": "USD"}))
+            .await
+            .unwrap();
+        assert!([201, 409].contains(&resp.status().as_u16()), "{resp:?}");
+    }
     let resp = post(
         "/v1/api-keys",
         json!({"role": "customer", "account_id": "acct_e2e"}),

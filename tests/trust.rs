@@ -695,3 +695,52 @@ async fn payment_results_come_from_their_own_bus_that_one_principal_may_put_even
         "{default:?}"
     );
 }
+
+#[tokio::test]
+async fn the_bootstrap_key_is_read_from_secrets_manager_never_from_the_environment() {
+    use aws_sdk_secretsmanager::Client;
+    let stack = Stack::create("trust-bootstrap").await;
+    for function in ["ApiFunction", "UsageStreamFunction"] {
+        let env = stack.function_env(function);
+        assert!(env.contains_key("BOOTSTRAP_OPERATOR_KEY_SECRET"), "{function}");
+        assert!(
+            env.values().all(|v| !v.starts_with("ml_")),
+            "{function}: no key in the environment"
+        );
+    }
+    let sm = Client::new(&stack.sdk);
+    let prefix = stack.description["prefix"].as_str().unwrap().to_string();
+    let key = meterline_integration_tests::OPERATOR_KEY;
+    let arn = sm
+        .create_secret()
+        .name(format!("{prefix}-bootstrap"))
+        .secret_string(format!("{key}\n"))
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let read = api::bootstrap::bootstrap_key(&stack.sdk, Some(&arn))
+        .await
+        .unwrap();
+    assert_eq!(read, Some(key.parse().unwrap()));
+    assert_eq!(
+        api::bootstrap::bootstrap_key(&stack.sdk, None).await.unwrap(),
+        None
+    );
+    // A secret that holds no key, or no secret: an error naming the variable, never the value.
+    sm.create_secret()
+        .name(format!("{prefix}-bad"))
+        .secret_string("not-a-key-but-secret-text")
+        .send()
+        .await
+        .unwrap();
+    for id in [format!("{prefix}-bad"), format!("{prefix}-missing")] {
+        let err = api::bootstrap::bootstrap_key(&stack.sdk, Some(&id))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BOOTSTRAP_OPERATOR_KEY_SECRET"), "{err}");
+        assert!(!err.contains("secret-text"), "{err}");
+    }
+}

@@ -89,6 +89,40 @@ impl Stack {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
+    /// Creates accounts (the sample account, in USD) and providers (10 % fee) that keys may
+    /// then name; existing ones are kept.
+    pub async fn create_tenants(&self, accounts: &[&str], providers: &[&str]) {
+        use meterline_shared::store::directory::{DirectoryStore, ProviderDoc, Written};
+        let store = self.billing_store();
+        for id in accounts {
+            let account =
+                meterline_shared::billing::sample::account(id, meterline_shared::money::Currency::USD);
+            store.create_account(&account).await.expect("create account");
+        }
+        for id in providers {
+            loop {
+                let (mut catalog, rev) = store.catalog_revision().await.expect("catalog");
+                catalog.fees.insert(id.to_string(), rust_decimal::Decimal::TEN);
+                let doc = ProviderDoc {
+                    provider_id: id.to_string(),
+                    name: id.to_string(),
+                    fee_percent: rust_decimal::Decimal::TEN,
+                    created_at: chrono::Utc::now(),
+                    updated_at: None,
+                };
+                match store
+                    .create_provider(&doc, &catalog, rev)
+                    .await
+                    .expect("create provider")
+                {
+                    Written::Yes => break,
+                    Written::Conflict if store.provider(id).await.expect("provider").is_some() => break,
+                    Written::Conflict => continue,
+                }
+            }
+        }
+    }
+
     /// The billing store (and budget store) on this stack's billing table.
     pub fn billing_store(&self) -> DynamoBillingStore {
         DynamoBillingStore::new(
@@ -133,6 +167,7 @@ impl Stack {
             std::sync::Arc::new(DynamoIdempotencyStore::new(self.ddb(), config.idempotency_table)),
         )
         .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
+        .with_granularities(self.usage_config().ingest.granularities)
         .with_rates(api::rates::RatesApi::new(
             std::sync::Arc::new(self.rate_store()),
             self.rates_config("ApiFunction").max_age,

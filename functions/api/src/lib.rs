@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod bootstrap;
 pub mod catalog;
 pub mod estimates;
 mod idempotency;
@@ -52,9 +53,11 @@ pub struct Api<S, Q> {
     pub store: S,
     pub queue: Q,
     pub time_rules: TimeRules,
+    /// The aggregation windows ingestion keeps (`AGGREGATE_GRANULARITIES`).
+    pub granularities: Vec<meterline_shared::usage::Granularity>,
     pub keys: Arc<dyn ApiKeyStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    /// The operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret, hashed at start-up.
     pub bootstrap: Option<ApiKeyRecord>,
     /// How long a retry waits for the first request with its `Idempotency-Key`.
     pub idempotency_wait: std::time::Duration,
@@ -83,7 +86,7 @@ pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord 
         role: Role::Operator,
         account_id: None,
         provider_id: None,
-        name: Some("bootstrap operator key (METERLINE_BOOTSTRAP_OPERATOR_KEY)".into()),
+        name: Some("bootstrap operator key (BOOTSTRAP_OPERATOR_KEY_SECRET)".into()),
         hash: KeyHash::new(key, &salt),
         created_at: now,
         revoked_at: None,
@@ -321,6 +324,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             store,
             queue,
             time_rules,
+            granularities: vec![
+                meterline_shared::usage::Granularity::Hour,
+                meterline_shared::usage::Granularity::Day,
+            ],
             keys,
             idempotency,
             bootstrap: None,
@@ -333,6 +340,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             billing: None,
             handler_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The aggregation windows ingestion keeps (default hour and day).
+    pub fn with_granularities(mut self, kept: Vec<meterline_shared::usage::Granularity>) -> Self {
+        self.granularities = kept;
+        self
     }
 
     /// Reads exchange rates through `rates` (an empty in-memory store otherwise).

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
         rates: rates.clone(),
     };
+    let kept = config.ingest.granularities.clone();
     let mut api = api::Api::new(
         DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
         SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
@@ -47,9 +48,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
     .with_estimates(estimates)
-    .with_billing(billing);
-    if let Some(key) = &api_config.bootstrap_operator_key {
-        api = api.with_bootstrap_key(key);
+    .with_billing(billing)
+    .with_granularities(kept);
+    let secret = api_config.bootstrap_operator_key_secret.as_deref();
+    if let Some(key) = api::bootstrap::bootstrap_key(&sdk, secret)
+        .await
+        .context("bootstrap key")?
+    {
+        api = api.with_bootstrap_key(&key);
     }
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -110,7 +110,12 @@ impl<S: UsageStore + 'static> StreamFunction<S> {
             return problem(&p);
         }
         let account = params.get("account_id").unwrap_or_default();
-        let request = match StreamRequest::from_request(&req, account, chrono::Utc::now()) {
+        let request = match StreamRequest::from_request(
+            &req,
+            account,
+            chrono::Utc::now(),
+            &self.config.granularities,
+        ) {
             Ok(r) => r,
             Err(p) => return problem(&p),
         };

@@ -20,10 +20,10 @@ async fn main() -> anyhow::Result<()> {
             usage.event_retention,
         )),
         keys: Arc::new(DynamoApiKeyStore::new(ddb, config.api_keys_table.clone())),
-        bootstrap: config
-            .bootstrap_operator_key
-            .as_ref()
-            .map(|k| api::bootstrap_record(k, chrono::Utc::now())),
+        bootstrap: api::bootstrap::bootstrap_key(&sdk, config.bootstrap_operator_key_secret.as_deref())
+            .await
+            .context("bootstrap key")?
+            .map(|k| api::bootstrap_record(&k, chrono::Utc::now())),
         config,
     };
     let function = &function;

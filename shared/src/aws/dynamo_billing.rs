@@ -42,8 +42,8 @@ use crate::billing::events::PaymentResult;
 use crate::billing::statement::ProviderStatement;
 use crate::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge};
 use crate::store::billing::{
-    apply_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit, CloseOutcome,
-    DueSubscription, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS,
+    apply_payment, check_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit,
+    CloseOutcome, DueSubscription, OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, DUE_SHARDS,
 };
 use crate::store::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -1104,8 +1104,14 @@ impl BillingStore for DynamoBillingStore {
             return Ok(PaymentOutcome::Duplicate);
         }
         let Some(invoice) = self.invoice(&result.account_id, &result.invoice_id).await? else {
-            return Ok(PaymentOutcome::UnknownInvoice);
+            return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                account_id: result.account_id.clone(),
+                invoice_id: result.invoice_id.clone(),
+            }));
         };
+        if let Err(m) = check_payment(result, &invoice, succeeded) {
+            return Ok(PaymentOutcome::Rejected(m));
+        }
         let mut record = Item::new();
         record.insert("pk".into(), s(&pk_value));
         record.insert("sk".into(), s(&pay_sk));

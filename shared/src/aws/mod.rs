@@ -58,6 +58,7 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
 }
 
+pub use aws_config;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
 pub use aws_sdk_sqs;

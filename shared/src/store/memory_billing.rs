@@ -2,8 +2,9 @@
 //! lock per commit), for domain tests, property tests and benchmarks.
 
 use super::billing::{
-    apply_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit, CloseOutcome,
-    DueSubscription, EventPublisher, OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS,
+    apply_payment, check_payment, due_shard, numbering_batches, BillingStore, CatalogData, CloseCommit,
+    CloseOutcome, DueSubscription, EventPublisher, OpenInvoice, PaymentMismatch, PaymentOutcome,
+    PendingInvoice, DUE_SHARDS,
 };
 use super::issued::{cursor_instant, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use super::{Page, StoreError};
@@ -446,8 +447,14 @@ impl BillingStore for MemoryBillingStore {
         }
         let key = (result.account_id.clone(), result.invoice_id.clone());
         let Some(inv) = inner.invoices.get_mut(&key) else {
-            return Ok(PaymentOutcome::UnknownInvoice);
+            return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                account_id: result.account_id.clone(),
+                invoice_id: result.invoice_id.clone(),
+            }));
         };
+        if let Err(m) = check_payment(result, inv, succeeded) {
+            return Ok(PaymentOutcome::Rejected(m));
+        }
         let outcome = match (
             succeeded,
             apply_payment(inv.status, inv.outstanding, result.amount),
