@@ -758,3 +758,33 @@ async fn minute_windows_are_400_on_the_function_where_they_are_not_kept() {
     let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=hour", &auth);
     assert_eq!(f.handle(req).await.status(), 200);
 }
+
+#[tokio::test]
+async fn one_key_holds_at_most_its_share_of_streams() {
+    let stack = Stack::create("stream-per-key").await;
+    let f = function(&stack, 60_000);
+    let max = f.config.max_per_key as usize;
+    let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
+    let path = "/v1/accounts/acct_a/usage/stream";
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let resp = f.handle(function_url_event("GET", path, &auth)).await;
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    let resp = f.handle(function_url_event("GET", path, &auth)).await;
+    assert_eq!(resp.status(), 429, "one stream more than the key's share");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    // A client that goes away frees its slot as soon as the stream notices.
+    held.pop();
+    let mut reopened = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let resp = f.handle(function_url_event("GET", path, &auth)).await;
+        if resp.status() == 200 {
+            reopened = Some(resp);
+            break;
+        }
+    }
+    assert!(reopened.is_some(), "the slot was released");
+}

@@ -50,12 +50,34 @@ pub trait ApiKeyStore: Send + Sync {
 
     /// Whether the store answers.
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Takes one of the `max` stream slots of key `key_id` for `lease` until `until`: the slot,
+    /// or `None` when every slot is held. A slot whose holder's `until` has passed (a function
+    /// that died without releasing it) is free again.
+    fn claim_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        lease: &'a str,
+        max: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>>;
+
+    /// Frees slot `slot` of `key_id` if `lease` still holds it.
+    fn release_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        slot: u32,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// An [`ApiKeyStore`] in memory.
 #[derive(Default)]
 pub struct MemoryApiKeyStore {
     keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
+    /// (key id, slot) -> (lease, until).
+    streams: Mutex<BTreeMap<(String, u32), (String, DateTime<Utc>)>>,
 }
 
 impl MemoryApiKeyStore {
@@ -142,5 +164,42 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn claim_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        lease: &'a str,
+        max: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
+        Box::pin(async move {
+            let mut streams = self.streams.lock().unwrap();
+            for slot in 0..max {
+                let key = (key_id.to_string(), slot);
+                if streams.get(&key).is_none_or(|(_, u)| *u < now) {
+                    streams.insert(key, (lease.to_string(), until));
+                    return Ok(Some(slot));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn release_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        slot: u32,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut streams = self.streams.lock().unwrap();
+            let key = (key_id.to_string(), slot);
+            if streams.get(&key).is_some_and(|(l, _)| l == lease) {
+                streams.remove(&key);
+            }
+            Ok(())
+        })
     }
 }
