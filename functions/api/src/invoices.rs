@@ -57,11 +57,21 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
     }
 }
 
-/// An invoice id from the path: one this API returned (`inv_<account>~<subscription>_<start>`).
+/// Whether `id` may be an invoice id: 1 to [`MAX_INVOICE_ID_LEN`] of the id characters and `~`
+/// (`inv_<account>~<subscription>_<start>`; any other such text is simply not found).
+fn is_invoice_id_like(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_INVOICE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
+}
+
+/// An invoice id from the path.
 fn invoice_param(raw: &str) -> Result<String, Problem> {
-    match meterline_shared::billing::invoice_account(raw) {
-        Some(_) => Ok(raw.to_string()),
-        None => Err(Problem::invalid_field(
+    match is_invoice_id_like(raw) {
+        true => Ok(raw.to_string()),
+        false => Err(Problem::invalid_field(
             "invoice_id",
             "invalid_format",
             "must be an `invoice_id` this API returned",
@@ -776,7 +786,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let provider = id_param("provider_id", c.param("provider_id"))?;
         let raw = c.param("statement_id");
         let (end, invoice) = parse_statement_id(raw)
-            .filter(|(_, inv)| meterline_shared::billing::invoice_account(inv).is_some())
+            .filter(|(_, inv)| is_invoice_id_like(inv))
             .ok_or_else(|| {
                 Problem::invalid_field(
                     "statement_id",
