@@ -6,20 +6,16 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{
-    api_request, body_json, operator_request, pump, with_header, with_key, Stack,
-};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue, SqsUsageQueue};
+use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
+use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
 use meterline_shared::billing::events::PaymentResult;
 use meterline_shared::billing::{
     sample, Alignment, BillingSchedule, BillingSubscription, Cadence, InvoiceStatus,
 };
-use meterline_shared::closing::{CloseSettings, Closer};
 use meterline_shared::meter::Meter;
 use meterline_shared::money::Currency;
 use meterline_shared::store::billing::{BillingStore, CloseCommit};
 use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
 use meterline_shared::usage::UsageEvent;
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
@@ -145,33 +141,7 @@ async fn closed_pair(test: &str) -> Pair {
         .await;
     assert!(resp.batch_item_failures.is_empty());
 
-    let usage = stack.usage_store();
-    let queue = SqsCloseQueue::new(stack.sqs(), stack.resource("CloseQueue"));
-    let now = Utc::now();
-    let scheduled: EventBridgeEvent<Value> = serde_json::from_value(json!({
-        "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
-        "resources": [], "detail": {}
-    }))
-    .unwrap();
-    let events = MemoryEventPublisher::new();
-    let s = cycle_close::handle(&store, &queue, &events, &scheduled, now)
-        .await
-        .unwrap();
-    assert_eq!(s.enqueued, 2);
-    let rates = InMemoryRateStore::new();
-    let closer = Closer {
-        billing: &store,
-        usage: &usage,
-        rates: &rates,
-        publisher: &events,
-        settings: CloseSettings::default(),
-    };
-    let stats = pump(&stack.sqs(), &stack.resource("CloseQueue"), 10, |event| {
-        close_worker::handle(&closer, event, now)
-    })
-    .await;
-    assert_eq!(stats.failed, 0);
+    assert_eq!(stack.close_due(Utc::now()).await, 2);
     Pair {
         stack,
         api,

@@ -375,7 +375,8 @@ mod tests {
             f(&mut r);
             r
         };
-        let cases: Vec<(PaymentResult, bool, fn(&M) -> bool)> = vec![
+        type Expected = fn(&M) -> bool;
+        let cases: Vec<(PaymentResult, bool, Expected)> = vec![
             (with(&|r| r.account_id = "acct_b".into()), true, |m| {
                 matches!(m, M::UnknownInvoice { .. })
             }),

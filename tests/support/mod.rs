@@ -123,6 +123,43 @@ impl Stack {
         }
     }
 
+    /// Closes every period ended by `now` as the deployed functions would: the scheduler's
+    /// event to `cycle-close`, then the close queue through the worker (10 to a batch, rates from
+    /// an empty store, events to memory). Returns how many closes were queued; the worker must
+    /// fail none.
+    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        use meterline_shared::closing::{CloseSettings, Closer};
+        use meterline_shared::store::memory_billing::MemoryEventPublisher;
+        let store = self.billing_store();
+        let usage = self.usage_store();
+        let queue = meterline_shared::aws::SqsCloseQueue::new(self.sqs(), self.resource("CloseQueue"));
+        let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
+            serde_json::from_value(json!({
+                "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
+                "resources": [], "detail": {}
+            }))
+            .expect("a scheduled event");
+        let events = MemoryEventPublisher::new();
+        let s = cycle_close::handle(&store, &queue, &events, &scheduled, now)
+            .await
+            .expect("cycle-close");
+        let rates = meterline_shared::store::rates::InMemoryRateStore::new();
+        let closer = Closer {
+            billing: &store,
+            usage: &usage,
+            rates: &rates,
+            publisher: &events,
+            settings: CloseSettings::default(),
+        };
+        let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
+            close_worker::handle(&closer, event, now)
+        })
+        .await;
+        assert_eq!(stats.failed, 0, "the worker failed a close");
+        s.enqueued
+    }
+
     /// The billing store (and budget store) on this stack's billing table.
     pub fn billing_store(&self) -> DynamoBillingStore {
         DynamoBillingStore::new(

@@ -72,12 +72,16 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// A stream slot: (key id, slot).
+type StreamSlot = (String, u32);
+/// Who holds a stream slot, and until when: (lease, until).
+type StreamLease = (String, DateTime<Utc>);
+
 /// An [`ApiKeyStore`] in memory.
 #[derive(Default)]
 pub struct MemoryApiKeyStore {
     keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
-    /// (key id, slot) -> (lease, until).
-    streams: Mutex<BTreeMap<(String, u32), (String, DateTime<Utc>)>>,
+    streams: Mutex<BTreeMap<StreamSlot, StreamLease>>,
 }
 
 impl MemoryApiKeyStore {
@@ -201,5 +205,40 @@ impl ApiKeyStore for MemoryApiKeyStore {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_holds_at_most_max_stream_slots_until_released_or_expired() {
+        let store = MemoryApiKeyStore::new();
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let claim = |lease: &'static str, now| {
+            store.claim_stream("k", lease, 2, now, now + chrono::Duration::seconds(10))
+        };
+        assert_eq!(claim("a", t(0)).await.unwrap(), Some(0));
+        assert_eq!(claim("b", t(0)).await.unwrap(), Some(1));
+        assert_eq!(claim("c", t(1)).await.unwrap(), None, "both held");
+        assert_eq!(
+            store.claim_stream("other", "x", 2, t(1), t(11)).await.unwrap(),
+            Some(0),
+            "per key"
+        );
+        store.release_stream("k", 0, "not-a").await.unwrap();
+        assert_eq!(
+            claim("c", t(1)).await.unwrap(),
+            None,
+            "only its holder releases it"
+        );
+        store.release_stream("k", 0, "a").await.unwrap();
+        assert_eq!(claim("c", t(1)).await.unwrap(), Some(0));
+        assert_eq!(
+            claim("d", t(11)).await.unwrap(),
+            Some(0),
+            "an expired slot is free"
+        );
     }
 }
