@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(claim("c", t(1)).await.unwrap(), Some(0));
         assert_eq!(
             claim("d", t(11)).await.unwrap(),
-            Some(0),
+            Some(1),
             "an expired slot is free"
         );
     }
