@@ -192,7 +192,7 @@ impl Stack {
     }
 
     /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
-    /// operator key (as `METERLINE_BOOTSTRAP_OPERATOR_KEY` would).
+    /// operator key (as the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret would).
     pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
         let env = self.function_env("ApiFunction");
         let config = self.api_config();

@@ -484,7 +484,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
 
 /// Resolves the request's `Authorization: Bearer <key>` to its principal, or the 401 (503 when
 /// the key store fails) to answer with. No cache: the key is read on every request, so a revoked
-/// key fails at once. `bootstrap` is the operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`.
+/// key fails at once. `bootstrap` is the operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret.
 pub async fn authenticate(
     keys: &dyn ApiKeyStore,
     bootstrap: Option<&ApiKeyRecord>,
