@@ -5,14 +5,16 @@
 
 use chrono::{DateTime, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::billing::sample;
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::pricing::LineKind;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::directory::DirectoryStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::sample;
+use meterline_shared::domain::pricing::LineKind;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::directory::DirectoryStore;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -499,7 +501,7 @@ async fn providers_and_price_book_versions() {
     // The close reads the same catalog.
     let catalog = stack.billing_store().catalog().await.unwrap();
     assert_eq!(catalog.books.len(), 2);
-    meterline_shared::pricing::Catalog::new(catalog.books).unwrap();
+    meterline_shared::domain::pricing::Catalog::new(catalog.books).unwrap();
 }
 
 async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
@@ -515,6 +517,78 @@ async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
     .await;
     assert_eq!(s, 201, "{b}");
     b
+}
+
+/// An account in another currency than the price books: the preview converts at the latest rate
+/// the exchange-rate table holds (the API function reads it), says so, and names the rate; with
+/// no rate for the pair it answers 503 rather than guess.
+#[tokio::test]
+async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate() {
+    let stack = Stack::create("planchange-fx").await;
+    let api = stack.api();
+    stack
+        .billing_store()
+        .put_catalog(&sample::catalog())
+        .await
+        .unwrap();
+    let start = t("2026-03-01T00:00:00Z");
+    plan(&api, "builder", "10.00", start).await;
+    plan(&api, "pro", "31.00", start).await;
+    let account = json!({"account_id": "acct_eur", "currency": "EUR", "timezone": "UTC"});
+    assert_eq!(
+        op(&api, "POST", "/v1/accounts", &[], Some(account), start)
+            .await
+            .0,
+        201
+    );
+    let sub = json!({"subscription_id": "sub_1", "plan_id": "builder", "cadence": "monthly"});
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_eur/subscriptions",
+        &[],
+        Some(sub),
+        start,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let preview = |at| {
+        let path = "/v1/accounts/acct_eur/subscriptions/sub_1/change/preview";
+        op(
+            &api,
+            "POST",
+            path,
+            &[],
+            Some(json!({"plan_id": "pro", "at": "now"})),
+            at,
+        )
+    };
+    let change_at = t("2026-03-11T00:00:00Z");
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b["type"].as_str().unwrap().ends_with("/no-exchange-rate"), "{b}");
+
+    let as_of = change_at - chrono::Duration::hours(1);
+    let rate = meterline_shared::domain::fx::ExchangeRate::new(
+        "USD/EUR".parse().unwrap(),
+        "0.5".parse().unwrap(),
+        as_of,
+        vec!["ecb".into()],
+        as_of,
+    )
+    .unwrap();
+    stack.rate_store().put(&rate).await.unwrap();
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 200, "{b}");
+    let p = &b["preview"];
+    assert_eq!(p["indicative"], true);
+    assert_eq!(p["rate"]["pair"], "USD/EUR");
+    assert_eq!(p["rate"]["rate"], "0.5");
+    // The same change as in USD (a 31-day March, ten days on builder), at half the amounts.
+    assert_eq!(
+        (p["currency"].as_str(), p["charge"].as_str()),
+        (Some("EUR"), Some("10.50"))
+    );
 }
 
 #[tokio::test]
@@ -855,9 +929,12 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
-    let usage = stack.usage_store();
+    let (worker_billing, usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
+        billing: &worker_billing,
         usage: &usage,
         rates: &rates,
         publisher: &publisher,
@@ -909,9 +986,9 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 /// The DynamoDB directory's conditions, as the memory adapter's unit test checks them.
 #[tokio::test]
 async fn the_dynamodb_directory_writes_conditionally() {
-    use meterline_shared::billing::Cadence;
-    use meterline_shared::money::Currency;
-    use meterline_shared::store::directory::{PlanDoc, ProviderDoc, Written};
+    use meterline_shared::domain::billing::Cadence;
+    use meterline_shared::domain::money::Currency;
+    use meterline_shared::ports::directory::{PlanDoc, ProviderDoc, Written};
     let stack = Stack::create("directory").await;
     let dir = stack.billing_store();
     let a = sample::account("a1", Currency::USD);
@@ -1039,8 +1116,8 @@ async fn the_dynamodb_directory_writes_conditionally() {
 /// invoices keep the fee they were closed with.
 #[tokio::test]
 async fn a_provider_fee_change_applies_to_later_closes_only() {
-    use meterline_shared::store::UsageStore;
-    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::ports::usage::UsageStore;
     let stack = Stack::create("providerfee").await;
     let api = stack.api();
     let billing: DynamoBillingStore = stack.billing_store();
@@ -1105,7 +1182,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         provider_id: "prov_001",
         granularity: Granularity::Hour,
         window_start: at,
-        meter: meterline_shared::Meter::CpuSeconds,
+        meter: meterline_shared::domain::meter::Meter::CpuSeconds,
         dimensions: &dims,
         quantity: Decimal::from(100_000),
         event_count: 1,
@@ -1121,9 +1198,13 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap();
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
+    let (worker_billing, worker_usage) = (
+        stack.billing_store_of("CloseWorkerFunction"),
+        stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &billing,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -1139,7 +1220,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap()
         .committed[0]
         .clone();
-    let fee_of = |inv: &meterline_shared::billing::Invoice| {
+    let fee_of = |inv: &meterline_shared::domain::billing::Invoice| {
         inv.statements
             .statements
             .iter()

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::aws::{DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::ingest::ingest_body;
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::services::ingest::ingest_body;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -246,9 +246,11 @@ async fn usage_pagination_visits_every_row_exactly_once() {
         span: Duration::hours(18),
     });
     let account = events[0].account_id.clone();
+    // Stored as the ingestion function stores it.
+    let ingest_store = stack.usage_store_of("UsageIngestFunction");
     for chunk in events.chunks(500) {
         ingest_body(
-            &api.store,
+            &ingest_store,
             &serde_json::to_string(chunk).unwrap(),
             &config.ingest,
             now(),

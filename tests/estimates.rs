@@ -5,17 +5,18 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::account_estimate::AccountEstimator;
-use meterline_shared::aws::{aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::estimate::BudgetThresholdCrossed;
-use meterline_shared::meter::Meter;
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::aws::{aws_sdk_eventbridge, DynamoBillingStore, SqsUsageQueue};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::estimate::BudgetThresholdCrossed;
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::services::account_estimate::AccountEstimator;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +39,7 @@ fn d(v: &Value) -> Decimal {
 struct World {
     stack: Stack,
     billing: DynamoBillingStore,
-    api: api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue>,
+    api: api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
     /// Period 0 of the daily subscriptions starts here (three days ago, on the hour).
     anchor: DateTime<Utc>,
 }
@@ -77,7 +78,7 @@ impl World {
     /// Sends usage through the ingestion handler.
     async fn ingest(&self, events: &[UsageEvent]) {
         let ingestor = Ingestor {
-            store: self.stack.usage_store(),
+            store: self.stack.usage_store_of("UsageIngestFunction"),
             settings: self.stack.usage_config().ingest,
         };
         let body = serde_json::to_string(events).unwrap();
@@ -194,9 +195,13 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
     // Close period 0 and compare the invoice with the estimate, line by line.
     let rates = InMemoryRateStore::new();
     let publisher = MemoryEventPublisher::new();
+    let (worker_billing, worker_usage) = (
+        w.stack.billing_store_of("CloseWorkerFunction"),
+        w.stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &w.billing,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -441,12 +446,12 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&queue)
-        .attribute_names(meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .attribute_names(meterline_shared::adapters::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
         .await
         .unwrap()
         .attributes
-        .unwrap()[&meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .unwrap()[&meterline_shared::adapters::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
     events
         .put_rule()
@@ -473,14 +478,28 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         .await
         .unwrap();
 
-    let publisher = EventBridgePublisher::new(events.clone(), bus.clone());
+    let publisher = w.stack.publisher_of("BudgetCheckFunction", &bus);
+    let (check_billing, check_usage) = (
+        w.stack.billing_store_of("BudgetCheckFunction"),
+        w.stack.usage_store_of("BudgetCheckFunction"),
+    );
     let check = budget_check::BudgetCheck {
-        billing: &w.billing,
-        usage: &usage,
-        budgets: &w.billing,
+        billing: &check_billing,
+        usage: &check_usage,
+        budgets: &check_billing,
         publisher: &publisher,
         with_forecast: true,
     };
+    // The bus unreachable: the run fails and gives back the claim of the alert it could not
+    // publish, so the next run announces it (the tight budget's alerts all arrive below).
+    let unreachable = w
+        .stack
+        .publisher_of("BudgetCheckFunction", &format!("{bus}-no-such-bus"));
+    let failing = budget_check::BudgetCheck {
+        publisher: &unreachable,
+        ..check
+    };
+    assert!(failing.handle(&scheduled_event(now), now).await.is_err());
     let mut published = 0;
     for _ in 0..10 {
         let s = check.handle(&scheduled_event(now), now).await.unwrap();

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{
     api_request, body_json, operator_request, pump, sqs_event, with_key, Stack,
 };
-use meterline_shared::aws::DynamoUsageStore;
+use meterline_shared::adapters::aws::DynamoUsageStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -29,7 +29,7 @@ const ACCOUNT: &str = "acct_replay";
 const OTHER: &str = "acct_other";
 
 async fn rejected(
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     at: DateTime<Utc>,
 ) -> Vec<Value> {
     let resp = api
@@ -62,7 +62,7 @@ async fn fixed_events_replay_once_broken_ones_stay_and_tenants_are_kept_apart() 
     let api = stack.api();
     stack.create_tenants(&[ACCOUNT], &[]).await;
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -224,7 +224,7 @@ async fn an_operator_replays_unknown_account_events_with_a_correction() {
     let stack = Stack::create("replay-unknown").await;
     let api = stack.api();
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let t0 = now();

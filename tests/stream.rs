@@ -13,8 +13,8 @@ use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use meterline_integration_tests::{operator_request, pump, with_header, Stack, OPERATOR_KEY};
-use meterline_shared::aws::{DynamoApiKeyStore, DynamoUsageStore};
-use meterline_shared::config::StreamConfig;
+use meterline_shared::adapters::aws::{DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::config::StreamConfig;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,14 +42,18 @@ fn config(stack: &Stack, lifetime_ms: u64) -> StreamConfig {
 /// The stream function on this stack, with the template's environment for the rest.
 fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageStore>> {
     let env = stack.function_env("UsageStreamFunction");
-    let from_template =
-        StreamConfig::from_env(&meterline_shared::config::Env(move |k: &str| env.get(k).cloned()))
-            .expect("the template's environment is valid");
+    let from_template = StreamConfig::from_env(&meterline_shared::adapters::config::Env(move |k: &str| {
+        env.get(k).cloned()
+    }))
+    .expect("the template's environment is valid");
     assert_eq!(from_template.lifetime, std::time::Duration::from_secs(300));
     let config = config(stack, lifetime_ms);
     Arc::new(StreamFunction {
-        store: Arc::new(stack.usage_store()),
-        keys: Arc::new(DynamoApiKeyStore::new(stack.ddb(), config.api_keys_table.clone())),
+        store: Arc::new(stack.usage_store_of("UsageStreamFunction")),
+        keys: Arc::new(DynamoApiKeyStore::new(
+            stack.clients("UsageStreamFunction").dynamodb,
+            config.api_keys_table.clone(),
+        )),
         bootstrap: Some(api::bootstrap_record(&OPERATOR_KEY.parse().unwrap(), Utc::now())),
         config,
     })
@@ -266,7 +270,7 @@ fn usage(id: &str, account: &str, gpu: &str, quantity: &str) -> Value {
 /// Posts usage to the API and runs the ingestion handler over the queue, as deployed.
 async fn ingest(
     stack: &Stack,
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     events: Value,
 ) {
     let resp = api
@@ -277,7 +281,7 @@ async fn ingest(
         .await;
     assert_eq!(resp.status(), 202);
     let ingestor = usage_ingest::Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -286,7 +290,7 @@ async fn ingest(
 }
 
 async fn customer_key(
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     account: &str,
 ) -> String {
     let create = json!({"account_id": account, "currency": "USD"}).to_string();
@@ -514,6 +518,14 @@ async fn the_api_route_answers_the_settled_changes_and_ends() {
 #[tokio::test]
 #[ignore = "run by scripts/stream_e2e.sh, which starts the functions under cargo lambda watch"]
 async fn under_cargo_lambda_watch() {
+    // Every step has its own bound too; this one makes sure a stuck emulator fails the run
+    // with a message instead of holding CI until its own time limit.
+    tokio::time::timeout(std::time::Duration::from_secs(600), end_to_end_under_watch())
+        .await
+        .expect("the end-to-end run finished within 10 minutes");
+}
+
+async fn end_to_end_under_watch() {
     let watch = std::env::var("METERLINE_WATCH_URL").expect("METERLINE_WATCH_URL");
     let operator = std::env::var("METERLINE_API_KEY").expect("METERLINE_API_KEY");
     let stack_json =
@@ -521,11 +533,14 @@ async fn under_cargo_lambda_watch() {
             .expect("the stack description");
     let stack = Stack {
         description: serde_json::from_str(&stack_json).unwrap(),
-        sdk: meterline_shared::aws::sdk_config().await,
+        sdk: meterline_shared::adapters::aws::sdk_config().await,
     };
     let api_url = format!("{watch}/lambda-url/api");
     let stream_url = format!("{watch}/lambda-url/usage-stream");
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
     let post = |path: &str, body: Value| {
         http.post(format!("{api_url}{path}"))
             .bearer_auth(&operator)
@@ -654,8 +669,8 @@ async fn under_cargo_lambda_watch() {
 /// nothing.
 #[tokio::test]
 async fn the_changes_index_pages_strictly_between_its_bounds() {
-    use meterline_shared::store::{change_time_prefix, UsageStore};
-    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::ports::usage::{change_time_prefix, UsageStore};
     let stack = Stack::create("stream-index").await;
     let store = stack.usage_store();
     let start = Utc::now() - Duration::seconds(1);
@@ -669,7 +684,7 @@ async fn the_changes_index_pages_strictly_between_its_bounds() {
             provider_id: "prov_i",
             granularity: Granularity::Hour,
             window_start: window,
-            meter: meterline_shared::Meter::GpuSeconds,
+            meter: meterline_shared::domain::meter::Meter::GpuSeconds,
             dimensions: d,
             quantity: rust_decimal::Decimal::from(i as i64 + 1),
             event_count: 1,
@@ -745,7 +760,7 @@ async fn minute_windows_are_400_on_the_function_where_they_are_not_kept() {
         .usage_config()
         .ingest
         .granularities
-        .contains(&meterline_shared::usage::Granularity::Minute));
+        .contains(&meterline_shared::domain::usage::Granularity::Minute));
     let f = function(&stack, 1000);
     let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
     let req = function_url_event(

@@ -7,16 +7,16 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::billing::events::PaymentResult;
-use meterline_shared::billing::{
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::events::PaymentResult;
+use meterline_shared::domain::billing::{
     sample, Alignment, BillingSchedule, BillingSubscription, Cadence, InvoiceStatus,
 };
-use meterline_shared::meter::Meter;
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::{BillingStore, CloseCommit};
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::ports::billing::{BillingStore, CloseCommit};
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
 
@@ -169,7 +169,7 @@ async fn first_day_statements(p: &Pair) -> Vec<Value> {
 }
 
 /// The first invoice of an account.
-async fn first_invoice(p: &Pair, account: &str) -> meterline_shared::billing::Invoice {
+async fn first_invoice(p: &Pair, account: &str) -> meterline_shared::domain::billing::Invoice {
     let (status, v) = op(&p.api, "GET", &format!("/v1/accounts/{account}/invoices"), None).await;
     assert_eq!(status, 200, "{v}");
     let id = v["data"][0]["invoice_id"].as_str().unwrap().to_string();
@@ -612,7 +612,7 @@ async fn payment_results_that_do_not_match_their_invoice_are_rejected_and_change
     .unwrap();
     assert_eq!(
         outcome,
-        meterline_shared::store::billing::PaymentOutcome::Applied {
+        meterline_shared::ports::billing::PaymentOutcome::Applied {
             status: InvoiceStatus::Paid,
             outstanding: rust_decimal::Decimal::ZERO
         }
@@ -622,7 +622,7 @@ async fn payment_results_that_do_not_match_their_invoice_are_rejected_and_change
 
 #[tokio::test]
 async fn payment_results_come_from_their_own_bus_that_one_principal_may_put_events_on() {
-    use meterline_shared::aws::aws_sdk_eventbridge;
+    use meterline_shared::adapters::aws::aws_sdk_eventbridge;
     let stack = Stack::create("trust-bus").await;
     let eb = aws_sdk_eventbridge::Client::new(&stack.sdk);
     let bus = stack.resource("PaymentBus");
@@ -697,12 +697,18 @@ async fn the_bootstrap_key_is_read_from_secrets_manager_never_from_the_environme
         .unwrap()
         .arn
         .unwrap();
-    let read = api::bootstrap::bootstrap_key(&stack.sdk, Some(&arn))
-        .await
-        .unwrap();
-    assert_eq!(read, Some(key.parse().unwrap()));
+    // As each function reads it at start-up, with its calls recorded.
+    for function in ["ApiFunction", "UsageStreamFunction"] {
+        let clients = stack.clients(function);
+        let read = api::bootstrap::bootstrap_key(&stack.sdk, clients.recorder.as_ref(), Some(&arn))
+            .await
+            .unwrap();
+        assert_eq!(read, Some(key.parse().unwrap()), "{function}");
+    }
     assert_eq!(
-        api::bootstrap::bootstrap_key(&stack.sdk, None).await.unwrap(),
+        api::bootstrap::bootstrap_key(&stack.sdk, None, None)
+            .await
+            .unwrap(),
         None
     );
     // A secret that holds no key, or no secret: an error naming the variable, never the value.
@@ -713,7 +719,7 @@ async fn the_bootstrap_key_is_read_from_secrets_manager_never_from_the_environme
         .await
         .unwrap();
     for id in [format!("{prefix}-bad"), format!("{prefix}-missing")] {
-        let err = api::bootstrap::bootstrap_key(&stack.sdk, Some(&id))
+        let err = api::bootstrap::bootstrap_key(&stack.sdk, None, Some(&id))
             .await
             .unwrap_err()
             .to_string();

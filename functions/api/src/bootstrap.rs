@@ -5,7 +5,8 @@
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
-use meterline_shared::api::keys::PresentedKey;
+use meterline_shared::adapters::aws::{aws_config, CallRecorder};
+use meterline_shared::domain::access::keys::PresentedKey;
 
 /// Why the bootstrap key could not be read (the function stops at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +35,21 @@ pub async fn read_bootstrap_key(client: &Client, secret_id: &str) -> Result<Pres
         .ok_or_else(|| BootstrapKeyError::Malformed(secret_id.to_string()))
 }
 
-/// The bootstrap key of a function's configuration: none when no secret is named.
+/// The bootstrap key of a function's configuration: none when no secret is named. The read is
+/// recorded with the function's other calls when `recorder` is given (`AwsClients::recorder`).
 pub async fn bootstrap_key(
-    sdk: &meterline_shared::aws::aws_config::SdkConfig,
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<&CallRecorder>,
     secret_id: Option<&str>,
 ) -> Result<Option<PresentedKey>, BootstrapKeyError> {
-    match secret_id {
-        None => Ok(None),
-        Some(id) => read_bootstrap_key(&Client::new(sdk), id).await.map(Some),
+    let Some(id) = secret_id else {
+        return Ok(None);
+    };
+    let mut conf = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(r) = recorder {
+        conf = conf.interceptor(r.clone());
     }
+    read_bootstrap_key(&Client::from_conf(conf.build()), id)
+        .await
+        .map(Some)
 }

@@ -1,16 +1,16 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore,
-    DynamoIdempotencyStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
+use meterline_shared::adapters::aws::{
+    sdk_config, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore, DynamoRateStore,
+    DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
-use meterline_shared::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
-use meterline_shared::store::cached_rates::CachedRates;
+use meterline_shared::adapters::cached_rates::CachedRates;
+use meterline_shared::adapters::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let env = Env::process();
     let config = UsageConfig::from_env(&env).context("configuration")?;
     let api_config = ApiConfig::from_env(&env).context("configuration")?;
@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
     let billing_config = BillingConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
     let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk, "ApiFunction")?;
+    let recorder = clients.recorder.clone();
+    let ddb = clients.dynamodb;
     // Rates are read through a cache kept for the life of the execution environment.
     let rates = Arc::new(CachedRates::new(
         DynamoRateStore::new(ddb.clone(), rates_config.table),
@@ -28,10 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let billing = api::billing::BillingApi {
         store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
         rates: rates.clone(),
-        events: EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            billing_config.event_bus.clone(),
-        ),
+        events: EventBridgePublisher::new(clients.eventbridge, billing_config.event_bus.clone()),
     };
     let estimates = api::estimates::EstimatesApi {
         billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
@@ -41,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let kept = config.ingest.granularities.clone();
     let mut api = api::Api::new(
         DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
-        SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
+        SqsUsageQueue::new(clients.sqs, queue_url),
         config.ingest.time_rules,
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
@@ -51,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     .with_billing(billing)
     .with_granularities(kept);
     let secret = api_config.bootstrap_operator_key_secret.as_deref();
-    if let Some(key) = api::bootstrap::bootstrap_key(&sdk, secret)
+    if let Some(key) = api::bootstrap::bootstrap_key(&sdk, recorder.as_ref(), secret)
         .await
         .context("bootstrap key")?
     {

@@ -10,10 +10,11 @@ pub mod seed;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use meterline_shared::closing::{CloseRequest, Closer, Finalization, LoadedCatalog};
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
-use meterline_shared::store::rates::RateStore;
-use meterline_shared::store::UsageStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::closing::{Closer, Finalization, LoadedCatalog};
 
 /// Handles one SQS batch at `now`.
 pub async fn handle<B, U, R, P>(

@@ -2,11 +2,11 @@
 //! subscription, on any billing store (the binary uses DynamoDB).
 
 use chrono::{DateTime, Utc};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::directory::{DirectoryStore, Written};
-use meterline_shared::store::StoreError;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::directory::{DirectoryStore, Written};
+use meterline_shared::ports::StoreError;
 
 /// What to seed.
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! The Lambda handler with a scheduled EventBridge event and the mock provider.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use rate_refresh::{handle, sources_from_config, App, Config, InMemoryRateStore, RateStore, Summary};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use rate_refresh::{handle, sources_from_config, App, Config, RateStore, Summary};
 use std::sync::Arc;
 
 const SCHEDULED_EVENT: &str = r#"{

@@ -9,8 +9,8 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use meterline_shared::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
-use meterline_shared::store::UsageStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
 
 /// What the handler needs: a store and the ingestion settings.
 pub struct Ingestor<S> {
