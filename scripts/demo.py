@@ -204,6 +204,8 @@ def main():
            for r in out["data"]], ["hour", "gpu_model", "gpu_seconds", "events"])
     print(f"next_cursor: {out['next_cursor'][:24] + '...' if out['next_cursor'] else None}")
 
+    seed_accounts(stack, events, start)
+
     print(f"\n== API keys: a customer key for {account} reads its own account only ==")
     status, created = http("POST", f"{api}/v1/api-keys", {"role": "customer", "account_id": account, "name": "demo"})
     if status != 201:
@@ -291,17 +293,23 @@ def tax_rows(inv):
     return [(l.get("rated") or {}).get("tax", {}) for l in inv["lines"] if (l.get("rated") or {}).get("tax")]
 
 
-def close_cycle(stack, args, sqs, region, events, account, start, now):
+def seed_accounts(stack, events, start):
+    """The workload's accounts, each with a daily subscription, anniversary-aligned 18 hours before
+    the usage starts, so its first period [start - 18 h, start + 6 h) holds the whole workload and
+    has ended. Keys name existing accounts only, so this comes before the first customer key."""
     accounts = sorted(set(e["account_id"] for e in events))
-    providers = sorted(set(e["provider_id"] for e in events))
-    # A daily subscription per account, anniversary-aligned 18 hours before the usage starts, so
-    # its first period [start - 18 h, start + 6 h) holds the whole workload and has ended.
     anchor = start - dt.timedelta(hours=18)
     print(f"\n== Seeding price books, {len(accounts)} accounts and their daily subscriptions "
           f"(period {iso(anchor)} .. {iso(anchor + dt.timedelta(days=1))}) ==")
     for a in accounts:
         admin(stack, "seed-sample", "--account", a, "--subscription", f"sub_{a}", "--cadence", "daily",
               "--alignment", "anniversary", "--anchor", iso(anchor), "--currency", "USD")
+
+
+def close_cycle(stack, args, sqs, region, events, account, start, now):
+    accounts = sorted(set(e["account_id"] for e in events))
+    providers = sorted(set(e["provider_id"] for e in events))
+    anchor = start - dt.timedelta(hours=18)
     events_queue = capture_events(stack, region)
 
     print("\n== cycle-close, invoked as its EventBridge schedule would ==")

@@ -64,6 +64,8 @@ MANAGED = {
     ],
 }
 
+# The parameter naming the one secret the functions read (the bootstrap operator key).
+SECRET_PARAMETER = "BootstrapOperatorKeySecret"
 SERVICE_PREFIX = {"DynamoDB": "dynamodb", "SQS": "sqs", "EventBridge": "events", "SSM": "ssm", "Secrets Manager": "secretsmanager"}
 # Operations authorized as another action (the batch forms of SQS's calls).
 ACTION_OF = {
@@ -126,7 +128,8 @@ class Resolver:
         if name in PSEUDO:
             return PSEUDO[name]
         if name in self.parameters:
-            return str(self.parameters[name].get("Default", name))
+            # A parameter without a default value stands for itself (its name).
+            return str(self.parameters[name].get("Default") or name)
         kind = self.type_of(name)
         if kind is None:
             raise CheckError(f"!Ref {name}: no such parameter or resource")
@@ -186,6 +189,9 @@ class Resolver:
                 return self.sub(text, variables)
             if key == "Fn::Join":
                 return arg[0].join(str(x) for x in self.resolve(arg[1]))
+            if key == "Fn::If":
+                # The grant as deployed with its condition met: what the calls may need.
+                return self.resolve(arg[1])
             if key.startswith("Fn::") or key == "Condition":
                 raise CheckError(f"{key} is not supported in a policy")
         return {k: self.resolve(x) for k, x in v.items()}
@@ -282,8 +288,11 @@ def required(call, names, bus_parameter_value):
             name = names.logical("AWS::SSM::Parameter", r["parameter"]) or r["parameter"].lstrip("/")
             out.append((f"ssm:{op}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name}"))
         elif prefix == "secretsmanager":
-            name = names.logical("AWS::SecretsManager::Secret", r["secret"]) or r["secret"]
-            out.append((f"secretsmanager:{op}", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"))
+            # A secret the template does not define is the one its parameter names (the
+            # bootstrap operator key's): the grant's resource is that parameter.
+            name = names.logical("AWS::SecretsManager::Secret", r["secret"])
+            out.append((f"secretsmanager:{op}",
+                        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}" if name else SECRET_PARAMETER))
     if not out:
         raise CheckError(f"{call['function']} {call['service']} {op}: the record names no resource")
     return out

@@ -153,6 +153,7 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
 
     // The customer reads and updates its own account; another's is a 404, the list a 403.
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
+    stack.create_tenants(&[], &["prov_a"]).await;
     let provider = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
     let (s, b) = as_key(&api, &customer, "GET", "/v1/accounts/acct_a", None, now).await;
     assert_eq!((s, b["timezone"].as_str()), (200, Some("Europe/Berlin")));
@@ -312,6 +313,7 @@ async fn providers_and_price_book_versions() {
     );
 
     let prov_a = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
+    stack.create_tenants(&["acct_a"], &[]).await;
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (s, b) = as_key(&api, &prov_a, "GET", "/v1/providers/prov_a", None, now).await;
     assert_eq!((s, b["fee_percent"].as_str()), (200, Some("12.5")));
@@ -627,6 +629,17 @@ async fn plans_and_subscriptions_with_cancellation() {
     )
     .await;
     assert_eq!(s, 409, "version 2 exists");
+    for id in ["acct_a", "acct_b"] {
+        op(
+            &api,
+            "POST",
+            "/v1/accounts",
+            &[],
+            Some(json!({"account_id": id, "currency": "USD"})),
+            now,
+        )
+        .await;
+    }
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (s, b) = as_key(&api, &customer, "GET", "/v1/plans", None, now).await;
     assert_eq!(s, 200);
@@ -656,17 +669,6 @@ async fn plans_and_subscriptions_with_cancellation() {
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
     assert_eq!(op(&api, "GET", "/v1/plans/nope", &[], None, now).await.0, 404);
 
-    for id in ["acct_a", "acct_b"] {
-        op(
-            &api,
-            "POST",
-            "/v1/accounts",
-            &[],
-            Some(json!({"account_id": id, "currency": "USD"})),
-            now,
-        )
-        .await;
-    }
     let base = "/v1/accounts/acct_a/subscriptions";
     let (s, b) = as_key(
         &api,
@@ -733,7 +735,7 @@ async fn plans_and_subscriptions_with_cancellation() {
         now,
     )
     .await;
-    assert_eq!(s, 409, "subscription ids are unique across accounts");
+    assert_eq!(s, 201, "subscription ids are per account: another's id is free");
     let (s, b) = as_key(&api, &customer, "GET", base, None, now).await;
     assert_eq!((s, b["data"].as_array().unwrap().len()), (200, 2));
     let resp = api
@@ -1048,10 +1050,16 @@ async fn the_dynamodb_directory_writes_conditionally() {
     let start = t("2026-01-01T00:00:00Z");
     let sub = sample::subscription("s1", "a1", Cadence::Daily, start);
     assert_eq!(dir.create_subscription(&sub).await.unwrap(), Written::Yes);
+    assert_eq!(
+        dir.create_subscription(&sub).await.unwrap(),
+        Written::Conflict,
+        "the id is taken in its account"
+    );
     let elsewhere = sample::subscription("s1", "a2", Cadence::Daily, start);
     assert_eq!(
         dir.create_subscription(&elsewhere).await.unwrap(),
-        Written::Conflict
+        Written::Yes,
+        "subscription ids are per account"
     );
     let mut closed = sub.clone();
     closed.next_close_at = closed

@@ -4,16 +4,13 @@
 //! CSV; other tenants' ids are 404 and operator actions 403 for tenant keys.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, operator_request, pump, with_key, Stack};
+use meterline_integration_tests::{api_request, operator_request, with_key, Stack};
 use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
-use meterline_shared::adapters::memory::InMemoryRateStore;
-use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::domain::usage::UsageEvent;
 use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
@@ -96,42 +93,7 @@ async fn closed(test: &str) -> Closed {
         .await;
     assert!(resp.batch_item_failures.is_empty());
 
-    let queue = stack.close_queue_of_cycle_close();
-    let now = Utc::now();
-    let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> = serde_json::from_value(json!({
-        "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
-        "resources": [], "detail": {}
-    }))
-    .unwrap();
-    let events = MemoryEventPublisher::new();
-    let s = cycle_close::handle(
-        &stack.billing_store_of("CycleCloseFunction"),
-        &queue,
-        &events,
-        &scheduled,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(s.enqueued, 2);
-    let rates = InMemoryRateStore::new();
-    let (worker_billing, worker_usage) = (
-        stack.billing_store_of("CloseWorkerFunction"),
-        stack.usage_store_of("CloseWorkerFunction"),
-    );
-    let closer = Closer {
-        billing: &worker_billing,
-        usage: &worker_usage,
-        rates: &rates,
-        publisher: &events,
-        settings: CloseSettings::default(),
-    };
-    let stats = pump(&stack.sqs(), &stack.resource("CloseQueue"), 10, |event| {
-        close_worker::handle(&closer, event, now)
-    })
-    .await;
-    assert_eq!(stats.failed, 0);
+    assert_eq!(stack.close_due(Utc::now()).await, 2);
     let api = stack.api();
     Closed {
         store: stack.billing_store(),
@@ -212,6 +174,7 @@ impl Closed {
 
     fn id(&self, account: &str, day: i64) -> String {
         meterline_shared::domain::billing::invoice_id(
+            account,
             &format!("sub_{account}"),
             self.anchor + Duration::days(day),
         )

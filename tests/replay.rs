@@ -60,6 +60,7 @@ fn statuses(report: &Value) -> Vec<String> {
 async fn fixed_events_replay_once_broken_ones_stay_and_tenants_are_kept_apart() {
     let stack = Stack::create("replay").await;
     let api = stack.api();
+    stack.create_tenants(&[ACCOUNT], &[]).await;
     let ingestor = Ingestor {
         store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,

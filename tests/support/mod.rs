@@ -106,6 +106,88 @@ impl Stack {
         DynamoRateStore::new(self.clients(function).dynamodb, self.rates_config(function).table)
     }
 
+    /// Creates accounts (the sample account, in USD) and providers (10 % fee) that keys may
+    /// then name; existing ones are kept.
+    pub async fn create_tenants(&self, accounts: &[&str], providers: &[&str]) {
+        use meterline_shared::ports::directory::{DirectoryStore, ProviderDoc, Written};
+        let store = self.billing_store();
+        for id in accounts {
+            let account = meterline_shared::domain::billing::sample::account(
+                id,
+                meterline_shared::domain::money::Currency::USD,
+            );
+            store.create_account(&account).await.expect("create account");
+        }
+        for id in providers {
+            loop {
+                let (mut catalog, rev) = store.catalog_revision().await.expect("catalog");
+                catalog.fees.insert(id.to_string(), rust_decimal::Decimal::TEN);
+                let doc = ProviderDoc {
+                    provider_id: id.to_string(),
+                    name: id.to_string(),
+                    fee_percent: rust_decimal::Decimal::TEN,
+                    created_at: chrono::Utc::now(),
+                    updated_at: None,
+                    upfront_payout: Default::default(),
+                };
+                match store
+                    .create_provider(&doc, &catalog, rev)
+                    .await
+                    .expect("create provider")
+                {
+                    Written::Yes => break,
+                    Written::Conflict if store.provider(id).await.expect("provider").is_some() => break,
+                    Written::Conflict => continue,
+                }
+            }
+        }
+    }
+
+    /// Closes every period ended by `now` as the deployed functions would: the scheduler's
+    /// event to `cycle-close`, then the close queue through the worker (10 to a batch, rates from
+    /// an empty store, events to memory). Returns how many closes were queued; the worker must
+    /// fail none.
+    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        use meterline_shared::adapters::memory::MemoryEventPublisher;
+        use meterline_shared::services::closing::{CloseSettings, Closer};
+        let queue = self.close_queue_of_cycle_close();
+        let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
+            serde_json::from_value(json!({
+                "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
+                "resources": [], "detail": {}
+            }))
+            .expect("a scheduled event");
+        let events = MemoryEventPublisher::new();
+        let s = cycle_close::handle(
+            &self.billing_store_of("CycleCloseFunction"),
+            &queue,
+            &events,
+            &scheduled,
+            now,
+        )
+        .await
+        .expect("cycle-close");
+        let rates = meterline_shared::adapters::memory::InMemoryRateStore::new();
+        let (store, usage) = (
+            self.billing_store_of("CloseWorkerFunction"),
+            self.usage_store_of("CloseWorkerFunction"),
+        );
+        let closer = Closer {
+            billing: &store,
+            usage: &usage,
+            rates: &rates,
+            publisher: &events,
+            settings: CloseSettings::default(),
+        };
+        let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
+            close_worker::handle(&closer, event, now)
+        })
+        .await;
+        assert_eq!(stats.failed, 0, "the worker failed a close");
+        s.enqueued
+    }
+
     /// The billing store (and budget store) on this stack's billing table, to set up and
     /// inspect (not recorded).
     pub fn billing_store(&self) -> DynamoBillingStore {
@@ -158,7 +240,7 @@ impl Stack {
     }
 
     /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
-    /// operator key (as `METERLINE_BOOTSTRAP_OPERATOR_KEY` would).
+    /// operator key (as the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret would).
     pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
         let env = self.function_env("ApiFunction");
         let config = self.api_config();
@@ -177,6 +259,7 @@ impl Stack {
             )),
         )
         .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
+        .with_granularities(self.usage_config().ingest.granularities)
         .with_rates(api::rates::RatesApi::new(
             std::sync::Arc::new(self.rate_store_of("ApiFunction")),
             self.rates_config("ApiFunction").max_age,

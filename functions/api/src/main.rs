@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
     let rates_config = RatesConfig::from_env(&env).context("configuration")?;
     let billing_config = BillingConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
-    let clients = AwsClients::for_function(&sdk_config().await, "ApiFunction")?;
+    let sdk = sdk_config().await;
+    let clients = AwsClients::for_function(&sdk, "ApiFunction")?;
+    let recorder = clients.recorder.clone();
     let ddb = clients.dynamodb;
     // Rates are read through a cache kept for the life of the execution environment.
     let rates = Arc::new(CachedRates::new(
@@ -35,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
         rates: rates.clone(),
     };
+    let kept = config.ingest.granularities.clone();
     let mut api = api::Api::new(
         DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
         SqsUsageQueue::new(clients.sqs, queue_url),
@@ -44,9 +47,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
     .with_estimates(estimates)
-    .with_billing(billing);
-    if let Some(key) = &api_config.bootstrap_operator_key {
-        api = api.with_bootstrap_key(key);
+    .with_billing(billing)
+    .with_granularities(kept);
+    let secret = api_config.bootstrap_operator_key_secret.as_deref();
+    if let Some(key) = api::bootstrap::bootstrap_key(&sdk, recorder.as_ref(), secret)
+        .await
+        .context("bootstrap key")?
+    {
+        api = api.with_bootstrap_key(&key);
     }
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -11,7 +11,9 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let config = StreamConfig::from_env(&env).context("configuration")?;
-    let clients = AwsClients::for_function(&sdk_config().await, "UsageStreamFunction")?;
+    let sdk = sdk_config().await;
+    let clients = AwsClients::for_function(&sdk, "UsageStreamFunction")?;
+    let recorder = clients.recorder.clone();
     let ddb = clients.dynamodb;
     let function = StreamFunction {
         store: Arc::new(DynamoUsageStore::new(
@@ -20,10 +22,14 @@ async fn main() -> anyhow::Result<()> {
             usage.event_retention,
         )),
         keys: Arc::new(DynamoApiKeyStore::new(ddb, config.api_keys_table.clone())),
-        bootstrap: config
-            .bootstrap_operator_key
-            .as_ref()
-            .map(|k| api::bootstrap_record(k, chrono::Utc::now())),
+        bootstrap: api::bootstrap::bootstrap_key(
+            &sdk,
+            recorder.as_ref(),
+            config.bootstrap_operator_key_secret.as_deref(),
+        )
+        .await
+        .context("bootstrap key")?
+        .map(|k| api::bootstrap_record(&k, chrono::Utc::now())),
         config,
     };
     let function = &function;

@@ -270,8 +270,67 @@ pub enum PaymentOutcome {
     Duplicate,
     /// Recorded, but the invoice could not take it (already paid or void, or a failure).
     Recorded { status: InvoiceStatus },
-    /// No such invoice.
-    UnknownInvoice,
+    /// Refused: the result does not match its invoice (see [`check_payment`]). Nothing was
+    /// written; the caller logs it.
+    Rejected(PaymentMismatch),
+}
+
+/// Why a payment result does not match the invoice it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentMismatch {
+    #[error("account {account_id} has no invoice {invoice_id}")]
+    UnknownInvoice { account_id: String, invoice_id: String },
+    #[error("invoice {invoice_id} belongs to account {owner}, not {account_id}")]
+    Account {
+        invoice_id: String,
+        owner: String,
+        account_id: String,
+    },
+    #[error("the payment is in {paid}, the invoice in {invoiced}")]
+    Currency { paid: String, invoiced: String },
+    #[error("amount {0} is not a positive amount in the currency's minor units")]
+    Amount(Decimal),
+    #[error("amount {amount} is more than the {outstanding} outstanding")]
+    Overpaid { amount: Decimal, outstanding: Decimal },
+}
+
+/// Whether a payment result may apply to `invoice` (read under the result's account): the
+/// invoice is the account's, in the result's currency, and a success pays a positive amount in
+/// the currency's minor units, at most what is outstanding while the invoice is collectible (a
+/// success for a paid or void invoice changes nothing and is recorded as it is).
+pub fn check_payment(
+    result: &PaymentResult,
+    invoice: &Invoice,
+    succeeded: bool,
+) -> Result<(), PaymentMismatch> {
+    if invoice.account_id != result.account_id || invoice.invoice_id != result.invoice_id {
+        return Err(PaymentMismatch::Account {
+            invoice_id: result.invoice_id.clone(),
+            owner: invoice.account_id.clone(),
+            account_id: result.account_id.clone(),
+        });
+    }
+    if invoice.currency.code() != result.currency {
+        return Err(PaymentMismatch::Currency {
+            paid: result.currency.clone(),
+            invoiced: invoice.currency.code().to_string(),
+        });
+    }
+    if !succeeded {
+        return Ok(());
+    }
+    let amount = result.amount;
+    if amount <= Decimal::ZERO || invoice.currency.round(amount) != amount {
+        return Err(PaymentMismatch::Amount(amount));
+    }
+    let collectible = invoice.status.is_collectible() || invoice.status == InvoiceStatus::Uncollectible;
+    if collectible && amount > invoice.outstanding {
+        return Err(PaymentMismatch::Overpaid {
+            amount,
+            outstanding: invoice.outstanding,
+        });
+    }
+    Ok(())
 }
 
 /// Where billing events go (EventBridge in AWS).

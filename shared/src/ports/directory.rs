@@ -122,7 +122,8 @@ pub trait DirectoryStore: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ProviderDoc>, StoreError>>;
 
-    /// Creates a subscription, its id unique across accounts.
+    /// Creates a subscription, its id unique in its account; `Conflict` if the account has one
+    /// with this id (another account's ids do not matter).
     fn create_subscription<'a>(
         &'a self,
         sub: &'a BillingSubscription,

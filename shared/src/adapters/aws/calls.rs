@@ -43,6 +43,9 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// The recorder of these clients, when calls are recorded: for a client of another service
+    /// (Secrets Manager) to carry it too.
+    pub recorder: Option<CallRecorder>,
 }
 
 impl AwsClients {
@@ -80,15 +83,16 @@ impl AwsClients {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
         let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
-        if let Some(r) = recorder {
+        if let Some(r) = &recorder {
             dynamodb = dynamodb.interceptor(r.clone());
             sqs = sqs.interceptor(r.clone());
-            eventbridge = eventbridge.interceptor(r);
+            eventbridge = eventbridge.interceptor(r.clone());
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
+            recorder,
         }
     }
 }

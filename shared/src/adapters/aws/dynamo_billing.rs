@@ -10,7 +10,7 @@
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
 //! | pending marker | `PENDING#<shard>` | `<account>#<invoice id>` | `account_id`, `invoice_id`, `since`: a close not yet numbered or published |
 //! | upfront purchase | `ACCT#<account>` | `UPFRONT#<invoice id>` | `account_id`, `subscription_id`; `due_pk`, `due_at` (the term start) until its upfront is invoiced or dropped |
-//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
+//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts; written once (an existing entry fails the close) |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
 //! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
@@ -28,7 +28,9 @@
 //! A close is one `TransactWriteItems`: put the invoice as a draft if it does not exist;
 //! advance the subscription's `next_close_at` if it still has the value the close read; set the
 //! account balance if it still has the value read; put the pending marker; put the credit notes
-//! if new; put the provider statement entries. No item is shared between two accounts' closes.
+//! if new; put the provider statement entries if new (invoice ids carry their account, so an
+//! existing entry is a collision: the close fails with `StoreError::Collision`). No item is
+//! shared between two accounts' closes.
 //!
 //! Numbering is a second `TransactWriteItems` per issuer and up to 99 drafts: set the issuer
 //! counter from `n` to `n + k` if it is still `n`, and for each draft set `status` = `open`,
@@ -47,8 +49,8 @@ use crate::domain::billing::{
 };
 use crate::domain::pricing::CatalogData;
 use crate::ports::billing::{
-    due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription, OpenInvoice,
-    PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
+    check_payment, due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription,
+    OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -363,9 +365,13 @@ impl DynamoBillingStore {
             item.insert("amount".into(), n(note.amount));
             items.push(put(item, Some("attribute_not_exists(pk)"))?);
         }
-        // Provider statement entries.
+        // Provider statement entries, once each: an entry of the same provider, period end and
+        // invoice id is a collision (an error), never overwritten.
         for st in &inv.statements.statements {
-            items.push(put(Self::statement_item(inv, st), None)?);
+            items.push(put(
+                Self::statement_item(inv, st),
+                Some("attribute_not_exists(pk)"),
+            )?);
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Corrupt(format!(
@@ -406,7 +412,7 @@ impl DynamoBillingStore {
     /// subscription's next close.
     pub(super) async fn wake_upfronts(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
         for (_, r) in upfront_purchases(sub) {
-            let id = upfront_invoice_id(&sub.subscription_id, r);
+            let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
             let item = Self::upfront_item(&sub.account_id, &sub.subscription_id, &id, Some(r.term_start));
             let out = self
                 .client
@@ -707,6 +713,23 @@ impl DynamoBillingStore {
         Ok(())
     }
 
+    /// After a cancellation without reasons: is one of the invoice's statement entries taken?
+    async fn statement_taken(&self, inv: &Invoice) -> Result<bool, StoreError> {
+        for st in &inv.statements.statements {
+            let item = Self::statement_item(inv, st);
+            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                continue;
+            };
+            let (Ok(pk), Ok(sk)) = (pk.as_s(), sk.as_s()) else {
+                continue;
+            };
+            if self.get(pk, sk).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// After a cancellation without reasons: was the period closed by someone else?
     async fn closed_elsewhere(&self, c: &CloseCommit) -> Result<bool, StoreError> {
         if self
@@ -721,6 +744,19 @@ impl DynamoBillingStore {
             .await?;
         Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
     }
+}
+
+/// A close whose provider statement entry exists already (another invoice's): refused, logged.
+fn statement_collision(inv: &Invoice) -> StoreError {
+    tracing::error!(
+        invoice_id = %inv.invoice_id,
+        account_id = %inv.account_id,
+        "provider statement entry exists: the close is refused, nothing overwritten"
+    );
+    StoreError::Collision(format!(
+        "a provider statement entry of invoice {} exists",
+        inv.invoice_id
+    ))
 }
 
 impl BillingStore for DynamoBillingStore {
@@ -870,9 +906,10 @@ impl BillingStore for DynamoBillingStore {
         Box::pin(async move {
             let lo = format!(
                 "INV#{}",
-                crate::domain::billing::invoice_id(subscription_id, since)
+                crate::domain::billing::invoice_id(account_id, subscription_id, since)
             );
-            let hi = format!("INV#inv_{subscription_id}_~");
+            let sep = crate::domain::billing::close::INVOICE_ACCOUNT_SEPARATOR;
+            let hi = format!("INV#inv_{account_id}{sep}{subscription_id}_~");
             let items = self.query_range(&account_pk(account_id), &lo, &hi).await?;
             let mut out = Vec::new();
             for item in &items {
@@ -933,6 +970,9 @@ impl BillingStore for DynamoBillingStore {
                             if acct.is_none_or(|a| a.credit_balance != c.expected_balance) {
                                 return Err(StoreError::Conflict("the credit balance changed".into()));
                             }
+                            if self.statement_taken(&c.invoice).await? {
+                                return Err(statement_collision(&c.invoice));
+                            }
                             true
                         } else if failed[0]
                             || failed[1]
@@ -942,6 +982,8 @@ impl BillingStore for DynamoBillingStore {
                             return Ok(CloseOutcome::AlreadyClosed);
                         } else if failed[2] {
                             return Err(StoreError::Conflict("the credit balance changed".into()));
+                        } else if failed.iter().skip(4 + c.credit_notes.len()).any(|f| *f) {
+                            return Err(statement_collision(&c.invoice));
                         } else {
                             // A conflict with a concurrent transaction on one of the items.
                             true
@@ -1279,8 +1321,14 @@ impl BillingStore for DynamoBillingStore {
                 return Ok(PaymentOutcome::Duplicate);
             }
             let Some(invoice) = self.invoice(&result.account_id, &result.invoice_id).await? else {
-                return Ok(PaymentOutcome::UnknownInvoice);
+                return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                    account_id: result.account_id.clone(),
+                    invoice_id: result.invoice_id.clone(),
+                }));
             };
+            if let Err(m) = check_payment(result, &invoice, succeeded) {
+                return Ok(PaymentOutcome::Rejected(m));
+            }
             let mut record = Item::new();
             record.insert("pk".into(), s(&pk_value));
             record.insert("sk".into(), s(&pay_sk));

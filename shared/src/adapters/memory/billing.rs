@@ -11,8 +11,8 @@ use crate::domain::billing::{Account, BillingSubscription, CreditNoteDoc, Invoic
 use crate::domain::billing::{InvoiceStatus, LateFeeCharge};
 use crate::domain::pricing::CatalogData;
 use crate::ports::billing::{
-    due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription, EventPublisher,
-    OpenInvoice, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
+    check_payment, due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription,
+    EventPublisher, OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::issued::{cursor_instant, CreditBasis, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use crate::ports::{Page, StoreError};
@@ -275,6 +275,19 @@ impl BillingStore for MemoryBillingStore {
             }) {
                 return Ok(CloseOutcome::AlreadyClosed);
             }
+            let taken = inv.statements.statements.iter().any(|st| {
+                inner.statements.contains_key(&(
+                    st.provider_id.clone(),
+                    inv.period.end,
+                    inv.invoice_id.clone(),
+                ))
+            });
+            if taken {
+                return Err(StoreError::Collision(format!(
+                    "a provider statement entry of invoice {} exists",
+                    inv.invoice_id
+                )));
+            }
             let balance_ok = inner
                 .accounts
                 .get(&inv.account_id)
@@ -521,8 +534,14 @@ impl BillingStore for MemoryBillingStore {
             }
             let key = (result.account_id.clone(), result.invoice_id.clone());
             let Some(inv) = inner.invoices.get_mut(&key) else {
-                return Ok(PaymentOutcome::UnknownInvoice);
+                return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                    account_id: result.account_id.clone(),
+                    invoice_id: result.invoice_id.clone(),
+                }));
             };
+            if let Err(m) = check_payment(result, inv, succeeded) {
+                return Ok(PaymentOutcome::Rejected(m));
+            }
             let outcome = match (
                 succeeded,
                 apply_payment(inv.status, inv.outstanding, result.amount),
@@ -580,7 +599,10 @@ impl Inner {
         };
         let mut out: Vec<_> = s.next_close_at.map(|at| entry(at, "")).into_iter().collect();
         for (_, r) in upfront_purchases(s) {
-            let key = (s.account_id.clone(), upfront_invoice_id(&s.subscription_id, r));
+            let key = (
+                s.account_id.clone(),
+                upfront_invoice_id(&s.account_id, &s.subscription_id, r),
+            );
             if !self.invoices.contains_key(&key) && !self.dropped_upfronts.contains(&key) {
                 out.push(entry(r.term_start, &format!("#{}", key.1)));
             }

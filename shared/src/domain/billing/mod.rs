@@ -21,9 +21,10 @@ pub use adjustment::{
 };
 pub use close::plan_fee_lines;
 pub use close::{
-    close_period, estimate, invoice_id, rating_segment_at, rating_subscription, Account, AdjustmentRef,
-    BillingSubscription, CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError,
-    Invoice, InvoiceKind, InvoiceLine, PlanChange, PlanRef, PriorPeriod, SegmentAt, MARKETPLACE,
+    close_period, estimate, invoice_account, invoice_id, rating_segment_at, rating_subscription, Account,
+    AdjustmentRef, BillingSubscription, CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc,
+    FinalizeError, Invoice, InvoiceKind, InvoiceLine, PlanChange, PlanRef, PriorPeriod, SegmentAt,
+    MARKETPLACE,
 };
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};

@@ -30,10 +30,13 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
-/// The id of the upfront invoice of reservation `r` of `subscription_id`.
-pub fn upfront_invoice_id(subscription_id: &str, r: &Reservation) -> String {
+/// The id of the upfront invoice of reservation `r` of `account_id`'s `subscription_id`: it
+/// carries its account, as every invoice id does ([`super::close::invoice_id`]).
+pub fn upfront_invoice_id(account_id: &str, subscription_id: &str, r: &Reservation) -> String {
     format!(
-        "inv_{}_upfront_{}_{}",
+        "inv_{}{}{}_upfront_{}_{}",
+        account_id,
+        super::close::INVOICE_ACCOUNT_SEPARATOR,
         subscription_id,
         r.id,
         r.term_start.format("%Y%m%dT%H%M%SZ")
@@ -153,7 +156,11 @@ pub fn upfront_invoice(input: &UpfrontInput<'_>) -> Result<Invoice, CloseError> 
     let statements =
         statement_run(to, input.fees, &lines, &[])?.over_term(r.term_start, r.term_months, input.payouts);
     Ok(Invoice {
-        invoice_id: upfront_invoice_id(&input.subscription.subscription_id, r),
+        invoice_id: upfront_invoice_id(
+            &input.subscription.account_id,
+            &input.subscription.subscription_id,
+            r,
+        ),
         account_id: account.account_id.clone(),
         subscription_id: input.subscription.subscription_id.clone(),
         kind: InvoiceKind::ReservationUpfront,

@@ -263,6 +263,13 @@ impl Plan {
                     "must not be empty when given".into(),
                 );
             }
+            if !crate::domain::usage::event::is_valid_ref_id(&r.id) {
+                push(
+                    format!("{p}.id"),
+                    "invalid",
+                    "must be 1 to 128 of A-Z a-z 0-9 _ - . : (it is part of the upfront invoice's id)".into(),
+                );
+            }
             if self.reservations[..i].iter().any(|o| o.same_purchase(r)) {
                 push(
                     format!("{p}.id"),

@@ -339,7 +339,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             .map(|i| rows_in(&rows, i.period.start, i.period.end))
             .collect();
         let rate = self.exchange_rate(&account, cat, period.end).await?;
-        let id = invoice_id(&sub.subscription_id, period.start);
+        let id = invoice_id(&sub.account_id, &sub.subscription_id, period.start);
         let refunds = self.refunds(&account, sub, period, &id, now).await?;
         let input = CloseInput {
             account: &account,
@@ -435,7 +435,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
         for (_, r) in upfront_purchases(sub) {
             let never = reservation_end(sub, r).is_some_and(|end| end <= r.term_start);
             if never && r.term_start <= now {
-                let id = upfront_invoice_id(&sub.subscription_id, r);
+                let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
                 self.billing.drop_upfront(&sub.account_id, &id).await?;
             }
         }
@@ -450,7 +450,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             .ok_or_else(|| CloseFailure::NotFound(format!("account {}", sub.account_id)))?;
         let (cat, data) = loaded.get(self.billing).await?;
         for (plan, r) in due {
-            let id = upfront_invoice_id(&sub.subscription_id, r);
+            let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
             if self.billing.invoice(&account.account_id, &id).await?.is_some() {
                 continue;
             }
@@ -505,7 +505,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
         let notes = self.billing.credit_notes(&account.account_id).await?;
         let mut out = Vec::new();
         for (r, end) in ended {
-            let upfront_id = upfront_invoice_id(&sub.subscription_id, r);
+            let upfront_id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
             if notes
                 .iter()
                 .any(|n| n.credit_note_id == refund_note_id(&upfront_id))
@@ -534,7 +534,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
             .schedule
             .period_containing(request.period_end - TimeDelta::nanoseconds(1))
             .map_err(CloseError::from)?;
-        let id = invoice_id(&sub.subscription_id, period.start);
+        let id = invoice_id(&sub.account_id, &sub.subscription_id, period.start);
         if report.committed.iter().any(|i| i.invoice_id == id) {
             return Ok(None);
         }

@@ -174,7 +174,7 @@ async fn a_period_closes_into_one_numbered_explained_invoice() {
     let inv = &report.committed[0];
     assert_eq!(inv.number.as_deref(), Some("ML-000001"));
     assert_eq!(inv.status, InvoiceStatus::Open);
-    assert_eq!(inv.invoice_id, "inv_sub_1_20261231T230000Z");
+    assert_eq!(inv.invoice_id, "inv_acct_1~sub_1_20261231T230000Z");
     // GPU A100 graduated: 36000 x 0.0008 + 4000 x 0.0006 = 28.80 + 2.40; H100 1000 x 0.0011 =
     // 1.10; CPU of prov_001: 3600 included, 6400 x 0.000018 = 0.1152 -> 0.12; egress 12.5 x
     // 0.09 = 1.125 -> 1.12; fee 10.00.

@@ -208,10 +208,39 @@ impl BillingSubscription {
     }
 }
 
-/// The deterministic id of the invoice of `subscription_id` for the period starting at `start`:
-/// a retried or duplicated close computes the same id.
-pub fn invoice_id(subscription_id: &str, start: DateTime<Utc>) -> String {
-    format!("inv_{}_{}", subscription_id, start.format("%Y%m%dT%H%M%SZ"))
+/// The deterministic id of the invoice of `account_id`'s subscription `subscription_id` for the
+/// period starting at `start`: `inv_<account>~<subscription>_<start, UTC, compact>`. A retried
+/// or duplicated close computes the same id. Subscription ids are unique per account only, so
+/// the id carries its account: `~` is in no account or subscription id, so two accounts' ids
+/// never collide, and everything derived from an invoice id (credit notes, provider statement
+/// entries, event ids) is unique across accounts too.
+pub fn invoice_id(account_id: &str, subscription_id: &str, start: DateTime<Utc>) -> String {
+    format!(
+        "inv_{account_id}{INVOICE_ACCOUNT_SEPARATOR}{subscription_id}_{}",
+        start.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// Separates the account from the rest of an invoice id: in no account or subscription id.
+pub const INVOICE_ACCOUNT_SEPARATOR: char = '~';
+
+/// Longest invoice id: a reservation's upfront invoice (`inv_`, a 128-character account, `~`, a
+/// 128-character subscription, `_upfront_`, a 128-character reservation id, `_` and the
+/// 16-character start; see [`super::upfront::upfront_invoice_id`]). A period's is shorter.
+pub const MAX_INVOICE_ID_LEN: usize = 4 + 128 + 1 + 128 + 9 + 128 + 1 + 16;
+
+/// The account an invoice id names (see [`invoice_id`]), if it is one.
+pub fn invoice_account(invoice_id: &str) -> Option<&str> {
+    let (account, rest) = invoice_id
+        .strip_prefix("inv_")?
+        .split_once(INVOICE_ACCOUNT_SEPARATOR)?;
+    let ok = invoice_id.len() <= MAX_INVOICE_ID_LEN
+        && crate::domain::usage::event::is_valid_ref_id(account)
+        && rest.len() > 17
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    ok.then_some(account)
 }
 
 /// The late usage a line corrects: the period it belongs to and the invoice that billed it.
@@ -445,7 +474,11 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
     let account = input.account;
     let to = account.currency;
     let period = input.period;
-    let id = invoice_id(&input.subscription.subscription_id, period.start);
+    let id = invoice_id(
+        &input.subscription.account_id,
+        &input.subscription.subscription_id,
+        period.start,
+    );
     let conversion = settle::conversion_record(input)?;
     let mut lines = rated::rated_lines(input, period, input.usage, to, input.rate)?;
     let mut credit_notes = input.refunds.clone();
@@ -509,4 +542,36 @@ pub fn estimate(input: &CloseInput<'_>) -> Result<Invoice, CloseError> {
     partial.prior = Vec::new();
     partial.refunds = Vec::new();
     close_period(&partial).map(|o| o.invoice)
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn invoice_ids_carry_their_account_and_never_collide_across_accounts() {
+        let t: DateTime<Utc> = "2026-11-24T13:00:00Z".parse().unwrap();
+        let id = invoice_id("acct_a", "sub_1", t);
+        assert_eq!(id, "inv_acct_a~sub_1_20261124T130000Z");
+        assert_eq!(invoice_account(&id), Some("acct_a"));
+        // `_` is in both kinds of id: the separator keeps the split unambiguous.
+        assert_ne!(invoice_id("a_b", "c", t), invoice_id("a", "b_c", t));
+        let long = "x".repeat(128);
+        let period = invoice_id(&long, &long, t);
+        assert_eq!(invoice_account(&period), Some(long.as_str()));
+        let longest = format!("inv_{long}~{long}_upfront_{long}_20261124T130000Z");
+        assert_eq!(longest.len(), MAX_INVOICE_ID_LEN);
+        assert_eq!(invoice_account(&longest), Some(long.as_str()));
+        for bad in [
+            "inv_sub_1_20261124T130000Z",
+            "inv_~sub_1_20261124T130000Z",
+            "inv_a~",
+            "inv_a b~s_20261124T130000Z",
+            "inv_a~s/x_20261124T130000Z",
+            "x_a~s_20261124T130000Z",
+        ] {
+            assert_eq!(invoice_account(bad), None, "{bad}");
+        }
+        assert_eq!(invoice_account(&format!("{longest}x")), None, "too long");
+    }
 }
