@@ -13,13 +13,15 @@ CFN_LINT_VERSION="1.58.0"
 SCHEMATHESIS_VERSION="4.32.5"
 # Generates the Python client the client flow test drives (scripts/client_flow.sh).
 OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
+# The SAM translator: scripts/iam_check.py expands the template as CloudFormation will.
+SAM_TRANSLATOR_VERSION="1.115.0"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_venv() {
-  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION-$SCHEMATHESIS_VERSION-$OPENAPI_PYTHON_CLIENT_VERSION"
+  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION-$SCHEMATHESIS_VERSION-$OPENAPI_PYTHON_CLIENT_VERSION-$SAM_TRANSLATOR_VERSION"
   if [ ! -f "$stamp" ]; then
-    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION, schemathesis $SCHEMATHESIS_VERSION, openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION into .venv"
+    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION, schemathesis $SCHEMATHESIS_VERSION, openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION, aws-sam-translator $SAM_TRANSLATOR_VERSION into .venv"
     # Debian's python3 ships venv without ensurepip unless python3-venv is installed: then
     # create the environment without pip and let the system pip install pip into it.
     if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -29,7 +31,8 @@ ensure_venv() {
     fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
-      "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+      "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" \
+      "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -20,8 +20,8 @@ use crate::request::types::{RefId, Version};
 use crate::{json_response, store_problem, Ctx, Outcome};
 use lambda_http::http::StatusCode;
 use meterline_shared::adapters::http::problem::Problem;
-use meterline_shared::domain::pricing::CatalogData;
 use meterline_shared::domain::pricing::{validate_books, Owner, PriceBook, ValidationIssue};
+use meterline_shared::domain::pricing::{CatalogData, UpfrontPayout};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::billing::BillingStore;
@@ -177,6 +177,16 @@ pub(crate) fn with_book(
     Ok((next, book))
 }
 
+/// Writes a provider's settings the close reads into the catalog: its fee and when it is paid
+/// a reservation's upfront (only `at_purchase` is stored: over the term is the default).
+fn provider_settings(data: &mut CatalogData, doc: &ProviderDoc) {
+    data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+    match doc.upfront_payout {
+        UpfrontPayout::OverTerm => data.upfront_payouts.remove(&doc.provider_id),
+        p => data.upfront_payouts.insert(doc.provider_id.clone(), p),
+    };
+}
+
 /// Fields of a provider a provider key may change (the fee is the operator's).
 const PROVIDER_FIELDS: [&str; 1] = ["name"];
 
@@ -206,6 +216,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             fee_percent: body.fee_percent.0,
             created_at: c.now,
             updated_at: None,
+            upfront_payout: body.upfront_payout.map(|p| p.0).unwrap_or_default(),
         };
         if api
             .store
@@ -225,7 +236,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
-        data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+        provider_settings(&mut data, &doc);
         match api
             .store
             .create_provider(&doc, &data, rev)
@@ -280,6 +291,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             crate::accounts::tenant_may_change(&given, &PROVIDER_FIELDS, "a provider key")?;
         }
         let (name, fee) = (body.name.map(|n| n.0), body.fee_percent.map(|f| f.0));
+        let payout = body.upfront_payout.map(|p| p.0);
         let api = self.billing_api()?;
         for _ in 0..3 {
             let current = api
@@ -295,6 +307,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             if let Some(fee) = fee {
                 doc.fee_percent = fee;
             }
+            if let Some(p) = payout {
+                doc.upfront_payout = p;
+            }
             if doc == current {
                 return Ok(provider_update_json(&doc));
             }
@@ -304,7 +319,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 .catalog_revision()
                 .await
                 .map_err(|e| store_problem(&e))?;
-            data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+            provider_settings(&mut data, &doc);
             match api
                 .store
                 .update_provider(&doc, &data, rev)

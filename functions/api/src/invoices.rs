@@ -9,7 +9,7 @@ use crate::request::invoices::{
     AllInvoicesList, InvoiceList, InvoicePageQuery, MarkPaid, NewCreditNote, ReportFormat, StatementList,
     TaxReportQuery,
 };
-use crate::request::types::{Cursor, RefId};
+use crate::request::types::{Cursor, InvoiceId, RefId};
 use crate::request::NoBody;
 use crate::{encode_token, json_response, store_problem, Ctx, Outcome};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -17,6 +17,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
+use meterline_shared::domain::billing::close::MAX_INVOICE_ID_LEN;
 use meterline_shared::domain::billing::events::{
     credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
 };
@@ -48,8 +49,14 @@ const ATTEMPTS: usize = 3;
 /// A credit note id from the path: `credit-note#<invoice id>#<key>`, with each `#` sent as
 /// `%23` (a bare `#` would end the path).
 pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
-    let id = raw.replace("%23", "#");
-    let ok = id.chars().count() <= 3 * 128 + 16 && !id.is_empty() && id.split('#').all(is_valid_ref_id);
+    let id = raw.to_string();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
+    };
+    let max = "credit-note#".len() + 2 * (MAX_INVOICE_ID_LEN + 1);
+    let ok = id.len() <= max && id.split('#').all(part_ok);
     if ok {
         Ok(id)
     } else {
@@ -101,6 +108,8 @@ fn credit_note_json(n: &CreditNoteDoc) -> Value {
     v["kind"] = json!(
         if n.issued_with == meterline_shared::domain::billing::ledger::MANUAL {
             "manual"
+        } else if meterline_shared::domain::billing::upfront::is_refund_note(&n.credit_note_id) {
+            "reservation_refund"
         } else {
             "late_usage"
         }
@@ -230,7 +239,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     fn path_ids(c: &Ctx) -> Result<(String, String), Problem> {
         let account: RefId = c.path("account_id")?;
-        let invoice: RefId = c.path("invoice_id")?;
+        let invoice: InvoiceId = c.path("invoice_id")?;
         Ok((account.0, invoice.0))
     }
 
@@ -420,7 +429,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let account: RefId = c.path("account_id")?;
         let account = account.0;
         let invoice = match c.params.get("invoice_id") {
-            Some(_) => Some(c.path::<RefId>("invoice_id")?.0),
+            Some(_) => Some(c.path::<InvoiceId>("invoice_id")?.0),
             None => None,
         };
         let q = c.query_ok::<InvoicePageQuery>()?;
@@ -564,7 +573,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let provider = provider.0;
         let raw = c.param("statement_id");
         let (end, invoice) = parse_statement_id(raw)
-            .filter(|(_, inv)| is_valid_ref_id(inv))
+            .filter(|(_, inv)| InvoiceId::is_like(inv))
             .ok_or_else(|| {
                 Problem::invalid_field(
                     "statement_id",
@@ -638,13 +647,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credit_note_ids_come_percent_encoded() {
+    fn credit_note_ids_are_checked_after_the_router_decoded_them() {
         assert_eq!(
-            credit_note_param("credit-note%23inv_1%23manual-cn1").unwrap(),
+            credit_note_param("credit-note#inv_1#manual-cn1").unwrap(),
             "credit-note#inv_1#manual-cn1"
         );
         assert!(credit_note_param("credit-note#inv_1#evt_7").is_ok());
-        for bad in ["", "credit-note%23%23x", "a%2Fb", "credit note", &"x".repeat(500)] {
+        assert!(credit_note_param("credit-note#inv_a~s_20261124T130000Z#inv_a~s_20261125T130000Z").is_ok());
+        for bad in [
+            "",
+            "credit-note##x",
+            "credit-note%23x",
+            "a/b",
+            "credit note",
+            &"x".repeat(900),
+        ] {
             let p = credit_note_param(bad).unwrap_err();
             assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");
         }
@@ -653,11 +670,10 @@ mod tests {
     #[test]
     fn statement_ids_round_trip() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 13, 0, 0).unwrap();
-        let id = statement_id(t, "inv_sub_a_20261124T130000Z");
-        assert!(is_valid_ref_id(&id), "{id}");
+        let id = statement_id(t, "inv_acct_a~sub_a_20261124T130000Z");
         assert_eq!(
             parse_statement_id(&id),
-            Some((t, "inv_sub_a_20261124T130000Z".into()))
+            Some((t, "inv_acct_a~sub_a_20261124T130000Z".into()))
         );
         assert_eq!(parse_statement_id("nope"), None);
         assert_eq!(parse_statement_id("20261125T130000.000Z:"), None);

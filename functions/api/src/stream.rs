@@ -87,16 +87,17 @@ pub struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads the path's account, the query ([`StreamQuery`]: `granularity`, default `hour`;
-    /// `since`, RFC 3339) and the `Last-Event-ID` header.
+    /// Reads the path's account, the query ([`StreamQuery`]: `granularity`, default `hour`, one of
+    /// `kept`, the windows ingestion keeps; `since`, RFC 3339) and the `Last-Event-ID` header.
     pub fn from_request(
         req: &Request,
         account_id: &str,
         now: DateTime<Utc>,
+        kept: &[Granularity],
     ) -> Result<StreamRequest, Problem> {
         let query = crate::request::parse_query::<StreamQuery>(&req.query_string_parameters())
             .into_result("query")?;
-        StreamRequest::from_parts(query, req, account_id, now)
+        StreamRequest::from_parts(query, req, account_id, now, kept)
     }
 
     /// [`StreamRequest::from_request`] with the query already read.
@@ -105,9 +106,21 @@ impl StreamRequest {
         req: &Request,
         account_id: &str,
         now: DateTime<Utc>,
+        kept: &[Granularity],
     ) -> Result<StreamRequest, Problem> {
         let account_id = account_param(account_id)?;
         let granularity = query.granularity.map_or(Granularity::Hour, |g| g.0);
+        if !kept.contains(&granularity) {
+            let names: Vec<String> = kept.iter().map(|g| g.to_string()).collect();
+            return Err(Problem::invalid_field(
+                "query.granularity",
+                "not_kept",
+                format!(
+                    "`{granularity}` windows are not kept here (AGGREGATE_GRANULARITIES): use one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
         let since = query.since.map(|t| t.0);
         let last = req
             .headers()

@@ -1,6 +1,6 @@
 //! Requests of the provider, price-book and plan routes.
 
-use super::types::{Name, Percent, RefId, Version};
+use super::types::{Name, Percent, RefId, UpfrontPayoutName, Version};
 use super::{read, Parsed};
 use crate::limits::{MAX_CATALOG_SCALE, MAX_PLAN_ITEMS, MAX_TEXT_CHARS};
 use meterline_shared::domain::pricing::{Plan, PriceBook};
@@ -27,6 +27,10 @@ pub struct NewProvider {
     /// Percent, 0 to 100, at most 4 places.
     #[schema(inline)]
     pub fee_percent: Percent,
+    /// How the provider is paid a reservation's upfront: `over_term` (default) or `at_purchase`.
+    #[serde(default)]
+    #[schema(inline)]
+    pub upfront_payout: Option<UpfrontPayoutName>,
 }
 
 /// A change of a provider: its `name` (operator or its provider key), its `fee_percent`
@@ -42,6 +46,11 @@ pub struct ProviderUpdate {
     #[serde(default)]
     #[schema(inline)]
     pub fee_percent: Option<Percent>,
+    /// `over_term` or `at_purchase` (operator only): applies to upfront invoices issued after
+    /// the change.
+    #[serde(default)]
+    #[schema(inline)]
+    pub upfront_payout: Option<UpfrontPayoutName>,
 }
 
 impl ProviderUpdate {
@@ -54,11 +63,14 @@ impl ProviderUpdate {
         if self.fee_percent.is_some() {
             out.push("fee_percent");
         }
+        if self.upfront_payout.is_some() {
+            out.push("upfront_payout");
+        }
         if out.is_empty() {
             return Err(vec![FieldError::new(
                 "body",
                 "required",
-                "give name or fee_percent",
+                "give name, fee_percent or upfront_payout",
             )]);
         }
         Ok(out)

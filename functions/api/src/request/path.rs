@@ -14,9 +14,9 @@ use utoipa::PartialSchema;
 const KEY_ID_PATTERN: &str = "^[a-z2-7]{16}$";
 /// A credit note id: `credit-note#<invoice id>#<key>` (each `#` percent-encoded in the path, as
 /// clients encode path parameters).
-const CREDIT_NOTE_PATTERN: &str = "^credit-note#[A-Za-z0-9_.:-]{1,128}#[A-Za-z0-9_.:-]{1,128}$";
+const CREDIT_NOTE_PATTERN: &str = "^credit-note#[A-Za-z0-9_.:~-]{1,415}#[A-Za-z0-9_.:-]{1,128}$";
 /// A statement id: `<period end>:<invoice id>`.
-const STATEMENT_PATTERN: &str = "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z:[A-Za-z0-9_.:-]{1,110}$";
+const STATEMENT_PATTERN: &str = "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z:[A-Za-z0-9_.:~-]{1,415}$";
 
 fn string(pattern: &str, description: &str) -> RefOr<Schema> {
     RefOr::T(Schema::Object(
@@ -38,13 +38,13 @@ pub fn example(name: &str) -> &'static str {
         "subscription_id" => "sub_1",
         "budget_id" => "monthly",
         "book_id" => "book_1",
-        "invoice_id" => "inv_1",
+        "invoice_id" => "inv_acct_1~sub_1_20260101T000000Z",
         "version" => "1",
         "base" => "BTC",
         "quote" => "USD",
         "key_id" => "abcdefghijklmnop",
-        "credit_note_id" => "credit-note#inv_1#cn_1",
-        "statement_id" => "20261125T130000.000Z:inv_1",
+        "credit_note_id" => "credit-note#inv_acct_1~sub_1_20260101T000000Z#cn_1",
+        "statement_id" => "20261125T130000.000Z:inv_acct_1~sub_1_20261025T130000Z",
         _ => "",
     }
 }
@@ -52,8 +52,10 @@ pub fn example(name: &str) -> &'static str {
 /// The schema of a path parameter, by name; `None` for a name no route should use.
 pub fn schema(name: &str) -> Option<RefOr<Schema>> {
     let mut schema = match name {
-        "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id"
-        | "invoice_id" => RefId::schema(),
+        "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id" => {
+            RefId::schema()
+        }
+        "invoice_id" => super::types::InvoiceId::schema(),
         "version" => Version::schema(),
         "base" | "quote" => CurrencyCode::schema(),
         "key_id" => string(KEY_ID_PATTERN, "The key's id (its prefix)"),

@@ -6,6 +6,7 @@
 
 use crate::limits::{self, MAX_CURSOR_CHARS, MAX_REF_ID_LEN};
 use chrono::{DateTime, Utc};
+use meterline_shared::domain::billing::close::MAX_INVOICE_ID_LEN;
 use meterline_shared::domain::money::Currency;
 use meterline_shared::domain::usage::event::{is_valid_dimension_name, is_valid_ref_id};
 use rust_decimal::Decimal;
@@ -145,6 +146,49 @@ schema!(
         .pattern(Some(limits::REF_ID_PATTERN))
         .description(Some(limits::REF_ID_RULE.trim_start_matches("must be ")))
         .examples([json!("acct_1")])
+);
+
+/// An invoice id this API returned (`inv_<account>~<subscription>_<start>`, or a reservation's
+/// upfront invoice): 1 to [`MAX_INVOICE_ID_LEN`] of the id characters and `~`. Any other such
+/// text is simply not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceId(pub String);
+
+/// The characters of an invoice id: those of an id and the account separator `~`.
+pub const INVOICE_ID_PATTERN: &str = "^[A-Za-z0-9_.:~-]+$";
+
+impl InvoiceId {
+    /// Whether `s` may be an invoice id (the check of [`InvoiceId`]).
+    pub fn is_like(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= MAX_INVOICE_ID_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
+    }
+}
+
+impl<'de> Deserialize<'de> for InvoiceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string(d)?;
+        if InvoiceId::is_like(&s) {
+            Ok(InvoiceId(s))
+        } else {
+            Err(fail(
+                "invalid_format",
+                "must be an `invoice_id` this API returned",
+            ))
+        }
+    }
+}
+
+schema!(
+    InvoiceId,
+    string_schema()
+        .min_length(Some(1))
+        .max_length(Some(MAX_INVOICE_ID_LEN))
+        .pattern(Some(INVOICE_ID_PATTERN))
+        .description(Some("an `invoice_id` this API returned"))
+        .examples([json!("inv_acct_1~sub_1_20260101T000000Z")])
 );
 
 /// Whether `n` is from `min` to `max`.
@@ -735,6 +779,15 @@ use meterline_shared::domain::billing::{Alignment, Cadence, InvoiceStatus};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::usage::Granularity;
 
+choice!(
+    /// How a provider is paid a reservation's upfront: `over_term` or `at_purchase`.
+    UpfrontPayoutName,
+    meterline_shared::domain::pricing::UpfrontPayout,
+    [
+        meterline_shared::domain::pricing::UpfrontPayout::OverTerm,
+        meterline_shared::domain::pricing::UpfrontPayout::AtPurchase
+    ]
+);
 choice!(
     /// A billing cadence.
     CadenceName, Cadence, Cadence::ALL

@@ -140,6 +140,10 @@ struct Provider {
     /// The marketplace's fee on the provider's sales, percent (0 to 100, at most 4 places).
     #[schema(example = "15")]
     fee_percent: String,
+    /// When the provider is paid its share of a reservation's upfront: `over_term` (default)
+    /// or `at_purchase`.
+    #[schema(example = "over_term", pattern = "^(over_term|at_purchase)$")]
+    upfront_payout: Option<String>,
     #[schema(format = DateTime, read_only)]
     created_at: Option<String>,
     /// When the name or fee last changed.
@@ -159,6 +163,7 @@ struct UpdatedProvider {
     provider_id: String,
     name: String,
     fee_percent: String,
+    upfront_payout: String,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]

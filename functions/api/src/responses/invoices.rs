@@ -102,7 +102,7 @@ struct CreditNote {
     amount: String,
     #[schema(format = DateTime)]
     issued_at: String,
-    /// `manual` or `late_usage`.
+    /// `manual`, `late_usage` or `reservation_refund`.
     kind: String,
 }
 
@@ -181,7 +181,7 @@ fn list_credit_notes() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/credit-notes/{credit_note_id}", tag = "invoices",
     description = "One credit note of the account (manual or for late usage); 404 for another account's.",
-    responses((status = 200, description = "The credit note; `kind` is `manual` or `late_usage`", body = Object),
+    responses((status = 200, description = "The credit note; `kind` is `manual`, `late_usage` or `reservation_refund`", body = Object),
         (status = 404, description = "No such credit note on this account", body = Problem, content_type = "application/problem+json")))]
 fn get_credit_note() {}
 
