@@ -915,7 +915,7 @@ mod tests {
             "credit-note%23x",
             "a/b",
             "credit note",
-            &"x".repeat(700),
+            &"x".repeat(900),
         ] {
             let p = credit_note_param(bad).unwrap_err();
             assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");
@@ -997,6 +997,9 @@ pub(crate) mod doc {
         account_id: String,
         subscription_id: String,
         period: Period,
+        /// `period` (a subscription period's invoice) or `reservation_upfront` (a reservation's upfront,
+        /// invoiced once when its term starts).
+        kind: String,
         /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
         status: String,
         /// Assigned at finalization.
