@@ -57,6 +57,9 @@ struct Invoice {
     account_id: String,
     subscription_id: String,
     period: Period,
+    /// `period` (a subscription period's invoice) or `reservation_upfront` (a reservation's upfront,
+    /// invoiced once when its term starts).
+    kind: String,
     /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
     status: String,
     /// Assigned at finalization.
