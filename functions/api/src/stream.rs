@@ -113,7 +113,7 @@ impl StreamRequest {
         if !kept.contains(&granularity) {
             let names: Vec<String> = kept.iter().map(|g| g.to_string()).collect();
             return Err(Problem::invalid_field(
-                "query.granularity",
+                "granularity",
                 "not_kept",
                 format!(
                     "`{granularity}` windows are not kept here (AGGREGATE_GRANULARITIES): use one of {}",
