@@ -21,6 +21,7 @@ pub mod forecast;
 pub mod fx;
 pub mod ingest;
 pub mod meter;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod problem;

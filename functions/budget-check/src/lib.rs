@@ -3,6 +3,7 @@
 //! `BudgetThresholdCrossed` (source `meterline.budgets`) for each threshold crossed, once per
 //! budget and period however often it runs; see `meterline_shared::budget_check`.
 
+use meterline_shared::metrics::Metrics;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use meterline_shared::budget_check::{run_budget_check, BudgetCheckError, BudgetCheckSummary};
@@ -58,6 +59,11 @@ impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCh
             skipped = summary.skipped,
             "budget check done"
         );
+        Metrics::new("budget-check", "budget check metrics")
+            .count("BudgetsChecked", summary.budgets)
+            .count("BudgetAlertsSent", summary.published)
+            .count("BudgetsSkipped", summary.skipped)
+            .emit();
         Ok(summary)
     }
 }

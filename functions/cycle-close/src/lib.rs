@@ -9,6 +9,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
+use meterline_shared::metrics::Metrics;
 use meterline_shared::closing::{enqueue_due, sweep_pending, CloseFailure, CloseQueue, Finisher};
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use serde::Serialize;
@@ -48,6 +49,10 @@ pub async fn handle<B: BillingStore, Q: CloseQueue, P: EventPublisher>(
     if swept > 0 {
         tracing::warn!(swept, "closes left pending by a worker were finished");
     }
+    Metrics::new("cycle-close", "cycle close metrics")
+        .count("ClosesQueued", enqueued)
+        .count("ClosesSwept", swept)
+        .emit();
     Ok(Summary {
         until,
         enqueued,
