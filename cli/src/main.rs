@@ -2,6 +2,8 @@
 //! from the command line.
 
 mod forecast;
+#[cfg(feature = "ops")]
+mod ops_cmd;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -40,6 +42,13 @@ enum Command {
     Forecast(forecast::ForecastArgs),
     /// Forecast accuracy on rolling origins against seasonal naive (MASE, interval coverage).
     Backtest(forecast::BacktestArgs),
+    /// Recoveries against a deployed or local stack (docs/operations.md): redrive a dead-letter
+    /// queue, replay rejected events, re-run a close, re-run a rate refresh.
+    #[cfg(feature = "ops")]
+    Ops {
+        #[command(subcommand)]
+        command: ops_cmd::OpsCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,6 +173,12 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
         Command::Backtest(args) => {
             forecast::run_backtest(&args, out)?;
             Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "ops")]
+        Command::Ops { command } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let ok = runtime.block_on(ops_cmd::run(command, out))?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::GenUsage(args) => {
             let config = GeneratorConfig {
