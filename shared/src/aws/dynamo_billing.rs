@@ -84,6 +84,14 @@ pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError
         .map_err(|e| StoreError::Corrupt(format!("attribute `doc`: {e}")))
 }
 
+/// A `Corrupt` error that names the item it was read from (the others as they are).
+pub(super) fn naming(e: StoreError, item: impl FnOnce() -> String) -> StoreError {
+    match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{}: {m}", item())),
+        other => other,
+    }
+}
+
 /// Instants as stored and sorted: fixed width, UTC, milliseconds.
 pub(super) fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -639,9 +647,12 @@ impl BillingStore for DynamoBillingStore {
         let Some(item) = self.get(&account_pk(account_id), "ACCOUNT").await? else {
             return Ok(None);
         };
-        let mut account: Account = from_doc(&item)?;
-        account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
-        Ok(Some(account))
+        let read = || -> Result<Account, StoreError> {
+            let mut account: Account = from_doc(&item)?;
+            account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
+            Ok(account)
+        };
+        read().map(Some).map_err(|e| naming(e, || format!("account {account_id}")))
     }
 
     async fn put_subscription(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
@@ -659,7 +670,9 @@ impl BillingStore for DynamoBillingStore {
         else {
             return Ok(None);
         };
-        Self::parse_subscription(&item).map(Some)
+        Self::parse_subscription(&item)
+            .map(Some)
+            .map_err(|e| naming(e, || format!("subscription {subscription_id} of account {account_id}")))
     }
 
     async fn account_subscriptions(&self, account_id: &str) -> Result<Vec<BillingSubscription>, StoreError> {
