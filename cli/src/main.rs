@@ -243,6 +243,7 @@ fn check_books(text: &str) -> Result<Result<Vec<PriceBook>, Vec<ValidationIssue>
     })
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: the template is a constant indicatif accepts.
 fn progress(len: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -275,12 +276,14 @@ fn parse_rows(text: &str) -> Result<Vec<UsageRow>> {
     Ok(rows)
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: midnight UTC on the first of a month always exists.
 fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
         .single()
         .expect("first of a month exists")
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: midnight UTC on the first of a month always exists.
 fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     let (y, m) = if t.month() == 12 {
         (t.year() + 1, 1)

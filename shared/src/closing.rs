@@ -204,6 +204,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
 
     /// [`Closer::draft_subscription`] with the price books read once for several requests (the
     /// close worker's batch: one read of the catalog item per batch, not per close).
+    #[allow(clippy::expect_used)] // Cannot fail: a subscription with a next close has a period; the catalog is loaded just above.
     pub async fn draft_with(
         &self,
         request: &CloseRequest,

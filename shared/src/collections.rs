@@ -41,6 +41,7 @@ pub enum CollectionError {
 }
 
 /// Checks every invoice due by `now` (in any timezone).
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
 pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
     store: &B,
     publisher: &P,

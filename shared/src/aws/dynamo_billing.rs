@@ -75,6 +75,7 @@ pub(super) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError 
     StoreError::Corrupt(format!("request could not be built: {e}"))
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of our own types with string keys cannot fail.
 pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
     s(serde_json::to_string(v).expect("billing documents serialize"))
 }

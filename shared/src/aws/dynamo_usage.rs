@@ -289,6 +289,7 @@ impl UsageStore for DynamoUsageStore {
         }
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of field errors (strings) cannot fail.
     async fn put_rejected(&self, rejected: &[RejectedEvent]) -> Result<(), StoreError> {
         // One request may not name the same key twice.
         let mut by_key: HashMap<(String, String), &RejectedEvent> = HashMap::new();

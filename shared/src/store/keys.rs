@@ -8,7 +8,7 @@ use super::{Page, StoreError};
 use crate::api::keys::ApiKeyRecord;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 /// What [`ApiKeyStore::rotate`] and [`ApiKeyStore::revoke`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl MemoryApiKeyStore {
 impl ApiKeyStore for MemoryApiKeyStore {
     fn create<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             if keys.contains_key(&key.id) {
                 return Err(StoreError::Conflict(format!("key {} exists", key.id)));
             }
@@ -77,7 +77,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.keys.lock().unwrap().get(id).cloned()) })
+        Box::pin(async move { Ok(self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()) })
     }
 
     fn list<'a>(
@@ -86,7 +86,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ApiKeyRecord>, StoreError>> {
         Box::pin(async move {
-            let keys = self.keys.lock().unwrap();
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             let mut items: Vec<ApiKeyRecord> = keys
                 .values()
                 .filter(|k| after.is_none_or(|a| k.id.as_str() > a))
@@ -105,7 +105,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(match keys.get_mut(id) {
                 None => KeyChange::NotFound,
                 Some(k) => {
@@ -116,6 +116,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: the key was found above under the same lock.
     fn rotate<'a>(
         &'a self,
         old_id: &'a str,
@@ -123,7 +124,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             match keys.get(old_id) {
                 None => return Ok(KeyChange::NotFound),
                 Some(k) if k.revoked_at.is_some() => return Ok(KeyChange::Revoked),

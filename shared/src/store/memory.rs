@@ -10,7 +10,7 @@ use crate::usage::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Default)]
 struct Inner {
@@ -35,17 +35,17 @@ impl MemoryUsageStore {
 
     /// Every stored event.
     pub fn events(&self) -> Vec<UsageEvent> {
-        self.inner.lock().unwrap().events.values().cloned().collect()
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).events.values().cloned().collect()
     }
 
     /// Every aggregate, in key order.
     pub fn aggregates(&self) -> Vec<UsageAggregate> {
-        self.inner.lock().unwrap().aggregates.values().cloned().collect()
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).aggregates.values().cloned().collect()
     }
 
     /// Successful commits so far.
     pub fn commits(&self) -> usize {
-        self.inner.lock().unwrap().commits
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).commits
     }
 }
 
@@ -56,7 +56,7 @@ impl UsageStore for MemoryUsageStore {
         aggregates: &[AggregateRef<'_>],
         _received_at: DateTime<Utc>,
     ) -> Result<CommitOutcome, StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let dups: Vec<String> = events
             .iter()
             .filter(|e| {
@@ -93,7 +93,7 @@ impl UsageStore for MemoryUsageStore {
     }
 
     async fn put_rejected(&self, rejected: &[RejectedEvent]) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         for r in rejected {
             let account = r
                 .account_id
@@ -114,7 +114,7 @@ impl UsageStore for MemoryUsageStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<UsageAggregate>, StoreError> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let lo = (account_id.to_string(), granularity, window_key(from));
         let hi = (account_id.to_string(), granularity, window_key(to));
         let mut items = Vec::new();
@@ -142,7 +142,7 @@ impl UsageStore for MemoryUsageStore {
         before: &str,
         limit: usize,
     ) -> Result<Vec<AggregateChange>, StoreError> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut changed: Vec<AggregateChange> = inner
             .changes
             .iter()
@@ -165,7 +165,7 @@ impl UsageStore for MemoryUsageStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<RejectedEvent>, StoreError> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
         let mut items: Vec<RejectedEvent> = inner
             .rejected
@@ -189,7 +189,7 @@ impl UsageStore for MemoryUsageStore {
         account_id: Option<&str>,
         fingerprints: &[String],
     ) -> Result<Vec<RejectedEvent>, StoreError> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
         Ok(fingerprints
             .iter()
@@ -202,7 +202,7 @@ impl UsageStore for MemoryUsageStore {
         account_id: Option<&str>,
         fingerprints: &[String],
     ) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
         for fp in fingerprints {
             inner.rejected.remove(&(account.clone(), fp.clone()));
@@ -228,13 +228,13 @@ impl MemoryUsageQueue {
 
     /// The bodies enqueued so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
 impl UsageQueue for MemoryUsageQueue {
     async fn enqueue(&self, events: &[UsageEvent]) -> Result<(), StoreError> {
-        let mut messages = self.messages.lock().unwrap();
+        let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
         for body in crate::ingest::queue_bodies(events) {
             messages.push(body);
         }

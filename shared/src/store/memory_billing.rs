@@ -282,6 +282,7 @@ impl BillingStore for MemoryBillingStore {
         Ok(CloseOutcome::Committed(Box::new(inv.clone())))
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: the invoice was found above under the same lock.
     async fn number_drafts(&self, drafts: &[Invoice]) -> Result<Vec<Invoice>, StoreError> {
         let mut inner = self.lock();
         let mut out = Vec::new();
