@@ -20,8 +20,13 @@ use usage_ingest::Ingestor;
 fn envelope(line: &Value, service: &str, dimensions: &[&str]) -> Vec<(String, String)> {
     let aws = &line["_aws"];
     let ts = aws["Timestamp"].as_i64().expect("Timestamp is an integer (ms)");
-    assert!((ts - Utc::now().timestamp_millis()).abs() < 600_000, "Timestamp is now: {ts}");
-    let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics array");
+    assert!(
+        (ts - Utc::now().timestamp_millis()).abs() < 600_000,
+        "Timestamp is now: {ts}"
+    );
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics array");
     assert_eq!(directives.len(), 1, "{line}");
     let d = &directives[0];
     assert_eq!(d["Namespace"], "meterline");
@@ -81,8 +86,16 @@ async fn an_ingested_batch_logs_accepted_duplicate_rejected_and_lag() {
     assert_eq!(lines.len(), 1, "one EMF line per batch: {lines:?}");
     let line = &lines[0];
     let metrics = envelope(line, "usage-ingest", &[]);
-    for name in ["EventsAccepted", "EventsDuplicate", "EventsRejected", "MessagesFailed"] {
-        assert!(metrics.contains(&(name.to_string(), "Count".to_string())), "{name}: {metrics:?}");
+    for name in [
+        "EventsAccepted",
+        "EventsDuplicate",
+        "EventsRejected",
+        "MessagesFailed",
+    ] {
+        assert!(
+            metrics.contains(&(name.to_string(), "Count".to_string())),
+            "{name}: {metrics:?}"
+        );
     }
     assert!(metrics.contains(&("IngestLagMax".to_string(), "Seconds".to_string())));
     assert_eq!(line["EventsAccepted"], 2);
@@ -103,10 +116,18 @@ async fn a_close_batch_logs_closes_and_the_amount_billed_per_currency() {
     let stack = Stack::create("emf-close").await;
     let billing = stack.billing_store();
     billing.put_catalog(&sample::catalog()).await.unwrap();
-    let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(2);
+    let anchor =
+        Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(2);
     let mut requests = Vec::new();
-    for (account, currency) in [("acct_usd1", Currency::USD), ("acct_usd2", Currency::USD), ("acct_eur", Currency::EUR)] {
-        billing.put_account(&sample::account(account, currency)).await.unwrap();
+    for (account, currency) in [
+        ("acct_usd1", Currency::USD),
+        ("acct_usd2", Currency::USD),
+        ("acct_eur", Currency::EUR),
+    ] {
+        billing
+            .put_account(&sample::account(account, currency))
+            .await
+            .unwrap();
         let plan = sample::subscription("x", account, Cadence::Daily, anchor).plan;
         let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
         let sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
@@ -149,7 +170,12 @@ async fn a_close_batch_logs_closes_and_the_amount_billed_per_currency() {
     messages.push(("broken".into(), "{}".into()));
     let (_guard, logs) = capture_logs();
     let resp = close_worker::handle(&closer, sqs_event(&messages), Utc::now()).await;
-    assert_eq!(resp.batch_item_failures.len(), 1, "{:?}", resp.batch_item_failures);
+    assert_eq!(
+        resp.batch_item_failures.len(),
+        1,
+        "{:?}",
+        resp.batch_item_failures
+    );
 
     let lines = logs.metric_lines();
     let batch = lines
@@ -164,7 +190,11 @@ async fn a_close_batch_logs_closes_and_the_amount_billed_per_currency() {
 
     let mut expected: std::collections::BTreeMap<String, (u64, Decimal)> = Default::default();
     for r in &requests {
-        for inv in billing.invoices_since(&r.account_id, &r.subscription_id, anchor).await.unwrap() {
+        for inv in billing
+            .invoices_since(&r.account_id, &r.subscription_id, anchor)
+            .await
+            .unwrap()
+        {
             let e = expected.entry(inv.currency.code().to_string()).or_default();
             e.0 += 1;
             e.1 += inv.total;

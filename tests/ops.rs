@@ -61,17 +61,28 @@ async fn redrive_moves_every_dead_letter_back_to_its_queue_once() {
     let queue = stack.resource("CloseQueue");
     let sent: BTreeSet<String> = (0..23).map(|i| format!("{{\"n\":{i}}}")).collect();
     for body in &sent {
-        stack.sqs().send_message().queue_url(&dlq).message_body(body).send().await.unwrap();
+        stack
+            .sqs()
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
     }
     assert_eq!(ops::waiting(&stack.sqs(), &dlq).await.unwrap(), 23);
     let bar = ProgressBar::hidden();
-    let done = ops::redrive(&stack.sqs(), &dlq, &queue, None, &bar).await.unwrap();
+    let done = ops::redrive(&stack.sqs(), &dlq, &queue, None, &bar)
+        .await
+        .unwrap();
     assert_eq!(done, ops::Redriven { moved: 23, failed: 0 });
     assert_eq!(bar.position(), 23);
     assert_eq!(queue_depth(&stack, &dlq).await, 0);
     assert_eq!(bodies(&stack, &queue).await, sent);
     // Nothing left: a second run moves nothing.
-    let again = ops::redrive(&stack.sqs(), &dlq, &queue, None, &bar).await.unwrap();
+    let again = ops::redrive(&stack.sqs(), &dlq, &queue, None, &bar)
+        .await
+        .unwrap();
     assert_eq!(again.moved, 0);
 }
 
@@ -81,7 +92,14 @@ async fn redrive_stops_at_its_limit() {
     let dlq = stack.resource("UsageDeadLetterQueue");
     let queue = stack.resource("UsageQueue");
     for i in 0..15 {
-        stack.sqs().send_message().queue_url(&dlq).message_body(format!("m{i}")).send().await.unwrap();
+        stack
+            .sqs()
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
     }
     let done = ops::redrive(&stack.sqs(), &dlq, &queue, Some(12), &ProgressBar::hidden())
         .await
@@ -104,7 +122,9 @@ async fn replay_enqueues_the_rejected_events_valid_now_and_keeps_the_others() {
         {"id": "negative", "account_id": "acct_r", "provider_id": "prov_000", "job_id": "j",
          "meter": "cpu_seconds", "quantity": "-5", "timestamp": received.to_rfc3339()},
     ]);
-    let counts = ingest_body(&store, &body.to_string(), &settings, received).await.unwrap();
+    let counts = ingest_body(&store, &body.to_string(), &settings, received)
+        .await
+        .unwrap();
     assert_eq!(counts.rejected, 2);
 
     let queue_url = stack.resource("UsageQueue");
@@ -119,11 +139,22 @@ async fn replay_enqueues_the_rejected_events_valid_now_and_keeps_the_others() {
         corrections: Default::default(),
     };
     let later = received + Duration::hours(1);
-    let report = ops::replay(&store, &queue, Some("acct_r"), &request, later, &settings.time_rules)
-        .await
-        .unwrap();
+    let report = ops::replay(
+        &store,
+        &queue,
+        Some("acct_r"),
+        &request,
+        later,
+        &settings.time_rules,
+    )
+    .await
+    .unwrap();
     assert_eq!((report.accepted, report.rejected), (1, 1), "{report:?}");
-    let accepted = report.results.iter().find(|r| r.status == ReplayStatus::Accepted).unwrap();
+    let accepted = report
+        .results
+        .iter()
+        .find(|r| r.status == ReplayStatus::Accepted)
+        .unwrap();
     assert_eq!(accepted.event_id.as_deref(), Some("early"));
     // The valid one went to the usage queue; the invalid one is still listed as rejected.
     let queued = bodies(&stack, &queue_url).await;
@@ -139,8 +170,12 @@ async fn a_close_that_failed_for_a_missing_rate_is_rerun_once_the_rate_is_there(
     let stack = Stack::create("ops-close").await;
     let billing = stack.billing_store();
     billing.put_catalog(&sample::catalog()).await.unwrap();
-    billing.put_account(&sample::account("acct_eur", Currency::EUR)).await.unwrap();
-    let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(3);
+    billing
+        .put_account(&sample::account("acct_eur", Currency::EUR))
+        .await
+        .unwrap();
+    let anchor =
+        Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(3);
     let plan = sample::subscription("x", "acct_eur", Cadence::Daily, anchor).plan;
     let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
     let sub = BillingSubscription::new("sub_eur", "acct_eur", schedule, plan).unwrap();
@@ -162,8 +197,15 @@ async fn a_close_that_failed_for_a_missing_rate_is_rerun_once_the_rate_is_there(
     };
     // No USD/EUR rate yet: the close fails (retryably) and writes nothing.
     let err = ops::close(&closer, &request, Utc::now()).await.unwrap_err();
-    assert!(matches!(err, ops::OpsError::Close(ref e) if e.is_retryable()), "{err}");
-    assert!(billing.invoices_since("acct_eur", "sub_eur", anchor).await.unwrap().is_empty());
+    assert!(
+        matches!(err, ops::OpsError::Close(ref e) if e.is_retryable()),
+        "{err}"
+    );
+    assert!(billing
+        .invoices_since("acct_eur", "sub_eur", anchor)
+        .await
+        .unwrap()
+        .is_empty());
 
     let at = anchor + Duration::hours(20);
     let rate = meterline_shared::fx::ExchangeRate::new(
@@ -183,7 +225,14 @@ async fn a_close_that_failed_for_a_missing_rate_is_rerun_once_the_rate_is_there(
     // Run again: the period is closed once.
     let again = ops::close(&closer, &request, Utc::now()).await.unwrap();
     assert!(again.committed.is_empty());
-    assert_eq!(billing.invoices_since("acct_eur", "sub_eur", anchor).await.unwrap().len(), 1);
+    assert_eq!(
+        billing
+            .invoices_since("acct_eur", "sub_eur", anchor)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -201,7 +250,10 @@ async fn a_rate_refresh_stores_a_fresh_rate_for_every_pair() {
         assert!(store.latest(*pair).await.unwrap().is_none());
     }
     let report = ops::refresh_rates(&app).await.unwrap();
-    assert!(report.pairs.iter().all(|p| p.outcome == Outcome::Fresh), "{report:?}");
+    assert!(
+        report.pairs.iter().all(|p| p.outcome == Outcome::Fresh),
+        "{report:?}"
+    );
     for pair in &pairs {
         let latest = store.latest(*pair).await.unwrap().expect("stored");
         assert!(Utc::now() - latest.as_of < Duration::minutes(5));

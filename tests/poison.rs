@@ -25,15 +25,24 @@ impl Batch {
         let stack = Stack::create(test).await;
         let billing = stack.billing_store();
         billing.put_catalog(&sample::catalog()).await.unwrap();
-        let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(2);
+        let anchor =
+            Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(1) - Duration::hours(2);
         for (account, currency) in accounts {
-            billing.put_account(&sample::account(account, *currency)).await.unwrap();
+            billing
+                .put_account(&sample::account(account, *currency))
+                .await
+                .unwrap();
             let plan = sample::subscription("x", account, Cadence::Daily, anchor).plan;
-            let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+            let schedule =
+                BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
             let sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
             billing.put_subscription(&sub).await.unwrap();
         }
-        Batch { stack, billing, anchor }
+        Batch {
+            stack,
+            billing,
+            anchor,
+        }
     }
 
     fn messages(&self, accounts: &[&str]) -> Vec<(String, String)> {
@@ -60,20 +69,33 @@ impl Batch {
 }
 
 fn failures(resp: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
-    resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    resp.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn a_corrupt_subscription_item_fails_its_close_alone() {
-    let accounts = [("acct_p1", Currency::USD), ("acct_p2", Currency::USD), ("acct_p3", Currency::USD)];
+    let accounts = [
+        ("acct_p1", Currency::USD),
+        ("acct_p2", Currency::USD),
+        ("acct_p3", Currency::USD),
+    ];
     let b = Batch::new("poison-corrupt", &accounts).await;
     // The stored subscription of acct_p2 is damaged: its document is not JSON any more.
     b.stack
         .ddb()
         .update_item()
         .table_name(b.stack.resource("BillingTable"))
-        .key("pk", meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("ACCT#acct_p2".into()))
-        .key("sk", meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("SUB#sub_acct_p2".into()))
+        .key(
+            "pk",
+            meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("ACCT#acct_p2".into()),
+        )
+        .key(
+            "sk",
+            meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("SUB#sub_acct_p2".into()),
+        )
         .update_expression("SET doc = :d")
         .condition_expression("attribute_exists(pk)")
         .expression_attribute_values(
@@ -94,7 +116,12 @@ async fn a_corrupt_subscription_item_fails_its_close_alone() {
         settings: CloseSettings::default(),
     };
     let (_guard, logs) = capture_logs();
-    let resp = close_worker::handle(&closer, sqs_event(&b.messages(&["acct_p1", "acct_p2", "acct_p3"])), Utc::now()).await;
+    let resp = close_worker::handle(
+        &closer,
+        sqs_event(&b.messages(&["acct_p1", "acct_p2", "acct_p3"])),
+        Utc::now(),
+    )
+    .await;
     assert_eq!(failures(&resp), vec!["msg-acct_p2".to_string()]);
     assert_eq!(b.invoiced("acct_p1").await, 1);
     assert_eq!(b.invoiced("acct_p3").await, 1);
@@ -106,7 +133,10 @@ async fn a_corrupt_subscription_item_fails_its_close_alone() {
         .find(|l| l["fields"]["message_id"] == "msg-acct_p2")
         .expect("a line for the failed message");
     let error = line["fields"]["error"].as_str().unwrap();
-    assert!(error.contains("subscription sub_acct_p2 of account acct_p2"), "{error}");
+    assert!(
+        error.contains("subscription sub_acct_p2 of account acct_p2"),
+        "{error}"
+    );
     assert_eq!(line["fields"]["retryable"], false);
 }
 
@@ -120,7 +150,11 @@ impl RateStore for PanicsOn {
     fn latest(&self, pair: CurrencyPair) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>> {
         self.inner.latest(pair)
     }
-    fn rate_at(&self, pair: CurrencyPair, at: DateTime<Utc>) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>> {
+    fn rate_at(
+        &self,
+        pair: CurrencyPair,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Option<ExchangeRate>, StoreError>> {
         assert_ne!(pair, self.pair, "injected panic for {pair}");
         self.inner.rate_at(pair, at)
     }
@@ -144,7 +178,11 @@ impl RateStore for PanicsOn {
 
 #[tokio::test]
 async fn a_panic_while_closing_one_subscription_fails_that_close_alone() {
-    let accounts = [("acct_q1", Currency::USD), ("acct_qe", Currency::EUR), ("acct_q3", Currency::USD)];
+    let accounts = [
+        ("acct_q1", Currency::USD),
+        ("acct_qe", Currency::EUR),
+        ("acct_q3", Currency::USD),
+    ];
     let b = Batch::new("poison-panic", &accounts).await;
     let usage = b.stack.usage_store();
     let rates = PanicsOn {
@@ -160,7 +198,12 @@ async fn a_panic_while_closing_one_subscription_fails_that_close_alone() {
         settings: CloseSettings::default(),
     };
     let (_guard, logs) = capture_logs();
-    let resp = close_worker::handle(&closer, sqs_event(&b.messages(&["acct_q1", "acct_qe", "acct_q3"])), Utc::now()).await;
+    let resp = close_worker::handle(
+        &closer,
+        sqs_event(&b.messages(&["acct_q1", "acct_qe", "acct_q3"])),
+        Utc::now(),
+    )
+    .await;
     assert_eq!(failures(&resp), vec!["msg-acct_qe".to_string()]);
     assert_eq!(b.invoiced("acct_q1").await, 1);
     assert_eq!(b.invoiced("acct_q3").await, 1);
@@ -171,9 +214,19 @@ async fn a_panic_while_closing_one_subscription_fails_that_close_alone() {
         .find(|l| l["fields"]["message_id"] == "msg-acct_qe")
         .expect("a line for the failed message");
     assert_eq!(line["level"], "ERROR");
-    assert!(line["fields"]["panic"].as_str().unwrap().contains("injected panic"), "{line}");
+    assert!(
+        line["fields"]["panic"]
+            .as_str()
+            .unwrap()
+            .contains("injected panic"),
+        "{line}"
+    );
     // The batch's metrics count the one failure.
-    let batch = logs.metric_lines().into_iter().find(|l| l.get("ClosesDone").is_some()).unwrap();
+    let batch = logs
+        .metric_lines()
+        .into_iter()
+        .find(|l| l.get("ClosesDone").is_some())
+        .unwrap();
     assert_eq!(batch["ClosesFailed"], 1);
     assert_eq!(batch["ClosesDone"], 2);
 }

@@ -62,7 +62,13 @@ pub async fn waiting(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64, 
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .send()
         .await
-        .map_err(|e| sqs_error("GetQueueAttributes", queue_url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            sqs_error(
+                "GetQueueAttributes",
+                queue_url,
+                aws_sdk_sqs::error::DisplayErrorContext(e),
+            )
+        })?;
     Ok(out
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
@@ -97,7 +103,13 @@ pub async fn redrive(
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| sqs_error("ReceiveMessage", dlq_url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                sqs_error(
+                    "ReceiveMessage",
+                    dlq_url,
+                    aws_sdk_sqs::error::DisplayErrorContext(e),
+                )
+            })?;
         let messages = received.messages();
         if messages.is_empty() {
             break;
@@ -120,7 +132,13 @@ pub async fn redrive(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| sqs_error("SendMessageBatch", target_url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                sqs_error(
+                    "SendMessageBatch",
+                    target_url,
+                    aws_sdk_sqs::error::DisplayErrorContext(e),
+                )
+            })?;
         done.failed += sent.failed().len();
         let deletes = sent
             .successful()
@@ -143,7 +161,13 @@ pub async fn redrive(
                 .set_entries(Some(deletes))
                 .send()
                 .await
-                .map_err(|e| sqs_error("DeleteMessageBatch", dlq_url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    sqs_error(
+                        "DeleteMessageBatch",
+                        dlq_url,
+                        aws_sdk_sqs::error::DisplayErrorContext(e),
+                    )
+                })?;
         }
         done.moved += n;
         bar.inc(n as u64);

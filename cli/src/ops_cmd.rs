@@ -79,7 +79,11 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
             let bar = progress(limit.map_or(waiting, |l| waiting.min(l as u64)), "messages");
             let done = ops::redrive(&sqs, &dlq, &target, limit, &bar).await?;
             bar.finish_and_clear();
-            writeln!(out, "moved {} message(s) from {dlq} to {target}; {} failed", done.moved, done.failed)?;
+            writeln!(
+                out,
+                "moved {} message(s) from {dlq} to {target}; {} failed",
+                done.moved, done.failed
+            )?;
             Ok(done.failed == 0)
         }
         OpsCommand::ReplayRejected {
@@ -91,7 +95,11 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
         } => {
             let usage = UsageConfig::from_env(&env).context("configuration")?;
             let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
-            let store = DynamoUsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), usage.tables, usage.event_retention);
+            let store = DynamoUsageStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                usage.tables,
+                usage.event_retention,
+            );
             let queue = SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
             let request = ReplayRequest {
                 selection: Selection::Filter {
@@ -130,7 +138,8 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
             let billing_store = DynamoBillingStore::new(ddb.clone(), billing.table);
             let usage_store = DynamoUsageStore::new(ddb.clone(), usage.tables, usage.event_retention);
             let rate_store = DynamoRateStore::new(ddb, rates.table);
-            let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), billing.event_bus);
+            let publisher =
+                EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), billing.event_bus);
             let closer = Closer {
                 billing: &billing_store,
                 usage: &usage_store,
@@ -174,7 +183,10 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
             let app = rate_refresh::App {
                 sources: rate_refresh::sources_from_config(&config).context("rate sources")?,
                 config,
-                store: Arc::new(DynamoRateStore::new(aws_sdk_dynamodb::Client::new(&sdk), rates.table)),
+                store: Arc::new(DynamoRateStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    rates.table,
+                )),
             };
             let report = ops::refresh_rates(&app).await?;
             for p in &report.pairs {
@@ -186,14 +198,18 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
                     p.rate.as_ref().map_or("-".to_string(), |r| r.rate.to_string())
                 )?;
             }
-            Ok(report.pairs.iter().all(|p| p.outcome == meterline_shared::fx::Outcome::Fresh))
+            Ok(report
+                .pairs
+                .iter()
+                .all(|p| p.outcome == meterline_shared::fx::Outcome::Fresh))
         }
     }
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what} {{elapsed}}")) {
+    if let Ok(style) = ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what} {{elapsed}}"))
+    {
         bar.set_style(style);
     }
     bar

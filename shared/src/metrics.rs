@@ -85,7 +85,8 @@ impl Metrics {
 
     /// A duration in whole seconds (negative durations count as 0).
     pub fn seconds(mut self, name: &'static str, seconds: i64) -> Metrics {
-        self.values.push((name, Unit::Seconds, seconds.max(0).to_string()));
+        self.values
+            .push((name, Unit::Seconds, seconds.max(0).to_string()));
         self
     }
 
@@ -211,7 +212,9 @@ mod tests {
 
     #[test]
     fn negative_durations_count_as_zero() {
-        let line = Metrics::new("usage-ingest", "x").seconds("IngestLagMax", -5).to_line(0);
+        let line = Metrics::new("usage-ingest", "x")
+            .seconds("IngestLagMax", -5)
+            .to_line(0);
         assert!(line.contains(r#""IngestLagMax":0"#), "{line}");
     }
 }

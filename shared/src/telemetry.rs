@@ -53,7 +53,12 @@ where
     N: for<'a> FormatFields<'a> + 'static,
     F: FormatEvent<S, N>,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         if event.metadata().target() == EMF_TARGET {
             let mut line = EmfField(None);
             event.record(&mut line);
@@ -118,6 +123,9 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "usage batch ingested");
         // The EMF line is the top-level object CloudWatch needs, not a field of a log line.
         assert_eq!(lines[1]["EventsAccepted"], 3);
-        assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "EventsAccepted");
+        assert_eq!(
+            lines[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "EventsAccepted"
+        );
     }
 }

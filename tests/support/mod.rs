@@ -480,7 +480,10 @@ impl Logs {
 
     /// The EMF lines (those with an `_aws` member).
     pub fn metric_lines(&self) -> Vec<Value> {
-        self.lines().into_iter().filter(|l| l.get("_aws").is_some()).collect()
+        self.lines()
+            .into_iter()
+            .filter(|l| l.get("_aws").is_some())
+            .collect()
     }
 }
 
@@ -489,6 +492,7 @@ impl Logs {
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
     let logs = Logs::default();
     let w = logs.clone();
-    let guard = tracing::subscriber::set_default(meterline_shared::telemetry::subscriber(move || w.clone(), "info"));
+    let guard =
+        tracing::subscriber::set_default(meterline_shared::telemetry::subscriber(move || w.clone(), "info"));
     (guard, logs)
 }

@@ -3,11 +3,11 @@
 //! `BudgetThresholdCrossed` (source `meterline.budgets`) for each threshold crossed, once per
 //! budget and period however often it runs; see `meterline_shared::budget_check`.
 
-use meterline_shared::metrics::Metrics;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use meterline_shared::budget_check::{run_budget_check, BudgetCheckError, BudgetCheckSummary};
 use meterline_shared::config::{ConfigError, Env};
+use meterline_shared::metrics::Metrics;
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use meterline_shared::store::budgets::BudgetStore;
 use meterline_shared::store::UsageStore;

@@ -10,14 +10,16 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use meterline_shared::billing::Invoice;
 use futures::FutureExt;
-use meterline_shared::closing::{CloseFailure, CloseReport, CloseRequest, Closer, Finalization, LoadedCatalog};
-use std::panic::AssertUnwindSafe;
+use meterline_shared::billing::Invoice;
+use meterline_shared::closing::{
+    CloseFailure, CloseReport, CloseRequest, Closer, Finalization, LoadedCatalog,
+};
 use meterline_shared::metrics::{Metrics, Unit};
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use meterline_shared::store::rates::RateStore;
 use meterline_shared::store::UsageStore;
+use std::panic::AssertUnwindSafe;
 
 /// Handles one SQS batch at `now`.
 pub async fn handle<B, U, R, P>(
@@ -179,7 +181,8 @@ pub fn batch_metrics(closed: usize, already: usize, failed: usize, finalized: &[
         .count("ClosesDone", closed)
         .count("ClosesAlreadyClosed", already)
         .count("ClosesFailed", failed)];
-    let mut per_currency: std::collections::BTreeMap<&str, (usize, rust_decimal::Decimal)> = Default::default();
+    let mut per_currency: std::collections::BTreeMap<&str, (usize, rust_decimal::Decimal)> =
+        Default::default();
     for invoice in finalized {
         let entry = per_currency.entry(invoice.currency.code()).or_default();
         entry.0 += 1;

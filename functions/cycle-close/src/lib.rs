@@ -9,8 +9,8 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
-use meterline_shared::metrics::Metrics;
 use meterline_shared::closing::{enqueue_due, sweep_pending, CloseFailure, CloseQueue, Finisher};
+use meterline_shared::metrics::Metrics;
 use meterline_shared::store::billing::{BillingStore, EventPublisher};
 use serde::Serialize;
 

@@ -9,9 +9,9 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use meterline_shared::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
 use meterline_shared::metrics::Metrics;
-use futures::FutureExt;
 use meterline_shared::store::{StoreError, UsageStore};
 use std::panic::AssertUnwindSafe;
 

@@ -653,7 +653,9 @@ impl BillingStore for DynamoBillingStore {
             account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
             Ok(account)
         };
-        read().map(Some).map_err(|e| naming(e, || format!("account {account_id}")))
+        read()
+            .map(Some)
+            .map_err(|e| naming(e, || format!("account {account_id}")))
     }
 
     async fn put_subscription(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
@@ -671,9 +673,11 @@ impl BillingStore for DynamoBillingStore {
         else {
             return Ok(None);
         };
-        Self::parse_subscription(&item)
-            .map(Some)
-            .map_err(|e| naming(e, || format!("subscription {subscription_id} of account {account_id}")))
+        Self::parse_subscription(&item).map(Some).map_err(|e| {
+            naming(e, || {
+                format!("subscription {subscription_id} of account {account_id}")
+            })
+        })
     }
 
     async fn account_subscriptions(&self, account_id: &str) -> Result<Vec<BillingSubscription>, StoreError> {

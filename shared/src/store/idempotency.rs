@@ -125,7 +125,14 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.records.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()) })
+        Box::pin(async move {
+            Ok(self
+                .records
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                .cloned())
+        })
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {

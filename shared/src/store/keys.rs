@@ -77,7 +77,14 @@ impl ApiKeyStore for MemoryApiKeyStore {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()) })
+        Box::pin(async move {
+            Ok(self
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .cloned())
+        })
     }
 
     fn list<'a>(

@@ -35,12 +35,24 @@ impl MemoryUsageStore {
 
     /// Every stored event.
     pub fn events(&self) -> Vec<UsageEvent> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).events.values().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .events
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every aggregate, in key order.
     pub fn aggregates(&self) -> Vec<UsageAggregate> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).aggregates.values().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .aggregates
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Successful commits so far.
@@ -228,7 +240,10 @@ impl MemoryUsageQueue {
 
     /// The bodies enqueued so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
