@@ -5,14 +5,15 @@
 
 use chrono::{DateTime, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::billing::sample;
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::pricing::LineKind;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::directory::DirectoryStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::sample;
+use meterline_shared::domain::pricing::LineKind;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::directory::DirectoryStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -497,7 +498,7 @@ async fn providers_and_price_book_versions() {
     // The close reads the same catalog.
     let catalog = stack.billing_store().catalog().await.unwrap();
     assert_eq!(catalog.books.len(), 2);
-    meterline_shared::pricing::Catalog::new(catalog.books).unwrap();
+    meterline_shared::domain::pricing::Catalog::new(catalog.books).unwrap();
 }
 
 async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
@@ -907,9 +908,9 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
 /// The DynamoDB directory's conditions, as the memory adapter's unit test checks them.
 #[tokio::test]
 async fn the_dynamodb_directory_writes_conditionally() {
-    use meterline_shared::billing::Cadence;
-    use meterline_shared::money::Currency;
-    use meterline_shared::store::directory::{PlanDoc, ProviderDoc, Written};
+    use meterline_shared::domain::billing::Cadence;
+    use meterline_shared::domain::money::Currency;
+    use meterline_shared::ports::directory::{PlanDoc, ProviderDoc, Written};
     let stack = Stack::create("directory").await;
     let dir = stack.billing_store();
     let a = sample::account("a1", Currency::USD);
@@ -1031,8 +1032,8 @@ async fn the_dynamodb_directory_writes_conditionally() {
 /// invoices keep the fee they were closed with.
 #[tokio::test]
 async fn a_provider_fee_change_applies_to_later_closes_only() {
-    use meterline_shared::store::UsageStore;
-    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::ports::usage::UsageStore;
     let stack = Stack::create("providerfee").await;
     let api = stack.api();
     let billing: DynamoBillingStore = stack.billing_store();
@@ -1097,7 +1098,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         provider_id: "prov_001",
         granularity: Granularity::Hour,
         window_start: at,
-        meter: meterline_shared::Meter::CpuSeconds,
+        meter: meterline_shared::domain::meter::Meter::CpuSeconds,
         dimensions: &dims,
         quantity: Decimal::from(100_000),
         event_count: 1,
@@ -1131,7 +1132,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap()
         .committed[0]
         .clone();
-    let fee_of = |inv: &meterline_shared::billing::Invoice| {
+    let fee_of = |inv: &meterline_shared::domain::billing::Invoice| {
         inv.statements
             .statements
             .iter()

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::aws::{DynamoUsageStore, SqsUsageQueue};
-use meterline_shared::ingest::ingest_body;
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::services::ingest::ingest_body;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::HashSet;

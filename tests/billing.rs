@@ -6,17 +6,21 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{pump, sqs_event, Stack};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_eventbridge, DynamoBillingStore, DynamoUsageStore, EventBridgePublisher,
 };
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence, Invoice};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::meter::Meter;
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::{InMemoryRateStore, RateStore};
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{
+    sample, Alignment, BillingSchedule, BillingSubscription, Cadence, Invoice,
+};
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -143,7 +147,8 @@ async fn schedule_twice_retries_and_racing_workers_give_one_invoice_and_one_numb
     b.ingest(&[serde_json::to_string(&usage).unwrap()]).await;
 
     // The schedule fires twice: every due subscription is queued twice.
-    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let queue =
+        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
     let now = Utc::now();
     for _ in 0..2 {
         let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
@@ -354,9 +359,9 @@ async fn invoice_events_are_published_on_eventbridge() {
 
 #[tokio::test]
 async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
-    use meterline_shared::billing::events::{paid_event, PaymentResult};
-    use meterline_shared::billing::InvoiceStatus;
-    use meterline_shared::store::billing::PaymentOutcome;
+    use meterline_shared::domain::billing::events::{paid_event, PaymentResult};
+    use meterline_shared::domain::billing::InvoiceStatus;
+    use meterline_shared::ports::billing::PaymentOutcome;
     let b = Billing::new("billing-overdue").await;
     b.subscribe("acct_o").await;
     let req = CloseRequest {
@@ -449,7 +454,10 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
         .await
         .unwrap_err();
     assert!(
-        matches!(err, meterline_shared::collections::CollectionError::Store(_)),
+        matches!(
+            err,
+            meterline_shared::services::collections::CollectionError::Store(_)
+        ),
         "{err}"
     );
     let stored = b
@@ -536,7 +544,7 @@ async fn an_invoice_in_another_currency_uses_the_stored_rate_in_force_at_period_
     let rates = b.stack.rate_store();
     let end = b.anchor + Duration::days(1);
     let rate = |r: &str, at: DateTime<Utc>| {
-        meterline_shared::fx::ExchangeRate::new(
+        meterline_shared::domain::fx::ExchangeRate::new(
             "USD/EUR".parse().unwrap(),
             r.parse().unwrap(),
             at,
@@ -589,7 +597,8 @@ async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
     for i in 0..50 {
         b.subscribe(&format!("acct_{i:02}")).await;
     }
-    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let queue =
+        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
     let now = Utc::now();
     let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
         .await
@@ -611,7 +620,10 @@ async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
     for i in 0..50 {
         let invoices = b.invoices(&format!("acct_{i:02}")).await;
         assert_eq!(invoices.len(), 1);
-        assert_eq!(invoices[0].status, meterline_shared::billing::InvoiceStatus::Open);
+        assert_eq!(
+            invoices[0].status,
+            meterline_shared::domain::billing::InvoiceStatus::Open
+        );
         numbers.push(invoices[0].number.clone().unwrap());
     }
     numbers.sort();
@@ -621,7 +633,7 @@ async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
     );
     assert_eq!(b.billing.last_number("ML").await.unwrap(), 50);
     // Every close finished: no pending marker is left, and each invoice was announced.
-    for shard in 0..meterline_shared::store::billing::DUE_SHARDS {
+    for shard in 0..meterline_shared::ports::billing::DUE_SHARDS {
         let page = b
             .billing
             .pending_invoices(shard, now + Duration::days(1), None, 100)
@@ -660,13 +672,17 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
         drafts.push(report.committed[0].clone());
     }
     let stored = b.invoices("acct_a").await;
-    assert_eq!(stored[0].status, meterline_shared::billing::InvoiceStatus::Draft);
+    assert_eq!(
+        stored[0].status,
+        meterline_shared::domain::billing::InvoiceStatus::Draft
+    );
     assert_eq!(stored[0].number, None);
     assert!(b.events.events().is_empty());
 
     // The next scheduled run, more than five minutes later, finishes them (and queues nothing:
     // both subscriptions have moved on).
-    let queue = meterline_shared::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let queue =
+        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
     let soon = now + Duration::minutes(1);
     let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(soon), soon)
         .await
@@ -689,7 +705,7 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(inv.status, meterline_shared::billing::InvoiceStatus::Open);
+        assert_eq!(inv.status, meterline_shared::domain::billing::InvoiceStatus::Open);
         numbers.push(inv.number.unwrap());
     }
     numbers.sort();
@@ -705,7 +721,7 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
     let open = b
         .billing
         .open_invoices(
-            meterline_shared::store::billing::due_shard(&drafts[0].invoice_id, 16),
+            meterline_shared::ports::billing::due_shard(&drafts[0].invoice_id, 16),
             drafts[0].due_date,
             None,
             100,

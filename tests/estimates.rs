@@ -5,17 +5,20 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::account_estimate::AccountEstimator;
-use meterline_shared::aws::{aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::estimate::BudgetThresholdCrossed;
-use meterline_shared::meter::Meter;
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::aws::{
+    aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue,
+};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::estimate::BudgetThresholdCrossed;
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::services::account_estimate::AccountEstimator;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +41,7 @@ fn d(v: &Value) -> Decimal {
 struct World {
     stack: Stack,
     billing: DynamoBillingStore,
-    api: api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue>,
+    api: api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
     /// Period 0 of the daily subscriptions starts here (three days ago, on the hour).
     anchor: DateTime<Utc>,
 }
@@ -441,12 +444,12 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&queue)
-        .attribute_names(meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .attribute_names(meterline_shared::adapters::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
         .await
         .unwrap()
         .attributes
-        .unwrap()[&meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .unwrap()[&meterline_shared::adapters::aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
     events
         .put_rule()

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, with_header, with_key, Stack, OPERATOR_KEY};
-use meterline_shared::api::idempotency::{fingerprint, scoped_key, StoredResponse};
-use meterline_shared::aws::DynamoIdempotencyStore;
-use meterline_shared::store::idempotency::{Claim, IdempotencyStore};
+use meterline_shared::adapters::aws::DynamoIdempotencyStore;
+use meterline_shared::domain::access::idempotency::{fingerprint, scoped_key, StoredResponse};
+use meterline_shared::ports::idempotency::{Claim, IdempotencyStore};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {

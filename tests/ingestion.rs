@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{pump, sqs_event, Stack};
-use meterline_shared::store::UsageStore;
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::query::{query_usage, GroupBy, UsageQuery};
-use meterline_shared::usage::{aggregate, Granularity, UsageEvent};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::query::{GroupBy, UsageQuery};
+use meterline_shared::domain::usage::{aggregate, Granularity, UsageEvent};
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::usage_query::query_usage;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
 use usage_ingest::Ingestor;

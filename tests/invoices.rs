@@ -5,15 +5,15 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, operator_request, pump, with_key, Stack};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseSettings, Closer};
-use meterline_shared::meter::Meter;
-use meterline_shared::money::{Currency, Money};
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
-use meterline_shared::usage::UsageEvent;
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::money::{Currency, Money};
+use meterline_shared::domain::usage::UsageEvent;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
@@ -21,7 +21,7 @@ use usage_ingest::Ingestor;
 #[path = "support/schema.rs"]
 mod schema;
 
-type Api = api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>;
+type Api = api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>;
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -202,7 +202,10 @@ impl Closed {
     }
 
     fn id(&self, account: &str, day: i64) -> String {
-        meterline_shared::billing::invoice_id(&format!("sub_{account}"), self.anchor + Duration::days(day))
+        meterline_shared::domain::billing::invoice_id(
+            &format!("sub_{account}"),
+            self.anchor + Duration::days(day),
+        )
     }
 }
 
@@ -483,7 +486,8 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     let b_inv = c.invoice("acct_b", &b0).await;
     let consumed = dec(&b_inv["credit_applied"]);
     assert!(consumed > Decimal::ZERO, "{b_inv}");
-    let balance = |acct: Option<meterline_shared::billing::Account>| acct.unwrap().credit_balance.amount;
+    let balance =
+        |acct: Option<meterline_shared::domain::billing::Account>| acct.unwrap().credit_balance.amount;
     let left = balance(c.store.account("acct_b").await.unwrap());
     let (status, _) = c
         .op(

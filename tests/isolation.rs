@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
-use meterline_shared::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack, OPERATOR_KEY};
-use meterline_shared::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
 use serde_json::{json, Value};
 
 fn now() -> DateTime<Utc> {

@@ -5,12 +5,14 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{capture_logs, sqs_event, Stack};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::{InMemoryRateStore, RateStore};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -224,7 +226,7 @@ async fn a_close_batch_logs_closes_and_the_amount_billed_per_currency() {
 async fn rate_store_with_eur(anchor: DateTime<Utc>) -> Arc<InMemoryRateStore> {
     let store = Arc::new(InMemoryRateStore::new());
     let at = anchor + Duration::hours(20);
-    let rate = meterline_shared::fx::ExchangeRate::new(
+    let rate = meterline_shared::domain::fx::ExchangeRate::new(
         "USD/EUR".parse().unwrap(),
         "0.9".parse().unwrap(),
         at,

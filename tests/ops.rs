@@ -5,18 +5,19 @@ use chrono::{Duration, DurationRound, Utc};
 use indicatif::ProgressBar;
 use meterline_cli::ops;
 use meterline_integration_tests::Stack;
-use meterline_shared::aws::aws_sdk_sqs::types::QueueAttributeName;
-use meterline_shared::aws::SqsUsageQueue;
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::fx::Outcome;
-use meterline_shared::ingest::ingest_body;
-use meterline_shared::money::Currency;
-use meterline_shared::replay::{ReplayRequest, ReplayStatus, Selection};
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::RateStore;
-use meterline_shared::store::UsageStore;
+use meterline_shared::adapters::aws::aws_sdk_sqs::types::QueueAttributeName;
+use meterline_shared::adapters::aws::SqsUsageQueue;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::fx::Outcome;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
+use meterline_shared::services::ingest::ingest_body;
+use meterline_shared::services::replay::{ReplayRequest, ReplayStatus, Selection};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -208,7 +209,7 @@ async fn a_close_that_failed_for_a_missing_rate_is_rerun_once_the_rate_is_there(
         .is_empty());
 
     let at = anchor + Duration::hours(20);
-    let rate = meterline_shared::fx::ExchangeRate::new(
+    let rate = meterline_shared::domain::fx::ExchangeRate::new(
         "USD/EUR".parse().unwrap(),
         "0.9".parse().unwrap(),
         at,

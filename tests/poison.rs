@@ -5,14 +5,17 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures::future::BoxFuture;
 use meterline_integration_tests::{capture_logs, sqs_event, Stack};
-use meterline_shared::aws::DynamoBillingStore;
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::fx::{CurrencyPair, ExchangeRate};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::{HistoryPage, InMemoryRateStore, RateStore, StoreError};
+use meterline_shared::adapters::aws::DynamoBillingStore;
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::rates::{HistoryPage, RateStore};
+use meterline_shared::ports::StoreError;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 
 struct Batch {
     stack: Stack,
@@ -90,17 +93,23 @@ async fn a_corrupt_subscription_item_fails_its_close_alone() {
         .table_name(b.stack.resource("BillingTable"))
         .key(
             "pk",
-            meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("ACCT#acct_p2".into()),
+            meterline_shared::adapters::aws::aws_sdk_dynamodb::types::AttributeValue::S(
+                "ACCT#acct_p2".into(),
+            ),
         )
         .key(
             "sk",
-            meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("SUB#sub_acct_p2".into()),
+            meterline_shared::adapters::aws::aws_sdk_dynamodb::types::AttributeValue::S(
+                "SUB#sub_acct_p2".into(),
+            ),
         )
         .update_expression("SET doc = :d")
         .condition_expression("attribute_exists(pk)")
         .expression_attribute_values(
             ":d",
-            meterline_shared::aws::aws_sdk_dynamodb::types::AttributeValue::S("{\"schedule\": tru".into()),
+            meterline_shared::adapters::aws::aws_sdk_dynamodb::types::AttributeValue::S(
+                "{\"schedule\": tru".into(),
+            ),
         )
         .send()
         .await

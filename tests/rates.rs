@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::aws::{DynamoRateStore, SqsUsageQueue};
-use meterline_shared::fx::{CurrencyPair, ExchangeRate, Outcome};
-use meterline_shared::store::cached_rates::CachedRates;
-use meterline_shared::store::rates::{RateStore, StoreError};
+use meterline_shared::adapters::aws::{DynamoRateStore, SqsUsageQueue};
+use meterline_shared::adapters::cached_rates::CachedRates;
+use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate, Outcome};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::StoreError;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ fn rate(p: &str, r: &str, as_of: DateTime<Utc>) -> ExchangeRate {
 fn api_with(
     stack: &Stack,
     rates: Arc<dyn RateStore>,
-) -> api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue> {
+) -> api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue> {
     stack.api().with_rates(api::rates::RatesApi::new(
         rates,
         stack.rates_config("ApiFunction").max_age,
@@ -41,7 +42,7 @@ fn api_with(
 }
 
 async fn get(
-    api: &api::Api<meterline_shared::aws::DynamoUsageStore, SqsUsageQueue>,
+    api: &api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
     path: &str,
     query: &[(&str, &str)],
     now: DateTime<Utc>,
@@ -332,7 +333,7 @@ async fn the_history_route_pages_with_an_opaque_cursor_and_names_bad_parameters(
     assert_eq!(resp.status(), 405);
     assert_eq!(
         resp.headers()["content-type"],
-        meterline_shared::problem::CONTENT_TYPE
+        meterline_shared::adapters::http::problem::CONTENT_TYPE
     );
     let (s, _) = get(&api, "/v1/rates/ETH/USD", &[], now).await;
     assert_eq!(s, 404);

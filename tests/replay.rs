@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{
     api_request, body_json, operator_request, pump, sqs_event, with_key, Stack,
 };
-use meterline_shared::aws::DynamoUsageStore;
+use meterline_shared::adapters::aws::DynamoUsageStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -29,7 +29,7 @@ const ACCOUNT: &str = "acct_replay";
 const OTHER: &str = "acct_other";
 
 async fn rejected(
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     at: DateTime<Utc>,
 ) -> Vec<Value> {
     let resp = api

@@ -13,8 +13,8 @@ use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use meterline_integration_tests::{operator_request, pump, with_header, Stack, OPERATOR_KEY};
-use meterline_shared::aws::{DynamoApiKeyStore, DynamoUsageStore};
-use meterline_shared::config::StreamConfig;
+use meterline_shared::adapters::aws::{DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::config::StreamConfig;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +40,10 @@ fn config(stack: &Stack, lifetime_ms: u64) -> StreamConfig {
 /// The stream function on this stack, with the template's environment for the rest.
 fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageStore>> {
     let env = stack.function_env("UsageStreamFunction");
-    let from_template =
-        StreamConfig::from_env(&meterline_shared::config::Env(move |k: &str| env.get(k).cloned()))
-            .expect("the template's environment is valid");
+    let from_template = StreamConfig::from_env(&meterline_shared::adapters::config::Env(move |k: &str| {
+        env.get(k).cloned()
+    }))
+    .expect("the template's environment is valid");
     assert_eq!(from_template.lifetime, std::time::Duration::from_secs(300));
     let config = config(stack, lifetime_ms);
     Arc::new(StreamFunction {
@@ -267,7 +268,7 @@ fn usage(id: &str, account: &str, gpu: &str, quantity: &str) -> Value {
 /// Posts usage to the API and runs the ingestion handler over the queue, as deployed.
 async fn ingest(
     stack: &Stack,
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     events: Value,
 ) {
     let resp = api
@@ -287,7 +288,7 @@ async fn ingest(
 }
 
 async fn customer_key(
-    api: &api::Api<DynamoUsageStore, meterline_shared::aws::SqsUsageQueue>,
+    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
     account: &str,
 ) -> String {
     let body = json!({"role": "customer", "account_id": account});
@@ -514,7 +515,7 @@ async fn under_cargo_lambda_watch() {
             .expect("the stack description");
     let stack = Stack {
         description: serde_json::from_str(&stack_json).unwrap(),
-        sdk: meterline_shared::aws::sdk_config().await,
+        sdk: meterline_shared::adapters::aws::sdk_config().await,
     };
     let api_url = format!("{watch}/lambda-url/api");
     let stream_url = format!("{watch}/lambda-url/usage-stream");
@@ -641,8 +642,8 @@ async fn under_cargo_lambda_watch() {
 /// nothing.
 #[tokio::test]
 async fn the_changes_index_pages_strictly_between_its_bounds() {
-    use meterline_shared::store::{change_time_prefix, UsageStore};
-    use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
+    use meterline_shared::ports::usage::{change_time_prefix, UsageStore};
     let stack = Stack::create("stream-index").await;
     let store = stack.usage_store();
     let start = Utc::now() - Duration::seconds(1);
@@ -656,7 +657,7 @@ async fn the_changes_index_pages_strictly_between_its_bounds() {
             provider_id: "prov_i",
             granularity: Granularity::Hour,
             window_start: window,
-            meter: meterline_shared::Meter::GpuSeconds,
+            meter: meterline_shared::domain::meter::Meter::GpuSeconds,
             dimensions: d,
             quantity: rust_decimal::Decimal::from(i as i64 + 1),
             event_count: 1,

@@ -3,15 +3,15 @@
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use meterline_shared::forecast::{
+use meterline_shared::domain::forecast::{
     backtest, daily_trend_weekly, estimate_period, forecast_days, hourly_trend_daily_weekly, BacktestResult,
     BacktestSpec, ForecastOptions, MeterForecast, PeriodEstimate,
 };
-use meterline_shared::meter::Meter;
-use meterline_shared::pricing::{
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::pricing::{
     Catalog, MarketFactors, Period, RatingContext, Subscription, TaxTable, UsageRow,
 };
-use meterline_shared::usage::{Granularity, UsageAggregate, UsageEvent};
+use meterline_shared::domain::usage::{Granularity, UsageAggregate, UsageEvent};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::io::Write;
@@ -133,7 +133,7 @@ fn load<T: serde::de::DeserializeOwned + Default>(path: &Option<PathBuf>, what: 
 #[derive(Serialize)]
 struct ForecastOutput<'a> {
     estimate: &'a PeriodEstimate,
-    next_days: &'a meterline_shared::forecast::DaysForecast,
+    next_days: &'a meterline_shared::domain::forecast::DaysForecast,
 }
 
 pub fn run_forecast(args: &ForecastArgs, out: &mut impl Write) -> Result<()> {
@@ -454,7 +454,7 @@ pub fn print_backtest(out: &mut impl Write, results: &[BacktestResult]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::forecast::synthetic_events;
+    use meterline_shared::domain::forecast::synthetic_events;
 
     fn example(name: &str) -> String {
         format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))

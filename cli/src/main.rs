@@ -9,11 +9,11 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use meterline_shared::pricing::{
+use meterline_shared::domain::pricing::{
     rate, validate_books, Catalog, LineItem, MarketFactors, Period, PriceBook, RatingContext, RatingResult,
     Subscription, TaxTable, UsageRow, ValidationIssue,
 };
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -149,7 +149,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
         }
         Command::GenUsage(args) if args.pattern == "trend-weekly" => {
             let days = (args.hours.max(24) / 24) as usize;
-            let events = meterline_shared::forecast::synthetic_events(
+            let events = meterline_shared::domain::forecast::synthetic_events(
                 &args.account,
                 "gpu-cloud",
                 args.start,

@@ -8,17 +8,19 @@
 
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
-use meterline_shared::aws::aws_sdk_sqs;
-use meterline_shared::aws::aws_sdk_sqs::types::{
+use meterline_shared::adapters::aws::aws_sdk_sqs;
+use meterline_shared::adapters::aws::aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use meterline_shared::closing::{CloseFailure, CloseReport, CloseRequest, Closer};
-use meterline_shared::replay::{replay_rejected, ReplayReport, ReplayRequest};
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
-use meterline_shared::store::rates::RateStore;
-use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
-use meterline_shared::usage::TimeRules;
+use meterline_shared::domain::usage::TimeRules;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::StoreError;
+use meterline_shared::services::closing::{CloseFailure, CloseReport, Closer};
+use meterline_shared::services::replay::{replay_rejected, ReplayReport, ReplayRequest};
 
 /// Why a recovery stopped.
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,14 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use meterline_cli::ops;
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoBillingStore, DynamoRateStore,
     DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
-use meterline_shared::closing::{CloseRequest, CloseSettings, Closer};
-use meterline_shared::config::{BillingConfig, Env, RatesConfig, UsageConfig};
-use meterline_shared::replay::{ReplayRequest, Selection, MAX_REPLAY_EVENTS};
+use meterline_shared::adapters::config::{BillingConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::services::closing::{CloseSettings, Closer};
+use meterline_shared::services::replay::{ReplayRequest, Selection, MAX_REPLAY_EVENTS};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -201,7 +202,7 @@ pub async fn run(command: OpsCommand, out: &mut impl Write) -> Result<bool> {
             Ok(report
                 .pairs
                 .iter()
-                .all(|p| p.outcome == meterline_shared::fx::Outcome::Fresh))
+                .all(|p| p.outcome == meterline_shared::domain::fx::Outcome::Fresh))
         }
     }
 }

@@ -9,11 +9,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meterline_shared::billing::{close_period, sample, Cadence, CloseInput, PriorPeriod};
-use meterline_shared::money::Currency;
-use meterline_shared::pricing::{Catalog, UsageRow};
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate, Granularity};
+use meterline_shared::domain::billing::{close_period, sample, Cadence, CloseInput, PriorPeriod};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::pricing::{Catalog, UsageRow};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::{aggregate, Granularity};
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -8,9 +8,9 @@
 
 use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meterline_shared::ingest::{decode_body, queue_bodies};
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate_refs, split_body, Granularity, TimeRules};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::intake::{decode_body, queue_bodies};
+use meterline_shared::domain::usage::{aggregate_refs, split_body, Granularity, TimeRules};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,11 +8,11 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meterline_shared::pricing::{
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::pricing::{
     rate, Catalog, MarketFactors, Period, PriceBook, RatingContext, Subscription, TaxTable, UsageRow,
 };
-use meterline_shared::usage::Dimensions;
-use meterline_shared::Meter;
+use meterline_shared::domain::usage::Dimensions;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::hint::black_box;

@@ -1,38 +1,19 @@
-//! meterline's common crate.
+//! meterline's common crate, in four layers. Dependencies point one way, inwards:
 //!
-//! The billing domain (meters, usage, money, pricing, cycles, currency) is plain synchronous
-//! Rust with no AWS types. The ports its services need are traits in [`store`]; the DynamoDB
-//! and SQS adapters live in `aws` (feature `aws`), at the edge.
+//! - [`domain`]: the billing domain (meters, money, usage, pricing, billing cycles, currency,
+//!   estimates, forecasts, access rules). Pure and synchronous: no I/O, no AWS type, no async
+//!   runtime. It imports nothing of the other three layers.
+//! - [`ports`]: the traits the services need from storage, queues and event buses, their value
+//!   types and one error type. They import the domain only.
+//! - [`services`]: the async use cases (ingest, close, replay, collections, estimates, budget
+//!   check, usage queries) over the ports. They import the ports and the domain.
+//! - [`adapters`]: the edge. DynamoDB, SQS and EventBridge (`adapters::aws`, feature `aws`),
+//!   in-memory adapters for tests (`adapters::memory`, feature `testing`), the environment
+//!   configuration and HTTP problem details. They may import all three.
+//!
+//! `shared/tests/layers.rs` fails if a domain file imports another layer or an async runtime.
 
-pub mod account_estimate;
-pub mod api;
-pub mod billing;
-pub mod budget_check;
-#[cfg(test)]
-mod budget_tests;
-pub mod closing;
-#[cfg(test)]
-mod closing_tests;
-pub mod collections;
-pub mod config;
-pub mod estimate;
-#[cfg(feature = "forecast")]
-pub mod forecast;
-pub mod fx;
-pub mod ingest;
-pub mod meter;
-pub mod metrics;
-pub mod money;
-pub mod pricing;
-pub mod problem;
-pub mod replay;
-pub mod store;
-pub mod usage;
-
-#[cfg(feature = "aws")]
-pub mod aws;
-#[cfg(feature = "aws")]
-pub mod telemetry;
-
-pub use meter::Meter;
-pub use money::{Currency, Money};
+pub mod adapters;
+pub mod domain;
+pub mod ports;
+pub mod services;

@@ -10,16 +10,16 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{Duration, DurationRound, Utc};
 use futures::stream::{self, StreamExt};
 use meterline_integration_tests::{sqs_event, Stack};
-use meterline_shared::aws::{DynamoBillingStore, SqsCloseQueue};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseSettings, Closer};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory_billing::MemoryEventPublisher;
-use meterline_shared::store::rates::InMemoryRateStore;
-use meterline_shared::store::UsageStore;
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate_refs, event_refs, Granularity};
+use meterline_shared::adapters::aws::{DynamoBillingStore, SqsCloseQueue};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::{aggregate_refs, event_refs, Granularity};
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use std::time::Instant;
 
 fn env(name: &str, default: usize) -> usize {

@@ -7,17 +7,20 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{Duration, DurationRound, Utc};
+use futures::future::BoxFuture;
 use meterline_integration_tests::sqs_event;
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::closing::{CloseQueue, CloseRequest, CloseSettings, Closer};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::memory::MemoryUsageStore;
-use meterline_shared::store::memory_billing::{MemoryBillingStore, MemoryEventPublisher};
-use meterline_shared::store::rates::InMemoryRateStore;
-use meterline_shared::store::{StoreError, UsageStore};
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
-use meterline_shared::usage::{aggregate_refs, event_refs, Granularity};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::adapters::memory::MemoryUsageStore;
+use meterline_shared::adapters::memory::{MemoryBillingStore, MemoryEventPublisher};
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::{aggregate_refs, event_refs, Granularity};
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::{CloseQueue, CloseRequest};
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::ports::StoreError;
+use meterline_shared::services::closing::{CloseSettings, Closer};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,9 +36,11 @@ fn env(name: &str, default: usize) -> usize {
 struct MemoryQueue(Mutex<Vec<CloseRequest>>);
 
 impl CloseQueue for MemoryQueue {
-    async fn send(&self, requests: &[CloseRequest]) -> Result<(), StoreError> {
-        self.0.lock().unwrap().extend_from_slice(requests);
-        Ok(())
+    fn send<'a>(&'a self, requests: &'a [CloseRequest]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.0.lock().unwrap().extend_from_slice(requests);
+            Ok(())
+        })
     }
 }
 

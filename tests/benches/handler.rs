@@ -4,7 +4,7 @@
 
 use chrono::{Duration, Utc};
 use meterline_integration_tests::{sqs_event, Stack};
-use meterline_shared::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use std::time::Instant;
 use usage_ingest::Ingestor;
 

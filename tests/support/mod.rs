@@ -4,11 +4,11 @@
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
     DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
 };
-use meterline_shared::config::{ApiConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,7 +55,7 @@ impl Stack {
             String::from_utf8_lossy(&out.stderr)
         );
         let description: Value = serde_json::from_slice(&out.stdout).expect("stack.py prints JSON");
-        let sdk = meterline_shared::aws::sdk_config().await;
+        let sdk = meterline_shared::adapters::aws::sdk_config().await;
         Stack { description, sdk }
     }
 
@@ -152,8 +152,8 @@ impl Stack {
         api::billing::BillingApi {
             store: self.billing_store(),
             rates: std::sync::Arc::new(self.rate_store()),
-            events: meterline_shared::aws::EventBridgePublisher::new(
-                meterline_shared::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
+            events: meterline_shared::adapters::aws::EventBridgePublisher::new(
+                meterline_shared::adapters::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
                 bus.to_string(),
             ),
         }
@@ -163,7 +163,7 @@ impl Stack {
     /// `detail_types` (source `meterline.billing`) to a new queue: (bus name, queue URL). Read
     /// the queue with [`Stack::drain_events`].
     pub async fn event_queue(&self, name: &str, detail_types: &[&str]) -> (String, String) {
-        use meterline_shared::aws::aws_sdk_eventbridge;
+        use meterline_shared::adapters::aws::aws_sdk_eventbridge;
         let prefix = self.description["prefix"].as_str().expect("prefix").to_string();
         let eb = aws_sdk_eventbridge::Client::new(&self.sdk);
         let bus = format!("{prefix}-{name}");
@@ -492,7 +492,9 @@ impl Logs {
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
     let logs = Logs::default();
     let w = logs.clone();
-    let guard =
-        tracing::subscriber::set_default(meterline_shared::telemetry::subscriber(move || w.clone(), "info"));
+    let guard = tracing::subscriber::set_default(meterline_shared::adapters::telemetry::subscriber(
+        move || w.clone(),
+        "info",
+    ));
     (guard, logs)
 }

@@ -10,29 +10,29 @@
 //!   `POST .../{subscription_id}/change`.
 //!
 //! Bodies are JSON objects; every problem names its field. Plan changes and cancellations are
-//! `meterline_shared::billing::plan_change`; previews rate with the close's own code.
+//! `meterline_shared::domain::billing::plan_change`; previews rate with the close's own code.
 
 use crate::limits::{MAX_PERCENT_SCALE, MAX_POLICY_DAYS, MAX_REGION_CHARS, MAX_TIMEZONE_CHARS};
 use crate::{decode_token, encode_token, json_response, limit_param, store_problem, Ctx, Outcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt};
-use meterline_shared::billing::plan_change::{
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::billing::plan_change::{
     cancel, change_plan, effective_at, preview_plan_change, Effective,
 };
-use meterline_shared::billing::{
+use meterline_shared::domain::billing::{
     Account, Alignment, BillingSchedule, BillingSubscription, Cadence, CloseInput, InvoiceNumbering,
     OverduePolicy, PaymentTerms, PlanChangeError, PlanRef,
 };
-use meterline_shared::fx::CurrencyPair;
-use meterline_shared::money::{Currency, Money};
-use meterline_shared::pricing::{Catalog, TaxProfile};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::billing::BillingStore;
-use meterline_shared::store::directory::{DirectoryStore, Written};
-use meterline_shared::store::{UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::FieldError;
+use meterline_shared::domain::fx::CurrencyPair;
+use meterline_shared::domain::money::{Currency, Money};
+use meterline_shared::domain::pricing::{Catalog, TaxProfile};
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::directory::{DirectoryStore, Written};
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
@@ -296,7 +296,7 @@ fn check_policy(f: &mut Fields, p: &OverduePolicy, currency: Option<Currency>) {
             format!("must be 1 to {MAX_POLICY_DAYS}"),
         );
     }
-    use meterline_shared::billing::LateFee;
+    use meterline_shared::domain::billing::LateFee;
     let money_ok =
         |m: &Money| currency.is_none_or(|c| m.currency == c) && m.amount >= rust_decimal::Decimal::ZERO;
     match &p.late_fee {
@@ -626,7 +626,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         // Terms, numbering, currency and tax position are the operator's to set.
         if matches!(
             c.principal,
-            Some(meterline_shared::api::keys::Principal::Customer { .. })
+            Some(meterline_shared::domain::access::keys::Principal::Customer { .. })
         ) {
             tenant_may_change(&body, &CUSTOMER_FIELDS, "a customer key")?;
         }
@@ -656,7 +656,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         &self,
         f: &mut Fields,
         body: &Map<String, Value>,
-    ) -> Result<Option<meterline_shared::store::directory::PlanDoc>, Problem> {
+    ) -> Result<Option<meterline_shared::ports::directory::PlanDoc>, Problem> {
         let api = self.billing_api()?;
         let plan_id = f.id(body, "plan_id", true);
         let version = match body.get("plan_version") {
@@ -886,7 +886,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             None
         } else {
             let direct = CurrencyPair::new(catalog.currency(), account.currency);
-            let unavailable = |e: meterline_shared::store::rates::StoreError| {
+            let unavailable = |e: meterline_shared::ports::StoreError| {
                 Problem::new(503, "unavailable", "Service unavailable", e.to_string())
             };
             let found = match api.rates.latest(direct).await.map_err(unavailable)? {

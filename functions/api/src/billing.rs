@@ -1,9 +1,9 @@
 //! The billing routes' dependencies: accounts, price books and plans, subscriptions, invoices,
 //! credit notes, provider statements and the tax report all live in the billing table.
 
-use meterline_shared::aws::{DynamoBillingStore, EventBridgePublisher};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::rates::RateStore;
+use meterline_shared::adapters::aws::{DynamoBillingStore, EventBridgePublisher};
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::ports::rates::RateStore;
 use std::sync::Arc;
 
 /// What the billing routes read and write.
@@ -15,8 +15,10 @@ pub struct BillingApi {
     pub events: EventBridgePublisher,
 }
 
-impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::store::UsageQueue + 'static>
-    crate::Api<S, Q>
+impl<
+        S: meterline_shared::ports::usage::UsageStore + 'static,
+        Q: meterline_shared::ports::usage::UsageQueue + 'static,
+    > crate::Api<S, Q>
 {
     /// The billing routes' dependencies, or a 503 on a deployment without them.
     pub fn billing_api(&self) -> Result<&BillingApi, Problem> {

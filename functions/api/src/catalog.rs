@@ -17,13 +17,14 @@ use crate::accounts::{cursor_param, object_body, page_of, Fields, DEFAULT_PAGE, 
 use crate::{json_response, limit_param, store_problem, Ctx, Outcome};
 use lambda_http::http::StatusCode;
 use lambda_http::RequestExt;
-use meterline_shared::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::billing::{BillingStore, CatalogData};
-use meterline_shared::store::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
-use meterline_shared::store::{UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::FieldError;
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::pricing::CatalogData;
+use meterline_shared::domain::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -428,7 +429,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let body = object_body(&c.req)?;
         if matches!(
             c.principal,
-            Some(meterline_shared::api::keys::Principal::Provider { .. })
+            Some(meterline_shared::domain::access::keys::Principal::Provider { .. })
         ) {
             crate::accounts::tenant_may_change(&body, &PROVIDER_FIELDS, "a provider key")?;
         }

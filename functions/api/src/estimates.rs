@@ -8,24 +8,24 @@
 //! - `GET /v1/accounts/{id}/budgets`, `POST /v1/accounts/{id}/budgets` (create, 201),
 //!   `GET|POST|DELETE /v1/accounts/{id}/budgets/{budget_id}` (read, replace, delete).
 //!
-//! The open period is loaded and rated by `meterline_shared::account_estimate`, through the
+//! The open period is loaded and rated by `meterline_shared::services::account_estimate`, through the
 //! rating context the close builds, so the period to date is what the invoice will say.
 
 use super::{account_param, body_bytes, json_response, store_problem, MAX_BODY_BYTES};
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use meterline_shared::account_estimate::{AccountEstimator, EstimateFailure};
-use meterline_shared::aws::{DynamoBillingStore, DynamoUsageStore};
-use meterline_shared::estimate::{quote_job, Budget, JobSpec, QuoteContext, QuoteError};
-use meterline_shared::forecast::ForecastOptions;
-use meterline_shared::fx::CurrencyPair;
-use meterline_shared::money::Currency;
-use meterline_shared::problem::Problem;
-use meterline_shared::store::budgets::BudgetStore;
-use meterline_shared::store::rates::RateStore;
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::FieldError;
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, QuoteContext, QuoteError};
+use meterline_shared::domain::forecast::ForecastOptions;
+use meterline_shared::domain::fx::CurrencyPair;
+use meterline_shared::domain::money::Currency;
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::budgets::BudgetStore;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::services::account_estimate::{AccountEstimator, EstimateFailure};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -309,7 +309,7 @@ fn validate_budget(
         },
     };
     let thresholds = match body.get("thresholds") {
-        None => meterline_shared::estimate::DEFAULT_THRESHOLDS.to_vec(),
+        None => meterline_shared::domain::estimate::DEFAULT_THRESHOLDS.to_vec(),
         Some(Value::Array(a)) => {
             let t: Option<Vec<u32>> = a
                 .iter()
@@ -592,7 +592,7 @@ impl EstimatesApi {
     }
 
     async fn require_account(&self, account_id: &str) -> Result<(), Problem> {
-        use meterline_shared::store::billing::BillingStore;
+        use meterline_shared::ports::billing::BillingStore;
         match self.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
@@ -685,8 +685,10 @@ impl EstimatesApi {
     }
 }
 
-impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::store::UsageQueue + 'static>
-    crate::Api<S, Q>
+impl<
+        S: meterline_shared::ports::usage::UsageStore + 'static,
+        Q: meterline_shared::ports::usage::UsageQueue + 'static,
+    > crate::Api<S, Q>
 {
     fn estimates_api(&self) -> Result<&EstimatesApi, Problem> {
         self.estimates.as_ref().ok_or_else(|| {
@@ -722,11 +724,11 @@ impl<S: meterline_shared::store::UsageStore + 'static, Q: meterline_shared::stor
                 .ok()
                 .and_then(|v| v.get("account_id").and_then(Value::as_str).map(str::to_string));
             let allowed = match principal {
-                meterline_shared::api::keys::Principal::Operator { .. } => true,
-                meterline_shared::api::keys::Principal::Customer { account_id, .. } => {
+                meterline_shared::domain::access::keys::Principal::Operator { .. } => true,
+                meterline_shared::domain::access::keys::Principal::Customer { account_id, .. } => {
                     asked.as_deref().is_none_or(|a| a == account_id)
                 }
-                meterline_shared::api::keys::Principal::Provider { .. } => false,
+                meterline_shared::domain::access::keys::Principal::Provider { .. } => false,
             };
             if !allowed {
                 return Err(Problem::not_found("no such account"));

@@ -3,12 +3,12 @@
 use crate::routes::{Ctx, Route};
 use crate::{body_bytes, problem_response, store_problem, Api};
 use lambda_http::{Body, Response};
-use meterline_shared::api::idempotency::{
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::idempotency::{
     self as rules, check_key, decide, fingerprint, scoped_key, Decision, StoredResponse, HEADER,
 };
-use meterline_shared::problem::Problem;
-use meterline_shared::store::idempotency::Claim;
-use meterline_shared::store::{UsageQueue, UsageStore};
+use meterline_shared::ports::idempotency::Claim;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 
 /// How often a waiting retry looks again.
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -37,7 +37,7 @@ fn stored(resp: &Response<Body>) -> StoredResponse {
 
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// Runs `route` at most once per (caller, key, request): see
-    /// `meterline_shared::api::idempotency`.
+    /// `meterline_shared::domain::access::idempotency`.
     pub(crate) async fn idempotent(
         &self,
         route: &Route<Self>,
@@ -87,7 +87,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                             "Idempotency key reused",
                             "this Idempotency-Key was used for a different request in the last 24 hours",
                         );
-                        p.errors.push(meterline_shared::usage::FieldError::new(
+                        p.errors.push(meterline_shared::domain::usage::FieldError::new(
                             HEADER,
                             "reused",
                             "was used with a different method, path or body",

@@ -2,8 +2,8 @@
 //!
 //! Reads are open to the account's customer key (invoices, credit notes) or the provider's key
 //! (statements); what changes an invoice (void, mark paid, credit notes) and the tax report are
-//! operator routes. The decisions are `meterline_shared::billing::ledger`; the reads and
-//! conditional writes go through the `IssuedInvoices` port (`meterline_shared::store::issued`).
+//! operator routes. The decisions are `meterline_shared::domain::billing::ledger`; the reads and
+//! conditional writes go through the `IssuedInvoices` port (`meterline_shared::ports::issued`).
 
 use crate::{
     account_param, body_bytes, decode_token, encode_token, json_response, limit_param, store_problem,
@@ -13,21 +13,21 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
-use meterline_shared::api::keys::Principal;
-use meterline_shared::billing::events::{
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::keys::Principal;
+use meterline_shared::domain::billing::events::{
     credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
 };
-use meterline_shared::billing::ledger::{
+use meterline_shared::domain::billing::ledger::{
     check_void, jurisdiction_code, manual_credit_note, manual_credit_note_id, tax_summary, tax_summary_csv,
     treatment_code, CreditNoteError, CreditReason, InvoiceFilter, ManualCredit, TaxSummaryRow, VoidError,
 };
-use meterline_shared::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::billing::{BillingStore, EventPublisher, PaymentOutcome};
-use meterline_shared::store::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
-use meterline_shared::store::{UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::FieldError;
+use meterline_shared::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutcome};
+use meterline_shared::ports::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -167,11 +167,13 @@ fn invoice_json(inv: &Invoice, with_lines: bool, operator: bool) -> Value {
 
 fn credit_note_json(n: &CreditNoteDoc) -> Value {
     let mut v = serde_json::to_value(n).expect("credit notes serialize");
-    v["kind"] = json!(if n.issued_with == meterline_shared::billing::ledger::MANUAL {
-        "manual"
-    } else {
-        "late_usage"
-    });
+    v["kind"] = json!(
+        if n.issued_with == meterline_shared::domain::billing::ledger::MANUAL {
+            "manual"
+        } else {
+            "late_usage"
+        }
+    );
     v
 }
 
@@ -556,7 +558,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                         }),
                     ));
                 }
-                Err(meterline_shared::store::StoreError::Conflict(_)) => continue,
+                Err(meterline_shared::ports::StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(store_problem(&e)),
             }
         }
@@ -654,7 +656,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             None => c
                 .req
                 .headers()
-                .get(meterline_shared::api::idempotency::HEADER)
+                .get(meterline_shared::domain::access::idempotency::HEADER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|k| is_valid_ref_id(k))
                 .map(str::to_string)

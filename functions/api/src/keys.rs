@@ -7,12 +7,13 @@ use crate::{
 };
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
-use meterline_shared::api::keys::{is_valid_key_id, ApiKeyRecord, KeyMaterial, Role};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::keys::KeyChange;
-use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::FieldError;
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::keys::{is_valid_key_id, ApiKeyRecord, KeyMaterial, Role};
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::keys::KeyChange;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::StoreError;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
 

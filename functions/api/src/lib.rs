@@ -30,13 +30,16 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use meterline_shared::api::keys::{ApiKeyRecord, KeyHash, PresentedKey, Principal, Role, RANDOM_BYTES};
-use meterline_shared::problem::{self, Problem};
-use meterline_shared::store::idempotency::IdempotencyStore;
-use meterline_shared::store::keys::ApiKeyStore;
-use meterline_shared::store::{StoreError, UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_ref_id;
-use meterline_shared::usage::TimeRules;
+use meterline_shared::adapters::http::problem::{self, Problem};
+use meterline_shared::domain::access::keys::{
+    ApiKeyRecord, KeyHash, PresentedKey, Principal, Role, RANDOM_BYTES,
+};
+use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::domain::usage::TimeRules;
+use meterline_shared::ports::idempotency::IdempotencyStore;
+use meterline_shared::ports::keys::ApiKeyStore;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::StoreError;
 pub use routes::{Access, Ctx, Outcome, Params, Route};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,8 +61,8 @@ pub struct Api<S, Q> {
     pub bootstrap: Option<ApiKeyRecord>,
     /// How long a retry waits for the first request with its `Idempotency-Key`.
     pub idempotency_wait: std::time::Duration,
-    /// The exchange-rate routes' store and staleness rule.
-    pub rates: rates::RatesApi,
+    /// The exchange-rate routes' store and staleness rule (503 on those routes when absent).
+    pub rates: Option<rates::RatesApi>,
     /// The estimate, forecast and budget routes' stores (503 on those routes when absent).
     pub estimates: Option<estimates::EstimatesApi>,
     /// The billing routes' store (503 on those routes when absent).
@@ -110,7 +113,7 @@ pub(crate) fn body_too_large(len: usize, max: usize) -> Problem {
         "Payload too large",
         format!("the body {message}"),
     )
-    .with_errors(vec![meterline_shared::usage::FieldError::new(
+    .with_errors(vec![meterline_shared::domain::usage::FieldError::new(
         "body",
         "too_large",
         message,
@@ -119,7 +122,7 @@ pub(crate) fn body_too_large(len: usize, max: usize) -> Problem {
 
 fn unauthorized(detail: &str) -> Response<Body> {
     let mut p = Problem::new(401, "unauthorized", "Unauthorized", detail);
-    p.errors.push(meterline_shared::usage::FieldError::new(
+    p.errors.push(meterline_shared::domain::usage::FieldError::new(
         "Authorization",
         "invalid",
         "must be `Bearer <API key>` with a valid, unrevoked key",
@@ -325,19 +328,16 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             idempotency,
             bootstrap: None,
             idempotency_wait: DEFAULT_IDEMPOTENCY_WAIT,
-            rates: rates::RatesApi::new(
-                Arc::new(meterline_shared::store::rates::InMemoryRateStore::new()),
-                rates::DEFAULT_MAX_AGE,
-            ),
+            rates: None,
             estimates: None,
             billing: None,
             handler_calls: AtomicU64::new(0),
         }
     }
 
-    /// Reads exchange rates through `rates` (an empty in-memory store otherwise).
+    /// Serves the exchange-rate routes from `rates`.
     pub fn with_rates(mut self, rates: rates::RatesApi) -> Self {
-        self.rates = rates;
+        self.rates = Some(rates);
         self
     }
 
@@ -418,7 +418,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         }
         let idempotency_key = req
             .headers()
-            .get(meterline_shared::api::idempotency::HEADER)
+            .get(meterline_shared::domain::access::idempotency::HEADER)
             .map(|v| v.to_str().map(str::to_string));
         let ctx = Ctx {
             req,
@@ -432,7 +432,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                     Ok(k) => k,
                     Err(_) => {
                         return problem_response(&Problem::invalid_field(
-                            meterline_shared::api::idempotency::HEADER,
+                            meterline_shared::domain::access::idempotency::HEADER,
                             "invalid_format",
                             "must be printable ASCII",
                         ))
@@ -510,7 +510,7 @@ pub async fn authenticate(
 #[cfg(test)]
 mod table_tests {
     use super::*;
-    use meterline_shared::store::memory::{MemoryUsageQueue, MemoryUsageStore};
+    use meterline_shared::adapters::memory::{MemoryUsageQueue, MemoryUsageStore};
 
     type A = Api<MemoryUsageStore, MemoryUsageQueue>;
 

@@ -2,7 +2,7 @@
 //! `docs/api.md` lists them; `tests/limits.rs` sends each at its boundary (the largest value
 //! accepted, the next one refused with a problem naming the field).
 
-use meterline_shared::usage::FieldError;
+use meterline_shared::domain::usage::FieldError;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
@@ -20,15 +20,15 @@ pub use crate::keys::{DEFAULT_KEY_PAGE, MAX_KEY_BODY_BYTES, MAX_KEY_PAGE, MAX_NA
 pub use crate::rates::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 pub use crate::stream::MAX_ID_LEN as MAX_LAST_EVENT_ID_CHARS;
 pub use crate::MAX_BODY_BYTES;
-pub use meterline_shared::api::idempotency::MAX_KEY_LEN as MAX_IDEMPOTENCY_KEY_LEN;
-pub use meterline_shared::replay::{MAX_REPLAY_EVENTS, MAX_REPLAY_SCAN};
-pub use meterline_shared::usage::event::{
+pub use meterline_shared::domain::access::idempotency::MAX_KEY_LEN as MAX_IDEMPOTENCY_KEY_LEN;
+pub use meterline_shared::domain::usage::event::{
     MAX_DIMENSIONS, MAX_DIMENSION_KEY_LEN, MAX_DIMENSION_VALUE_LEN, MAX_EVENTS_PER_BATCH, MAX_EVENT_ID_LEN,
     MAX_QUANTITY, MAX_QUANTITY_SCALE, MAX_REF_ID_LEN,
 };
-pub use meterline_shared::usage::query::{
+pub use meterline_shared::domain::usage::query::{
     DEFAULT_PAGE_SIZE as DEFAULT_USAGE_PAGE, MAX_PAGE_SIZE as MAX_USAGE_PAGE,
 };
+pub use meterline_shared::services::replay::{MAX_REPLAY_EVENTS, MAX_REPLAY_SCAN};
 
 /// Longest `cursor` query parameter (characters). The API's own cursors are far shorter.
 pub const MAX_CURSOR_CHARS: usize = 1024;
@@ -111,7 +111,7 @@ pub fn dimensions_errors(field: &str, v: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (k, value) in map {
         let name = format!("{field}.{k}");
-        if !meterline_shared::usage::event::is_valid_dimension_name(k) {
+        if !meterline_shared::domain::usage::event::is_valid_dimension_name(k) {
             errors.push(FieldError::new(
                 name,
                 "invalid_name",

@@ -1,16 +1,16 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore,
     DynamoIdempotencyStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
-use meterline_shared::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
-use meterline_shared::store::cached_rates::CachedRates;
+use meterline_shared::adapters::cached_rates::CachedRates;
+use meterline_shared::adapters::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let env = Env::process();
     let config = UsageConfig::from_env(&env).context("configuration")?;
     let api_config = ApiConfig::from_env(&env).context("configuration")?;

@@ -14,7 +14,7 @@ use crate::schemas::{
     AccountEstimate, AccountForecast, AnyObject, Budget, BudgetBody, BudgetList, QuoteRequest, QuoteResponse,
 };
 use crate::Api;
-use meterline_shared::store::{UsageQueue, UsageStore};
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use utoipa::{OpenApi, ToSchema};
@@ -858,7 +858,7 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::store::memory::{MemoryUsageQueue, MemoryUsageStore};
+    use meterline_shared::adapters::memory::{MemoryUsageQueue, MemoryUsageStore};
 
     #[test]
     fn every_route_is_documented_and_every_operation_is_a_route() {

@@ -13,11 +13,12 @@ use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use meterline_shared::fx::{CurrencyPair, ExchangeRate};
-use meterline_shared::money::Currency;
-use meterline_shared::problem::Problem;
-use meterline_shared::store::rates::{RateStore, StoreError};
-use meterline_shared::store::{UsageQueue, UsageStore};
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::StoreError;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ fn store_problem(e: &StoreError) -> Problem {
         StoreError::InvalidCursor(_) => {
             Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned")
         }
-        StoreError::Unavailable(_) => {
+        StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
             tracing::error!(error = %e, "rate store failure");
             Problem::new(
                 503,
@@ -181,14 +182,26 @@ impl RatesApi {
 }
 
 impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+    /// The rate routes' dependencies, or a 503 on a deployment without them.
+    pub fn rates_api(&self) -> Result<&RatesApi, Problem> {
+        self.rates.as_ref().ok_or_else(|| {
+            Problem::new(
+                503,
+                "unavailable",
+                "Service unavailable",
+                "exchange rates are not configured on this deployment",
+            )
+        })
+    }
+
     pub(crate) async fn get_rates(&self, c: &Ctx) -> Outcome {
-        self.rates.latest(c.now).await
+        self.rates_api()?.latest(c.now).await
     }
 
     pub(crate) async fn get_rate_history(&self, c: &Ctx) -> Outcome {
         let base = c.params.get("base").unwrap_or_default();
         let quote = c.params.get("quote").unwrap_or_default();
-        self.rates.history(&c.req, base, quote, c.now).await
+        self.rates_api()?.history(&c.req, base, quote, c.now).await
     }
 }
 

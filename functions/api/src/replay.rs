@@ -1,18 +1,18 @@
 //! Replay of rejected events (`POST /v1/usage/rejected/replay`,
 //! `POST /v1/accounts/{account_id}/usage/rejected/replay`): the request body is checked field
-//! by field here; the replay itself is [`meterline_shared::replay`].
+//! by field here; the replay itself is [`meterline_shared::services::replay`].
 
 use crate::routes::{Ctx, Outcome};
 use crate::{account_param, body_bytes, json_response, store_problem, Api};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
-use meterline_shared::api::keys::Role;
-use meterline_shared::problem::Problem;
-use meterline_shared::replay::{
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::keys::Role;
+use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::services::replay::{
     is_fingerprint, replay_rejected, ReplayRequest, Selection, MAX_REPLAY_EVENTS,
 };
-use meterline_shared::store::{UsageQueue, UsageStore};
-use meterline_shared::usage::FieldError;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -2,10 +2,10 @@
 //! authorization decision, taken before any handler runs. The table itself is
 //! [`crate::Api::ROUTES`].
 
+use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
-use meterline_shared::api::keys::Principal;
-use meterline_shared::problem::Problem;
-use meterline_shared::store::rates::BoxFuture;
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::keys::Principal;
 
 /// Who may call a route. Tenant scoping is by path parameter, so a tenant's objects are always
 /// addressed under its own id and another tenant's are a 404 (existence does not leak).

@@ -8,7 +8,7 @@
 //! the store, and the SSE framing.
 //!
 //! Every aggregate write records a change key, `{written at, Unix ms}#{sort key}`
-//! ([`meterline_shared::store::change_key`]). A change is sent once it has settled (its write
+//! ([`meterline_shared::ports::usage::change_key`]). A change is sent once it has settled (its write
 //! time is at least the settle delay old), in change-key order, with its change key as `id:`.
 //! The position is "every change up to this key was sent"; after a poll that saw everything
 //! settled, it is the bare time prefix of the settle horizon. A reconnect with `Last-Event-ID`
@@ -18,11 +18,10 @@
 use crate::{account_param, time_param};
 use chrono::{DateTime, Utc};
 use lambda_http::{Request, RequestExt};
-use meterline_shared::problem::Problem;
-use meterline_shared::store::{
-    change_time_prefix, AggregateChange, StoreError, UsageStore, CHANGE_MILLIS_DIGITS,
-};
-use meterline_shared::usage::{window_key, Granularity};
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::usage::{window_key, Granularity};
+use meterline_shared::ports::usage::{change_time_prefix, AggregateChange, UsageStore, CHANGE_MILLIS_DIGITS};
+use meterline_shared::ports::StoreError;
 use serde_json::json;
 use std::str::FromStr;
 
@@ -270,9 +269,9 @@ pub fn end_event(position: &Position, reason: &str, retry: std::time::Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::store::change_key;
-    use meterline_shared::usage::UsageAggregate;
-    use meterline_shared::Meter;
+    use meterline_shared::domain::meter::Meter;
+    use meterline_shared::domain::usage::UsageAggregate;
+    use meterline_shared::ports::usage::change_key;
     use rust_decimal::Decimal;
 
     fn t(ms: i64) -> DateTime<Utc> {
@@ -291,7 +290,7 @@ mod tests {
             quantity: Decimal::new(15, 1),
             event_count: 2,
         };
-        let sk = meterline_shared::usage::aggregate_sort_key(&a);
+        let sk = meterline_shared::domain::usage::aggregate_sort_key(&a);
         AggregateChange {
             aggregate: a,
             change_key: change_key(t(ms), &sk),
@@ -428,8 +427,8 @@ mod tests {
     /// it: no repeat, no gap.
     #[tokio::test]
     async fn resuming_from_any_id_repeats_and_skips_nothing() {
-        use meterline_shared::store::memory::MemoryUsageStore;
-        use meterline_shared::usage::{AggregateRef, DimensionSet, EventRef};
+        use meterline_shared::adapters::memory::MemoryUsageStore;
+        use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef};
         let store = MemoryUsageStore::new();
         let dims: Vec<DimensionSet> = (0..5)
             .map(|i| DimensionSet::new([("gpu".to_string(), format!("g{i}"))].into()))

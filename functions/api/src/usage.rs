@@ -8,14 +8,13 @@ use crate::{
 use chrono::Duration;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
-use meterline_shared::problem::{self, Problem};
-use meterline_shared::store::{UsageQueue, UsageStore};
-use meterline_shared::usage::event::is_valid_dimension_name;
-use meterline_shared::usage::query::{
-    query_usage, GroupBy, QueryError, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
-};
-use meterline_shared::usage::{parse_event, split_body, window_key, FieldError, Granularity};
-use meterline_shared::Meter;
+use meterline_shared::adapters::http::problem::{self, Problem};
+use meterline_shared::domain::meter::Meter;
+use meterline_shared::domain::usage::event::is_valid_dimension_name;
+use meterline_shared::domain::usage::query::{GroupBy, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use meterline_shared::domain::usage::{parse_event, split_body, window_key, FieldError, Granularity};
+use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::services::usage_query::{query_usage, QueryError};
 use serde_json::json;
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -1,16 +1,16 @@
 //! The budget check: run by an EventBridge schedule (hourly by default). For every account in
 //! the budget index it rates the open period to date and its forecast, and publishes
 //! `BudgetThresholdCrossed` (source `meterline.budgets`) for each threshold crossed, once per
-//! budget and period however often it runs; see `meterline_shared::budget_check`.
+//! budget and period however often it runs; see `meterline_shared::services::budget_check`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
-use meterline_shared::budget_check::{run_budget_check, BudgetCheckError, BudgetCheckSummary};
-use meterline_shared::config::{ConfigError, Env};
-use meterline_shared::metrics::Metrics;
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
-use meterline_shared::store::budgets::BudgetStore;
-use meterline_shared::store::UsageStore;
+use meterline_shared::adapters::config::{ConfigError, Env};
+use meterline_shared::adapters::metrics::Metrics;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::budgets::BudgetStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::budget_check::{run_budget_check, BudgetCheckError, BudgetCheckSummary};
 
 /// `BUDGET_CHECK_FORECAST` (`true`/`false`, default `true`): whether forecast spend is checked
 /// as well as actual spend.

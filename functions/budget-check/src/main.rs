@@ -1,15 +1,15 @@
 use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoUsageStore,
     EventBridgePublisher,
 };
-use meterline_shared::config::{BillingConfig, Env, UsageConfig};
+use meterline_shared::adapters::config::{BillingConfig, Env, UsageConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let env = Env::process();
     let billing = BillingConfig::from_env(&env).context("configuration")?;
     let usage = UsageConfig::from_env(&env).context("configuration")?;

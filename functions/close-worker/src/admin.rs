@@ -11,11 +11,11 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
-use meterline_shared::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
-use meterline_shared::config::{BillingConfig, Env};
-use meterline_shared::money::Currency;
-use meterline_shared::store::billing::BillingStore;
+use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
+use meterline_shared::adapters::config::{BillingConfig, Env};
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::BillingStore;
 
 #[derive(Debug, Parser)]
 #[command(name = "billing-admin", about = "Seed and read billing state")]

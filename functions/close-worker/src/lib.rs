@@ -11,14 +11,14 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use meterline_shared::billing::Invoice;
-use meterline_shared::closing::{
-    CloseFailure, CloseReport, CloseRequest, Closer, Finalization, LoadedCatalog,
-};
-use meterline_shared::metrics::{Metrics, Unit};
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
-use meterline_shared::store::rates::RateStore;
-use meterline_shared::store::UsageStore;
+use meterline_shared::adapters::metrics::{Metrics, Unit};
+use meterline_shared::domain::billing::Invoice;
+use meterline_shared::ports::billing::CloseRequest;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::closing::{CloseFailure, CloseReport};
+use meterline_shared::services::closing::{Closer, Finalization, LoadedCatalog};
 use std::panic::AssertUnwindSafe;
 
 /// Handles one SQS batch at `now`.

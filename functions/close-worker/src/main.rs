@@ -1,17 +1,17 @@
 use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoRateStore, DynamoUsageStore,
     EventBridgePublisher,
 };
-use meterline_shared::closing::{CloseSettings, Closer};
-use meterline_shared::config::{BillingConfig, Env, RatesConfig, UsageConfig};
-use meterline_shared::store::cached_rates::CachedRates;
+use meterline_shared::adapters::cached_rates::CachedRates;
+use meterline_shared::adapters::config::{BillingConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::services::closing::{CloseSettings, Closer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let env = Env::process();
     let billing = BillingConfig::from_env(&env).context("configuration")?;
     let usage = UsageConfig::from_env(&env).context("configuration")?;

@@ -9,9 +9,10 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
-use meterline_shared::closing::{enqueue_due, sweep_pending, CloseFailure, CloseQueue, Finisher};
-use meterline_shared::metrics::Metrics;
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
+use meterline_shared::adapters::metrics::Metrics;
+use meterline_shared::ports::billing::CloseQueue;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::services::closing::{enqueue_due, sweep_pending, CloseFailure, Finisher};
 use serde::Serialize;
 
 /// What one run did.

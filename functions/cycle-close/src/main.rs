@@ -1,15 +1,15 @@
 use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoBillingStore, EventBridgePublisher,
     SqsCloseQueue,
 };
-use meterline_shared::config::{BillingConfig, Env};
+use meterline_shared::adapters::config::{BillingConfig, Env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let config = BillingConfig::from_env(&Env::process()).context("configuration")?;
     let queue_url = config
         .close_queue_url

@@ -1,12 +1,12 @@
 //! The overdue check: run by an EventBridge schedule (hourly, so each timezone's midnight is
 //! seen soon after it passes). Running it any number of times charges each late fee once per
-//! fee period; see `meterline_shared::collections`.
+//! fee period; see `meterline_shared::services::collections`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
-use meterline_shared::collections::{run_overdue_check, CollectionError, OverdueSummary};
-use meterline_shared::metrics::{Metrics, Unit};
-use meterline_shared::store::billing::{BillingStore, EventPublisher};
+use meterline_shared::adapters::metrics::{Metrics, Unit};
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::services::collections::{run_overdue_check, CollectionError, OverdueSummary};
 
 /// Checks at the earlier of the event's scheduled time and `now`.
 pub async fn handle<B: BillingStore, P: EventPublisher>(

@@ -1,15 +1,15 @@
 //! The payment-result function: subscribed (EventBridge rule) to the payment service's
 //! `PaymentSucceeded` and `PaymentFailed` events. Each event id is applied once, so redelivery
-//! is harmless; see `meterline_shared::collections`.
+//! is harmless; see `meterline_shared::services::collections`.
 //!
 //! A payment that leaves its invoice paid publishes `InvoicePaid`. If that publish fails, the
 //! handler fails: the rule invokes the function asynchronously, so Lambda retries the event,
 //! and the retry (the payment already applied: `Duplicate`) publishes it again.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use meterline_shared::billing::events::PaymentResult;
-use meterline_shared::collections::{apply_payment_result, CollectionError};
-use meterline_shared::store::billing::{BillingStore, EventPublisher, PaymentOutcome};
+use meterline_shared::domain::billing::events::PaymentResult;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutcome};
+use meterline_shared::services::collections::{apply_payment_result, CollectionError};
 
 pub async fn handle<B: BillingStore, P: EventPublisher>(
     store: &B,

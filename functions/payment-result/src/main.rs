@@ -1,15 +1,15 @@
 use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{
+use meterline_shared::adapters::aws::{
     aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, EventBridgePublisher,
 };
-use meterline_shared::billing::events::PaymentResult;
-use meterline_shared::config::{BillingConfig, Env};
+use meterline_shared::adapters::config::{BillingConfig, Env};
+use meterline_shared::domain::billing::events::PaymentResult;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let config = BillingConfig::from_env(&Env::process()).context("configuration")?;
     let sdk = sdk_config().await;
     let store = &DynamoBillingStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);

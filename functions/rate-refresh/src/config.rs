@@ -19,8 +19,8 @@
 //! | `FX_ECB_BASE_URL` | `https://www.ecb.europa.eu` | |
 
 use chrono::TimeDelta;
-use meterline_shared::fx::{parse, CombinePolicy, CurrencyPair, PolicyError};
-use meterline_shared::money::Currency;
+use meterline_shared::domain::fx::{parse, CombinePolicy, CurrencyPair, PolicyError};
+use meterline_shared::domain::money::Currency;
 use rust_decimal::Decimal;
 use std::fmt;
 use std::str::FromStr;
@@ -39,7 +39,7 @@ pub enum Provider {
 impl Provider {
     pub fn name(self) -> &'static str {
         match self {
-            Provider::Mock => meterline_shared::fx::mock::NAME,
+            Provider::Mock => meterline_shared::domain::fx::mock::NAME,
             Provider::Coinbase => parse::coinbase::NAME,
             Provider::Kraken => parse::kraken::NAME,
             Provider::Binance => parse::binance::NAME,

@@ -5,9 +5,9 @@ use crate::refresh::{refresh_once, RefreshReport};
 use crate::source::RateSource;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
-use meterline_shared::fx::Outcome;
-use meterline_shared::metrics::Metrics;
-use meterline_shared::store::rates::RateStore;
+use meterline_shared::adapters::metrics::Metrics;
+use meterline_shared::domain::fx::Outcome;
+use meterline_shared::ports::rates::RateStore;
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -2,14 +2,14 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
-use meterline_shared::config::{Env, RatesConfig};
+use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
+use meterline_shared::adapters::config::{Env, RatesConfig};
 use rate_refresh::{handle, sources_from_config, App, Config};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     // Refuse to start on a bad configuration rather than fail every invocation.
     let config = Config::from_env()?;
     let rates = RatesConfig::from_env(&Env::process())?;

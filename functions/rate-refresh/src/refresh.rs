@@ -4,8 +4,11 @@ use crate::config::{Config, CrossPair};
 use crate::source::{FetchError, PairError, RateSource, SourceReport};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use meterline_shared::fx::{combine, triangulate, CurrencyPair, ExchangeRate, Outcome, RejectedQuote};
-use meterline_shared::store::rates::{RateStore, StoreError};
+use meterline_shared::domain::fx::{
+    combine, triangulate, CurrencyPair, ExchangeRate, Outcome, RejectedQuote,
+};
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::StoreError;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +130,7 @@ pub async fn refresh_once(
 /// One cross pair, from the reports of its legs in this refresh.
 ///
 /// When both legs got a fresh rate, the cross is triangulated through the pivot
-/// (`meterline_shared::fx::triangulate`: as of its oldest leg, stale if either is, its sources
+/// (`meterline_shared::domain::fx::triangulate`: as of its oldest leg, stale if either is, its sources
 /// naming each leg as `PAIR:source`) and stored. Otherwise (a leg kept stale or with no rate)
 /// nothing is stored: like a pair without quorum, the previous cross rate stays the latest and
 /// is reported stale, or there is none.

@@ -3,8 +3,8 @@
 use crate::config::{Config, Provider};
 use chrono::{DateTime, Utc};
 use futures::future::{join_all, BoxFuture};
-use meterline_shared::fx::parse::{self, Response, SourceError};
-use meterline_shared::fx::{CurrencyPair, MockRates, Quote};
+use meterline_shared::domain::fx::parse::{self, Response, SourceError};
+use meterline_shared::domain::fx::{CurrencyPair, MockRates, Quote};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;

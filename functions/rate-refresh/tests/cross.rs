@@ -4,8 +4,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use meterline_shared::fx::{CurrencyPair, MockRates, Outcome};
-use rate_refresh::{refresh_once, Config, InMemoryRateStore, MockSource, RateSource, RateStore};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::domain::fx::{CurrencyPair, MockRates, Outcome};
+use rate_refresh::{refresh_once, Config, MockSource, RateSource, RateStore};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::Arc;

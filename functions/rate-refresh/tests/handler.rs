@@ -4,7 +4,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use rate_refresh::{handle, sources_from_config, App, Config, InMemoryRateStore, RateStore, Summary};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use rate_refresh::{handle, sources_from_config, App, Config, RateStore, Summary};
 use std::sync::Arc;
 
 const SCHEDULED_EVENT: &str = r#"{

@@ -7,24 +7,26 @@ mod common;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::{Answer, Server};
-use meterline_shared::fx::{CurrencyPair, Outcome, RejectReason, SourceError};
+use meterline_shared::adapters::memory::InMemoryRateStore;
+use meterline_shared::domain::fx::{CurrencyPair, Outcome, RejectReason, SourceError};
 use rate_refresh::{
-    refresh_once, sources_from_config, Config, FetchError, InMemoryRateStore, PairReport, RateStore,
-    RefreshReport,
+    refresh_once, sources_from_config, Config, FetchError, PairReport, RateStore, RefreshReport,
 };
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const COINBASE_BTC: &str = include_str!("../../../shared/src/fx/fixtures/coinbase_btc.json");
+const COINBASE_BTC: &str = include_str!("../../../shared/src/domain/fx/fixtures/coinbase_btc.json");
 const COINBASE_ERROR: &str =
-    include_str!("../../../shared/src/fx/fixtures/coinbase_error_invalid_currency.json");
-const KRAKEN_XBTUSD: &str = include_str!("../../../shared/src/fx/fixtures/kraken_xbtusd.json");
-const KRAKEN_ERROR: &str = include_str!("../../../shared/src/fx/fixtures/kraken_error_unknown_pair.json");
-const BINANCE_BTCUSDT: &str = include_str!("../../../shared/src/fx/fixtures/binance_btcusdt.json");
-const BINANCE_ERROR: &str = include_str!("../../../shared/src/fx/fixtures/binance_error_invalid_symbol.json");
-const ECB_DAILY: &str = include_str!("../../../shared/src/fx/fixtures/ecb_daily.xml");
-const HTML_PAGE: &str = include_str!("../../../shared/src/fx/fixtures/cdn_error.html");
+    include_str!("../../../shared/src/domain/fx/fixtures/coinbase_error_invalid_currency.json");
+const KRAKEN_XBTUSD: &str = include_str!("../../../shared/src/domain/fx/fixtures/kraken_xbtusd.json");
+const KRAKEN_ERROR: &str =
+    include_str!("../../../shared/src/domain/fx/fixtures/kraken_error_unknown_pair.json");
+const BINANCE_BTCUSDT: &str = include_str!("../../../shared/src/domain/fx/fixtures/binance_btcusdt.json");
+const BINANCE_ERROR: &str =
+    include_str!("../../../shared/src/domain/fx/fixtures/binance_error_invalid_symbol.json");
+const ECB_DAILY: &str = include_str!("../../../shared/src/domain/fx/fixtures/ecb_daily.xml");
+const HTML_PAGE: &str = include_str!("../../../shared/src/domain/fx/fixtures/cdn_error.html");
 
 const COINBASE_BTC_PATH: &str = "/v2/exchange-rates?currency=BTC";
 const COINBASE_EUR_PATH: &str = "/v2/exchange-rates?currency=EUR";

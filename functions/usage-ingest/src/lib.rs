@@ -10,9 +10,10 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use meterline_shared::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
-use meterline_shared::metrics::Metrics;
-use meterline_shared::store::{StoreError, UsageStore};
+use meterline_shared::adapters::metrics::Metrics;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::ports::StoreError;
+use meterline_shared::services::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
 use std::panic::AssertUnwindSafe;
 
 /// What the handler needs: a store and the ingestion settings.

@@ -1,13 +1,13 @@
 use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoUsageStore};
-use meterline_shared::config::{Env, UsageConfig};
+use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoUsageStore};
+use meterline_shared::adapters::config::{Env, UsageConfig};
 use usage_ingest::Ingestor;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let config = UsageConfig::from_env(&Env::process()).context("configuration")?;
     let sdk = sdk_config().await;
     let store = DynamoUsageStore::new(

@@ -14,11 +14,11 @@ use api::routes::{self, Access};
 use api::stream::{Session, StreamRequest, CONTENT_TYPE, KEEP_ALIVE};
 use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
-use meterline_shared::api::keys::ApiKeyRecord;
-use meterline_shared::config::StreamConfig;
-use meterline_shared::problem::Problem;
-use meterline_shared::store::keys::ApiKeyStore;
-use meterline_shared::store::UsageStore;
+use meterline_shared::adapters::config::StreamConfig;
+use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::domain::access::keys::ApiKeyRecord;
+use meterline_shared::ports::keys::ApiKeyStore;
+use meterline_shared::ports::usage::UsageStore;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -60,7 +60,10 @@ pub struct Summary {
 fn problem(p: &Problem) -> Response<StreamBody> {
     Response::builder()
         .status(p.status)
-        .header("content-type", meterline_shared::problem::CONTENT_TYPE)
+        .header(
+            "content-type",
+            meterline_shared::adapters::http::problem::CONTENT_TYPE,
+        )
         .body(StreamBody::from(p.to_json()))
         .expect("valid response")
 }

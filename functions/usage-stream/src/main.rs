@@ -1,13 +1,13 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
-use meterline_shared::config::{Env, StreamConfig, UsageConfig};
+use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::config::{Env, StreamConfig, UsageConfig};
 use std::sync::Arc;
 use usage_stream::StreamFunction;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    meterline_shared::telemetry::init();
+    meterline_shared::adapters::telemetry::init();
     let env = Env::process();
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let config = StreamConfig::from_env(&env).context("configuration")?;

@@ -1,0 +1,263 @@
+//! The [`ApiKeyStore`] on DynamoDB.
+//!
+//! Table (`ApiKeysTable` in `infra/template.yaml`): `pk` = `key` for every key (keys are few, and
+//! one partition lists them in id order with a `Query`), `sk` = the key id (its prefix).
+//! Attributes: `role`, `account_id`, `provider_id`, `name`, `salt`, `hash`, `created_at`,
+//! `revoked_at`, `replaced_by`. Reads are strongly consistent, so a revocation is seen by the
+//! next request.
+
+use super::attrs::{self, get_opt_s, get_s, s, Item};
+use crate::domain::access::keys::{ApiKeyRecord, KeyHash};
+use crate::ports::keys::{ApiKeyStore, KeyChange};
+use crate::ports::{Page, StoreError};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+
+const PK: &str = "key";
+
+/// API keys on DynamoDB.
+pub struct DynamoApiKeyStore {
+    client: Client,
+    table: String,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn unavailable(e: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Corrupt(format!("request could not be built: {e}"))
+}
+
+impl DynamoApiKeyStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoApiKeyStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn item(k: &ApiKeyRecord) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(PK));
+        item.insert("sk".into(), s(&k.id));
+        item.insert("role".into(), s(k.role.as_str()));
+        for (name, v) in [
+            ("account_id", &k.account_id),
+            ("provider_id", &k.provider_id),
+            ("name", &k.name),
+            ("replaced_by", &k.replaced_by),
+        ] {
+            if let Some(v) = v {
+                item.insert(name.into(), s(v));
+            }
+        }
+        item.insert("salt".into(), s(&k.hash.salt));
+        item.insert("hash".into(), s(&k.hash.hash));
+        item.insert("created_at".into(), s(time(k.created_at)));
+        if let Some(t) = k.revoked_at {
+            item.insert("revoked_at".into(), s(time(t)));
+        }
+        item
+    }
+
+    fn parse(item: &Item) -> Result<ApiKeyRecord, StoreError> {
+        Ok(ApiKeyRecord {
+            id: get_s(item, "sk")?.to_string(),
+            role: attrs::parse(item, "role")?,
+            account_id: get_opt_s(item, "account_id"),
+            provider_id: get_opt_s(item, "provider_id"),
+            name: get_opt_s(item, "name"),
+            hash: KeyHash {
+                salt: get_s(item, "salt")?.to_string(),
+                hash: get_s(item, "hash")?.to_string(),
+            },
+            created_at: attrs::parse(item, "created_at")?,
+            revoked_at: get_opt_s(item, "revoked_at")
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("attribute `revoked_at`: {e}")))?,
+            replaced_by: get_opt_s(item, "replaced_by"),
+        })
+    }
+
+    async fn get_item(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(PK))
+            .key("sk", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.as_ref().map(Self::parse).transpose()
+    }
+}
+
+impl ApiKeyStore for DynamoApiKeyStore {
+    fn create<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::item(key)))
+                .condition_expression("attribute_not_exists(sk)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::Conflict(format!("key {} exists", key.id)))
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
+        Box::pin(self.get_item(id))
+    }
+
+    fn list<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page<ApiKeyRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(PK))
+                .consistent_read(true)
+                .limit(limit.clamp(1, 1000) as i32);
+            if let Some(after) = after {
+                q = q
+                    .exclusive_start_key("pk", s(PK))
+                    .exclusive_start_key("sk", s(after));
+            }
+            let out = q.send().await.map_err(unavailable)?;
+            let items = out
+                .items()
+                .iter()
+                .map(Self::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = out
+                .last_evaluated_key()
+                .and_then(|k| k.get("sk"))
+                .and_then(|v| v.as_s().ok())
+                .cloned();
+            Ok(Page { items, next })
+        })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(PK))
+                .key("sk", s(id))
+                .update_expression("SET revoked_at = if_not_exists(revoked_at, :t)")
+                .condition_expression("attribute_exists(sk)")
+                .expression_attribute_values(":t", s(time(at)))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match result {
+                Ok(out) => match out.attributes {
+                    Some(item) => Ok(KeyChange::Done(Self::parse(&item)?)),
+                    None => Ok(self
+                        .get_item(id)
+                        .await?
+                        .map_or(KeyChange::NotFound, KeyChange::Done)),
+                },
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(KeyChange::NotFound)
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        old_id: &'a str,
+        new: &'a ApiKeyRecord,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
+        Box::pin(async move {
+            let revoke = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(PK))
+                .key("sk", s(old_id))
+                .update_expression("SET revoked_at = :t, replaced_by = :n")
+                .condition_expression("attribute_exists(sk) AND attribute_not_exists(revoked_at)")
+                .expression_attribute_values(":t", s(time(at)))
+                .expression_attribute_values(":n", s(&new.id))
+                .build()
+                .map_err(build_error)?;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::item(new)))
+                .condition_expression("attribute_not_exists(sk)")
+                .build()
+                .map_err(build_error)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(revoke).build())
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(KeyChange::Done(new.clone())),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                {
+                    // Find out why: the old key is missing or revoked, or (astronomically
+                    // unlikely) the new id is taken.
+                    match self.get_item(old_id).await? {
+                        None => Ok(KeyChange::NotFound),
+                        Some(k) if k.revoked_at.is_some() => Ok(KeyChange::Revoked),
+                        Some(_) => Err(StoreError::Conflict(format!("key {} exists", new.id))),
+                    }
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("table {}: {}", self.table, DisplayErrorContext(&e)))
+                })
+        })
+    }
+}

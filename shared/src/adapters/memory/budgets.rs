@@ -1,0 +1,111 @@
+//! The [`BudgetStore`] in memory.
+
+use crate::domain::estimate::Budget;
+use crate::ports::budgets::{budget_shard, BudgetStore};
+use crate::ports::StoreError;
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Inner {
+    budgets: BTreeMap<(String, String), Budget>,
+    claims: BTreeSet<String>,
+}
+
+/// A [`BudgetStore`] in memory.
+#[derive(Default)]
+pub struct MemoryBudgetStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryBudgetStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every claimed key.
+    pub fn claims(&self) -> Vec<String> {
+        self.lock().claims.iter().cloned().collect()
+    }
+}
+
+impl BudgetStore for MemoryBudgetStore {
+    fn put_budget<'a>(&'a self, budget: &'a Budget) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.lock().budgets.insert(
+                (budget.account_id.clone(), budget.budget_id.clone()),
+                budget.clone(),
+            );
+            Ok(())
+        })
+    }
+
+    fn budget<'a>(
+        &'a self,
+        account_id: &'a str,
+        budget_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Budget>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .budgets
+                .get(&(account_id.to_string(), budget_id.to_string()))
+                .cloned())
+        })
+    }
+
+    fn budgets<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<Budget>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .budgets
+                .values()
+                .filter(|b| b.account_id == account_id)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn delete_budget<'a>(
+        &'a self,
+        account_id: &'a str,
+        budget_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .budgets
+                .remove(&(account_id.to_string(), budget_id.to_string()))
+                .is_some())
+        })
+    }
+
+    fn budgeted_accounts(&self, shard: u32) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let accounts: BTreeSet<String> = self
+                .lock()
+                .budgets
+                .keys()
+                .filter(|(a, _)| budget_shard(a) == shard)
+                .map(|(a, _)| a.clone())
+                .collect();
+            Ok(accounts.into_iter().collect())
+        })
+    }
+
+    fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.lock().claims.insert(key.to_string())) })
+    }
+
+    fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.lock().claims.remove(key);
+            Ok(())
+        })
+    }
+}

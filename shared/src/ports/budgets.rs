@@ -1,0 +1,39 @@
+//! The budgets port: accounts' budgets, an index of the accounts that have any (for the
+//! scheduled check) and the notification claims that make each threshold alert fire once.
+
+use crate::domain::estimate::Budget;
+use crate::ports::StoreError;
+use futures::future::BoxFuture;
+
+/// Partitions of the budget index. The check queries each.
+pub const BUDGET_SHARDS: u32 = 16;
+
+/// The budget-index shard of an account.
+pub fn budget_shard(account_id: &str) -> u32 {
+    crate::ports::billing::due_shard(account_id, BUDGET_SHARDS)
+}
+
+/// Where budgets and alert claims live.
+pub trait BudgetStore: Send + Sync {
+    /// Creates or replaces a budget (and indexes its account).
+    fn put_budget<'a>(&'a self, budget: &'a Budget) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn budget<'a>(
+        &'a self,
+        account_id: &'a str,
+        budget_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Budget>, StoreError>>;
+    /// An account's budgets, by id.
+    fn budgets<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<Budget>, StoreError>>;
+    /// Deletes a budget; `false` if there was none.
+    fn delete_budget<'a>(
+        &'a self,
+        account_id: &'a str,
+        budget_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The accounts of index shard `shard` with at least one budget, in id order.
+    fn budgeted_accounts(&self, shard: u32) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Records `key` if it is not recorded yet: `true` for the one caller that recorded it.
+    fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Forgets a claim whose event could not be published, so a later check sends it.
+    fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}

@@ -1,0 +1,370 @@
+//! After the close: the scheduled overdue check and the payment results, over the ports.
+//!
+//! * [`run_overdue_check`]: every invoice with something outstanding and a due date passed is
+//!   checked with [`check_overdue`] in the account's timezone; a late `open` invoice becomes
+//!   `past_due`, and the late fee of the current fee period is charged once (its key is written
+//!   only if new), whatever the number of runs. `InvoiceOverdue` is published when something
+//!   changed.
+//! * [`apply_payment_result`]: `PaymentSucceeded` lowers the outstanding amount (to `paid` at
+//!   zero), `PaymentFailed` is recorded; each event id is applied once. An invoice brought to
+//!   `paid` publishes `InvoicePaid` (the API's event: same id, same detail), at least once: a
+//!   failed publish is an error, and the redelivered result (a `Duplicate`) publishes it again.
+
+use crate::domain::billing::events::{paid_event, InvoiceOverdue, PaymentResult};
+use crate::domain::billing::{check_overdue, BillingEvent, InvoiceDue, InvoiceStatus, OverdueError};
+use crate::domain::money::Money;
+use crate::ports::billing::{BillingStore, EventPublisher, PaymentOutcome, DUE_SHARDS};
+use crate::ports::StoreError;
+use chrono::{DateTime, Days, Utc};
+
+/// What an overdue run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverdueSummary {
+    pub checked: usize,
+    pub marked_past_due: usize,
+    pub fees_charged: usize,
+    /// The late fees charged, summed per currency code.
+    pub late_fees: std::collections::BTreeMap<&'static str, rust_decimal::Decimal>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("invoice {invoice_id}: {source}")]
+    Overdue {
+        invoice_id: String,
+        source: OverdueError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Checks every invoice due by `now` (in any timezone).
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
+pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
+    store: &B,
+    publisher: &P,
+    now: DateTime<Utc>,
+) -> Result<OverdueSummary, CollectionError> {
+    let mut summary = OverdueSummary::default();
+    // A day ahead of UTC covers every timezone; `check_overdue` decides in the account's.
+    let due_by = now
+        .date_naive()
+        .checked_add_days(Days::new(1))
+        .unwrap_or(now.date_naive());
+    for shard in 0..DUE_SHARDS {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.open_invoices(shard, due_by, after.as_deref(), 500).await?;
+            for open in &page.items {
+                let Some(invoice) = store.invoice(&open.account_id, &open.invoice_id).await? else {
+                    continue;
+                };
+                let Some(account) = store.account(&open.account_id).await? else {
+                    continue;
+                };
+                summary.checked += 1;
+                let due = InvoiceDue {
+                    invoice_id: invoice.invoice_id.clone(),
+                    status: invoice.status,
+                    issued_at: invoice.issued_at,
+                    outstanding: Money::new(invoice.outstanding, invoice.currency),
+                };
+                let check =
+                    check_overdue(&due, &account.policy, account.timezone, now).map_err(|source| {
+                        CollectionError::Overdue {
+                            invoice_id: invoice.invoice_id.clone(),
+                            source,
+                        }
+                    })?;
+                if !check.is_late {
+                    continue;
+                }
+                let marked =
+                    check.mark_past_due && store.mark_past_due(&open.account_id, &open.invoice_id).await?;
+                let charged = match &check.fee {
+                    Some(fee) => store.charge_late_fee(&open.account_id, fee).await?,
+                    None => false,
+                };
+                summary.marked_past_due += usize::from(marked);
+                summary.fees_charged += usize::from(charged);
+                if let Some(fee) = check.fee.as_ref().filter(|_| charged) {
+                    *summary.late_fees.entry(fee.amount.currency.code()).or_default() += fee.amount.amount;
+                }
+                if marked || charged {
+                    let period = check.fee.as_ref().map_or(0, |f| f.period_index);
+                    let detail = InvoiceOverdue {
+                        event_id: format!("invoice-overdue#{}#{period}", invoice.invoice_id),
+                        invoice_id: invoice.invoice_id.clone(),
+                        account_id: invoice.account_id.clone(),
+                        currency: invoice.currency.code().to_string(),
+                        outstanding: invoice.outstanding
+                            + check
+                                .fee
+                                .as_ref()
+                                .filter(|_| charged)
+                                .map_or(Default::default(), |f| f.amount.amount),
+                        late_fee: check.fee.as_ref().filter(|_| charged).map(|f| f.amount.amount),
+                        fee_period: period,
+                    };
+                    publisher
+                        .publish(&[BillingEvent {
+                            source: None,
+                            detail_type: "InvoiceOverdue".into(),
+                            detail: serde_json::to_value(&detail).expect("event serializes"),
+                        }])
+                        .await?;
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    tracing::info!(
+        checked = summary.checked,
+        marked_past_due = summary.marked_past_due,
+        fees_charged = summary.fees_charged,
+        "overdue check done"
+    );
+    Ok(summary)
+}
+
+/// Attempts when the invoice changed between read and write.
+const MAX_CONFLICTS: u32 = 5;
+
+/// Applies a `PaymentSucceeded` (`succeeded`) or `PaymentFailed` result, once per event id, and
+/// publishes `InvoicePaid` when a success leaves the invoice `paid`.
+///
+/// Publishing is after the write, so it is at least once by retry: if it fails, the error goes
+/// back to the caller (the Lambda invocation fails and is retried), and the retry finds this
+/// event applied (`Duplicate`) and publishes again if the invoice is paid. The event is built
+/// from the stored invoice alone ([`paid_event`]), so every publish, from here or from the API's
+/// mark paid and credit notes, is the same event and consumers dedupe on its id.
+pub async fn apply_payment_result<B: BillingStore, P: EventPublisher>(
+    store: &B,
+    publisher: &P,
+    result: &PaymentResult,
+    succeeded: bool,
+) -> Result<PaymentOutcome, CollectionError> {
+    if let Some(invoice) = store.invoice(&result.account_id, &result.invoice_id).await? {
+        if invoice.currency.code() != result.currency {
+            return Err(CollectionError::Invalid(format!(
+                "payment {} is in {}, invoice {} in {}",
+                result.event_id,
+                result.currency,
+                invoice.invoice_id,
+                invoice.currency.code()
+            )));
+        }
+    }
+    let mut attempt = 0;
+    let outcome = loop {
+        match store.record_payment(result, succeeded).await {
+            Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICTS => attempt += 1,
+            other => break other?,
+        }
+    };
+    // This payment paid the invoice, or it was applied before (a redelivery, perhaps after a
+    // failed publish): publish if the invoice is paid now.
+    let may_have_paid = match &outcome {
+        PaymentOutcome::Applied { status, .. } => *status == InvoiceStatus::Paid,
+        PaymentOutcome::Duplicate => true,
+        PaymentOutcome::Recorded { .. } | PaymentOutcome::UnknownInvoice => false,
+    };
+    if succeeded && may_have_paid {
+        if let Some(invoice) = store.invoice(&result.account_id, &result.invoice_id).await? {
+            if invoice.status == InvoiceStatus::Paid {
+                publisher.publish(&[paid_event(&invoice)]).await?;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::{MemoryBillingStore, MemoryEventPublisher};
+    use crate::domain::billing::{sample, BillingPeriod, Invoice, InvoiceNumbering, StatementRun};
+    use crate::domain::money::Currency;
+    use chrono::{Duration, TimeZone};
+    use futures::future::BoxFuture;
+    use rust_decimal::Decimal;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Records what it publishes, after failing its first `failures` calls.
+    #[derive(Default)]
+    struct FlakyPublisher {
+        failures: AtomicU32,
+        published: MemoryEventPublisher,
+    }
+
+    impl EventPublisher for FlakyPublisher {
+        fn publish<'a>(&'a self, events: &'a [BillingEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async move {
+                let left = self.failures.load(Ordering::SeqCst);
+                if left > 0 {
+                    self.failures.store(left - 1, Ordering::SeqCst);
+                    return Err(StoreError::Unavailable("bus down".into()));
+                }
+                self.published.publish(events).await
+            })
+        }
+    }
+
+    fn store() -> MemoryBillingStore {
+        let store = MemoryBillingStore::new();
+        run(store.put_account(&sample::account("acct_a", Currency::USD))).unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let usd = |a: &str| Money::new(d(a), Currency::USD);
+        store.insert_invoice(Invoice {
+            invoice_id: "inv_1".into(),
+            account_id: "acct_a".into(),
+            subscription_id: "sub_a".into(),
+            period: BillingPeriod {
+                start,
+                end: start + Duration::days(1),
+            },
+            status: InvoiceStatus::Open,
+            number: Some("ML-000001".into()),
+            issuer: InvoiceNumbering::new("ML").unwrap(),
+            currency: Currency::USD,
+            lines: vec![],
+            net_total: d("10.00"),
+            tax_total: Decimal::ZERO,
+            total: d("10.00"),
+            credit_applied: Decimal::ZERO,
+            amount_due: d("10.00"),
+            outstanding: d("10.00"),
+            conversion: None,
+            issued_at: start + Duration::days(1),
+            due_date: start.date_naive() + Days::new(15),
+            auto_pay: true,
+            statements: StatementRun {
+                currency: Currency::USD,
+                statements: vec![],
+                total_billed: usd("0"),
+                total_tax: usd("0"),
+                total_fees: usd("0"),
+                total_payouts: usd("0"),
+            },
+        });
+        store
+    }
+
+    fn payment(event_id: &str, amount: &str) -> PaymentResult {
+        PaymentResult {
+            event_id: event_id.into(),
+            invoice_id: "inv_1".into(),
+            account_id: "acct_a".into(),
+            currency: "USD".into(),
+            amount: d(amount),
+            at: Utc.with_ymd_and_hms(2026, 11, 5, 0, 0, 0).unwrap(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_payment_that_pays_the_invoice_publishes_invoice_paid_at_least_once() {
+        let store = store();
+        let publisher = FlakyPublisher::default();
+        let pay = |id: &str, amount: &str, ok: bool| {
+            run(apply_payment_result(&store, &publisher, &payment(id, amount), ok))
+        };
+        let paid_events = || {
+            publisher
+                .published
+                .events()
+                .into_iter()
+                .filter(|e| e.detail_type == "InvoicePaid")
+                .collect::<Vec<_>>()
+        };
+
+        // A partial payment and a failure: nothing is paid, nothing published.
+        assert_eq!(
+            pay("pay_1", "4.00", true).unwrap(),
+            PaymentOutcome::Applied {
+                status: InvoiceStatus::Open,
+                outstanding: d("6.00")
+            }
+        );
+        pay("pay_f", "6.00", false).unwrap();
+        assert_eq!(publisher.published.events(), vec![]);
+
+        // The rest: applied, but the bus is down: the result fails (so it is delivered again).
+        publisher.failures.store(1, Ordering::SeqCst);
+        assert!(matches!(
+            pay("pay_2", "6.00", true),
+            Err(CollectionError::Store(StoreError::Unavailable(_)))
+        ));
+        let inv = run(store.invoice("acct_a", "inv_1")).unwrap().unwrap();
+        assert_eq!(
+            (inv.status, inv.outstanding),
+            (InvoiceStatus::Paid, Decimal::ZERO)
+        );
+        assert_eq!(paid_events(), vec![]);
+
+        // Redelivered: a duplicate, and InvoicePaid goes out, the API's event exactly.
+        assert_eq!(pay("pay_2", "6.00", true).unwrap(), PaymentOutcome::Duplicate);
+        assert_eq!(paid_events(), vec![paid_event(&inv)]);
+        assert_eq!(paid_events()[0].event_id(), "invoice-paid#inv_1");
+        assert_eq!(paid_events()[0].detail["total"], "10.00");
+        // Again: the same event again (consumers dedupe on its id).
+        assert_eq!(pay("pay_2", "6.00", true).unwrap(), PaymentOutcome::Duplicate);
+        assert_eq!(paid_events(), vec![paid_event(&inv), paid_event(&inv)]);
+
+        // A payment for the paid invoice, or a failure, did not pay it: nothing more.
+        assert_eq!(
+            pay("pay_3", "1.00", true).unwrap(),
+            PaymentOutcome::Recorded {
+                status: InvoiceStatus::Paid
+            }
+        );
+        pay("pay_f", "6.00", false).unwrap();
+        assert_eq!(paid_events().len(), 2);
+        assert_eq!(publisher.published.events().len(), 2);
+    }
+
+    #[test]
+    fn a_payment_that_pays_in_full_publishes_once_per_delivery() {
+        let store = store();
+        let publisher = MemoryEventPublisher::new();
+        let result = payment("pay_all", "10.00");
+        assert_eq!(
+            run(apply_payment_result(&store, &publisher, &result, true)).unwrap(),
+            PaymentOutcome::Applied {
+                status: InvoiceStatus::Paid,
+                outstanding: Decimal::ZERO
+            }
+        );
+        let events = publisher.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].detail_type.as_str(), events[0].event_id()),
+            ("InvoicePaid", "invoice-paid#inv_1")
+        );
+        assert_eq!(events[0].detail["number"], "ML-000001");
+        // An unknown invoice: nothing.
+        let mut other = payment("pay_x", "1.00");
+        other.invoice_id = "inv_nope".into();
+        assert_eq!(
+            run(apply_payment_result(&store, &publisher, &other, true)).unwrap(),
+            PaymentOutcome::UnknownInvoice
+        );
+        assert_eq!(publisher.events().len(), 1);
+    }
+}
