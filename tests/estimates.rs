@@ -5,9 +5,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::adapters::aws::{
-    aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue,
-};
+use meterline_shared::adapters::aws::{aws_sdk_eventbridge, DynamoBillingStore, SqsUsageQueue};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -80,7 +78,7 @@ impl World {
     /// Sends usage through the ingestion handler.
     async fn ingest(&self, events: &[UsageEvent]) {
         let ingestor = Ingestor {
-            store: self.stack.usage_store(),
+            store: self.stack.usage_store_of("UsageIngestFunction"),
             settings: self.stack.usage_config().ingest,
         };
         let body = serde_json::to_string(events).unwrap();
@@ -197,9 +195,13 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
     // Close period 0 and compare the invoice with the estimate, line by line.
     let rates = InMemoryRateStore::new();
     let publisher = MemoryEventPublisher::new();
+    let (worker_billing, worker_usage) = (
+        w.stack.billing_store_of("CloseWorkerFunction"),
+        w.stack.usage_store_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: &w.billing,
-        usage: &usage,
+        billing: &worker_billing,
+        usage: &worker_usage,
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -476,14 +478,28 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         .await
         .unwrap();
 
-    let publisher = EventBridgePublisher::new(events.clone(), bus.clone());
+    let publisher = w.stack.publisher_of("BudgetCheckFunction", &bus);
+    let (check_billing, check_usage) = (
+        w.stack.billing_store_of("BudgetCheckFunction"),
+        w.stack.usage_store_of("BudgetCheckFunction"),
+    );
     let check = budget_check::BudgetCheck {
-        billing: &w.billing,
-        usage: &usage,
-        budgets: &w.billing,
+        billing: &check_billing,
+        usage: &check_usage,
+        budgets: &check_billing,
         publisher: &publisher,
         with_forecast: true,
     };
+    // The bus unreachable: the run fails and gives back the claim of the alert it could not
+    // publish, so the next run announces it (the tight budget's alerts all arrive below).
+    let unreachable = w
+        .stack
+        .publisher_of("BudgetCheckFunction", &format!("{bus}-no-such-bus"));
+    let failing = budget_check::BudgetCheck {
+        publisher: &unreachable,
+        ..check
+    };
+    assert!(failing.handle(&scheduled_event(now), now).await.is_err());
     let mut published = 0;
     for _ in 0..10 {
         let s = check.handle(&scheduled_event(now), now).await.unwrap();

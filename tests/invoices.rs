@@ -4,16 +4,13 @@
 //! CSV; other tenants' ids are 404 and operator actions 403 for tenant keys.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, operator_request, pump, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue};
-use meterline_shared::adapters::memory::InMemoryRateStore;
-use meterline_shared::adapters::memory::MemoryEventPublisher;
+use meterline_integration_tests::{api_request, operator_request, with_key, Stack};
+use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::domain::usage::UsageEvent;
 use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
@@ -57,7 +54,6 @@ struct Closed {
 async fn closed(test: &str) -> Closed {
     let stack = Stack::create(test).await;
     let store = stack.billing_store();
-    let usage = stack.usage_store();
     let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(3);
     store.put_catalog(&sample::catalog()).await.unwrap();
     for account in ["acct_a", "acct_b"] {
@@ -86,7 +82,7 @@ async fn closed(test: &str) -> Closed {
         ev("b0g", "acct_b", "prov_000", Meter::GpuSeconds, "1800", anchor + h),
     ];
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: stack.usage_store_of("UsageIngestFunction"),
         settings: stack.usage_config().ingest,
     };
     let resp = ingestor
@@ -97,32 +93,7 @@ async fn closed(test: &str) -> Closed {
         .await;
     assert!(resp.batch_item_failures.is_empty());
 
-    let queue = SqsCloseQueue::new(stack.sqs(), stack.resource("CloseQueue"));
-    let now = Utc::now();
-    let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> = serde_json::from_value(json!({
-        "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
-        "resources": [], "detail": {}
-    }))
-    .unwrap();
-    let events = MemoryEventPublisher::new();
-    let s = cycle_close::handle(&store, &queue, &events, &scheduled, now)
-        .await
-        .unwrap();
-    assert_eq!(s.enqueued, 2);
-    let rates = InMemoryRateStore::new();
-    let closer = Closer {
-        billing: &store,
-        usage: &usage,
-        rates: &rates,
-        publisher: &events,
-        settings: CloseSettings::default(),
-    };
-    let stats = pump(&stack.sqs(), &stack.resource("CloseQueue"), 10, |event| {
-        close_worker::handle(&closer, event, now)
-    })
-    .await;
-    assert_eq!(stats.failed, 0);
+    assert_eq!(stack.close_due(Utc::now()).await, 2);
     let api = stack.api();
     Closed {
         store: stack.billing_store(),
@@ -203,6 +174,7 @@ impl Closed {
 
     fn id(&self, account: &str, day: i64) -> String {
         meterline_shared::domain::billing::invoice_id(
+            account,
             &format!("sub_{account}"),
             self.anchor + Duration::days(day),
         )

@@ -2,11 +2,18 @@
 //! and API Gateway event shapes, and a local SQS event source mapping.
 //!
 //! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
+//!
+//! A handler under test gets its AWS clients from [`Stack::clients`], which names the function
+//! (its logical id in the template): with `METERLINE_AWS_CALL_LOG` set, as `scripts/test.sh`
+//! sets it, every call those clients make is recorded for that function, and
+//! `scripts/iam_check.py` checks the records against the function's role. The stores without a
+//! function (`usage_store()`, `billing_store()`, `rate_store()`, `ddb()`, `sqs()`) set up and
+//! inspect a stack as a test would, and are not recorded: never give them to a handler.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
-    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
+    DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsCloseQueue, SqsUsageQueue,
 };
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use serde_json::{json, Value};
@@ -84,25 +91,137 @@ impl Stack {
         RatesConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
     }
 
-    /// The rate store on this stack's table, as the functions open it.
+    /// The AWS clients of `function` (its logical id in the template), recorded for it.
+    pub fn clients(&self, function: &str) -> AwsClients {
+        AwsClients::for_function(&self.sdk, function).expect("the call log opens")
+    }
+
+    /// The rate store on this stack's table, to set up and inspect (not recorded).
     pub fn rate_store(&self) -> DynamoRateStore {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
-    /// The billing store (and budget store) on this stack's billing table.
-    pub fn billing_store(&self) -> DynamoBillingStore {
-        DynamoBillingStore::new(
-            self.ddb(),
-            self.function_env("ApiFunction")["BILLING_TABLE"].clone(),
+    /// The rate store as `function` opens it.
+    pub fn rate_store_of(&self, function: &str) -> DynamoRateStore {
+        DynamoRateStore::new(self.clients(function).dynamodb, self.rates_config(function).table)
+    }
+
+    /// Creates accounts (the sample account, in USD) and providers (10 % fee) that keys may
+    /// then name; existing ones are kept.
+    pub async fn create_tenants(&self, accounts: &[&str], providers: &[&str]) {
+        use meterline_shared::ports::directory::{DirectoryStore, ProviderDoc, Written};
+        let store = self.billing_store();
+        for id in accounts {
+            let account = meterline_shared::domain::billing::sample::account(
+                id,
+                meterline_shared::domain::money::Currency::USD,
+            );
+            store.create_account(&account).await.expect("create account");
+        }
+        for id in providers {
+            loop {
+                let (mut catalog, rev) = store.catalog_revision().await.expect("catalog");
+                catalog.fees.insert(id.to_string(), rust_decimal::Decimal::TEN);
+                let doc = ProviderDoc {
+                    provider_id: id.to_string(),
+                    name: id.to_string(),
+                    fee_percent: rust_decimal::Decimal::TEN,
+                    created_at: chrono::Utc::now(),
+                    updated_at: None,
+                    upfront_payout: Default::default(),
+                };
+                match store
+                    .create_provider(&doc, &catalog, rev)
+                    .await
+                    .expect("create provider")
+                {
+                    Written::Yes => break,
+                    Written::Conflict if store.provider(id).await.expect("provider").is_some() => break,
+                    Written::Conflict => continue,
+                }
+            }
+        }
+    }
+
+    /// Closes every period ended by `now` as the deployed functions would: the scheduler's
+    /// event to `cycle-close`, then the close queue through the worker (10 to a batch, rates from
+    /// an empty store, events to memory). Returns how many closes were queued; the worker must
+    /// fail none.
+    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        use meterline_shared::adapters::memory::MemoryEventPublisher;
+        use meterline_shared::services::closing::{CloseSettings, Closer};
+        let queue = self.close_queue_of_cycle_close();
+        let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
+            serde_json::from_value(json!({
+                "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
+                "resources": [], "detail": {}
+            }))
+            .expect("a scheduled event");
+        let events = MemoryEventPublisher::new();
+        let s = cycle_close::handle(
+            &self.billing_store_of("CycleCloseFunction"),
+            &queue,
+            &events,
+            &scheduled,
+            now,
         )
+        .await
+        .expect("cycle-close");
+        let rates = meterline_shared::adapters::memory::InMemoryRateStore::new();
+        let (store, usage) = (
+            self.billing_store_of("CloseWorkerFunction"),
+            self.usage_store_of("CloseWorkerFunction"),
+        );
+        let closer = Closer {
+            billing: &store,
+            usage: &usage,
+            rates: &rates,
+            publisher: &events,
+            settings: CloseSettings::default(),
+        };
+        let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
+            close_worker::handle(&closer, event, now)
+        })
+        .await;
+        assert_eq!(stats.failed, 0, "the worker failed a close");
+        s.enqueued
+    }
+
+    /// The billing store (and budget store) on this stack's billing table, to set up and
+    /// inspect (not recorded).
+    pub fn billing_store(&self) -> DynamoBillingStore {
+        DynamoBillingStore::new(self.ddb(), self.resource("BillingTable"))
+    }
+
+    /// The billing store as `function` opens it.
+    pub fn billing_store_of(&self, function: &str) -> DynamoBillingStore {
+        DynamoBillingStore::new(
+            self.clients(function).dynamodb,
+            self.function_env(function)["BILLING_TABLE"].clone(),
+        )
+    }
+
+    /// The close queue as `CycleCloseFunction` opens it.
+    pub fn close_queue_of_cycle_close(&self) -> SqsCloseQueue {
+        let env = self.function_env("CycleCloseFunction");
+        SqsCloseQueue::new(
+            self.clients("CycleCloseFunction").sqs,
+            env["CLOSE_QUEUE_URL"].clone(),
+        )
+    }
+
+    /// `function`'s EventBridge publisher, publishing on `bus`.
+    pub fn publisher_of(&self, function: &str, bus: &str) -> EventBridgePublisher {
+        EventBridgePublisher::new(self.clients(function).eventbridge, bus.to_string())
     }
 
     /// The API's estimate and budget routes, wired as the API function wires them.
     pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
         api::estimates::EstimatesApi {
-            billing: self.billing_store(),
-            usage: self.usage_store(),
-            rates: std::sync::Arc::new(self.rate_store()),
+            billing: self.billing_store_of("ApiFunction"),
+            usage: self.usage_store_of("ApiFunction"),
+            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
         }
     }
 
@@ -121,20 +240,28 @@ impl Stack {
     }
 
     /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
-    /// operator key (as `METERLINE_BOOTSTRAP_OPERATOR_KEY` would).
+    /// operator key (as the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret would).
     pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
         let env = self.function_env("ApiFunction");
         let config = self.api_config();
+        let clients = self.clients("ApiFunction");
         api::Api::new(
-            self.usage_store(),
-            SqsUsageQueue::new(self.sqs(), env["USAGE_QUEUE_URL"].clone()),
+            self.usage_store_of("ApiFunction"),
+            SqsUsageQueue::new(clients.sqs, env["USAGE_QUEUE_URL"].clone()),
             self.usage_config().ingest.time_rules,
-            std::sync::Arc::new(DynamoApiKeyStore::new(self.ddb(), config.api_keys_table)),
-            std::sync::Arc::new(DynamoIdempotencyStore::new(self.ddb(), config.idempotency_table)),
+            std::sync::Arc::new(DynamoApiKeyStore::new(
+                clients.dynamodb.clone(),
+                config.api_keys_table,
+            )),
+            std::sync::Arc::new(DynamoIdempotencyStore::new(
+                clients.dynamodb,
+                config.idempotency_table,
+            )),
         )
         .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
+        .with_granularities(self.usage_config().ingest.granularities)
         .with_rates(api::rates::RatesApi::new(
-            std::sync::Arc::new(self.rate_store()),
+            std::sync::Arc::new(self.rate_store_of("ApiFunction")),
             self.rates_config("ApiFunction").max_age,
         ))
         .with_estimates(self.estimates_api())
@@ -150,12 +277,9 @@ impl Stack {
     /// The billing routes' dependencies, publishing their events on `bus`.
     pub fn billing_api_on_bus(&self, bus: &str) -> api::billing::BillingApi {
         api::billing::BillingApi {
-            store: self.billing_store(),
-            rates: std::sync::Arc::new(self.rate_store()),
-            events: meterline_shared::adapters::aws::EventBridgePublisher::new(
-                meterline_shared::adapters::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
-                bus.to_string(),
-            ),
+            store: self.billing_store_of("ApiFunction"),
+            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
+            events: self.publisher_of("ApiFunction", bus),
         }
     }
 
@@ -249,10 +373,18 @@ impl Stack {
         out
     }
 
-    /// A usage store on this stack's tables.
+    /// A usage store on this stack's tables, to set up and inspect (not recorded).
     pub fn usage_store(&self) -> DynamoUsageStore {
         let c = self.usage_config();
         DynamoUsageStore::new(self.ddb(), c.tables, c.event_retention)
+    }
+
+    /// The usage store as `function` opens it.
+    pub fn usage_store_of(&self, function: &str) -> DynamoUsageStore {
+        let env = self.function_env(function);
+        let c =
+            UsageConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid");
+        DynamoUsageStore::new(self.clients(function).dynamodb, c.tables, c.event_retention)
     }
 
     /// Items in a table (a full scan: tests only).

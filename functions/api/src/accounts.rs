@@ -920,6 +920,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             prior: Vec::new(),
             rate: rate.as_ref(),
             now,
+            refunds: Vec::new(),
         };
         let p = preview_plan_change(&input, changed, at)
             .map_err(|e| Problem::new(422, "unpriceable", "The change cannot be priced", e.to_string()))?;

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod bootstrap;
 pub mod catalog;
 pub mod estimates;
 mod idempotency;
@@ -55,9 +56,11 @@ pub struct Api<S, Q> {
     pub store: S,
     pub queue: Q,
     pub time_rules: TimeRules,
+    /// The aggregation windows ingestion keeps (`AGGREGATE_GRANULARITIES`).
+    pub granularities: Vec<meterline_shared::domain::usage::Granularity>,
     pub keys: Arc<dyn ApiKeyStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    /// The operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret, hashed at start-up.
     pub bootstrap: Option<ApiKeyRecord>,
     /// How long a retry waits for the first request with its `Idempotency-Key`.
     pub idempotency_wait: std::time::Duration,
@@ -86,7 +89,7 @@ pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord 
         role: Role::Operator,
         account_id: None,
         provider_id: None,
-        name: Some("bootstrap operator key (METERLINE_BOOTSTRAP_OPERATOR_KEY)".into()),
+        name: Some("bootstrap operator key (BOOTSTRAP_OPERATOR_KEY_SECRET)".into()),
         hash: KeyHash::new(key, &salt),
         created_at: now,
         revoked_at: None,
@@ -324,6 +327,10 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             store,
             queue,
             time_rules,
+            granularities: vec![
+                meterline_shared::domain::usage::Granularity::Hour,
+                meterline_shared::domain::usage::Granularity::Day,
+            ],
             keys,
             idempotency,
             bootstrap: None,
@@ -333,6 +340,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             billing: None,
             handler_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The aggregation windows ingestion keeps (default hour and day).
+    pub fn with_granularities(mut self, kept: Vec<meterline_shared::domain::usage::Granularity>) -> Self {
+        self.granularities = kept;
+        self
     }
 
     /// Serves the exchange-rate routes from `rates`.
@@ -471,7 +484,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
 
 /// Resolves the request's `Authorization: Bearer <key>` to its principal, or the 401 (503 when
 /// the key store fails) to answer with. No cache: the key is read on every request, so a revoked
-/// key fails at once. `bootstrap` is the operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`.
+/// key fails at once. `bootstrap` is the operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret.
 pub async fn authenticate(
     keys: &dyn ApiKeyStore,
     bootstrap: Option<&ApiKeyRecord>,

@@ -87,12 +87,13 @@ pub struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads the path's account, `granularity` (default `hour`), `since` (RFC 3339) and the
-    /// `Last-Event-ID` header.
+    /// Reads the path's account, `granularity` (default `hour`; one of `kept`, the windows
+    /// ingestion keeps), `since` (RFC 3339) and the `Last-Event-ID` header.
     pub fn from_request(
         req: &Request,
         account_id: &str,
         now: DateTime<Utc>,
+        kept: &[Granularity],
     ) -> Result<StreamRequest, Problem> {
         let account_id = account_param(account_id)?;
         let q = req.query_string_parameters();
@@ -102,6 +103,17 @@ impl StreamRequest {
                 Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))?
             }
         };
+        if !kept.contains(&granularity) {
+            let names: Vec<String> = kept.iter().map(|g| g.to_string()).collect();
+            return Err(Problem::invalid_field(
+                "granularity",
+                "not_kept",
+                format!(
+                    "`{granularity}` windows are not kept here (AGGREGATE_GRANULARITIES): use one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
         let since = time_param(&q, "since")?;
         let last = req
             .headers()

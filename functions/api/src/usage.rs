@@ -215,7 +215,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// `crate::stream`).
     pub(crate) async fn get_usage_stream(&self, c: &Ctx) -> Outcome {
         use crate::stream::{Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE};
-        let request = StreamRequest::from_request(&c.req, c.param("account_id"), c.now)?;
+        let request = StreamRequest::from_request(&c.req, c.param("account_id"), c.now, &self.granularities)?;
         let mut session = Session::new(request, DEFAULT_SETTLE);
         let mut body = String::new();
         // At most this many pages in one answer; the end event's id resumes after them.

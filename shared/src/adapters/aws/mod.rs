@@ -3,6 +3,7 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod calls;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
 pub mod dynamo_directory;
@@ -15,6 +16,7 @@ pub mod eventbridge;
 pub mod sqs_close;
 pub mod sqs_usage;
 
+pub use calls::{AwsClients, CallRecorder};
 pub use dynamo_billing::DynamoBillingStore;
 pub use dynamo_idempotency::DynamoIdempotencyStore;
 pub use dynamo_keys::DynamoApiKeyStore;
@@ -58,6 +60,7 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
 }
 
+pub use aws_config;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
 pub use aws_sdk_sqs;
