@@ -586,3 +586,47 @@ pub fn body_json(resp: &lambda_http::Response<lambda_http::Body>) -> Value {
         _ => Value::Null,
     }
 }
+
+/// What the functions log, captured: install with [`capture_logs`], read with [`Logs::lines`].
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Every line logged so far, each parsed as JSON (a line that is not JSON fails the test).
+    pub fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().expect("log buffer").clone()).expect("UTF-8 logs");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The EMF lines (those with an `_aws` member).
+    pub fn metric_lines(&self) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.get("_aws").is_some())
+            .collect()
+    }
+}
+
+/// Installs the functions' log subscriber (`meterline_shared::telemetry`) on this thread, writing
+/// into the returned buffer, until the guard is dropped. Use in `#[tokio::test]`s (one thread).
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let guard = tracing::subscriber::set_default(meterline_shared::adapters::telemetry::subscriber(
+        move || w.clone(),
+        "info",
+    ));
+    (guard, logs)
+}

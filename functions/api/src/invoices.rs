@@ -909,13 +909,16 @@ mod tests {
         );
         assert!(credit_note_param("credit-note#inv_1#evt_7").is_ok());
         assert!(credit_note_param("credit-note#inv_a~s_20261124T130000Z#inv_a~s_20261125T130000Z").is_ok());
+        // The longest: two of the longest invoice ids (a reservation's upfront) after the prefix.
+        let longest = "credit-note#".len() + 2 * (MAX_INVOICE_ID_LEN + 1);
+        assert!(credit_note_param(&"x".repeat(longest)).is_ok());
         for bad in [
             "",
             "credit-note##x",
             "credit-note%23x",
             "a/b",
             "credit note",
-            &"x".repeat(900),
+            &"x".repeat(longest + 1),
         ] {
             let p = credit_note_param(bad).unwrap_err();
             assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");
@@ -990,16 +993,17 @@ pub(crate) mod doc {
         #[schema(format = DateTime)]
         end: String,
     }
-    /// An invoice: one subscription's period. Amounts are decimal strings in `currency`.
+    /// An invoice: one subscription's period, or a reservation's upfront. Amounts are decimal
+    /// strings in `currency`.
     #[derive(ToSchema)]
     struct Invoice {
         invoice_id: String,
         account_id: String,
         subscription_id: String,
-        period: Period,
-        /// `period` (a subscription period's invoice) or `reservation_upfront` (a reservation's upfront,
-        /// invoiced once when its term starts).
+        /// `period` (a subscription's billing period) or `reservation_upfront` (a reservation's
+        /// upfront, invoiced once at purchase).
         kind: String,
+        period: Period,
         /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
         status: String,
         /// Assigned at finalization.

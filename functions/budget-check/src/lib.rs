@@ -6,6 +6,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use meterline_shared::adapters::config::{ConfigError, Env};
+use meterline_shared::adapters::metrics::Metrics;
 use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::usage::UsageStore;
@@ -58,6 +59,11 @@ impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCh
             skipped = summary.skipped,
             "budget check done"
         );
+        Metrics::new("budget-check", "budget check metrics")
+            .count("BudgetsChecked", summary.budgets)
+            .count("BudgetAlertsSent", summary.published)
+            .count("BudgetsSkipped", summary.skipped)
+            .emit();
         Ok(summary)
     }
 }

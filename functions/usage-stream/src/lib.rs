@@ -58,6 +58,7 @@ pub struct Summary {
     pub keep_alives: usize,
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: a response of a valid status and constant headers builds.
 fn problem(p: &Problem) -> Response<StreamBody> {
     Response::builder()
         .status(p.status)
@@ -106,6 +107,7 @@ fn from_buffered(resp: Response<lambda_http::Body>) -> Response<StreamBody> {
 impl<S: UsageStore + 'static> StreamFunction<S> {
     /// Answers one request: a problem, or a stream that runs on in a task of its own until its
     /// lifetime passes or the client goes away.
+    #[allow(clippy::expect_used)] // Cannot fail: a response of a valid status and constant headers builds.
     pub async fn handle(&self, req: Request) -> Response<StreamBody> {
         let raw = req.raw_http_path().to_string();
         let path = if raw.is_empty() {

@@ -84,6 +84,7 @@ pub(super) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError 
     StoreError::Corrupt(format!("request could not be built: {e}"))
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of our own types with string keys cannot fail.
 pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
     s(serde_json::to_string(v).expect("billing documents serialize"))
 }
@@ -91,6 +92,14 @@ pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
 pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| StoreError::Corrupt(format!("attribute `doc`: {e}")))
+}
+
+/// A `Corrupt` error that names the item it was read from (the others as they are).
+pub(super) fn naming(e: StoreError, item: impl FnOnce() -> String) -> StoreError {
+    match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{}: {m}", item())),
+        other => other,
+    }
 }
 
 /// Instants as stored and sorted: fixed width, UTC, milliseconds.
@@ -769,9 +778,14 @@ impl BillingStore for DynamoBillingStore {
             let Some(item) = self.get(&account_pk(account_id), "ACCOUNT").await? else {
                 return Ok(None);
             };
-            let mut account: Account = from_doc(&item)?;
-            account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
-            Ok(Some(account))
+            let read = || -> Result<Account, StoreError> {
+                let mut account: Account = from_doc(&item)?;
+                account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
+                Ok(account)
+            };
+            read()
+                .map(Some)
+                .map_err(|e| naming(e, || format!("account {account_id}")))
         })
     }
 
@@ -794,7 +808,11 @@ impl BillingStore for DynamoBillingStore {
             else {
                 return Ok(None);
             };
-            Self::parse_subscription(&item).map(Some)
+            Self::parse_subscription(&item).map(Some).map_err(|e| {
+                naming(e, || {
+                    format!("subscription {subscription_id} of account {account_id}")
+                })
+            })
         })
     }
 

@@ -292,6 +292,7 @@ impl UsageStore for DynamoUsageStore {
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of field errors (strings) cannot fail.
     fn put_rejected<'a>(&'a self, rejected: &'a [RejectedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             // One request may not name the same key twice.

@@ -52,6 +52,7 @@ impl Problem {
         self
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of a problem document cannot fail.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("problem serializes")
     }

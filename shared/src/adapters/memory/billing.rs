@@ -358,6 +358,7 @@ impl BillingStore for MemoryBillingStore {
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: the invoice was found above under the same lock.
     fn number_drafts<'a>(&'a self, drafts: &'a [Invoice]) -> BoxFuture<'a, Result<Vec<Invoice>, StoreError>> {
         Box::pin(async move {
             let mut inner = self.lock();

@@ -41,6 +41,7 @@ pub enum BudgetCheckError {
 }
 
 /// The EventBridge event of an alert: source `meterline.budgets`, the crossing as detail.
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the alert cannot fail.
 pub fn alert_event(crossed: &BudgetThresholdCrossed) -> BillingEvent {
     let mut detail = serde_json::to_value(crossed).expect("the alert serializes");
     detail["event_id"] = serde_json::Value::String(crossed.idempotency_key.clone());

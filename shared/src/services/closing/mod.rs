@@ -83,6 +83,8 @@ impl CloseFailure {
     /// Worth retrying as is (storage, a missing exchange rate, a race).
     pub fn is_retryable(&self) -> bool {
         match self {
+            // A corrupt item stays corrupt: retrying it only delays its dead letter.
+            CloseFailure::Store(StoreError::Corrupt(_)) => false,
             CloseFailure::Store(_) | CloseFailure::Rates(_) => true,
             CloseFailure::Close(e) => e.is_retryable(),
             _ => false,
