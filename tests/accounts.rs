@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::aws::DynamoBillingStore;
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::sample;
@@ -17,7 +17,7 @@ use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 #[path = "support/schema.rs"]
 mod schema;

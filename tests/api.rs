@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use meterline_shared::domain::usage::UsageEvent;
 use meterline_shared::services::ingest::ingest_body;
@@ -15,7 +14,7 @@ fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-fn api(stack: &Stack) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
+fn api(stack: &Stack) -> api::Api {
     stack.api()
 }
 
@@ -248,7 +247,7 @@ async fn usage_pagination_visits_every_row_exactly_once() {
     let account = events[0].account_id.clone();
     for chunk in events.chunks(500) {
         ingest_body(
-            &api.store,
+            api.store.as_ref(),
             &serde_json::to_string(chunk).unwrap(),
             &config.ingest,
             now(),

@@ -73,10 +73,7 @@ impl Billing {
         self.billing.put_subscription(&sub).await.unwrap();
     }
 
-    fn closer<'a, P: EventPublisher>(
-        &'a self,
-        publisher: &'a P,
-    ) -> Closer<'a, DynamoBillingStore, DynamoUsageStore, InMemoryRateStore, P> {
+    fn closer<'a>(&'a self, publisher: &'a dyn EventPublisher) -> Closer<'a> {
         Closer {
             billing: &self.billing,
             usage: &self.usage,
@@ -89,7 +86,7 @@ impl Billing {
     /// Sends usage through the ingestion handler, one SQS message per body.
     async fn ingest(&self, bodies: &[String]) {
         let ingestor = Ingestor {
-            store: self.stack.usage_store(),
+            store: std::sync::Arc::new(self.stack.usage_store()),
             settings: self.stack.usage_config().ingest,
         };
         let messages: Vec<(String, String)> = bodies

@@ -5,9 +5,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::adapters::aws::{
-    aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher, SqsUsageQueue,
-};
+use meterline_shared::adapters::aws::{aws_sdk_eventbridge, DynamoBillingStore, EventBridgePublisher};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -41,7 +39,7 @@ fn d(v: &Value) -> Decimal {
 struct World {
     stack: Stack,
     billing: DynamoBillingStore,
-    api: api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
+    api: api::Api,
     /// Period 0 of the daily subscriptions starts here (three days ago, on the hour).
     anchor: DateTime<Utc>,
 }
@@ -80,7 +78,7 @@ impl World {
     /// Sends usage through the ingestion handler.
     async fn ingest(&self, events: &[UsageEvent]) {
         let ingestor = Ingestor {
-            store: self.stack.usage_store(),
+            store: std::sync::Arc::new(self.stack.usage_store()),
             settings: self.stack.usage_config().ingest,
         };
         let body = serde_json::to_string(events).unwrap();

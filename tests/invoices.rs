@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, operator_request, pump, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsCloseQueue};
+use meterline_shared::adapters::aws::{DynamoBillingStore, SqsCloseQueue};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -21,7 +21,7 @@ use usage_ingest::Ingestor;
 #[path = "support/schema.rs"]
 mod schema;
 
-type Api = api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>;
+type Api = api::Api;
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -86,7 +86,7 @@ async fn closed(test: &str) -> Closed {
         ev("b0g", "acct_b", "prov_000", Meter::GpuSeconds, "1800", anchor + h),
     ];
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: std::sync::Arc::new(stack.usage_store()),
         settings: stack.usage_config().ingest,
     };
     let resp = ingestor

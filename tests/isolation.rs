@@ -6,14 +6,14 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::http::routes::Access;
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 async fn new_key(api: &Api, body: serde_json::Value) -> (String, String) {
     let resp = api
@@ -66,7 +66,7 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
 
     let mut checked = 0;
     for route in Api::ROUTES {
-        if route.access == api::Access::Public {
+        if route.access == Access::Public {
             continue;
         }
         // Another tenant's ids: acct_b, prov_b, and acct_b's key.
@@ -80,10 +80,10 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
             ("revoked key", Some(revoked.clone()), &[401]),
         ];
         let (customer_status, provider_status): (&[u16], &[u16]) = match route.access {
-            api::Access::Operator => (&[403], &[403]),
-            api::Access::Account => (&[404], &[403]),
-            api::Access::Provider => (&[403], &[404]),
-            api::Access::Authenticated | api::Access::Public => continue,
+            Access::Operator => (&[403], &[403]),
+            Access::Account => (&[404], &[403]),
+            Access::Provider => (&[403], &[404]),
+            Access::Authenticated | Access::Public => continue,
         };
         callers.push(("customer of acct_a", Some(customer_a.clone()), customer_status));
         callers.push(("provider prov_a", Some(provider_a.clone()), provider_status));
@@ -117,8 +117,8 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
         }
         // Control: the owner (or the operator) gets past the checks into the handler.
         let owner = match route.access {
-            api::Access::Account => customer_a.clone(),
-            api::Access::Provider => provider_a.clone(),
+            Access::Account => customer_a.clone(),
+            Access::Provider => provider_a.clone(),
             _ => meterline_integration_tests::OPERATOR_KEY.to_string(),
         };
         let own_path = path_for(route.path, "acct_a", "prov_a", &victim_id);

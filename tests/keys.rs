@@ -4,14 +4,13 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack, OPERATOR_KEY};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
 use serde_json::{json, Value};
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-async fn create(api: &api::Api<DynamoUsageStore, SqsUsageQueue>, body: Value) -> Value {
+async fn create(api: &api::Api, body: Value) -> Value {
     let resp = api
         .handle(
             operator_request("POST", "/v1/api-keys", &[], Some(&body.to_string())),

@@ -5,10 +5,9 @@
 use api::limits::*;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, operator_request, with_header, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
 use serde_json::{json, Value};
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()

@@ -12,7 +12,6 @@ use meterline_shared::domain::access::keys::{is_valid_key_id, ApiKeyRecord, KeyM
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::keys::KeyChange;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
@@ -186,7 +185,7 @@ fn parse_new_key(bytes: &[u8]) -> Result<NewKey, Problem> {
     }
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     /// A fresh key (its id distinct from the bootstrap key's).
     fn generate(&self) -> KeyMaterial {
         loop {

@@ -24,23 +24,33 @@ async fn main() -> anyhow::Result<()> {
         DynamoRateStore::new(ddb.clone(), rates_config.table),
         rates_config.cache_ttl,
     ));
-    // Budgets live in the billing table; estimates read it and the usage aggregates.
+    // One billing table holds accounts, the directory, issued invoices and budgets: the same
+    // adapter serves each port.
+    let billing_store = Arc::new(DynamoBillingStore::new(ddb.clone(), billing_config.table));
+    let usage_store = Arc::new(DynamoUsageStore::new(
+        ddb.clone(),
+        config.tables,
+        config.event_retention,
+    ));
     let billing = api::billing::BillingApi {
-        store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
+        billing: billing_store.clone(),
+        directory: billing_store.clone(),
+        issued: billing_store.clone(),
         rates: rates.clone(),
-        events: EventBridgePublisher::new(
+        events: Arc::new(EventBridgePublisher::new(
             aws_sdk_eventbridge::Client::new(&sdk),
             billing_config.event_bus.clone(),
-        ),
+        )),
     };
     let estimates = api::estimates::EstimatesApi {
-        billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
-        usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
+        billing: billing_store.clone(),
+        budgets: billing_store,
+        usage: usage_store.clone(),
         rates: rates.clone(),
     };
     let mut api = api::Api::new(
-        DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
-        SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url),
+        usage_store,
+        Arc::new(SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
         config.ingest.time_rules,
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),

@@ -9,23 +9,10 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use meterline_shared::ports::billing::CloseRequest;
-use meterline_shared::ports::billing::{BillingStore, EventPublisher};
-use meterline_shared::ports::rates::RateStore;
-use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::closing::{Closer, Finalization, LoadedCatalog};
 
 /// Handles one SQS batch at `now`.
-pub async fn handle<B, U, R, P>(
-    closer: &Closer<'_, B, U, R, P>,
-    event: SqsEvent,
-    now: DateTime<Utc>,
-) -> SqsBatchResponse
-where
-    B: BillingStore,
-    U: UsageStore,
-    R: RateStore + ?Sized,
-    P: EventPublisher,
-{
+pub async fn handle(closer: &Closer<'_>, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let (mut closed, mut already) = (0, 0);
     let mut to_finish: Vec<Finalization> = Vec::new();

@@ -11,14 +11,15 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
+use std::sync::Arc;
 
 /// What the handler needs: a store and the ingestion settings.
-pub struct Ingestor<S> {
-    pub store: S,
+pub struct Ingestor {
+    pub store: Arc<dyn UsageStore>,
     pub settings: IngestSettings,
 }
 
-impl<S: UsageStore> Ingestor<S> {
+impl Ingestor {
     /// Ingests one SQS batch, `now` being the receive time used for the lateness rules.
     pub async fn handle(&self, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
         let mut counts = IngestCounts::default();
@@ -27,7 +28,7 @@ impl<S: UsageStore> Ingestor<S> {
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.as_deref().unwrap_or("");
-            match ingest_body(&self.store, body, &self.settings, now).await {
+            match ingest_body(self.store.as_ref(), body, &self.settings, now).await {
                 Ok(c) => counts += c,
                 Err(err) => {
                     let kind = match &err {

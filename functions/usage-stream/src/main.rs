@@ -2,6 +2,7 @@ use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, StreamConfig, UsageConfig};
+use meterline_shared::services::authenticate::bootstrap_record;
 use std::sync::Arc;
 use usage_stream::StreamFunction;
 
@@ -23,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         bootstrap: config
             .bootstrap_operator_key
             .as_ref()
-            .map(|k| api::bootstrap_record(k, chrono::Utc::now())),
+            .map(|k| bootstrap_record(k, chrono::Utc::now())),
         config,
     };
     let function = &function;
