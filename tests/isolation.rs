@@ -5,7 +5,9 @@
 //! caller shows each route's handler is reachable.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, with_header, with_key, Backend, Stack,
+};
 use meterline_shared::adapters::http::routes::Access;
 use serde_json::json;
 
@@ -42,9 +44,8 @@ fn path_for(pattern: &str, account: &str, provider: &str, key_id: &str) -> Strin
         .replace("{plan_id}", "plan_x")
 }
 
-#[tokio::test]
-async fn every_route_refuses_every_other_caller_before_its_handler() {
-    let stack = Stack::create("isolation").await;
+async fn every_route_refuses_every_other_caller_before_its_handler(backend: Backend) {
+    let stack = Stack::on(backend, "isolation").await;
     let api = stack.api();
     let (_, customer_a) = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (_, provider_a) = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
@@ -164,3 +165,5 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
         .await;
     assert_eq!(body_json(&theirs), body_json(&missing));
 }
+
+on_both_backends!(every_route_refuses_every_other_caller_before_its_handler,);

@@ -3,7 +3,9 @@
 //! take effect on the next request.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack, OPERATOR_KEY};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, with_key, Backend, Stack, OPERATOR_KEY,
+};
 use serde_json::{json, Value};
 
 fn now() -> DateTime<Utc> {
@@ -139,9 +141,8 @@ async fn a_key_is_shown_once_used_rotated_and_revoked() {
     }
 }
 
-#[tokio::test]
-async fn new_keys_are_validated_and_listed_in_pages() {
-    let stack = Stack::create("keylist").await;
+async fn new_keys_are_validated_and_listed_in_pages(backend: Backend) {
+    let stack = Stack::on(backend, "keylist").await;
     let api = stack.api();
     let cases = [
         (json!({}), "role"),
@@ -228,3 +229,5 @@ async fn new_keys_are_validated_and_listed_in_pages() {
         .await;
     assert_eq!(resp.status(), 404);
 }
+
+on_both_backends!(new_keys_are_validated_and_listed_in_pages,);

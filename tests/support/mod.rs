@@ -354,6 +354,30 @@ impl Stack {
         }
     }
 
+    /// A provider's statement entries for periods ending in `[from, to)`, oldest first, as
+    /// (invoice id, statement), through the issued-invoices port.
+    pub async fn provider_statements(
+        &self,
+        provider_id: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(String, meterline_shared::domain::billing::ProviderStatement)> {
+        let issued = self.issued();
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = issued
+                .list_statements(provider_id, from, to, after.as_deref(), 100)
+                .await
+                .expect("statements");
+            out.extend(page.items.into_iter().map(|e| (e.invoice_id, e.statement)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
     /// How this stack's ingestion validates and aggregates.
     pub fn ingest_settings(&self) -> IngestSettings {
         match self.backend {
