@@ -3,6 +3,7 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub(crate) mod dynamo;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
 pub mod dynamo_directory;
