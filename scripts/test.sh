@@ -9,8 +9,14 @@ cd "$ROOT"
 ensure_venv
 start_moto
 export METERLINE_PYTHON="$VENV/bin/python"
-log "cargo test --workspace"
-cargo test --workspace --locked "$@"
+# `--workspace` would override a `-p` given as an argument and test every crate: keep it only
+# when no package is named, so `bash scripts/test.sh -p api` builds and tests the API alone.
+workspace=--workspace
+for arg in "$@"; do
+  case "$arg" in -p | -p* | --package | --package=*) workspace= ;; esac
+done
+log "cargo test $workspace $*"
+cargo test $workspace --locked "$@"
 # The full suite (no arguments) also checks the running API against its OpenAPI document.
 if [ "$#" -eq 0 ]; then
   log "contract test: schemathesis against the API under cargo lambda watch"
