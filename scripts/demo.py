@@ -204,6 +204,8 @@ def main():
            for r in out["data"]], ["hour", "gpu_model", "gpu_seconds", "events"])
     print(f"next_cursor: {out['next_cursor'][:24] + '...' if out['next_cursor'] else None}")
 
+    seed_accounts(stack, events, start)
+
     print(f"\n== API keys: a customer key for {account} reads its own account only ==")
     status, created = http("POST", f"{api}/v1/api-keys", {"role": "customer", "account_id": account, "name": "demo"})
     if status != 201:
@@ -271,17 +273,43 @@ def money(v, cur):
     return f"{v} {cur}"
 
 
-def close_cycle(stack, args, sqs, region, events, account, start, now):
+def percent(fraction):
+    """A rate as every document prints it: `19 %`."""
+    from decimal import Decimal
+    p = (Decimal(fraction) * 100).normalize()
+    return f"{p:f} %"
+
+
+def price_cell(rated):
+    """The unit price, or the tiers with the quantity in each (the line's calculation)."""
+    how = (rated.get("calculation") or "").rsplit(" = ", 1)[0]
+    by_model = rated.get("tiers") or "packages" in how or how.startswith("flat ")
+    if rated.get("unit_price") is not None and not by_model:
+        return rated["unit_price"]
+    return how if rated.get("kind") == "usage" else ""
+
+
+def tax_rows(inv):
+    return [(l.get("rated") or {}).get("tax", {}) for l in inv["lines"] if (l.get("rated") or {}).get("tax")]
+
+
+def seed_accounts(stack, events, start):
+    """The workload's accounts, each with a daily subscription, anniversary-aligned 18 hours before
+    the usage starts, so its first period [start - 18 h, start + 6 h) holds the whole workload and
+    has ended. Keys name existing accounts only, so this comes before the first customer key."""
     accounts = sorted(set(e["account_id"] for e in events))
-    providers = sorted(set(e["provider_id"] for e in events))
-    # A daily subscription per account, anniversary-aligned 18 hours before the usage starts, so
-    # its first period [start - 18 h, start + 6 h) holds the whole workload and has ended.
     anchor = start - dt.timedelta(hours=18)
     print(f"\n== Seeding price books, {len(accounts)} accounts and their daily subscriptions "
           f"(period {iso(anchor)} .. {iso(anchor + dt.timedelta(days=1))}) ==")
     for a in accounts:
         admin(stack, "seed-sample", "--account", a, "--subscription", f"sub_{a}", "--cadence", "daily",
               "--alignment", "anniversary", "--anchor", iso(anchor), "--currency", "USD")
+
+
+def close_cycle(stack, args, sqs, region, events, account, start, now):
+    accounts = sorted(set(e["account_id"] for e in events))
+    providers = sorted(set(e["provider_id"] for e in events))
+    anchor = start - dt.timedelta(hours=18)
     events_queue = capture_events(stack, region)
 
     print("\n== cycle-close, invoked as its EventBridge schedule would ==")
@@ -312,14 +340,18 @@ def close_cycle(stack, args, sqs, region, events, account, start, now):
     rows = []
     for l in inv["lines"]:
         r = l.get("rated") or {}
-        unit = r.get("unit_price") or ""
-        tiers = "; ".join(f"{t.get('quantity')} @ {t.get('unit_price')}" for t in r.get("tiers", []))
         dims = ",".join(f"{k}={v}" for k, v in sorted(r.get("dimensions", {}).items()))
+        tax = r.get("tax") or {}
+        rate = f" ({percent(tax['rate'])})" if "rate" in tax else ""
+        gross = l["gross"] + (" incl. tax" if tax.get("inclusive") else "")
+        qty = l["quantity"] + (f" {r['unit']}" if r.get("unit") and r.get("kind") != "reserved_unused" else "")
         rows.append((l["provider_id"], r.get("kind", "adjustment"), l.get("meter", "-"), dims or "-",
-                     l["quantity"], tiers or unit or "-", l["net"], l["tax"]))
-    table(rows, ["provider", "kind", "meter", "dimensions", "quantity", "unit price / tiers", "net", "tax"])
+                     qty, price_cell(r) or "-", l["net"], l["tax"] + rate, gross))
+    table(rows, ["provider", "kind", "meter", "dimensions", "quantity", "unit price / tiers", "net", "tax",
+                 "gross"])
+    rates = sorted({percent(b["rate"]) for b in tax_rows(inv)})
     print(f"{'net':>12} {money(inv['net_total'], cur)}")
-    print(f"{'tax':>12} {money(inv['tax_total'], cur)} (DE 19 %)")
+    print(f"{'tax':>12} {money(inv['tax_total'], cur)} (DE {', '.join(rates) or '-'})")
     print(f"{'total':>12} {money(inv['total'], cur)}")
     print(f"{'credit':>12} {money(inv['credit_applied'], cur)}")
     print(f"{'amount due':>12} {money(inv['amount_due'], cur)}  (payment requested automatically)")

@@ -30,7 +30,13 @@ stack = json.load(open(sys.argv[1]))
 env = {}
 for f in stack["functions"].values():
     env.update(f["env"])
-env["METERLINE_BOOTSTRAP_OPERATOR_KEY"] = os.environ["METERLINE_API_KEY"]
+# The bootstrap operator key lives in Secrets Manager (here the local endpoint's), as on AWS.
+import boto3
+secrets = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                       region_name=os.environ["AWS_REGION"])
+name = f"{json.load(open(sys.argv[1]))['prefix']}-bootstrap-operator-key"
+env["BOOTSTRAP_OPERATOR_KEY_SECRET"] = secrets.create_secret(
+    Name=name, SecretString=os.environ["METERLINE_API_KEY"])["ARN"]
 for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     env[k] = os.environ[k]
 env["RUST_LOG"] = "info"

@@ -11,13 +11,15 @@ MOTO_VERSION="5.2.5"
 CARGO_LAMBDA_VERSION="1.9.2"
 CFN_LINT_VERSION="1.58.0"
 SCHEMATHESIS_VERSION="4.32.5"
+# The SAM translator: scripts/iam_check.py expands the template as CloudFormation will.
+SAM_TRANSLATOR_VERSION="1.115.0"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_venv() {
-  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION-$SCHEMATHESIS_VERSION"
+  local stamp="$VENV/.meterline-$MOTO_VERSION-$CARGO_LAMBDA_VERSION-$CFN_LINT_VERSION-$SCHEMATHESIS_VERSION-$SAM_TRANSLATOR_VERSION"
   if [ ! -f "$stamp" ]; then
-    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION, schemathesis $SCHEMATHESIS_VERSION into .venv"
+    log "installing moto[server] $MOTO_VERSION, cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint $CFN_LINT_VERSION, schemathesis $SCHEMATHESIS_VERSION, aws-sam-translator $SAM_TRANSLATOR_VERSION into .venv"
     # Debian's python3 ships venv without ensurepip unless python3-venv is installed: then
     # create the environment without pip and let the system pip install pip into it.
     if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -27,7 +29,7 @@ ensure_venv() {
     fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       "moto[server]==$MOTO_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
-      "schemathesis==$SCHEMATHESIS_VERSION"
+      "schemathesis==$SCHEMATHESIS_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Creates the template's tables and queues on the local AWS endpoint, from infra/template.yaml.
+"""Creates the template's tables, queues and event buses on the local AWS endpoint, from
+infra/template.yaml.
 
 The SAM template is the one list of resources: this script reads it, creates each DynamoDB
-table and SQS queue under a name prefix, and prints (as JSON) what the functions need: each
-function's environment variables as the template defines them, resolved to the local names,
-and each SQS event source mapping.
+table, SQS queue and EventBridge bus (with its resource policy) under a name prefix, and each
+function's EventBridge rule on its bus (without a target: no function runs on the endpoint), and
+prints (as JSON) what the functions need: each function's environment variables as the template
+defines them, resolved to the local names, each SQS event source mapping, and the parameters.
 
     stack.py create --prefix demo      # prints the stack as JSON
     stack.py delete --prefix demo
@@ -59,22 +61,43 @@ class Stack:
         kw = dict(region_name=REGION, endpoint_url=endpoint)
         self.ddb = boto3.client("dynamodb", **kw)
         self.sqs = boto3.client("sqs", **kw)
+        self.events = boto3.client("events", **kw)
 
     def name(self, logical):
         return f"{self.prefix}-{logical}"
+
+    def parameters(self):
+        return {k: str(p.get("Default", "")) for k, p in self.t.get("Parameters", {}).items()}
+
+    def condition(self, name):
+        return bool(self.resolve(self.t["Conditions"][name]))
 
     def resolve(self, v):
         if isinstance(v, Tag):
             if v.tag == "Ref":
                 if v.value in self.t.get("Parameters", {}):
-                    return str(self.t["Parameters"][v.value].get("Default", ""))
+                    return self.parameters()[v.value]
+                if v.value == "AWS::AccountId":
+                    return ACCOUNT
+                if v.value == "AWS::Region":
+                    return REGION
                 return self.physical[v.value]
+            if v.tag == "Equals":
+                a, b = (self.resolve(x) for x in v.value)
+                return a == b
+            if v.tag == "Not":
+                return not self.resolve(v.value[0])
+            if v.tag == "If":
+                name, yes, no = v.value
+                return self.resolve(yes if self.condition(name) else no)
             if v.tag == "GetAtt":
                 logical, attr = v.value.split(".", 1) if isinstance(v.value, str) else v.value
                 if attr == "Arn":
                     return self.arns[logical]
                 if attr == "QueueName":
                     return self.name(logical)
+                if attr == "Name":
+                    return self.physical[logical]
                 raise ValueError(f"unsupported attribute {attr}")
             raise ValueError(f"unsupported tag !{v.tag}")
         if isinstance(v, dict):
@@ -126,7 +149,37 @@ class Stack:
             self.arns[logical] = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
                 "Attributes"
             ]["QueueArn"]
+        self.create_buses()
         return self.describe()
+
+    def create_buses(self):
+        """Event buses (named by prefix), their resource policies, and each function's
+        EventBridge rules on their bus (targets are left out: no function runs here)."""
+        for logical, _ in self.of_type("AWS::Events::EventBus"):
+            name = self.name(logical)
+            try:
+                arn = self.events.create_event_bus(Name=name)["EventBusArn"]
+            except self.events.exceptions.ResourceAlreadyExistsException:
+                arn = self.events.describe_event_bus(Name=name)["Arn"]
+            self.physical[logical] = name
+            self.arns[logical] = arn
+        for logical, r in self.of_type("AWS::Events::EventBusPolicy"):
+            p = self.resolve(r["Properties"])
+            statement = dict(p["Statement"], Sid=p["StatementId"])
+            self.events.put_permission(
+                EventBusName=p["EventBusName"],
+                Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+            )
+        for logical, r in self.of_type("AWS::Serverless::Function"):
+            for ev_name, ev in r["Properties"].get("Events", {}).items():
+                if ev["Type"] != "EventBridgeRule":
+                    continue
+                props = self.resolve(ev["Properties"])
+                self.events.put_rule(
+                    Name=self.name(f"{logical}-{ev_name}"),
+                    EventBusName=props.get("EventBusName", "default"),
+                    EventPattern=json.dumps(props["Pattern"]),
+                )
 
     def describe(self):
         glob = self.t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
@@ -155,9 +208,24 @@ class Stack:
             "resources": self.physical,
             "functions": functions,
             "sqs_event_sources": sources,
+            "parameters": self.parameters(),
         }
 
     def delete(self):
+        for logical, r in self.of_type("AWS::Serverless::Function"):
+            for ev_name, ev in r["Properties"].get("Events", {}).items():
+                if ev["Type"] == "EventBridgeRule":
+                    bus = ev["Properties"].get("EventBusName")
+                    bus = self.name(bus.value) if isinstance(bus, Tag) else (bus or "default")
+                    try:
+                        self.events.delete_rule(Name=self.name(f"{logical}-{ev_name}"), EventBusName=bus)
+                    except Exception:
+                        pass
+        for logical, _ in self.of_type("AWS::Events::EventBus"):
+            try:
+                self.events.delete_event_bus(Name=self.name(logical))
+            except Exception:
+                pass
         for logical, _ in self.of_type("AWS::DynamoDB::Table"):
             try:
                 self.ddb.delete_table(TableName=self.name(logical))

@@ -30,7 +30,13 @@ for name in ("ApiFunction", "UsageIngestFunction", "UsageStreamFunction"):
     for k, v in functions[name]["env"].items():
         assert env.get(k, v) == v, f"{k} differs between functions"
         env[k] = v
-env["METERLINE_BOOTSTRAP_OPERATOR_KEY"] = os.environ["METERLINE_API_KEY"]
+# The bootstrap operator key lives in Secrets Manager (here the local endpoint's), as on AWS.
+import boto3
+secrets = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                       region_name=os.environ["AWS_REGION"])
+name = f"{json.load(open(sys.argv[1]))['prefix']}-bootstrap-operator-key"
+env["BOOTSTRAP_OPERATOR_KEY_SECRET"] = secrets.create_secret(
+    Name=name, SecretString=os.environ["METERLINE_API_KEY"])["ARN"]
 env.update(USAGE_STREAM_LIFETIME_SECONDS="5", USAGE_STREAM_POLL_MS="250",
            USAGE_STREAM_KEEPALIVE_SECONDS="1", USAGE_STREAM_SETTLE_MS="500")
 for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -55,10 +61,11 @@ checks = [
     ("usage-ingest", urllib.request.Request(f"{watch}/2015-03-31/functions/usage-ingest/invocations",
                                             data=json.dumps({"Records": []}).encode()), 200),
 ]
+deadline = time.monotonic() + 900
 for name, request, want in checks:
-    for attempt in range(600):
+    while time.monotonic() < deadline:
         try:
-            status = urllib.request.urlopen(request, timeout=60).status
+            status = urllib.request.urlopen(request, timeout=600).status
         except urllib.error.HTTPError as e:
             status = e.code
         except Exception:

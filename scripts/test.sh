@@ -3,12 +3,17 @@
 # local AWS endpoint (moto_server) that this script starts and stops, then (with no arguments)
 # the contract test of the running API against its OpenAPI document (scripts/contract.sh) and
 # the usage stream's end-to-end test under cargo lambda watch (scripts/stream_e2e.sh).
+# The integration tests record every AWS call each function makes (.local/aws-calls.jsonl);
+# scripts/iam_check.py then checks the calls against the template's roles: every call allowed
+# and, after the whole suite, every grant used (docs/security.md, "Least privilege (IAM)").
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
 start_moto
 export METERLINE_PYTHON="$VENV/bin/python"
+CALL_LOG="$LOCAL/aws-calls.jsonl"
+rm -f "$CALL_LOG"
 # `--workspace` would override a `-p` given as an argument and test every crate: keep it only
 # when no package is named, so `bash scripts/test.sh -p api` builds and tests the API alone.
 workspace=--workspace
@@ -16,11 +21,28 @@ for arg in "$@"; do
   case "$arg" in -p | -p* | --package | --package=*) workspace= ;; esac
 done
 log "cargo test $workspace $*"
-cargo test $workspace --locked "$@"
+METERLINE_AWS_CALL_LOG="$CALL_LOG" cargo test $workspace --locked "$@"
+log "IAM check: the checker's own tests, then the recorded calls against the template's roles"
+"$VENV/bin/python" -m unittest scripts/test_iam_check.py
+if [ "$#" -eq 0 ]; then
+  "$VENV/bin/python" "$ROOT/scripts/iam_check.py" --calls "$CALL_LOG"
+else
+  # Part of the suite ran: check that each recorded call is allowed, not that each grant is used.
+  touch "$CALL_LOG"
+  "$VENV/bin/python" "$ROOT/scripts/iam_check.py" --calls "$CALL_LOG" --calls-only
+fi
 # The full suite (no arguments) also checks the running API against its OpenAPI document.
 if [ "$#" -eq 0 ]; then
   log "contract test: schemathesis against the API under cargo lambda watch"
-  bash "$ROOT/scripts/contract.sh"
+  # Each run under the emulator is bounded, so that a stuck emulator fails with its log
+  # instead of holding CI until CI's own limit.
+  timeout -k 30 1800 bash "$ROOT/scripts/contract.sh" || {
+    tail -n 40 "$LOCAL/contract-watch.log" >&2
+    exit 1
+  }
   log "stream end-to-end test: the functions under cargo lambda watch, a real SSE client"
-  bash "$ROOT/scripts/stream_e2e.sh"
+  timeout -k 30 1200 bash "$ROOT/scripts/stream_e2e.sh" || {
+    tail -n 40 "$LOCAL/stream-watch.log" >&2
+    exit 1
+  }
 fi

@@ -152,6 +152,7 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only(backe
 
     // The customer reads and updates its own account; another's is a 404, the list a 403.
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
+    stack.create_tenants(&[], &["prov_a"]).await;
     let provider = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
     let (s, b) = as_key(&api, &customer, "GET", "/v1/accounts/acct_a", None, now).await;
     assert_eq!((s, b["timezone"].as_str()), (200, Some("Europe/Berlin")));
@@ -310,6 +311,7 @@ async fn providers_and_price_book_versions(backend: Backend) {
     );
 
     let prov_a = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
+    stack.create_tenants(&["acct_a"], &[]).await;
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (s, b) = as_key(&api, &prov_a, "GET", "/v1/providers/prov_a", None, now).await;
     assert_eq!((s, b["fee_percent"].as_str()), (200, Some("12.5")));
@@ -515,6 +517,73 @@ async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
     b
 }
 
+/// An account in another currency than the price books: the preview converts at the latest rate
+/// the exchange-rate table holds (the API function reads it), says so, and names the rate; with
+/// no rate for the pair it answers 503 rather than guess.
+async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate(backend: Backend) {
+    let stack = Stack::on(backend, "planchange-fx").await;
+    let api = stack.api();
+    stack.billing().put_catalog(&sample::catalog()).await.unwrap();
+    let start = t("2026-03-01T00:00:00Z");
+    plan(&api, "builder", "10.00", start).await;
+    plan(&api, "pro", "31.00", start).await;
+    let account = json!({"account_id": "acct_eur", "currency": "EUR", "timezone": "UTC"});
+    assert_eq!(
+        op(&api, "POST", "/v1/accounts", &[], Some(account), start)
+            .await
+            .0,
+        201
+    );
+    let sub = json!({"subscription_id": "sub_1", "plan_id": "builder", "cadence": "monthly"});
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/accounts/acct_eur/subscriptions",
+        &[],
+        Some(sub),
+        start,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let preview = |at| {
+        let path = "/v1/accounts/acct_eur/subscriptions/sub_1/change/preview";
+        op(
+            &api,
+            "POST",
+            path,
+            &[],
+            Some(json!({"plan_id": "pro", "at": "now"})),
+            at,
+        )
+    };
+    let change_at = t("2026-03-11T00:00:00Z");
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b["type"].as_str().unwrap().ends_with("/no-exchange-rate"), "{b}");
+
+    let as_of = change_at - chrono::Duration::hours(1);
+    let rate = meterline_shared::domain::fx::ExchangeRate::new(
+        "USD/EUR".parse().unwrap(),
+        "0.5".parse().unwrap(),
+        as_of,
+        vec!["ecb".into()],
+        as_of,
+    )
+    .unwrap();
+    stack.rates().put(&rate).await.unwrap();
+    let (s, b) = preview(change_at).await;
+    assert_eq!(s, 200, "{b}");
+    let p = &b["preview"];
+    assert_eq!(p["indicative"], true);
+    assert_eq!(p["rate"]["pair"], "USD/EUR");
+    assert_eq!(p["rate"]["rate"], "0.5");
+    // The same change as in USD (a 31-day March, ten days on builder), at half the amounts.
+    assert_eq!(
+        (p["currency"].as_str(), p["charge"].as_str()),
+        (Some("EUR"), Some("10.50"))
+    );
+}
+
 async fn plans_and_subscriptions_with_cancellation(backend: Backend) {
     let stack = Stack::on(backend, "subscriptions").await;
     let api = stack.api();
@@ -552,6 +621,17 @@ async fn plans_and_subscriptions_with_cancellation(backend: Backend) {
     )
     .await;
     assert_eq!(s, 409, "version 2 exists");
+    for id in ["acct_a", "acct_b"] {
+        op(
+            &api,
+            "POST",
+            "/v1/accounts",
+            &[],
+            Some(json!({"account_id": id, "currency": "USD"})),
+            now,
+        )
+        .await;
+    }
     let customer = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (s, b) = as_key(&api, &customer, "GET", "/v1/plans", None, now).await;
     assert_eq!(s, 200);
@@ -581,17 +661,6 @@ async fn plans_and_subscriptions_with_cancellation(backend: Backend) {
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
     assert_eq!(op(&api, "GET", "/v1/plans/nope", &[], None, now).await.0, 404);
 
-    for id in ["acct_a", "acct_b"] {
-        op(
-            &api,
-            "POST",
-            "/v1/accounts",
-            &[],
-            Some(json!({"account_id": id, "currency": "USD"})),
-            now,
-        )
-        .await;
-    }
     let base = "/v1/accounts/acct_a/subscriptions";
     let (s, b) = as_key(
         &api,
@@ -658,7 +727,7 @@ async fn plans_and_subscriptions_with_cancellation(backend: Backend) {
         now,
     )
     .await;
-    assert_eq!(s, 409, "subscription ids are unique across accounts");
+    assert_eq!(s, 201, "subscription ids are per account: another's id is free");
     let (s, b) = as_key(&api, &customer, "GET", base, None, now).await;
     assert_eq!((s, b["data"].as_array().unwrap().len()), (200, 2));
     let resp = api
@@ -851,9 +920,12 @@ async fn a_plan_change_preview_is_what_the_close_invoices(backend: Backend) {
 
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
-    let usage = stack.usage();
+    let (worker_billing, usage) = (
+        stack.billing_of("CloseWorkerFunction"),
+        stack.usage_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: billing.as_ref(),
+        billing: worker_billing.as_ref(),
         usage: usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
@@ -969,10 +1041,16 @@ async fn the_dynamodb_directory_writes_conditionally() {
     let start = t("2026-01-01T00:00:00Z");
     let sub = sample::subscription("s1", "a1", Cadence::Daily, start);
     assert_eq!(dir.create_subscription(&sub).await.unwrap(), Written::Yes);
+    assert_eq!(
+        dir.create_subscription(&sub).await.unwrap(),
+        Written::Conflict,
+        "the id is taken in its account"
+    );
     let elsewhere = sample::subscription("s1", "a2", Cadence::Daily, start);
     assert_eq!(
         dir.create_subscription(&elsewhere).await.unwrap(),
-        Written::Conflict
+        Written::Yes,
+        "subscription ids are per account"
     );
     let mut closed = sub.clone();
     closed.next_close_at = closed
@@ -991,6 +1069,7 @@ async fn the_dynamodb_directory_writes_conditionally() {
         provider_id: "p1".into(),
         name: "P".into(),
         fee_percent: Decimal::from(fee),
+        upfront_payout: Default::default(),
         created_at: t("2026-01-01T00:00:00Z"),
         updated_at: None,
     };
@@ -1109,9 +1188,13 @@ async fn a_provider_fee_change_applies_to_later_closes_only(backend: Backend) {
         .unwrap();
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
+    let (worker_billing, worker_usage) = (
+        stack.billing_of("CloseWorkerFunction"),
+        stack.usage_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: billing.as_ref(),
-        usage: usage.as_ref(),
+        billing: worker_billing.as_ref(),
+        usage: worker_usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -1416,6 +1499,70 @@ async fn account_and_catalog_bodies_match_their_documented_schemas(backend: Back
     );
 }
 
+async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads(backend: Backend) {
+    let stack = Stack::on(backend, "upfront-payout").await;
+    let api = stack.api();
+    let now = t("2026-06-01T00:00:00Z");
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers",
+        &[],
+        Some(
+            json!({"provider_id": "prov_u", "name": "GPU Co", "fee_percent": "10",
+            "upfront_payout": "at_purchase"}),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(
+        (s, b["upfront_payout"].as_str()),
+        (201, Some("at_purchase")),
+        "{b}"
+    );
+    let catalog = stack.billing().catalog().await.unwrap();
+    assert_eq!(
+        catalog.upfront_payouts.get("prov_u"),
+        Some(&meterline_shared::domain::pricing::UpfrontPayout::AtPurchase)
+    );
+    // A wrong value names the field; a provider key may not change it.
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers/prov_u",
+        &[],
+        Some(json!({"upfront_payout": "monthly"})),
+        now,
+    )
+    .await;
+    assert_eq!((s, fields(&b)), (400, vec!["upfront_payout".to_string()]));
+    let key = new_key(&api, json!({"role": "provider", "provider_id": "prov_u"})).await;
+    let (s, _) = as_key(
+        &api,
+        &key,
+        "POST",
+        "/v1/providers/prov_u",
+        Some(json!({"upfront_payout": "over_term"})),
+        now,
+    )
+    .await;
+    assert_eq!(s, 403);
+    // Back to the default: over the term, out of the catalog's list.
+    let (s, b) = op(
+        &api,
+        "POST",
+        "/v1/providers/prov_u",
+        &[],
+        Some(json!({"upfront_payout": "over_term"})),
+        now,
+    )
+    .await;
+    assert_eq!((s, b["upfront_payout"].as_str()), (200, Some("over_term")), "{b}");
+    let catalog = stack.billing().catalog().await.unwrap();
+    assert!(catalog.upfront_payouts.is_empty());
+    assert_eq!(catalog.fees["prov_u"], Decimal::TEN);
+}
+
 on_both_backends!(
     accounts_are_created_listed_read_and_updated_by_their_owners_only,
     providers_and_price_book_versions,
@@ -1423,4 +1570,6 @@ on_both_backends!(
     a_plan_change_preview_is_what_the_close_invoices,
     a_provider_fee_change_applies_to_later_closes_only,
     account_and_catalog_bodies_match_their_documented_schemas,
+    a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate,
+    a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads,
 );

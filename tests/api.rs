@@ -246,9 +246,11 @@ async fn usage_pagination_visits_every_row_exactly_once() {
         span: Duration::hours(18),
     });
     let account = events[0].account_id.clone();
+    // Stored as the ingestion function stores it.
+    let ingest_store = stack.usage_store_of("UsageIngestFunction");
     for chunk in events.chunks(500) {
         ingest_body(
-            api.store.as_ref(),
+            &ingest_store,
             &serde_json::to_string(chunk).unwrap(),
             &config.ingest,
             now(),

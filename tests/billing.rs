@@ -7,7 +7,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{pump, sqs_event, Stack};
 use meterline_shared::adapters::aws::{
-    aws_sdk_eventbridge, DynamoBillingStore, DynamoUsageStore, EventBridgePublisher,
+    DynamoBillingStore, DynamoUsageStore, EventBridgePublisher, SqsCloseQueue,
 };
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
@@ -32,8 +32,11 @@ fn hour() -> DateTime<Utc> {
 
 struct Billing {
     stack: Stack,
+    /// The billing table, to set up and inspect.
     billing: DynamoBillingStore,
-    usage: DynamoUsageStore,
+    /// The close worker's stores.
+    worker_billing: DynamoBillingStore,
+    worker_usage: DynamoUsageStore,
     rates: InMemoryRateStore,
     events: MemoryEventPublisher,
     /// Period 0 of the daily subscription starts here (three days ago, on the hour).
@@ -43,10 +46,10 @@ struct Billing {
 impl Billing {
     async fn new(test: &str) -> Billing {
         let stack = Stack::create(test).await;
-        let table = stack.resource("BillingTable");
         let b = Billing {
-            billing: DynamoBillingStore::new(stack.ddb(), table),
-            usage: stack.usage_store(),
+            billing: stack.billing_store(),
+            worker_billing: stack.billing_store_of("CloseWorkerFunction"),
+            worker_usage: stack.usage_store_of("CloseWorkerFunction"),
             rates: InMemoryRateStore::new(),
             events: MemoryEventPublisher::new(),
             anchor: hour() - Duration::days(3),
@@ -75,8 +78,8 @@ impl Billing {
 
     fn closer<'a>(&'a self, publisher: &'a dyn EventPublisher) -> Closer<'a> {
         Closer {
-            billing: &self.billing,
-            usage: &self.usage,
+            billing: &self.worker_billing,
+            usage: &self.worker_usage,
             rates: &self.rates,
             publisher,
             settings: CloseSettings::default(),
@@ -86,7 +89,7 @@ impl Billing {
     /// Sends usage through the ingestion handler, one SQS message per body.
     async fn ingest(&self, bodies: &[String]) {
         let ingestor = Ingestor {
-            store: std::sync::Arc::new(self.stack.usage_store()),
+            store: std::sync::Arc::new(self.stack.usage_store_of("UsageIngestFunction")),
             settings: self.stack.usage_config().ingest,
         };
         let messages: Vec<(String, String)> = bodies
@@ -98,6 +101,26 @@ impl Billing {
             let resp = ingestor.handle(sqs_event(chunk), Utc::now()).await;
             assert!(resp.batch_item_failures.is_empty());
         }
+    }
+
+    /// The cycle-close function's store and queue.
+    fn cycle_close(&self) -> (DynamoBillingStore, SqsCloseQueue) {
+        (
+            self.stack.billing_store_of("CycleCloseFunction"),
+            self.stack.close_queue_of_cycle_close(),
+        )
+    }
+
+    /// `function`'s publisher on a bus of its own whose `detail_types` a queue receives:
+    /// (publisher, queue URL), read with [`Stack::drain_events`].
+    async fn bus_of(
+        &self,
+        function: &str,
+        name: &str,
+        detail_types: &[&str],
+    ) -> (EventBridgePublisher, String) {
+        let (bus, queue) = self.stack.event_queue(name, detail_types).await;
+        (self.stack.publisher_of(function, &bus), queue)
     }
 
     async fn invoices(&self, account: &str) -> Vec<Invoice> {
@@ -144,11 +167,10 @@ async fn schedule_twice_retries_and_racing_workers_give_one_invoice_and_one_numb
     b.ingest(&[serde_json::to_string(&usage).unwrap()]).await;
 
     // The schedule fires twice: every due subscription is queued twice.
-    let queue =
-        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let (store, queue) = b.cycle_close();
     let now = Utc::now();
     for _ in 0..2 {
-        let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+        let s = cycle_close::handle(&store, &queue, &b.events, &scheduled_event(now), now)
             .await
             .unwrap();
         assert_eq!(s.enqueued, 2);
@@ -340,8 +362,8 @@ async fn replayed_usage_changes_nothing_and_late_usage_is_adjusted_next_period()
 async fn invoice_events_are_published_on_eventbridge() {
     let b = Billing::new("billing-events").await;
     b.subscribe("acct_e").await;
-    let publisher =
-        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&b.stack.sdk), "default".into());
+    let bus = b.stack.function_env("CloseWorkerFunction")["EVENT_BUS_NAME"].clone();
+    let publisher = b.stack.publisher_of("CloseWorkerFunction", &bus);
     let closer = b.closer(&publisher);
     let req = CloseRequest {
         account_id: "acct_e".into(),
@@ -373,11 +395,14 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
         .await
         .unwrap();
     assert_eq!(report.committed.len(), 3);
-    let publisher = MemoryEventPublisher::new();
+    let overdue_store = b.stack.billing_store_of("OverdueCheckFunction");
+    let (publisher, overdue_queue) = b
+        .bus_of("OverdueCheckFunction", "overdue-events", &["InvoiceOverdue"])
+        .await;
 
     // Net 14 + 3 days' grace: not late after 10 days, late after 20; ten runs, one fee each.
     let early = overdue_check::handle(
-        &b.billing,
+        &overdue_store,
         &publisher,
         &scheduled_event(issued + Duration::days(10)),
         Utc::now() + Duration::days(10),
@@ -389,7 +414,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     let mut marked = 0;
     for _ in 0..10 {
         let at = issued + Duration::days(20);
-        let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+        let s = overdue_check::handle(&overdue_store, &publisher, &scheduled_event(at), at)
             .await
             .unwrap();
         assert_eq!(s.checked, 3);
@@ -397,12 +422,8 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
         marked += s.marked_past_due;
     }
     assert_eq!((fees, marked), (3, 3));
-    let overdue: Vec<_> = publisher
-        .events()
-        .into_iter()
-        .filter(|e| e.detail_type == "InvoiceOverdue")
-        .collect();
-    assert_eq!(overdue.len(), 3);
+    let overdue = b.stack.drain_events(&overdue_queue).await;
+    assert_eq!(overdue.len(), 3, "{overdue:?}");
     let inv = &b.invoices("acct_o").await[0];
     assert_eq!(inv.status, InvoiceStatus::PastDue);
     // 1.5 % of 11.90 (a day's 10.00 fee + 19 % tax) = 0.1785 -> 0.18.
@@ -411,7 +432,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     // The next fee period (30 days on): one more fee each, however often it runs.
     for _ in 0..3 {
         let at = issued + Duration::days(50);
-        overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+        overdue_check::handle(&overdue_store, &publisher, &scheduled_event(at), at)
             .await
             .unwrap();
     }
@@ -420,11 +441,13 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
 
     // The payment service pays it: applied once, however often the event is delivered, and
     // `InvoicePaid` reaches the bus (a rule routes it to a queue) at least once.
+    let payments = b.stack.billing_store_of("PaymentResultFunction");
     let (bus, queue) = b.stack.event_queue("paid-events", &["InvoicePaid"]).await;
-    let eb = || aws_sdk_eventbridge::Client::new(&b.stack.sdk);
-    let good = EventBridgePublisher::new(eb(), bus.clone());
+    let good = b.stack.publisher_of("PaymentResultFunction", &bus);
     // Publishing fails after the write: a bus that does not exist.
-    let broken = EventBridgePublisher::new(eb(), format!("{bus}-no-such-bus"));
+    let broken = b
+        .stack
+        .publisher_of("PaymentResultFunction", &format!("{bus}-no-such-bus"));
     let result = |event_id: &str, invoice_id: &str, amount: &str| -> EventBridgeEvent<PaymentResult> {
         serde_json::from_value(json!({
             "version": "0", "id": format!("e-{event_id}"), "detail-type": "PaymentSucceeded",
@@ -438,7 +461,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     // A partial payment: applied, nothing paid, nothing published.
     let partial = result("pay_0", &inv.invoice_id, "1.00");
     assert_eq!(
-        payment_result::handle(&b.billing, &good, &partial).await.unwrap(),
+        payment_result::handle(&payments, &good, &partial).await.unwrap(),
         PaymentOutcome::Applied {
             status: InvoiceStatus::PastDue,
             outstanding: "11.26".parse().unwrap()
@@ -447,7 +470,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     // The rest, with the bus unreachable: the payment is applied but the invocation fails (so
     // Lambda delivers the event again).
     let paid = result("pay_1", &inv.invoice_id, "11.26");
-    let err = payment_result::handle(&b.billing, &broken, &paid)
+    let err = payment_result::handle(&payments, &broken, &paid)
         .await
         .unwrap_err();
     assert!(
@@ -469,14 +492,14 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     );
     // Delivered again: a duplicate, and this time InvoicePaid is published.
     assert_eq!(
-        payment_result::handle(&b.billing, &good, &paid).await.unwrap(),
+        payment_result::handle(&payments, &good, &paid).await.unwrap(),
         PaymentOutcome::Duplicate
     );
     // A second invoice paid in full in one go: applied and published.
     let other = b.invoices("acct_o").await[1].clone();
     let full = result("pay_2", &other.invoice_id, &other.outstanding.to_string());
     assert_eq!(
-        payment_result::handle(&b.billing, &good, &full).await.unwrap(),
+        payment_result::handle(&payments, &good, &full).await.unwrap(),
         PaymentOutcome::Applied {
             status: InvoiceStatus::Paid,
             outstanding: Decimal::ZERO
@@ -484,7 +507,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     );
     // A payment for an invoice already paid did not pay it: nothing published.
     assert_eq!(
-        payment_result::handle(&b.billing, &good, &result("pay_3", &other.invoice_id, "1.00"))
+        payment_result::handle(&payments, &good, &result("pay_3", &other.invoice_id, "1.00"))
             .await
             .unwrap(),
         PaymentOutcome::Recorded {
@@ -515,7 +538,7 @@ async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply
     assert_eq!(detail["total"], "11.90");
     // Paid invoices leave the open index: the next check sees the one left only.
     let at = issued + Duration::days(51);
-    let s = overdue_check::handle(&b.billing, &publisher, &scheduled_event(at), at)
+    let s = overdue_check::handle(&overdue_store, &publisher, &scheduled_event(at), at)
         .await
         .unwrap();
     assert_eq!(s.checked, 1);
@@ -539,6 +562,7 @@ async fn an_invoice_in_another_currency_uses_the_stored_rate_in_force_at_period_
     // Rates in the exchange-rate table, as the refresh stores them: the one in force at the
     // first period's end, and a later one that must not be used for it.
     let rates = b.stack.rate_store();
+    let worker_rates = b.stack.rate_store_of("CloseWorkerFunction");
     let end = b.anchor + Duration::days(1);
     let rate = |r: &str, at: DateTime<Utc>| {
         meterline_shared::domain::fx::ExchangeRate::new(
@@ -554,9 +578,9 @@ async fn an_invoice_in_another_currency_uses_the_stored_rate_in_force_at_period_
     rates.put(&rate("0.5", end + Duration::hours(1))).await.unwrap();
 
     let closer = Closer {
-        billing: &b.billing,
-        usage: &b.usage,
-        rates: &rates,
+        billing: &b.worker_billing,
+        usage: &b.worker_usage,
+        rates: &worker_rates,
         publisher: &b.events,
         settings: CloseSettings::default(),
     };
@@ -594,10 +618,9 @@ async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
     for i in 0..50 {
         b.subscribe(&format!("acct_{i:02}")).await;
     }
-    let queue =
-        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let (store, queue) = b.cycle_close();
     let now = Utc::now();
-    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+    let s = cycle_close::handle(&store, &queue, &b.events, &scheduled_event(now), now)
         .await
         .unwrap();
     assert_eq!(s.enqueued, 50);
@@ -678,10 +701,12 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
 
     // The next scheduled run, more than five minutes later, finishes them (and queues nothing:
     // both subscriptions have moved on).
-    let queue =
-        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let (store, queue) = b.cycle_close();
+    let (publisher, finalized) = b
+        .bus_of("CycleCloseFunction", "sweep-events", &["InvoiceFinalized"])
+        .await;
     let soon = now + Duration::minutes(1);
-    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(soon), soon)
+    let s = cycle_close::handle(&store, &queue, &publisher, &scheduled_event(soon), soon)
         .await
         .unwrap();
     assert_eq!(
@@ -690,7 +715,7 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
         "too recent to sweep: a live worker may be finishing"
     );
     let later = now + Duration::minutes(6);
-    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(later), later)
+    let s = cycle_close::handle(&store, &queue, &publisher, &scheduled_event(later), later)
         .await
         .unwrap();
     assert_eq!((s.enqueued, s.swept), (0, 2));
@@ -707,13 +732,16 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
     }
     numbers.sort();
     assert_eq!(numbers, ["ML-000001", "ML-000002"]);
-    let finalized = b
-        .events
-        .events()
+    // Each is announced on the bus: the event's number is the one stored.
+    let mut announced: Vec<String> = b
+        .stack
+        .drain_events(&finalized)
+        .await
         .iter()
-        .filter(|e| e.detail_type == "InvoiceFinalized")
-        .count();
-    assert_eq!(finalized, 2);
+        .map(|(_, detail)| detail["number"].as_str().unwrap().to_string())
+        .collect();
+    announced.sort();
+    assert_eq!(announced, numbers);
     // The open index has them now (the overdue check will see them).
     let open = b
         .billing
@@ -727,8 +755,105 @@ async fn a_draft_left_by_a_crashed_worker_is_numbered_and_published_by_the_sched
         .unwrap();
     assert!(open.items.iter().any(|o| o.invoice_id == drafts[0].invoice_id));
     // A later run finds nothing left.
-    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(later), later)
+    let s = cycle_close::handle(&store, &queue, &publisher, &scheduled_event(later), later)
         .await
         .unwrap();
     assert_eq!(s.swept, 0);
+}
+
+/// A subscription of `account` anchored an hour ago (its first daily period has not ended),
+/// with a reservation of `prov_000` whose term started then, and the one of a second account
+/// cancelled before its reservation's term started.
+async fn reserve(b: &Billing, account: &str, cancelled_before_term: bool) -> BillingSubscription {
+    b.billing
+        .put_account(&sample::account(account, Currency::USD))
+        .await
+        .unwrap();
+    let anchor = hour() - Duration::hours(1);
+    let mut plan = sample::subscription("x", account, Cadence::Daily, anchor).plan;
+    plan.reservations.push(
+        serde_json::from_value(
+            json!({"id": "r1", "meter": "gpu_seconds", "units_per_period": "100000",
+            "term_start": anchor, "term_months": 12, "upfront": "all", "upfront_amount": "1200.00",
+            "provider_id": "prov_000"}),
+        )
+        .unwrap(),
+    );
+    let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+    let mut sub = BillingSubscription::new(&format!("sub_{account}"), account, schedule, plan).unwrap();
+    if cancelled_before_term {
+        sub.cancelled_at = Some(anchor - Duration::minutes(1));
+    }
+    b.billing.put_subscription(&sub).await.unwrap();
+    sub
+}
+
+#[tokio::test]
+async fn a_reservation_upfront_is_woken_at_its_term_start_and_invoiced_once() {
+    use meterline_shared::domain::billing::InvoiceKind;
+    use meterline_shared::ports::issued::IssuedInvoices;
+    let b = Billing::new("billing-upfront").await;
+    let sub = reserve(&b, "acct_r", false).await;
+    reserve(&b, "acct_x", true).await;
+    let queue =
+        meterline_shared::adapters::aws::SqsCloseQueue::new(b.stack.sqs(), b.stack.resource("CloseQueue"));
+    let now = Utc::now();
+    // Both purchases are due through the due index (no period has ended); fired twice.
+    for _ in 0..2 {
+        let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+            .await
+            .unwrap();
+        assert_eq!(s.enqueued, 2);
+    }
+    let closer = b.closer(&b.events);
+    let stats = pump(&b.stack.sqs(), &b.stack.resource("CloseQueue"), 10, |event| {
+        close_worker::handle(&closer, event, now)
+    })
+    .await;
+    assert_eq!((stats.deleted, stats.failed), (4, 0));
+    let invoices = b.invoices("acct_r").await;
+    assert_eq!(invoices.len(), 1);
+    let inv = &invoices[0];
+    assert_eq!(inv.kind, InvoiceKind::ReservationUpfront);
+    assert_eq!(inv.number.as_deref(), Some("ML-000001"));
+    assert_eq!(
+        (inv.net_total, inv.tax_total, inv.total),
+        (
+            "1200.00".parse().unwrap(),
+            "228.00".parse().unwrap(),
+            "1428.00".parse().unwrap()
+        )
+    );
+    // Cancelled before its term started: nothing owed, nothing invoiced.
+    assert!(b.invoices("acct_x").await.is_empty());
+    // Settled: out of the due index, even after the subscription is written again.
+    b.billing.put_subscription(&sub).await.unwrap();
+    let s = cycle_close::handle(&b.billing, &queue, &b.events, &scheduled_event(now), now)
+        .await
+        .unwrap();
+    assert_eq!(s.enqueued, 0);
+    // The same request again writes nothing.
+    let again = serde_json::to_string(&CloseRequest {
+        account_id: "acct_r".into(),
+        subscription_id: "sub_acct_r".into(),
+        period_end: sub.started_at,
+    })
+    .unwrap();
+    let resp = close_worker::handle(&closer, sqs_event(&[("again".into(), again)]), Utc::now()).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(b.invoices("acct_r").await.len(), 1);
+    assert_eq!(b.billing.last_number("ML").await.unwrap(), 1);
+    // The provider's statement entry carries the term schedule (15 % fee: 1,020.00 paid over
+    // 12 months, 85.00 a month).
+    let entry = b
+        .billing
+        .statement_entry_of("prov_000", inv.period.end, &inv.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let schedule = &entry.statement.term_schedule;
+    assert_eq!(schedule.len(), 12);
+    assert!(schedule
+        .iter()
+        .all(|m| m.payout.amount == "85.00".parse::<Decimal>().unwrap()));
 }

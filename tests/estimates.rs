@@ -6,7 +6,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{body_json, on_both_backends, operator_request, sqs_event, Backend, Stack};
-use meterline_shared::adapters::aws::{aws_sdk_eventbridge, EventBridgePublisher};
+use meterline_shared::adapters::aws::aws_sdk_eventbridge;
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -192,9 +192,13 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces(backe
     // Close period 0 and compare the invoice with the estimate, line by line.
     let rates = InMemoryRateStore::new();
     let publisher = MemoryEventPublisher::new();
+    let (worker_billing, worker_usage) = (
+        w.stack.billing_of("CloseWorkerFunction"),
+        w.stack.usage_of("CloseWorkerFunction"),
+    );
     let closer = Closer {
-        billing: w.billing.as_ref(),
-        usage: usage.as_ref(),
+        billing: worker_billing.as_ref(),
+        usage: worker_usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -469,15 +473,28 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         .await
         .unwrap();
 
-    let publisher = EventBridgePublisher::new(events.clone(), bus.clone());
-    let budgets = w.stack.budgets();
+    let publisher = w.stack.publisher_of("BudgetCheckFunction", &bus);
+    let (check_billing, check_usage) = (
+        w.stack.billing_store_of("BudgetCheckFunction"),
+        w.stack.usage_store_of("BudgetCheckFunction"),
+    );
     let check = budget_check::BudgetCheck {
-        billing: w.billing.as_ref(),
-        usage: usage.as_ref(),
-        budgets: budgets.as_ref(),
+        billing: &check_billing,
+        usage: &check_usage,
+        budgets: &check_billing,
         publisher: &publisher,
         with_forecast: true,
     };
+    // The bus unreachable: the run fails and gives back the claim of the alert it could not
+    // publish, so the next run announces it (the tight budget's alerts all arrive below).
+    let unreachable = w
+        .stack
+        .publisher_of("BudgetCheckFunction", &format!("{bus}-no-such-bus"));
+    let failing = budget_check::BudgetCheck {
+        publisher: &unreachable,
+        ..check
+    };
+    assert!(failing.handle(&scheduled_event(now), now).await.is_err());
     let mut published = 0;
     for _ in 0..10 {
         let s = check.handle(&scheduled_event(now), now).await.unwrap();

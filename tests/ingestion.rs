@@ -97,7 +97,7 @@ fn accounts(events: &[UsageEvent]) -> BTreeSet<String> {
 async fn duplicates_inside_and_across_batches_are_counted_once() {
     let stack = Stack::create("dups").await;
     let config = stack.usage_config();
-    let store = std::sync::Arc::new(stack.usage_store());
+    let store = std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction"));
     let ingestor = Ingestor {
         store: store.clone(),
         settings: config.ingest,
@@ -123,7 +123,7 @@ async fn duplicates_inside_and_across_batches_are_counted_once() {
     }
     assert_eq!(stack.count_items("UsageEventsTable").await, 600);
     assert_eq!(
-        stored(ingestor.store.as_ref(), &accounts(&events)).await,
+        stored(&stack.usage_store(), &accounts(&events)).await,
         expected(&events)
     );
     let [transactions, _, items, _] = store.stats.snapshot();
@@ -138,11 +138,11 @@ async fn two_concurrent_invocations_apply_each_event_once() {
     let stack = Stack::create("concurrent").await;
     let config = stack.usage_config();
     let a = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest.clone(),
     };
     let b = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(2, 800);
@@ -164,7 +164,7 @@ async fn two_concurrent_invocations_apply_each_event_once() {
     );
     assert_eq!(stack.count_items("UsageEventsTable").await, 800);
     assert_eq!(
-        stored(a.store.as_ref(), &accounts(&events)).await,
+        stored(&stack.usage_store(), &accounts(&events)).await,
         expected(&events)
     );
 }
@@ -174,7 +174,7 @@ async fn a_bad_message_fails_alone_and_malformed_events_are_kept_as_rejected() {
     let stack = Stack::create("partial").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(3, 50);
@@ -210,12 +210,12 @@ async fn a_bad_message_fails_alone_and_malformed_events_are_kept_as_rejected() {
         "nothing else in the batch was lost"
     );
     assert_eq!(
-        stored(ingestor.store.as_ref(), &accounts(&events)).await,
+        stored(&stack.usage_store(), &accounts(&events)).await,
         expected(&events)
     );
 
-    let page = ingestor
-        .store
+    let page = stack
+        .usage_store()
         .rejected_page(Some(&events[0].account_id), None, 10)
         .await
         .unwrap();
@@ -249,7 +249,7 @@ async fn a_poison_message_reaches_the_dead_letter_queue_after_max_receives() {
     let stack = Stack::create("dlq").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let sqs = stack.sqs();
@@ -297,7 +297,7 @@ async fn a_poison_message_reaches_the_dead_letter_queue_after_max_receives() {
     assert_eq!(bodies, ["{\"truncated\": "]);
     assert_eq!(stack.count_items("UsageEventsTable").await, 120);
     assert_eq!(
-        stored(ingestor.store.as_ref(), &accounts(&events)).await,
+        stored(&stack.usage_store(), &accounts(&events)).await,
         expected(&events)
     );
 }
@@ -307,7 +307,7 @@ async fn replaying_after_ingestion_changes_nothing() {
     let stack = Stack::create("replay").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(5, 300);
@@ -317,12 +317,12 @@ async fn replaying_after_ingestion_changes_nothing() {
         .map(|(i, c)| (format!("m{i}"), body(c)))
         .collect();
     ingestor.handle(sqs_event(&messages), now()).await;
-    let before = stored(ingestor.store.as_ref(), &accounts(&events)).await;
+    let before = stored(&stack.usage_store(), &accounts(&events)).await;
     // Replay in reverse order, one message per invocation.
     for m in messages.iter().rev() {
         let resp = ingestor.handle(sqs_event(std::slice::from_ref(m)), now()).await;
         assert!(resp.batch_item_failures.is_empty());
     }
-    assert_eq!(stored(ingestor.store.as_ref(), &accounts(&events)).await, before);
+    assert_eq!(stored(&stack.usage_store(), &accounts(&events)).await, before);
     assert_eq!(before, expected(&events));
 }

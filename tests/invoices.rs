@@ -8,8 +8,6 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{
     api_request, on_both_backends, operator_request, with_key, Backend, Stack,
 };
-use meterline_shared::adapters::memory::InMemoryRateStore;
-use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::money::{Currency, Money};
@@ -94,9 +92,7 @@ async fn closed(backend: Backend, test: &str) -> Closed {
         .await;
     assert!(resp.batch_item_failures.is_empty());
 
-    let events = MemoryEventPublisher::new();
-    let rates = InMemoryRateStore::new();
-    assert_eq!(stack.close_due(Utc::now(), &rates, &events).await, 2);
+    assert_eq!(stack.close_due(Utc::now()).await, 2);
     let api = stack.api();
     Closed {
         store: stack.billing(),
@@ -177,6 +173,7 @@ impl Closed {
 
     fn id(&self, account: &str, day: i64) -> String {
         meterline_shared::domain::billing::invoice_id(
+            account,
             &format!("sub_{account}"),
             self.anchor + Duration::days(day),
         )

@@ -47,6 +47,7 @@ fn path_for(pattern: &str, account: &str, provider: &str, key_id: &str) -> Strin
 async fn every_route_refuses_every_other_caller_before_its_handler(backend: Backend) {
     let stack = Stack::on(backend, "isolation").await;
     let api = stack.api();
+    stack.create_tenants(&["acct_a", "acct_b"], &["prov_a"]).await;
     let (_, customer_a) = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
     let (_, provider_a) = new_key(&api, json!({"role": "provider", "provider_id": "prov_a"})).await;
     let (victim_id, _) = new_key(&api, json!({"role": "customer", "account_id": "acct_b"})).await;

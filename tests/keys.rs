@@ -27,6 +27,7 @@ async fn create(api: &api::Api, body: Value) -> Value {
 async fn a_key_is_shown_once_used_rotated_and_revoked() {
     let stack = Stack::create("keys").await;
     let api = stack.api();
+    stack.create_tenants(&["acct_a"], &[]).await;
     let usage = |key: &str, account: &str| {
         with_key(
             api_request("GET", &format!("/v1/accounts/{account}/usage"), &[], None),
@@ -144,6 +145,9 @@ async fn a_key_is_shown_once_used_rotated_and_revoked() {
 async fn new_keys_are_validated_and_listed_in_pages(backend: Backend) {
     let stack = Stack::on(backend, "keylist").await;
     let api = stack.api();
+    stack
+        .create_tenants(&[], &["prov_0", "prov_1", "prov_2", "prov_3", "prov_4"])
+        .await;
     let cases = [
         (json!({}), "role"),
         (json!({"role": "customer"}), "account_id"),

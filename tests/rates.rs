@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::adapters::aws::DynamoRateStore;
 use meterline_shared::adapters::cached_rates::CachedRates;
 use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate, Outcome};
 use meterline_shared::ports::rates::RateStore;
@@ -195,7 +194,7 @@ async fn a_refresh_stored_in_dynamodb_is_listed_by_the_api_with_age_and_sources(
     let stack = Stack::create("rates-refresh").await;
     let env = stack.function_env("RateRefreshFunction");
     let config = rate_refresh::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let store = DynamoRateStore::new(stack.ddb(), stack.rates_config("RateRefreshFunction").table);
+    let store = stack.rate_store_of("RateRefreshFunction");
     let sources = rate_refresh::sources_from_config(&config).unwrap();
     let at = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
     let report = rate_refresh::refresh_once(&sources, &store, &config, at)
@@ -203,7 +202,7 @@ async fn a_refresh_stored_in_dynamodb_is_listed_by_the_api_with_age_and_sources(
         .unwrap();
     assert_eq!(report.count(Outcome::Fresh), 5, "{report:?}");
 
-    let api = api_with(&stack, Arc::new(stack.rate_store()));
+    let api = api_with(&stack, Arc::new(stack.rate_store_of("ApiFunction")));
     let now = at + Duration::seconds(30);
     let (status, body) = get(&api, "/v1/rates", &[], now).await;
     assert_eq!(status, 200, "{body}");
@@ -247,7 +246,7 @@ async fn the_history_route_pages_with_an_opaque_cursor_and_names_bad_parameters(
             .await
             .unwrap();
     }
-    let api = api_with(&stack, Arc::new(stack.rate_store()));
+    let api = api_with(&stack, Arc::new(stack.rate_store_of("ApiFunction")));
     let now = t(86_400);
     let path = "/v1/rates/ETH/USD/history";
     let q = [
@@ -336,7 +335,7 @@ async fn the_api_reads_rates_through_its_cache() {
     let stack = Stack::create("rates-cache").await;
     let table = stack.rate_store();
     table.put(&rate("BTC/USD", "97000", t(0))).await.unwrap();
-    let cached = CachedRates::new(stack.rate_store(), Duration::seconds(60));
+    let cached = CachedRates::new(stack.rate_store_of("ApiFunction"), Duration::seconds(60));
     let api = api_with(&stack, Arc::new(cached));
     let (_, body) = get(&api, "/v1/rates", &[], t(10)).await;
     assert_eq!(body["data"][0]["rate"], "97000");

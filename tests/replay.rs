@@ -56,8 +56,9 @@ fn statuses(report: &Value) -> Vec<String> {
 async fn fixed_events_replay_once_broken_ones_stay_and_tenants_are_kept_apart() {
     let stack = Stack::create("replay").await;
     let api = stack.api();
+    stack.create_tenants(&[ACCOUNT], &[]).await;
     let ingestor = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -219,7 +220,7 @@ async fn an_operator_replays_unknown_account_events_with_a_correction() {
     let stack = Stack::create("replay-unknown").await;
     let api = stack.api();
     let ingestor = Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let t0 = now();

@@ -28,12 +28,14 @@ fn now() -> DateTime<Utc> {
 fn config(stack: &Stack, lifetime_ms: u64) -> StreamConfig {
     StreamConfig {
         api_keys_table: stack.api_config().api_keys_table,
-        bootstrap_operator_key: Some(OPERATOR_KEY.parse().unwrap()),
+        bootstrap_operator_key_secret: None,
+        max_per_key: 3,
         lifetime: std::time::Duration::from_millis(lifetime_ms),
         poll: std::time::Duration::from_millis(150),
         keep_alive: std::time::Duration::from_millis(700),
         settle: std::time::Duration::from_millis(300),
         retry: std::time::Duration::from_millis(250),
+        granularities: stack.usage_config().ingest.granularities,
     }
 }
 
@@ -47,12 +49,15 @@ fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction> {
     assert_eq!(from_template.lifetime, std::time::Duration::from_secs(300));
     let config = config(stack, lifetime_ms);
     Arc::new(StreamFunction {
-        store: Arc::new(stack.usage_store()),
-        keys: Arc::new(DynamoApiKeyStore::new(stack.ddb(), config.api_keys_table.clone())),
-        bootstrap: config
-            .bootstrap_operator_key
-            .as_ref()
-            .map(|k| meterline_shared::services::authenticate::bootstrap_record(k, Utc::now())),
+        store: Arc::new(stack.usage_store_of("UsageStreamFunction")),
+        keys: Arc::new(DynamoApiKeyStore::new(
+            stack.clients("UsageStreamFunction").dynamodb,
+            config.api_keys_table.clone(),
+        )),
+        bootstrap: Some(meterline_shared::services::authenticate::bootstrap_record(
+            &OPERATOR_KEY.parse().unwrap(),
+            Utc::now(),
+        )),
         config,
     })
 }
@@ -275,7 +280,7 @@ async fn ingest(stack: &Stack, api: &api::Api, events: Value) {
         .await;
     assert_eq!(resp.status(), 202);
     let ingestor = usage_ingest::Ingestor {
-        store: std::sync::Arc::new(stack.usage_store()),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -284,6 +289,14 @@ async fn ingest(stack: &Stack, api: &api::Api, events: Value) {
 }
 
 async fn customer_key(api: &api::Api, account: &str) -> String {
+    let create = json!({"account_id": account, "currency": "USD"}).to_string();
+    let resp = api
+        .handle(
+            operator_request("POST", "/v1/accounts", &[], Some(&create)),
+            now(),
+        )
+        .await;
+    assert!([201, 409].contains(&resp.status().as_u16()), "{resp:?}");
     let body = json!({"role": "customer", "account_id": account});
     let resp = api
         .handle(
@@ -501,6 +514,14 @@ async fn the_api_route_answers_the_settled_changes_and_ends() {
 #[tokio::test]
 #[ignore = "run by scripts/stream_e2e.sh, which starts the functions under cargo lambda watch"]
 async fn under_cargo_lambda_watch() {
+    // Every step has its own bound too; this one makes sure a stuck emulator fails the run
+    // with a message instead of holding CI until its own time limit.
+    tokio::time::timeout(std::time::Duration::from_secs(600), end_to_end_under_watch())
+        .await
+        .expect("the end-to-end run finished within 10 minutes");
+}
+
+async fn end_to_end_under_watch() {
     let watch = std::env::var("METERLINE_WATCH_URL").expect("METERLINE_WATCH_URL");
     let operator = std::env::var("METERLINE_API_KEY").expect("METERLINE_API_KEY");
     let stack_json =
@@ -514,7 +535,10 @@ async fn under_cargo_lambda_watch() {
     };
     let api_url = format!("{watch}/lambda-url/api");
     let stream_url = format!("{watch}/lambda-url/usage-stream");
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
     let post = |path: &str, body: Value| {
         http.post(format!("{api_url}{path}"))
             .bearer_auth(&operator)
@@ -522,6 +546,12 @@ async fn under_cargo_lambda_watch() {
             .body(body.to_string())
             .send()
     };
+    for account in ["acct_e2e", "acct_e2e_other"] {
+        let resp = post("/v1/accounts", json!({"account_id": account, "currency": "USD"}))
+            .await
+            .unwrap();
+        assert!([201, 409].contains(&resp.status().as_u16()), "{resp:?}");
+    }
     let resp = post(
         "/v1/api-keys",
         json!({"role": "customer", "account_id": "acct_e2e"}),
@@ -719,4 +749,55 @@ async fn the_changes_index_pages_strictly_between_its_bounds() {
         .unwrap()
         .is_empty());
     assert_eq!(rest[0].aggregate.account_id, "acct_i");
+}
+
+#[tokio::test]
+async fn minute_windows_are_400_on_the_function_where_they_are_not_kept() {
+    let stack = Stack::create("stream-minute").await;
+    assert!(!stack
+        .usage_config()
+        .ingest
+        .granularities
+        .contains(&meterline_shared::domain::usage::Granularity::Minute));
+    let f = function(&stack, 1000);
+    let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
+    let req = function_url_event(
+        "GET",
+        "/v1/accounts/acct_a/usage/stream?granularity=minute",
+        &auth,
+    );
+    let resp = f.handle(req).await;
+    assert_eq!(resp.status(), 400);
+    let req = function_url_event("GET", "/v1/accounts/acct_a/usage/stream?granularity=hour", &auth);
+    assert_eq!(f.handle(req).await.status(), 200);
+}
+
+#[tokio::test]
+async fn one_key_holds_at_most_its_share_of_streams() {
+    let stack = Stack::create("stream-per-key").await;
+    let f = function(&stack, 60_000);
+    let max = f.config.max_per_key as usize;
+    let auth = [("authorization".to_string(), format!("Bearer {OPERATOR_KEY}"))];
+    let path = "/v1/accounts/acct_a/usage/stream";
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let resp = f.handle(function_url_event("GET", path, &auth)).await;
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    let resp = f.handle(function_url_event("GET", path, &auth)).await;
+    assert_eq!(resp.status(), 429, "one stream more than the key's share");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    // A client that goes away frees its slot as soon as the stream notices.
+    held.pop();
+    let mut reopened = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let resp = f.handle(function_url_event("GET", path, &auth)).await;
+        if resp.status() == 200 {
+            reopened = Some(resp);
+            break;
+        }
+    }
+    assert!(reopened.is_some(), "the slot was released");
 }

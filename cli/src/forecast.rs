@@ -1,6 +1,7 @@
 //! `meterline forecast` (projection, next days, SVG plot) and `meterline backtest` (accuracy
 //! table).
 
+use crate::input::{instant_arg, Input};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use meterline_shared::domain::forecast::{
@@ -11,7 +12,7 @@ use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::pricing::{
     Catalog, MarketFactors, Period, RatingContext, Subscription, TaxTable, UsageRow,
 };
-use meterline_shared::domain::usage::{Granularity, UsageAggregate, UsageEvent};
+use meterline_shared::domain::usage::{Granularity, UsageAggregate};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::io::Write;
@@ -42,13 +43,13 @@ pub struct ForecastArgs {
     #[arg(long)]
     pub market: Option<PathBuf>,
     /// What is known: usage before this instant. Default: the end of the latest usage window.
-    #[arg(long)]
+    #[arg(long, value_parser = instant_arg)]
     pub as_of: Option<DateTime<Utc>>,
     /// The billing period; default: the calendar month (UTC) holding `as_of`.
-    #[arg(long)]
+    #[arg(long, value_parser = instant_arg)]
     pub from: Option<DateTime<Utc>>,
     /// End of the billing period, exclusive.
-    #[arg(long)]
+    #[arg(long, value_parser = instant_arg)]
     pub to: Option<DateTime<Utc>>,
     /// `hour` or `day` windows.
     #[arg(long, default_value = "day")]
@@ -78,30 +79,34 @@ pub struct BacktestArgs {
 }
 
 /// Usage as rating rows: events (filtered by account), aggregates (filtered by account, with
-/// `provider`) or rows.
-pub fn parse_usage(text: &str, account: &str, provider: &str) -> Result<Vec<UsageRow>> {
-    let value: serde_json::Value = serde_json::from_str(text).context("usage is not JSON")?;
-    let first = value
-        .as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
-    if first.get("timestamp").is_some() && first.get("account_id").is_some() {
-        let events: Vec<UsageEvent> = serde_json::from_value(value).context("usage events")?;
+/// `provider`) or rows, told apart by the first element's fields; every element is then read
+/// strictly as that kind.
+pub fn parse_usage(input: &Input, account: &str, provider: &str) -> Result<Vec<UsageRow>> {
+    let first: Option<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str::<Vec<serde_json::Value>>(&input.text)
+            .ok()
+            .and_then(|a| a.into_iter().next())
+            .and_then(|v| match v {
+                serde_json::Value::Object(m) => Some(m),
+                _ => None,
+            });
+    let has = |k: &str| first.as_ref().is_some_and(|m| m.contains_key(k));
+    if has("timestamp") && has("account_id") {
+        let events = crate::input::usage_events(input)?;
         Ok(events
             .iter()
             .filter(|e| e.account_id == account)
             .map(UsageRow::from_event)
             .collect())
-    } else if first.get("granularity").is_some() {
-        let aggs: Vec<UsageAggregate> = serde_json::from_value(value).context("usage aggregates")?;
+    } else if has("granularity") {
+        let aggs: Vec<UsageAggregate> = input.parse()?;
         Ok(aggs
             .iter()
             .filter(|a| a.account_id == account)
             .map(|a| UsageRow::from_aggregate(provider, a))
             .collect())
     } else {
-        serde_json::from_value(value).context("usage rows")
+        input.parse()
     }
 }
 
@@ -122,13 +127,6 @@ fn month_of(t: DateTime<Utc>) -> Period {
     Period::new(start, end)
 }
 
-fn load<T: serde::de::DeserializeOwned + Default>(path: &Option<PathBuf>, what: &str) -> Result<T> {
-    match path {
-        Some(p) => serde_json::from_str(&super::read(p)?).with_context(|| what.to_string()),
-        None => Ok(T::default()),
-    }
-}
-
 #[derive(Serialize)]
 struct ForecastOutput<'a> {
     estimate: &'a PeriodEstimate,
@@ -136,18 +134,13 @@ struct ForecastOutput<'a> {
 }
 
 pub fn run_forecast(args: &ForecastArgs, out: &mut impl Write) -> Result<()> {
-    let books = match super::check_books(&super::read(&args.price_book)?)? {
-        Ok(b) => b,
-        Err(issues) => bail!("invalid price book: {} problem(s)", issues.len()),
-    };
-    let catalog = Catalog::new(books).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let subscription: Subscription = match &args.subscription {
-        Some(p) => serde_json::from_str(&super::read(p)?).context("subscription")?,
-        None => Subscription::pay_per_use(&args.account),
-    };
-    let taxes: TaxTable = load(&args.taxes, "taxes")?;
-    let market: MarketFactors = load(&args.market, "market factors")?;
-    let rows = parse_usage(&super::read(&args.usage)?, &args.account, &args.provider)?;
+    let book_file = Input::file(&args.price_book)?;
+    let books = crate::input::valid_books(&book_file)?;
+    let catalog = Catalog::new(books).map_err(|e| anyhow::anyhow!("{}: {e}", book_file.name))?;
+    let subscription = super::load(&args.subscription, || Subscription::pay_per_use(&args.account))?;
+    let taxes: TaxTable = super::load(&args.taxes, TaxTable::default)?;
+    let market: MarketFactors = super::load(&args.market, MarketFactors::default)?;
+    let rows = parse_usage(&Input::file(&args.usage)?, &args.account, &args.provider)?;
     if rows.is_empty() {
         bail!("no usage for account {}", args.account);
     }
@@ -500,16 +493,47 @@ mod tests {
 
     #[test]
     fn usage_may_be_events_aggregates_or_rows() {
+        let input = |text: &str| Input {
+            name: "usage.json".into(),
+            text: text.into(),
+        };
         let start = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut events = synthetic_events("a", "p", start, 1, 1);
         events.extend(synthetic_events("b", "p", start, 1, 1));
-        let rows = parse_usage(&serde_json::to_string(&events).unwrap(), "a", "-").unwrap();
+        let rows = parse_usage(&input(&serde_json::to_string(&events).unwrap()), "a", "-").unwrap();
         assert_eq!(rows.len(), 48);
         let agg = r#"[{"account_id":"a","granularity":"day","window_start":"2026-01-01T00:00:00Z","meter":"cpu_seconds","quantity":"5","event_count":1}]"#;
-        let rows = parse_usage(agg, "a", "prov").unwrap();
+        let rows = parse_usage(&input(agg), "a", "prov").unwrap();
         assert_eq!(rows[0].provider_id, "prov");
         let plain = r#"[{"provider_id":"p","meter":"cpu_seconds","window_start":"2026-01-01T00:00:00Z","quantity":"1"}]"#;
-        assert_eq!(parse_usage(plain, "a", "-").unwrap().len(), 1);
+        assert_eq!(parse_usage(&input(plain), "a", "-").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn events_and_aggregates_are_read_strictly() {
+        let input = |text: &str| Input {
+            name: "usage.json".into(),
+            text: text.into(),
+        };
+        let start = "2026-01-01T00:00:00Z".parse().unwrap();
+        let events = synthetic_events("a", "p", start, 1, 1);
+        let mut text = serde_json::to_string_pretty(&events).unwrap();
+        // The second event's dimensions, misspelled: refused, not rated without them.
+        let second = text.match_indices("\"dimensions\"").nth(1).unwrap().0;
+        text.replace_range(second..second + 12, "\"dimension\"");
+        let e = parse_usage(&input(&text), "a", "-").unwrap_err().to_string();
+        let brace = text.match_indices("\n  {").nth(1).unwrap().0 + 1;
+        let line = text[..brace].matches('\n').count() + 1;
+        assert!(e.starts_with(&format!("usage.json:{line}:")), "{e}");
+        assert!(
+            e.contains("[1].dimension: is not a field of a usage event"),
+            "{e}"
+        );
+        let agg = r#"[{"account_id":"a","granularity":"day","window_start":"2026-01-01T00:00:00Z",
+            "meter":"cpu_seconds","quantity":"5","event_count":1,"provider":"p"}]"#;
+        let e = parse_usage(&input(agg), "a", "-").unwrap_err().to_string();
+        assert!(e.starts_with("usage.json:2:"), "{e}");
+        assert!(e.contains("[0].provider: unknown field"), "{e}");
     }
 
     #[test]

@@ -2,18 +2,22 @@
 //! from the command line.
 
 mod forecast;
+mod input;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use input::{instant_arg, Input};
+use meterline_shared::domain::money::{format_rate, Currency};
 use meterline_shared::domain::pricing::{
-    rate, validate_books, Catalog, LineItem, MarketFactors, Period, PriceBook, RatingContext, RatingResult,
-    Subscription, TaxTable, UsageRow, ValidationIssue,
+    rate, Catalog, LineItem, LineKind, MarketFactors, Period, RatingContext, RatingResult, Subscription,
+    TaxTable, Unpriced, UnpricedReason,
 };
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
-use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use rust_decimal::Decimal;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -57,7 +61,7 @@ struct GenUsageArgs {
     #[arg(long, default_value_t = 8)]
     providers: usize,
     /// Start of the usage (RFC 3339).
-    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    #[arg(long, default_value = "2026-11-01T00:00:00Z", value_parser = instant_arg)]
     start: DateTime<Utc>,
     /// Hours of usage after the start.
     #[arg(long, default_value_t = 24)]
@@ -95,14 +99,18 @@ struct RateArgs {
     #[arg(long)]
     market: Option<PathBuf>,
     /// Start of the period (RFC 3339); defaults to the start of the month of the earliest row.
-    #[arg(long)]
+    #[arg(long, value_parser = instant_arg)]
     from: Option<DateTime<Utc>>,
     /// End of the period, exclusive; defaults to the start of the month after the latest row.
-    #[arg(long)]
+    #[arg(long, value_parser = instant_arg)]
     to: Option<DateTime<Utc>>,
     /// Print the rating result as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print the result even when some usage could not be priced (it is listed, never priced
+    /// at zero). Without it, unpriced usage is an error (exit status 1).
+    #[arg(long)]
+    allow_unpriced: bool,
 }
 
 fn main() -> ExitCode {
@@ -117,27 +125,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit status 1: the input was read, and what it says is not acceptable (price book
+/// problems, unpriced usage). Errors (unreadable input, failures) exit with 2.
 fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
     match cli.command {
         Command::PriceBook {
             command: PriceBookCommand::Validate { file },
-        } => {
-            let text = read(&file)?;
-            match check_books(&text)? {
-                Ok(books) => {
-                    let prices: usize = books.iter().map(|b| b.prices.len()).sum();
-                    writeln!(out, "ok: {} book(s), {prices} price(s)", books.len())?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(issues) => {
-                    for i in &issues {
-                        writeln!(out, "{}: {} [{}]", i.path, i.message, i.code)?;
-                    }
-                    writeln!(out, "{} problem(s) in {}", issues.len(), file.display())?;
-                    Ok(ExitCode::from(1))
-                }
+        } => match input::check_books(&Input::file(&file)?)? {
+            Ok(books) => {
+                let prices: usize = books.iter().map(|b| b.prices.len()).sum();
+                writeln!(out, "ok: {} book(s), {prices} price(s)", books.len())?;
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(issues) => {
+                for i in &issues {
+                    writeln!(out, "{}: {} [{}]", i.path, i.message, i.code)?;
+                }
+                writeln!(out, "{} problem(s) in {}", issues.len(), file.display())?;
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::GenUsage(args) if args.pattern == "trend-weekly" => {
             let days = (args.hours.max(24) / 24) as usize;
             let events = meterline_shared::domain::forecast::synthetic_events(
@@ -180,14 +187,12 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rate(args) => {
-            let usage = if args.usage == "-" {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s)?;
-                s
-            } else {
-                read(Path::new(&args.usage))?
-            };
+            let usage = Input::file_or_stdin(&args.usage)?;
             let result = rate_files(&args, &usage)?;
+            if !result.unpriced.is_empty() && !args.allow_unpriced {
+                eprintln!("{}", unpriced_error(&result.unpriced));
+                return Ok(ExitCode::from(1));
+            }
             if args.json {
                 serde_json::to_writer_pretty(&mut *out, &result)?;
                 writeln!(out)?;
@@ -197,35 +202,6 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Parses one book or an array of books; `Err` holds every validation problem.
-fn check_books(text: &str) -> Result<Result<Vec<PriceBook>, Vec<ValidationIssue>>> {
-    let value: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
-    let single = value.is_object();
-    let books: Vec<PriceBook> = if single {
-        vec![serde_json::from_value(value).context("not a price book")?]
-    } else {
-        serde_json::from_value(value).context("not an array of price books")?
-    };
-    Ok(match validate_books(&books) {
-        Ok(()) => Ok(books),
-        Err(e) => Err(e
-            .0
-            .into_iter()
-            .map(|mut i| {
-                // A single book's paths are relative to the book itself.
-                if single {
-                    i.path = i.path.trim_start_matches("[0].").to_string();
-                }
-                i
-            })
-            .collect()),
-    })
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -240,24 +216,6 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     );
     pb.set_message(what.to_string());
     pb
-}
-
-/// Reads usage rows: a JSON array, or one JSON object per line.
-fn parse_rows(text: &str) -> Result<Vec<UsageRow>> {
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).context("usage is not an array of rows");
-    }
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let pb = progress(lines.len() as u64, "reading usage");
-    let mut rows = Vec::with_capacity(lines.len());
-    for (n, line) in lines.iter().enumerate() {
-        rows.push(serde_json::from_str(line).with_context(|| format!("usage line {}", n + 1))?);
-        if n % 4096 == 0 {
-            pb.set_position(n as u64);
-        }
-    }
-    pb.finish_and_clear();
-    Ok(rows)
 }
 
 fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -277,31 +235,22 @@ fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
         .expect("first of a month exists")
 }
 
-fn rate_files(args: &RateArgs, usage: &str) -> Result<RatingResult> {
-    let books = match check_books(&read(&args.price_book)?)? {
-        Ok(b) => b,
-        Err(issues) => {
-            let list: Vec<String> = issues
-                .iter()
-                .map(|i| format!("  {}: {}", i.path, i.message))
-                .collect();
-            bail!("invalid price book:\n{}", list.join("\n"))
-        }
-    };
-    let catalog = Catalog::new(books).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let subscription: Subscription = match &args.subscription {
-        Some(p) => serde_json::from_str(&read(p)?).context("subscription")?,
-        None => Subscription::pay_per_use("-"),
-    };
-    let taxes: TaxTable = match &args.taxes {
-        Some(p) => serde_json::from_str(&read(p)?).context("taxes")?,
-        None => TaxTable::default(),
-    };
-    let market: MarketFactors = match &args.market {
-        Some(p) => serde_json::from_str(&read(p)?).context("market factors")?,
-        None => MarketFactors::default(),
-    };
-    let rows = parse_rows(usage)?;
+/// Reads a document from `path`, or the default when there is none.
+fn load<T: serde::de::DeserializeOwned>(path: &Option<PathBuf>, default: impl FnOnce() -> T) -> Result<T> {
+    match path {
+        Some(p) => Input::file(p)?.parse(),
+        None => Ok(default()),
+    }
+}
+
+fn rate_files(args: &RateArgs, usage: &Input) -> Result<RatingResult> {
+    let book_file = Input::file(&args.price_book)?;
+    let books = input::valid_books(&book_file)?;
+    let catalog = Catalog::new(books).map_err(|e| anyhow::anyhow!("{}: {e}", book_file.name))?;
+    let subscription = load(&args.subscription, || Subscription::pay_per_use("-"))?;
+    let taxes: TaxTable = load(&args.taxes, TaxTable::default)?;
+    let market: MarketFactors = load(&args.market, MarketFactors::default)?;
+    let rows = input::usage_rows(usage, |n| progress(n, "reading usage"))?;
     let first = rows.iter().map(|r| r.window_start).min();
     let last = rows.iter().map(|r| r.window_start).max();
     let period = match (
@@ -327,12 +276,95 @@ fn rate_files(args: &RateArgs, usage: &str) -> Result<RatingResult> {
     Ok(result)
 }
 
-fn dims(l: &LineItem) -> String {
-    l.dimensions
-        .iter()
+fn dims(d: &meterline_shared::domain::usage::Dimensions) -> String {
+    d.iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A value's name as written in JSON (`recurring_fee`, `reverse_charge`), never a Rust name.
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The "unit price / tiers" column: the unit price of a per-unit, overage, covered or fee line;
+/// the tiers with the quantity in each, the packages or the flat amount otherwise.
+fn price_cell(l: &LineItem) -> String {
+    // `calculation` is `<how> = <amount>` (or `= <unrounded> → <amount>`).
+    let how = l.calculation.rsplit_once(" = ").map_or("", |(how, _)| how);
+    let charged_by_model = !l.tiers.is_empty() || how.contains("packages") || how.starts_with("flat ");
+    match l.unit_price {
+        Some(p) if !charged_by_model => p.to_string(),
+        _ if l.kind == LineKind::Usage => how.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// An amount with the currency's minor units, always (`0.00`, never `0`; JPY `0`).
+fn money(amount: Decimal, currency: Currency) -> String {
+    let mut a = amount;
+    if a.scale() < currency.minor_units() {
+        a.rescale(currency.minor_units());
+    }
+    a.to_string()
+}
+
+fn reason(r: UnpricedReason) -> &'static str {
+    match r {
+        UnpricedReason::OutsidePeriod => "outside the rating period",
+        UnpricedReason::NoPriceBook => "no price book in force for the provider or the marketplace",
+        UnpricedReason::NoMatchingPrice => "no matching price for the meter and dimensions",
+        UnpricedReason::NoMarketFactor => "no market factor for the spot price at the usage's time",
+    }
+}
+
+fn unpriced_line(u: &Unpriced) -> String {
+    let d = dims(&u.dimensions);
+    format!(
+        "{} {}{}{} quantity {} ({} row{}): {}",
+        u.provider_id,
+        u.meter,
+        if d.is_empty() { "" } else { " " },
+        d,
+        u.quantity.normalize(),
+        u.rows,
+        if u.rows == 1 { "" } else { "s" },
+        reason(u.reason)
+    )
+}
+
+/// Unpriced usage is never priced at zero, and never passes silently.
+fn unpriced_error(unpriced: &[Unpriced]) -> String {
+    let rows: u64 = unpriced.iter().map(|u| u.rows).sum();
+    let list: Vec<String> = unpriced
+        .iter()
+        .map(|u| format!("  {}", unpriced_line(u)))
+        .collect();
+    format!(
+        "error: {} unpriced usage group(s) ({rows} row(s)); the total would leave them out:\n{}\n\
+         give the missing prices or market factors, or pass --allow-unpriced to print the result \
+         with them listed apart",
+        unpriced.len(),
+        list.join("\n")
+    )
+}
+
+/// Net, tax (with its rate, `19 %`) and gross of a line; the tax-inclusive price is the gross.
+fn amounts_cells(l: &LineItem, currency: Currency) -> [String; 3] {
+    let gross = if l.tax.inclusive {
+        format!("{} incl. tax", money(l.tax.gross, currency))
+    } else {
+        money(l.tax.gross, currency)
+    };
+    [
+        money(l.tax.net, currency),
+        format!("{} ({})", money(l.tax.tax, currency), format_rate(l.tax.rate)),
+        gross,
+    ]
 }
 
 fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
@@ -347,30 +379,31 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
         "meter",
         "dimensions",
         "quantity",
-        "unit price",
-        "amount",
+        "unit price / tiers",
+        "net",
         "tax",
+        "gross",
     ];
-    let mut table: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut table: Vec<[String; 9]> = vec![header.map(String::from)];
     for l in &r.lines {
+        let quantity = match &l.unit {
+            Some(u) => format!("{} {u}", l.quantity.normalize()),
+            None => l.quantity.normalize().to_string(),
+        };
+        let [net, tax, gross] = amounts_cells(l, r.currency);
         table.push([
-            format!("{:?}", l.kind),
+            wire_name(&l.kind),
             l.provider_id.clone().unwrap_or_default(),
             l.meter.map(|m| m.to_string()).unwrap_or_default(),
-            dims(l),
-            l.quantity.normalize().to_string(),
-            l.unit_price
-                .map(|p| p.normalize().to_string())
-                .unwrap_or_default(),
-            l.amount.to_string(),
-            format!(
-                "{} @{}%",
-                l.tax.tax,
-                (l.tax.rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
-            ),
+            dims(&l.dimensions),
+            quantity,
+            price_cell(l),
+            net,
+            tax,
+            gross,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
         .collect();
     for (n, row) in table.iter().enumerate() {
@@ -387,17 +420,13 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
         if n == 0 {
-            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 7))?;
+            writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 8))?;
         }
     }
     for u in &r.unpriced {
-        writeln!(
-            out,
-            "unpriced: {} {} {:?} quantity {} ({} rows): {:?}",
-            u.provider_id, u.meter, u.dimensions, u.quantity, u.rows, u.reason
-        )?;
+        writeln!(out, "unpriced: {}", unpriced_line(u))?;
     }
-    writeln!(out, "subtotal {} {}", r.subtotal, r.currency)?;
+    writeln!(out, "subtotal {} {}", money(r.subtotal, r.currency), r.currency)?;
     for b in &r.tax_breakdown {
         let j = b
             .jurisdiction
@@ -412,11 +441,15 @@ fn print_table(out: &mut impl Write, r: &RatingResult) -> Result<()> {
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
-            "tax {j} {:?} {}: taxable {} tax {}",
-            b.treatment, b.rate, b.taxable, b.tax
+            "tax {j} {} {}: taxable {} tax {}",
+            wire_name(&b.treatment),
+            format_rate(b.rate),
+            money(b.taxable, r.currency),
+            money(b.tax, r.currency)
         )?;
     }
-    writeln!(out, "tax {}  total {} {}", r.tax_total, r.total, r.currency)?;
+    let (tax, total) = (money(r.tax_total, r.currency), money(r.total, r.currency));
+    writeln!(out, "tax {tax}  total {total} {}", r.currency)?;
     Ok(())
 }
 
@@ -448,7 +481,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("bad.json");
         let mut book: serde_json::Value =
-            serde_json::from_str(&read(Path::new(&example("price-book.json"))).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(example("price-book.json")).unwrap()).unwrap();
         book["currency"] = "XXX".into();
         book["prices"][0]["meter"] = "gpu_hours".into();
         std::fs::write(&file, book.to_string()).unwrap();
@@ -479,6 +512,17 @@ mod tests {
         let (code, out) = run_args(&args);
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(out.contains("subtotal"), "{out}");
+        // The graduated GPU line shows its tiers with the quantity in each, not a blank.
+        let gpu = out
+            .lines()
+            .find(|l| l.starts_with("usage") && l.contains("gpu_seconds") && !l.contains("H100"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(gpu.contains("36000 × 0.0008 + 50400 × 0.0006"), "{gpu}");
+        let egress = out.lines().find(|l| l.contains("network_egress_gib")).unwrap();
+        assert!(egress.contains("⌈250.5 / 100⌉ = 3 packages × 4.50"), "{egress}");
+        // One rate format: `19 %`.
+        assert!(out.contains("(19 %)") && out.contains("standard 19 %"), "{out}");
+        assert!(!out.contains("@19%"), "{out}");
         let mut json_args = args.to_vec();
         json_args.push("--json");
         let (_, out) = run_args(&json_args);
@@ -490,12 +534,31 @@ mod tests {
 
     #[test]
     fn usage_may_be_one_row_per_line() {
-        let rows = parse_rows(
-            "{\"provider_id\":\"p\",\"meter\":\"cpu_seconds\",\"window_start\":\"2026-01-01T00:00:00Z\",\"quantity\":\"1\"}\n\n",
+        let input = |text: &str| Input {
+            name: "rows".into(),
+            text: text.into(),
+        };
+        let rows = input::usage_rows(
+            &input("{\"provider_id\":\"p\",\"meter\":\"cpu_seconds\",\"window_start\":\"2026-01-01T00:00:00Z\",\"quantity\":\"1\"}\n\n"),
+            |_| ProgressBar::hidden(),
         )
         .unwrap();
         assert_eq!(rows.len(), 1);
-        assert!(parse_rows("{\"meter\": 1}").is_err());
+        let e = input::usage_rows(&input("\n{\"meter\": 1}"), |_| ProgressBar::hidden()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("rows:2:11: meter: invalid type: integer `1`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn amounts_carry_the_currencys_minor_units() {
+        let jpy = Currency::from_code("JPY").unwrap();
+        assert_eq!(money(Decimal::ZERO, Currency::EUR), "0.00");
+        assert_eq!(money(Decimal::new(5, 1), Currency::EUR), "0.50");
+        assert_eq!(money(Decimal::new(123, 2), Currency::EUR), "1.23");
+        assert_eq!(money(Decimal::ZERO, jpy), "0");
     }
 
     #[test]

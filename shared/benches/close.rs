@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         prior,
         rate: None,
         now: period.end,
+        refunds: Vec::new(),
     };
     let oct_rows: &'static [UsageRow] = Box::leak(oct_rows.into_boxed_slice());
     let nov_rows: &'static [UsageRow] = Box::leak(nov_rows.into_boxed_slice());

@@ -5,18 +5,28 @@
 //! [`on_both_backends!`] runs a test body once on each backend, so a route is tested in memory
 //! and against the local endpoint by the same assertions. The moto tests need
 //! `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
+//!
+//! A handler under test gets its AWS clients from [`Stack::clients`], which names the function
+//! (its logical id in the template): with `METERLINE_AWS_CALL_LOG` set, as `scripts/test.sh`
+//! sets it, every call those clients make is recorded for that function, and
+//! `scripts/iam_check.py` checks the records against the function's role. The ports and stores
+//! named after a function (`billing_of("CloseWorkerFunction")`, `usage_store_of(...)`, ...) are
+//! opened that way; those without one (`billing()`, `usage()`, `usage_store()`,
+//! `billing_store()`, `rate_store()`, `ddb()`, `sqs()`) set up and inspect a stack as a test
+//! would, and are not recorded: never give them to a handler. In memory, both are the same
+//! adapters.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_sqs, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
-    DynamoRateStore, DynamoUsageStore, SqsUsageQueue,
+    aws_sdk_dynamodb, aws_sdk_sqs, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore,
+    DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsCloseQueue, SqsUsageQueue,
 };
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::adapters::memory::{
     InMemoryRateStore, MemoryApiKeyStore, MemoryBillingStore, MemoryBudgetStore, MemoryCloseQueue,
     MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemoryUsageQueue, MemoryUsageStore,
 };
-use meterline_shared::ports::billing::{BillingStore, EventPublisher};
+use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::directory::DirectoryStore;
 use meterline_shared::ports::issued::IssuedInvoices;
@@ -200,26 +210,93 @@ impl Stack {
         RatesConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid")
     }
 
-    /// The rate store on this stack's table, as the functions open it.
+    /// The AWS clients of `function` (its logical id in the template), recorded for it.
+    pub fn clients(&self, function: &str) -> AwsClients {
+        AwsClients::for_function(&self.sdk, function).expect("the call log opens")
+    }
+
+    /// The rate store on this stack's table, to set up and inspect (not recorded).
     pub fn rate_store(&self) -> DynamoRateStore {
         DynamoRateStore::new(self.ddb(), self.rates_config("ApiFunction").table)
     }
 
-    /// The billing store (and budget store) on this stack's billing table.
+    /// The rate store as `function` opens it.
+    pub fn rate_store_of(&self, function: &str) -> DynamoRateStore {
+        DynamoRateStore::new(self.clients(function).dynamodb, self.rates_config(function).table)
+    }
+
+    /// Creates accounts (the sample account, in USD) and providers (10 % fee) that keys may
+    /// then name; existing ones are kept.
+    pub async fn create_tenants(&self, accounts: &[&str], providers: &[&str]) {
+        use meterline_shared::ports::directory::{ProviderDoc, Written};
+        let store = self.directory();
+        for id in accounts {
+            let account = meterline_shared::domain::billing::sample::account(
+                id,
+                meterline_shared::domain::money::Currency::USD,
+            );
+            store.create_account(&account).await.expect("create account");
+        }
+        for id in providers {
+            loop {
+                let (mut catalog, rev) = store.catalog_revision().await.expect("catalog");
+                catalog.fees.insert(id.to_string(), rust_decimal::Decimal::TEN);
+                let doc = ProviderDoc {
+                    provider_id: id.to_string(),
+                    name: id.to_string(),
+                    fee_percent: rust_decimal::Decimal::TEN,
+                    created_at: chrono::Utc::now(),
+                    updated_at: None,
+                    upfront_payout: Default::default(),
+                };
+                match store
+                    .create_provider(&doc, &catalog, rev)
+                    .await
+                    .expect("create provider")
+                {
+                    Written::Yes => break,
+                    Written::Conflict if store.provider(id).await.expect("provider").is_some() => break,
+                    Written::Conflict => continue,
+                }
+            }
+        }
+    }
+
+    /// The billing store (and budget store) on this stack's billing table, to set up and
+    /// inspect (not recorded).
     pub fn billing_store(&self) -> DynamoBillingStore {
+        DynamoBillingStore::new(self.ddb(), self.resource("BillingTable"))
+    }
+
+    /// The billing store as `function` opens it.
+    pub fn billing_store_of(&self, function: &str) -> DynamoBillingStore {
         DynamoBillingStore::new(
-            self.ddb(),
-            self.function_env("ApiFunction")["BILLING_TABLE"].clone(),
+            self.clients(function).dynamodb,
+            self.function_env(function)["BILLING_TABLE"].clone(),
         )
+    }
+
+    /// The close queue as `CycleCloseFunction` opens it.
+    pub fn close_queue_of_cycle_close(&self) -> SqsCloseQueue {
+        let env = self.function_env("CycleCloseFunction");
+        SqsCloseQueue::new(
+            self.clients("CycleCloseFunction").sqs,
+            env["CLOSE_QUEUE_URL"].clone(),
+        )
+    }
+
+    /// `function`'s EventBridge publisher, publishing on `bus`.
+    pub fn publisher_of(&self, function: &str, bus: &str) -> EventBridgePublisher {
+        EventBridgePublisher::new(self.clients(function).eventbridge, bus.to_string())
     }
 
     /// The API's estimate and budget routes, wired as the API function wires them.
     pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
         api::estimates::EstimatesApi {
-            billing: self.billing(),
-            budgets: self.budgets(),
-            usage: self.usage(),
-            rates: self.rates(),
+            billing: self.billing_of("ApiFunction"),
+            budgets: self.budgets_of("ApiFunction"),
+            usage: self.usage_of("ApiFunction"),
+            rates: self.rates_of("ApiFunction"),
         }
     }
 
@@ -238,7 +315,7 @@ impl Stack {
     }
 
     /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
-    /// operator key (as `METERLINE_BOOTSTRAP_OPERATOR_KEY` would).
+    /// operator key (as the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret would).
     pub fn api(&self) -> api::Api {
         let api = match &self.memory {
             Some(m) => api::Api::new(
@@ -255,15 +332,23 @@ impl Stack {
             None => {
                 let env = self.function_env("ApiFunction");
                 let config = self.api_config();
+                let clients = self.clients("ApiFunction");
                 api::Api::new(
-                    Arc::new(self.usage_store()),
-                    Arc::new(SqsUsageQueue::new(self.sqs(), env["USAGE_QUEUE_URL"].clone())),
+                    Arc::new(self.usage_store_of("ApiFunction")),
+                    Arc::new(SqsUsageQueue::new(clients.sqs, env["USAGE_QUEUE_URL"].clone())),
                     self.usage_config().ingest.time_rules,
-                    Arc::new(DynamoApiKeyStore::new(self.ddb(), config.api_keys_table)),
-                    Arc::new(DynamoIdempotencyStore::new(self.ddb(), config.idempotency_table)),
+                    Arc::new(DynamoApiKeyStore::new(
+                        clients.dynamodb.clone(),
+                        config.api_keys_table,
+                    )),
+                    Arc::new(DynamoIdempotencyStore::new(
+                        clients.dynamodb,
+                        config.idempotency_table,
+                    )),
                 )
+                .with_granularities(self.usage_config().ingest.granularities)
                 .with_rates(api::rates::RatesApi::new(
-                    self.rates(),
+                    self.rates_of("ApiFunction"),
                     self.rates_config("ApiFunction").max_age,
                 ))
             }
@@ -293,20 +378,49 @@ impl Stack {
 
     /// The billing routes' dependencies, publishing their events on `bus` (moto only).
     pub fn billing_api_on_bus(&self, bus: &str) -> api::billing::BillingApi {
-        let store = Arc::new(self.billing_store());
+        let store = Arc::new(self.billing_store_of("ApiFunction"));
         api::billing::BillingApi {
             billing: store.clone(),
             directory: store.clone(),
             issued: store,
-            rates: self.rates(),
-            events: Arc::new(meterline_shared::adapters::aws::EventBridgePublisher::new(
-                meterline_shared::adapters::aws::aws_sdk_eventbridge::Client::new(&self.sdk),
-                bus.to_string(),
-            )),
+            rates: self.rates_of("ApiFunction"),
+            events: Arc::new(self.publisher_of("ApiFunction", bus)),
         }
     }
 
-    /// The billing port of this stack.
+    /// The billing port as `function` opens it (recorded), or the memory one.
+    pub fn billing_of(&self, function: &str) -> Arc<dyn BillingStore> {
+        match &self.memory {
+            Some(m) => m.billing.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The budget port as `function` opens it (recorded), or the memory one.
+    pub fn budgets_of(&self, function: &str) -> Arc<dyn BudgetStore> {
+        match &self.memory {
+            Some(m) => m.budgets.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The usage port as `function` opens it (recorded), or the memory one.
+    pub fn usage_of(&self, function: &str) -> Arc<dyn UsageStore> {
+        match &self.memory {
+            Some(m) => m.usage.clone(),
+            None => Arc::new(self.usage_store_of(function)),
+        }
+    }
+
+    /// The rate port as `function` opens it (recorded), or the memory one.
+    pub fn rates_of(&self, function: &str) -> Arc<dyn RateStore> {
+        match &self.memory {
+            Some(m) => m.rates.clone(),
+            None => Arc::new(self.rate_store_of(function)),
+        }
+    }
+
+    /// The billing port of this stack, to set up and inspect (not recorded).
     pub fn billing(&self) -> Arc<dyn BillingStore> {
         match &self.memory {
             Some(m) => m.billing.clone(),
@@ -314,7 +428,7 @@ impl Stack {
         }
     }
 
-    /// The issued-invoices port of this stack.
+    /// The issued-invoices port of this stack, to set up and inspect (not recorded).
     pub fn issued(&self) -> Arc<dyn IssuedInvoices> {
         match &self.memory {
             Some(m) => m.billing.clone(),
@@ -322,7 +436,7 @@ impl Stack {
         }
     }
 
-    /// The directory port of this stack.
+    /// The directory port of this stack, to set up and inspect (not recorded).
     pub fn directory(&self) -> Arc<dyn DirectoryStore> {
         match &self.memory {
             Some(m) => m.directory.clone(),
@@ -330,7 +444,7 @@ impl Stack {
         }
     }
 
-    /// The budget port of this stack.
+    /// The budget port of this stack, to set up and inspect (not recorded).
     pub fn budgets(&self) -> Arc<dyn BudgetStore> {
         match &self.memory {
             Some(m) => m.budgets.clone(),
@@ -338,7 +452,7 @@ impl Stack {
         }
     }
 
-    /// The usage port of this stack.
+    /// The usage port of this stack, to set up and inspect (not recorded).
     pub fn usage(&self) -> Arc<dyn UsageStore> {
         match &self.memory {
             Some(m) => m.usage.clone(),
@@ -346,7 +460,7 @@ impl Stack {
         }
     }
 
-    /// The rate port of this stack.
+    /// The rate port of this stack, to set up and inspect (not recorded).
     pub fn rates(&self) -> Arc<dyn RateStore> {
         match &self.memory {
             Some(m) => m.rates.clone(),
@@ -389,20 +503,16 @@ impl Stack {
     /// The ingestion function's handler on this stack.
     pub fn ingestor(&self) -> usage_ingest::Ingestor {
         usage_ingest::Ingestor {
-            store: self.usage(),
+            store: self.usage_of("UsageIngestFunction"),
             settings: self.ingest_settings(),
         }
     }
 
     /// Closes every period due at `now` the way AWS does: the `cycle-close` handler queues the
     /// requests (SQS, or the memory close queue), the `close-worker` handler consumes them in
-    /// batches of 10 with `rates`, publishing on `events`. Returns how many were queued.
-    pub async fn close_due(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        rates: &dyn RateStore,
-        events: &dyn EventPublisher,
-    ) -> usize {
+    /// batches of 10 (rates from an empty store, events to memory). On moto each handler has
+    /// its function's recorded clients. Returns how many were queued; the worker must fail none.
+    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
         let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
             serde_json::from_value(json!({
                 "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
@@ -410,21 +520,31 @@ impl Stack {
                 "resources": [], "detail": {}
             }))
             .expect("a scheduled event");
-        let billing = self.billing();
-        let usage = self.usage();
+        let events = MemoryEventPublisher::new();
+        let rates = InMemoryRateStore::new();
+        let (billing, usage) = (
+            self.billing_of("CloseWorkerFunction"),
+            self.usage_of("CloseWorkerFunction"),
+        );
         let closer = Closer {
             billing: billing.as_ref(),
             usage: usage.as_ref(),
-            rates,
-            publisher: events,
+            rates: &rates,
+            publisher: &events,
             settings: CloseSettings::default(),
         };
+        let scheduler = self.billing_of("CycleCloseFunction");
         match &self.memory {
             Some(m) => {
-                let s =
-                    cycle_close::handle(billing.as_ref(), m.close_queue.as_ref(), events, &scheduled, now)
-                        .await
-                        .expect("cycle-close");
+                let s = cycle_close::handle(
+                    scheduler.as_ref(),
+                    m.close_queue.as_ref(),
+                    &events,
+                    &scheduled,
+                    now,
+                )
+                .await
+                .expect("cycle-close");
                 let mut n = 0;
                 loop {
                     let batch = m.close_queue.take(10);
@@ -447,11 +567,8 @@ impl Stack {
                 s.enqueued
             }
             None => {
-                let queue = meterline_shared::adapters::aws::SqsCloseQueue::new(
-                    self.sqs(),
-                    self.resource("CloseQueue"),
-                );
-                let s = cycle_close::handle(billing.as_ref(), &queue, events, &scheduled, now)
+                let queue = self.close_queue_of_cycle_close();
+                let s = cycle_close::handle(scheduler.as_ref(), &queue, &events, &scheduled, now)
                     .await
                     .expect("cycle-close");
                 let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
@@ -554,10 +671,18 @@ impl Stack {
         out
     }
 
-    /// A usage store on this stack's tables.
+    /// A usage store on this stack's tables, to set up and inspect (not recorded).
     pub fn usage_store(&self) -> DynamoUsageStore {
         let c = self.usage_config();
         DynamoUsageStore::new(self.ddb(), c.tables, c.event_retention)
+    }
+
+    /// The usage store as `function` opens it.
+    pub fn usage_store_of(&self, function: &str) -> DynamoUsageStore {
+        let env = self.function_env(function);
+        let c =
+            UsageConfig::from_env(&Env(move |k: &str| env.get(k).cloned())).expect("template env is valid");
+        DynamoUsageStore::new(self.clients(function).dynamodb, c.tables, c.event_retention)
     }
 
     /// Items in a table (a full scan: tests only).

@@ -922,6 +922,7 @@ impl crate::Api {
             prior: Vec::new(),
             rate: rate.as_ref(),
             now,
+            refunds: Vec::new(),
         };
         let p = preview_plan_change(&input, changed, at)
             .map_err(|e| Problem::new(422, "unpriceable", "The change cannot be priced", e.to_string()))?;

@@ -18,8 +18,8 @@ use crate::{json_response, limit_param, store_problem, Ctx, Outcome};
 use lambda_http::http::StatusCode;
 use lambda_http::RequestExt;
 use meterline_shared::adapters::http::problem::Problem;
-use meterline_shared::domain::pricing::CatalogData;
 use meterline_shared::domain::pricing::{validate_books, Owner, Plan, PriceBook, ValidationIssue};
+use meterline_shared::domain::pricing::{CatalogData, UpfrontPayout};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::directory::{PlanDoc, ProviderDoc, Written};
@@ -314,6 +314,16 @@ fn fee_param(f: &mut Fields, body: &Map<String, Value>, required: bool) -> Optio
     }
 }
 
+/// Writes a provider's settings the close reads into the catalog: its fee and when it is paid
+/// a reservation's upfront (only `at_purchase` is stored: over the term is the default).
+fn provider_settings(data: &mut CatalogData, doc: &ProviderDoc) {
+    data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+    match doc.upfront_payout {
+        UpfrontPayout::OverTerm => data.upfront_payouts.remove(&doc.provider_id),
+        p => data.upfront_payouts.insert(doc.provider_id.clone(), p),
+    };
+}
+
 /// Fields of a provider a provider key may change (the fee is the operator's).
 const PROVIDER_FIELDS: [&str; 1] = ["name"];
 
@@ -338,15 +348,21 @@ impl crate::Api {
         let api = self.billing_api()?;
         let body = object_body(&c.req)?;
         let mut f = Fields::default();
-        f.only(&body, &["provider_id", "name", "fee_percent"], "a provider");
+        f.only(
+            &body,
+            &["provider_id", "name", "fee_percent", "upfront_payout"],
+            "a provider",
+        );
         let id = f.id(&body, "provider_id", true);
         let name = f.text(&body, "name", true);
         let fee = fee_param(&mut f, &body, true);
+        let payout = f.typed::<UpfrontPayout>(&body, "upfront_payout", false);
         f.finish()?;
         let doc = ProviderDoc {
             provider_id: id.expect("checked"),
             name: name.expect("checked"),
             fee_percent: fee.expect("checked"),
+            upfront_payout: payout.unwrap_or_default(),
             created_at: c.now,
             updated_at: None,
         };
@@ -368,7 +384,7 @@ impl crate::Api {
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
-        data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+        provider_settings(&mut data, &doc);
         match api
             .directory
             .create_provider(&doc, &data, rev)
@@ -432,9 +448,14 @@ impl crate::Api {
             crate::accounts::tenant_may_change(&body, &PROVIDER_FIELDS, "a provider key")?;
         }
         let mut f = Fields::default();
-        f.only(&body, &["name", "fee_percent"], "a provider update");
+        f.only(
+            &body,
+            &["name", "fee_percent", "upfront_payout"],
+            "a provider update",
+        );
         let name = f.text(&body, "name", false);
         let fee = fee_param(&mut f, &body, false);
+        let payout = f.typed::<UpfrontPayout>(&body, "upfront_payout", false);
         if body.is_empty() {
             f.err("body", "required", "give name or fee_percent");
         }
@@ -453,6 +474,9 @@ impl crate::Api {
             if let Some(fee) = fee {
                 doc.fee_percent = fee;
             }
+            if let Some(p) = payout {
+                doc.upfront_payout = p;
+            }
             if doc == current {
                 return Ok(provider_update_json(&doc));
             }
@@ -462,7 +486,7 @@ impl crate::Api {
                 .catalog_revision()
                 .await
                 .map_err(|e| store_problem(&e))?;
-            data.fees.insert(doc.provider_id.clone(), doc.fee_percent);
+            provider_settings(&mut data, &doc);
             match api
                 .directory
                 .update_provider(&doc, &data, rev)

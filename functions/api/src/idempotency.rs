@@ -21,6 +21,29 @@ fn replay(r: &StoredResponse) -> Response<Body> {
         .expect("valid response")
 }
 
+/// Marks a response whose body carries secrets in these top-level fields (a new API key's
+/// `key`): it is sent once, with `Cache-Control: no-store`, and kept for replay without them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecretFields(pub &'static [&'static str]);
+
+/// The body kept for replay: the response's, less its secret fields.
+fn kept_body(resp: &Response<Body>) -> String {
+    let text = String::from_utf8_lossy(body_bytes(resp.body())).into_owned();
+    let Some(SecretFields(fields)) = resp.extensions().get::<SecretFields>() else {
+        return text;
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut body)) => {
+            for f in *fields {
+                body.remove(*f);
+            }
+            serde_json::Value::Object(body).to_string()
+        }
+        // Not the JSON object a secret is sent in: keep nothing of it.
+        _ => String::new(),
+    }
+}
+
 fn stored(resp: &Response<Body>) -> StoredResponse {
     StoredResponse {
         status: resp.status().as_u16(),
@@ -30,7 +53,7 @@ fn stored(resp: &Response<Body>) -> StoredResponse {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json")
             .to_string(),
-        body: String::from_utf8_lossy(body_bytes(resp.body())).into_owned(),
+        body: kept_body(resp),
     }
 }
 

@@ -15,6 +15,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
+use meterline_shared::domain::billing::close::MAX_INVOICE_ID_LEN;
 use meterline_shared::domain::billing::events::{
     credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
 };
@@ -55,11 +56,42 @@ fn id_param(name: &str, raw: &str) -> Result<String, Problem> {
     }
 }
 
-/// A credit note id from the path: `credit-note#<invoice id>#<key>`, with each `#` sent as
-/// `%23` (a bare `#` would end the path).
+/// Whether `id` may be an invoice id: 1 to [`MAX_INVOICE_ID_LEN`] of the id characters and `~`
+/// (`inv_<account>~<subscription>_<start>`; any other such text is simply not found).
+fn is_invoice_id_like(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_INVOICE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
+}
+
+/// An invoice id from the path.
+fn invoice_param(raw: &str) -> Result<String, Problem> {
+    match is_invoice_id_like(raw) {
+        true => Ok(raw.to_string()),
+        false => Err(Problem::invalid_field(
+            "invoice_id",
+            "invalid_format",
+            "must be an `invoice_id` this API returned",
+        )),
+    }
+}
+
+/// A credit note id from the path (decoded by the router): `credit-note#<invoice id>#<key>`,
+/// each `#` sent as `%23` (a bare `#` would end the path).
 pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
-    let id = raw.replace("%23", "#");
-    let ok = id.chars().count() <= 3 * 128 + 16 && !id.is_empty() && id.split('#').all(is_valid_ref_id);
+    let id = raw.to_string();
+    // Each part is an id (the invoice's, or the key it was issued with): no longer than an
+    // invoice id.
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= MAX_INVOICE_ID_LEN
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
+    };
+    let max = "credit-note#".len() + 2 * (MAX_INVOICE_ID_LEN + 1);
+    let ok = id.len() <= max && id.split('#').all(part_ok);
     if ok {
         Ok(id)
     } else {
@@ -169,6 +201,8 @@ fn credit_note_json(n: &CreditNoteDoc) -> Value {
     v["kind"] = json!(
         if n.issued_with == meterline_shared::domain::billing::ledger::MANUAL {
             "manual"
+        } else if meterline_shared::domain::billing::upfront::is_refund_note(&n.credit_note_id) {
+            "reservation_refund"
         } else {
             "late_usage"
         }
@@ -369,7 +403,7 @@ impl crate::Api {
     fn path_ids(c: &Ctx) -> Result<(String, String), Problem> {
         Ok((
             account_param(c.param("account_id"))?,
-            id_param("invoice_id", c.param("invoice_id"))?,
+            invoice_param(c.param("invoice_id"))?,
         ))
     }
 
@@ -569,7 +603,7 @@ impl crate::Api {
     pub(crate) async fn list_credit_notes(&self, c: &Ctx) -> Outcome {
         let account = account_param(c.param("account_id"))?;
         let invoice = match c.params.get("invoice_id") {
-            Some(raw) => Some(id_param("invoice_id", raw)?),
+            Some(raw) => Some(invoice_param(raw)?),
             None => None,
         };
         let q = c.req.query_string_parameters();
@@ -758,7 +792,7 @@ impl crate::Api {
         let provider = id_param("provider_id", c.param("provider_id"))?;
         let raw = c.param("statement_id");
         let (end, invoice) = parse_statement_id(raw)
-            .filter(|(_, inv)| is_valid_ref_id(inv))
+            .filter(|(_, inv)| is_invoice_id_like(inv))
             .ok_or_else(|| {
                 Problem::invalid_field(
                     "statement_id",
@@ -870,13 +904,21 @@ mod tests {
     }
 
     #[test]
-    fn credit_note_ids_come_percent_encoded() {
+    fn credit_note_ids_are_checked_after_the_router_decoded_them() {
         assert_eq!(
-            credit_note_param("credit-note%23inv_1%23manual-cn1").unwrap(),
+            credit_note_param("credit-note#inv_1#manual-cn1").unwrap(),
             "credit-note#inv_1#manual-cn1"
         );
         assert!(credit_note_param("credit-note#inv_1#evt_7").is_ok());
-        for bad in ["", "credit-note%23%23x", "a%2Fb", "credit note", &"x".repeat(500)] {
+        assert!(credit_note_param("credit-note#inv_a~s_20261124T130000Z#inv_a~s_20261125T130000Z").is_ok());
+        for bad in [
+            "",
+            "credit-note##x",
+            "credit-note%23x",
+            "a/b",
+            "credit note",
+            &"x".repeat(700),
+        ] {
             let p = credit_note_param(bad).unwrap_err();
             assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");
         }
@@ -885,11 +927,10 @@ mod tests {
     #[test]
     fn statement_ids_round_trip() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 13, 0, 0).unwrap();
-        let id = statement_id(t, "inv_sub_a_20261124T130000Z");
-        assert!(is_valid_ref_id(&id), "{id}");
+        let id = statement_id(t, "inv_acct_a~sub_a_20261124T130000Z");
         assert_eq!(
             parse_statement_id(&id),
-            Some((t, "inv_sub_a_20261124T130000Z".into()))
+            Some((t, "inv_acct_a~sub_a_20261124T130000Z".into()))
         );
         assert_eq!(parse_statement_id("nope"), None);
         assert_eq!(parse_statement_id("20261125T130000.000Z:"), None);
@@ -951,12 +992,16 @@ pub(crate) mod doc {
         #[schema(format = DateTime)]
         end: String,
     }
-    /// An invoice: one subscription's period. Amounts are decimal strings in `currency`.
+    /// An invoice: one subscription's period, or a reservation's upfront. Amounts are decimal
+    /// strings in `currency`.
     #[derive(ToSchema)]
     struct Invoice {
         invoice_id: String,
         account_id: String,
         subscription_id: String,
+        /// `period` (a subscription's period, the close) or `reservation_upfront` (a
+        /// reservation's upfront, invoiced once at purchase).
+        kind: String,
         period: Period,
         /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
         status: String,
@@ -1003,7 +1048,7 @@ pub(crate) mod doc {
         amount: String,
         #[schema(format = DateTime)]
         issued_at: String,
-        /// `manual` or `late_usage`.
+        /// `manual`, `late_usage` or `reservation_refund`.
         kind: String,
     }
 

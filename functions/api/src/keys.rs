@@ -40,7 +40,7 @@ fn view(k: &ApiKeyRecord) -> Value {
     })
 }
 
-/// A new key with its secret: the only time the secret is shown.
+/// A new key with its secret: the only time the secret is shown (not stored, not replayed).
 fn created(k: &ApiKeyRecord, secret: &str, replaces: Option<&str>) -> Response<Body> {
     let mut body = view(k);
     body["key"] = json!(secret);
@@ -55,6 +55,9 @@ fn created(k: &ApiKeyRecord, secret: &str, replaces: Option<&str>) -> Response<B
         "cache-control",
         lambda_http::http::HeaderValue::from_static("no-store"),
     );
+    // An `Idempotency-Key` replay shows the key's id and prefix, never its secret.
+    resp.extensions_mut()
+        .insert(crate::idempotency::SecretFields(&["key"]));
     resp
 }
 
@@ -196,8 +199,46 @@ impl Api {
         }
     }
 
+    /// 404 naming the field when a tenant key's account or provider does not exist: a key
+    /// created first would gain access to a tenant created later under that id.
+    async fn check_tenant(&self, new: &NewKey) -> Result<(), Problem> {
+        let missing = |field: &str, id: &str| {
+            Problem::not_found(format!("no {} {id}", field.trim_end_matches("_id"))).with_errors(vec![
+                FieldError::new(field, "not_found", "names no existing tenant; create it first"),
+            ])
+        };
+        if let Some(id) = &new.account_id {
+            let found = self.billing_api()?.billing.account(id).await;
+            if found.map_err(|e| store_problem(&e))?.is_none() {
+                return Err(missing("account_id", id));
+            }
+        }
+        if let Some(id) = &new.provider_id {
+            let billing = self.billing_api()?;
+            // A provider exists once created (`POST /v1/providers`) or given a fee in the catalog.
+            let found = billing
+                .directory
+                .provider(id)
+                .await
+                .map_err(|e| store_problem(&e))?
+                .is_some()
+                || billing
+                    .billing
+                    .catalog()
+                    .await
+                    .map_err(|e| store_problem(&e))?
+                    .fees
+                    .contains_key(id);
+            if !found {
+                return Err(missing("provider_id", id));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn create_key(&self, c: &Ctx) -> Outcome {
         let new = parse_new_key(body_bytes(c.req.body()))?;
+        self.check_tenant(&new).await?;
         for _ in 0..3 {
             let m = self.generate();
             let record = ApiKeyRecord {

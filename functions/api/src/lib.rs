@@ -55,9 +55,11 @@ pub struct Api {
     pub store: Arc<dyn UsageStore>,
     pub queue: Arc<dyn UsageQueue>,
     pub time_rules: TimeRules,
+    /// The aggregation windows ingestion keeps (`AGGREGATE_GRANULARITIES`).
+    pub granularities: Vec<meterline_shared::domain::usage::Granularity>,
     pub keys: Arc<dyn ApiKeyStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    /// The operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret, hashed at start-up.
     pub bootstrap: Option<ApiKeyRecord>,
     /// How long a retry waits for the first request with its `Idempotency-Key`.
     pub idempotency_wait: std::time::Duration,
@@ -269,6 +271,10 @@ impl Api {
             store,
             queue,
             time_rules,
+            granularities: vec![
+                meterline_shared::domain::usage::Granularity::Hour,
+                meterline_shared::domain::usage::Granularity::Day,
+            ],
             keys,
             idempotency,
             bootstrap: None,
@@ -278,6 +284,12 @@ impl Api {
             billing: None,
             handler_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The aggregation windows ingestion keeps (default hour and day).
+    pub fn with_granularities(mut self, kept: Vec<meterline_shared::domain::usage::Granularity>) -> Self {
+        self.granularities = kept;
+        self
     }
 
     /// Serves the exchange-rate routes from `rates`.

@@ -1,8 +1,9 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
+use meterline_shared::adapters::aws::bootstrap::bootstrap_key;
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, aws_sdk_sqs, sdk_config, DynamoApiKeyStore, DynamoBillingStore,
-    DynamoIdempotencyStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
+    sdk_config, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore, DynamoRateStore,
+    DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
 };
 use meterline_shared::adapters::cached_rates::CachedRates;
 use meterline_shared::adapters::config::{ApiConfig, BillingConfig, Env, RatesConfig, UsageConfig};
@@ -18,7 +19,9 @@ async fn main() -> anyhow::Result<()> {
     let billing_config = BillingConfig::from_env(&env).context("configuration")?;
     let queue_url = env.required("USAGE_QUEUE_URL").context("configuration")?;
     let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk, "ApiFunction")?;
+    let recorder = clients.recorder.clone();
+    let ddb = clients.dynamodb;
     // Rates are read through a cache kept for the life of the execution environment.
     let rates = Arc::new(CachedRates::new(
         DynamoRateStore::new(ddb.clone(), rates_config.table),
@@ -38,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         issued: billing_store.clone(),
         rates: rates.clone(),
         events: Arc::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
+            clients.eventbridge,
             billing_config.event_bus.clone(),
         )),
     };
@@ -48,18 +51,24 @@ async fn main() -> anyhow::Result<()> {
         usage: usage_store.clone(),
         rates: rates.clone(),
     };
+    let kept = config.ingest.granularities.clone();
     let mut api = api::Api::new(
         usage_store,
-        Arc::new(SqsUsageQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
+        Arc::new(SqsUsageQueue::new(clients.sqs, queue_url)),
         config.ingest.time_rules,
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
     )
     .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
     .with_estimates(estimates)
-    .with_billing(billing);
-    if let Some(key) = &api_config.bootstrap_operator_key {
-        api = api.with_bootstrap_key(key);
+    .with_billing(billing)
+    .with_granularities(kept);
+    let secret = api_config.bootstrap_operator_key_secret.as_deref();
+    if let Some(key) = bootstrap_key(&sdk, recorder.as_ref(), secret)
+        .await
+        .context("bootstrap key")?
+    {
+        api = api.with_bootstrap_key(&key);
     }
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {

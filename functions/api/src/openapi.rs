@@ -298,8 +298,9 @@ struct ApiKey {
 struct CreatedApiKey {
     #[serde(flatten)]
     key_info: ApiKey,
-    /// The whole key, `ml_<id>_<secret>`: send it as `Authorization: Bearer <key>`.
-    key: String,
+    /// The whole key, `ml_<id>_<secret>`: send it as `Authorization: Bearer <key>`. Absent from
+    /// an `Idempotency-Key` replay: the secret is shown once and stored nowhere.
+    key: Option<String>,
     /// The rotated key this one replaces.
     replaces: Option<String>,
 }

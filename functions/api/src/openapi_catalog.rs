@@ -185,6 +185,10 @@ struct Provider {
     /// The marketplace's fee on the provider's sales, percent (0 to 100, at most 4 places).
     #[schema(example = "15")]
     fee_percent: String,
+    /// When the provider is paid its share of a reservation's upfront: `over_term` (default)
+    /// or `at_purchase`.
+    #[schema(example = "over_term", pattern = "^(over_term|at_purchase)$")]
+    upfront_payout: Option<String>,
     #[schema(format = DateTime, read_only)]
     created_at: Option<String>,
     /// When the name or fee last changed.
@@ -208,6 +212,10 @@ struct ProviderUpdate {
     /// statements of closed invoices keep the fee they were closed with.
     #[schema(example = "10")]
     fee_percent: Option<String>,
+    /// `over_term` or `at_purchase` (operator only): applies to upfront invoices issued after
+    /// the change.
+    #[schema(example = "at_purchase", pattern = "^(over_term|at_purchase)$")]
+    upfront_payout: Option<String>,
 }
 
 /// The provider as changed.
@@ -216,6 +224,7 @@ struct UpdatedProvider {
     provider_id: String,
     name: String,
     fee_percent: String,
+    upfront_payout: String,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]

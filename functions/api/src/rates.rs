@@ -50,7 +50,10 @@ fn store_problem(e: &StoreError) -> Problem {
         StoreError::InvalidCursor(_) => {
             Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned")
         }
-        StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Corrupt(_) => {
+        StoreError::Unavailable(_)
+        | StoreError::Conflict(_)
+        | StoreError::Corrupt(_)
+        | StoreError::Collision(_) => {
             tracing::error!(error = %e, "rate store failure");
             Problem::new(
                 503,

@@ -224,6 +224,7 @@ impl Api {
             q.first("since"),
             c.req.headers().get(stream::LAST_EVENT_ID).map(|v| v.as_bytes()),
             c.now,
+            &self.granularities,
         )?;
         let mut session = Session::new(request, DEFAULT_SETTLE);
         let mut body = String::new();

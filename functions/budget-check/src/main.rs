@@ -2,8 +2,7 @@ use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoUsageStore,
-    EventBridgePublisher,
+    sdk_config, AwsClients, DynamoBillingStore, DynamoUsageStore, EventBridgePublisher,
 };
 use meterline_shared::adapters::config::{BillingConfig, Env, UsageConfig};
 
@@ -14,12 +13,12 @@ async fn main() -> anyhow::Result<()> {
     let billing = BillingConfig::from_env(&env).context("configuration")?;
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let with_forecast = budget_check::forecast_enabled(&env).context("configuration")?;
-    let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk_config().await, "BudgetCheckFunction")?;
+    let ddb = clients.dynamodb;
     // Budgets and alert claims live in the billing table.
     let billing_store = DynamoBillingStore::new(ddb.clone(), billing.table);
     let usage_store = DynamoUsageStore::new(ddb, usage.tables, usage.event_retention);
-    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), billing.event_bus);
+    let publisher = EventBridgePublisher::new(clients.eventbridge, billing.event_bus);
     let check = &budget_check::BudgetCheck {
         billing: &billing_store,
         usage: &usage_store,

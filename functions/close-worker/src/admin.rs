@@ -11,9 +11,10 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use close_worker::seed::{seed_sample, SeedSample};
 use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoBillingStore};
 use meterline_shared::adapters::config::{BillingConfig, Env};
-use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::billing::{Alignment, Cadence};
 use meterline_shared::domain::money::Currency;
 use meterline_shared::ports::billing::BillingStore;
 
@@ -84,17 +85,19 @@ async fn main() -> anyhow::Result<()> {
             timezone,
         } => {
             let currency = Currency::from_code(&currency).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let tz: chrono_tz::Tz = timezone
+            let timezone: chrono_tz::Tz = timezone
                 .parse()
                 .map_err(|_| anyhow::anyhow!("unknown timezone {timezone}"))?;
-            let mut acct = sample::account(&account, currency);
-            acct.timezone = tz;
-            let sample_sub = sample::subscription(&subscription, &account, Cadence::Monthly, anchor);
-            let schedule = BillingSchedule::new(cadence(&c)?, alignment(&a)?, anchor, tz);
-            let sub = BillingSubscription::new(&subscription, &account, schedule, sample_sub.plan)?;
-            store.put_catalog(&sample::catalog()).await?;
-            store.put_account(&acct).await?;
-            store.put_subscription(&sub).await?;
+            let seed = SeedSample {
+                account,
+                subscription,
+                cadence: cadence(&c)?,
+                alignment: alignment(&a)?,
+                anchor,
+                currency,
+                timezone,
+            };
+            let sub = seed_sample(&store, &seed).await?;
             println!("{}", serde_json::to_string_pretty(&sub)?);
         }
         Command::Invoices { account } => {

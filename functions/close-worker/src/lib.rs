@@ -6,6 +6,8 @@
 //! retry finishes a close left pending (events keep their ids). If numbering the batch fails,
 //! every message that wrote a draft is retried, and the scheduler's sweep finishes them too.
 
+pub mod seed;
+
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use meterline_shared::ports::billing::CloseRequest;

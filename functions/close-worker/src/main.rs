@@ -2,8 +2,7 @@ use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, DynamoRateStore, DynamoUsageStore,
-    EventBridgePublisher,
+    sdk_config, AwsClients, DynamoBillingStore, DynamoRateStore, DynamoUsageStore, EventBridgePublisher,
 };
 use meterline_shared::adapters::cached_rates::CachedRates;
 use meterline_shared::adapters::config::{BillingConfig, Env, RatesConfig, UsageConfig};
@@ -16,8 +15,8 @@ async fn main() -> anyhow::Result<()> {
     let billing = BillingConfig::from_env(&env).context("configuration")?;
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let rates_config = RatesConfig::from_env(&env).context("configuration")?;
-    let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk_config().await, "CloseWorkerFunction")?;
+    let ddb = clients.dynamodb;
     let billing_store = DynamoBillingStore::new(ddb.clone(), billing.table);
     // A close converts with the rate in force at its period's end (`RateStore::rate_at`); a
     // missing rate fails the close retryably, never a guess. Reads are cached for the
@@ -27,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         rates_config.cache_ttl,
     );
     let usage_store = DynamoUsageStore::new(ddb, usage.tables, usage.event_retention);
-    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), billing.event_bus);
+    let publisher = EventBridgePublisher::new(clients.eventbridge, billing.event_bus);
     let closer = &Closer {
         billing: &billing_store,
         usage: &usage_store,

@@ -1,18 +1,16 @@
 use anyhow::Context;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::adapters::aws::{
-    aws_sdk_dynamodb, aws_sdk_eventbridge, sdk_config, DynamoBillingStore, EventBridgePublisher,
-};
+use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoBillingStore, EventBridgePublisher};
 use meterline_shared::adapters::config::{BillingConfig, Env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     meterline_shared::adapters::telemetry::init();
     let config = BillingConfig::from_env(&Env::process()).context("configuration")?;
-    let sdk = sdk_config().await;
-    let store = &DynamoBillingStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
-    let publisher = &EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), config.event_bus);
+    let clients = AwsClients::for_function(&sdk_config().await, "OverdueCheckFunction")?;
+    let store = &DynamoBillingStore::new(clients.dynamodb, config.table);
+    let publisher = &EventBridgePublisher::new(clients.eventbridge, config.event_bus);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
             let summary = overdue_check::handle(store, publisher, &event.payload, chrono::Utc::now())

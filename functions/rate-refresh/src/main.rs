@@ -2,7 +2,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoRateStore};
+use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoRateStore};
 use meterline_shared::adapters::config::{Env, RatesConfig};
 use rate_refresh::{handle, sources_from_config, App, Config};
 use std::sync::Arc;
@@ -23,14 +23,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         table = %rates.table,
         "rate refresh configured"
     );
-    let sdk = sdk_config().await;
+    let clients = AwsClients::for_function(&sdk_config().await, "RateRefreshFunction")?;
     let app = Arc::new(App {
         config,
         sources,
-        store: Arc::new(DynamoRateStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            rates.table,
-        )),
+        store: Arc::new(DynamoRateStore::new(clients.dynamodb, rates.table)),
     });
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoUsageStore};
+use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, UsageConfig};
 use std::sync::Arc;
 use usage_ingest::Ingestor;
@@ -10,9 +10,9 @@ use usage_ingest::Ingestor;
 async fn main() -> anyhow::Result<()> {
     meterline_shared::adapters::telemetry::init();
     let config = UsageConfig::from_env(&Env::process()).context("configuration")?;
-    let sdk = sdk_config().await;
+    let clients = AwsClients::for_function(&sdk_config().await, "UsageIngestFunction")?;
     let store = Arc::new(DynamoUsageStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
+        clients.dynamodb,
         config.tables,
         config.event_retention,
     ));

@@ -7,14 +7,16 @@
 //! `text/event-stream`: the account's aggregates as they change (polled every
 //! [`StreamConfig::poll`]), `: keep-alive` comments when it has been quiet for
 //! [`StreamConfig::keep_alive`], and after [`StreamConfig::lifetime`] a final `event: end` with
-//! the position to resume from and `retry:`. The protocol is
-//! `meterline_shared::adapters::http::stream`; docs/api.md
+//! the position to resume from and `retry:`. One key holds at most
+//! [`StreamConfig::max_per_key`] streams at once (a slot in the key table per stream, released
+//! when it ends, expiring after its lifetime if the function dies): the next is 429. The
+//! protocol is `meterline_shared::adapters::http::stream`; docs/api.md
 //! describes it for clients.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
 use meterline_shared::adapters::config::StreamConfig;
-use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::adapters::http::problem::{store_problem, Problem};
 use meterline_shared::adapters::http::routes::{self, Access, WWW_AUTHENTICATE};
 use meterline_shared::adapters::http::stream::{
     Session, StreamRequest, CONTENT_TYPE, KEEP_ALIVE, LAST_EVENT_ID, PATH,
@@ -36,7 +38,7 @@ pub type StreamSender = lambda_runtime::streaming::Sender;
 pub struct StreamFunction {
     pub store: Arc<dyn UsageStore>,
     pub keys: Arc<dyn ApiKeyStore>,
-    /// The operator key from `METERLINE_BOOTSTRAP_OPERATOR_KEY`, hashed at start-up.
+    /// The operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret, hashed at start-up.
     pub bootstrap: Option<ApiKeyRecord>,
     pub config: StreamConfig,
 }
@@ -69,6 +71,29 @@ fn problem(p: &Problem) -> Response<StreamBody> {
         )
         .body(StreamBody::from(p.to_json()))
         .expect("valid response")
+}
+
+/// 429: the key holds its `max` streams already.
+fn too_many_streams(max: u32) -> Response<StreamBody> {
+    let mut resp = problem(&Problem::new(
+        429,
+        "too-many-streams",
+        "Too many streams",
+        format!(
+            "this key has {max} streams open (USAGE_STREAM_MAX_PER_KEY); close one or wait for one to end"
+        ),
+    ));
+    resp.headers_mut()
+        .insert("retry-after", lambda_http::http::HeaderValue::from_static("5"));
+    resp
+}
+
+/// A lease id unique to this stream (within its slot, which is all it must be).
+fn lease_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 impl StreamFunction {
@@ -126,17 +151,35 @@ impl StreamFunction {
             q.first("since"),
             req.headers().get(LAST_EVENT_ID).map(|v| v.as_bytes()),
             chrono::Utc::now(),
+            &self.config.granularities,
         ) {
             Ok(r) => r,
             Err(p) => return problem(&p),
         };
+        let key_id = principal.key_id().to_string();
+        let lease = lease_id();
+        let now = chrono::Utc::now();
+        // Held until the stream ends; a function that dies leaves it to expire after its lifetime.
+        let until = now
+            + chrono::Duration::from_std(self.config.lifetime).unwrap_or_default()
+            + chrono::Duration::seconds(60);
+        let max = self.config.max_per_key;
+        let slot = match self.keys.claim_stream(&key_id, &lease, max, now, until).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return too_many_streams(max),
+            Err(e) => return problem(&store_problem(&e)),
+        };
         let session = Session::new(request, self.config.settle);
         let (mut tx, body) = StreamBody::channel();
         let store = self.store.clone();
+        let keys = self.keys.clone();
         let config = self.config.clone();
         tokio::spawn(async move {
             let summary = run(store.as_ref(), session, &config, &mut tx).await;
             tracing::info!(?summary.ended, summary.events, summary.keep_alives, "usage stream ended");
+            if let Err(e) = keys.release_stream(&key_id, slot, &lease).await {
+                tracing::error!(error = %e, "usage stream slot not released; it expires");
+            }
         });
         Response::builder()
             .status(StatusCode::OK)

@@ -1,6 +1,7 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
-use meterline_shared::adapters::aws::{aws_sdk_dynamodb, sdk_config, DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::aws::bootstrap::bootstrap_key;
+use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoApiKeyStore, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, StreamConfig, UsageConfig};
 use meterline_shared::services::authenticate::bootstrap_record;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ async fn main() -> anyhow::Result<()> {
     let usage = UsageConfig::from_env(&env).context("configuration")?;
     let config = StreamConfig::from_env(&env).context("configuration")?;
     let sdk = sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clients = AwsClients::for_function(&sdk, "UsageStreamFunction")?;
+    let recorder = clients.recorder.clone();
+    let ddb = clients.dynamodb;
     let function = StreamFunction {
         store: Arc::new(DynamoUsageStore::new(
             ddb.clone(),
@@ -21,10 +24,14 @@ async fn main() -> anyhow::Result<()> {
             usage.event_retention,
         )),
         keys: Arc::new(DynamoApiKeyStore::new(ddb, config.api_keys_table.clone())),
-        bootstrap: config
-            .bootstrap_operator_key
-            .as_ref()
-            .map(|k| bootstrap_record(k, chrono::Utc::now())),
+        bootstrap: bootstrap_key(
+            &sdk,
+            recorder.as_ref(),
+            config.bootstrap_operator_key_secret.as_deref(),
+        )
+        .await
+        .context("bootstrap key")?
+        .map(|k| bootstrap_record(&k, chrono::Utc::now())),
         config,
     };
     let function = &function;

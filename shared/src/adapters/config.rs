@@ -88,28 +88,7 @@ impl UsageConfig {
             aggregates: env.required("USAGE_AGGREGATES_TABLE")?,
             rejected: env.required("REJECTED_EVENTS_TABLE")?,
         };
-        let grans = env
-            .optional("AGGREGATE_GRANULARITIES")
-            .unwrap_or_else(|| "hour,day".into());
-        let mut granularities = Vec::new();
-        for g in grans.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            let g = Granularity::from_str(g).map_err(|reason| ConfigError::Invalid {
-                name: "AGGREGATE_GRANULARITIES",
-                reason,
-            })?;
-            if !granularities.contains(&g) {
-                granularities.push(g);
-            }
-        }
-        for needed in [Granularity::Hour, Granularity::Day] {
-            if !granularities.contains(&needed) {
-                return Err(ConfigError::Invalid {
-                    name: "AGGREGATE_GRANULARITIES",
-                    reason: format!("must include `{needed}` (billing reads it)"),
-                });
-            }
-        }
-        granularities.sort();
+        let granularities = granularities(env)?;
         let time_rules = TimeRules {
             max_future_skew: env.seconds_or("MAX_FUTURE_SKEW_SECONDS", 300, 0)?,
             lateness_window: env.seconds_or("LATENESS_WINDOW_SECONDS", 7 * 86_400, 60)?,
@@ -131,6 +110,34 @@ impl UsageConfig {
             event_retention: Duration::days(retention_days),
         })
     }
+}
+
+/// `AGGREGATE_GRANULARITIES` (default `hour,day`; `hour` and `day` required): the windows kept,
+/// sorted, each once.
+pub fn granularities<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<Granularity>, ConfigError> {
+    let grans = env
+        .optional("AGGREGATE_GRANULARITIES")
+        .unwrap_or_else(|| "hour,day".into());
+    let mut granularities = Vec::new();
+    for g in grans.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let g = Granularity::from_str(g).map_err(|reason| ConfigError::Invalid {
+            name: "AGGREGATE_GRANULARITIES",
+            reason,
+        })?;
+        if !granularities.contains(&g) {
+            granularities.push(g);
+        }
+    }
+    for needed in [Granularity::Hour, Granularity::Day] {
+        if !granularities.contains(&needed) {
+            return Err(ConfigError::Invalid {
+                name: "AGGREGATE_GRANULARITIES",
+                reason: format!("must include `{needed}` (billing reads it)"),
+            });
+        }
+    }
+    granularities.sort();
+    Ok(granularities)
 }
 
 /// Where exchange rates are read, and how readers treat them.
@@ -169,35 +176,44 @@ impl RatesConfig {
 pub struct ApiConfig {
     pub api_keys_table: String,
     pub idempotency_table: String,
-    /// An operator key accepted without being stored, so a fresh deployment can create keys.
-    pub bootstrap_operator_key: Option<crate::domain::access::keys::PresentedKey>,
+    /// `BOOTSTRAP_OPERATOR_KEY_SECRET`: the Secrets Manager secret (ARN or name) holding an
+    /// operator key accepted without being stored, so a fresh deployment can create keys. Read
+    /// once at start-up (`adapters::aws::bootstrap`).
+    pub bootstrap_operator_key_secret: Option<String>,
 }
 
 impl ApiConfig {
     /// Reads `API_KEYS_TABLE`, `IDEMPOTENCY_TABLE` (required) and
-    /// `METERLINE_BOOTSTRAP_OPERATOR_KEY` (optional; an `ml_<prefix>_<secret>` key). The key's
-    /// value is never echoed in an error.
+    /// `BOOTSTRAP_OPERATOR_KEY_SECRET` (optional).
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<ApiConfig, ConfigError> {
         Ok(ApiConfig {
             api_keys_table: env.required("API_KEYS_TABLE")?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
-            bootstrap_operator_key: bootstrap_operator_key(env)?,
+            bootstrap_operator_key_secret: bootstrap_secret(env)?,
         })
     }
 }
 
-/// `METERLINE_BOOTSTRAP_OPERATOR_KEY`, whose value is never echoed in an error.
-fn bootstrap_operator_key<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<Option<crate::domain::access::keys::PresentedKey>, ConfigError> {
-    env.optional("METERLINE_BOOTSTRAP_OPERATOR_KEY")
-        .map(|k| {
-            k.trim().parse().map_err(|()| ConfigError::Invalid {
-                name: "METERLINE_BOOTSTRAP_OPERATOR_KEY",
-                reason: "must be ml_<16 of a-z 2-7>_<48 of a-z 2-7>".into(),
-            })
-        })
-        .transpose()
+/// `BOOTSTRAP_OPERATOR_KEY_SECRET`. A key itself in the variable (the former
+/// `METERLINE_BOOTSTRAP_OPERATOR_KEY`) is refused, so a key never sits in the environment.
+fn bootstrap_secret<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<String>, ConfigError> {
+    if env.optional("METERLINE_BOOTSTRAP_OPERATOR_KEY").is_some() {
+        return Err(ConfigError::Invalid {
+            name: "METERLINE_BOOTSTRAP_OPERATOR_KEY",
+            reason: "is no longer read: put the key in Secrets Manager and set BOOTSTRAP_OPERATOR_KEY_SECRET"
+                .into(),
+        });
+    }
+    let secret = env
+        .optional("BOOTSTRAP_OPERATOR_KEY_SECRET")
+        .map(|s| s.trim().to_string());
+    if secret.as_deref().is_some_and(|s| s.starts_with("ml_")) {
+        return Err(ConfigError::Invalid {
+            name: "BOOTSTRAP_OPERATOR_KEY_SECRET",
+            reason: "must name a secret (its ARN or name), not hold the key".into(),
+        });
+    }
+    Ok(secret)
 }
 
 /// What the usage stream function reads besides the usage configuration.
@@ -205,8 +221,10 @@ fn bootstrap_operator_key<F: Fn(&str) -> Option<String>>(
 pub struct StreamConfig {
     /// `API_KEYS_TABLE` (required).
     pub api_keys_table: String,
-    /// `METERLINE_BOOTSTRAP_OPERATOR_KEY`, as the API reads it.
-    pub bootstrap_operator_key: Option<crate::domain::access::keys::PresentedKey>,
+    /// `BOOTSTRAP_OPERATOR_KEY_SECRET`, as the API reads it.
+    pub bootstrap_operator_key_secret: Option<String>,
+    /// `USAGE_STREAM_MAX_PER_KEY` (default 3, 1 to 100): streams one key may hold open at once.
+    pub max_per_key: u32,
     /// `USAGE_STREAM_LIFETIME_SECONDS` (default 300, 1 to 840): how long one response streams
     /// before it ends with a reconnect event; well under Lambda's 900-second limit.
     pub lifetime: std::time::Duration,
@@ -222,6 +240,9 @@ pub struct StreamConfig {
     pub settle: std::time::Duration,
     /// `USAGE_STREAM_RETRY_MS` (default 1000, 0 to 600000): the `retry:` sent when a stream ends.
     pub retry: std::time::Duration,
+    /// `AGGREGATE_GRANULARITIES`, as ingestion reads it: a stream of a window that is not kept
+    /// is refused (400), since it would never send anything.
+    pub granularities: Vec<Granularity>,
 }
 
 impl StreamConfig {
@@ -239,12 +260,14 @@ impl StreamConfig {
         use std::time::Duration as D;
         let config = StreamConfig {
             api_keys_table: env.required("API_KEYS_TABLE")?,
-            bootstrap_operator_key: bootstrap_operator_key(env)?,
+            bootstrap_operator_key_secret: bootstrap_secret(env)?,
+            max_per_key: bounded("USAGE_STREAM_MAX_PER_KEY", 3, 1, 100)? as u32,
             lifetime: D::from_secs(bounded("USAGE_STREAM_LIFETIME_SECONDS", 300, 1, 840)?),
             poll: D::from_millis(bounded("USAGE_STREAM_POLL_MS", 2000, 100, 60_000)?),
             keep_alive: D::from_secs(bounded("USAGE_STREAM_KEEPALIVE_SECONDS", 15, 1, 300)?),
             settle: D::from_millis(bounded("USAGE_STREAM_SETTLE_MS", 5000, 0, 60_000)?),
             retry: D::from_millis(bounded("USAGE_STREAM_RETRY_MS", 1000, 0, 600_000)?),
+            granularities: granularities(env)?,
         };
         if config.poll >= config.lifetime {
             return Err(ConfigError::Invalid {
@@ -397,12 +420,27 @@ mod tests {
         let api = [("API_KEYS_TABLE", "k"), ("IDEMPOTENCY_TABLE", "i")];
         assert!(ApiConfig::from_env(&env(&api))
             .unwrap()
-            .bootstrap_operator_key
+            .bootstrap_operator_key_secret
             .is_none());
+        // A key in the environment is refused, and never echoed.
+        for name in [
+            "METERLINE_BOOTSTRAP_OPERATOR_KEY",
+            "BOOTSTRAP_OPERATOR_KEY_SECRET",
+        ] {
+            let mut vars = api.to_vec();
+            vars.push((name, "ml_secret"));
+            let err = ApiConfig::from_env(&env(&vars)).unwrap_err();
+            assert!(!err.to_string().contains("ml_secret"), "{err}");
+        }
         let mut vars = api.to_vec();
-        vars.push(("METERLINE_BOOTSTRAP_OPERATOR_KEY", "ml_secret"));
-        let err = ApiConfig::from_env(&env(&vars)).unwrap_err();
-        assert!(!err.to_string().contains("ml_secret"), "{err}");
+        vars.push(("BOOTSTRAP_OPERATOR_KEY_SECRET", "meterline/bootstrap"));
+        assert_eq!(
+            ApiConfig::from_env(&env(&vars))
+                .unwrap()
+                .bootstrap_operator_key_secret
+                .as_deref(),
+            Some("meterline/bootstrap")
+        );
         let mut vars = TABLES.to_vec();
         vars.push(("AGGREGATE_GRANULARITIES", "day, minute,hour"));
         let c = UsageConfig::from_env(&env(&vars)).unwrap();

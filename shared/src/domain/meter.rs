@@ -1,12 +1,12 @@
 //! The meters the marketplace measures. This is the one place the set lives: add a variant here
 //! (and its name in [`Meter::ALL`]) and every validator, aggregate and price book accepts it.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// A measured quantity of a resource, with its unit in the name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Meter {
     CpuSeconds,
@@ -84,6 +84,24 @@ impl FromStr for Meter {
     }
 }
 
+/// A meter's name; anything else is refused with the accepted names.
+impl<'de> Deserialize<'de> for Meter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Meter;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a meter name ({})", Meter::names())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Meter, E> {
+                v.parse()
+                    .map_err(|e| E::custom(format!("{e}; expected one of {}", Meter::names())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +112,26 @@ mod tests {
             assert_eq!(m.as_str().parse::<Meter>().unwrap(), m);
             assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
         }
+    }
+
+    #[test]
+    fn json_reads_names_only() {
+        assert_eq!(
+            serde_json::from_str::<Meter>("\"gpu_seconds\"").unwrap(),
+            Meter::GpuSeconds
+        );
+        let e = serde_json::from_str::<Meter>("\"gpu_hours\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("unknown meter `gpu_hours`; expected one of cpu_seconds,"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Meter>("1").unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid type: integer `1`, expected a meter name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod forecast;
 pub mod fx;
 pub mod meter;
 pub mod money;
+pub mod parse;
 pub mod pricing;
 pub mod usage;

@@ -152,6 +152,71 @@ impl Currency {
     pub fn is_rounded(self, amount: Decimal) -> bool {
         amount.normalize().scale() <= self.0.minor_units
     }
+
+    /// Part `k` (0-based) of `amount` spread evenly over `parts` parts:
+    /// `round(amount × (k+1) / parts) − round(amount × k / parts)`. The parts add up to
+    /// `amount` exactly when it is rounded (`docs/money.md`, amortization).
+    pub fn amortized(self, amount: Decimal, k: u32, parts: u32) -> Decimal {
+        if parts == 0 {
+            return Decimal::ZERO;
+        }
+        let n = Decimal::from(parts);
+        let upto = |i: u32| self.round(amount * Decimal::from(i) / n);
+        upto(k + 1) - upto(k)
+    }
+
+    /// `total` (rounded) split in proportion to `weights` (not all zero, none negative) by the
+    /// largest remainder: each share is its exact proportion rounded down to the minor unit, then
+    /// the minor units left over go one each to the largest remainders (ties to the earlier
+    /// weight). The shares add up to `total` exactly and each is within one minor unit of its
+    /// exact proportion. With every weight zero, the shares are zero and the rest is the
+    /// caller's: `None`.
+    pub fn split(self, total: Decimal, weights: &[Decimal]) -> Option<Vec<Decimal>> {
+        let sum: Decimal = weights.iter().copied().sum();
+        if sum <= Decimal::ZERO || weights.iter().any(|w| *w < Decimal::ZERO) {
+            return None;
+        }
+        let unit = self.minor_unit();
+        let sign = if total < Decimal::ZERO {
+            -Decimal::ONE
+        } else {
+            Decimal::ONE
+        };
+        let magnitude = total.abs();
+        let exact: Vec<Decimal> = weights.iter().map(|w| magnitude * w / sum).collect();
+        let mut shares: Vec<Decimal> = exact
+            .iter()
+            .map(|e| e.round_dp_with_strategy(self.0.minor_units, rust_decimal::RoundingStrategy::ToZero))
+            .collect();
+        let given: Decimal = shares.iter().copied().sum();
+        let mut left =
+            rust_decimal::prelude::ToPrimitive::to_u64(&((magnitude - given) / unit).round()).unwrap_or(0);
+        let mut order: Vec<usize> = (0..weights.len()).collect();
+        order.sort_by(|&a, &b| {
+            (exact[b] - shares[b])
+                .cmp(&(exact[a] - shares[a]))
+                .then(a.cmp(&b))
+        });
+        for i in order {
+            if left == 0 {
+                break;
+            }
+            shares[i] += unit;
+            left -= 1;
+        }
+        Some(shares.into_iter().map(|s| self.round(s * sign)).collect())
+    }
+}
+
+/// A percentage as every document prints it: `20 %`, `12.5 %`, `0 %` (the number, normalized,
+/// a space, the sign).
+pub fn format_percent(percent: Decimal) -> String {
+    format!("{} %", percent.normalize())
+}
+
+/// A rate given as a fraction (tax rates: `0.19`) as a percentage: `19 %`.
+pub fn format_rate(fraction: Decimal) -> String {
+    format_percent(fraction * Decimal::ONE_HUNDRED)
 }
 
 impl fmt::Debug for Currency {
@@ -263,5 +328,66 @@ mod tests {
         assert_eq!(json, r#"{"amount":"12.5","currency":"EUR"}"#);
         assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
         assert!(serde_json::from_str::<Currency>("\"ABC\"").is_err());
+    }
+
+    #[test]
+    fn amortized_parts_add_up_exactly() {
+        let usd = Currency::USD;
+        let parts: Vec<Decimal> = (0..12).map(|k| usd.amortized(d("1000.00"), k, 12)).collect();
+        assert_eq!(parts[0], d("83.33"));
+        assert_eq!(parts[1], d("83.34"));
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), d("1000.00"));
+        assert_eq!(usd.amortized(d("5"), 0, 0), Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_split_goes_by_largest_remainder() {
+        let usd = Currency::USD;
+        // 10.00 over 1:1:1 is 3.33 each and one cent to the first (ties go to the earlier).
+        assert_eq!(
+            usd.split(d("10.00"), &[d("1"), d("1"), d("1")]),
+            Some(vec![d("3.34"), d("3.33"), d("3.33")])
+        );
+        // 0.05 over 30:50:20: exact 0.015, 0.025, 0.010 -> 0.01, 0.02, 0.01 and one cent to the
+        // largest remainder (0.005 each for the first two: the earlier).
+        assert_eq!(
+            usd.split(d("-0.05"), &[d("30"), d("50"), d("20")]),
+            Some(vec![d("-0.02"), d("-0.02"), d("-0.01")])
+        );
+        assert_eq!(usd.split(d("1.00"), &[d("0"), d("0")]), None);
+        assert_eq!(usd.split(d("1.00"), &[d("2"), d("-1")]), None);
+    }
+
+    #[test]
+    fn percentages_print_one_way() {
+        assert_eq!(format_percent(d("20")), "20 %");
+        assert_eq!(format_percent(d("12.50")), "12.5 %");
+        assert_eq!(format_rate(d("0.19")), "19 %");
+        assert_eq!(format_rate(d("0")), "0 %");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_shares_add_up_and_stay_within_a_minor_unit(
+            total in -10_000_000i64..10_000_000,
+            weights in proptest::collection::vec(0i64..1_000_000, 1..8),
+            code in proptest::sample::select(vec!["USD", "JPY", "KWD", "BTC"]),
+        ) {
+            let c = Currency::from_code(code).unwrap();
+            let total = Decimal::new(total, c.minor_units());
+            let weights: Vec<Decimal> = weights.into_iter().map(Decimal::from).collect();
+            let sum: Decimal = weights.iter().copied().sum();
+            match c.split(total, &weights) {
+                None => proptest::prop_assert!(sum.is_zero()),
+                Some(shares) => {
+                    proptest::prop_assert_eq!(shares.iter().copied().sum::<Decimal>(), total);
+                    for (s, w) in shares.iter().zip(&weights) {
+                        proptest::prop_assert!(c.is_rounded(*s));
+                        let exact = total * w / sum;
+                        proptest::prop_assert!((*s - exact).abs() < c.minor_unit());
+                    }
+                }
+            }
+        }
     }
 }

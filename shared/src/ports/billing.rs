@@ -48,13 +48,23 @@ pub enum CloseOutcome {
     AlreadyClosed,
 }
 
+/// The outcome of [`BillingStore::commit_upfront`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpfrontOutcome {
+    /// Written: the invoice as a draft, with its pending marker.
+    Committed(Box<Invoice>),
+    /// The upfront was invoiced already: nothing was written.
+    AlreadyIssued,
+}
+
 /// Where billing state lives. Every write that matters is conditional, so that retries and
 /// races produce one invoice with one number.
 pub trait BillingStore: Send + Sync {
     fn put_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<(), StoreError>>;
     fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
 
-    /// Creates or replaces a subscription, indexing it by `next_close_at` when it has one.
+    /// Creates or replaces a subscription, indexing it by `next_close_at` when it has one, and
+    /// its upfront purchases by their term start until they are invoiced.
     fn put_subscription<'a>(
         &'a self,
         subscription: &'a BillingSubscription,
@@ -71,7 +81,10 @@ pub trait BillingStore: Send + Sync {
         account_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<BillingSubscription>, StoreError>>;
 
-    /// Subscriptions of index shard `shard` whose `next_close_at <= until`, oldest first.
+    /// Subscriptions of index shard `shard` whose `next_close_at <= until`, oldest first; also
+    /// (with `next_close_at` the term start) those with an upfront purchase whose term has
+    /// started by `until` and which is neither invoiced nor dropped (see
+    /// [`crate::domain::billing::upfront`]): the close invoices it.
     fn due_subscriptions<'a>(
         &'a self,
         shard: u32,
@@ -110,6 +123,22 @@ pub trait BillingStore: Send + Sync {
     /// [`StoreError::Conflict`]: recompute and try again.
     fn commit_close<'a>(&'a self, commit: &'a CloseCommit)
         -> BoxFuture<'a, Result<CloseOutcome, StoreError>>;
+
+    /// Writes a reservation's upfront invoice exactly once: the invoice as a draft (if it does
+    /// not exist) with its pending marker and its provider statement entries, and the purchase's
+    /// wake-up marked done, all or nothing. Numbering finalizes it like a close's draft.
+    fn commit_upfront<'a>(
+        &'a self,
+        invoice: &'a Invoice,
+    ) -> BoxFuture<'a, Result<UpfrontOutcome, StoreError>>;
+
+    /// Marks the wake-up of the upfront purchase `invoice_id` done without an invoice: the
+    /// reservation ended before its term started, nothing is owed. Idempotent.
+    fn drop_upfront<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Numbers and finalizes the drafts given that are still drafts, in the order given, with
     /// the next numbers of their issuers: per issuer, one conditional write per
@@ -241,8 +270,67 @@ pub enum PaymentOutcome {
     Duplicate,
     /// Recorded, but the invoice could not take it (already paid or void, or a failure).
     Recorded { status: InvoiceStatus },
-    /// No such invoice.
-    UnknownInvoice,
+    /// Refused: the result does not match its invoice (see [`check_payment`]). Nothing was
+    /// written; the caller logs it.
+    Rejected(PaymentMismatch),
+}
+
+/// Why a payment result does not match the invoice it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentMismatch {
+    #[error("account {account_id} has no invoice {invoice_id}")]
+    UnknownInvoice { account_id: String, invoice_id: String },
+    #[error("invoice {invoice_id} belongs to account {owner}, not {account_id}")]
+    Account {
+        invoice_id: String,
+        owner: String,
+        account_id: String,
+    },
+    #[error("the payment is in {paid}, the invoice in {invoiced}")]
+    Currency { paid: String, invoiced: String },
+    #[error("amount {0} is not a positive amount in the currency's minor units")]
+    Amount(Decimal),
+    #[error("amount {amount} is more than the {outstanding} outstanding")]
+    Overpaid { amount: Decimal, outstanding: Decimal },
+}
+
+/// Whether a payment result may apply to `invoice` (read under the result's account): the
+/// invoice is the account's, in the result's currency, and a success pays a positive amount in
+/// the currency's minor units, at most what is outstanding while the invoice is collectible (a
+/// success for a paid or void invoice changes nothing and is recorded as it is).
+pub fn check_payment(
+    result: &PaymentResult,
+    invoice: &Invoice,
+    succeeded: bool,
+) -> Result<(), PaymentMismatch> {
+    if invoice.account_id != result.account_id || invoice.invoice_id != result.invoice_id {
+        return Err(PaymentMismatch::Account {
+            invoice_id: result.invoice_id.clone(),
+            owner: invoice.account_id.clone(),
+            account_id: result.account_id.clone(),
+        });
+    }
+    if invoice.currency.code() != result.currency {
+        return Err(PaymentMismatch::Currency {
+            paid: result.currency.clone(),
+            invoiced: invoice.currency.code().to_string(),
+        });
+    }
+    if !succeeded {
+        return Ok(());
+    }
+    let amount = result.amount;
+    if amount <= Decimal::ZERO || invoice.currency.round(amount) != amount {
+        return Err(PaymentMismatch::Amount(amount));
+    }
+    let collectible = invoice.status.is_collectible() || invoice.status == InvoiceStatus::Uncollectible;
+    if collectible && amount > invoice.outstanding {
+        return Err(PaymentMismatch::Overpaid {
+            amount,
+            outstanding: invoice.outstanding,
+        });
+    }
+    Ok(())
 }
 
 /// Where billing events go (EventBridge in AWS).

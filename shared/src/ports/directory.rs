@@ -8,6 +8,7 @@
 use crate::domain::billing::{Account, BillingSubscription};
 use crate::domain::pricing::CatalogData;
 use crate::domain::pricing::Plan;
+use crate::domain::pricing::UpfrontPayout;
 use crate::ports::{Page, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -34,6 +35,10 @@ pub struct ProviderDoc {
     pub name: String,
     #[serde(with = "rust_decimal::serde::str")]
     pub fee_percent: Decimal,
+    /// When the provider is paid its share of a reservation's upfront (also in the catalog's
+    /// `upfront_payouts`, which the close reads).
+    #[serde(default)]
+    pub upfront_payout: UpfrontPayout,
     pub created_at: DateTime<Utc>,
     /// When the fee (or name) last changed. A fee applies to the periods closed after it is
     /// written; statements of closed invoices keep the fee they were closed with.
@@ -117,7 +122,8 @@ pub trait DirectoryStore: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ProviderDoc>, StoreError>>;
 
-    /// Creates a subscription, its id unique across accounts.
+    /// Creates a subscription, its id unique in its account; `Conflict` if the account has one
+    /// with this id (another account's ids do not matter).
     fn create_subscription<'a>(
         &'a self,
         sub: &'a BillingSubscription,

@@ -48,4 +48,24 @@ pub trait ApiKeyStore: Send + Sync {
 
     /// Whether the store answers.
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Takes one of the `max` stream slots of key `key_id` for `lease` until `until`: the slot,
+    /// or `None` when every slot is held. A slot whose holder's `until` has passed (a function
+    /// that died without releasing it) is free again.
+    fn claim_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        lease: &'a str,
+        max: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>>;
+
+    /// Frees slot `slot` of `key_id` if `lease` still holds it.
+    fn release_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        slot: u32,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }

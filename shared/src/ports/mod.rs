@@ -30,6 +30,10 @@ pub enum StoreError {
     /// A listing's cursor this store did not hand out: the caller's mistake, not worth retrying.
     #[error("invalid cursor {0:?}")]
     InvalidCursor(String),
+    /// A write found its key taken by something else (a conditional create that must never
+    /// overwrite): not worth retrying.
+    #[error("key collision: {0}")]
+    Collision(String),
 }
 
 /// One page of a store listing, with the opaque position to continue from.

@@ -1,7 +1,8 @@
 //! Authentication: an `Authorization` header's API key resolved to its principal through the
-//! key port, or the operator key given at start-up (`METERLINE_BOOTSTRAP_OPERATOR_KEY`). No
-//! cache: the key is read on every request, so a revoked key fails at once. The HTTP edge turns
-//! an [`AuthError`] into its 401 or 503 (`crate::adapters::http::routes::auth_problem`).
+//! key port, or the bootstrap operator key read at start-up from the secret named by
+//! `BOOTSTRAP_OPERATOR_KEY_SECRET` (`crate::adapters::aws::bootstrap`). No cache: the key is read
+//! on every request, so a revoked key fails at once. The HTTP edge turns an [`AuthError`] into
+//! its 401 or 503 (`crate::adapters::http::routes::auth_problem`).
 
 use crate::domain::access::keys::{ApiKeyRecord, KeyHash, PresentedKey, Principal, Role};
 use crate::ports::keys::ApiKeyStore;
@@ -55,7 +56,7 @@ pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord 
         role: Role::Operator,
         account_id: None,
         provider_id: None,
-        name: Some("bootstrap operator key (METERLINE_BOOTSTRAP_OPERATOR_KEY)".into()),
+        name: Some("bootstrap operator key (BOOTSTRAP_OPERATOR_KEY_SECRET)".into()),
         hash: KeyHash::new(key, &salt),
         created_at: now,
         revoked_at: None,

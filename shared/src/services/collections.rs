@@ -143,17 +143,6 @@ pub async fn apply_payment_result(
     result: &PaymentResult,
     succeeded: bool,
 ) -> Result<PaymentOutcome, CollectionError> {
-    if let Some(invoice) = store.invoice(&result.account_id, &result.invoice_id).await? {
-        if invoice.currency.code() != result.currency {
-            return Err(CollectionError::Invalid(format!(
-                "payment {} is in {}, invoice {} in {}",
-                result.event_id,
-                result.currency,
-                invoice.invoice_id,
-                invoice.currency.code()
-            )));
-        }
-    }
     let mut attempt = 0;
     let outcome = loop {
         match store.record_payment(result, succeeded).await {
@@ -166,7 +155,21 @@ pub async fn apply_payment_result(
     let may_have_paid = match &outcome {
         PaymentOutcome::Applied { status, .. } => *status == InvoiceStatus::Paid,
         PaymentOutcome::Duplicate => true,
-        PaymentOutcome::Recorded { .. } | PaymentOutcome::UnknownInvoice => false,
+        PaymentOutcome::Recorded { .. } => false,
+        PaymentOutcome::Rejected(why) => {
+            // Not retried: it would not match the next time either. The log keeps it.
+            tracing::error!(
+                event_id = %result.event_id,
+                invoice_id = %result.invoice_id,
+                account_id = %result.account_id,
+                currency = %result.currency,
+                amount = %result.amount,
+                succeeded,
+                reason = %why,
+                "payment result rejected: it does not match its invoice"
+            );
+            false
+        }
     };
     if succeeded && may_have_paid {
         if let Some(invoice) = store.invoice(&result.account_id, &result.invoice_id).await? {
@@ -229,6 +232,7 @@ mod tests {
             invoice_id: "inv_1".into(),
             account_id: "acct_a".into(),
             subscription_id: "sub_a".into(),
+            kind: Default::default(),
             period: BillingPeriod {
                 start,
                 end: start + Duration::days(1),
@@ -352,13 +356,80 @@ mod tests {
             ("InvoicePaid", "invoice-paid#inv_1")
         );
         assert_eq!(events[0].detail["number"], "ML-000001");
-        // An unknown invoice: nothing.
+        // An unknown invoice: rejected, nothing written or published.
         let mut other = payment("pay_x", "1.00");
         other.invoice_id = "inv_nope".into();
-        assert_eq!(
+        assert!(matches!(
             run(apply_payment_result(&store, &publisher, &other, true)).unwrap(),
-            PaymentOutcome::UnknownInvoice
-        );
+            PaymentOutcome::Rejected(crate::ports::billing::PaymentMismatch::UnknownInvoice { .. })
+        ));
         assert_eq!(publisher.events().len(), 1);
+    }
+
+    /// Each kind of mismatch: rejected, nothing written, nothing published; then the matching
+    /// result applies.
+    #[test]
+    fn payment_results_that_do_not_match_their_invoice_are_rejected_one_by_one() {
+        use crate::ports::billing::PaymentMismatch as M;
+        let store = store();
+        run(store.put_account(&sample::account("acct_b", Currency::USD))).unwrap();
+        let publisher = MemoryEventPublisher::new();
+        let with = |f: &dyn Fn(&mut PaymentResult)| {
+            let mut r = payment("pay_m", "10.00");
+            f(&mut r);
+            r
+        };
+        type Expected = fn(&M) -> bool;
+        let cases: Vec<(PaymentResult, bool, Expected)> = vec![
+            (with(&|r| r.account_id = "acct_b".into()), true, |m| {
+                matches!(m, M::UnknownInvoice { .. })
+            }),
+            (with(&|r| r.currency = "EUR".into()), true, |m| {
+                matches!(m, M::Currency { .. })
+            }),
+            (with(&|r| r.currency = "EUR".into()), false, |m| {
+                matches!(m, M::Currency { .. })
+            }),
+            (with(&|r| r.amount = d("10.01")), true, |m| {
+                matches!(m, M::Overpaid { .. })
+            }),
+            (with(&|r| r.amount = d("0")), true, |m| matches!(m, M::Amount(_))),
+            (with(&|r| r.amount = d("-1")), true, |m| matches!(m, M::Amount(_))),
+            (with(&|r| r.amount = d("0.001")), true, |m| {
+                matches!(m, M::Amount(_))
+            }),
+        ];
+        for (result, succeeded, expected) in cases {
+            let outcome = run(apply_payment_result(&store, &publisher, &result, succeeded)).unwrap();
+            match &outcome {
+                PaymentOutcome::Rejected(m) => assert!(expected(m), "{result:?}: {m}"),
+                other => panic!("{result:?}: {other:?}"),
+            }
+            let inv = run(store.invoice("acct_a", "inv_1")).unwrap().unwrap();
+            assert_eq!((inv.status, inv.outstanding), (InvoiceStatus::Open, d("10.00")));
+        }
+        assert!(publisher.events().is_empty());
+        // Rejections are not recorded: the same event id applies once it matches.
+        assert_eq!(
+            run(apply_payment_result(
+                &store,
+                &publisher,
+                &payment("pay_m", "10.00"),
+                true
+            ))
+            .unwrap(),
+            PaymentOutcome::Applied {
+                status: InvoiceStatus::Paid,
+                outstanding: Decimal::ZERO
+            }
+        );
+        // A check of the invoice's own account, independent of how the store reads it.
+        let inv = run(store.invoice("acct_a", "inv_1")).unwrap().unwrap();
+        let mut foreign = payment("pay_f", "1.00");
+        foreign.account_id = "acct_b".into();
+        assert!(matches!(
+            crate::ports::billing::check_payment(&foreign, &inv, true),
+            Err(M::Account { .. })
+        ));
     }
 }

@@ -9,7 +9,8 @@
 //! | credit note | `ACCT#<account>` | `CN#<credit note id>` | `doc` |
 //! | invoice counter | `ISSUER#<prefix>` | `COUNTER` | `seq` (N): the last number issued |
 //! | pending marker | `PENDING#<shard>` | `<account>#<invoice id>` | `account_id`, `invoice_id`, `since`: a close not yet numbered or published |
-//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts |
+//! | upfront purchase | `ACCT#<account>` | `UPFRONT#<invoice id>` | `account_id`, `subscription_id`; `due_pk`, `due_at` (the term start) until its upfront is invoiced or dropped |
+//! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts; written once (an existing entry fails the close) |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
 //! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
 //! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
@@ -27,7 +28,9 @@
 //! A close is one `TransactWriteItems`: put the invoice as a draft if it does not exist;
 //! advance the subscription's `next_close_at` if it still has the value the close read; set the
 //! account balance if it still has the value read; put the pending marker; put the credit notes
-//! if new; put the provider statement entries. No item is shared between two accounts' closes.
+//! if new; put the provider statement entries if new (invoice ids carry their account, so an
+//! existing entry is a collision: the close fails with `StoreError::Collision`). No item is
+//! shared between two accounts' closes.
 //!
 //! Numbering is a second `TransactWriteItems` per issuer and up to 99 drafts: set the issuer
 //! counter from `n` to `n + k` if it is still `n`, and for each draft set `status` = `open`,
@@ -41,13 +44,14 @@ use super::dynamo::{batch_write, build_error, get_item, query_all, query_page, u
 use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
 use crate::domain::billing::statement::ProviderStatement;
+use crate::domain::billing::upfront::{upfront_invoice_id, upfront_purchases};
 use crate::domain::billing::{
     Account, BillingSubscription, CreditNoteDoc, Invoice, InvoiceStatus, LateFeeCharge,
 };
 use crate::domain::pricing::CatalogData;
 use crate::ports::billing::{
-    due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription, OpenInvoice,
-    PaymentOutcome, PendingInvoice, DUE_SHARDS,
+    check_payment, due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription,
+    OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::{Page, StoreError};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -331,13 +335,103 @@ impl DynamoBillingStore {
             item.insert("amount".into(), n(note.amount));
             items.push(put(item, Some("attribute_not_exists(pk)"))?);
         }
-        // Provider statement entries.
+        // Provider statement entries, once each: an entry of the same provider, period end and
+        // invoice id is a collision (an error), never overwritten.
+        for st in &inv.statements.statements {
+            items.push(put(
+                Self::statement_item(inv, st),
+                Some("attribute_not_exists(pk)"),
+            )?);
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Corrupt(format!(
+                "invoice {} needs {} writes, more than one transaction holds (too many providers)",
+                inv.invoice_id,
+                items.len()
+            )));
+        }
+        Ok(items)
+    }
+
+    /// The item of an upfront purchase: in the due index at its term start (`due`), or out of
+    /// it once invoiced or dropped.
+    fn upfront_item(
+        account_id: &str,
+        subscription_id: &str,
+        invoice_id: &str,
+        due: Option<DateTime<Utc>>,
+    ) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(account_pk(account_id)));
+        item.insert("sk".into(), s(format!("UPFRONT#{invoice_id}")));
+        item.insert("account_id".into(), s(account_id));
+        item.insert("subscription_id".into(), s(subscription_id));
+        if let Some(at) = due {
+            item.insert(
+                "due_pk".into(),
+                s(format!("DUE#{}", due_shard(subscription_id, DUE_SHARDS))),
+            );
+            item.insert("due_at".into(), s(instant(at)));
+        }
+        item
+    }
+
+    /// Puts the due-index item of every upfront purchase of the subscription that has none yet
+    /// (one invoiced or dropped keeps its item, out of the index, and is not woken again). A
+    /// purchase missed here (a crash after the subscription's write) is invoiced by the
+    /// subscription's next close.
+    pub(super) async fn wake_upfronts(&self, sub: &BillingSubscription) -> Result<(), StoreError> {
+        for (_, r) in upfront_purchases(sub) {
+            let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
+            let item = Self::upfront_item(&sub.account_id, &sub.subscription_id, &id, Some(r.term_start));
+            let out = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match out {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The items of an upfront invoice's write: the invoice if new, its pending marker, its
+    /// purchase out of the due index, its statement entries.
+    fn upfront_items(&self, inv: &Invoice) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
+            let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
+            if let Some(cond) = condition {
+                p = p.condition_expression(cond);
+            }
+            Ok(TransactWriteItem::builder()
+                .put(p.build().map_err(build_error)?)
+                .build())
+        };
+        let mut items = vec![
+            put(Self::invoice_item(inv), Some("attribute_not_exists(pk)"))?,
+            put(
+                Self::pending_item(&PendingInvoice::of(inv)),
+                Some("attribute_not_exists(pk)"),
+            )?,
+            put(
+                Self::upfront_item(&inv.account_id, &inv.subscription_id, &inv.invoice_id, None),
+                None,
+            )?,
+        ];
         for st in &inv.statements.statements {
             items.push(put(Self::statement_item(inv, st), None)?);
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Corrupt(format!(
-                "invoice {} needs {} writes, more than one transaction holds (too many providers)",
+                "invoice {} needs {} writes, more than one transaction holds",
                 inv.invoice_id,
                 items.len()
             )));
@@ -567,6 +661,23 @@ impl DynamoBillingStore {
             .map(drop)
     }
 
+    /// After a cancellation without reasons: is one of the invoice's statement entries taken?
+    async fn statement_taken(&self, inv: &Invoice) -> Result<bool, StoreError> {
+        for st in &inv.statements.statements {
+            let item = Self::statement_item(inv, st);
+            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                continue;
+            };
+            let (Ok(pk), Ok(sk)) = (pk.as_s(), sk.as_s()) else {
+                continue;
+            };
+            if self.get(pk, sk).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// After a cancellation without reasons: was the period closed by someone else?
     async fn closed_elsewhere(&self, c: &CloseCommit) -> Result<bool, StoreError> {
         if self
@@ -581,6 +692,19 @@ impl DynamoBillingStore {
             .await?;
         Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
     }
+}
+
+/// A close whose provider statement entry exists already (another invoice's): refused, logged.
+fn statement_collision(inv: &Invoice) -> StoreError {
+    tracing::error!(
+        invoice_id = %inv.invoice_id,
+        account_id = %inv.account_id,
+        "provider statement entry exists: the close is refused, nothing overwritten"
+    );
+    StoreError::Collision(format!(
+        "a provider statement entry of invoice {} exists",
+        inv.invoice_id
+    ))
 }
 
 impl BillingStore for DynamoBillingStore {
@@ -600,7 +724,10 @@ impl BillingStore for DynamoBillingStore {
     }
 
     fn put_subscription<'a>(&'a self, sub: &'a BillingSubscription) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { self.put(Self::subscription_item(sub)).await })
+        Box::pin(async move {
+            self.put(Self::subscription_item(sub)).await?;
+            self.wake_upfronts(sub).await
+        })
     }
 
     fn subscription<'a>(
@@ -702,9 +829,10 @@ impl BillingStore for DynamoBillingStore {
         Box::pin(async move {
             let lo = format!(
                 "INV#{}",
-                crate::domain::billing::invoice_id(subscription_id, since)
+                crate::domain::billing::invoice_id(account_id, subscription_id, since)
             );
-            let hi = format!("INV#inv_{subscription_id}_~");
+            let sep = crate::domain::billing::close::INVOICE_ACCOUNT_SEPARATOR;
+            let hi = format!("INV#inv_{account_id}{sep}{subscription_id}_~");
             let items = self.query_range(&account_pk(account_id), &lo, &hi).await?;
             let mut out = Vec::new();
             for item in &items {
@@ -765,6 +893,9 @@ impl BillingStore for DynamoBillingStore {
                             if acct.is_none_or(|a| a.credit_balance != c.expected_balance) {
                                 return Err(StoreError::Conflict("the credit balance changed".into()));
                             }
+                            if self.statement_taken(&c.invoice).await? {
+                                return Err(statement_collision(&c.invoice));
+                            }
                             true
                         } else if failed[0]
                             || failed[1]
@@ -774,6 +905,8 @@ impl BillingStore for DynamoBillingStore {
                             return Ok(CloseOutcome::AlreadyClosed);
                         } else if failed[2] {
                             return Err(StoreError::Conflict("the credit balance changed".into()));
+                        } else if failed.iter().skip(4 + c.credit_notes.len()).any(|f| *f) {
+                            return Err(statement_collision(&c.invoice));
                         } else {
                             // A conflict with a concurrent transaction on one of the items.
                             true
@@ -793,6 +926,71 @@ impl BillingStore for DynamoBillingStore {
                 }
                 backoff(attempt.min(4)).await;
             }
+        })
+    }
+
+    fn commit_upfront<'a>(&'a self, inv: &'a Invoice) -> BoxFuture<'a, Result<UpfrontOutcome, StoreError>> {
+        Box::pin(async move {
+            if inv.status != InvoiceStatus::Draft {
+                return Err(StoreError::Corrupt("an upfront is written as a draft".into()));
+            }
+            let mut attempt = 0;
+            loop {
+                let items = self.upfront_items(inv)?;
+                let err = match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(UpfrontOutcome::Committed(Box::new(inv.clone()))),
+                    Err(err) => err,
+                };
+                let retry = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                        let failed = tc
+                            .cancellation_reasons()
+                            .iter()
+                            .take(2)
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"));
+                        if failed || self.invoice(&inv.account_id, &inv.invoice_id).await?.is_some() {
+                            return Ok(UpfrontOutcome::AlreadyIssued);
+                        }
+                        true
+                    }
+                    Some(e) if super::is_transient(e) => true,
+                    _ => false,
+                };
+                attempt += 1;
+                if !retry || attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string()));
+                }
+                backoff(attempt.min(4)).await;
+            }
+        })
+    }
+
+    fn drop_upfront<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(account_pk(account_id)))
+                .key("sk", s(format!("UPFRONT#{invoice_id}")))
+                .update_expression("REMOVE due_pk, due_at")
+                .condition_expression("attribute_exists(pk)")
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| match e.as_service_error() {
+                    Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
+                    _ => Err(unavailable(e)),
+                })
         })
     }
 
@@ -1013,8 +1211,14 @@ impl BillingStore for DynamoBillingStore {
                 return Ok(PaymentOutcome::Duplicate);
             }
             let Some(invoice) = self.invoice(&result.account_id, &result.invoice_id).await? else {
-                return Ok(PaymentOutcome::UnknownInvoice);
+                return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                    account_id: result.account_id.clone(),
+                    invoice_id: result.invoice_id.clone(),
+                }));
             };
+            if let Err(m) = check_payment(result, &invoice, succeeded) {
+                return Ok(PaymentOutcome::Rejected(m));
+            }
             let mut record = Item::new();
             record.insert("pk".into(), s(&pk_value));
             record.insert("sk".into(), s(&pay_sk));

@@ -9,7 +9,6 @@
 //! | plan directory | `PLANS` | `<plan>` | `doc`: the latest [`PlanDoc`], `version` (N) |
 //! | provider | `PROV#<provider>` | `PROVIDER` | `doc`: a [`ProviderDoc`]; its fee is in the catalog |
 //! | provider directory | `PROVIDERS` | `<provider>` | `doc`: the same [`ProviderDoc`], written with it |
-//! | subscription id claim | `SUBID#<subscription>` | `CLAIM` | `account_id`: ids are unique across accounts |
 //! | catalog | `CATALOG` | `CURRENT` | `rev` (N): revision, conditioned on by every API write |
 //!
 //! The directories are single partitions read in key order: fine for thousands of accounts and
@@ -355,27 +354,26 @@ impl DirectoryStore for DynamoBillingStore {
         Box::pin(async move { self.directory("PROVIDERS", after, limit, from_doc).await })
     }
 
-    /// Creates a subscription and claims its id across accounts (invoice ids, and so provider
-    /// statement entries, are derived from it): [`Written::Conflict`] if the id is taken.
+    /// Creates a subscription if its id is free in its account: [`Written::Conflict`] if the
+    /// account has a subscription with this id. Ids are per account (invoice ids carry the
+    /// account), so another account's ids neither block nor show.
     fn create_subscription<'a>(
         &'a self,
         sub: &'a BillingSubscription,
     ) -> BoxFuture<'a, Result<Written, StoreError>> {
         Box::pin(async move {
-            let mut claim = Item::new();
-            claim.insert("pk".into(), s(format!("SUBID#{}", sub.subscription_id)));
-            claim.insert("sk".into(), s("CLAIM"));
-            claim.insert("account_id".into(), s(&sub.account_id));
-            self.written(vec![
-                put(
+            let written = self
+                .written(vec![put(
                     &self.table,
                     DynamoBillingStore::subscription_item(sub),
                     "attribute_not_exists(pk)",
                     vec![],
-                )?,
-                put(&self.table, claim, "attribute_not_exists(pk)", vec![])?,
-            ])
-            .await
+                )?])
+                .await?;
+            if written == Written::Yes {
+                self.wake_upfronts(sub).await?;
+            }
+            Ok(written)
         })
     }
 
@@ -401,7 +399,11 @@ impl DirectoryStore for DynamoBillingStore {
                     vec![],
                 )?,
             };
-            self.written(vec![put]).await
+            let written = self.written(vec![put]).await?;
+            if written == Written::Yes {
+                self.wake_upfronts(sub).await?;
+            }
+            Ok(written)
         })
     }
 }

@@ -4,7 +4,8 @@
 //! one partition lists them in id order with a `Query`), `sk` = the key id (its prefix).
 //! Attributes: `role`, `account_id`, `provider_id`, `name`, `salt`, `hash`, `created_at`,
 //! `revoked_at`, `replaced_by`. Reads are strongly consistent, so a revocation is seen by the
-//! next request.
+//! next request. The usage stream's per-key slots are items `pk` = `stream#<key id>`, `sk` =
+//! `<slot>` with `lease` and `until` (see [`ApiKeyStore::claim_stream`]).
 
 use super::attrs::{self, get_opt_s, get_s, s, Item};
 use super::dynamo::{build_error, get_item, query_page, table_health};
@@ -224,5 +225,72 @@ impl ApiKeyStore for DynamoApiKeyStore {
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(table_health(&self.client, &self.table))
+    }
+
+    /// Slot items `pk` = `stream#<key id>`, `sk` = `<slot>`, `lease`, `until`: a conditional
+    /// put per slot until one is free or expired.
+    fn claim_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        lease: &'a str,
+        max: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
+        Box::pin(async move {
+            for slot in 0..max {
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", s(format!("stream#{key_id}")))
+                    .item("sk", s(slot.to_string()))
+                    .item("lease", s(lease))
+                    .item("until", s(time(until)))
+                    .condition_expression("attribute_not_exists(pk) OR #until < :now")
+                    .expression_attribute_names("#until", "until")
+                    .expression_attribute_values(":now", s(time(now)))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => return Ok(Some(slot)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn release_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        slot: u32,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("stream#{key_id}")))
+                .key("sk", s(slot.to_string()))
+                .condition_expression("lease = :lease")
+                .expression_attribute_values(":lease", s(lease))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        })
     }
 }

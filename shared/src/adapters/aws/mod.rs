@@ -3,6 +3,8 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod bootstrap;
+pub mod calls;
 pub(crate) mod dynamo;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
@@ -16,6 +18,7 @@ pub mod eventbridge;
 pub mod sqs_close;
 pub mod sqs_usage;
 
+pub use calls::{AwsClients, CallRecorder};
 pub use dynamo_billing::DynamoBillingStore;
 pub use dynamo_idempotency::DynamoIdempotencyStore;
 pub use dynamo_keys::DynamoApiKeyStore;
@@ -59,6 +62,8 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
 }
 
+pub use aws_config;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
+pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;

@@ -58,7 +58,28 @@ impl Params {
     }
 }
 
-/// Matches `path` against `pattern`, returning the parameters.
+/// Percent-decodes one path segment (RFC 3986: `%` and two hex digits per byte; `+` stays `+`).
+/// `None` for a malformed escape or bytes that are not UTF-8.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Matches `path` against `pattern`, returning the parameters, each percent-decoded once (the
+/// path is split at `/` first, so `%2F` stays inside its parameter). A parameter that does not
+/// decode is kept as sent, and its handler refuses it (no id holds `%`).
 pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
     let mut want = pattern.trim_matches('/').split('/');
@@ -71,7 +92,7 @@ pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
                     if g.is_empty() {
                         return None;
                     }
-                    params.push((name, g.to_string()));
+                    params.push((name, percent_decode(g).unwrap_or_else(|| g.to_string())));
                 } else if w != g {
                     return None;
                 }
@@ -170,6 +191,27 @@ mod tests {
         assert!(match_path(p, "/v1/accounts/a1").is_none());
         assert!(match_path("/health", "/health/").is_some());
         assert!(match_path("/health", "/healthz").is_none());
+    }
+
+    #[test]
+    fn parameters_are_decoded_once() {
+        let p = "/v1/providers/{provider_id}/statements/{statement_id}";
+        let m = match_path(
+            p,
+            "/v1/providers/prov%5F1/statements/20261125T130000.000Z%3Ainv_a~s",
+        )
+        .unwrap();
+        assert_eq!(m.get("provider_id"), Some("prov_1"));
+        assert_eq!(m.get("statement_id"), Some("20261125T130000.000Z:inv_a~s"));
+        let once = match_path(p, "/v1/providers/p/statements/a%2523b").unwrap();
+        assert_eq!(once.get("statement_id"), Some("a%23b"), "decoded once, not twice");
+        let slash = match_path(p, "/v1/providers/p/statements/a%2Fb").unwrap();
+        assert_eq!(slash.get("statement_id"), Some("a/b"), "inside its segment");
+        for bad in ["a%", "a%2", "a%zz", "a%ff"] {
+            let m = match_path(p, &format!("/v1/providers/p/statements/{bad}")).unwrap();
+            assert_eq!(m.get("statement_id"), Some(bad), "kept as sent");
+        }
+        assert_eq!(percent_decode("caf%C3%A9+x").as_deref(), Some("café+x"));
     }
 
     #[test]

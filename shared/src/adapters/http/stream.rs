@@ -87,14 +87,16 @@ pub struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads the path's account, the `granularity` (default `hour`) and `since` (RFC 3339) query
-    /// parameters, and the raw `Last-Event-ID` header.
+    /// Reads the path's account, the `granularity` (default `hour`; one of `kept`, the windows
+    /// ingestion keeps) and `since` (RFC 3339) query parameters, and the raw `Last-Event-ID`
+    /// header.
     pub fn parse(
         account_id: &str,
         granularity: Option<&str>,
         since: Option<&str>,
         last_event_id: Option<&[u8]>,
         now: DateTime<Utc>,
+        kept: &[Granularity],
     ) -> Result<StreamRequest, Problem> {
         let account_id = account_param(account_id)?;
         let granularity = match granularity {
@@ -103,6 +105,17 @@ impl StreamRequest {
                 Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))?
             }
         };
+        if !kept.contains(&granularity) {
+            let names: Vec<String> = kept.iter().map(|g| g.to_string()).collect();
+            return Err(Problem::invalid_field(
+                "granularity",
+                "not_kept",
+                format!(
+                    "`{granularity}` windows are not kept here (AGGREGATE_GRANULARITIES): use one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
         let since = time_param("since", since)?;
         let last = last_event_id
             .map(|v| {

@@ -7,12 +7,13 @@ use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
 use crate::domain::billing::ledger::{CreditEffect, InvoiceFilter};
 use crate::domain::billing::statement::ProviderStatement;
+use crate::domain::billing::upfront::{upfront_invoice_id, upfront_purchases};
 use crate::domain::billing::{Account, BillingSubscription, CreditNoteDoc, Invoice};
 use crate::domain::billing::{InvoiceStatus, LateFeeCharge};
 use crate::domain::pricing::CatalogData;
 use crate::ports::billing::{
-    due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription, EventPublisher,
-    OpenInvoice, PaymentOutcome, PendingInvoice, DUE_SHARDS,
+    check_payment, due_shard, numbering_batches, BillingStore, CloseCommit, CloseOutcome, DueSubscription,
+    EventPublisher, OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::issued::{cursor_instant, CreditBasis, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use crate::ports::{Page, StoreError};
@@ -46,6 +47,8 @@ struct Inner {
     voided: BTreeSet<(String, DateTime<Utc>, String)>,
     /// Pending markers: (account, invoice id) -> marker.
     pending: BTreeMap<(String, String), PendingInvoice>,
+    /// Upfront purchases dropped without an invoice: (account, invoice id).
+    dropped_upfronts: BTreeSet<(String, String)>,
     commits: usize,
     numberings: usize,
 }
@@ -175,17 +178,8 @@ impl BillingStore for MemoryBillingStore {
                 .subscriptions
                 .values()
                 .filter(|s| due_shard(&s.subscription_id, DUE_SHARDS) == shard)
-                .filter_map(|s| {
-                    let at = s.next_close_at.filter(|t| *t <= until)?;
-                    Some((
-                        format!("{}#{}", crate::domain::usage::window_key(at), s.subscription_id),
-                        DueSubscription {
-                            account_id: s.account_id.clone(),
-                            subscription_id: s.subscription_id.clone(),
-                            next_close_at: at,
-                        },
-                    ))
-                })
+                .flat_map(|s| inner.due_entries(s))
+                .filter(|(_, d)| d.next_close_at <= until)
                 .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
                 .collect();
             due.sort_by(|a, b| a.0.cmp(&b.0));
@@ -279,6 +273,19 @@ impl BillingStore for MemoryBillingStore {
             }) {
                 return Ok(CloseOutcome::AlreadyClosed);
             }
+            let taken = inv.statements.statements.iter().any(|st| {
+                inner.statements.contains_key(&(
+                    st.provider_id.clone(),
+                    inv.period.end,
+                    inv.invoice_id.clone(),
+                ))
+            });
+            if taken {
+                return Err(StoreError::Collision(format!(
+                    "a provider statement entry of invoice {} exists",
+                    inv.invoice_id
+                )));
+            }
             let balance_ok = inner
                 .accounts
                 .get(&inv.account_id)
@@ -310,6 +317,43 @@ impl BillingStore for MemoryBillingStore {
             inner.invoices.insert(inv_key, inv.clone());
             inner.commits += 1;
             Ok(CloseOutcome::Committed(Box::new(inv.clone())))
+        })
+    }
+
+    fn commit_upfront<'a>(&'a self, inv: &'a Invoice) -> BoxFuture<'a, Result<UpfrontOutcome, StoreError>> {
+        Box::pin(async move {
+            if inv.status != InvoiceStatus::Draft {
+                return Err(StoreError::Corrupt("an upfront is written as a draft".into()));
+            }
+            let mut inner = self.inner.lock();
+            let inv_key = (inv.account_id.clone(), inv.invoice_id.clone());
+            if inner.invoices.contains_key(&inv_key) {
+                return Ok(UpfrontOutcome::AlreadyIssued);
+            }
+            for st in &inv.statements.statements {
+                inner.statements.insert(
+                    (st.provider_id.clone(), inv.period.end, inv.invoice_id.clone()),
+                    st.clone(),
+                );
+            }
+            inner.pending.insert(inv_key.clone(), PendingInvoice::of(inv));
+            inner.invoices.insert(inv_key, inv.clone());
+            inner.commits += 1;
+            Ok(UpfrontOutcome::Committed(Box::new(inv.clone())))
+        })
+    }
+
+    fn drop_upfront<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner
+                .lock()
+                .dropped_upfronts
+                .insert((account_id.to_string(), invoice_id.to_string()));
+            Ok(())
         })
     }
 
@@ -491,8 +535,14 @@ impl BillingStore for MemoryBillingStore {
             }
             let key = (result.account_id.clone(), result.invoice_id.clone());
             let Some(inv) = inner.invoices.get_mut(&key) else {
-                return Ok(PaymentOutcome::UnknownInvoice);
+                return Ok(PaymentOutcome::Rejected(PaymentMismatch::UnknownInvoice {
+                    account_id: result.account_id.clone(),
+                    invoice_id: result.invoice_id.clone(),
+                }));
             };
+            if let Err(m) = check_payment(result, inv, succeeded) {
+                return Ok(PaymentOutcome::Rejected(m));
+            }
             let outcome = match (
                 succeeded,
                 apply_payment(inv.status, inv.outstanding, result.amount),
@@ -531,6 +581,36 @@ fn page_after<T>(mut items: Vec<(String, T)>, after: Option<&str>, limit: usize)
 }
 
 impl Inner {
+    /// A subscription's entries in the due index, keyed as the index orders them: its next
+    /// close, and each upfront purchase neither invoiced nor dropped, at its term start.
+    fn due_entries(&self, s: &BillingSubscription) -> Vec<(String, DueSubscription)> {
+        let entry = |at: DateTime<Utc>, tail: &str| {
+            (
+                format!(
+                    "{}#{}{tail}",
+                    crate::domain::usage::window_key(at),
+                    s.subscription_id
+                ),
+                DueSubscription {
+                    account_id: s.account_id.clone(),
+                    subscription_id: s.subscription_id.clone(),
+                    next_close_at: at,
+                },
+            )
+        };
+        let mut out: Vec<_> = s.next_close_at.map(|at| entry(at, "")).into_iter().collect();
+        for (_, r) in upfront_purchases(s) {
+            let key = (
+                s.account_id.clone(),
+                upfront_invoice_id(&s.account_id, &s.subscription_id, r),
+            );
+            if !self.invoices.contains_key(&key) && !self.dropped_upfronts.contains(&key) {
+                out.push(entry(r.term_start, &format!("#{}", key.1)));
+            }
+        }
+        out
+    }
+
     fn statement_entry(
         &self,
         key: &(String, DateTime<Utc>, String),
@@ -890,6 +970,7 @@ mod tests {
             invoice_id: format!("inv_{day:02}"),
             account_id: "acct_a".into(),
             subscription_id: "sub_a".into(),
+            kind: Default::default(),
             period: BillingPeriod {
                 start,
                 end: start + Duration::days(1),
@@ -918,6 +999,8 @@ mod tests {
                     fee_percent: d("10"),
                     marketplace_fee: usd("0.10"),
                     payout: usd("0.90"),
+                    discount_share: None,
+                    term_schedule: Vec::new(),
                 }],
                 total_billed: usd("1.00"),
                 total_tax: usd("0.00"),

@@ -15,7 +15,8 @@ struct DirInner {
     accounts: std::collections::BTreeSet<String>,
     plans: BTreeMap<String, Vec<PlanDoc>>,
     providers: BTreeMap<String, ProviderDoc>,
-    subscription_ids: BTreeMap<String, String>,
+    /// (account, subscription) of the subscriptions created here.
+    subscription_ids: std::collections::BTreeSet<(String, String)>,
     catalog_rev: u64,
 }
 
@@ -249,12 +250,16 @@ impl DirectoryStore for MemoryDirectory {
     ) -> BoxFuture<'a, Result<Written, StoreError>> {
         Box::pin(async move {
             let mut d = self.inner.lock().await;
-            if d.subscription_ids.contains_key(&sub.subscription_id) {
+            let key = (sub.account_id.clone(), sub.subscription_id.clone());
+            let stored = self
+                .billing
+                .subscription(&sub.account_id, &sub.subscription_id)
+                .await?;
+            if d.subscription_ids.contains(&key) || stored.is_some() {
                 return Ok(Written::Conflict);
             }
             self.billing.put_subscription(sub).await?;
-            d.subscription_ids
-                .insert(sub.subscription_id.clone(), sub.account_id.clone());
+            d.subscription_ids.insert(key);
             Ok(Written::Yes)
         })
     }
@@ -346,6 +351,7 @@ mod tests {
             provider_id: id.into(),
             name: "P".into(),
             fee_percent: Decimal::new(fee, 0),
+            upfront_payout: Default::default(),
             created_at: Utc::now(),
             updated_at: None,
         };
@@ -383,10 +389,16 @@ mod tests {
         let start = "2026-01-01T00:00:00Z".parse().unwrap();
         let sub = sample::subscription("s1", "a1", Cadence::Daily, start);
         assert_eq!(dir.create_subscription(&sub).await.unwrap(), Written::Yes);
+        assert_eq!(
+            dir.create_subscription(&sub).await.unwrap(),
+            Written::Conflict,
+            "the id is taken in its account"
+        );
         let elsewhere = sample::subscription("s1", "a2", Cadence::Daily, start);
         assert_eq!(
             dir.create_subscription(&elsewhere).await.unwrap(),
-            Written::Conflict
+            Written::Yes,
+            "ids are per account"
         );
         let mut closed = sub.clone();
         closed.next_close_at = closed

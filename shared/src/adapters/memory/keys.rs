@@ -8,10 +8,16 @@ use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// A stream slot: (key id, slot).
+type StreamSlot = (String, u32);
+/// Who holds a stream slot, and until when: (lease, until).
+type StreamLease = (String, DateTime<Utc>);
+
 /// An [`ApiKeyStore`] in memory.
 #[derive(Default)]
 pub struct MemoryApiKeyStore {
     keys: Mutex<BTreeMap<String, ApiKeyRecord>>,
+    streams: Mutex<BTreeMap<StreamSlot, StreamLease>>,
 }
 
 impl MemoryApiKeyStore {
@@ -98,5 +104,77 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn claim_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        lease: &'a str,
+        max: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
+        Box::pin(async move {
+            let mut streams = self.streams.lock().unwrap();
+            for slot in 0..max {
+                let key = (key_id.to_string(), slot);
+                if streams.get(&key).is_none_or(|(_, u)| *u < now) {
+                    streams.insert(key, (lease.to_string(), until));
+                    return Ok(Some(slot));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn release_stream<'a>(
+        &'a self,
+        key_id: &'a str,
+        slot: u32,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut streams = self.streams.lock().unwrap();
+            let key = (key_id.to_string(), slot);
+            if streams.get(&key).is_some_and(|(l, _)| l == lease) {
+                streams.remove(&key);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_holds_at_most_max_stream_slots_until_released_or_expired() {
+        let store = MemoryApiKeyStore::new();
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let claim = |lease: &'static str, now| {
+            store.claim_stream("k", lease, 2, now, now + chrono::Duration::seconds(10))
+        };
+        assert_eq!(claim("a", t(0)).await.unwrap(), Some(0));
+        assert_eq!(claim("b", t(0)).await.unwrap(), Some(1));
+        assert_eq!(claim("c", t(1)).await.unwrap(), None, "both held");
+        assert_eq!(
+            store.claim_stream("other", "x", 2, t(1), t(11)).await.unwrap(),
+            Some(0),
+            "per key"
+        );
+        store.release_stream("k", 0, "not-a").await.unwrap();
+        assert_eq!(
+            claim("c", t(1)).await.unwrap(),
+            None,
+            "only its holder releases it"
+        );
+        store.release_stream("k", 0, "a").await.unwrap();
+        assert_eq!(claim("c", t(1)).await.unwrap(), Some(0));
+        assert_eq!(
+            claim("d", t(11)).await.unwrap(),
+            Some(1),
+            "an expired slot is free"
+        );
     }
 }

@@ -216,6 +216,7 @@ pub fn manual_credit_note(
             net: -net,
             tax: -tax,
             gross: -amount,
+            conversion: None,
             rated: None,
             adjusts: None,
         }],
@@ -403,6 +404,7 @@ mod tests {
             net: d(net),
             tax: d(tax),
             gross: d(net) + d(tax),
+            conversion: None,
             rated,
             adjusts: None,
         }
@@ -416,6 +418,7 @@ mod tests {
             invoice_id: id.into(),
             account_id: "a".into(),
             subscription_id: "s".into(),
+            kind: Default::default(),
             period: BillingPeriod {
                 start,
                 end: start + chrono::Duration::days(1),

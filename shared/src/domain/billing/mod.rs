@@ -14,15 +14,17 @@ pub mod overdue;
 pub mod plan_change;
 pub mod sample;
 pub mod statement;
+pub mod upfront;
 
 pub use adjustment::{
     adjust_late_usage, Adjustment, AdjustmentError, AdjustmentLine, ClosedInvoice, CreditNote, LateUsage,
 };
 pub use close::plan_fee_lines;
 pub use close::{
-    close_period, estimate, invoice_id, rating_segment_at, rating_subscription, Account, AdjustmentRef,
-    BillingSubscription, CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc, FinalizeError,
-    Invoice, InvoiceLine, PlanChange, PlanRef, PriorPeriod, SegmentAt, MARKETPLACE,
+    close_period, estimate, invoice_account, invoice_id, rating_segment_at, rating_subscription, Account,
+    AdjustmentRef, BillingSubscription, CloseError, CloseInput, CloseOutput, ConversionRecord, CreditNoteDoc,
+    FinalizeError, Invoice, InvoiceKind, InvoiceLine, PlanChange, PlanRef, PriorPeriod, SegmentAt,
+    MARKETPLACE,
 };
 pub use credit::{apply_credit, CreditApplication, CreditError};
 pub use cycle::{Alignment, BillingPeriod, BillingSchedule, Cadence, CycleError, Periods};
@@ -34,7 +36,12 @@ pub use overdue::{
     OverdueError, OverduePolicy, PaymentTerms,
 };
 pub use plan_change::{Effective, PlanChangeError, PlanChangePreview};
-pub use statement::{provider_statements, ProviderLine, ProviderStatement, StatementError, StatementRun};
+pub use statement::{
+    provider_statements, ProviderLine, ProviderStatement, StatementError, StatementRun, TermMonth,
+    UpfrontPayout,
+};
 
+#[cfg(test)]
+mod agreement_tests;
 #[cfg(test)]
 mod simulation_tests;

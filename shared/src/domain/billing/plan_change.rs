@@ -285,6 +285,7 @@ mod tests {
             prior: Vec::new(),
             rate: None,
             now: t("2027-01-01T00:00:00Z"),
+            refunds: Vec::new(),
         }
     }
 

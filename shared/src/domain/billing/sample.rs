@@ -25,7 +25,12 @@ pub fn catalog() -> CatalogData {
         ("prov_002".to_string(), Decimal::new(10, 0)),
         ("prov_003".to_string(), Decimal::new(20, 0)),
     ]);
-    CatalogData { books, taxes, fees }
+    CatalogData {
+        books,
+        taxes,
+        fees,
+        upfront_payouts: BTreeMap::new(),
+    }
 }
 
 /// An account invoiced in `currency`, Berlin time, net 14 with 3 days' grace and a 1.5 % late

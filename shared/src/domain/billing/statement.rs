@@ -12,6 +12,8 @@
 //! ```
 
 use crate::domain::money::{Currency, Money};
+pub use crate::domain::pricing::UpfrontPayout;
+use chrono::{DateTime, Months, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +27,24 @@ pub struct ProviderLine {
     pub net: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub tax: Decimal,
+    /// A share of a discount counted across providers (a plan's or the marketplace's): shown
+    /// apart on the statement, inside `usage_billed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discount: bool,
+}
+
+/// One month of a reservation's term on the statement of its upfront invoice: the provider's
+/// billed amount and the fee recognized in the month (always spread over the term, as revenue),
+/// and the payout released in it (spread over the term, or all in the first month).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermMonth {
+    /// 0-based.
+    pub month: u32,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub recognized: Money,
+    pub fee: Money,
+    pub payout: Money,
 }
 
 /// One provider's statement.
@@ -42,6 +62,14 @@ pub struct ProviderStatement {
     pub marketplace_fee: Money,
     /// `usage_billed - marketplace_fee`.
     pub payout: Money,
+    /// The provider's share of discounts counted across providers (negative), inside
+    /// `usage_billed`; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_share: Option<Money>,
+    /// On a reservation's upfront invoice: when the amounts above are recognized and paid out,
+    /// month by month over the term (they add up to them exactly).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub term_schedule: Vec<TermMonth>,
 }
 
 /// Every provider's statement for one currency, with the totals.
@@ -88,6 +116,7 @@ pub fn provider_statements(
     fee_percent: &BTreeMap<String, Decimal>,
 ) -> Result<StatementRun, StatementError> {
     let mut sums: BTreeMap<&str, (Decimal, Decimal)> = BTreeMap::new();
+    let mut discounts: BTreeMap<&str, Decimal> = BTreeMap::new();
     for line in lines {
         for (what, amount) in [("net", line.net), ("tax", line.tax)] {
             if !currency.is_rounded(amount) {
@@ -102,6 +131,9 @@ pub fn provider_statements(
         let sum = sums.entry(&line.provider_id).or_default();
         sum.0 += line.net;
         sum.1 += line.tax;
+        if line.discount {
+            *discounts.entry(&line.provider_id).or_default() += line.net;
+        }
     }
 
     let money = |amount| Money::new(amount, currency);
@@ -131,6 +163,8 @@ pub fn provider_statements(
             fee_percent: percent,
             marketplace_fee: money(fee),
             payout: money(payout),
+            discount_share: discounts.get(provider_id).map(|d| money(*d)),
+            term_schedule: Vec::new(),
         });
     }
     Ok(StatementRun {
@@ -141,6 +175,44 @@ pub fn provider_statements(
         total_fees: money(fees),
         total_payouts: money(payouts),
     })
+}
+
+impl StatementRun {
+    /// The run of a reservation's upfront invoice: each statement with its term schedule over
+    /// `months` months from `term_start`, the payout per the provider's setting in `payouts`
+    /// (absent: [`UpfrontPayout::OverTerm`]). Each month's share of an amount `X` is
+    /// `round(X·(k+1)/T) − round(X·k/T)` (`docs/money.md`), so the months add up to `X`.
+    pub fn over_term(
+        mut self,
+        term_start: DateTime<Utc>,
+        months: u32,
+        payouts: &BTreeMap<String, UpfrontPayout>,
+    ) -> StatementRun {
+        let c = self.currency;
+        for s in &mut self.statements {
+            let setting = payouts.get(&s.provider_id).copied().unwrap_or_default();
+            s.term_schedule = (0..months)
+                .filter_map(|k| {
+                    let from = term_start.checked_add_months(Months::new(k))?;
+                    let to = term_start.checked_add_months(Months::new(k + 1))?;
+                    let payout = match setting {
+                        UpfrontPayout::OverTerm => c.amortized(s.payout.amount, k, months),
+                        UpfrontPayout::AtPurchase if k == 0 => s.payout.amount,
+                        UpfrontPayout::AtPurchase => c.round(Decimal::ZERO),
+                    };
+                    Some(TermMonth {
+                        month: k,
+                        from,
+                        to,
+                        recognized: Money::new(c.amortized(s.usage_billed.amount, k, months), c),
+                        fee: Money::new(c.amortized(s.marketplace_fee.amount, k, months), c),
+                        payout: Money::new(payout, c),
+                    })
+                })
+                .collect();
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +230,7 @@ mod tests {
             provider_id: provider.into(),
             net: d(net),
             tax: d(tax),
+            discount: false,
         }
     }
 
@@ -272,7 +345,7 @@ mod tests {
                 for &(provider, net, tax) in invoice {
                     let (net, tax) = (Decimal::new(net, scale), Decimal::new(tax, scale));
                     total += net + tax;
-                    lines.push(ProviderLine { provider_id: format!("p{provider}"), net, tax });
+                    lines.push(ProviderLine { provider_id: format!("p{provider}"), net, tax, discount: false });
                 }
                 invoice_totals += total;
             }
@@ -294,5 +367,48 @@ mod tests {
                 prop_assert!((s.marketplace_fee.amount - exact).abs() * Decimal::TWO <= currency.minor_unit());
             }
         }
+    }
+
+    #[test]
+    fn an_upfront_is_recognized_over_the_term_and_paid_per_the_providers_setting() {
+        let lines = [line("p1", "1000.00", "190.00"), line("p2", "100.00", "19.00")];
+        let run = provider_statements(Currency::USD, &lines, &rates(&[("p1", "10"), ("p2", "20")])).unwrap();
+        let payouts = BTreeMap::from([("p2".to_string(), UpfrontPayout::AtPurchase)]);
+        let start: DateTime<Utc> = "2026-01-31T00:00:00Z".parse().unwrap();
+        let run = run.over_term(start, 12, &payouts);
+        let p1 = &run.statements[0];
+        assert_eq!(p1.term_schedule.len(), 12);
+        assert_eq!(p1.term_schedule[0].recognized.amount, d("83.33"));
+        assert_eq!(p1.term_schedule[0].payout.amount, d("75.00"));
+        // Month ends follow the calendar (31 January, 28 February, ...).
+        assert_eq!(p1.term_schedule[1].from.to_rfc3339(), "2026-02-28T00:00:00+00:00");
+        for s in &run.statements {
+            let sum = |f: fn(&TermMonth) -> Decimal| s.term_schedule.iter().map(f).sum::<Decimal>();
+            assert_eq!(sum(|m| m.recognized.amount), s.usage_billed.amount);
+            assert_eq!(sum(|m| m.fee.amount), s.marketplace_fee.amount);
+            assert_eq!(sum(|m| m.payout.amount), s.payout.amount);
+        }
+        let p2 = &run.statements[1];
+        assert_eq!(p2.term_schedule[0].payout.amount, d("80.00"));
+        assert!(p2.term_schedule[1..].iter().all(|m| m.payout.amount.is_zero()));
+        assert_eq!(run.customer_total().amount, d("1309.00"));
+    }
+
+    #[test]
+    fn discount_shares_are_shown_apart_inside_what_was_billed() {
+        let mut lines = vec![line("p1", "100.00", "19.00"), line("p2", "50.00", "9.50")];
+        lines.push(ProviderLine {
+            provider_id: "p1".into(),
+            net: d("-6.67"),
+            tax: d("-1.27"),
+            discount: true,
+        });
+        let run = provider_statements(Currency::USD, &lines, &rates(&[("p1", "10"), ("p2", "10")])).unwrap();
+        assert_eq!(
+            run.statements[0].discount_share.map(|m| m.amount),
+            Some(d("-6.67"))
+        );
+        assert_eq!(run.statements[0].usage_billed.amount, d("93.33"));
+        assert_eq!(run.statements[1].discount_share, None);
     }
 }

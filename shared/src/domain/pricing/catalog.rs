@@ -22,6 +22,21 @@ pub struct CatalogData {
     /// Marketplace fee per provider, in percent.
     #[serde(default)]
     pub fees: BTreeMap<String, Decimal>,
+    /// When each provider is paid its share of a reservation's upfront (absent: over the term).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upfront_payouts: BTreeMap<String, UpfrontPayout>,
+}
+
+/// When a provider is paid its share of a reservation's upfront: a provider-level setting
+/// (`CatalogData::upfront_payouts`, default `over_term`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpfrontPayout {
+    /// One installment per term month, amortized like the revenue.
+    #[default]
+    OverTerm,
+    /// All of it with the purchase (the first term month).
+    AtPurchase,
 }
 
 /// The books rated together, compiled. All share one currency.

@@ -57,6 +57,57 @@ pub fn charge(model: &ChargeModel, quantity: Decimal) -> Charge {
     }
 }
 
+/// How [`charge`] came to `c` for `quantity`, in figures a reader can check:
+/// per unit `q × p`; graduated `q1 × p1 + q2 × p2 + f flat`; volume `q × p (tier n)`;
+/// package `⌈q / size⌉ = n × price`; flat `flat a`.
+pub fn explain(model: &ChargeModel, quantity: Decimal, c: &Charge) -> String {
+    let q = quantity.normalize();
+    let tiers = |with_tier: bool| {
+        let parts: Vec<String> = c
+            .tiers
+            .iter()
+            .map(|t| {
+                let mut s = format!("{} × {}", t.quantity.normalize(), t.unit_price);
+                if !t.flat_fee.is_zero() {
+                    s.push_str(&format!(" + {} flat", t.flat_fee));
+                }
+                if with_tier {
+                    s.push_str(&format!(" (tier {})", t.tier + 1));
+                }
+                s
+            })
+            .collect();
+        if parts.is_empty() {
+            "0".to_string()
+        } else {
+            parts.join(" + ")
+        }
+    };
+    match model {
+        ChargeModel::PerUnit { unit_price } => format!("{q} × {unit_price}"),
+        ChargeModel::Graduated { .. } => tiers(false),
+        ChargeModel::Volume { .. } => tiers(true),
+        ChargeModel::Package {
+            package_size,
+            package_price,
+        } => {
+            let n = if quantity > Decimal::ZERO {
+                (quantity / package_size).ceil()
+            } else {
+                Decimal::ZERO
+            };
+            format!(
+                "⌈{q} / {}⌉ = {} packages × {}",
+                package_size.normalize(),
+                n.normalize(),
+                package_price
+            )
+        }
+        ChargeModel::Flat { amount } if quantity > Decimal::ZERO => format!("flat {amount}"),
+        ChargeModel::Flat { .. } => "no usage: 0".to_string(),
+    }
+}
+
 /// Graduated: the part of the quantity in `(from, up_to]` of each tier at that tier's price.
 pub fn graduated(tiers: &[Tier], quantity: Decimal) -> Charge {
     let mut out = Charge::default();
@@ -160,5 +211,34 @@ mod tests {
         assert_eq!(charge(&m, d("10")).amount, d("3"));
         assert_eq!(charge(&m, d("10.001")).amount, d("6"));
         assert_eq!(charge(&m, d("0")).amount, d("0"));
+    }
+
+    const GRADUATED_1001: &str = "100 × 1.00 + 900 × 0.80 + 5 flat + 1 × 0.50";
+
+    #[test]
+    fn every_model_explains_its_amount() {
+        let grad = ChargeModel::Graduated { tiers: tiers() };
+        let q = d("1001");
+        assert_eq!(explain(&grad, q, &charge(&grad, q)), GRADUATED_1001);
+        let vol = ChargeModel::Volume { tiers: tiers() };
+        let e = explain(&vol, d("2000"), &charge(&vol, d("2000")));
+        assert!(e.starts_with("2000 × ") && e.ends_with("(tier 3)"), "{e}");
+        let pkg = ChargeModel::Package {
+            package_size: d("10"),
+            package_price: d("1.50"),
+        };
+        assert_eq!(
+            explain(&pkg, d("25.3"), &charge(&pkg, d("25.3"))),
+            "⌈25.3 / 10⌉ = 3 packages × 1.50"
+        );
+        let flat = ChargeModel::Flat { amount: d("5.00") };
+        assert_eq!(explain(&flat, d("1"), &charge(&flat, d("1"))), "flat 5.00");
+        let per = ChargeModel::PerUnit {
+            unit_price: d("0.0001"),
+        };
+        assert_eq!(
+            explain(&per, d("12345"), &charge(&per, d("12345"))),
+            "12345 × 0.0001"
+        );
     }
 }

@@ -13,9 +13,11 @@ pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun
 /// One observation of a market's spot factor: the value, from when it applies, and where it
 /// came from (kept so a spot line can be traced to its source).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FactorPoint {
+    #[serde(with = "crate::domain::parse::instant")]
     pub at: DateTime<Utc>,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::domain::parse::decimal")]
     pub factor: Decimal,
     pub source: String,
 }
@@ -23,6 +25,7 @@ pub struct FactorPoint {
 /// Spot market factor series by market name. The factor in force at `t` is the latest point
 /// at or before `t`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MarketFactors {
     #[serde(default)]
     pub markets: BTreeMap<String, Vec<FactorPoint>>,

@@ -397,7 +397,8 @@ fn g10_hybrid() {
     assert_eq!(r.total.to_string(), "13.92");
 }
 
-/// Example 11: reserved capacity, partial upfront: covered, excess on demand, unused still owed.
+/// Example 11: reserved capacity, partial upfront: covered, excess on demand, unused units still
+/// owed; the monthly invoices carry the monthly fee, never a share of the upfront.
 #[test]
 fn g11_reserved_capacity() {
     let mut s = Setup::new(vec![book(
@@ -421,21 +422,80 @@ fn g11_reserved_capacity() {
         vec![
             (LineKind::Reserved, "0.00".into()),
             (LineKind::Usage, "40.00".into()),
-            (LineKind::ReservationUpfront, "83.34".into()),
             (LineKind::ReservationFee, "50.00".into())
         ]
     );
-    assert_eq!(r.total.to_string(), "173.34");
+    assert_eq!(r.total.to_string(), "90.00");
+    let fee = &r.lines[2];
+    assert_eq!((fee.quantity, fee.unit_price), (Decimal::ONE, Some(d("50.00"))));
     let r = s.rate(
         &[row(Meter::GpuSeconds, "2026-01-10T00:00:00Z", "30000", &[])],
         jan(),
     );
-    assert_eq!(r.total.to_string(), "133.33");
+    assert_eq!(
+        amounts(&r),
+        vec![
+            (LineKind::Reserved, "0.00".into()),
+            (LineKind::ReservationFee, "50.00".into()),
+            (LineKind::ReservedUnused, "0.00".into())
+        ]
+    );
+    assert_eq!(r.lines[2].quantity, d("70000"));
+    assert!(r.lines[2].description.contains("owed all the same"));
+    assert_eq!(r.total.to_string(), "50.00");
+    assert!(r.lines.iter().all(|l| l.kind != LineKind::ReservationUpfront));
+}
+
+/// Example 21: the reservation's upfront invoice: one line, quantity 1 at 1,000.00, taxed at the
+/// purchase (DE 19 %): 1,000.00 + 190.00 = 1,190.00, for the term January 2026 to January 2027.
+/// Its amortization (83.33, 83.34, ... adding up to 1,000.00) is the provider's and the revenue
+/// report's, not the customer's.
+#[test]
+fn g21_reservation_upfront_invoice() {
+    let mut s = Setup::new(vec![book(
+        "USD",
+        json!([per_unit("gpu", "gpu_seconds", "0.002")]),
+        json!({}),
+    )]);
+    s.sub.plan = serde_json::from_value(json!({
+        "reservations": [{"id": "r1", "meter": "gpu_seconds", "units_per_period": "100000",
+            "term_start": "2026-01-01T00:00:00Z", "term_months": 12, "upfront": "partial",
+            "upfront_amount": "1000.00", "monthly_fee": "50.00", "provider_id": "p1"}]
+    }))
+    .unwrap();
+    s.sub.tax.jurisdiction = Some(Jurisdiction {
+        country: "DE".into(),
+        region: None,
+    });
+    s.taxes = serde_json::from_value(json!({"rates": [
+        {"country": "DE", "name": "USt", "rate": "0.19", "effective_from": "2021-01-01T00:00:00Z"}]}))
+    .unwrap();
+    let catalog = Catalog::new(s.books.clone()).unwrap();
+    let ctx = RatingContext {
+        catalog: &catalog,
+        subscription: &s.sub,
+        taxes: &s.taxes,
+        market: &s.market,
+    };
     let res = &s.sub.plan.reservations[0];
-    let sum: Decimal = (0..12)
+    let r = rate_upfront(&ctx, res).unwrap();
+    assert_eq!(r.period, month("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"));
+    assert_eq!(
+        amounts(&r),
+        vec![(LineKind::ReservationUpfront, "1000.00".into())]
+    );
+    let l = &r.lines[0];
+    assert_eq!((l.quantity, l.unit_price), (Decimal::ONE, Some(d("1000.00"))));
+    assert_eq!(l.provider_id.as_deref(), Some("p1"));
+    assert_eq!(
+        (r.net_total, r.tax_total, r.total),
+        (d("1000.00"), d("190.00"), d("1190.00"))
+    );
+    let shares: Vec<Decimal> = (0..12)
         .map(|k| res.amortized(k, crate::domain::money::Currency::USD))
-        .sum();
-    assert_eq!(sum, d("1000.00"));
+        .collect();
+    assert_eq!((shares[0], shares[1]), (d("83.33"), d("83.34")));
+    assert_eq!(shares.iter().copied().sum::<Decimal>(), d("1000.00"));
 }
 
 fn discount_book(basis: &str, method: &str, price: &str) -> PriceBook {
@@ -753,4 +813,61 @@ fn g20_specific_prices_and_unpriced_usage() {
         ]
     );
     assert_eq!(r.subtotal.to_string(), "5.00");
+}
+
+/// Example 22: a marketplace-wide volume discount. The marketplace book discounts the customer's
+/// whole marketplace spend, incrementally: 10 % of the spend above 500.00. `p1` sells 351 CPU
+/// units at 1.00 (351.00), `p2` 125 GPU units at 2.00 (250.00): neither alone reaches 500, the
+/// customer's 601.00 does. Discount (601.00 − 500) × 10 % = 10.10, rounded once, split by spend
+/// with the largest remainder: `p1` 10.10 × 351 / 601 = 5.8988… → 5.89, `p2` 4.2013… → 4.20, the
+/// cent left to the larger remainder (`p1`): **−5.90** and **−4.20**; total 601.00 − 10.10 =
+/// **590.90**.
+#[test]
+fn g22_marketplace_wide_volume_discount() {
+    let provider = |id: &str, price: Value| -> PriceBook {
+        let mut b = book("USD", json!([price]), json!({}));
+        b.id = format!("book-{id}");
+        b.owner = Owner::Provider { id: id.into() };
+        b
+    };
+    let marketplace: PriceBook = serde_json::from_value(json!({
+        "id": "marketplace", "owner": {"kind": "marketplace"}, "currency": "USD", "version": 1,
+        "effective_from": "2026-01-01T00:00:00Z", "prices": [],
+        "volume_discount": {"basis": "spend", "method": "incremental", "scope": "marketplace",
+            "thresholds": [{"from": "0", "percent": "0"}, {"from": "500", "percent": "10"}]}
+    }))
+    .unwrap();
+    let s = Setup::new(vec![
+        provider("p1", per_unit("cpu", "cpu_seconds", "1.00")),
+        provider("p2", per_unit("gpu", "gpu_seconds", "2.00")),
+        marketplace,
+    ]);
+    let mut rows = vec![row(Meter::CpuSeconds, "2026-01-05T00:00:00Z", "351", &[])];
+    let mut gpu = row(Meter::GpuSeconds, "2026-01-06T00:00:00Z", "125", &[]);
+    gpu.provider_id = "p2".into();
+    rows.push(gpu);
+    let r = s.rate(&rows, jan());
+    let lines: Vec<(LineKind, Option<&str>, String)> = r
+        .lines
+        .iter()
+        .map(|l| (l.kind, l.provider_id.as_deref(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (LineKind::Usage, Some("p1"), "351.00".into()),
+            (LineKind::Usage, Some("p2"), "250.00".into()),
+            (LineKind::VolumeDiscount, Some("p1"), "-5.90".into()),
+            (LineKind::VolumeDiscount, Some("p2"), "-4.20".into()),
+        ]
+    );
+    assert!(r.lines[2..]
+        .iter()
+        .all(|l| l.discount_scope == Some(DiscountScope::Marketplace)));
+    assert_eq!(r.subtotal.to_string(), "590.90");
+    // Per book, the same spend earns nothing: each provider alone is below 500.
+    let mut per_book = s.books.clone();
+    per_book[2].volume_discount.as_mut().unwrap().scope = None;
+    let r = Setup::new(per_book).rate(&rows, jan());
+    assert_eq!(r.subtotal.to_string(), "601.00");
 }

@@ -22,17 +22,17 @@ mod props;
 mod tests;
 
 pub use book::{
-    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountThreshold, DynamicPricing, Owner, Price,
-    PriceBook, Spot, TaxMode, Tier, TimeOfUse, TimeOfUseRule, VolumeDiscount,
+    ChargeModel, DemandPoint, DiscountBasis, DiscountMethod, DiscountScope, DiscountThreshold,
+    DynamicPricing, Owner, Price, PriceBook, Spot, TaxMode, Tier, TimeOfUse, TimeOfUseRule, VolumeDiscount,
 };
-pub use catalog::{Catalog, CatalogData};
-pub use charge::{charge, Charge, TierApplied};
+pub use catalog::{Catalog, CatalogData, UpfrontPayout};
+pub use charge::{charge, explain, Charge, TierApplied};
 pub use dynamic::{FactorPoint, MarketFactors};
 pub use period::{prorate, Period};
-pub use plan::{Allowance, Plan, Reservation, Subscription, Upfront};
+pub use plan::{Allowance, OnCancel, Plan, Reservation, Subscription, Upfront};
 pub use rate::{
-    rate, rows_from_aggregates, volume_discount, BookRef, LineItem, LineKind, RatingContext, RatingError,
-    RatingResult, Unpriced, UnpricedReason, UsageRow,
+    rate, rate_upfront, rows_from_aggregates, volume_discount, BookRef, LineItem, LineKind, RatingContext,
+    RatingError, RatingResult, Unpriced, UnpricedReason, UsageRow,
 };
 pub use tax::{
     tax_breakdown, tax_line, tax_report, Jurisdiction, LineTax, NoTaxRate, ResolvedTax, TaxBreakdownRow,

@@ -7,9 +7,20 @@ use serde::{Deserialize, Serialize};
 /// A half-open interval of time `[start, end)`, in UTC. Used for billing periods and for the
 /// interval during which a subscription is active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Period {
+    #[serde(with = "crate::domain::parse::instant")]
     pub start: DateTime<Utc>,
+    #[serde(with = "crate::domain::parse::instant")]
     pub end: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Period {
+    /// `2026-01-01T00:00:00Z .. 2026-02-01T00:00:00Z`: start, end (exclusive), RFC 3339.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        write!(f, "{} .. {}", t(self.start), t(self.end))
+    }
 }
 
 impl Period {

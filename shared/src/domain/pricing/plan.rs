@@ -8,18 +8,20 @@
 //!   (and an allowance without `overage_unit_price` falls back to the book for overage);
 //! * reserved capacity: one or more [`Reservation`]s.
 
-use super::book::TaxMode;
+use super::book::{DiscountScope, TaxMode, VolumeDiscount};
 use super::period::Period;
 use super::tax::TaxProfile;
-use super::validate::{ValidationErrors, ValidationIssue};
+use super::validate::{discount_rules, ValidationErrors, ValidationIssue};
 use crate::domain::meter::Meter;
 use crate::domain::money::Currency;
+use crate::domain::parse::{decimal, instant, opt_decimal};
 use chrono::{DateTime, Months, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// The account being rated, its plan and its tax position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
     pub account_id: String,
     #[serde(default)]
@@ -46,7 +48,7 @@ pub struct Plan {
     #[serde(default)]
     pub name: String,
     /// Charged every period, prorated by seconds to `active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub recurring_fee: Option<Decimal>,
     /// When the subscription is active; `None` means the whole period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,14 +58,18 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<Reservation>,
     /// The least the whole invoice (before tax) may come to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub minimum: Option<Decimal>,
     /// The most the whole invoice (before tax) may come to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub maximum: Option<Decimal>,
     /// Whether the plan's own amounts (fees, adjustments) include tax.
     #[serde(default)]
     pub tax_mode: TaxMode,
+    /// A discount on every provider's usage rated under the plan (scope `plan`), its cost split
+    /// across providers (`docs/pricing.md`, volume discounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_discount: Option<VolumeDiscount>,
 }
 
 /// Units of a meter included each period; beyond them, `overage_unit_price` per unit, or the
@@ -72,8 +78,9 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 pub struct Allowance {
     pub meter: Meter,
+    #[serde(with = "decimal")]
     pub quantity: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_decimal")]
     pub overage_unit_price: Option<Decimal>,
 }
 
@@ -89,23 +96,62 @@ pub enum Upfront {
     None,
 }
 
+impl Upfront {
+    /// The name as written in JSON (`all`, `partial`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upfront::All => "all",
+            Upfront::Partial => "partial",
+            Upfront::None => "none",
+        }
+    }
+}
+
+/// What cancelling a reservation before its term ends gives back (see `docs/pricing.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCancel {
+    /// Nothing: the upfront invoiced at purchase stays owed.
+    #[default]
+    NoRefund,
+    /// A credit note for the upfront's share of the term months not started yet.
+    CreditNote,
+}
+
 /// A commitment to `units_per_period` of a meter every month for `term_months` months from
-/// `term_start`. Usage up to the reserved units is covered; usage beyond is charged on demand at
-/// the book price; unused units are still paid. The upfront amount is amortized evenly over the
-/// term's periods; the monthly fee is charged each period.
+/// `term_start`. Usage up to the reserved units is covered (of `provider_id` only, when given);
+/// usage beyond is charged on demand at the book price; unused units are still paid.
+///
+/// The upfront amount is invoiced once, on its own invoice, when the term starts
+/// ([`crate::domain::billing::upfront`]); each period in the term invoices the monthly fee.
+/// A reservation is one purchase per `id` and `term_start`: a change of plan that keeps both
+/// keeps the reservation (its upfront is not invoiced again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reservation {
     pub id: String,
     pub meter: Meter,
+    #[serde(with = "decimal")]
     pub units_per_period: Decimal,
+    #[serde(with = "instant")]
     pub term_start: DateTime<Utc>,
     pub term_months: u32,
     pub upfront: Upfront,
-    #[serde(default)]
+    #[serde(default, with = "decimal")]
     pub upfront_amount: Decimal,
-    #[serde(default)]
+    #[serde(default, with = "decimal")]
     pub monthly_fee: Decimal,
+    /// The provider whose capacity is reserved: only its usage is covered, and its statements
+    /// carry the upfront and the fees. `None`: any provider's usage; the marketplace's sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// What cancelling it before the term ends gives back.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_cancel: OnCancel,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Reservation {
@@ -118,12 +164,25 @@ impl Reservation {
         })
     }
 
+    /// The start of term month `k` (`k = term_months`: the end of the term).
+    pub fn month_start(&self, k: u32) -> Option<DateTime<Utc>> {
+        self.term_start.checked_add_months(Months::new(k))
+    }
+
+    /// The whole term, `[term_start, term_start + term_months)`.
+    pub fn term(&self) -> Option<Period> {
+        Some(Period::new(self.term_start, self.month_start(self.term_months)?))
+    }
+
+    /// Whether `other` is the same purchase: the same id and term start.
+    pub fn same_purchase(&self, other: &Reservation) -> bool {
+        self.id == other.id && self.term_start == other.term_start
+    }
+
     /// The upfront amount amortized to term month `k`:
     /// `round(U × (k+1) / T) − round(U × k / T)`, so the months add up to `U` exactly.
     pub fn amortized(&self, k: u32, currency: Currency) -> Decimal {
-        let t = Decimal::from(self.term_months);
-        let upto = |n: u32| currency.round(self.upfront_amount * Decimal::from(n) / t);
-        upto(k + 1) - upto(k)
+        currency.amortized(self.upfront_amount, k, self.term_months)
     }
 }
 
@@ -197,6 +256,27 @@ impl Plan {
                     "amounts must not be negative".into(),
                 );
             }
+            if r.provider_id.as_ref().is_some_and(|p| p.trim().is_empty()) {
+                push(
+                    format!("{p}.provider_id"),
+                    "empty",
+                    "must not be empty when given".into(),
+                );
+            }
+            if !crate::domain::usage::event::is_valid_ref_id(&r.id) {
+                push(
+                    format!("{p}.id"),
+                    "invalid",
+                    "must be 1 to 128 of A-Z a-z 0-9 _ - . : (it is part of the upfront invoice's id)".into(),
+                );
+            }
+            if self.reservations[..i].iter().any(|o| o.same_purchase(r)) {
+                push(
+                    format!("{p}.id"),
+                    "duplicate_reservation",
+                    format!("reservation `{}` from {} is listed twice", r.id, r.term_start),
+                );
+            }
             let (up, monthly) = (r.upfront_amount > Decimal::ZERO, r.monthly_fee > Decimal::ZERO);
             let ok = match r.upfront {
                 Upfront::All => up && !monthly,
@@ -208,9 +288,23 @@ impl Plan {
                     format!("{p}.upfront"),
                     "upfront_mismatch",
                     format!(
-                        "{:?} upfront does not fit upfront_amount {} and monthly_fee {}",
-                        r.upfront, r.upfront_amount, r.monthly_fee
+                        "upfront `{}` does not fit upfront_amount {} and monthly_fee {}",
+                        r.upfront.as_str(),
+                        r.upfront_amount,
+                        r.monthly_fee
                     ),
+                );
+            }
+        }
+        if let Some(vd) = &self.volume_discount {
+            for i in discount_rules(vd, "volume_discount") {
+                push(i.path, i.code, i.message);
+            }
+            if vd.scope.is_some_and(|s| s != DiscountScope::Plan) {
+                push(
+                    "volume_discount.scope".into(),
+                    "bad_scope",
+                    "a plan's discount counts the plan's spend: `plan`".into(),
                 );
             }
         }

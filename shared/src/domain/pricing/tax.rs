@@ -4,6 +4,7 @@
 use super::period::Period;
 use super::rate::LineItem;
 use crate::domain::money::Currency;
+use crate::domain::parse::{decimal, instant, opt_instant};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 
 /// A country (ISO 3166-1 alpha-2) and optionally a region within it (`US`/`CA`, `DE`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Jurisdiction {
     pub country: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -18,8 +20,10 @@ pub struct Jurisdiction {
 }
 
 /// A tax rate (a fraction: `0.19` is 19 %) in force in a jurisdiction over
-/// `[effective_from, effective_to)`.
+/// `[effective_from, effective_to)`. Written and read flat: `{"country", "region", "name",
+/// "rate", "effective_from", "effective_to"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "TaxRateDoc")]
 pub struct TaxRate {
     #[serde(flatten)]
     pub jurisdiction: Jurisdiction,
@@ -30,8 +34,41 @@ pub struct TaxRate {
     pub effective_to: Option<DateTime<Utc>>,
 }
 
+/// A tax rate as written, read strictly (serde cannot refuse unknown fields next to a
+/// flattened one).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaxRateDoc {
+    country: String,
+    #[serde(default)]
+    region: Option<String>,
+    name: String,
+    #[serde(with = "decimal")]
+    rate: Decimal,
+    #[serde(with = "instant")]
+    effective_from: DateTime<Utc>,
+    #[serde(default, with = "opt_instant")]
+    effective_to: Option<DateTime<Utc>>,
+}
+
+impl From<TaxRateDoc> for TaxRate {
+    fn from(d: TaxRateDoc) -> TaxRate {
+        TaxRate {
+            jurisdiction: Jurisdiction {
+                country: d.country,
+                region: d.region,
+            },
+            name: d.name,
+            rate: d.rate,
+            effective_from: d.effective_from,
+            effective_to: d.effective_to,
+        }
+    }
+}
+
 /// All known tax rates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaxTable {
     pub rates: Vec<TaxRate>,
 }
@@ -52,6 +89,7 @@ impl TaxTable {
 
 /// The customer's tax position.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaxProfile {
     /// Where the supply is taxed. `None`: no tax is computed (lines are `not_taxed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,8 @@
 //! Price book validation: every problem at once, each with its JSON path.
 
-use super::book::{ChargeModel, DiscountBasis, DynamicPricing, Price, PriceBook, Tier, VolumeDiscount};
+use super::book::{
+    ChargeModel, DiscountBasis, DiscountScope, DynamicPricing, Owner, Price, PriceBook, Tier, VolumeDiscount,
+};
 use super::dynamic::DAY_NAMES;
 use crate::domain::meter::Meter;
 use crate::domain::money::Currency;
@@ -156,7 +158,22 @@ fn book_issues(book: &PriceBook, prefix: &str) -> Vec<ValidationIssue> {
     }
     ambiguity_issues(&mut r, &book.prices, p);
     if let Some(vd) = &book.volume_discount {
-        discount_issues(&mut r, vd, &format!("{p}volume_discount"));
+        let path = format!("{p}volume_discount");
+        discount_issues(&mut r, vd, &path);
+        let marketplace = book.owner == Owner::Marketplace;
+        match vd.scope {
+            Some(DiscountScope::Plan) => r.push(
+                format!("{path}.scope"),
+                "bad_scope",
+                "a price book's discount is `book` or (in a marketplace book) `marketplace`",
+            ),
+            Some(DiscountScope::Marketplace) if !marketplace => r.push(
+                format!("{path}.scope"),
+                "bad_scope",
+                "only a marketplace book may discount the whole marketplace spend",
+            ),
+            _ => {}
+        }
     }
     r.0
 }
@@ -415,6 +432,13 @@ fn ambiguity_issues(r: &mut Report, prices: &[Price], p: &str) {
 
 fn conflict(a: &Dimensions, b: &Dimensions) -> bool {
     a.iter().any(|(k, v)| b.get(k).is_some_and(|w| w != v))
+}
+
+/// Checks a volume discount's own rules (meter, thresholds); paths start at `p`.
+pub(crate) fn discount_rules(vd: &VolumeDiscount, p: &str) -> Vec<ValidationIssue> {
+    let mut r = Report(Vec::new());
+    discount_issues(&mut r, vd, p);
+    r.0
 }
 
 fn discount_issues(r: &mut Report, vd: &VolumeDiscount, p: &str) {

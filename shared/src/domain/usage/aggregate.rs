@@ -175,17 +175,19 @@ pub struct AggregateKey {
 
 /// An aggregate (or a contribution to one): the summed quantity and the number of events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UsageAggregate {
     pub account_id: String,
     /// Whose resources the usage ran on.
     #[serde(default)]
     pub provider_id: String,
     pub granularity: Granularity,
+    #[serde(with = "crate::domain::parse::instant")]
     pub window_start: DateTime<Utc>,
     pub meter: Meter,
     #[serde(default)]
     pub dimensions: Dimensions,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::domain::parse::decimal")]
     pub quantity: Decimal,
     pub event_count: u64,
 }

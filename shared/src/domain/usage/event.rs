@@ -330,16 +330,7 @@ fn check_ref_id(value: Option<String>, field: &str, errors: &mut Vec<FieldError>
 }
 
 /// Parses a decimal given as a JSON number or string, exactly (never through a float).
-pub fn parse_decimal_text(text: &str) -> Option<Decimal> {
-    if text.is_empty() || text.starts_with('+') || text.trim() != text {
-        return None;
-    }
-    if text.contains(['e', 'E']) {
-        Decimal::from_scientific(text).ok()
-    } else {
-        Decimal::from_str_exact(text).ok()
-    }
-}
+pub use crate::domain::parse::parse_decimal_text;
 
 fn quantity_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Option<Decimal> {
     const F: &str = "quantity";
@@ -383,14 +374,20 @@ fn quantity_field(raw: Option<&RawValue>, errors: &mut Vec<FieldError>) -> Optio
 
 /// The quantity rules, on the text of a decimal (a JSON number, or the content of a string).
 fn check_quantity(inner: &str) -> Result<Decimal, FieldError> {
-    const F: &str = "quantity";
-    let Some(q) = parse_decimal_text(inner) else {
-        return Err(FieldError::new(
-            F,
+    match parse_decimal_text(inner) {
+        Some(q) => quantity_rules(q),
+        None => Err(FieldError::new(
+            "quantity",
             "invalid_format",
-            format!("`{inner}` is not a decimal number (e.g. \"12.5\")"),
-        ));
-    };
+            crate::domain::parse::not_a_decimal(inner),
+        )),
+    }
+}
+
+/// The rules every usage quantity meets (events, and the usage rows the command line rates):
+/// zero or more, at most [`MAX_QUANTITY_SCALE`] fractional digits, at most [`MAX_QUANTITY`].
+pub fn quantity_rules(q: Decimal) -> Result<Decimal, FieldError> {
+    const F: &str = "quantity";
     let q = q.normalize();
     if q.is_sign_negative() && !q.is_zero() {
         Err(FieldError::new(F, "negative", "must be zero or more"))

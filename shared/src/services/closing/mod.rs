@@ -12,15 +12,19 @@
 //! * [`Closer::close_subscription`]: both, for one request.
 
 use crate::domain::billing::events::{credit_note_event, finalized_events};
-use crate::domain::billing::{
-    close_period, invoice_id, CloseError, CloseInput, CreditNoteDoc, Invoice, InvoiceLine, InvoiceStatus,
-    PriorPeriod,
+use crate::domain::billing::upfront::{
+    refund_note, refund_note_id, reservation_end, upfront_invoice, upfront_invoice_id, upfront_purchases,
+    upfronts_due, UpfrontInput,
 };
-use crate::domain::fx::CurrencyPair;
-use crate::domain::pricing::{Catalog, UsageRow, ValidationErrors};
+use crate::domain::billing::{
+    close_period, invoice_id, Account, BillingPeriod, BillingSubscription, CloseError, CloseInput,
+    CreditNoteDoc, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, PriorPeriod,
+};
+use crate::domain::fx::{CurrencyPair, ExchangeRate};
+use crate::domain::pricing::{Catalog, CatalogData, OnCancel, Reservation, UsageRow, ValidationErrors};
 use crate::domain::usage::Granularity;
 use crate::ports::billing::{
-    BillingStore, CloseCommit, CloseOutcome, EventPublisher, PendingInvoice, DUE_SHARDS,
+    BillingStore, CloseCommit, CloseOutcome, EventPublisher, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::billing::{CloseQueue, CloseRequest};
 use crate::ports::rates::RateStore;
@@ -104,7 +108,61 @@ pub struct CloseReport {
 /// The price books, tax rates and fees as read by a close, kept for the next requests of the
 /// same batch.
 #[derive(Default)]
-pub struct LoadedCatalog(Option<(Catalog, crate::domain::pricing::CatalogData)>);
+pub struct LoadedCatalog(Option<(Catalog, CatalogData)>);
+
+impl LoadedCatalog {
+    /// The catalog, read from the store and compiled the first time.
+    pub(crate) async fn get(
+        &mut self,
+        billing: &dyn BillingStore,
+    ) -> Result<&(Catalog, CatalogData), CloseFailure> {
+        if self.0.is_none() {
+            let data = billing.catalog().await?;
+            let cat = Catalog::new(data.books.clone()).map_err(CloseFailure::Catalog)?;
+            self.0 = Some((cat, data));
+        }
+        self.0
+            .as_ref()
+            .ok_or_else(|| CloseFailure::NotFound("the price books".into()))
+    }
+}
+
+/// Earlier invoices of a subscription still open to late usage, oldest first, and the later
+/// invoices and credit notes that may have adjusted them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct History {
+    pub earlier: Vec<Invoice>,
+    pub later: Vec<Invoice>,
+    pub notes: Vec<CreditNoteDoc>,
+}
+
+impl History {
+    /// Where the usage to read starts: the first earlier period's start, or `period`'s.
+    pub fn from(&self, period: BillingPeriod) -> DateTime<Utc> {
+        self.earlier.first().map_or(period.start, |i| i.period.start)
+    }
+
+    /// The earlier periods with their usage (`rows[i]` is `earlier[i]`'s).
+    pub fn prior<'a>(&'a self, rows: &'a [Vec<UsageRow>]) -> Vec<PriorPeriod<'a>> {
+        self.earlier
+            .iter()
+            .zip(rows)
+            .map(|(inv, usage)| PriorPeriod {
+                invoice: inv,
+                adjusted: adjusted_lines(&inv.invoice_id, &self.later, &self.notes),
+                usage,
+            })
+            .collect()
+    }
+}
+
+/// The rows with a window starting in `[start, end)`.
+fn rows_in(rows: &[UsageRow], start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<UsageRow> {
+    rows.iter()
+        .filter(|r| start <= r.window_start && r.window_start < end)
+        .cloned()
+        .collect()
+}
 
 /// A written close whose invoice may still be a draft and whose events may not be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +246,10 @@ impl Closer<'_> {
 
     /// [`Closer::draft_subscription`] with the price books read once for several requests (the
     /// close worker's batch: one read of the catalog item per batch, not per close).
+    ///
+    /// Per ended period, oldest first: read the subscription, draft its next period
+    /// ([`Closer::draft_next`]) and commit it; a race with a balance change recomputes it. Then
+    /// the requested period's close is picked up if a crashed call left it unfinished.
     pub async fn draft_with(
         &self,
         request: &CloseRequest,
@@ -195,125 +257,22 @@ impl Closer<'_> {
         loaded: &mut LoadedCatalog,
     ) -> Result<CloseReport, CloseFailure> {
         let mut report = CloseReport::default();
-        let catalog = &mut loaded.0;
         let mut conflicts = 0;
+        let first = self.read_subscription(request).await?;
+        self.draft_upfronts(&first, now, loaded, &mut report).await?;
         // The subscription as last read (its schedule never changes).
         let mut last_read = None;
+        let mut unread = Some(first);
         for _ in 0..self.settings.max_periods_per_request {
-            let sub = self
-                .billing
-                .subscription(&request.account_id, &request.subscription_id)
-                .await?
-                .ok_or_else(|| CloseFailure::NotFound(format!("subscription {}", request.subscription_id)))?;
+            let sub = match unread.take() {
+                Some(sub) => sub,
+                None => self.read_subscription(request).await?,
+            };
             last_read = Some(sub.clone());
             let Some(next) = sub.next_close_at.filter(|t| *t <= now) else {
                 break;
             };
-            let period = sub
-                .period_to_close()
-                .map_err(CloseError::from)?
-                .expect("a next close has a period");
-            let account = self
-                .billing
-                .account(&request.account_id)
-                .await?
-                .ok_or_else(|| CloseFailure::NotFound(format!("account {}", request.account_id)))?;
-            if catalog.is_none() {
-                let data = self.billing.catalog().await?;
-                let cat = Catalog::new(data.books.clone()).map_err(CloseFailure::Catalog)?;
-                *catalog = Some((cat, data));
-            }
-            let (cat, data) = catalog.as_ref().expect("loaded above");
-
-            // Earlier periods still open to late usage, and what already adjusted them.
-            let lookback_from = (period.start - self.settings.late_usage_lookback).max(sub.schedule.anchor);
-            let since = sub
-                .schedule
-                .period_containing(lookback_from)
-                .map_err(CloseError::from)?
-                .start;
-            let earlier: Vec<Invoice> = self
-                .billing
-                .invoices_since(&account.account_id, &sub.subscription_id, since)
-                .await?
-                .into_iter()
-                .filter(|i| i.period.end <= period.start)
-                .collect();
-            let later: Vec<Invoice> = if earlier.is_empty() {
-                Vec::new()
-            } else {
-                self.billing
-                    .invoices_since(&account.account_id, &sub.subscription_id, earlier[0].period.end)
-                    .await?
-            };
-            let notes: Vec<CreditNoteDoc> = if earlier.is_empty() {
-                Vec::new()
-            } else {
-                self.billing.credit_notes(&account.account_id).await?
-            };
-            let from = earlier.first().map_or(period.start, |i| i.period.start);
-            let rows = usage_rows(self.usage, &account.account_id, from, period.end).await?;
-            let rows_in = |s: DateTime<Utc>, e: DateTime<Utc>| -> Vec<UsageRow> {
-                rows.iter()
-                    .filter(|r| s <= r.window_start && r.window_start < e)
-                    .cloned()
-                    .collect()
-            };
-            let current_rows = rows_in(period.start, period.end);
-            let prior_rows: Vec<Vec<UsageRow>> = earlier
-                .iter()
-                .map(|i| rows_in(i.period.start, i.period.end))
-                .collect();
-            let prior: Vec<PriorPeriod<'_>> = earlier
-                .iter()
-                .zip(&prior_rows)
-                .map(|(inv, usage)| PriorPeriod {
-                    invoice: inv,
-                    adjusted: adjusted_lines(&inv.invoice_id, &later, &notes),
-                    usage,
-                })
-                .collect();
-
-            let rate = if account.currency == cat.currency() {
-                None
-            } else {
-                let pair = CurrencyPair::new(cat.currency(), account.currency);
-                let r = match self
-                    .rates
-                    .rate_at(pair, period.end)
-                    .await
-                    .map_err(CloseFailure::Rates)?
-                {
-                    Some(r) => Some(r),
-                    None => self
-                        .rates
-                        .rate_at(CurrencyPair::new(account.currency, cat.currency()), period.end)
-                        .await
-                        .map_err(CloseFailure::Rates)?,
-                };
-                Some(r.ok_or(CloseError::MissingRate { pair, at: period.end })?)
-            };
-            let input = CloseInput {
-                account: &account,
-                subscription: &sub,
-                period,
-                catalog: cat,
-                taxes: &data.taxes,
-                fees: &data.fees,
-                usage: &current_rows,
-                prior,
-                rate: rate.as_ref(),
-                now,
-            };
-            let out = close_period(&input)?;
-            let commit = CloseCommit {
-                invoice: out.invoice,
-                credit_notes: out.credit_notes,
-                expected_next_close: next,
-                next_close: sub.next_close_after(period).map_err(CloseError::from)?,
-                expected_balance: account.credit_balance,
-                new_balance: out.new_credit_balance,
-            };
+            let commit = self.draft_next(&sub, next, now, loaded).await?;
             match self.billing.commit_close(&commit).await {
                 Ok(CloseOutcome::Committed(invoice)) => {
                     tracing::debug!(invoice_id = %invoice.invoice_id, total = %invoice.total, "invoice drafted");
@@ -336,24 +295,253 @@ impl Closer<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        // The requested period's close, in case the call that wrote it did not finish it.
         if let Some(sub) = last_read {
-            if request.period_end > sub.schedule.anchor {
-                let period = sub
-                    .schedule
-                    .period_containing(request.period_end - TimeDelta::nanoseconds(1))
-                    .map_err(CloseError::from)?;
-                let id = invoice_id(&sub.subscription_id, period.start);
-                if !report.committed.iter().any(|i| i.invoice_id == id) {
-                    if let Some(pending) = self.billing.pending_invoice(&request.account_id, &id).await? {
-                        if let Some(f) = self.unfinished(&pending).await? {
-                            report.to_finish.push(f);
-                        }
-                    }
-                }
+            if let Some(f) = self.requested_unfinished(request, &sub, &report).await? {
+                report.to_finish.push(f);
             }
         }
         Ok(report)
+    }
+
+    async fn read_subscription(&self, request: &CloseRequest) -> Result<BillingSubscription, CloseFailure> {
+        self.billing
+            .subscription(&request.account_id, &request.subscription_id)
+            .await?
+            .ok_or_else(|| CloseFailure::NotFound(format!("subscription {}", request.subscription_id)))
+    }
+
+    /// The close of the subscription's next period (ending at `next`), ready to commit: its
+    /// account, the price books, the earlier periods still open to late usage and the usage,
+    /// the exchange rate, then [`close_period`].
+    pub(crate) async fn draft_next(
+        &self,
+        sub: &BillingSubscription,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+        loaded: &mut LoadedCatalog,
+    ) -> Result<CloseCommit, CloseFailure> {
+        let period = sub
+            .period_to_close()
+            .map_err(CloseError::from)?
+            .ok_or_else(|| CloseFailure::NotFound(format!("the next period of {}", sub.subscription_id)))?;
+        let account = self
+            .billing
+            .account(&sub.account_id)
+            .await?
+            .ok_or_else(|| CloseFailure::NotFound(format!("account {}", sub.account_id)))?;
+        let (cat, data) = loaded.get(self.billing).await?;
+        let history = self.history(&account, sub, period).await?;
+        let rows = usage_rows(self.usage, &account.account_id, history.from(period), period.end).await?;
+        let current_rows = rows_in(&rows, period.start, period.end);
+        let prior_rows: Vec<Vec<UsageRow>> = history
+            .earlier
+            .iter()
+            .map(|i| rows_in(&rows, i.period.start, i.period.end))
+            .collect();
+        let rate = self.exchange_rate(&account, cat, period.end).await?;
+        let id = invoice_id(&sub.account_id, &sub.subscription_id, period.start);
+        let refunds = self.refunds(&account, sub, period, &id, now).await?;
+        let input = CloseInput {
+            account: &account,
+            subscription: sub,
+            period,
+            catalog: cat,
+            taxes: &data.taxes,
+            fees: &data.fees,
+            usage: &current_rows,
+            prior: history.prior(&prior_rows),
+            rate: rate.as_ref(),
+            now,
+            refunds,
+        };
+        let out = close_period(&input)?;
+        Ok(CloseCommit {
+            invoice: out.invoice,
+            credit_notes: out.credit_notes,
+            expected_next_close: next,
+            next_close: sub.next_close_after(period).map_err(CloseError::from)?,
+            expected_balance: account.credit_balance,
+            new_balance: out.new_credit_balance,
+        })
+    }
+
+    /// Earlier closed periods still open to late usage (from the lookback before `period`), and
+    /// the later invoices and credit notes that already adjusted them.
+    pub(crate) async fn history(
+        &self,
+        account: &Account,
+        sub: &BillingSubscription,
+        period: BillingPeriod,
+    ) -> Result<History, CloseFailure> {
+        let lookback_from = (period.start - self.settings.late_usage_lookback).max(sub.schedule.anchor);
+        let since = sub
+            .schedule
+            .period_containing(lookback_from)
+            .map_err(CloseError::from)?
+            .start;
+        let earlier: Vec<Invoice> = self
+            .billing
+            .invoices_since(&account.account_id, &sub.subscription_id, since)
+            .await?
+            .into_iter()
+            .filter(|i| i.kind == InvoiceKind::Period && i.period.end <= period.start)
+            .collect();
+        let Some(first) = earlier.first() else {
+            return Ok(History::default());
+        };
+        let later = self
+            .billing
+            .invoices_since(&account.account_id, &sub.subscription_id, first.period.end)
+            .await?;
+        let notes = self.billing.credit_notes(&account.account_id).await?;
+        Ok(History {
+            earlier,
+            later,
+            notes,
+        })
+    }
+
+    /// The rate converting the books' currency into the account's in force at `at` (the end of
+    /// a period, the start of a reservation's term; stored either way round), or `None` when
+    /// they are the same currency.
+    pub(crate) async fn exchange_rate(
+        &self,
+        account: &Account,
+        cat: &Catalog,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ExchangeRate>, CloseFailure> {
+        if account.currency == cat.currency() {
+            return Ok(None);
+        }
+        let pair = CurrencyPair::new(cat.currency(), account.currency);
+        for p in [pair, CurrencyPair::new(account.currency, cat.currency())] {
+            if let Some(r) = self.rates.rate_at(p, at).await.map_err(CloseFailure::Rates)? {
+                return Ok(Some(r));
+            }
+        }
+        Err(CloseError::MissingRate { pair, at }.into())
+    }
+
+    /// Drafts the upfront invoice of every reservation bought by `now` and not invoiced yet
+    /// (each in one conditional write: retried and concurrent requests write it once), and
+    /// drops the purchases that ended before their term started. The drafts go to `to_finish`.
+    pub(crate) async fn draft_upfronts(
+        &self,
+        sub: &BillingSubscription,
+        now: DateTime<Utc>,
+        loaded: &mut LoadedCatalog,
+        report: &mut CloseReport,
+    ) -> Result<(), CloseFailure> {
+        for (_, r) in upfront_purchases(sub) {
+            let never = reservation_end(sub, r).is_some_and(|end| end <= r.term_start);
+            if never && r.term_start <= now {
+                let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
+                self.billing.drop_upfront(&sub.account_id, &id).await?;
+            }
+        }
+        let due = upfronts_due(sub, now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let account = self
+            .billing
+            .account(&sub.account_id)
+            .await?
+            .ok_or_else(|| CloseFailure::NotFound(format!("account {}", sub.account_id)))?;
+        let (cat, data) = loaded.get(self.billing).await?;
+        for (plan, r) in due {
+            let id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
+            if self.billing.invoice(&account.account_id, &id).await?.is_some() {
+                continue;
+            }
+            let rate = self.exchange_rate(&account, cat, r.term_start).await?;
+            let invoice = upfront_invoice(&UpfrontInput {
+                account: &account,
+                subscription: sub,
+                plan,
+                reservation: r,
+                catalog: cat,
+                taxes: &data.taxes,
+                fees: &data.fees,
+                payouts: &data.upfront_payouts,
+                rate: rate.as_ref(),
+                now,
+            })?;
+            match self.billing.commit_upfront(&invoice).await? {
+                UpfrontOutcome::Committed(invoice) => {
+                    tracing::debug!(invoice_id = %invoice.invoice_id, total = %invoice.total, "upfront invoice drafted");
+                    report.to_finish.push(Finalization {
+                        invoice: (*invoice).clone(),
+                        credit_notes: Vec::new(),
+                    });
+                    report.committed.push(*invoice);
+                }
+                UpfrontOutcome::AlreadyIssued => report.already_closed += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The refunds issued with the close `id` of `period`: for each reservation configured to
+    /// be refunded that left the subscription by the period's end, a credit note for the
+    /// months of its term not started ([`refund_note`]), once (none if its note exists).
+    pub(crate) async fn refunds(
+        &self,
+        account: &Account,
+        sub: &BillingSubscription,
+        period: BillingPeriod,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CreditNoteDoc>, CloseFailure> {
+        let ended: Vec<(&Reservation, DateTime<Utc>)> = upfront_purchases(sub)
+            .into_iter()
+            .filter(|(_, r)| r.on_cancel == OnCancel::CreditNote)
+            .filter_map(|(_, r)| Some((r, reservation_end(sub, r)?)))
+            .filter(|(r, end)| *end > r.term_start && *end <= period.end)
+            .collect();
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notes = self.billing.credit_notes(&account.account_id).await?;
+        let mut out = Vec::new();
+        for (r, end) in ended {
+            let upfront_id = upfront_invoice_id(&sub.account_id, &sub.subscription_id, r);
+            if notes
+                .iter()
+                .any(|n| n.credit_note_id == refund_note_id(&upfront_id))
+            {
+                continue;
+            }
+            if let Some(upfront) = self.billing.invoice(&account.account_id, &upfront_id).await? {
+                out.extend(refund_note(r, &upfront, end, id, now));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The requested period's close, in case the call that wrote it did not finish it (its
+    /// pending marker is still there) and this call did not write it.
+    async fn requested_unfinished(
+        &self,
+        request: &CloseRequest,
+        sub: &BillingSubscription,
+        report: &CloseReport,
+    ) -> Result<Option<Finalization>, CloseFailure> {
+        if request.period_end <= sub.schedule.anchor {
+            return Ok(None);
+        }
+        let period = sub
+            .schedule
+            .period_containing(request.period_end - TimeDelta::nanoseconds(1))
+            .map_err(CloseError::from)?;
+        let id = invoice_id(&sub.account_id, &sub.subscription_id, period.start);
+        if report.committed.iter().any(|i| i.invoice_id == id) {
+            return Ok(None);
+        }
+        match self.billing.pending_invoice(&request.account_id, &id).await? {
+            Some(pending) => Ok(self.unfinished(&pending).await?),
+            None => Ok(None),
+        }
     }
 
     /// The finishing half of the close, on the same ports.

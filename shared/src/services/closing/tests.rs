@@ -172,7 +172,7 @@ async fn a_period_closes_into_one_numbered_explained_invoice() {
     let inv = &report.committed[0];
     assert_eq!(inv.number.as_deref(), Some("ML-000001"));
     assert_eq!(inv.status, InvoiceStatus::Open);
-    assert_eq!(inv.invoice_id, "inv_sub_1_20261231T230000Z");
+    assert_eq!(inv.invoice_id, "inv_acct_1~sub_1_20261231T230000Z");
     // GPU A100 graduated: 36000 x 0.0008 + 4000 x 0.0006 = 28.80 + 2.40; H100 1000 x 0.0011 =
     // 1.10; CPU of prov_001: 3600 included, 6400 x 0.000018 = 0.1152 -> 0.12; egress 12.5 x
     // 0.09 = 1.125 -> 1.12; fee 10.00.
@@ -346,6 +346,7 @@ async fn a_correction_that_lowers_the_bill_is_a_credit_note_applied_as_credit() 
         prior,
         rate: None,
         now: period.end,
+        refunds: Vec::new(),
     };
     let day0: &'static [UsageRow] = Box::leak(Box::new(day0));
     let mut first = close_period(&base(day0, p0, vec![])).unwrap().invoice;
@@ -770,4 +771,327 @@ async fn late_usage_that_lowers_a_bill_publishes_its_credit_note() {
         format!("credit-note-issued#{}", notes[0].credit_note_id)
     );
     assert_eq!(published[0].detail["amount"], notes[0].amount.to_string());
+}
+
+/// The steps of drafting a close, one by one.
+mod draft_steps {
+    use super::*;
+    use crate::services::closing::LoadedCatalog;
+
+    fn request(period_end: &str) -> CloseRequest {
+        CloseRequest {
+            account_id: "acct_1".into(),
+            subscription_id: "sub_1".into(),
+            period_end: utc(period_end),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_catalog_is_read_once_per_loaded_catalog() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let mut loaded = LoadedCatalog::default();
+        let books = loaded.get(&w.billing).await.unwrap().1.books.len();
+        w.billing
+            .put_catalog(&crate::domain::pricing::CatalogData::default())
+            .await
+            .unwrap();
+        assert_eq!(loaded.get(&w.billing).await.unwrap().1.books.len(), books);
+        assert!(books > 0);
+        let mut fresh = LoadedCatalog::default();
+        assert!(fresh.get(&w.billing).await.unwrap().1.books.is_empty());
+    }
+
+    #[tokio::test]
+    async fn draft_next_computes_the_commit_and_writes_nothing() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        w.ingest(&january()[..1]).await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let next = sub.next_close_at.unwrap();
+        let commit = w
+            .closer()
+            .draft_next(
+                &sub,
+                next,
+                utc("2027-01-05T23:01:00Z"),
+                &mut LoadedCatalog::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit.expected_next_close, next);
+        assert_eq!(commit.next_close, Some(utc("2027-01-06T23:00:00Z")));
+        assert_eq!(commit.invoice.status, InvoiceStatus::Draft);
+        assert_eq!(commit.invoice.invoice_id, "inv_sub_1_20270104T230000Z");
+        // 36,000 GPU-s of A100 at 0.0008 and the 10.00 fee.
+        assert_eq!(commit.invoice.net_total, d("38.80"));
+        assert_eq!(w.billing.commits(), 0);
+        assert!(w.billing.invoices().is_empty());
+    }
+
+    #[tokio::test]
+    async fn history_holds_the_closed_periods_within_the_lookback() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        w.close("2027-01-05T23:00:00Z", "2027-01-05T23:01:00Z").await;
+        w.close("2027-01-06T23:00:00Z", "2027-01-06T23:01:00Z").await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let account = w.billing.account("acct_1").await.unwrap().unwrap();
+        let period = sub.period_to_close().unwrap().unwrap();
+        let h = w.closer().history(&account, &sub, period).await.unwrap();
+        let ids: Vec<&str> = h.earlier.iter().map(|i| i.invoice_id.as_str()).collect();
+        assert_eq!(ids, ["inv_sub_1_20270104T230000Z", "inv_sub_1_20270105T230000Z"]);
+        assert_eq!(h.from(period), utc("2027-01-04T23:00:00Z"));
+        let rows = vec![Vec::new(), Vec::new()];
+        assert_eq!(h.prior(&rows).len(), 2);
+        // With no lookback, nothing earlier is re-checked.
+        let mut closer = w.closer();
+        closer.settings.late_usage_lookback = TimeDelta::zero();
+        let h = closer.history(&account, &sub, period).await.unwrap();
+        assert!(h.earlier.is_empty());
+        assert_eq!(h.from(period), period.start);
+    }
+
+    #[tokio::test]
+    async fn the_exchange_rate_is_read_either_way_round_or_is_missing() {
+        let w = World::new(Currency::EUR, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        let account = w.billing.account("acct_1").await.unwrap().unwrap();
+        let period = sub.period_to_close().unwrap().unwrap();
+        let mut loaded = LoadedCatalog::default();
+        let cat = &loaded.get(&w.billing).await.unwrap().0;
+        let err = w
+            .closer()
+            .exchange_rate(&account, cat, period.end)
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let eur_usd = ExchangeRate::new(
+            "EUR/USD".parse().unwrap(),
+            d("1.1"),
+            utc("2027-01-05T12:00:00Z"),
+            vec!["ecb".into()],
+            utc("2027-01-05T12:00:00Z"),
+        )
+        .unwrap();
+        w.rates.put(&eur_usd).await.unwrap();
+        let got = w.closer().exchange_rate(&account, cat, period.end).await.unwrap();
+        assert_eq!(got.map(|r| r.rate), Some(d("1.1")));
+        let usd = sample::account("acct_2", Currency::USD);
+        assert_eq!(
+            w.closer().exchange_rate(&usd, cat, period.end).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_requested_period_is_picked_up_only_while_its_marker_is_there() {
+        let w = World::new(Currency::USD, Cadence::Daily, "2027-01-04T23:00:00Z").await;
+        let req = request("2027-01-05T23:00:00Z");
+        let drafted = w
+            .closer()
+            .draft_subscription(&req, utc("2027-01-05T23:01:00Z"))
+            .await
+            .unwrap();
+        let sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        // The call that wrote it finishes it itself.
+        let found = w
+            .closer()
+            .requested_unfinished(&req, &sub, &drafted)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+        // Another call (a retry) picks it up while its pending marker is there...
+        let retry = crate::services::closing::CloseReport::default();
+        let found = w.closer().requested_unfinished(&req, &sub, &retry).await.unwrap();
+        assert_eq!(
+            found.map(|f| f.invoice.invoice_id),
+            Some("inv_sub_1_20270104T230000Z".to_string())
+        );
+        // ...and not once it is finished.
+        w.closer().finish(drafted.to_finish).await.unwrap();
+        let found = w.closer().requested_unfinished(&req, &sub, &retry).await.unwrap();
+        assert!(found.is_none());
+        // A request for the anchor itself has no period.
+        let found = w
+            .closer()
+            .requested_unfinished(&request("2027-01-04T23:00:00Z"), &sub, &retry)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+    }
+}
+
+/// Reserved capacity through the close: the upfront on its own invoice, once.
+mod upfronts {
+    use super::*;
+    use crate::domain::billing::upfront::refund_note_id;
+    use crate::domain::billing::{InvoiceKind, PlanChange};
+    use crate::domain::pricing::LineKind;
+
+    /// `sub_1` monthly from January 2027 (Berlin), with a reservation of 100,000 GPU-s a month
+    /// of `prov_000` from 2027-01-10, 1,000.00 upfront and 50.00 a month.
+    async fn world(on_cancel: &str) -> World {
+        let w = World::new(Currency::USD, Cadence::Monthly, "2026-12-31T23:00:00Z").await;
+        let mut sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+        sub.plan.reservations.push(
+            serde_json::from_value(serde_json::json!({"id": "r1", "meter": "gpu_seconds",
+                "units_per_period": "100000", "term_start": "2027-01-10T00:00:00Z", "term_months": 12,
+                "upfront": "partial", "upfront_amount": "1000.00", "monthly_fee": "50.00",
+                "provider_id": "prov_000", "on_cancel": on_cancel}))
+            .unwrap(),
+        );
+        w.billing.put_subscription(&sub).await.unwrap();
+        w
+    }
+
+    fn request(at: &str) -> CloseRequest {
+        CloseRequest {
+            account_id: "acct_1".into(),
+            subscription_id: "sub_1".into(),
+            period_end: utc(at),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_wakes_the_close_at_the_term_start_and_the_upfront_is_invoiced_once() {
+        let w = world("no_refund").await;
+        let q = VecQueue::default();
+        assert_eq!(
+            enqueue_due(&w.billing, &q, utc("2027-01-09T23:59:59Z"))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            enqueue_due(&w.billing, &q, utc("2027-01-10T00:00:00Z"))
+                .await
+                .unwrap(),
+            1
+        );
+        let req = q.0.lock().unwrap()[0].clone();
+        let report = w
+            .closer()
+            .close_subscription(&req, utc("2027-01-10T00:01:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(report.committed.len(), 1);
+        let inv = &report.committed[0];
+        assert_eq!(inv.kind, InvoiceKind::ReservationUpfront);
+        assert_eq!(inv.number.as_deref(), Some("ML-000001"));
+        assert_eq!(
+            (inv.net_total, inv.tax_total, inv.total),
+            (d("1000.00"), d("190.00"), d("1190.00"))
+        );
+        statement_identity(inv, Decimal::ZERO);
+        let kinds: Vec<String> = w.events.events().iter().map(|e| e.detail_type.clone()).collect();
+        assert!(kinds.contains(&"InvoiceFinalized".to_string()), "{kinds:?}");
+        // Invoiced: out of the due index; the same request again, or a close, writes nothing.
+        assert_eq!(
+            enqueue_due(&w.billing, &VecQueue::default(), utc("2027-01-10T00:05:00Z"))
+                .await
+                .unwrap(),
+            0
+        );
+        let again = w
+            .closer()
+            .close_subscription(&req, utc("2027-01-10T00:06:00Z"))
+            .await
+            .unwrap();
+        assert!(again.committed.is_empty());
+        // January closes with the monthly fee and usage, never a share of the upfront.
+        let jan = w.close("2027-01-31T23:00:00Z", "2027-01-31T23:05:00Z").await;
+        assert_eq!(jan.committed.len(), 1);
+        let period = &jan.committed[0];
+        assert_eq!(period.kind, InvoiceKind::Period);
+        assert_eq!(period.number.as_deref(), Some("ML-000002"));
+        let kinds = |inv: &Invoice| -> Vec<LineKind> {
+            inv.lines
+                .iter()
+                .filter_map(|l| l.rated.as_ref().map(|r| r.kind))
+                .collect()
+        };
+        assert_eq!(kinds(period), [LineKind::RecurringFee]);
+        assert_eq!(w.billing.invoices().len(), 2);
+        // February (the first period starting in the term): the monthly fee and the unused
+        // units; its close does not take the upfront invoice for an earlier period.
+        let feb = w.close("2027-02-28T23:00:00Z", "2027-02-28T23:05:00Z").await;
+        assert_eq!(
+            kinds(&feb.committed[0]),
+            [
+                LineKind::RecurringFee,
+                LineKind::ReservationFee,
+                LineKind::ReservedUnused
+            ]
+        );
+        assert!(feb.committed[0].lines.iter().all(|l| l.adjusts.is_none()));
+    }
+
+    #[tokio::test]
+    async fn a_period_close_invoices_an_upfront_the_wake_up_missed() {
+        let w = world("no_refund").await;
+        let report = w.close("2027-01-31T23:00:00Z", "2027-01-31T23:05:00Z").await;
+        let kinds: Vec<InvoiceKind> = report.committed.iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, [InvoiceKind::ReservationUpfront, InvoiceKind::Period]);
+        let numbers: Vec<&str> = report
+            .committed
+            .iter()
+            .filter_map(|i| i.number.as_deref())
+            .collect();
+        assert_eq!(numbers, ["ML-000001", "ML-000002"]);
+    }
+
+    #[tokio::test]
+    async fn racing_closers_write_one_upfront_invoice() {
+        let w = world("no_refund").await;
+        let req = request("2027-01-10T00:00:00Z");
+        let now = utc("2027-01-10T00:01:00Z");
+        let (a, b) = (w.closer(), w.closer());
+        let (ra, rb) = futures::join!(a.close_subscription(&req, now), b.close_subscription(&req, now));
+        let written = ra.unwrap().committed.len() + rb.unwrap().committed.len();
+        assert!(written >= 1);
+        let upfronts: Vec<Invoice> = w
+            .billing
+            .invoices()
+            .into_iter()
+            .filter(|i| i.kind == InvoiceKind::ReservationUpfront)
+            .collect();
+        assert_eq!(upfronts.len(), 1);
+        assert_eq!(upfronts[0].number.as_deref(), Some("ML-000001"));
+    }
+
+    #[tokio::test]
+    async fn a_reservation_cancelled_mid_term_is_refunded_once_when_configured() {
+        for (on_cancel, refunded) in [("credit_note", true), ("no_refund", false)] {
+            let w = world(on_cancel).await;
+            w.close("2027-01-31T23:00:00Z", "2027-01-31T23:05:00Z").await;
+            // From 15 February the plan has no reservation: term month 2 of 12 is kept.
+            let mut sub = w.billing.subscription("acct_1", "sub_1").await.unwrap().unwrap();
+            let mut plan = sub.plan.clone();
+            plan.reservations.clear();
+            sub.plan_changes.push(PlanChange {
+                at: utc("2027-02-15T00:00:00Z"),
+                plan,
+                plan_ref: None,
+            });
+            w.billing.put_subscription(&sub).await.unwrap();
+            let feb = w.close("2027-02-28T23:00:00Z", "2027-02-28T23:05:00Z").await;
+            let notes = w.billing.all_credit_notes();
+            if !refunded {
+                assert!(notes.is_empty(), "no refund by default");
+                continue;
+            }
+            assert_eq!(notes.len(), 1);
+            let note = &notes[0];
+            let upfront = "inv_sub_1_upfront_r1_20270110T000000Z";
+            assert_eq!(note.credit_note_id, refund_note_id(upfront));
+            assert_eq!(note.issued_with, feb.committed[0].invoice_id);
+            // 10 months not started: 1,000.00 − round(1,000 × 2/12) = 833.33, tax 158.33.
+            assert_eq!(note.amount, d("991.66"));
+            // Applied as credit to February's invoice, and charged to the provider.
+            let inv = &feb.committed[0];
+            assert_eq!(inv.credit_applied, inv.total.min(d("991.66")));
+            statement_identity(inv, d("991.66"));
+            // March's close does not refund it again.
+            w.close("2027-03-31T22:00:00Z", "2027-03-31T22:05:00Z").await;
+            assert_eq!(w.billing.all_credit_notes().len(), 1);
+        }
+    }
 }

@@ -8,17 +8,24 @@
 //! property tests and a period-to-date estimate ([`estimate`]) run the same code. Numbering and
 //! the exactly-once write are the store's job (see `docs/billing-cycles.md`).
 
-use super::credit::{apply_credit, CreditError};
+mod late;
+pub(crate) mod rated;
+pub(crate) mod settle;
+#[cfg(test)]
+mod tests;
+
+pub use rated::{rating_segment_at, rating_subscription, SegmentAt};
+
+use super::credit::CreditError;
 use super::cycle::{tz_name, BillingPeriod, BillingSchedule, CycleError};
 use super::invoice::{InvoiceNumberError, InvoiceNumbering, InvoiceStatus};
 use super::overdue::{OverduePolicy, PaymentTerms};
-use super::statement::{provider_statements, ProviderLine, StatementError, StatementRun};
-use crate::domain::fx::{convert, ConvertError, CurrencyPair, ExchangeRate};
+use super::statement::{StatementError, StatementRun};
+use crate::domain::fx::{ConvertError, CurrencyPair, ExchangeRate};
 use crate::domain::meter::Meter;
 use crate::domain::money::{Currency, Money};
 use crate::domain::pricing::{
-    rate, Catalog, LineItem, LineKind, Period, Plan, RatingContext, RatingError, Subscription, TaxProfile,
-    TaxTable, UsageRow,
+    Catalog, LineItem, LineKind, Period, Plan, RatingError, TaxProfile, TaxTable, UsageRow,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -201,10 +208,39 @@ impl BillingSubscription {
     }
 }
 
-/// The deterministic id of the invoice of `subscription_id` for the period starting at `start`:
-/// a retried or duplicated close computes the same id.
-pub fn invoice_id(subscription_id: &str, start: DateTime<Utc>) -> String {
-    format!("inv_{}_{}", subscription_id, start.format("%Y%m%dT%H%M%SZ"))
+/// The deterministic id of the invoice of `account_id`'s subscription `subscription_id` for the
+/// period starting at `start`: `inv_<account>~<subscription>_<start, UTC, compact>`. A retried
+/// or duplicated close computes the same id. Subscription ids are unique per account only, so
+/// the id carries its account: `~` is in no account or subscription id, so two accounts' ids
+/// never collide, and everything derived from an invoice id (credit notes, provider statement
+/// entries, event ids) is unique across accounts too.
+pub fn invoice_id(account_id: &str, subscription_id: &str, start: DateTime<Utc>) -> String {
+    format!(
+        "inv_{account_id}{INVOICE_ACCOUNT_SEPARATOR}{subscription_id}_{}",
+        start.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// Separates the account from the rest of an invoice id: in no account or subscription id.
+pub const INVOICE_ACCOUNT_SEPARATOR: char = '~';
+
+/// Longest invoice id: a reservation's upfront invoice (`inv_`, a 128-character account, `~`, a
+/// 128-character subscription, `_upfront_`, a 128-character reservation id, `_` and the
+/// 16-character start; see [`super::upfront::upfront_invoice_id`]). A period's is shorter.
+pub const MAX_INVOICE_ID_LEN: usize = 4 + 128 + 1 + 128 + 9 + 128 + 1 + 16;
+
+/// The account an invoice id names (see [`invoice_id`]), if it is one.
+pub fn invoice_account(invoice_id: &str) -> Option<&str> {
+    let (account, rest) = invoice_id
+        .strip_prefix("inv_")?
+        .split_once(INVOICE_ACCOUNT_SEPARATOR)?;
+    let ok = invoice_id.len() <= MAX_INVOICE_ID_LEN
+        && crate::domain::usage::event::is_valid_ref_id(account)
+        && rest.len() > 17
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    ok.then_some(account)
 }
 
 /// The late usage a line corrects: the period it belongs to and the invoice that billed it.
@@ -225,7 +261,9 @@ pub struct InvoiceLine {
     pub provider_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<Meter>,
-    /// Usage quantity billed by this line (0 for fees, minimums and discounts).
+    /// Usage quantity billed by this line; 1 on fee lines (the recurring fee, a reservation's
+    /// monthly fee or upfront), the units left on a reservation's unused line, 0 on minimums,
+    /// maximums and discounts. `meter` is set on usage lines only.
     #[serde(with = "rust_decimal::serde::str")]
     pub quantity: Decimal,
     /// Amounts in the invoice currency, each rounded once.
@@ -235,6 +273,10 @@ pub struct InvoiceLine {
     pub tax: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub gross: Decimal,
+    /// How the line was converted from the price books' currency, with the rate's pair, time
+    /// and sources: absent when the invoice is in the books' currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<String>,
     /// The line as rated (price book, price, dimensions, unit price, tiers, period, tax), in the
     /// price book's currency. Absent on late-usage adjustment lines, which are differences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,12 +297,27 @@ pub struct ConversionRecord {
     pub rate_for: DateTime<Utc>,
 }
 
-/// An invoice: one subscription's period.
+/// What an invoice bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceKind {
+    /// One billing period of a subscription: the close.
+    #[default]
+    Period,
+    /// A reservation's upfront, on its own invoice at purchase ([`super::upfront`]).
+    ReservationUpfront,
+}
+
+/// An invoice: one subscription's period, or a reservation's upfront.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub invoice_id: String,
     pub account_id: String,
     pub subscription_id: String,
+    #[serde(default)]
+    pub kind: InvoiceKind,
+    /// The billing period; on a reservation's upfront invoice the instant of purchase (the term
+    /// start, `start == end`: the term itself is on its line).
     pub period: BillingPeriod,
     pub status: InvoiceStatus,
     /// Assigned at finalization.
@@ -362,6 +419,9 @@ pub struct CloseInput<'a> {
     pub rate: Option<&'a ExchangeRate>,
     /// The issue time.
     pub now: DateTime<Utc>,
+    /// Credit notes refunding reservations cancelled before their term ended, issued with this
+    /// close ([`super::upfront::refund_note`]).
+    pub refunds: Vec<CreditNoteDoc>,
 }
 
 /// What a close produces.
@@ -407,365 +467,46 @@ impl CloseError {
     }
 }
 
-/// Is a line kind usage (its quantity is billed usage)?
-fn is_usage_kind(kind: LineKind) -> bool {
-    matches!(
-        kind,
-        LineKind::Usage | LineKind::Included | LineKind::Reserved | LineKind::Overage
-    )
-}
-
-/// The subscription as the close rates `period` with: the account's tax position and the plan
-/// prorated to the part of the period it was active. Estimates build their [`RatingContext`]
-/// from it (with default market factors, as the close does) so they rate as the close will.
-pub fn rating_subscription(
-    account: &Account,
-    subscription: &BillingSubscription,
-    period: BillingPeriod,
-) -> Subscription {
-    Subscription {
-        account_id: account.account_id.clone(),
-        plan: subscription.plan_for(period),
-        tax: account.tax.clone(),
-    }
-}
-
-/// The plan segment of `period` that the close rates usage starting at `t` under (see
-/// [`rated_lines`]): the subscription to rate with, and which usage rows share the segment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SegmentAt {
-    /// The plan in force at `t`, active over its segment only (as the close rates it).
-    pub subscription: Subscription,
-    /// Rows with a window starting at or after this instant belong to the segment (`None`:
-    /// the first segment, which also takes usage from before it).
-    pub rows_from: Option<DateTime<Utc>>,
-    /// Rows with a window starting before this instant belong to the segment (`None`: the
-    /// last segment, which also takes usage after it).
-    pub rows_until: Option<DateTime<Utc>>,
-}
-
-impl SegmentAt {
-    /// Whether the close rates a row with this window start in the segment.
-    pub fn holds(&self, window_start: DateTime<Utc>) -> bool {
-        self.rows_from.is_none_or(|f| window_start >= f) && self.rows_until.is_none_or(|u| window_start < u)
-    }
-}
-
-/// The segment of `period` holding `t`: with no change of plan inside the period, the whole
-/// period under [`rating_subscription`]; otherwise the segment whose plan is in force at `t`
-/// (the first before it starts, the last after it ends).
-pub fn rating_segment_at(
-    account: &Account,
-    subscription: &BillingSubscription,
-    period: BillingPeriod,
-    t: DateTime<Utc>,
-) -> SegmentAt {
-    let segments = subscription.plan_segments(period);
-    let last = segments.len() - 1;
-    let i = segments
-        .iter()
-        .rposition(|p| p.active.is_some_and(|a| a.start <= t))
-        .unwrap_or(0);
-    let plan = if last == 0 {
-        subscription.plan_for(period)
-    } else {
-        segments[i].clone()
-    };
-    let active = plan.active;
-    SegmentAt {
-        subscription: Subscription {
-            account_id: account.account_id.clone(),
-            plan,
-            tax: account.tax.clone(),
-        },
-        rows_from: active.filter(|_| i > 0).map(|a| a.start),
-        rows_until: active.filter(|_| i < last).map(|a| a.end),
-    }
-}
-
-/// Rates `rows` for the period and turns the result into invoice lines in `to`. With a change
-/// of plan inside the period, each plan's segment is rated separately under that plan, with
-/// the usage whose window starts in it (usage before the first change goes to the first plan,
-/// usage after the last to the last).
-fn rated_lines(
-    input: &CloseInput<'_>,
-    period: BillingPeriod,
-    rows: &[UsageRow],
-    to: Currency,
-    rate_used: Option<&ExchangeRate>,
-) -> Result<Vec<InvoiceLine>, CloseError> {
-    let segments = input.subscription.plan_segments(period);
-    if segments.len() == 1 {
-        let sub = rating_subscription(input.account, input.subscription, period);
-        return rated_segment(input, period, &sub, rows, to, rate_used);
-    }
-    let mut lines = Vec::new();
-    let last = segments.len() - 1;
-    for (i, plan) in segments.into_iter().enumerate() {
-        let seg = plan.active.expect("segments have an active period");
-        let in_segment: Vec<UsageRow> = rows
-            .iter()
-            .filter(|r| (i == 0 || r.window_start >= seg.start) && (i == last || r.window_start < seg.end))
-            .cloned()
-            .collect();
-        let sub = Subscription {
-            account_id: input.account.account_id.clone(),
-            plan,
-            tax: input.account.tax.clone(),
-        };
-        lines.extend(rated_segment(input, period, &sub, &in_segment, to, rate_used)?);
-    }
-    Ok(lines)
-}
-
-/// Rates `rows` for the period under `sub` and turns the result into invoice lines in `to`.
-fn rated_segment(
-    input: &CloseInput<'_>,
-    period: BillingPeriod,
-    sub: &Subscription,
-    rows: &[UsageRow],
-    to: Currency,
-    rate_used: Option<&ExchangeRate>,
-) -> Result<Vec<InvoiceLine>, CloseError> {
-    let market = crate::domain::pricing::MarketFactors::default();
-    let ctx = RatingContext {
-        catalog: input.catalog,
-        subscription: sub,
-        taxes: input.taxes,
-        market: &market,
-    };
-    let result = rate(&ctx, rows, Period::new(period.start, period.end))?;
-    if !result.unpriced.is_empty() {
-        let what: Vec<String> = result
-            .unpriced
-            .iter()
-            .map(|u| format!("{} {} of {} ({:?})", u.quantity, u.meter, u.provider_id, u.reason))
-            .collect();
-        return Err(CloseError::Unpriced(what.join(", ")));
-    }
-    let from = result.currency;
-    let mut lines = Vec::with_capacity(result.lines.len());
-    for item in result.lines {
-        let (net, tax) = in_currency(item.tax.net, item.tax.tax, from, to, rate_used)?;
-        lines.push(InvoiceLine {
-            description: item.description.clone(),
-            provider_id: item
-                .provider_id
-                .clone()
-                .unwrap_or_else(|| MARKETPLACE.to_string()),
-            meter: item.meter,
-            quantity: if is_usage_kind(item.kind) {
-                item.quantity
-            } else {
-                Decimal::ZERO
-            },
-            net,
-            tax,
-            gross: net + tax,
-            rated: Some(item),
-            adjusts: None,
-        });
-    }
-    Ok(lines)
-}
-
-/// Converts a line's net and tax (each rounded in `from`) into `to`, each rounded once.
-fn in_currency(
-    net: Decimal,
-    tax: Decimal,
-    from: Currency,
-    to: Currency,
-    rate: Option<&ExchangeRate>,
-) -> Result<(Decimal, Decimal), CloseError> {
-    if from == to {
-        return Ok((net, tax));
-    }
-    let rate = rate.ok_or(CloseError::MissingRate {
-        pair: CurrencyPair::new(from, to),
-        at: DateTime::<Utc>::MIN_UTC,
-    })?;
-    let n = convert(Money::new(net, from), to, rate)?.amount.amount;
-    let t = convert(Money::new(tax, from), to, rate)?.amount.amount;
-    Ok((n, t))
-}
-
-/// Sums lines per (provider, meter): what was billed for each.
-type Billed = BTreeMap<(String, Option<Meter>), (Decimal, Decimal, Decimal)>;
-
-fn billed<'a>(lines: impl IntoIterator<Item = &'a InvoiceLine>) -> Billed {
-    let mut out = Billed::new();
-    for l in lines {
-        let e = out.entry((l.provider_id.clone(), l.meter)).or_default();
-        e.0 += l.quantity;
-        e.1 += l.net;
-        e.2 += l.tax;
-    }
-    out
-}
-
-/// Closes `input.period`: see the module documentation.
+/// Closes `input.period`: see the module documentation. The steps: the conversion record, the
+/// period's lines, the late-usage corrections of earlier periods, the totals, the credit, the
+/// provider statements and the due date.
 pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
     let account = input.account;
     let to = account.currency;
-    let from = input.catalog.currency();
     let period = input.period;
-    let id = invoice_id(&input.subscription.subscription_id, period.start);
-
-    let conversion = if from == to {
-        None
-    } else {
-        let pair = CurrencyPair::new(from, to);
-        let rate = input
-            .rate
-            .ok_or(CloseError::MissingRate { pair, at: period.end })?;
-        // Validates the pair once; each line is converted with the same rate.
-        let probe = convert(Money::zero(from), to, rate)?;
-        Some(ConversionRecord {
-            from,
-            to,
-            rate: rate.clone(),
-            inverted: probe.inverted,
-            rate_for: period.end,
-        })
-    };
-    let mut lines = rated_lines(input, period, input.usage, to, input.rate)?;
-
-    // Late usage of earlier periods: re-rate each with everything known now, at its own
-    // invoice's rate, and bill the difference from what was billed so far.
-    let mut credit_notes = Vec::new();
+    let id = invoice_id(
+        &input.subscription.account_id,
+        &input.subscription.subscription_id,
+        period.start,
+    );
+    let conversion = settle::conversion_record(input)?;
+    let mut lines = rated::rated_lines(input, period, input.usage, to, input.rate)?;
+    let mut credit_notes = input.refunds.clone();
     for prior in &input.prior {
-        let original = prior.invoice;
-        let now_lines = rated_lines(
-            input,
-            original.period,
-            prior.usage,
-            to,
-            original.conversion.as_ref().map(|c| &c.rate),
-        )?;
-        let was = billed(
-            original
-                .lines
-                .iter()
-                .filter(|l| l.adjusts.is_none())
-                .chain(prior.adjusted.iter().copied()),
-        );
-        let is = billed(&now_lines);
-        let mut keys: Vec<_> = was.keys().chain(is.keys()).cloned().collect();
-        keys.sort();
-        keys.dedup();
-        let mut diffs = Vec::new();
-        for key in keys {
-            let w = was.get(&key).copied().unwrap_or_default();
-            let n = is.get(&key).copied().unwrap_or_default();
-            let (dq, dn, dt) = (n.0 - w.0, n.1 - w.1, n.2 - w.2);
-            if dq.is_zero() && dn.is_zero() && dt.is_zero() {
-                continue;
-            }
-            diffs.push((key, dq, dn, dt));
-        }
-        if diffs.is_empty() {
-            continue;
-        }
-        let gross: Decimal = diffs.iter().map(|d| d.2 + d.3).sum();
-        let negative = gross < Decimal::ZERO;
-        let key = if negative {
-            format!("credit-note#{}#{}", original.invoice_id, id)
-        } else {
-            format!("adjustment#{}#{}", original.invoice_id, id)
-        };
-        let adjusts = AdjustmentRef {
-            key: key.clone(),
-            original_invoice_id: original.invoice_id.clone(),
-            original_period: original.period,
-        };
-        let adj_lines: Vec<InvoiceLine> = diffs
-            .into_iter()
-            .map(|((provider_id, meter), dq, dn, dt)| InvoiceLine {
-                description: format!(
-                    "Late usage for {} (invoice {}): {}",
-                    original.period,
-                    original.number.as_deref().unwrap_or(&original.invoice_id),
-                    meter.map(|m| m.as_str()).unwrap_or("plan charges")
-                ),
-                provider_id,
-                meter,
-                quantity: dq,
-                net: dn,
-                tax: dt,
-                gross: dn + dt,
-                rated: None,
-                adjusts: Some(adjusts.clone()),
-            })
-            .collect();
-        if negative {
-            credit_notes.push(CreditNoteDoc {
-                credit_note_id: key,
-                account_id: account.account_id.clone(),
-                original_invoice_id: original.invoice_id.clone(),
-                original_period: original.period,
-                issued_with: id.clone(),
-                currency: to,
-                lines: adj_lines,
-                amount: -gross,
-                issued_at: input.now,
-            });
-        } else {
-            lines.extend(adj_lines);
+        match late::late_usage(input, prior, &id)? {
+            None => {}
+            Some(late::Correction::Lines(more)) => lines.extend(more),
+            Some(late::Correction::CreditNote(note)) => credit_notes.push(note),
         }
     }
-
-    let net_total: Decimal = lines.iter().map(|l| l.net).sum();
-    let tax_total: Decimal = lines.iter().map(|l| l.tax).sum();
-    let total = net_total + tax_total;
-    if total < Decimal::ZERO {
-        return Err(CloseError::NegativeTotal(total));
-    }
-
-    // Credit: notes issued now first, then the balance is applied to this invoice.
-    if account.credit_balance.currency != to {
-        return Err(CloseError::BalanceCurrency {
-            expected: to,
-            found: account.credit_balance.currency,
-        });
-    }
-    let noted: Decimal = credit_notes.iter().map(|c| c.amount).sum();
-    let balance = Money::new(account.credit_balance.amount + noted, to);
-    let credit = apply_credit(Money::new(total, to), balance)?;
-
-    // Provider statements: the invoice's lines, less the credit notes' corrections.
-    let mut fees = input.fees.clone();
-    fees.insert(MARKETPLACE.to_string(), Decimal::ONE_HUNDRED);
-    let provider_lines: Vec<ProviderLine> = lines
-        .iter()
-        .chain(credit_notes.iter().flat_map(|c| c.lines.iter()))
-        .map(|l| ProviderLine {
-            provider_id: l.provider_id.clone(),
-            net: l.net,
-            tax: l.tax,
-        })
-        .collect();
-    let statements = provider_statements(to, &provider_lines, &fees)?;
-
-    let issued_on = input.now.with_timezone(&account.timezone).date_naive();
-    let due_date = account
-        .policy
-        .terms
-        .due_date(issued_on)
-        .ok_or(CloseError::DueDate(account.policy.terms))?;
-
+    let totals = settle::Totals::of(&lines)?;
+    let credit = settle::credit(input, totals.total, &credit_notes)?;
+    let statements = settle::statements(input, &lines, &credit_notes)?;
+    let due_date = settle::due_date(input)?;
     let invoice = Invoice {
         invoice_id: id,
         account_id: account.account_id.clone(),
         subscription_id: input.subscription.subscription_id.clone(),
+        kind: InvoiceKind::Period,
         period,
         status: InvoiceStatus::Draft,
         number: None,
         issuer: account.issuer.clone(),
         currency: to,
         lines,
-        net_total,
-        tax_total,
-        total,
+        net_total: totals.net,
+        tax_total: totals.tax,
+        total: totals.total,
         // `round` fixes the scale (0 prints as 0.00); the values are already rounded.
         credit_applied: to.round(credit.applied.amount),
         amount_due: credit.amount_due.amount,
@@ -786,7 +527,7 @@ pub fn close_period(input: &CloseInput<'_>) -> Result<CloseOutput, CloseError> {
 /// The recurring-fee lines the close of `period` would invoice, in the invoice currency (one
 /// per plan segment): what a plan-change preview compares. Reads no usage.
 pub fn plan_fee_lines(input: &CloseInput<'_>, period: BillingPeriod) -> Result<Vec<InvoiceLine>, CloseError> {
-    let lines = rated_lines(input, period, &[], input.account.currency, input.rate)?;
+    let lines = rated::rated_lines(input, period, &[], input.account.currency, input.rate)?;
     Ok(lines
         .into_iter()
         .filter(|l| l.rated.as_ref().is_some_and(|r| r.kind == LineKind::RecurringFee))
@@ -799,5 +540,38 @@ pub fn plan_fee_lines(input: &CloseInput<'_>, period: BillingPeriod) -> Result<V
 pub fn estimate(input: &CloseInput<'_>) -> Result<Invoice, CloseError> {
     let mut partial = input.clone();
     partial.prior = Vec::new();
+    partial.refunds = Vec::new();
     close_period(&partial).map(|o| o.invoice)
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn invoice_ids_carry_their_account_and_never_collide_across_accounts() {
+        let t: DateTime<Utc> = "2026-11-24T13:00:00Z".parse().unwrap();
+        let id = invoice_id("acct_a", "sub_1", t);
+        assert_eq!(id, "inv_acct_a~sub_1_20261124T130000Z");
+        assert_eq!(invoice_account(&id), Some("acct_a"));
+        // `_` is in both kinds of id: the separator keeps the split unambiguous.
+        assert_ne!(invoice_id("a_b", "c", t), invoice_id("a", "b_c", t));
+        let long = "x".repeat(128);
+        let period = invoice_id(&long, &long, t);
+        assert_eq!(invoice_account(&period), Some(long.as_str()));
+        let longest = format!("inv_{long}~{long}_upfront_{long}_20261124T130000Z");
+        assert_eq!(longest.len(), MAX_INVOICE_ID_LEN);
+        assert_eq!(invoice_account(&longest), Some(long.as_str()));
+        for bad in [
+            "inv_sub_1_20261124T130000Z",
+            "inv_~sub_1_20261124T130000Z",
+            "inv_a~",
+            "inv_a b~s_20261124T130000Z",
+            "inv_a~s/x_20261124T130000Z",
+            "x_a~s_20261124T130000Z",
+        ] {
+            assert_eq!(invoice_account(bad), None, "{bad}");
+        }
+        assert_eq!(invoice_account(&format!("{longest}x")), None, "too long");
+    }
 }
