@@ -820,7 +820,7 @@ mod draft_steps {
         assert_eq!(commit.expected_next_close, next);
         assert_eq!(commit.next_close, Some(utc("2027-01-06T23:00:00Z")));
         assert_eq!(commit.invoice.status, InvoiceStatus::Draft);
-        assert_eq!(commit.invoice.invoice_id, "inv_sub_1_20270104T230000Z");
+        assert_eq!(commit.invoice.invoice_id, "inv_acct_1~sub_1_20270104T230000Z");
         // 36,000 GPU-s of A100 at 0.0008 and the 10.00 fee.
         assert_eq!(commit.invoice.net_total, d("38.80"));
         assert_eq!(w.billing.commits(), 0);
@@ -837,7 +837,13 @@ mod draft_steps {
         let period = sub.period_to_close().unwrap().unwrap();
         let h = w.closer().history(&account, &sub, period).await.unwrap();
         let ids: Vec<&str> = h.earlier.iter().map(|i| i.invoice_id.as_str()).collect();
-        assert_eq!(ids, ["inv_sub_1_20270104T230000Z", "inv_sub_1_20270105T230000Z"]);
+        assert_eq!(
+            ids,
+            [
+                "inv_acct_1~sub_1_20270104T230000Z",
+                "inv_acct_1~sub_1_20270105T230000Z"
+            ]
+        );
         assert_eq!(h.from(period), utc("2027-01-04T23:00:00Z"));
         let rows = vec![Vec::new(), Vec::new()];
         assert_eq!(h.prior(&rows).len(), 2);
@@ -903,7 +909,7 @@ mod draft_steps {
         let found = w.closer().requested_unfinished(&req, &sub, &retry).await.unwrap();
         assert_eq!(
             found.map(|f| f.invoice.invoice_id),
-            Some("inv_sub_1_20270104T230000Z".to_string())
+            Some("inv_acct_1~sub_1_20270104T230000Z".to_string())
         );
         // ...and not once it is finished.
         w.closer().finish(drafted.to_finish).await.unwrap();
@@ -1080,7 +1086,7 @@ mod upfronts {
             }
             assert_eq!(notes.len(), 1);
             let note = &notes[0];
-            let upfront = "inv_sub_1_upfront_r1_20270110T000000Z";
+            let upfront = "inv_acct_1~sub_1_upfront_r1_20270110T000000Z";
             assert_eq!(note.credit_note_id, refund_note_id(upfront));
             assert_eq!(note.issued_with, feb.committed[0].invoice_id);
             // 10 months not started: 1,000.00 − round(1,000 × 2/12) = 833.33, tax 158.33.

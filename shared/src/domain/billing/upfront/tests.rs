@@ -60,7 +60,7 @@ fn the_upfront_is_one_taxed_line_on_its_own_invoice() {
     let sub = subscription(reservation("r1", "no_refund"));
     let account = sample::account("acct_1", Currency::USD);
     let inv = invoice_for(&sub, &account, None).unwrap();
-    assert_eq!(inv.invoice_id, "inv_sub_1_upfront_r1_20260101T000000Z");
+    assert_eq!(inv.invoice_id, "inv_acct_1~sub_1_upfront_r1_20260101T000000Z");
     assert_eq!(inv.kind, InvoiceKind::ReservationUpfront);
     assert_eq!(
         (inv.period.start, inv.period.end),
