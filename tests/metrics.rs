@@ -16,7 +16,6 @@ use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use usage_ingest::Ingestor;
 
 /// Checks the EMF envelope of `line` and returns the metric names with their units.
 fn envelope(line: &Value, service: &str, dimensions: &[&str]) -> Vec<(String, String)> {
@@ -60,10 +59,7 @@ fn event(id: &str, account: &str, at: DateTime<Utc>) -> Value {
 #[tokio::test]
 async fn an_ingested_batch_logs_accepted_duplicate_rejected_and_lag() {
     let stack = Stack::create("emf-ingest").await;
-    let ingestor = Ingestor {
-        store: stack.usage_store(),
-        settings: stack.usage_config().ingest,
-    };
+    let ingestor = stack.ingestor();
     let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
     let one = json!([
         event("e1", "acct_m", now - Duration::seconds(90)),
@@ -140,10 +136,7 @@ async fn a_close_batch_logs_closes_and_the_amount_billed_per_currency() {
             period_end: anchor + Duration::days(1),
         });
     }
-    let usage = Ingestor {
-        store: stack.usage_store(),
-        settings: stack.usage_config().ingest,
-    };
+    let usage = stack.ingestor();
     let body = json!([
         event("u1", "acct_usd1", anchor + Duration::hours(1)),
         event("u2", "acct_usd2", anchor + Duration::hours(2)),

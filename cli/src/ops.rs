@@ -15,8 +15,6 @@ use meterline_shared::adapters::aws::aws_sdk_sqs::types::{
 };
 use meterline_shared::domain::usage::TimeRules;
 use meterline_shared::ports::billing::CloseRequest;
-use meterline_shared::ports::billing::{BillingStore, EventPublisher};
-use meterline_shared::ports::rates::RateStore;
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
 use meterline_shared::services::closing::{CloseFailure, CloseReport, Closer};
@@ -197,17 +195,11 @@ pub async fn replay<S: UsageStore, Q: UsageQueue>(
 
 /// Runs the close of one subscription now, as the close worker would for a close request:
 /// every period ended by `now` is closed once and finished (numbered, events published).
-pub async fn close<B, U, R, P>(
-    closer: &Closer<'_, B, U, R, P>,
+pub async fn close(
+    closer: &Closer<'_>,
     request: &CloseRequest,
     now: DateTime<Utc>,
-) -> Result<CloseReport, OpsError>
-where
-    B: BillingStore,
-    U: UsageStore,
-    R: RateStore + ?Sized,
-    P: EventPublisher,
-{
+) -> Result<CloseReport, OpsError> {
     Ok(closer.close_subscription(request, now).await?)
 }
 

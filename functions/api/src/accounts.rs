@@ -30,9 +30,7 @@ use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::domain::pricing::{Catalog, TaxProfile};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::ports::directory::{DirectoryStore, Written};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::directory::Written;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
@@ -560,10 +558,10 @@ pub(crate) fn subscription_json(s: &BillingSubscription) -> Value {
     v
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     async fn subscriber_account(&self, account_id: &str) -> Result<Account, Problem> {
         let api = self.billing_api()?;
-        api.store
+        api.billing
             .account(account_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -574,7 +572,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let account = new_account(&object_body(&c.req)?)?;
         match api
-            .store
+            .directory
             .create_account(&account)
             .await
             .map_err(|e| store_problem(&e))?
@@ -594,12 +592,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
         let page = api
-            .store
+            .directory
             .account_ids(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
         let data: Vec<Value> = api
-            .store
+            .directory
             .accounts(&page.items)
             .await
             .map_err(|e| store_problem(&e))?
@@ -632,10 +630,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         }
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;
-            let has_invoices = api.store.has_invoices(&id).await.map_err(|e| store_problem(&e))?;
+            let has_invoices = api
+                .directory
+                .has_invoices(&id)
+                .await
+                .map_err(|e| store_problem(&e))?;
             let updated = updated_account(&account, &body, has_invoices)?;
             match api
-                .store
+                .directory
                 .update_account(&updated)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -671,7 +673,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         };
         let Some(plan_id) = plan_id else { return Ok(None) };
         let doc = api
-            .store
+            .directory
             .plan(&plan_id, version)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -753,7 +755,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             version: doc.version,
         });
         match api
-            .store
+            .directory
             .create_subscription(&sub)
             .await
             .map_err(|e| store_problem(&e))?
@@ -775,7 +777,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let after = cursor_param(&q)?;
         self.subscriber_account(&account_id).await?;
         let mut subs = api
-            .store
+            .billing
             .account_subscriptions(&account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -798,7 +800,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 ID_RULE,
             ));
         }
-        api.store
+        api.billing
             .subscription(&account_id, sub_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -813,7 +815,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     async fn store_changed_subscription(&self, sub: &BillingSubscription) -> Result<(), Problem> {
         match self
             .billing_api()?
-            .store
+            .directory
             .replace_subscription(sub)
             .await
             .map_err(|e| store_problem(&e))?
@@ -873,7 +875,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         now: DateTime<Utc>,
     ) -> Result<Value, Problem> {
         let api = self.billing_api()?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let catalog = Catalog::new(data.books.clone()).map_err(|e| {
             Problem::new(
                 500,

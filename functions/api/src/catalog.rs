@@ -22,9 +22,7 @@ use meterline_shared::domain::pricing::{validate_books, Owner, Plan, PriceBook, 
 use meterline_shared::domain::pricing::{CatalogData, UpfrontPayout};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::ports::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::directory::{PlanDoc, ProviderDoc, Written};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -345,7 +343,7 @@ fn list(data: Vec<Value>, next: Option<String>) -> Outcome {
     ))
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     pub(crate) async fn create_provider(&self, c: &Ctx) -> Outcome {
         let api = self.billing_api()?;
         let body = object_body(&c.req)?;
@@ -369,7 +367,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             updated_at: None,
         };
         if api
-            .store
+            .directory
             .provider(&doc.provider_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -382,13 +380,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             ));
         }
         let (mut data, rev) = api
-            .store
+            .directory
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
         provider_settings(&mut data, &doc);
         match api
-            .store
+            .directory
             .create_provider(&doc, &data, rev)
             .await
             .map_err(|e| store_problem(&e))?
@@ -405,7 +403,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let id = id_param("provider_id", c.param("provider_id"))?;
         let doc = api
-            .store
+            .directory
             .provider(&id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -422,7 +420,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
         let page = api
-            .store
+            .directory
             .providers(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -464,7 +462,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         f.finish()?;
         for _ in 0..3 {
             let current = api
-                .store
+                .directory
                 .provider(&id)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -484,13 +482,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             }
             doc.updated_at = Some(c.now);
             let (mut data, rev) = api
-                .store
+                .directory
                 .catalog_revision()
                 .await
                 .map_err(|e| store_problem(&e))?;
             provider_settings(&mut data, &doc);
             match api
-                .store
+                .directory
                 .update_provider(&doc, &data, rev)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -513,7 +511,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let book: PriceBook = serde_json::from_value(Value::Object(body))
             .map_err(|e| Problem::invalid_field("body", "invalid", format!("is not a price book: {e}")))?;
         let (data, rev) = api
-            .store
+            .directory
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
@@ -531,7 +529,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             ));
         }
         match api
-            .store
+            .directory
             .replace_catalog(&next, rev)
             .await
             .map_err(|e| store_problem(&e))?
@@ -546,7 +544,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let q = c.req.query_string_parameters();
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let (page, next) = page_of(latest_versions(&data), |b| b.id.clone(), after.as_deref(), limit);
         list(page.into_iter().map(book_json).collect(), next)
     }
@@ -557,7 +555,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let q = c.req.query_string_parameters();
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let mut versions: Vec<&PriceBook> = data.books.iter().filter(|b| b.id == id).collect();
         if versions.is_empty() {
             return Err(Problem::not_found(format!("no price book {id}")));
@@ -576,7 +574,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let id = id_param("book_id", c.param("book_id"))?;
         let version = version_param(c.param("version"))?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         data.books
             .iter()
             .find(|b| b.id == id && b.version == version)
@@ -591,7 +589,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
         if api
-            .store
+            .directory
             .provider(&provider)
             .await
             .map_err(|e| store_problem(&e))?
@@ -599,7 +597,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         {
             return Err(Problem::not_found(format!("no provider {provider}")));
         }
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let mut books: Vec<&PriceBook> = data
             .books
             .iter()
@@ -619,7 +617,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let (plan_id, plan, version) = plan_body(&object_body(&c.req)?)?;
         let latest = api
-            .store
+            .directory
             .plan(&plan_id, None)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -643,7 +641,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             created_at: c.now,
         };
         match api
-            .store
+            .directory
             .put_plan_version(&doc)
             .await
             .map_err(|e| store_problem(&e))?
@@ -666,7 +664,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
         let page = api
-            .store
+            .directory
             .plans(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -689,7 +687,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .map(version_param)
             .transpose()?;
         let doc = api
-            .store
+            .directory
             .plan(&id, version)
             .await
             .map_err(|e| store_problem(&e))?
@@ -707,7 +705,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let limit = limit_param(&q, DEFAULT_PAGE, MAX_PAGE)?;
         let after = cursor_param(&q)?;
         let versions = api
-            .store
+            .directory
             .plan_versions(&id)
             .await
             .map_err(|e| store_problem(&e))?;

@@ -15,7 +15,6 @@ use super::{account_param, body_bytes, json_response, store_problem, MAX_BODY_BY
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, QuoteContext, QuoteError};
 use meterline_shared::domain::forecast::ForecastOptions;
@@ -23,8 +22,10 @@ use meterline_shared::domain::fx::CurrencyPair;
 use meterline_shared::domain::money::Currency;
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
+use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::account_estimate::{AccountEstimator, EstimateFailure};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
@@ -41,8 +42,10 @@ pub const MAX_BUDGETS: usize = 20;
 
 /// The estimate routes' dependencies. Budgets live in the billing table.
 pub struct EstimatesApi {
-    pub billing: DynamoBillingStore,
-    pub usage: DynamoUsageStore,
+    pub billing: Arc<dyn BillingStore>,
+    /// Budgets (in AWS, the billing table again).
+    pub budgets: Arc<dyn BudgetStore>,
+    pub usage: Arc<dyn UsageStore>,
     /// For quotes of accounts billed in another currency than the books'.
     pub rates: Arc<dyn RateStore>,
 }
@@ -386,10 +389,10 @@ fn not_allowed(method: &Method, path: &str) -> Problem {
 }
 
 impl EstimatesApi {
-    fn estimator(&self) -> AccountEstimator<'_, DynamoBillingStore, DynamoUsageStore> {
+    fn estimator(&self) -> AccountEstimator<'_> {
         AccountEstimator {
-            billing: &self.billing,
-            usage: &self.usage,
+            billing: self.billing.as_ref(),
+            usage: self.usage.as_ref(),
         }
     }
 
@@ -592,7 +595,6 @@ impl EstimatesApi {
     }
 
     async fn require_account(&self, account_id: &str) -> Result<(), Problem> {
-        use meterline_shared::ports::billing::BillingStore;
         match self.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
@@ -603,7 +605,7 @@ impl EstimatesApi {
     async fn list_budgets(&self, account_id: &str) -> Result<Response<Body>, Problem> {
         self.require_account(account_id).await?;
         let list = self
-            .billing
+            .budgets
             .budgets(account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -626,7 +628,7 @@ impl EstimatesApi {
         let budget = validate_budget(account_id, path_id, &body)?;
         self.require_account(account_id).await?;
         let existing = self
-            .billing
+            .budgets
             .budgets(account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -653,7 +655,7 @@ impl EstimatesApi {
                 format!("an account has at most {MAX_BUDGETS} budgets"),
             ));
         }
-        self.billing
+        self.budgets
             .put_budget(&budget)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -666,7 +668,7 @@ impl EstimatesApi {
     }
 
     async fn get_budget(&self, account_id: &str, budget_id: &str) -> Result<Response<Body>, Problem> {
-        match self.billing.budget(account_id, budget_id).await {
+        match self.budgets.budget(account_id, budget_id).await {
             Ok(Some(b)) => Ok(json_response(StatusCode::OK, budget_json(&b))),
             Ok(None) => Err(Problem::not_found(format!("no budget {budget_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -674,7 +676,7 @@ impl EstimatesApi {
     }
 
     async fn delete_budget(&self, account_id: &str, budget_id: &str) -> Result<Response<Body>, Problem> {
-        match self.billing.delete_budget(account_id, budget_id).await {
+        match self.budgets.delete_budget(account_id, budget_id).await {
             Ok(true) => Ok(Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(Body::Empty)
@@ -685,11 +687,7 @@ impl EstimatesApi {
     }
 }
 
-impl<
-        S: meterline_shared::ports::usage::UsageStore + 'static,
-        Q: meterline_shared::ports::usage::UsageQueue + 'static,
-    > crate::Api<S, Q>
-{
+impl crate::Api {
     fn estimates_api(&self) -> Result<&EstimatesApi, Problem> {
         self.estimates.as_ref().ok_or_else(|| {
             Problem::new(

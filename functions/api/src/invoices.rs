@@ -26,9 +26,8 @@ use meterline_shared::domain::billing::ledger::{
 use meterline_shared::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutcome};
-use meterline_shared::ports::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::billing::PaymentOutcome;
+use meterline_shared::ports::issued::{CreditNoteOutcome, StatementEntry};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -83,8 +82,11 @@ fn invoice_param(raw: &str) -> Result<String, Problem> {
 /// each `#` sent as `%23` (a bare `#` would end the path).
 pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
     let id = raw.to_string();
+    // Each part is an id (the invoice's, or the key it was issued with): no longer than an
+    // invoice id.
     let part_ok = |p: &str| {
         !p.is_empty()
+            && p.len() <= MAX_INVOICE_ID_LEN
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
     };
@@ -360,7 +362,7 @@ fn credit_note_events(note: &CreditNoteDoc, paid: Option<&Invoice>) -> Vec<Billi
     out
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     /// Publishes the events of a change already written. A failure is a 503, so the client
     /// retries; the retry finds the change made and publishes the same events (same ids) again:
     /// at least once, never lost.
@@ -382,7 +384,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     async fn existing_invoice(&self, account_id: &str, invoice_id: &str) -> Result<Invoice, Problem> {
         let b = self.billing_api()?;
-        match b.store.invoice(account_id, invoice_id).await {
+        match b.billing.invoice(account_id, invoice_id).await {
             Ok(Some(inv)) => Ok(inv),
             Ok(None) => Err(Problem::not_found(format!("no invoice {invoice_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -391,7 +393,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     async fn existing_account(&self, account_id: &str) -> Result<(), Problem> {
         let b = self.billing_api()?;
-        match b.store.account(account_id).await {
+        match b.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -415,7 +417,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let b = self.billing_api()?;
         self.existing_account(&account).await?;
         let page = b
-            .store
+            .issued
             .list_invoices(&account, &filter, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -456,7 +458,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         };
         let b = self.billing_api()?;
         let page = b
-            .store
+            .issued
             .list_all_invoices(from, to, &filter, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -488,12 +490,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 return Ok(json_response(StatusCode::OK, invoice_json(&inv, true, true)));
             }
             let paid = b
-                .store
+                .issued
                 .payments_applied(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
             let credited = b
-                .store
+                .issued
                 .credited(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -501,7 +503,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 VoidError::Illegal(t) => conflict(t.to_string()),
                 other => conflict(other.to_string()),
             })?;
-            if b.store.void_invoice(&inv).await.map_err(|e| store_problem(&e))? {
+            if b.issued.void_invoice(&inv).await.map_err(|e| store_problem(&e))? {
                 let voided = self.existing_invoice(&account, &id).await?;
                 self.publish(&[voided_event(&voided)]).await?;
                 return Ok(json_response(StatusCode::OK, invoice_json(&voided, true, true)));
@@ -523,7 +525,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         for _ in 0..ATTEMPTS {
             let inv = self.existing_invoice(&account, &id).await?;
             let recorded = b
-                .store
+                .issued
                 .payment_recorded(&account, &event_id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -573,7 +575,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 at: c.now,
                 reason: Some("marked paid out of band".into()),
             };
-            match b.store.record_payment(&result, true).await {
+            match b.billing.record_payment(&result, true).await {
                 Ok(outcome) => {
                     let after = self.existing_invoice(&account, &id).await?;
                     if after.status == InvoiceStatus::Paid {
@@ -615,7 +617,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             None => self.existing_account(&account).await?,
         }
         let page = b
-            .store
+            .issued
             .list_credit_notes(&account, invoice.as_deref(), after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -628,7 +630,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let account = account_param(c.param("account_id"))?;
         let id = credit_note_param(c.param("credit_note_id"))?;
         let b = self.billing_api()?;
-        match b.store.credit_note(&account, &id).await {
+        match b.issued.credit_note(&account, &id).await {
             Ok(Some(n)) => Ok(json_response(StatusCode::OK, credit_note_json(&n))),
             Ok(None) => Err(Problem::not_found(format!("no credit note {id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -702,13 +704,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         for _ in 0..ATTEMPTS {
             // The invoice and its `credited` first, then the notes: a note issued in between
             // changes `credited`, and the write's condition fails.
-            let (inv, manual) = match b.store.invoice_for_credit(&account, &id).await {
+            let (inv, manual) = match b.issued.invoice_for_credit(&account, &id).await {
                 Ok(Some(found)) => found,
                 Ok(None) => return Err(Problem::not_found(format!("no invoice {id}"))),
                 Err(e) => return Err(store_problem(&e)),
             };
             if let Some(existing) = b
-                .store
+                .issued
                 .credit_note(&account, &note_id)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -719,7 +721,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 return Ok(json_response(StatusCode::OK, credit_note_json(&existing)));
             }
             let credited = b
-                .store
+                .issued
                 .credited(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -735,7 +737,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                     }
                 })?;
             match b
-                .store
+                .issued
                 .issue_credit_note(&inv, manual, &effect)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -776,7 +778,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let after = cursor_param(&q, "STMT#")?;
         let b = self.billing_api()?;
         let page = b
-            .store
+            .issued
             .list_statements(&provider, from, to, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -799,7 +801,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 )
             })?;
         let b = self.billing_api()?;
-        match b.store.statement_entry_of(&provider, end, &invoice).await {
+        match b.issued.statement_entry_of(&provider, end, &invoice).await {
             Ok(Some(e)) => Ok(json_response(StatusCode::OK, statement_json(&e, is_operator(c)))),
             Ok(None) => Err(Problem::not_found(format!("no statement {raw}"))),
             Err(e) => Err(store_problem(&e)),
@@ -823,7 +825,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let csv = wants_csv(c)?;
         let b = self.billing_api()?;
         let invoices = b
-            .store
+            .issued
             .invoices_issued(from, to)
             .await
             .map_err(|e| store_problem(&e))?;

@@ -9,12 +9,11 @@
 
 #![allow(dead_code)] // The types and functions here only describe the API.
 
-use crate::routes::Access;
 use crate::schemas::{
     AccountEstimate, AccountForecast, AnyObject, Budget, BudgetBody, BudgetList, QuoteRequest, QuoteResponse,
 };
 use crate::Api;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::adapters::http::routes::Access;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use utoipa::{OpenApi, ToSchema};
@@ -753,7 +752,7 @@ fn problem_response(description: &str) -> Value {
 }
 
 /// The document: the annotations, completed from the route table.
-pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
+pub fn document() -> Value {
     let mut api = ApiDoc::openapi();
     api.merge(<crate::invoices::doc::InvoicesDoc as OpenApi>::openapi());
     api.merge(<crate::openapi_catalog::CatalogDoc as OpenApi>::openapi());
@@ -785,9 +784,10 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
         },
         "required": ["event", "data", "id"]
     });
-    doc["paths"][crate::stream::PATH]["get"]["responses"]["200"]["content"][crate::stream::CONTENT_TYPE]
-        ["schema"] = json!({"$ref": "#/components/schemas/UsageStreamEvent"});
-    for route in Api::<S, Q>::ROUTES {
+    doc["paths"][meterline_shared::adapters::http::stream::PATH]["get"]["responses"]["200"]["content"]
+        [meterline_shared::adapters::http::stream::CONTENT_TYPE]["schema"] =
+        json!({"$ref": "#/components/schemas/UsageStreamEvent"});
+    for route in Api::ROUTES {
         let method = route.method.to_ascii_lowercase();
         let op = &mut doc["paths"][route.path][method.as_str()];
         assert!(
@@ -859,11 +859,10 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::adapters::memory::{MemoryUsageQueue, MemoryUsageStore};
 
     #[test]
     fn every_route_is_documented_and_every_operation_is_a_route() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
         let mut documented = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
@@ -871,7 +870,7 @@ mod tests {
                 documented.push(format!("{} {path}", method.to_uppercase()));
             }
         }
-        let mut routes: Vec<String> = Api::<MemoryUsageStore, MemoryUsageQueue>::ROUTES
+        let mut routes: Vec<String> = Api::ROUTES
             .iter()
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
@@ -882,7 +881,7 @@ mod tests {
         assert_eq!(post["security"], json!([{"apiKey": []}]));
         assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
-        let stream = &doc["paths"][crate::stream::PATH]["get"];
+        let stream = &doc["paths"][meterline_shared::adapters::http::stream::PATH]["get"];
         assert_eq!(
             stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
             "#/components/schemas/UsageStreamEvent"
@@ -892,7 +891,7 @@ mod tests {
 
     #[test]
     fn every_link_leads_to_an_operation_and_fills_its_path_parameters() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         let mut operations = std::collections::HashMap::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for op in item.as_object().unwrap().values() {

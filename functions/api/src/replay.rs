@@ -9,7 +9,6 @@ use lambda_http::http::StatusCode;
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Role;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::services::replay::{
     is_fingerprint, replay_rejected, ReplayRequest, Selection, MAX_REPLAY_EVENTS,
 };
@@ -226,7 +225,7 @@ pub(crate) fn parse_replay(bytes: &[u8], may_correct: bool) -> Result<ReplayRequ
     })
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     pub(crate) async fn replay_account_rejected(&self, c: &Ctx) -> Outcome {
         let account = account_param(c.param("account_id"))?;
         self.replay(c, Some(&account)).await
@@ -240,8 +239,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         let may_correct = c.principal.as_ref().is_some_and(|p| p.role() == Role::Operator);
         let request = parse_replay(body_bytes(c.req.body()), may_correct)?;
         let report = replay_rejected(
-            &self.store,
-            &self.queue,
+            self.store.as_ref(),
+            self.queue.as_ref(),
             account,
             &request,
             c.now,

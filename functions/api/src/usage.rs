@@ -9,11 +9,11 @@ use chrono::Duration;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use meterline_shared::adapters::http::problem::{self, Problem};
+use meterline_shared::adapters::http::stream;
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::usage::event::is_valid_dimension_name;
 use meterline_shared::domain::usage::query::{GroupBy, UsageQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use meterline_shared::domain::usage::{parse_event, split_body, window_key, FieldError, Granularity};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::services::usage_query::{query_usage, QueryError};
 use serde_json::json;
 use std::collections::HashSet;
@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use crate::Api;
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     pub(crate) async fn health(&self, _: &Ctx) -> Outcome {
         let checked = match self.store.health().await {
             Ok(()) => match self.keys.health().await {
@@ -188,7 +188,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                 format!("must be at most {} characters", crate::limits::MAX_CURSOR_CHARS),
             ));
         }
-        let page = query_usage(&self.store, &query, cursor)
+        let page = query_usage(self.store.as_ref(), &query, cursor)
             .await
             .map_err(|e| match e {
                 QueryError::Cursor(_) => {
@@ -212,16 +212,26 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// The usage stream through API Gateway, which buffers responses: the changes settled
     /// since the position, then the end event with `retry:`, at once. A client that reconnects
     /// on `retry:` polls; the streaming function URL keeps the response open instead (see
-    /// `crate::stream`).
+    /// `meterline_shared::adapters::http::stream`).
     pub(crate) async fn get_usage_stream(&self, c: &Ctx) -> Outcome {
-        use crate::stream::{Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE};
-        let request = StreamRequest::from_request(&c.req, c.param("account_id"), c.now, &self.granularities)?;
+        use meterline_shared::adapters::http::stream::{
+            Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE,
+        };
+        let q = c.req.query_string_parameters();
+        let request = StreamRequest::parse(
+            c.param("account_id"),
+            q.first("granularity"),
+            q.first("since"),
+            c.req.headers().get(stream::LAST_EVENT_ID).map(|v| v.as_bytes()),
+            c.now,
+            &self.granularities,
+        )?;
         let mut session = Session::new(request, DEFAULT_SETTLE);
         let mut body = String::new();
         // At most this many pages in one answer; the end event's id resumes after them.
         for _ in 0..10 {
             let polled = session
-                .poll(&self.store, c.now)
+                .poll(self.store.as_ref(), c.now)
                 .await
                 .map_err(|e| store_problem(&e))?;
             body.push_str(&polled.frames);
@@ -232,7 +242,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         body.push_str(&session.end("buffered", DEFAULT_RETRY));
         Ok(Response::builder()
             .status(200)
-            .header("content-type", crate::stream::CONTENT_TYPE)
+            .header("content-type", stream::CONTENT_TYPE)
             .header("cache-control", "no-cache")
             .body(Body::Text(body))
             .expect("valid response"))

@@ -26,15 +26,15 @@ pub fn forecast_enabled<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<b
 }
 
 /// The function's dependencies.
-pub struct BudgetCheck<'a, B, U, S, P> {
-    pub billing: &'a B,
-    pub usage: &'a U,
-    pub budgets: &'a S,
-    pub publisher: &'a P,
+pub struct BudgetCheck<'a> {
+    pub billing: &'a dyn BillingStore,
+    pub usage: &'a dyn UsageStore,
+    pub budgets: &'a dyn BudgetStore,
+    pub publisher: &'a dyn EventPublisher,
     pub with_forecast: bool,
 }
 
-impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCheck<'_, B, U, S, P> {
+impl BudgetCheck<'_> {
     /// Checks at the earlier of the event's scheduled time and `now`.
     pub async fn handle(
         &self,

@@ -16,25 +16,12 @@ use futures::FutureExt;
 use meterline_shared::adapters::metrics::{Metrics, Unit};
 use meterline_shared::domain::billing::Invoice;
 use meterline_shared::ports::billing::CloseRequest;
-use meterline_shared::ports::billing::{BillingStore, EventPublisher};
-use meterline_shared::ports::rates::RateStore;
-use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::closing::{CloseFailure, CloseReport};
 use meterline_shared::services::closing::{Closer, Finalization, LoadedCatalog};
 use std::panic::AssertUnwindSafe;
 
 /// Handles one SQS batch at `now`.
-pub async fn handle<B, U, R, P>(
-    closer: &Closer<'_, B, U, R, P>,
-    event: SqsEvent,
-    now: DateTime<Utc>,
-) -> SqsBatchResponse
-where
-    B: BillingStore,
-    U: UsageStore,
-    R: RateStore + ?Sized,
-    P: EventPublisher,
-{
+pub async fn handle(closer: &Closer<'_>, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let (mut closed, mut already) = (0, 0);
     let mut to_finish: Vec<Finalization> = Vec::new();
@@ -141,18 +128,12 @@ impl ItemFailure {
 /// Drafts the closes of one message, isolated from the rest of the batch: an error or a panic
 /// while closing it fails this message only. (Under `panic = "abort"` a panic would end the
 /// process and fail the whole batch: the release profile unwinds for this reason.)
-pub async fn draft_one<B, U, R, P>(
-    closer: &Closer<'_, B, U, R, P>,
+pub async fn draft_one(
+    closer: &Closer<'_>,
     body: &str,
     now: DateTime<Utc>,
     catalog: &mut LoadedCatalog,
-) -> Result<CloseReport, ItemFailure>
-where
-    B: BillingStore,
-    U: UsageStore,
-    R: RateStore + ?Sized,
-    P: EventPublisher,
-{
+) -> Result<CloseReport, ItemFailure> {
     let request = serde_json::from_str::<CloseRequest>(body).map_err(ItemFailure::Unreadable)?;
     match AssertUnwindSafe(closer.draft_with(&request, now, catalog))
         .catch_unwind()

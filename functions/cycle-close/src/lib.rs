@@ -32,10 +32,10 @@ pub const SWEEP_AFTER: TimeDelta = TimeDelta::minutes(5);
 
 /// Queues the closes due at the earlier of the event's scheduled time and `now` (a schedule
 /// event never closes a period that has not ended).
-pub async fn handle<B: BillingStore, Q: CloseQueue, P: EventPublisher>(
-    store: &B,
-    queue: &Q,
-    publisher: &P,
+pub async fn handle(
+    store: &dyn BillingStore,
+    queue: &dyn CloseQueue,
+    publisher: &dyn EventPublisher,
     event: &EventBridgeEvent<serde_json::Value>,
     now: DateTime<Utc>,
 ) -> Result<Summary, CloseFailure> {

@@ -9,9 +9,9 @@ use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::services::collections::{run_overdue_check, CollectionError, OverdueSummary};
 
 /// Checks at the earlier of the event's scheduled time and `now`.
-pub async fn handle<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn handle(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     event: &EventBridgeEvent<serde_json::Value>,
     now: DateTime<Utc>,
 ) -> Result<OverdueSummary, CollectionError> {

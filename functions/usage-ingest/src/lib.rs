@@ -15,14 +15,15 @@ use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::ports::StoreError;
 use meterline_shared::services::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 /// What the handler needs: a store and the ingestion settings.
-pub struct Ingestor<S> {
-    pub store: S,
+pub struct Ingestor {
+    pub store: Arc<dyn UsageStore>,
     pub settings: IngestSettings,
 }
 
-impl<S: UsageStore> Ingestor<S> {
+impl Ingestor {
     /// Ingests one SQS batch, `now` being the receive time used for the lateness rules.
     pub async fn handle(&self, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
         let mut counts = IngestCounts::default();
@@ -33,7 +34,7 @@ impl<S: UsageStore> Ingestor<S> {
             let body = record.body.as_deref().unwrap_or("");
             // A panic while ingesting one message fails that message only (the release profile
             // unwinds for this reason; with abort it would fail the whole batch).
-            let ingested = AssertUnwindSafe(ingest_body(&self.store, body, &self.settings, now))
+            let ingested = AssertUnwindSafe(ingest_body(self.store.as_ref(), body, &self.settings, now))
                 .catch_unwind()
                 .await;
             let failure = match ingested {

@@ -42,9 +42,9 @@ pub enum CollectionError {
 
 /// Checks every invoice due by `now` (in any timezone).
 #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
-pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn run_overdue_check(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     now: DateTime<Utc>,
 ) -> Result<OverdueSummary, CollectionError> {
     let mut summary = OverdueSummary::default();
@@ -143,9 +143,9 @@ const MAX_CONFLICTS: u32 = 5;
 /// event applied (`Duplicate`) and publishes again if the invoice is paid. The event is built
 /// from the stored invoice alone ([`paid_event`]), so every publish, from here or from the API's
 /// mark paid and credit notes, is the same event and consumers dedupe on its id.
-pub async fn apply_payment_result<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn apply_payment_result(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     result: &PaymentResult,
     succeeded: bool,
 ) -> Result<PaymentOutcome, CollectionError> {

@@ -68,8 +68,8 @@ pub enum IngestError {
 }
 
 /// Commits events with their aggregates, exactly once, in chunks.
-pub async fn commit_events<S: UsageStore>(
-    store: &S,
+pub async fn commit_events(
+    store: &dyn UsageStore,
     events: Vec<EventRef<'_>>,
     settings: &IngestSettings,
     received_at: DateTime<Utc>,
@@ -129,8 +129,8 @@ pub async fn commit_events<S: UsageStore>(
 }
 
 /// Ingests one message body: stores its rejected events, then commits its valid events.
-pub async fn ingest_body<S: UsageStore>(
-    store: &S,
+pub async fn ingest_body(
+    store: &dyn UsageStore,
     body: &str,
     settings: &IngestSettings,
     now: DateTime<Utc>,

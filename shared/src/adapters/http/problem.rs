@@ -1,6 +1,7 @@
 //! Problem details for HTTP APIs (RFC 9457), the body of every API error.
 
 use crate::domain::usage::FieldError;
+use crate::ports::StoreError;
 use serde::{Deserialize, Serialize};
 
 /// The media type of a problem body.
@@ -56,4 +57,15 @@ impl Problem {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("problem serializes")
     }
+}
+
+/// 503 for a storage failure (logged here; the client is told only to retry).
+pub fn store_problem(e: &StoreError) -> Problem {
+    tracing::error!(error = %e, "storage failure");
+    Problem::new(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "storage is unavailable; retry later",
+    )
 }
