@@ -13,6 +13,8 @@ CFN_LINT_VERSION="1.58.0"
 SCHEMATHESIS_VERSION="4.32.5"
 # Generates the Python client the client flow test drives (scripts/client_flow.sh).
 OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
+# Only scripts/build.sh needs SAM (ensure_sam): the tests and the demo do not install it.
+SAM_CLI_VERSION="1.170.0"
 # The SAM translator: scripts/iam_check.py expands the template as CloudFormation will.
 SAM_TRANSLATOR_VERSION="1.115.0"
 
@@ -36,6 +38,20 @@ ensure_venv() {
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
+}
+
+# aws-sam-cli for `sam validate --lint` and `sam build` (scripts/build.sh), pinned, in the same
+# .venv. It brings its own pins (boto3, click): `pip check` must stay clean afterwards.
+ensure_sam() {
+  local stamp="$VENV/.meterline-sam-$SAM_CLI_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing aws-sam-cli $SAM_CLI_VERSION into .venv"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION" \
+      "cfn-lint==$CFN_LINT_VERSION" "moto[server]==$MOTO_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+    "$VENV/bin/pip" check --disable-pip-version-check
+    touch "$stamp"
+  fi
+  export SAM_CLI_TELEMETRY=0
 }
 
 free_port() {

@@ -4,9 +4,11 @@ infra/template.yaml.
 
 The SAM template is the one list of resources: this script reads it, creates each DynamoDB
 table, SQS queue and EventBridge bus (with its resource policy) under a name prefix, and each
-function's EventBridge rule on its bus (without a target: no function runs on the endpoint), and
-prints (as JSON) what the functions need: each function's environment variables as the template
-defines them, resolved to the local names, each SQS event source mapping, and the parameters.
+function's EventBridge rule on its bus (without a target: no function runs on the endpoint);
+every other resource type, such as alarms, log groups and the dashboard, needs nothing locally
+and is left out. It prints (as JSON) what the functions need: each function's environment
+variables as the template defines them, resolved to the local names, each SQS event source
+mapping, and the parameters.
 
     stack.py create --prefix demo      # prints the stack as JSON
     stack.py delete --prefix demo
@@ -14,6 +16,7 @@ defines them, resolved to the local names, each SQS event source mapping, and th
 import argparse
 import json
 import os
+import re
 import sys
 
 import boto3
@@ -99,12 +102,33 @@ class Stack:
                 if attr == "Name":
                     return self.physical[logical]
                 raise ValueError(f"unsupported attribute {attr}")
+            if v.tag == "Sub":
+                return self.substitute(v.value)
             raise ValueError(f"unsupported tag !{v.tag}")
         if isinstance(v, dict):
             return {k: self.resolve(x) for k, x in v.items()}
         if isinstance(v, list):
             return [self.resolve(x) for x in v]
         return v
+
+    def substitute(self, value):
+        """`!Sub`: pseudo parameters (the prefix stands for the stack name), parameters and
+        resources, as `Ref` and `GetAtt` resolve them."""
+        text, extra = (value, {}) if isinstance(value, str) else (value[0], value[1])
+        pseudo = {"AWS::StackName": self.prefix, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+                  "AWS::URLSuffix": "amazonaws.com", "AWS::Partition": "aws"}
+
+        def one(m):
+            name = m.group(1)
+            if name in extra:
+                return str(self.resolve(extra[name]))
+            if name in pseudo:
+                return pseudo[name]
+            if "." in name:
+                return str(self.resolve(Tag("GetAtt", name)))
+            return str(self.resolve(Tag("Ref", name)))
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
 
     def of_type(self, kind):
         return [(k, r) for k, r in self.resources.items() if r["Type"] == kind]

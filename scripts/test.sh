@@ -15,8 +15,14 @@ start_moto
 export METERLINE_PYTHON="$VENV/bin/python"
 CALL_LOG="$LOCAL/aws-calls.jsonl"
 rm -f "$CALL_LOG"
-log "cargo test --workspace"
-METERLINE_AWS_CALL_LOG="$CALL_LOG" cargo test --workspace --locked "$@"
+# `--workspace` would override a `-p` given as an argument and test every crate: keep it only
+# when no package is named, so `bash scripts/test.sh -p api` builds and tests the API alone.
+workspace=--workspace
+for arg in "$@"; do
+  case "$arg" in -p | -p* | --package | --package=*) workspace= ;; esac
+done
+log "cargo test $workspace $*"
+METERLINE_AWS_CALL_LOG="$CALL_LOG" cargo test $workspace --locked "$@"
 log "IAM check: the checker's own tests, then the recorded calls against the template's roles"
 "$VENV/bin/python" -m unittest scripts/test_iam_check.py
 if [ "$#" -eq 0 ]; then

@@ -1,11 +1,12 @@
 //! Accounts, providers, price books, plans and subscriptions through the API handler against
-//! the local endpoint (moto_server): each route's happy path, problems naming the field, and
+//! the local endpoint (moto_server) and on the in-memory adapters (each test runs on both): each route's happy path, problems naming the field, and
 //! tenant isolation (another tenant's ids are 404, another role's routes 403). A plan change
 //! previewed, applied and closed: the invoice carries the previewed fees.
 
 use chrono::{DateTime, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, with_key, Backend, Stack,
+};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::sample;
@@ -13,12 +14,11 @@ use meterline_shared::domain::pricing::LineKind;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::billing::CloseRequest;
 use meterline_shared::ports::directory::DirectoryStore;
-use meterline_shared::ports::rates::RateStore;
 use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 #[path = "support/schema.rs"]
 mod schema;
@@ -79,9 +79,8 @@ fn fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
-    let stack = Stack::create("accounts").await;
+async fn accounts_are_created_listed_read_and_updated_by_their_owners_only(backend: Backend) {
+    let stack = Stack::on(backend, "accounts").await;
     let api = stack.api();
     let now = Utc::now();
     for id in ["acct_a", "acct_b", "acct_c"] {
@@ -216,7 +215,7 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
         (Some("America/New_York"), Some(false), Some("USD"))
     );
     assert_eq!(b["tax"]["exemption"], "EX-1");
-    let stored = stack.billing_store().account("acct_a").await.unwrap().unwrap();
+    let stored = stack.billing().account("acct_a").await.unwrap().unwrap();
     assert_eq!(stored.timezone, chrono_tz::America::New_York);
     let (s, b) = as_key(
         &api,
@@ -255,9 +254,8 @@ async fn accounts_are_created_listed_read_and_updated_by_their_owners_only() {
     );
 }
 
-#[tokio::test]
-async fn providers_and_price_book_versions() {
-    let stack = Stack::create("pricebooks").await;
+async fn providers_and_price_book_versions(backend: Backend) {
+    let stack = Stack::on(backend, "pricebooks").await;
     let api = stack.api();
     let now = t("2026-06-01T00:00:00Z");
     let (s, b) = op(
@@ -305,7 +303,7 @@ async fn providers_and_price_book_versions() {
         now,
     )
     .await;
-    let catalog = stack.billing_store().catalog().await.unwrap();
+    let catalog = stack.billing().catalog().await.unwrap();
     assert_eq!(
         catalog.fees["prov_a"],
         Decimal::new(125, 1),
@@ -499,7 +497,7 @@ async fn providers_and_price_book_versions() {
         404
     );
     // The close reads the same catalog.
-    let catalog = stack.billing_store().catalog().await.unwrap();
+    let catalog = stack.billing().catalog().await.unwrap();
     assert_eq!(catalog.books.len(), 2);
     meterline_shared::domain::pricing::Catalog::new(catalog.books).unwrap();
 }
@@ -522,15 +520,10 @@ async fn plan(api: &Api, id: &str, fee: &str, now: DateTime<Utc>) -> Value {
 /// An account in another currency than the price books: the preview converts at the latest rate
 /// the exchange-rate table holds (the API function reads it), says so, and names the rate; with
 /// no rate for the pair it answers 503 rather than guess.
-#[tokio::test]
-async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate() {
-    let stack = Stack::create("planchange-fx").await;
+async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate(backend: Backend) {
+    let stack = Stack::on(backend, "planchange-fx").await;
     let api = stack.api();
-    stack
-        .billing_store()
-        .put_catalog(&sample::catalog())
-        .await
-        .unwrap();
+    stack.billing().put_catalog(&sample::catalog()).await.unwrap();
     let start = t("2026-03-01T00:00:00Z");
     plan(&api, "builder", "10.00", start).await;
     plan(&api, "pro", "31.00", start).await;
@@ -577,7 +570,7 @@ async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored
         as_of,
     )
     .unwrap();
-    stack.rate_store().put(&rate).await.unwrap();
+    stack.rates().put(&rate).await.unwrap();
     let (s, b) = preview(change_at).await;
     assert_eq!(s, 200, "{b}");
     let p = &b["preview"];
@@ -591,9 +584,8 @@ async fn a_plan_change_preview_in_another_currency_converts_at_the_latest_stored
     );
 }
 
-#[tokio::test]
-async fn plans_and_subscriptions_with_cancellation() {
-    let stack = Stack::create("subscriptions").await;
+async fn plans_and_subscriptions_with_cancellation(backend: Backend) {
+    let stack = Stack::on(backend, "subscriptions").await;
     let api = stack.api();
     let now = t("2026-03-10T12:00:00Z");
     assert_eq!(plan(&api, "builder", "10.00", now).await["version"], 1);
@@ -823,7 +815,7 @@ async fn plans_and_subscriptions_with_cancellation() {
     .await;
     assert_eq!(b["cancelled_at"], "2026-03-10T12:00:00Z");
     let stored = stack
-        .billing_store()
+        .billing()
         .subscription("acct_a", "sub_1")
         .await
         .unwrap()
@@ -854,11 +846,10 @@ async fn plans_and_subscriptions_with_cancellation() {
     );
 }
 
-#[tokio::test]
-async fn a_plan_change_preview_is_what_the_close_invoices() {
-    let stack = Stack::create("planchange").await;
+async fn a_plan_change_preview_is_what_the_close_invoices(backend: Backend) {
+    let stack = Stack::on(backend, "planchange").await;
     let api = stack.api();
-    let billing: DynamoBillingStore = stack.billing_store();
+    let billing = stack.billing();
     billing.put_catalog(&sample::catalog()).await.unwrap();
     let start = t("2026-03-01T00:00:00Z");
     plan(&api, "builder", "10.00", start).await;
@@ -936,12 +927,12 @@ async fn a_plan_change_preview_is_what_the_close_invoices() {
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
     let (worker_billing, usage) = (
-        stack.billing_store_of("CloseWorkerFunction"),
-        stack.usage_store_of("CloseWorkerFunction"),
+        stack.billing_of("CloseWorkerFunction"),
+        stack.usage_of("CloseWorkerFunction"),
     );
     let closer = Closer {
-        billing: &worker_billing,
-        usage: &usage,
+        billing: worker_billing.as_ref(),
+        usage: usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -1121,13 +1112,11 @@ async fn the_dynamodb_directory_writes_conditionally() {
 /// Providers are listed by the operator; a fee change is the operator's, conditional on the
 /// catalog's revision, and applies to the periods closed after it: the statements of closed
 /// invoices keep the fee they were closed with.
-#[tokio::test]
-async fn a_provider_fee_change_applies_to_later_closes_only() {
+async fn a_provider_fee_change_applies_to_later_closes_only(backend: Backend) {
     use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef, Granularity};
-    use meterline_shared::ports::usage::UsageStore;
-    let stack = Stack::create("providerfee").await;
+    let stack = Stack::on(backend, "providerfee").await;
     let api = stack.api();
-    let billing: DynamoBillingStore = stack.billing_store();
+    let billing = stack.billing();
     let mut catalog = sample::catalog();
     catalog.fees.clear();
     billing.put_catalog(&catalog).await.unwrap();
@@ -1182,7 +1171,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
     assert_eq!(s, 201, "{b}");
 
     // 100,000 CPU-seconds on prov_001 each day.
-    let usage = stack.usage_store();
+    let usage = stack.usage();
     let dims = DimensionSet::new(Default::default());
     let use_at = |at: DateTime<Utc>| AggregateRef {
         account_id: "acct_a",
@@ -1206,12 +1195,12 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
     let publisher = MemoryEventPublisher::new();
     let rates = InMemoryRateStore::new();
     let (worker_billing, worker_usage) = (
-        stack.billing_store_of("CloseWorkerFunction"),
-        stack.usage_store_of("CloseWorkerFunction"),
+        stack.billing_of("CloseWorkerFunction"),
+        stack.usage_of("CloseWorkerFunction"),
     );
     let closer = Closer {
-        billing: &worker_billing,
-        usage: &worker_usage,
+        billing: worker_billing.as_ref(),
+        usage: worker_usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -1236,10 +1225,9 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
             .fee_percent
     };
     assert_eq!(fee_of(&first), Decimal::new(125, 1));
-    let entries_before = billing
+    let entries_before = stack
         .provider_statements("prov_001", start, t("2026-04-01T00:00:00Z"))
-        .await
-        .unwrap();
+        .await;
 
     // Validation names the field; a provider key may change its name, not its fee; another
     // provider's key gets 404.
@@ -1314,7 +1302,7 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
     assert_eq!(b["name"], "CPU Co");
     assert_eq!(b["updated_at"], "2026-03-02T01:00:00Z");
     assert_eq!(b["fee_applies_to"], "periods_closed_after_change");
-    let (cat, rev) = billing.catalog_revision().await.unwrap();
+    let (cat, rev) = stack.directory().catalog_revision().await.unwrap();
     assert_eq!(cat.fees["prov_001"], Decimal::from(20));
     assert_eq!(
         rev, 4,
@@ -1329,10 +1317,9 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
         .unwrap();
     assert_eq!(stored, first);
     assert_eq!(
-        billing
+        stack
             .provider_statements("prov_001", start, t("2026-04-01T00:00:00Z"))
-            .await
-            .unwrap(),
+            .await,
         entries_before
     );
     let second = closer
@@ -1346,9 +1333,8 @@ async fn a_provider_fee_change_applies_to_later_closes_only() {
 
 /// Every 200/201 body of these routes matches its schema in the document the API serves,
 /// strictly: no field the document does not list, none it requires missing.
-#[tokio::test]
-async fn account_and_catalog_bodies_match_their_documented_schemas() {
-    let stack = Stack::create("accounts-schema").await;
+async fn account_and_catalog_bodies_match_their_documented_schemas(backend: Backend) {
+    let stack = Stack::on(backend, "accounts-schema").await;
     let api = stack.api();
     let now = t("2026-03-01T00:00:00Z");
     let (_, doc) = op(&api, "GET", "/openapi.json", &[], None, now).await;
@@ -1519,9 +1505,8 @@ async fn account_and_catalog_bodies_match_their_documented_schemas() {
     );
 }
 
-#[tokio::test]
-async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads() {
-    let stack = Stack::create("upfront-payout").await;
+async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads(backend: Backend) {
+    let stack = Stack::on(backend, "upfront-payout").await;
     let api = stack.api();
     let now = t("2026-06-01T00:00:00Z");
     let (s, b) = op(
@@ -1541,7 +1526,7 @@ async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads(
         (201, Some("at_purchase")),
         "{b}"
     );
-    let catalog = stack.billing_store().catalog().await.unwrap();
+    let catalog = stack.billing().catalog().await.unwrap();
     assert_eq!(
         catalog.upfront_payouts.get("prov_u"),
         Some(&meterline_shared::domain::pricing::UpfrontPayout::AtPurchase)
@@ -1579,7 +1564,18 @@ async fn a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads(
     )
     .await;
     assert_eq!((s, b["upfront_payout"].as_str()), (200, Some("over_term")), "{b}");
-    let catalog = stack.billing_store().catalog().await.unwrap();
+    let catalog = stack.billing().catalog().await.unwrap();
     assert!(catalog.upfront_payouts.is_empty());
     assert_eq!(catalog.fees["prov_u"], Decimal::TEN);
 }
+
+on_both_backends!(
+    accounts_are_created_listed_read_and_updated_by_their_owners_only,
+    providers_and_price_book_versions,
+    plans_and_subscriptions_with_cancellation,
+    a_plan_change_preview_is_what_the_close_invoices,
+    a_provider_fee_change_applies_to_later_closes_only,
+    account_and_catalog_bodies_match_their_documented_schemas,
+    a_plan_change_preview_in_another_currency_converts_at_the_latest_stored_rate,
+    a_providers_upfront_payout_setting_reaches_the_catalog_the_close_reads,
+);

@@ -1,8 +1,9 @@
 //! The API function's handler against the local endpoint, fed API Gateway HTTP API events.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, Backend, Stack,
+};
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
 use meterline_shared::domain::usage::UsageEvent;
 use meterline_shared::services::ingest::ingest_body;
@@ -15,7 +16,7 @@ fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-fn api(stack: &Stack) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
+fn api(stack: &Stack) -> api::Api {
     stack.api()
 }
 
@@ -98,9 +99,8 @@ async fn posted_usage_is_validated_and_only_valid_events_are_enqueued() {
     assert_eq!(queued[1].quantity, Decimal::from_str("0.000000000001").unwrap());
 }
 
-#[tokio::test]
-async fn bad_requests_get_problems_naming_the_field() {
-    let stack = Stack::create("problems").await;
+async fn bad_requests_get_problems_naming_the_field(backend: Backend) {
+    let stack = Stack::on(backend, "problems").await;
     let api = api(&stack);
     let cases: Vec<(lambda_http::Request, u16, &str)> = vec![
         (
@@ -310,3 +310,5 @@ async fn usage_pagination_visits_every_row_exactly_once() {
     let count: u64 = by_region.iter().map(|r| r["event_count"].as_u64().unwrap()).sum();
     assert_eq!(count, 1500);
 }
+
+on_both_backends!(bad_requests_get_problems_naming_the_field,);

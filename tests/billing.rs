@@ -76,10 +76,7 @@ impl Billing {
         self.billing.put_subscription(&sub).await.unwrap();
     }
 
-    fn closer<'a, P: EventPublisher>(
-        &'a self,
-        publisher: &'a P,
-    ) -> Closer<'a, DynamoBillingStore, DynamoUsageStore, InMemoryRateStore, P> {
+    fn closer<'a>(&'a self, publisher: &'a dyn EventPublisher) -> Closer<'a> {
         Closer {
             billing: &self.worker_billing,
             usage: &self.worker_usage,
@@ -92,7 +89,7 @@ impl Billing {
     /// Sends usage through the ingestion handler, one SQS message per body.
     async fn ingest(&self, bodies: &[String]) {
         let ingestor = Ingestor {
-            store: self.stack.usage_store_of("UsageIngestFunction"),
+            store: std::sync::Arc::new(self.stack.usage_store_of("UsageIngestFunction")),
             settings: self.stack.usage_config().ingest,
         };
         let messages: Vec<(String, String)> = bodies

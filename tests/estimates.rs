@@ -1,11 +1,12 @@
-//! Estimates, forecasts and budgets against the local endpoint (moto_server): the API's routes
+//! Estimates, forecasts and budgets against the local endpoint (moto_server) and, but for the
+//! EventBridge check, in memory too: the API's routes
 //! through the real handler, the period-to-date estimate against the invoice the close then
 //! produces, and the scheduled budget check publishing through a real EventBridge rule.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{body_json, operator_request, sqs_event, Stack};
-use meterline_shared::adapters::aws::{aws_sdk_eventbridge, DynamoBillingStore, SqsUsageQueue};
+use meterline_integration_tests::{body_json, on_both_backends, operator_request, sqs_event, Backend, Stack};
+use meterline_shared::adapters::aws::aws_sdk_eventbridge;
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
@@ -20,7 +21,7 @@ use meterline_shared::services::closing::{CloseSettings, Closer};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use usage_ingest::Ingestor;
+use std::sync::Arc;
 
 #[path = "support/schema.rs"]
 mod schema;
@@ -38,17 +39,17 @@ fn d(v: &Value) -> Decimal {
 
 struct World {
     stack: Stack,
-    billing: DynamoBillingStore,
-    api: api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
+    billing: Arc<dyn BillingStore>,
+    api: api::Api,
     /// Period 0 of the daily subscriptions starts here (three days ago, on the hour).
     anchor: DateTime<Utc>,
 }
 
 impl World {
-    async fn new(test: &str) -> World {
-        let stack = Stack::create(test).await;
+    async fn new(backend: Backend, test: &str) -> World {
+        let stack = Stack::on(backend, test).await;
         let api = stack.api();
-        let billing = stack.billing_store();
+        let billing = stack.billing();
         billing.put_catalog(&sample::catalog()).await.unwrap();
         World {
             stack,
@@ -77,10 +78,7 @@ impl World {
 
     /// Sends usage through the ingestion handler.
     async fn ingest(&self, events: &[UsageEvent]) {
-        let ingestor = Ingestor {
-            store: self.stack.usage_store_of("UsageIngestFunction"),
-            settings: self.stack.usage_config().ingest,
-        };
+        let ingestor = self.stack.ingestor();
         let body = serde_json::to_string(events).unwrap();
         let resp = ingestor
             .handle(sqs_event(&[("m0".to_string(), body)]), Utc::now())
@@ -168,9 +166,8 @@ fn workload(account: &str, from: DateTime<Utc>) -> Vec<UsageEvent> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
-    let w = World::new("est-invoice").await;
+async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces(backend: Backend) {
+    let w = World::new(backend, "est-invoice").await;
     w.subscribe("acct_est").await;
     w.ingest(&workload("acct_est", w.anchor)).await;
     // Through the API, 23 hours into period 0: every usage window has started.
@@ -184,10 +181,10 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
     assert_eq!(body["subscription_id"], "sub_acct_est");
     let to_date = &body["to_date"]["result"];
     // The service, as the budget check calls it.
-    let usage = w.stack.usage_store();
+    let usage = w.stack.usage();
     let estimator = AccountEstimator {
-        billing: &w.billing,
-        usage: &usage,
+        billing: w.billing.as_ref(),
+        usage: usage.as_ref(),
     };
     let ptd = estimator.period_to_date("acct_est", as_of).await.unwrap();
     assert_eq!(d(&to_date["total"]), ptd.to_date.result.total);
@@ -196,12 +193,12 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
     let rates = InMemoryRateStore::new();
     let publisher = MemoryEventPublisher::new();
     let (worker_billing, worker_usage) = (
-        w.stack.billing_store_of("CloseWorkerFunction"),
-        w.stack.usage_store_of("CloseWorkerFunction"),
+        w.stack.billing_of("CloseWorkerFunction"),
+        w.stack.usage_of("CloseWorkerFunction"),
     );
     let closer = Closer {
-        billing: &worker_billing,
-        usage: &worker_usage,
+        billing: worker_billing.as_ref(),
+        usage: worker_usage.as_ref(),
         rates: &rates,
         publisher: &publisher,
         settings: CloseSettings::default(),
@@ -230,9 +227,8 @@ async fn the_period_to_date_estimate_equals_the_invoice_the_close_produces() {
     assert!(d(&spend["p80"]["upper"]) <= d(&spend["p95"]["upper"]));
 }
 
-#[tokio::test]
-async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
-    let w = World::new("est-routes").await;
+async fn forecast_and_quote_routes_answer_and_name_bad_fields(backend: Backend) {
+    let w = World::new(backend, "est-routes").await;
     w.subscribe("acct_r").await;
     w.ingest(&workload("acct_r", w.anchor)).await;
     let now = Utc::now();
@@ -301,9 +297,8 @@ async fn forecast_and_quote_routes_answer_and_name_bad_fields() {
         .any(|e| e["field"] == "account_id"));
 }
 
-#[tokio::test]
-async fn budgets_are_created_read_listed_replaced_and_deleted() {
-    let w = World::new("est-budgets").await;
+async fn budgets_are_created_read_listed_replaced_and_deleted(backend: Backend) {
+    let w = World::new(backend, "est-budgets").await;
     w.subscribe("acct_b").await;
     let now = Utc::now();
     let path = "/v1/accounts/acct_b/budgets";
@@ -379,7 +374,7 @@ fn scheduled_event(at: DateTime<Utc>) -> EventBridgeEvent<Value> {
 
 #[tokio::test]
 async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on_eventbridge() {
-    let w = World::new("est-check").await;
+    let w = World::new(Backend::Moto, "est-check").await;
     w.subscribe("acct_c").await;
     w.subscribe("acct_quiet").await;
     // Usage in the current period (period 3 starts at the current hour).
@@ -397,10 +392,10 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         ),
     ])
     .await;
-    let usage = w.stack.usage_store();
+    let usage = w.stack.usage();
     let estimator = AccountEstimator {
-        billing: &w.billing,
-        usage: &usage,
+        billing: w.billing.as_ref(),
+        usage: usage.as_ref(),
     };
     let actual = estimator
         .period_to_date("acct_c", now)
@@ -562,3 +557,9 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         "the quiet account spent nothing"
     );
 }
+
+on_both_backends!(
+    the_period_to_date_estimate_equals_the_invoice_the_close_produces,
+    forecast_and_quote_routes_answer_and_name_bad_fields,
+    budgets_are_created_read_listed_replaced_and_deleted,
+);

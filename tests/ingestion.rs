@@ -55,7 +55,7 @@ fn expected(events: &[UsageEvent]) -> Totals {
 }
 
 /// What the aggregates are, read back through the usage query.
-async fn stored(store: &impl UsageStore, accounts: &BTreeSet<String>) -> Totals {
+async fn stored(store: &dyn UsageStore, accounts: &BTreeSet<String>) -> Totals {
     let mut out = Totals::new();
     for account in accounts {
         for g in [Granularity::Hour, Granularity::Day] {
@@ -97,8 +97,9 @@ fn accounts(events: &[UsageEvent]) -> BTreeSet<String> {
 async fn duplicates_inside_and_across_batches_are_counted_once() {
     let stack = Stack::create("dups").await;
     let config = stack.usage_config();
+    let store = std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction"));
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: store.clone(),
         settings: config.ingest,
     };
     let events = workload(1, 600);
@@ -125,7 +126,7 @@ async fn duplicates_inside_and_across_batches_are_counted_once() {
         stored(&stack.usage_store(), &accounts(&events)).await,
         expected(&events)
     );
-    let [transactions, _, items, _] = ingestor.store.stats.snapshot();
+    let [transactions, _, items, _] = store.stats.snapshot();
     assert!(
         transactions > 0 && items >= 600,
         "events were written in transactions: {transactions}, {items}"
@@ -137,11 +138,11 @@ async fn two_concurrent_invocations_apply_each_event_once() {
     let stack = Stack::create("concurrent").await;
     let config = stack.usage_config();
     let a = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest.clone(),
     };
     let b = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(2, 800);
@@ -173,7 +174,7 @@ async fn a_bad_message_fails_alone_and_malformed_events_are_kept_as_rejected() {
     let stack = Stack::create("partial").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(3, 50);
@@ -248,7 +249,7 @@ async fn a_poison_message_reaches_the_dead_letter_queue_after_max_receives() {
     let stack = Stack::create("dlq").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let sqs = stack.sqs();
@@ -306,7 +307,7 @@ async fn replaying_after_ingestion_changes_nothing() {
     let stack = Stack::create("replay").await;
     let config = stack.usage_config();
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: config.ingest,
     };
     let events = workload(5, 300);

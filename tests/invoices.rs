@@ -1,11 +1,13 @@
-//! Invoices after the close, through the real API handler against the local endpoint: cycles
+//! Invoices after the close, through the real API handler against the local endpoint and in memory (each test but the
+//! EventBridge one runs on both): cycles
 //! closed by the real scheduler and worker, then listed, filtered and paged; voided, marked paid
 //! and credited exactly once; provider statements by provider key; the tax report as JSON and
 //! CSV; other tenants' ids are 404 and operator actions 403 for tenant keys.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, operator_request, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
+use meterline_integration_tests::{
+    api_request, on_both_backends, operator_request, with_key, Backend, Stack,
+};
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::money::{Currency, Money};
@@ -13,12 +15,12 @@ use meterline_shared::domain::usage::UsageEvent;
 use meterline_shared::ports::billing::BillingStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use usage_ingest::Ingestor;
+use std::sync::Arc;
 
 #[path = "support/schema.rs"]
 mod schema;
 
-type Api = api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>;
+type Api = api::Api;
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -47,13 +49,13 @@ fn ev(id: &str, account: &str, provider: &str, meter: Meter, q: &str, at: DateTi
 struct Closed {
     stack: Stack,
     api: Api,
-    store: DynamoBillingStore,
+    store: Arc<dyn BillingStore>,
     anchor: DateTime<Utc>,
 }
 
-async fn closed(test: &str) -> Closed {
-    let stack = Stack::create(test).await;
-    let store = stack.billing_store();
+async fn closed(backend: Backend, test: &str) -> Closed {
+    let stack = Stack::on(backend, test).await;
+    let store = stack.billing();
     let anchor = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(3);
     store.put_catalog(&sample::catalog()).await.unwrap();
     for account in ["acct_a", "acct_b"] {
@@ -81,10 +83,7 @@ async fn closed(test: &str) -> Closed {
         ),
         ev("b0g", "acct_b", "prov_000", Meter::GpuSeconds, "1800", anchor + h),
     ];
-    let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
-        settings: stack.usage_config().ingest,
-    };
+    let ingestor = stack.ingestor();
     let resp = ingestor
         .handle(
             meterline_integration_tests::sqs_event(&[("m0".into(), serde_json::to_string(&events).unwrap())]),
@@ -96,7 +95,7 @@ async fn closed(test: &str) -> Closed {
     assert_eq!(stack.close_due(Utc::now()).await, 2);
     let api = stack.api();
     Closed {
-        store: stack.billing_store(),
+        store: stack.billing(),
         api,
         stack,
         anchor,
@@ -187,9 +186,8 @@ fn ids(list: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn invoices_list_filter_page_and_get_within_their_account() {
-    let c = closed("invoices-list").await;
+async fn invoices_list_filter_page_and_get_within_their_account(backend: Backend) {
+    let c = closed(backend, "invoices-list").await;
     let customer = c.key(json!({"role": "customer", "account_id": "acct_a"})).await;
     let (status, v) = c
         .call(Some(&customer), "GET", "/v1/accounts/acct_a/invoices", &[], None)
@@ -371,9 +369,8 @@ async fn invoices_list_filter_page_and_get_within_their_account() {
     }
 }
 
-#[tokio::test]
-async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
-    let c = closed("invoices-change").await;
+async fn void_mark_paid_and_credit_notes_change_an_invoice_once(backend: Backend) {
+    let c = closed(backend, "invoices-change").await;
     let (a0, a1, a2) = (c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2));
     let base = "/v1/accounts/acct_a/invoices";
 
@@ -614,9 +611,8 @@ async fn void_mark_paid_and_credit_notes_change_an_invoice_once() {
     );
 }
 
-#[tokio::test]
-async fn provider_statements_by_provider_key_and_the_tax_report() {
-    let c = closed("invoices-statements").await;
+async fn provider_statements_by_provider_key_and_the_tax_report(backend: Backend) {
+    let c = closed(backend, "invoices-statements").await;
     let prov = c
         .key(json!({"role": "provider", "provider_id": "prov_000"}))
         .await;
@@ -828,9 +824,8 @@ async fn provider_statements_by_provider_key_and_the_tax_report() {
     let _ = &c.stack;
 }
 
-#[tokio::test]
-async fn racing_credit_notes_and_voids_never_over_credit_or_lose_a_write() {
-    let c = closed("invoices-race").await;
+async fn racing_credit_notes_and_voids_never_over_credit_or_lose_a_write(backend: Backend) {
+    let c = closed(backend, "invoices-race").await;
     let (a0, a2) = (c.id("acct_a", 0), c.id("acct_a", 2));
     let base = "/v1/accounts/acct_a/invoices";
     // Paid in full: credit notes do not change `outstanding`, only the `credited` condition
@@ -915,7 +910,7 @@ async fn send(api: &Api, path: String, key: &str, body: Option<Value>) -> (u16, 
 
 #[tokio::test]
 async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
-    let c = closed("invoices-events").await;
+    let c = closed(Backend::Moto, "invoices-events").await;
     let (a0, a1, a2) = (c.id("acct_a", 0), c.id("acct_a", 1), c.id("acct_a", 2));
     let base = "/v1/accounts/acct_a/invoices";
 
@@ -1014,9 +1009,8 @@ async fn voids_payments_and_credit_notes_publish_their_events_at_least_once() {
 
 /// Every 200/201 body of these routes matches its schema in the document the API serves,
 /// strictly: no field the document does not list, none it requires missing.
-#[tokio::test]
-async fn invoice_bodies_match_their_documented_schemas() {
-    let c = closed("invoices-schema").await;
+async fn invoice_bodies_match_their_documented_schemas(backend: Backend) {
+    let c = closed(backend, "invoices-schema").await;
     let (_, doc) = c.op("GET", "/openapi.json", &[], None).await;
     let conforms = |doc: &Value, template: &str, method: &str, status: u16, body: &Value| {
         let schema = schema::response_schema(doc, template, method, &status.to_string());
@@ -1105,3 +1099,11 @@ async fn invoice_bodies_match_their_documented_schemas() {
     assert_eq!(s, 200, "{v}");
     conforms(&doc, "/v1/reports/tax", "get", s, &v);
 }
+
+on_both_backends!(
+    invoices_list_filter_page_and_get_within_their_account,
+    void_mark_paid_and_credit_notes_change_an_invoice_once,
+    provider_statements_by_provider_key_and_the_tax_report,
+    racing_credit_notes_and_voids_never_over_credit_or_lose_a_write,
+    invoice_bodies_match_their_documented_schemas,
+);

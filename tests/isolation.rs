@@ -5,15 +5,17 @@
 //! caller shows each route's handler is reachable.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, with_header, with_key, Backend, Stack,
+};
+use meterline_shared::adapters::http::routes::Access;
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 async fn new_key(api: &Api, body: serde_json::Value) -> (String, String) {
     let resp = api
@@ -42,9 +44,8 @@ fn path_for(pattern: &str, account: &str, provider: &str, key_id: &str) -> Strin
         .replace("{plan_id}", "plan_x")
 }
 
-#[tokio::test]
-async fn every_route_refuses_every_other_caller_before_its_handler() {
-    let stack = Stack::create("isolation").await;
+async fn every_route_refuses_every_other_caller_before_its_handler(backend: Backend) {
+    let stack = Stack::on(backend, "isolation").await;
     let api = stack.api();
     stack.create_tenants(&["acct_a", "acct_b"], &["prov_a"]).await;
     let (_, customer_a) = new_key(&api, json!({"role": "customer", "account_id": "acct_a"})).await;
@@ -67,7 +68,7 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
 
     let mut checked = 0;
     for route in Api::ROUTES {
-        if route.access == api::Access::Public {
+        if route.access == Access::Public {
             continue;
         }
         // Another tenant's ids: acct_b, prov_b, and acct_b's key.
@@ -81,10 +82,10 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
             ("revoked key", Some(revoked.clone()), &[401]),
         ];
         let (customer_status, provider_status): (&[u16], &[u16]) = match route.access {
-            api::Access::Operator => (&[403], &[403]),
-            api::Access::Account => (&[404], &[403]),
-            api::Access::Provider => (&[403], &[404]),
-            api::Access::Authenticated | api::Access::Public => continue,
+            Access::Operator => (&[403], &[403]),
+            Access::Account => (&[404], &[403]),
+            Access::Provider => (&[403], &[404]),
+            Access::Authenticated | Access::Public => continue,
         };
         callers.push(("customer of acct_a", Some(customer_a.clone()), customer_status));
         callers.push(("provider prov_a", Some(provider_a.clone()), provider_status));
@@ -118,8 +119,8 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
         }
         // Control: the owner (or the operator) gets past the checks into the handler.
         let owner = match route.access {
-            api::Access::Account => customer_a.clone(),
-            api::Access::Provider => provider_a.clone(),
+            Access::Account => customer_a.clone(),
+            Access::Provider => provider_a.clone(),
             _ => meterline_integration_tests::OPERATOR_KEY.to_string(),
         };
         let own_path = path_for(route.path, "acct_a", "prov_a", &victim_id);
@@ -165,3 +166,5 @@ async fn every_route_refuses_every_other_caller_before_its_handler() {
         .await;
     assert_eq!(body_json(&theirs), body_json(&missing));
 }
+
+on_both_backends!(every_route_refuses_every_other_caller_before_its_handler,);

@@ -3,15 +3,16 @@
 //! take effect on the next request.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{api_request, body_json, operator_request, with_key, Stack, OPERATOR_KEY};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, operator_request, with_key, Backend, Stack, OPERATOR_KEY,
+};
 use serde_json::{json, Value};
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
 }
 
-async fn create(api: &api::Api<DynamoUsageStore, SqsUsageQueue>, body: Value) -> Value {
+async fn create(api: &api::Api, body: Value) -> Value {
     let resp = api
         .handle(
             operator_request("POST", "/v1/api-keys", &[], Some(&body.to_string())),
@@ -141,9 +142,8 @@ async fn a_key_is_shown_once_used_rotated_and_revoked() {
     }
 }
 
-#[tokio::test]
-async fn new_keys_are_validated_and_listed_in_pages() {
-    let stack = Stack::create("keylist").await;
+async fn new_keys_are_validated_and_listed_in_pages(backend: Backend) {
+    let stack = Stack::on(backend, "keylist").await;
     let api = stack.api();
     stack
         .create_tenants(&[], &["prov_0", "prov_1", "prov_2", "prov_3", "prov_4"])
@@ -233,3 +233,5 @@ async fn new_keys_are_validated_and_listed_in_pages() {
         .await;
     assert_eq!(resp.status(), 404);
 }
+
+on_both_backends!(new_keys_are_validated_and_listed_in_pages,);

@@ -4,11 +4,12 @@
 
 use api::limits::*;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use meterline_integration_tests::{body_json, operator_request, with_header, Stack};
-use meterline_shared::adapters::aws::{DynamoUsageStore, SqsUsageQueue};
+use meterline_integration_tests::{
+    body_json, on_both_backends, operator_request, with_header, Backend, Stack,
+};
 use serde_json::{json, Value};
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 fn now() -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
@@ -90,9 +91,8 @@ fn dims(n: usize) -> Value {
     Value::Object((0..n).map(|i| (format!("d{i}"), json!("v"))).collect())
 }
 
-#[tokio::test]
-async fn usage_limits() {
-    let stack = Stack::create("limits-usage").await;
+async fn usage_limits(backend: Backend) {
+    let stack = Stack::on(backend, "limits-usage").await;
     let api = stack.api();
     let one = |e: Value| post("/v1/usage", &e.to_string());
 
@@ -272,9 +272,8 @@ async fn usage_limits() {
     .await;
 }
 
-#[tokio::test]
-async fn key_estimate_and_budget_limits() {
-    let stack = Stack::create("limits-billing").await;
+async fn key_estimate_and_budget_limits(backend: Backend) {
+    let stack = Stack::on(backend, "limits-billing").await;
     let api = stack.api();
     let key = |name: &str| json!({"role": "operator", "name": name});
     boundary(
@@ -405,9 +404,8 @@ async fn key_estimate_and_budget_limits() {
     .await;
 }
 
-#[tokio::test]
-async fn account_catalog_and_invoice_limits() {
-    let stack = Stack::create("limits-catalog").await;
+async fn account_catalog_and_invoice_limits(backend: Backend) {
+    let stack = Stack::on(backend, "limits-catalog").await;
     let api = stack.api();
     let mut n = 0;
     // Each accepted account is a new one.
@@ -686,3 +684,9 @@ async fn account_catalog_and_invoice_limits() {
     )
     .await;
 }
+
+on_both_backends!(
+    usage_limits,
+    key_estimate_and_budget_limits,
+    account_catalog_and_invoice_limits,
+);

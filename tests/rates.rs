@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, Stack};
-use meterline_shared::adapters::aws::SqsUsageQueue;
 use meterline_shared::adapters::cached_rates::CachedRates;
 use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate, Outcome};
 use meterline_shared::ports::rates::RateStore;
@@ -31,22 +30,14 @@ fn rate(p: &str, r: &str, as_of: DateTime<Utc>) -> ExchangeRate {
     .unwrap()
 }
 
-fn api_with(
-    stack: &Stack,
-    rates: Arc<dyn RateStore>,
-) -> api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue> {
+fn api_with(stack: &Stack, rates: Arc<dyn RateStore>) -> api::Api {
     stack.api().with_rates(api::rates::RatesApi::new(
         rates,
         stack.rates_config("ApiFunction").max_age,
     ))
 }
 
-async fn get(
-    api: &api::Api<meterline_shared::adapters::aws::DynamoUsageStore, SqsUsageQueue>,
-    path: &str,
-    query: &[(&str, &str)],
-    now: DateTime<Utc>,
-) -> (u16, Value) {
+async fn get(api: &api::Api, path: &str, query: &[(&str, &str)], now: DateTime<Utc>) -> (u16, Value) {
     let resp = api.handle(operator_request("GET", path, query, None), now).await;
     (resp.status().as_u16(), body_json(&resp))
 }

@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{
     api_request, body_json, operator_request, pump, sqs_event, with_key, Stack,
 };
-use meterline_shared::adapters::aws::DynamoUsageStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -28,10 +27,7 @@ fn event(id: &str, account: &str, meter: &str, quantity: &str, at: DateTime<Utc>
 const ACCOUNT: &str = "acct_replay";
 const OTHER: &str = "acct_other";
 
-async fn rejected(
-    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
-    at: DateTime<Utc>,
-) -> Vec<Value> {
+async fn rejected(api: &api::Api, at: DateTime<Utc>) -> Vec<Value> {
     let resp = api
         .handle(
             operator_request(
@@ -62,7 +58,7 @@ async fn fixed_events_replay_once_broken_ones_stay_and_tenants_are_kept_apart() 
     let api = stack.api();
     stack.create_tenants(&[ACCOUNT], &[]).await;
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -224,7 +220,7 @@ async fn an_operator_replays_unknown_account_events_with_a_correction() {
     let stack = Stack::create("replay-unknown").await;
     let api = stack.api();
     let ingestor = Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let t0 = now();

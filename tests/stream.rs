@@ -13,7 +13,7 @@ use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use meterline_integration_tests::{operator_request, pump, with_header, Stack, OPERATOR_KEY};
-use meterline_shared::adapters::aws::{DynamoApiKeyStore, DynamoUsageStore};
+use meterline_shared::adapters::aws::DynamoApiKeyStore;
 use meterline_shared::adapters::config::StreamConfig;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ fn config(stack: &Stack, lifetime_ms: u64) -> StreamConfig {
 }
 
 /// The stream function on this stack, with the template's environment for the rest.
-fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageStore>> {
+fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction> {
     let env = stack.function_env("UsageStreamFunction");
     let from_template = StreamConfig::from_env(&meterline_shared::adapters::config::Env(move |k: &str| {
         env.get(k).cloned()
@@ -54,7 +54,10 @@ fn function(stack: &Stack, lifetime_ms: u64) -> Arc<StreamFunction<DynamoUsageSt
             stack.clients("UsageStreamFunction").dynamodb,
             config.api_keys_table.clone(),
         )),
-        bootstrap: Some(api::bootstrap_record(&OPERATOR_KEY.parse().unwrap(), Utc::now())),
+        bootstrap: Some(meterline_shared::services::authenticate::bootstrap_record(
+            &OPERATOR_KEY.parse().unwrap(),
+            Utc::now(),
+        )),
         config,
     })
 }
@@ -118,7 +121,7 @@ fn function_url_event(method: &str, target: &str, headers: &[(String, String)]) 
 
 /// Serves `function` on a loopback port: one request per connection, the response body written
 /// chunk by chunk (HTTP/1.1 chunked) as the handler produces it.
-async fn serve(function: Arc<StreamFunction<DynamoUsageStore>>) -> SocketAddr {
+async fn serve(function: Arc<StreamFunction>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -268,11 +271,7 @@ fn usage(id: &str, account: &str, gpu: &str, quantity: &str) -> Value {
 }
 
 /// Posts usage to the API and runs the ingestion handler over the queue, as deployed.
-async fn ingest(
-    stack: &Stack,
-    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
-    events: Value,
-) {
+async fn ingest(stack: &Stack, api: &api::Api, events: Value) {
     let resp = api
         .handle(
             operator_request("POST", "/v1/usage", &[], Some(&events.to_string())),
@@ -281,7 +280,7 @@ async fn ingest(
         .await;
     assert_eq!(resp.status(), 202);
     let ingestor = usage_ingest::Ingestor {
-        store: stack.usage_store_of("UsageIngestFunction"),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let queue = stack.resource("UsageQueue");
@@ -289,10 +288,7 @@ async fn ingest(
     assert_eq!(stats.failed, 0);
 }
 
-async fn customer_key(
-    api: &api::Api<DynamoUsageStore, meterline_shared::adapters::aws::SqsUsageQueue>,
-    account: &str,
-) -> String {
+async fn customer_key(api: &api::Api, account: &str) -> String {
     let create = json!({"account_id": account, "currency": "USD"}).to_string();
     let resp = api
         .handle(
@@ -532,8 +528,10 @@ async fn end_to_end_under_watch() {
         std::fs::read_to_string(std::env::var("METERLINE_STACK_JSON").expect("METERLINE_STACK_JSON"))
             .expect("the stack description");
     let stack = Stack {
+        backend: meterline_integration_tests::Backend::Moto,
         description: serde_json::from_str(&stack_json).unwrap(),
         sdk: meterline_shared::adapters::aws::sdk_config().await,
+        memory: None,
     };
     let api_url = format!("{watch}/lambda-url/api");
     let stream_url = format!("{watch}/lambda-url/usage-stream");

@@ -7,7 +7,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{api_request, body_json, operator_request, with_header, with_key, Stack};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore, SqsUsageQueue};
+use meterline_shared::adapters::aws::DynamoBillingStore;
 use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::events::PaymentResult;
 use meterline_shared::domain::billing::{
@@ -20,7 +20,7 @@ use meterline_shared::ports::billing::{BillingStore, CloseCommit};
 use serde_json::{json, Value};
 use usage_ingest::Ingestor;
 
-type Api = api::Api<DynamoUsageStore, SqsUsageQueue>;
+type Api = api::Api;
 
 async fn call(api: &Api, req: lambda_http::Request) -> (u16, Value) {
     let resp = api.handle(req, Utc::now()).await;
@@ -129,7 +129,7 @@ async fn closed_pair(test: &str) -> Pair {
         ev("x0", "acct_x", "1800", anchor + h),
     ];
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: std::sync::Arc::new(stack.usage_store_of("UsageIngestFunction")),
         settings: stack.usage_config().ingest,
     };
     let body = serde_json::to_string(&events).unwrap();
@@ -700,13 +700,17 @@ async fn the_bootstrap_key_is_read_from_secrets_manager_never_from_the_environme
     // As each function reads it at start-up, with its calls recorded.
     for function in ["ApiFunction", "UsageStreamFunction"] {
         let clients = stack.clients(function);
-        let read = api::bootstrap::bootstrap_key(&stack.sdk, clients.recorder.as_ref(), Some(&arn))
-            .await
-            .unwrap();
+        let read = meterline_shared::adapters::aws::bootstrap::bootstrap_key(
+            &stack.sdk,
+            clients.recorder.as_ref(),
+            Some(&arn),
+        )
+        .await
+        .unwrap();
         assert_eq!(read, Some(key.parse().unwrap()), "{function}");
     }
     assert_eq!(
-        api::bootstrap::bootstrap_key(&stack.sdk, None, None)
+        meterline_shared::adapters::aws::bootstrap::bootstrap_key(&stack.sdk, None, None)
             .await
             .unwrap(),
         None
@@ -719,7 +723,7 @@ async fn the_bootstrap_key_is_read_from_secrets_manager_never_from_the_environme
         .await
         .unwrap();
     for id in [format!("{prefix}-bad"), format!("{prefix}-missing")] {
-        let err = api::bootstrap::bootstrap_key(&stack.sdk, None, Some(&id))
+        let err = meterline_shared::adapters::aws::bootstrap::bootstrap_key(&stack.sdk, None, Some(&id))
             .await
             .unwrap_err()
             .to_string();

@@ -110,6 +110,7 @@ pub fn parse_usage(input: &Input, account: &str, provider: &str) -> Result<Vec<U
     }
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: midnight UTC on the first of a month always exists.
 fn month_of(t: DateTime<Utc>) -> Period {
     let start = Utc
         .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
@@ -146,7 +147,8 @@ pub fn run_forecast(args: &ForecastArgs, out: &mut impl Write) -> Result<()> {
     }
     let g = args.granularity;
     let as_of = args.as_of.unwrap_or_else(|| {
-        let last = rows.iter().map(|r| r.window_start).max().expect("rows");
+        // `rows` is not empty (checked above), so it has a latest window.
+        let last = rows.iter().map(|r| r.window_start).max().unwrap_or_default();
         g.window_start(last) + g.length()
     });
     let month = month_of(as_of - chrono::TimeDelta::nanoseconds(1));

@@ -3,6 +3,8 @@
 
 mod forecast;
 mod input;
+#[cfg(feature = "ops")]
+mod ops_cmd;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -44,6 +46,13 @@ enum Command {
     Forecast(forecast::ForecastArgs),
     /// Forecast accuracy on rolling origins against seasonal naive (MASE, interval coverage).
     Backtest(forecast::BacktestArgs),
+    /// Recoveries against a deployed or local stack (docs/operations.md): redrive a dead-letter
+    /// queue, replay rejected events, re-run a close, re-run a rate refresh.
+    #[cfg(feature = "ops")]
+    Ops {
+        #[command(subcommand)]
+        command: ops_cmd::OpsCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +181,12 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             forecast::run_backtest(&args, out)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "ops")]
+        Command::Ops { command } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let ok = runtime.block_on(ops_cmd::run(command, out))?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::GenUsage(args) => {
             let config = GeneratorConfig {
                 seed: args.seed,
@@ -204,6 +219,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
     }
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: the template is a constant indicatif accepts.
 fn progress(len: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -218,12 +234,14 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: midnight UTC on the first of a month always exists.
 fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
         .single()
         .expect("first of a month exists")
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: midnight UTC on the first of a month always exists.
 fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     let (y, m) = if t.month() == 12 {
         (t.year() + 1, 1)

@@ -3,6 +3,9 @@
 //! usage fails `rate` unless `--allow-unpriced`; amounts print with the currency's minor units;
 //! errors never show internal structures. Each test runs the real binary.
 
+// A test file: its helpers fail the test they run in by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p meterline-shared --no-default-features --bench close`
 
+// Benchmarks are test code: a failed setup should stop them loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chrono::{DateTime, Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meterline_shared::domain::billing::{close_period, sample, Cadence, CloseInput, PriorPeriod};

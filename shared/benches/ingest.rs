@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p meterline-shared --no-default-features --bench ingest`
 
+// Benchmarks are test code: a failed setup should stop them loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p meterline-shared --no-default-features --bench rating`
 
+// Benchmarks are test code: a failed setup should stop them loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meterline_shared::domain::meter::Meter;

@@ -8,6 +8,9 @@
 //! - `services/` imports no adapter outside its tests;
 //! - no function's `[dependencies]` enables the `testing` feature (the in-memory adapters).
 
+// Test code: a failed setup should stop the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

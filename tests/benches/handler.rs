@@ -15,8 +15,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let stack = Stack::create("bench").await;
+    let store = std::sync::Arc::new(stack.usage_store());
     let ingestor = Ingestor {
-        store: stack.usage_store(),
+        store: store.clone(),
         settings: stack.usage_config().ingest,
     };
     let now = Utc::now();
@@ -40,7 +41,7 @@ async fn main() {
         assert!(resp.batch_item_failures.is_empty());
     }
     let secs = t0.elapsed().as_secs_f64();
-    let [transactions, cancelled, items, batch_writes] = ingestor.store.stats.snapshot();
+    let [transactions, cancelled, items, batch_writes] = store.stats.snapshot();
     println!(
         "handler: {events_n} events in {secs:.1}s = {:.0} events/s",
         events_n as f64 / secs
@@ -61,7 +62,7 @@ async fn main() {
     for batch in bodies.chunks(10) {
         ingestor.handle(sqs_event(batch), now).await;
     }
-    let [t2, c2, i2, _] = ingestor.store.stats.snapshot();
+    let [t2, c2, i2, _] = store.stats.snapshot();
     println!(
         "handler: replay of all {events_n} events in {:.1}s: {} transactions committed, {} cancelled, {} items written",
         t0.elapsed().as_secs_f64(),

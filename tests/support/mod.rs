@@ -1,14 +1,20 @@
-//! Test support: a fresh stack from the SAM template on the local endpoint per test, real SQS
-//! and API Gateway event shapes, and a local SQS event source mapping.
+//! Test support: a fresh stack per test, either from the SAM template on the local endpoint
+//! ([`Backend::Moto`]) or of the in-memory adapters ([`Backend::Memory`]), real SQS and API
+//! Gateway event shapes, and a local SQS event source mapping.
 //!
-//! The tests need `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
+//! [`on_both_backends!`] runs a test body once on each backend, so a route is tested in memory
+//! and against the local endpoint by the same assertions. The moto tests need
+//! `AWS_ENDPOINT_URL` pointing at moto_server; `scripts/test.sh` starts it.
 //!
 //! A handler under test gets its AWS clients from [`Stack::clients`], which names the function
 //! (its logical id in the template): with `METERLINE_AWS_CALL_LOG` set, as `scripts/test.sh`
 //! sets it, every call those clients make is recorded for that function, and
-//! `scripts/iam_check.py` checks the records against the function's role. The stores without a
-//! function (`usage_store()`, `billing_store()`, `rate_store()`, `ddb()`, `sqs()`) set up and
-//! inspect a stack as a test would, and are not recorded: never give them to a handler.
+//! `scripts/iam_check.py` checks the records against the function's role. The ports and stores
+//! named after a function (`billing_of("CloseWorkerFunction")`, `usage_store_of(...)`, ...) are
+//! opened that way; those without one (`billing()`, `usage()`, `usage_store()`,
+//! `billing_store()`, `rate_store()`, `ddb()`, `sqs()`) set up and inspect a stack as a test
+//! would, and are not recorded: never give them to a handler. In memory, both are the same
+//! adapters.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use meterline_shared::adapters::aws::{
@@ -16,16 +22,94 @@ use meterline_shared::adapters::aws::{
     DynamoRateStore, DynamoUsageStore, EventBridgePublisher, SqsCloseQueue, SqsUsageQueue,
 };
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
+use meterline_shared::adapters::memory::{
+    InMemoryRateStore, MemoryApiKeyStore, MemoryBillingStore, MemoryBudgetStore, MemoryCloseQueue,
+    MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemoryUsageQueue, MemoryUsageStore,
+};
+use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::budgets::BudgetStore;
+use meterline_shared::ports::directory::DirectoryStore;
+use meterline_shared::ports::issued::IssuedInvoices;
+use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::closing::{CloseSettings, Closer};
+use meterline_shared::services::ingest::IngestSettings;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-/// A stack created from `infra/template.yaml` under a unique prefix.
+/// Where a test's stack lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The template's tables and queues on the local endpoint, through the AWS adapters.
+    Moto,
+    /// The in-memory adapters of every port.
+    Memory,
+}
+
+/// Runs each named `async fn(Backend)` test body on both backends, as the tests
+/// `{name}::memory` and `{name}::moto`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name($crate::Backend::Memory).await
+            }
+            #[tokio::test]
+            async fn moto() {
+                super::$name($crate::Backend::Moto).await
+            }
+        }
+    )*};
+}
+
+/// The in-memory adapters of one stack. The directory and the billing routes share the billing
+/// store, as they share the billing table in AWS.
+pub struct Memory {
+    pub usage: Arc<MemoryUsageStore>,
+    pub queue: Arc<MemoryUsageQueue>,
+    pub billing: Arc<MemoryBillingStore>,
+    pub directory: Arc<MemoryDirectory>,
+    pub budgets: Arc<MemoryBudgetStore>,
+    pub rates: Arc<InMemoryRateStore>,
+    pub keys: Arc<MemoryApiKeyStore>,
+    pub idempotency: Arc<MemoryIdempotencyStore>,
+    pub events: Arc<MemoryEventPublisher>,
+    pub close_queue: Arc<MemoryCloseQueue>,
+}
+
+impl Memory {
+    fn new() -> Memory {
+        let billing = Arc::new(MemoryBillingStore::new());
+        Memory {
+            usage: Arc::new(MemoryUsageStore::new()),
+            queue: Arc::new(MemoryUsageQueue::new()),
+            directory: Arc::new(MemoryDirectory::new(billing.clone())),
+            billing,
+            budgets: Arc::new(MemoryBudgetStore::new()),
+            rates: Arc::new(InMemoryRateStore::new()),
+            keys: Arc::new(MemoryApiKeyStore::new()),
+            idempotency: Arc::new(MemoryIdempotencyStore::new()),
+            events: Arc::new(MemoryEventPublisher::new()),
+            close_queue: Arc::new(MemoryCloseQueue::new()),
+        }
+    }
+}
+
+/// A stack: created from `infra/template.yaml` under a unique prefix on the local endpoint, or
+/// in memory.
 pub struct Stack {
+    pub backend: Backend,
+    /// What `scripts/stack.py` created (moto only).
     pub description: Value,
     pub sdk: aws_config::SdkConfig,
+    /// The memory backend's adapters (memory only).
+    pub memory: Option<Memory>,
 }
 
 fn root() -> PathBuf {
@@ -38,6 +122,26 @@ fn root() -> PathBuf {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Stack {
+    /// A fresh stack of `test` on `backend`.
+    pub async fn on(backend: Backend, test: &str) -> Stack {
+        match backend {
+            Backend::Moto => Stack::create(test).await,
+            Backend::Memory => Stack {
+                backend,
+                description: json!({ "prefix": test }),
+                sdk: aws_config::SdkConfig::builder()
+                    .behavior_version(aws_config::BehaviorVersion::latest())
+                    .build(),
+                memory: Some(Memory::new()),
+            },
+        }
+    }
+
+    /// The memory backend's adapters; panics on moto.
+    pub fn mem(&self) -> &Memory {
+        self.memory.as_ref().expect("a memory stack")
+    }
+
     /// Creates the template's tables and queues, named `{test}-{unique}-{LogicalId}`.
     pub async fn create(test: &str) -> Stack {
         assert!(
@@ -63,11 +167,21 @@ impl Stack {
         );
         let description: Value = serde_json::from_slice(&out.stdout).expect("stack.py prints JSON");
         let sdk = meterline_shared::adapters::aws::sdk_config().await;
-        Stack { description, sdk }
+        Stack {
+            backend: Backend::Moto,
+            description,
+            sdk,
+            memory: None,
+        }
     }
 
-    /// A resource's local name (tables) or URL (queues).
+    /// A resource's local name (tables) or URL (queues) (moto only).
     pub fn resource(&self, logical: &str) -> String {
+        assert_eq!(
+            self.backend,
+            Backend::Moto,
+            "{logical} exists on the local endpoint only"
+        );
         self.description["resources"][logical]
             .as_str()
             .unwrap_or_else(|| panic!("no resource {logical}"))
@@ -76,6 +190,11 @@ impl Stack {
 
     /// A function's environment, as the template defines it.
     pub fn function_env(&self, logical: &str) -> HashMap<String, String> {
+        assert_eq!(
+            self.backend,
+            Backend::Moto,
+            "the template's environment is read on moto only"
+        );
         serde_json::from_value(self.description["functions"][logical]["env"].clone()).expect("env map")
     }
 
@@ -109,8 +228,8 @@ impl Stack {
     /// Creates accounts (the sample account, in USD) and providers (10 % fee) that keys may
     /// then name; existing ones are kept.
     pub async fn create_tenants(&self, accounts: &[&str], providers: &[&str]) {
-        use meterline_shared::ports::directory::{DirectoryStore, ProviderDoc, Written};
-        let store = self.billing_store();
+        use meterline_shared::ports::directory::{ProviderDoc, Written};
+        let store = self.directory();
         for id in accounts {
             let account = meterline_shared::domain::billing::sample::account(
                 id,
@@ -141,51 +260,6 @@ impl Stack {
                 }
             }
         }
-    }
-
-    /// Closes every period ended by `now` as the deployed functions would: the scheduler's
-    /// event to `cycle-close`, then the close queue through the worker (10 to a batch, rates from
-    /// an empty store, events to memory). Returns how many closes were queued; the worker must
-    /// fail none.
-    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
-        use meterline_shared::adapters::memory::MemoryEventPublisher;
-        use meterline_shared::services::closing::{CloseSettings, Closer};
-        let queue = self.close_queue_of_cycle_close();
-        let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
-            serde_json::from_value(json!({
-                "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
-                "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
-                "resources": [], "detail": {}
-            }))
-            .expect("a scheduled event");
-        let events = MemoryEventPublisher::new();
-        let s = cycle_close::handle(
-            &self.billing_store_of("CycleCloseFunction"),
-            &queue,
-            &events,
-            &scheduled,
-            now,
-        )
-        .await
-        .expect("cycle-close");
-        let rates = meterline_shared::adapters::memory::InMemoryRateStore::new();
-        let (store, usage) = (
-            self.billing_store_of("CloseWorkerFunction"),
-            self.usage_store_of("CloseWorkerFunction"),
-        );
-        let closer = Closer {
-            billing: &store,
-            usage: &usage,
-            rates: &rates,
-            publisher: &events,
-            settings: CloseSettings::default(),
-        };
-        let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
-            close_worker::handle(&closer, event, now)
-        })
-        .await;
-        assert_eq!(stats.failed, 0, "the worker failed a close");
-        s.enqueued
     }
 
     /// The billing store (and budget store) on this stack's billing table, to set up and
@@ -219,9 +293,10 @@ impl Stack {
     /// The API's estimate and budget routes, wired as the API function wires them.
     pub fn estimates_api(&self) -> api::estimates::EstimatesApi {
         api::estimates::EstimatesApi {
-            billing: self.billing_store_of("ApiFunction"),
-            usage: self.usage_store_of("ApiFunction"),
-            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
+            billing: self.billing_of("ApiFunction"),
+            budgets: self.budgets_of("ApiFunction"),
+            usage: self.usage_of("ApiFunction"),
+            rates: self.rates_of("ApiFunction"),
         }
     }
 
@@ -241,45 +316,268 @@ impl Stack {
 
     /// The API function's handler on this stack, accepting [`OPERATOR_KEY`] as its bootstrap
     /// operator key (as the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret would).
-    pub fn api(&self) -> api::Api<DynamoUsageStore, SqsUsageQueue> {
-        let env = self.function_env("ApiFunction");
-        let config = self.api_config();
-        let clients = self.clients("ApiFunction");
-        api::Api::new(
-            self.usage_store_of("ApiFunction"),
-            SqsUsageQueue::new(clients.sqs, env["USAGE_QUEUE_URL"].clone()),
-            self.usage_config().ingest.time_rules,
-            std::sync::Arc::new(DynamoApiKeyStore::new(
-                clients.dynamodb.clone(),
-                config.api_keys_table,
+    pub fn api(&self) -> api::Api {
+        let api = match &self.memory {
+            Some(m) => api::Api::new(
+                m.usage.clone(),
+                m.queue.clone(),
+                meterline_shared::domain::usage::TimeRules::default(),
+                m.keys.clone(),
+                m.idempotency.clone(),
+            )
+            .with_rates(api::rates::RatesApi::new(
+                m.rates.clone(),
+                api::rates::DEFAULT_MAX_AGE,
             )),
-            std::sync::Arc::new(DynamoIdempotencyStore::new(
-                clients.dynamodb,
-                config.idempotency_table,
-            )),
-        )
-        .with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
-        .with_granularities(self.usage_config().ingest.granularities)
-        .with_rates(api::rates::RatesApi::new(
-            std::sync::Arc::new(self.rate_store_of("ApiFunction")),
-            self.rates_config("ApiFunction").max_age,
-        ))
-        .with_estimates(self.estimates_api())
-        .with_billing(self.billing_api())
+            None => {
+                let env = self.function_env("ApiFunction");
+                let config = self.api_config();
+                let clients = self.clients("ApiFunction");
+                api::Api::new(
+                    Arc::new(self.usage_store_of("ApiFunction")),
+                    Arc::new(SqsUsageQueue::new(clients.sqs, env["USAGE_QUEUE_URL"].clone())),
+                    self.usage_config().ingest.time_rules,
+                    Arc::new(DynamoApiKeyStore::new(
+                        clients.dynamodb.clone(),
+                        config.api_keys_table,
+                    )),
+                    Arc::new(DynamoIdempotencyStore::new(
+                        clients.dynamodb,
+                        config.idempotency_table,
+                    )),
+                )
+                .with_granularities(self.usage_config().ingest.granularities)
+                .with_rates(api::rates::RatesApi::new(
+                    self.rates_of("ApiFunction"),
+                    self.rates_config("ApiFunction").max_age,
+                ))
+            }
+        };
+        api.with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
+            .with_estimates(self.estimates_api())
+            .with_billing(self.billing_api())
     }
 
-    /// The billing routes' dependencies on this stack (events on the API function's bus).
+    /// The billing routes' dependencies on this stack (events on the API function's bus, or
+    /// the memory publisher).
     pub fn billing_api(&self) -> api::billing::BillingApi {
-        let bus = self.function_env("ApiFunction")["EVENT_BUS_NAME"].clone();
-        self.billing_api_on_bus(&bus)
+        match &self.memory {
+            Some(m) => api::billing::BillingApi {
+                billing: m.billing.clone(),
+                directory: m.directory.clone(),
+                issued: m.billing.clone(),
+                rates: m.rates.clone(),
+                events: m.events.clone(),
+            },
+            None => {
+                let bus = self.function_env("ApiFunction")["EVENT_BUS_NAME"].clone();
+                self.billing_api_on_bus(&bus)
+            }
+        }
     }
 
-    /// The billing routes' dependencies, publishing their events on `bus`.
+    /// The billing routes' dependencies, publishing their events on `bus` (moto only).
     pub fn billing_api_on_bus(&self, bus: &str) -> api::billing::BillingApi {
+        let store = Arc::new(self.billing_store_of("ApiFunction"));
         api::billing::BillingApi {
-            store: self.billing_store_of("ApiFunction"),
-            rates: std::sync::Arc::new(self.rate_store_of("ApiFunction")),
-            events: self.publisher_of("ApiFunction", bus),
+            billing: store.clone(),
+            directory: store.clone(),
+            issued: store,
+            rates: self.rates_of("ApiFunction"),
+            events: Arc::new(self.publisher_of("ApiFunction", bus)),
+        }
+    }
+
+    /// The billing port as `function` opens it (recorded), or the memory one.
+    pub fn billing_of(&self, function: &str) -> Arc<dyn BillingStore> {
+        match &self.memory {
+            Some(m) => m.billing.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The budget port as `function` opens it (recorded), or the memory one.
+    pub fn budgets_of(&self, function: &str) -> Arc<dyn BudgetStore> {
+        match &self.memory {
+            Some(m) => m.budgets.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The usage port as `function` opens it (recorded), or the memory one.
+    pub fn usage_of(&self, function: &str) -> Arc<dyn UsageStore> {
+        match &self.memory {
+            Some(m) => m.usage.clone(),
+            None => Arc::new(self.usage_store_of(function)),
+        }
+    }
+
+    /// The rate port as `function` opens it (recorded), or the memory one.
+    pub fn rates_of(&self, function: &str) -> Arc<dyn RateStore> {
+        match &self.memory {
+            Some(m) => m.rates.clone(),
+            None => Arc::new(self.rate_store_of(function)),
+        }
+    }
+
+    /// The billing port of this stack, to set up and inspect (not recorded).
+    pub fn billing(&self) -> Arc<dyn BillingStore> {
+        match &self.memory {
+            Some(m) => m.billing.clone(),
+            None => Arc::new(self.billing_store()),
+        }
+    }
+
+    /// The issued-invoices port of this stack, to set up and inspect (not recorded).
+    pub fn issued(&self) -> Arc<dyn IssuedInvoices> {
+        match &self.memory {
+            Some(m) => m.billing.clone(),
+            None => Arc::new(self.billing_store()),
+        }
+    }
+
+    /// The directory port of this stack, to set up and inspect (not recorded).
+    pub fn directory(&self) -> Arc<dyn DirectoryStore> {
+        match &self.memory {
+            Some(m) => m.directory.clone(),
+            None => Arc::new(self.billing_store()),
+        }
+    }
+
+    /// The budget port of this stack, to set up and inspect (not recorded).
+    pub fn budgets(&self) -> Arc<dyn BudgetStore> {
+        match &self.memory {
+            Some(m) => m.budgets.clone(),
+            None => Arc::new(self.billing_store()),
+        }
+    }
+
+    /// The usage port of this stack, to set up and inspect (not recorded).
+    pub fn usage(&self) -> Arc<dyn UsageStore> {
+        match &self.memory {
+            Some(m) => m.usage.clone(),
+            None => Arc::new(self.usage_store()),
+        }
+    }
+
+    /// The rate port of this stack, to set up and inspect (not recorded).
+    pub fn rates(&self) -> Arc<dyn RateStore> {
+        match &self.memory {
+            Some(m) => m.rates.clone(),
+            None => Arc::new(self.rate_store()),
+        }
+    }
+
+    /// A provider's statement entries for periods ending in `[from, to)`, oldest first, as
+    /// (invoice id, statement), through the issued-invoices port.
+    pub async fn provider_statements(
+        &self,
+        provider_id: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(String, meterline_shared::domain::billing::ProviderStatement)> {
+        let issued = self.issued();
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = issued
+                .list_statements(provider_id, from, to, after.as_deref(), 100)
+                .await
+                .expect("statements");
+            out.extend(page.items.into_iter().map(|e| (e.invoice_id, e.statement)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    /// How this stack's ingestion validates and aggregates.
+    pub fn ingest_settings(&self) -> IngestSettings {
+        match self.backend {
+            Backend::Memory => IngestSettings::default(),
+            Backend::Moto => self.usage_config().ingest,
+        }
+    }
+
+    /// The ingestion function's handler on this stack.
+    pub fn ingestor(&self) -> usage_ingest::Ingestor {
+        usage_ingest::Ingestor {
+            store: self.usage_of("UsageIngestFunction"),
+            settings: self.ingest_settings(),
+        }
+    }
+
+    /// Closes every period due at `now` the way AWS does: the `cycle-close` handler queues the
+    /// requests (SQS, or the memory close queue), the `close-worker` handler consumes them in
+    /// batches of 10 (rates from an empty store, events to memory). On moto each handler has
+    /// its function's recorded clients. Returns how many were queued; the worker must fail none.
+    pub async fn close_due(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        let scheduled: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
+            serde_json::from_value(json!({
+                "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "123456789012", "time": now.to_rfc3339(), "region": "us-east-1",
+                "resources": [], "detail": {}
+            }))
+            .expect("a scheduled event");
+        let events = MemoryEventPublisher::new();
+        let rates = InMemoryRateStore::new();
+        let (billing, usage) = (
+            self.billing_of("CloseWorkerFunction"),
+            self.usage_of("CloseWorkerFunction"),
+        );
+        let closer = Closer {
+            billing: billing.as_ref(),
+            usage: usage.as_ref(),
+            rates: &rates,
+            publisher: &events,
+            settings: CloseSettings::default(),
+        };
+        let scheduler = self.billing_of("CycleCloseFunction");
+        match &self.memory {
+            Some(m) => {
+                let s = cycle_close::handle(
+                    scheduler.as_ref(),
+                    m.close_queue.as_ref(),
+                    &events,
+                    &scheduled,
+                    now,
+                )
+                .await
+                .expect("cycle-close");
+                let mut n = 0;
+                loop {
+                    let batch = m.close_queue.take(10);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let messages: Vec<(String, String)> = batch
+                        .iter()
+                        .map(|r| {
+                            n += 1;
+                            (
+                                format!("m{n}"),
+                                serde_json::to_string(r).expect("a close request"),
+                            )
+                        })
+                        .collect();
+                    let resp = close_worker::handle(&closer, sqs_event(&messages), now).await;
+                    assert!(resp.batch_item_failures.is_empty(), "a close failed");
+                }
+                s.enqueued
+            }
+            None => {
+                let queue = self.close_queue_of_cycle_close();
+                let s = cycle_close::handle(scheduler.as_ref(), &queue, &events, &scheduled, now)
+                    .await
+                    .expect("cycle-close");
+                let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
+                    close_worker::handle(&closer, event, now)
+                })
+                .await;
+                assert_eq!(stats.failed, 0, "a close failed");
+                s.enqueued
+            }
         }
     }
 
@@ -585,4 +883,48 @@ pub fn body_json(resp: &lambda_http::Response<lambda_http::Body>) -> Value {
         lambda_http::Body::Binary(b) => serde_json::from_slice(b).expect("JSON body"),
         _ => Value::Null,
     }
+}
+
+/// What the functions log, captured: install with [`capture_logs`], read with [`Logs::lines`].
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Every line logged so far, each parsed as JSON (a line that is not JSON fails the test).
+    pub fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().expect("log buffer").clone()).expect("UTF-8 logs");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The EMF lines (those with an `_aws` member).
+    pub fn metric_lines(&self) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.get("_aws").is_some())
+            .collect()
+    }
+}
+
+/// Installs the functions' log subscriber (`meterline_shared::telemetry`) on this thread, writing
+/// into the returned buffer, until the guard is dropped. Use in `#[tokio::test]`s (one thread).
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let guard = tracing::subscriber::set_default(meterline_shared::adapters::telemetry::subscriber(
+        move || w.clone(),
+        "info",
+    ));
+    (guard, logs)
 }

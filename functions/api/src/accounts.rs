@@ -30,9 +30,7 @@ use meterline_shared::domain::billing::{
 use meterline_shared::domain::fx::CurrencyPair;
 use meterline_shared::domain::pricing::Catalog;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::ports::directory::{DirectoryStore, Written};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::directory::Written;
 use serde_json::{json, Value};
 
 /// Page size when `limit` is absent, and its maximum.
@@ -129,10 +127,10 @@ pub(crate) fn subscription_json(s: &BillingSubscription) -> Value {
     v
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     async fn subscriber_account(&self, account_id: &str) -> Result<Account, Problem> {
         let api = self.billing_api()?;
-        api.store
+        api.billing
             .account(account_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -143,7 +141,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let account = c.body::<NewAccount>()?.validate("body", NewAccount::validate)?;
         let api = self.billing_api()?;
         match api
-            .store
+            .directory
             .create_account(&account)
             .await
             .map_err(|e| store_problem(&e))?
@@ -161,12 +159,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
         let page = api
-            .store
+            .directory
             .account_ids(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
         let data: Vec<Value> = api
-            .store
+            .directory
             .accounts(&page.items)
             .await
             .map_err(|e| store_problem(&e))?
@@ -207,14 +205,18 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         };
         for _ in 0..3 {
             let account = self.subscriber_account(&id).await?;
-            let has_invoices = api.store.has_invoices(&id).await.map_err(|e| store_problem(&e))?;
+            let has_invoices = api
+                .directory
+                .has_invoices(&id)
+                .await
+                .map_err(|e| store_problem(&e))?;
             let updated = crate::request::combine::<AccountUpdate, _>(
                 "body",
                 errors.clone(),
                 update.apply(&account, has_invoices),
             )?;
             match api
-                .store
+                .directory
                 .update_account(&updated)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -240,7 +242,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         let version = version.map(|v| v.0 as u32);
         let doc = api
-            .store
+            .directory
             .plan(&plan_id.0, version)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -296,7 +298,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         });
         let api = self.billing_api()?;
         match api
-            .store
+            .directory
             .create_subscription(&sub)
             .await
             .map_err(|e| store_problem(&e))?
@@ -317,7 +319,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         self.subscriber_account(&account_id).await?;
         let mut subs = api
-            .store
+            .billing
             .account_subscriptions(&account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -334,7 +336,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let sub_id: RefId = c.path("subscription_id")?;
         let sub_id = sub_id.0.as_str();
         let api = self.billing_api()?;
-        api.store
+        api.billing
             .subscription(&account_id.0, sub_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -349,7 +351,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     async fn store_changed_subscription(&self, sub: &BillingSubscription) -> Result<(), Problem> {
         match self
             .billing_api()?
-            .store
+            .directory
             .replace_subscription(sub)
             .await
             .map_err(|e| store_problem(&e))?
@@ -421,7 +423,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         now: DateTime<Utc>,
     ) -> Result<Value, Problem> {
         let api = self.billing_api()?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let catalog = Catalog::new(data.books.clone()).map_err(|e| {
             Problem::new(
                 500,

@@ -24,9 +24,7 @@ use meterline_shared::domain::pricing::{validate_books, Owner, PriceBook, Valida
 use meterline_shared::domain::pricing::{CatalogData, UpfrontPayout};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::ports::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::directory::{PlanDoc, ProviderDoc, Written};
 use serde_json::{json, Value};
 
 /// The catalog is one DynamoDB item (at most 400 KB): writes that would make its document
@@ -206,7 +204,7 @@ fn list(data: Vec<Value>, next: Option<String>) -> Outcome {
     ))
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     pub(crate) async fn create_provider(&self, c: &Ctx) -> Outcome {
         let body = c.body_ok::<NewProvider>()?;
         let api = self.billing_api()?;
@@ -219,7 +217,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             upfront_payout: body.upfront_payout.map(|p| p.0).unwrap_or_default(),
         };
         if api
-            .store
+            .directory
             .provider(&doc.provider_id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -232,13 +230,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             ));
         }
         let (mut data, rev) = api
-            .store
+            .directory
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
         provider_settings(&mut data, &doc);
         match api
-            .store
+            .directory
             .create_provider(&doc, &data, rev)
             .await
             .map_err(|e| store_problem(&e))?
@@ -253,7 +251,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let id = id.0;
         let api = self.billing_api()?;
         let doc = api
-            .store
+            .directory
             .provider(&id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -265,7 +263,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
         let page = api
-            .store
+            .directory
             .providers(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -295,7 +293,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let api = self.billing_api()?;
         for _ in 0..3 {
             let current = api
-                .store
+                .directory
                 .provider(&id)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -315,13 +313,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             }
             doc.updated_at = Some(c.now);
             let (mut data, rev) = api
-                .store
+                .directory
                 .catalog_revision()
                 .await
                 .map_err(|e| store_problem(&e))?;
             provider_settings(&mut data, &doc);
             match api
-                .store
+                .directory
                 .update_provider(&doc, &data, rev)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -339,7 +337,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             .validate("body", NewPriceBook::validate)?;
         let api = self.billing_api()?;
         let (data, rev) = api
-            .store
+            .directory
             .catalog_revision()
             .await
             .map_err(|e| store_problem(&e))?;
@@ -356,7 +354,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             ));
         }
         match api
-            .store
+            .directory
             .replace_catalog(&next, rev)
             .await
             .map_err(|e| store_problem(&e))?
@@ -369,7 +367,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
     pub(crate) async fn list_price_books(&self, c: &Ctx) -> Outcome {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let (page, next) = page_of(latest_versions(&data), |b| b.id.clone(), after.as_deref(), limit);
         list(page.into_iter().map(book_json).collect(), next)
     }
@@ -379,7 +377,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let id = id.0;
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let mut versions: Vec<&PriceBook> = data.books.iter().filter(|b| b.id == id).collect();
         if versions.is_empty() {
             return Err(Problem::not_found(format!("no price book {id}")));
@@ -400,7 +398,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let version: Version = c.path("version")?;
         let version = version.0 as u32;
         let api = self.billing_api()?;
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         data.books
             .iter()
             .find(|b| b.id == id && b.version == version)
@@ -414,7 +412,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
         if api
-            .store
+            .directory
             .provider(&provider)
             .await
             .map_err(|e| store_problem(&e))?
@@ -422,7 +420,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         {
             return Err(Problem::not_found(format!("no provider {provider}")));
         }
-        let data = api.store.catalog().await.map_err(|e| store_problem(&e))?;
+        let data = api.billing.catalog().await.map_err(|e| store_problem(&e))?;
         let mut books: Vec<&PriceBook> = data
             .books
             .iter()
@@ -442,7 +440,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (plan_id, plan, version) = c.body::<NewPlan>()?.validate("body", NewPlan::validate)?;
         let api = self.billing_api()?;
         let latest = api
-            .store
+            .directory
             .plan(&plan_id, None)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -466,7 +464,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             created_at: c.now,
         };
         match api
-            .store
+            .directory
             .put_plan_version(&doc)
             .await
             .map_err(|e| store_problem(&e))?
@@ -484,7 +482,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
         let page = api
-            .store
+            .directory
             .plans(after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -500,7 +498,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let version = c.query_ok::<PlanQuery>()?.version.map(|v| v.0 as u32);
         let api = self.billing_api()?;
         let doc = api
-            .store
+            .directory
             .plan(&id, version)
             .await
             .map_err(|e| store_problem(&e))?
@@ -514,7 +512,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let (limit, after) = c.query_ok::<CatalogList>()?.page()?;
         let api = self.billing_api()?;
         let versions = api
-            .store
+            .directory
             .plan_versions(&id)
             .await
             .map_err(|e| store_problem(&e))?;

@@ -18,13 +18,14 @@ use crate::routes::{Ctx, Outcome};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use meterline_shared::adapters::aws::{DynamoBillingStore, DynamoUsageStore};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
 use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, QuoteContext, QuoteError};
 use meterline_shared::domain::fx::CurrencyPair;
+use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::account_estimate::{AccountEstimator, EstimateFailure};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -40,8 +41,10 @@ pub const MAX_BUDGETS: usize = 20;
 
 /// The estimate routes' dependencies. Budgets live in the billing table.
 pub struct EstimatesApi {
-    pub billing: DynamoBillingStore,
-    pub usage: DynamoUsageStore,
+    pub billing: Arc<dyn BillingStore>,
+    /// Budgets (in AWS, the billing table again).
+    pub budgets: Arc<dyn BudgetStore>,
+    pub usage: Arc<dyn UsageStore>,
     /// For quotes of accounts billed in another currency than the books'.
     pub rates: Arc<dyn RateStore>,
 }
@@ -69,10 +72,10 @@ fn budget_json(b: &Budget) -> Value {
 }
 
 impl EstimatesApi {
-    fn estimator(&self) -> AccountEstimator<'_, DynamoBillingStore, DynamoUsageStore> {
+    fn estimator(&self) -> AccountEstimator<'_> {
         AccountEstimator {
-            billing: &self.billing,
-            usage: &self.usage,
+            billing: self.billing.as_ref(),
+            usage: self.usage.as_ref(),
         }
     }
 
@@ -180,7 +183,6 @@ impl EstimatesApi {
     }
 
     async fn require_account(&self, account_id: &str) -> Result<(), Problem> {
-        use meterline_shared::ports::billing::BillingStore;
         match self.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
@@ -191,7 +193,7 @@ impl EstimatesApi {
     async fn list_budgets(&self, account_id: &str) -> Result<Response<Body>, Problem> {
         self.require_account(account_id).await?;
         let list = self
-            .billing
+            .budgets
             .budgets(account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -205,7 +207,7 @@ impl EstimatesApi {
         let account_id = budget.account_id.as_str();
         self.require_account(account_id).await?;
         let existing = self
-            .billing
+            .budgets
             .budgets(account_id)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -232,7 +234,7 @@ impl EstimatesApi {
                 format!("an account has at most {MAX_BUDGETS} budgets"),
             ));
         }
-        self.billing
+        self.budgets
             .put_budget(&budget)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -245,7 +247,7 @@ impl EstimatesApi {
     }
 
     async fn get_budget(&self, account_id: &str, budget_id: &str) -> Result<Response<Body>, Problem> {
-        match self.billing.budget(account_id, budget_id).await {
+        match self.budgets.budget(account_id, budget_id).await {
             Ok(Some(b)) => Ok(json_response(StatusCode::OK, budget_json(&b))),
             Ok(None) => Err(Problem::not_found(format!("no budget {budget_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -253,7 +255,7 @@ impl EstimatesApi {
     }
 
     async fn delete_budget(&self, account_id: &str, budget_id: &str) -> Result<Response<Body>, Problem> {
-        match self.billing.delete_budget(account_id, budget_id).await {
+        match self.budgets.delete_budget(account_id, budget_id).await {
             Ok(true) => Ok(Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(Body::Empty)
@@ -264,11 +266,7 @@ impl EstimatesApi {
     }
 }
 
-impl<
-        S: meterline_shared::ports::usage::UsageStore + 'static,
-        Q: meterline_shared::ports::usage::UsageQueue + 'static,
-    > crate::Api<S, Q>
-{
+impl crate::Api {
     fn estimates_api(&self) -> Result<&EstimatesApi, Problem> {
         self.estimates.as_ref().ok_or_else(|| {
             Problem::new(

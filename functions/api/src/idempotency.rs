@@ -8,7 +8,6 @@ use meterline_shared::domain::access::idempotency::{
     self as rules, check_key, decide, fingerprint, scoped_key, Decision, StoredResponse, HEADER,
 };
 use meterline_shared::ports::idempotency::Claim;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 
 /// How often a waiting retry looks again.
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -58,7 +57,7 @@ fn stored(resp: &Response<Body>) -> StoredResponse {
     }
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     /// Runs `route` at most once per (caller, key, request): see
     /// `meterline_shared::domain::access::idempotency`.
     pub(crate) async fn idempotent(

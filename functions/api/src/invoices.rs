@@ -28,9 +28,8 @@ use meterline_shared::domain::billing::ledger::{
 use meterline_shared::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutcome};
-use meterline_shared::ports::issued::{CreditNoteOutcome, IssuedInvoices, StatementEntry};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::ports::billing::PaymentOutcome;
+use meterline_shared::ports::issued::{CreditNoteOutcome, StatementEntry};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,8 +49,11 @@ const ATTEMPTS: usize = 3;
 /// `%23` (a bare `#` would end the path).
 pub(crate) fn credit_note_param(raw: &str) -> Result<String, Problem> {
     let id = raw.to_string();
+    // Each part is an id (the invoice's, or the key it was issued with): no longer than an
+    // invoice id.
     let part_ok = |p: &str| {
         !p.is_empty()
+            && p.len() <= MAX_INVOICE_ID_LEN
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.:~".contains(&b))
     };
@@ -199,7 +201,7 @@ fn credit_note_events(note: &CreditNoteDoc, paid: Option<&Invoice>) -> Vec<Billi
     out
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     /// Publishes the events of a change already written. A failure is a 503, so the client
     /// retries; the retry finds the change made and publishes the same events (same ids) again:
     /// at least once, never lost.
@@ -221,7 +223,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     async fn existing_invoice(&self, account_id: &str, invoice_id: &str) -> Result<Invoice, Problem> {
         let b = self.billing_api()?;
-        match b.store.invoice(account_id, invoice_id).await {
+        match b.billing.invoice(account_id, invoice_id).await {
             Ok(Some(inv)) => Ok(inv),
             Ok(None) => Err(Problem::not_found(format!("no invoice {invoice_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -230,7 +232,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
 
     async fn existing_account(&self, account_id: &str) -> Result<(), Problem> {
         let b = self.billing_api()?;
-        match b.store.account(account_id).await {
+        match b.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -254,7 +256,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let b = self.billing_api()?;
         self.existing_account(&account).await?;
         let page = b
-            .store
+            .issued
             .list_invoices(&account, &filter, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -287,7 +289,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         };
         let b = self.billing_api()?;
         let page = b
-            .store
+            .issued
             .list_all_invoices(from, to, &filter, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -318,12 +320,12 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 return Ok(json_response(StatusCode::OK, invoice_json(&inv, true, true)));
             }
             let paid = b
-                .store
+                .issued
                 .payments_applied(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
             let credited = b
-                .store
+                .issued
                 .credited(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -331,7 +333,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 VoidError::Illegal(t) => conflict(t.to_string()),
                 other => conflict(other.to_string()),
             })?;
-            if b.store.void_invoice(&inv).await.map_err(|e| store_problem(&e))? {
+            if b.issued.void_invoice(&inv).await.map_err(|e| store_problem(&e))? {
                 let voided = self.existing_invoice(&account, &id).await?;
                 self.publish(&[voided_event(&voided)]).await?;
                 return Ok(json_response(StatusCode::OK, invoice_json(&voided, true, true)));
@@ -350,7 +352,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         for _ in 0..ATTEMPTS {
             let inv = self.existing_invoice(&account, &id).await?;
             let recorded = b
-                .store
+                .issued
                 .payment_recorded(&account, &event_id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -400,7 +402,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 at: c.now,
                 reason: Some("marked paid out of band".into()),
             };
-            match b.store.record_payment(&result, true).await {
+            match b.billing.record_payment(&result, true).await {
                 Ok(outcome) => {
                     let after = self.existing_invoice(&account, &id).await?;
                     if after.status == InvoiceStatus::Paid {
@@ -443,7 +445,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
             None => self.existing_account(&account).await?,
         }
         let page = b
-            .store
+            .issued
             .list_credit_notes(&account, invoice.as_deref(), after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -457,7 +459,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let account = account.0;
         let id = credit_note_param(c.param("credit_note_id"))?;
         let b = self.billing_api()?;
-        match b.store.credit_note(&account, &id).await {
+        match b.issued.credit_note(&account, &id).await {
             Ok(Some(n)) => Ok(json_response(StatusCode::OK, credit_note_json(&n))),
             Ok(None) => Err(Problem::not_found(format!("no credit note {id}"))),
             Err(e) => Err(store_problem(&e)),
@@ -492,13 +494,13 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         for _ in 0..ATTEMPTS {
             // The invoice and its `credited` first, then the notes: a note issued in between
             // changes `credited`, and the write's condition fails.
-            let (inv, manual) = match b.store.invoice_for_credit(&account, &id).await {
+            let (inv, manual) = match b.issued.invoice_for_credit(&account, &id).await {
                 Ok(Some(found)) => found,
                 Ok(None) => return Err(Problem::not_found(format!("no invoice {id}"))),
                 Err(e) => return Err(store_problem(&e)),
             };
             if let Some(existing) = b
-                .store
+                .issued
                 .credit_note(&account, &note_id)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -509,7 +511,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 return Ok(json_response(StatusCode::OK, credit_note_json(&existing)));
             }
             let credited = b
-                .store
+                .issued
                 .credited(&account, &id)
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -525,7 +527,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                     }
                 })?;
             match b
-                .store
+                .issued
                 .issue_credit_note(&inv, manual, &effect)
                 .await
                 .map_err(|e| store_problem(&e))?
@@ -558,7 +560,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let after = cursor_param(cursor.as_ref(), "STMT#")?;
         let b = self.billing_api()?;
         let page = b
-            .store
+            .issued
             .list_statements(&provider, from, to, after.as_deref(), limit)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -582,7 +584,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
                 )
             })?;
         let b = self.billing_api()?;
-        match b.store.statement_entry_of(&provider, end, &invoice).await {
+        match b.issued.statement_entry_of(&provider, end, &invoice).await {
             Ok(Some(e)) => Ok(json_response(StatusCode::OK, statement_json(&e, is_operator(c)))),
             Ok(None) => Err(Problem::not_found(format!("no statement {raw}"))),
             Err(e) => Err(store_problem(&e)),
@@ -597,7 +599,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
         let csv = wants_csv(c, format);
         let b = self.billing_api()?;
         let invoices = b
-            .store
+            .issued
             .invoices_issued(from, to)
             .await
             .map_err(|e| store_problem(&e))?;
@@ -654,13 +656,17 @@ mod tests {
         );
         assert!(credit_note_param("credit-note#inv_1#evt_7").is_ok());
         assert!(credit_note_param("credit-note#inv_a~s_20261124T130000Z#inv_a~s_20261125T130000Z").is_ok());
+        // The longest: two of the longest invoice ids (a reservation's upfront) after the prefix.
+        let part = "x".repeat(MAX_INVOICE_ID_LEN);
+        assert!(credit_note_param(&format!("credit-note#{part}#{part}")).is_ok());
         for bad in [
             "",
             "credit-note##x",
             "credit-note%23x",
             "a/b",
             "credit note",
-            &"x".repeat(900),
+            &format!("credit-note#{part}x#{part}"),
+            &format!("credit-note#{part}#{part}x"),
         ] {
             let p = credit_note_param(bad).unwrap_err();
             assert_eq!(p.errors[0].field, "credit_note_id", "{bad}");

@@ -10,10 +10,7 @@ use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::{is_valid_key_id, ApiKeyRecord, KeyMaterial};
 use meterline_shared::domain::usage::FieldError;
-use meterline_shared::ports::billing::BillingStore;
-use meterline_shared::ports::directory::DirectoryStore;
 use meterline_shared::ports::keys::KeyChange;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
 use serde_json::{json, Value};
 
@@ -76,7 +73,7 @@ fn key_id(c: &Ctx) -> Result<&str, Problem> {
     }
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     /// A fresh key (its id distinct from the bootstrap key's).
     fn generate(&self) -> KeyMaterial {
         loop {
@@ -96,20 +93,23 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             ])
         };
         if let Some(id) = &new.account_id {
-            let store = &self.billing_api()?.store;
-            let found = BillingStore::account(store, id).await;
+            let found = self.billing_api()?.billing.account(id).await;
             if found.map_err(|e| store_problem(&e))?.is_none() {
                 return Err(missing("account_id", id));
             }
         }
         if let Some(id) = &new.provider_id {
-            let store = &self.billing_api()?.store;
+            let billing = self.billing_api()?;
             // A provider exists once created (`POST /v1/providers`) or given a fee in the catalog.
-            let found = DirectoryStore::provider(store, id)
+            let found = billing
+                .directory
+                .provider(id)
                 .await
                 .map_err(|e| store_problem(&e))?
                 .is_some()
-                || BillingStore::catalog(store)
+                || billing
+                    .billing
+                    .catalog()
                     .await
                     .map_err(|e| store_problem(&e))?
                     .fees

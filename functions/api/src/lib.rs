@@ -11,7 +11,6 @@
 
 pub mod accounts;
 pub mod billing;
-pub mod bootstrap;
 pub mod catalog;
 pub mod estimates;
 mod idempotency;
@@ -24,26 +23,25 @@ mod replay;
 pub mod request;
 mod responses;
 pub mod routes;
-pub mod stream;
 mod usage;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+pub(crate) use meterline_shared::adapters::http::problem::store_problem;
 use meterline_shared::adapters::http::problem::{self, Problem};
-use meterline_shared::domain::access::keys::{
-    ApiKeyRecord, KeyHash, PresentedKey, Principal, Role, RANDOM_BYTES,
-};
-use meterline_shared::domain::usage::event::is_valid_ref_id;
+use meterline_shared::adapters::http::routes::{self as access, Access, WWW_AUTHENTICATE};
+use meterline_shared::adapters::http::stream;
+use meterline_shared::domain::access::keys::{ApiKeyRecord, PresentedKey, Principal, RANDOM_BYTES};
 use meterline_shared::domain::usage::TimeRules;
 use meterline_shared::ports::idempotency::IdempotencyStore;
 use meterline_shared::ports::keys::ApiKeyStore;
 use meterline_shared::ports::usage::{UsageQueue, UsageStore};
-use meterline_shared::ports::StoreError;
+use meterline_shared::services::authenticate::{authenticate, bootstrap_record};
 use request as r;
 use request::{NoBody, NoQuery};
-pub use routes::{Access, Ctx, Outcome, Params, Route, Shape};
+pub use routes::{Ctx, Outcome, Route, Shape};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -54,9 +52,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The API's dependencies.
-pub struct Api<S, Q> {
-    pub store: S,
-    pub queue: Q,
+pub struct Api {
+    pub store: Arc<dyn UsageStore>,
+    pub queue: Arc<dyn UsageQueue>,
     pub time_rules: TimeRules,
     /// The aggregation windows ingestion keeps (`AGGREGATE_GRANULARITIES`).
     pub granularities: Vec<meterline_shared::domain::usage::Granularity>,
@@ -73,6 +71,8 @@ pub struct Api<S, Q> {
     /// The billing routes' store (503 on those routes when absent).
     pub billing: Option<billing::BillingApi>,
     handler_calls: AtomicU64,
+    /// The served OpenAPI document, built on the first request for it.
+    document: std::sync::OnceLock<String>,
 }
 
 /// OS random bytes.
@@ -80,23 +80,6 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the OS random number generator works");
     b
-}
-
-/// The stored form of a bootstrap operator key: hashed with a fresh salt, never written
-/// anywhere.
-pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord {
-    let salt: [u8; 16] = random();
-    ApiKeyRecord {
-        id: key.prefix.clone(),
-        role: Role::Operator,
-        account_id: None,
-        provider_id: None,
-        name: Some("bootstrap operator key (BOOTSTRAP_OPERATOR_KEY_SECRET)".into()),
-        hash: KeyHash::new(key, &salt),
-        created_at: now,
-        revoked_at: None,
-        replaced_by: None,
-    }
 }
 
 /// Random bytes for a new key.
@@ -125,18 +108,15 @@ pub(crate) fn body_too_large(len: usize, max: usize) -> Problem {
     )])
 }
 
-fn unauthorized(detail: &str) -> Response<Body> {
-    let mut p = Problem::new(401, "unauthorized", "Unauthorized", detail);
-    p.errors.push(meterline_shared::domain::usage::FieldError::new(
-        "Authorization",
-        "invalid",
-        "must be `Bearer <API key>` with a valid, unrevoked key",
-    ));
-    let mut resp = problem_response(&p);
-    resp.headers_mut().insert(
-        "www-authenticate",
-        lambda_http::http::HeaderValue::from_static("Bearer realm=\"meterline\""),
-    );
+/// The response of a refused authentication: the 401 with `WWW-Authenticate`, or the 503.
+fn auth_failure(p: &Problem) -> Response<Body> {
+    let mut resp = problem_response(p);
+    if p.status == 401 {
+        resp.headers_mut().insert(
+            "www-authenticate",
+            lambda_http::http::HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+    }
     resp
 }
 
@@ -165,36 +145,12 @@ pub fn problem_response(p: &Problem) -> Response<Body> {
         .expect("valid response")
 }
 
-pub(crate) fn store_problem(e: &StoreError) -> Problem {
-    tracing::error!(error = %e, "storage failure");
-    Problem::new(
-        503,
-        "unavailable",
-        "Service unavailable",
-        "storage is unavailable; retry later",
-    )
-}
-
 pub(crate) fn body_bytes(body: &Body) -> &[u8] {
     match body {
         Body::Empty => &[],
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
         _ => &[],
-    }
-}
-
-/// Checks an account id from the path like the event contract does.
-pub(crate) fn account_param(raw: &str) -> Result<String, Problem> {
-    let ok = is_valid_ref_id(raw);
-    if ok {
-        Ok(raw.to_string())
-    } else {
-        Err(Problem::invalid_field(
-            "account_id",
-            "invalid_format",
-            limits::REF_ID_RULE,
-        ))
     }
 }
 
@@ -220,7 +176,7 @@ pub(crate) fn decode_token(s: &str) -> Result<String, Problem> {
         .ok_or_else(|| Problem::invalid_field("cursor", "invalid", "is not a cursor this API returned"))
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     /// The route table: every route, who may call it, its request types and its handler. Adding
     /// a route is one row here, its request types (`request::`), its handler, and its responses
     /// in `openapi.rs`.
@@ -290,8 +246,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
 
     /// An API with no bootstrap key and the default idempotency wait.
     pub fn new(
-        store: S,
-        queue: Q,
+        store: Arc<dyn UsageStore>,
+        queue: Arc<dyn UsageQueue>,
         time_rules: TimeRules,
         keys: Arc<dyn ApiKeyStore>,
         idempotency: Arc<dyn IdempotencyStore>,
@@ -312,12 +268,14 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             estimates: None,
             billing: None,
             handler_calls: AtomicU64::new(0),
+            document: std::sync::OnceLock::new(),
         }
     }
 
     /// The aggregation windows ingestion keeps (default hour and day).
     pub fn with_granularities(mut self, kept: Vec<meterline_shared::domain::usage::Granularity>) -> Self {
         self.granularities = kept;
+        self.document = std::sync::OnceLock::new();
         self
     }
 
@@ -364,7 +322,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         let mut allowed: Vec<&str> = Vec::new();
         let mut found = None;
         for route in Self::ROUTES {
-            if let Some(params) = routes::match_path(route.path, &path) {
+            if let Some(params) = access::match_path(route.path, &path) {
                 if route.method == method {
                     found = Some((route, params));
                     break;
@@ -399,7 +357,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
                 Err(resp) => return resp,
             }
         };
-        if let Err(p) = routes::authorize(route.access, &params, principal.as_ref()) {
+        if let Err(p) = access::authorize(route.access, &params, principal.as_ref()) {
             return problem_response(&p);
         }
         let idempotency_key = req
@@ -434,8 +392,9 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     }
 
     async fn openapi_json(&self, _: &Ctx) -> Outcome {
-        static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let doc = DOC.get_or_init(|| openapi::document::<S, Q>().to_string());
+        let doc = self
+            .document
+            .get_or_init(|| openapi::served(&self.granularities).to_string());
         Ok(Response::builder()
             .status(200)
             .header("content-type", "application/json")
@@ -458,56 +417,24 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             .unwrap_or_else(|p| problem_response(&p))
     }
 
-    /// Resolves the request's key to its principal: see [`authenticate`].
+    /// Resolves the request's `Authorization` header to its principal, or the response that
+    /// refuses it.
     async fn authenticate(&self, req: &Request) -> Result<Principal, Response<Body>> {
-        authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), req).await
-    }
-}
-
-/// Resolves the request's `Authorization: Bearer <key>` to its principal, or the 401 (503 when
-/// the key store fails) to answer with. No cache: the key is read on every request, so a revoked
-/// key fails at once. `bootstrap` is the operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret.
-pub async fn authenticate(
-    keys: &dyn ApiKeyStore,
-    bootstrap: Option<&ApiKeyRecord>,
-    req: &Request,
-) -> Result<Principal, Response<Body>> {
-    let Some(header) = req.headers().get("authorization") else {
-        return Err(unauthorized(
-            "an API key is required: `Authorization: Bearer <key>`",
-        ));
-    };
-    let presented = header
-        .to_str()
-        .ok()
-        .and_then(|h| {
-            let (scheme, token) = h.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .and_then(|token| token.parse::<PresentedKey>().ok());
-    let Some(presented) = presented else {
-        return Err(unauthorized("the API key is not valid"));
-    };
-    if let Some(boot) = bootstrap.filter(|b| b.id == presented.prefix) {
-        return boot
-            .authenticate(&presented)
-            .ok_or_else(|| unauthorized("the API key is not valid"));
-    }
-    match keys.get(&presented.prefix).await {
-        Ok(Some(record)) => record
-            .authenticate(&presented)
-            .ok_or_else(|| unauthorized("the API key is not valid")),
-        Ok(None) => Err(unauthorized("the API key is not valid")),
-        Err(e) => Err(problem_response(&store_problem(&e))),
+        let header = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or_default());
+        authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), header)
+            .await
+            .map_err(|e| auth_failure(&access::auth_problem(&e)))
     }
 }
 
 #[cfg(test)]
 mod table_tests {
     use super::*;
-    use meterline_shared::adapters::memory::{MemoryUsageQueue, MemoryUsageStore};
 
-    type A = Api<MemoryUsageStore, MemoryUsageQueue>;
+    type A = Api;
 
     #[test]
     fn the_route_table_is_consistent() {

@@ -18,8 +18,8 @@ pub use crate::invoices::{
 };
 pub use crate::keys::{DEFAULT_KEY_PAGE, MAX_KEY_BODY_BYTES, MAX_KEY_PAGE, MAX_NAME_CHARS};
 pub use crate::rates::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
-pub use crate::stream::MAX_ID_LEN as MAX_LAST_EVENT_ID_CHARS;
 pub use crate::MAX_BODY_BYTES;
+pub use meterline_shared::adapters::http::stream::MAX_ID_LEN as MAX_LAST_EVENT_ID_CHARS;
 pub use meterline_shared::domain::access::idempotency::MAX_KEY_LEN as MAX_IDEMPOTENCY_KEY_LEN;
 pub use meterline_shared::domain::usage::event::{
     MAX_DIMENSIONS, MAX_DIMENSION_KEY_LEN, MAX_DIMENSION_VALUE_LEN, MAX_EVENTS_PER_BATCH, MAX_EVENT_ID_LEN,
@@ -55,7 +55,7 @@ pub const MAX_DECIMAL_CHARS: usize = 40;
 pub const MAX_TOTAL_FILTER: Decimal = MAX_QUANTITY;
 
 /// The rule of account, provider, job and budget ids, as problems word it.
-pub const REF_ID_RULE: &str = "must be 1 to 128 of letters, digits and `_ - . :`";
+pub const REF_ID_RULE: &str = meterline_shared::domain::usage::event::REF_ID_RULE;
 /// The characters of such an id, as the schemas state them (the length is `MAX_REF_ID_LEN`).
 pub const REF_ID_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
 /// A dimension name, as the schemas state it (`MAX_DIMENSION_KEY_LEN` characters at most).

@@ -1,5 +1,6 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
+use meterline_shared::adapters::aws::bootstrap::bootstrap_key;
 use meterline_shared::adapters::aws::{
     sdk_config, AwsClients, DynamoApiKeyStore, DynamoBillingStore, DynamoIdempotencyStore, DynamoRateStore,
     DynamoUsageStore, EventBridgePublisher, SqsUsageQueue,
@@ -26,21 +27,34 @@ async fn main() -> anyhow::Result<()> {
         DynamoRateStore::new(ddb.clone(), rates_config.table),
         rates_config.cache_ttl,
     ));
-    // Budgets live in the billing table; estimates read it and the usage aggregates.
+    // One billing table holds accounts, the directory, issued invoices and budgets: the same
+    // adapter serves each port.
+    let billing_store = Arc::new(DynamoBillingStore::new(ddb.clone(), billing_config.table));
+    let usage_store = Arc::new(DynamoUsageStore::new(
+        ddb.clone(),
+        config.tables,
+        config.event_retention,
+    ));
     let billing = api::billing::BillingApi {
-        store: DynamoBillingStore::new(ddb.clone(), billing_config.table.clone()),
+        billing: billing_store.clone(),
+        directory: billing_store.clone(),
+        issued: billing_store.clone(),
         rates: rates.clone(),
-        events: EventBridgePublisher::new(clients.eventbridge, billing_config.event_bus.clone()),
+        events: Arc::new(EventBridgePublisher::new(
+            clients.eventbridge,
+            billing_config.event_bus.clone(),
+        )),
     };
     let estimates = api::estimates::EstimatesApi {
-        billing: DynamoBillingStore::new(ddb.clone(), billing_config.table),
-        usage: DynamoUsageStore::new(ddb.clone(), config.tables.clone(), config.event_retention),
+        billing: billing_store.clone(),
+        budgets: billing_store,
+        usage: usage_store.clone(),
         rates: rates.clone(),
     };
     let kept = config.ingest.granularities.clone();
     let mut api = api::Api::new(
-        DynamoUsageStore::new(ddb.clone(), config.tables, config.event_retention),
-        SqsUsageQueue::new(clients.sqs, queue_url),
+        usage_store,
+        Arc::new(SqsUsageQueue::new(clients.sqs, queue_url)),
         config.ingest.time_rules,
         Arc::new(DynamoApiKeyStore::new(ddb.clone(), api_config.api_keys_table)),
         Arc::new(DynamoIdempotencyStore::new(ddb, api_config.idempotency_table)),
@@ -50,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     .with_billing(billing)
     .with_granularities(kept);
     let secret = api_config.bootstrap_operator_key_secret.as_deref();
-    if let Some(key) = api::bootstrap::bootstrap_key(&sdk, recorder.as_ref(), secret)
+    if let Some(key) = bootstrap_key(&sdk, recorder.as_ref(), secret)
         .await
         .context("bootstrap key")?
     {

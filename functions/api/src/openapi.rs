@@ -10,9 +10,11 @@
 //! documented, every documented operation is a route, and each route's parameters and body are
 //! its request types'.
 
-use crate::routes::{Access, Route};
+use crate::routes::Route;
 use crate::Api;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
+use meterline_shared::adapters::http::routes::Access;
+use meterline_shared::adapters::http::stream;
+use meterline_shared::domain::usage::Granularity;
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
@@ -122,13 +124,13 @@ fn parameters<A>(route: &Route<A>) -> Vec<Value> {
             .iter()
             .filter_map(|p| serde_json::to_value(p).ok()),
     );
-    if route.path == crate::stream::PATH {
+    if route.path == stream::PATH {
         out.push(json!({
             "name": "Last-Event-ID",
             "in": "header",
             "required": false,
             "description": "The `id` of the last event received: resume right after it",
-            "schema": {"type": "string", "maxLength": crate::stream::MAX_ID_LEN}
+            "schema": {"type": "string", "maxLength": stream::MAX_ID_LEN, "pattern": LAST_EVENT_ID_PATTERN}
         }));
     }
     if route.method == "POST" {
@@ -206,8 +208,30 @@ fn complete<A>(op: &mut Value, route: &Route<A>, schemas: &mut serde_json::Map<S
         .to_string());
 }
 
+/// A `Last-Event-ID` the stream sends ([`stream::Position::parse`]): a change key
+/// (milliseconds, `#`, the aggregate's key) or a bare time prefix.
+const LAST_EVENT_ID_PATTERN: &str = "^[0-9]{13}(#[!-~]*)?$";
+
+/// The document a deployment serves: [`document`], with the usage stream's `granularity`
+/// narrowed to the windows this deployment keeps (`AGGREGATE_GRANULARITIES`), the only ones its
+/// stream accepts.
+pub fn served(kept: &[Granularity]) -> Value {
+    let mut doc = document();
+    let names: Vec<String> = Granularity::ALL
+        .iter()
+        .filter(|g| kept.contains(g))
+        .map(|g| g.to_string())
+        .collect();
+    if let Some(params) = doc["paths"][stream::PATH]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "granularity") {
+            p["schema"]["enum"] = json!(names);
+        }
+    }
+    doc
+}
+
 /// The document: the operations' responses, completed from the route table.
-pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
+pub fn document() -> Value {
     let mut api = crate::responses::ApiDoc::openapi();
     api.merge(crate::responses::catalog::CatalogDoc::openapi());
     api.merge(crate::responses::invoices::InvoicesDoc::openapi());
@@ -233,13 +257,13 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
         },
         "required": ["event", "data", "id"]
     });
-    doc["paths"][crate::stream::PATH]["get"]["responses"]["200"]["content"][crate::stream::CONTENT_TYPE]
-        ["schema"] = json!({"$ref": "#/components/schemas/UsageStreamEvent"});
+    doc["paths"][stream::PATH]["get"]["responses"]["200"]["content"][stream::CONTENT_TYPE]["schema"] =
+        json!({"$ref": "#/components/schemas/UsageStreamEvent"});
     let mut schemas = doc["components"]["schemas"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    for route in Api::<S, Q>::ROUTES {
+    for route in Api::ROUTES {
         let method = route.method.to_ascii_lowercase();
         let op = &mut doc["paths"][route.path][method.as_str()];
         if op.is_object() {
@@ -253,11 +277,10 @@ pub fn document<S: UsageStore + 'static, Q: UsageQueue + 'static>() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::adapters::memory::{MemoryUsageQueue, MemoryUsageStore};
 
     #[test]
     fn every_route_is_documented_and_every_operation_is_a_route() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
         let mut documented = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
@@ -265,7 +288,7 @@ mod tests {
                 documented.push(format!("{} {path}", method.to_uppercase()));
             }
         }
-        let mut routes: Vec<String> = Api::<MemoryUsageStore, MemoryUsageQueue>::ROUTES
+        let mut routes: Vec<String> = Api::ROUTES
             .iter()
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
@@ -276,7 +299,7 @@ mod tests {
         assert_eq!(post["security"], json!([{"apiKey": []}]));
         assert!(post["responses"]["401"].is_object() && post["responses"]["403"].is_object());
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
-        let stream = &doc["paths"][crate::stream::PATH]["get"];
+        let stream = &doc["paths"][stream::PATH]["get"];
         assert_eq!(
             stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
             "#/components/schemas/UsageStreamEvent"
@@ -286,7 +309,7 @@ mod tests {
 
     #[test]
     fn every_link_leads_to_an_operation_and_fills_its_path_parameters() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         let mut operations = std::collections::HashMap::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for op in item.as_object().unwrap().values() {
@@ -327,13 +350,13 @@ mod tests {
         assert_eq!(links, LINKS.len());
     }
 
-    type A = Api<MemoryUsageStore, MemoryUsageQueue>;
+    type A = Api;
 
     /// Writes the document to `$METERLINE_OPENAPI_OUT` when set (to look at it, or feed it to a
     /// generator without a running API).
     #[test]
     fn the_document_is_json_with_every_route() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         let text = serde_json::to_string_pretty(&doc).unwrap();
         assert_eq!(doc["paths"].as_object().unwrap().len(), 46);
         // Every reference resolves: a request type's field types are registered with it.
@@ -365,7 +388,7 @@ mod tests {
 
     #[test]
     fn each_route_documents_the_parameters_and_body_of_its_request_types() {
-        let doc = document::<MemoryUsageStore, MemoryUsageQueue>();
+        let doc = document();
         for route in A::ROUTES {
             let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
             let what = format!("{} {}", route.method, route.path);
@@ -428,12 +451,14 @@ mod tests {
     /// any other type than the declared one would be a 500 (`Ctx::query`, `Ctx::body`).
     #[tokio::test]
     async fn each_handler_reads_the_request_types_its_route_declares() {
-        use meterline_shared::adapters::memory::{MemoryApiKeyStore, MemoryIdempotencyStore};
+        use meterline_shared::adapters::memory::{
+            MemoryApiKeyStore, MemoryIdempotencyStore, MemoryUsageQueue, MemoryUsageStore,
+        };
         use std::sync::Arc;
         let key = "ml_abcdefghijklmnop_abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv";
         let api = A::new(
-            MemoryUsageStore::new(),
-            MemoryUsageQueue::new(),
+            Arc::new(MemoryUsageStore::new()),
+            Arc::new(MemoryUsageQueue::new()),
             Default::default(),
             Arc::new(MemoryApiKeyStore::new()),
             Arc::new(MemoryIdempotencyStore::new()),
@@ -485,6 +510,76 @@ mod tests {
                 assert_eq!(status, 400, "{what}: an unknown body field");
                 assert!(fields.contains(&"zz_probe".to_string()), "{what}: {fields:?}");
             }
+        }
+    }
+
+    /// The served document describes the stream's parameters as this deployment accepts them:
+    /// `granularity` only the windows it keeps, `Last-Event-ID` only ids the stream sends.
+    #[tokio::test]
+    async fn the_served_document_describes_the_stream_as_this_deployment_accepts_it() {
+        use meterline_shared::adapters::memory::{
+            MemoryApiKeyStore, MemoryIdempotencyStore, MemoryUsageQueue, MemoryUsageStore,
+        };
+        use meterline_shared::domain::usage::Granularity;
+        use meterline_shared::ports::usage::{change_key, change_time_prefix};
+        use std::sync::Arc;
+        let served = |kept: Vec<Granularity>| async move {
+            let api = A::new(
+                Arc::new(MemoryUsageStore::new()),
+                Arc::new(MemoryUsageQueue::new()),
+                Default::default(),
+                Arc::new(MemoryApiKeyStore::new()),
+                Arc::new(MemoryIdempotencyStore::new()),
+            )
+            .with_granularities(kept);
+            let req = lambda_http::http::Request::builder()
+                .uri("/openapi.json")
+                .body(lambda_http::Body::Empty)
+                .unwrap();
+            let resp = api.handle(req, chrono::Utc::now()).await;
+            assert_eq!(resp.status(), 200);
+            let lambda_http::Body::Text(text) = resp.body() else {
+                panic!("a text body")
+            };
+            let doc: Value = serde_json::from_str(text).unwrap();
+            doc["paths"][stream::PATH]["get"]["parameters"].clone()
+        };
+        let param = |params: &Value, name: &str| {
+            params
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()["schema"]
+                .clone()
+        };
+        let params = served(vec![Granularity::Hour, Granularity::Day]).await;
+        assert_eq!(param(&params, "granularity")["enum"], json!(["hour", "day"]));
+        let params = served(vec![Granularity::Minute, Granularity::Hour, Granularity::Day]).await;
+        assert_eq!(
+            param(&params, "granularity")["enum"],
+            json!(["minute", "hour", "day"])
+        );
+        let pattern = param(&params, "Last-Event-ID")["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let id = regex::Regex::new(&pattern).unwrap();
+        let t = chrono::Utc::now();
+        for sent in [
+            change_key(t, "AGG#acct_1#hour#gpu_seconds#20261124T000000Z#-"),
+            change_time_prefix(t),
+        ] {
+            assert!(stream::Position::parse(&sent).is_ok());
+            assert!(id.is_match(&sent), "{sent}");
+        }
+        for refused in [
+            "0".repeat(40),
+            "1".repeat(12),
+            format!("{}x", change_time_prefix(t)),
+        ] {
+            assert!(stream::Position::parse(&refused).is_err());
+            assert!(!id.is_match(&refused), "{refused}");
         }
     }
 }

@@ -18,7 +18,6 @@ use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::fx::{CurrencyPair, ExchangeRate};
 use meterline_shared::domain::money::Currency;
 use meterline_shared::ports::rates::RateStore;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::ports::StoreError;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -181,7 +180,7 @@ impl RatesApi {
     }
 }
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> crate::Api<S, Q> {
+impl crate::Api {
     /// The rate routes' dependencies, or a 503 on a deployment without them.
     pub fn rates_api(&self) -> Result<&RatesApi, Problem> {
         self.rates.as_ref().ok_or_else(|| {

@@ -9,10 +9,9 @@ use crate::routes::{Ctx, Outcome};
 use crate::{store_problem, Api};
 use lambda_http::http::StatusCode;
 use meterline_shared::domain::access::keys::Role;
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::services::replay::replay_rejected;
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     pub(crate) async fn replay_account_rejected(&self, c: &Ctx) -> Outcome {
         let account: RefId = c.path("account_id")?;
         self.replay(c, Some(&account.0)).await
@@ -28,8 +27,8 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             .body::<ReplayBody>()?
             .validate("body", |b| b.validate(may_correct))?;
         let report = replay_rejected(
-            &self.store,
-            &self.queue,
+            self.store.as_ref(),
+            self.queue.as_ref(),
             account,
             &request,
             c.now,

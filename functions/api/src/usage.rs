@@ -7,16 +7,16 @@ use crate::{encode_token, json_response, store_problem};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::{self, Problem};
+use meterline_shared::adapters::http::stream;
 use meterline_shared::domain::usage::query::UsageQuery;
 use meterline_shared::domain::usage::{parse_event, split_body, window_key, FieldError};
-use meterline_shared::ports::usage::{UsageQueue, UsageStore};
 use meterline_shared::services::usage_query::{query_usage, QueryError};
 use serde_json::json;
 use std::collections::HashSet;
 
 use crate::Api;
 
-impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
+impl Api {
     pub(crate) async fn health(&self, _: &Ctx) -> Outcome {
         let checked = match self.store.health().await {
             Ok(()) => match self.keys.health().await {
@@ -117,7 +117,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
             group_by: ask.group_by,
             limit: ask.limit,
         };
-        let page = query_usage(&self.store, &query, ask.cursor.as_deref())
+        let page = query_usage(self.store.as_ref(), &query, ask.cursor.as_deref())
             .await
             .map_err(|e| match e {
                 QueryError::Cursor(_) => {
@@ -141,18 +141,26 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
     /// The usage stream through API Gateway, which buffers responses: the changes settled
     /// since the position, then the end event with `retry:`, at once. A client that reconnects
     /// on `retry:` polls; the streaming function URL keeps the response open instead (see
-    /// `crate::stream`).
+    /// `meterline_shared::adapters::http::stream`).
     pub(crate) async fn get_usage_stream(&self, c: &Ctx) -> Outcome {
-        use crate::stream::{Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE};
+        use meterline_shared::adapters::http::stream::{
+            Session, StreamRequest, DEFAULT_RETRY, DEFAULT_SETTLE,
+        };
         let query = c.query_ok::<StreamQuery>()?;
-        let request =
-            StreamRequest::from_parts(query, &c.req, c.param("account_id"), c.now, &self.granularities)?;
+        let request = StreamRequest::from_parts(
+            c.param("account_id"),
+            query.granularity.map(|g| g.0),
+            query.since.map(|t| t.0),
+            c.req.headers().get(stream::LAST_EVENT_ID).map(|v| v.as_bytes()),
+            c.now,
+            &self.granularities,
+        )?;
         let mut session = Session::new(request, DEFAULT_SETTLE);
         let mut body = String::new();
         // At most this many pages in one answer; the end event's id resumes after them.
         for _ in 0..10 {
             let polled = session
-                .poll(&self.store, c.now)
+                .poll(self.store.as_ref(), c.now)
                 .await
                 .map_err(|e| store_problem(&e))?;
             body.push_str(&polled.frames);
@@ -163,7 +171,7 @@ impl<S: UsageStore + 'static, Q: UsageQueue + 'static> Api<S, Q> {
         body.push_str(&session.end("buffered", DEFAULT_RETRY));
         Ok(Response::builder()
             .status(200)
-            .header("content-type", crate::stream::CONTENT_TYPE)
+            .header("content-type", stream::CONTENT_TYPE)
             .header("cache-control", "no-cache")
             .body(Body::Text(body))
             .expect("valid response"))

@@ -6,6 +6,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use meterline_shared::adapters::config::{ConfigError, Env};
+use meterline_shared::adapters::metrics::Metrics;
 use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::usage::UsageStore;
@@ -25,15 +26,15 @@ pub fn forecast_enabled<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<b
 }
 
 /// The function's dependencies.
-pub struct BudgetCheck<'a, B, U, S, P> {
-    pub billing: &'a B,
-    pub usage: &'a U,
-    pub budgets: &'a S,
-    pub publisher: &'a P,
+pub struct BudgetCheck<'a> {
+    pub billing: &'a dyn BillingStore,
+    pub usage: &'a dyn UsageStore,
+    pub budgets: &'a dyn BudgetStore,
+    pub publisher: &'a dyn EventPublisher,
     pub with_forecast: bool,
 }
 
-impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCheck<'_, B, U, S, P> {
+impl BudgetCheck<'_> {
     /// Checks at the earlier of the event's scheduled time and `now`.
     pub async fn handle(
         &self,
@@ -58,6 +59,11 @@ impl<B: BillingStore, U: UsageStore, S: BudgetStore, P: EventPublisher> BudgetCh
             skipped = summary.skipped,
             "budget check done"
         );
+        Metrics::new("budget-check", "budget check metrics")
+            .count("BudgetsChecked", summary.budgets)
+            .count("BudgetAlertsSent", summary.published)
+            .count("BudgetsSkipped", summary.skipped)
+            .emit();
         Ok(summary)
     }
 }

@@ -9,6 +9,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
+use meterline_shared::adapters::metrics::Metrics;
 use meterline_shared::ports::billing::CloseQueue;
 use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::services::closing::{enqueue_due, sweep_pending, CloseFailure, Finisher};
@@ -31,10 +32,10 @@ pub const SWEEP_AFTER: TimeDelta = TimeDelta::minutes(5);
 
 /// Queues the closes due at the earlier of the event's scheduled time and `now` (a schedule
 /// event never closes a period that has not ended).
-pub async fn handle<B: BillingStore, Q: CloseQueue, P: EventPublisher>(
-    store: &B,
-    queue: &Q,
-    publisher: &P,
+pub async fn handle(
+    store: &dyn BillingStore,
+    queue: &dyn CloseQueue,
+    publisher: &dyn EventPublisher,
     event: &EventBridgeEvent<serde_json::Value>,
     now: DateTime<Utc>,
 ) -> Result<Summary, CloseFailure> {
@@ -49,6 +50,10 @@ pub async fn handle<B: BillingStore, Q: CloseQueue, P: EventPublisher>(
     if swept > 0 {
         tracing::warn!(swept, "closes left pending by a worker were finished");
     }
+    Metrics::new("cycle-close", "cycle close metrics")
+        .count("ClosesQueued", enqueued)
+        .count("ClosesSwept", swept)
+        .emit();
     Ok(Summary {
         until,
         enqueued,

@@ -4,16 +4,38 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
+use meterline_shared::adapters::metrics::{Metrics, Unit};
 use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::services::collections::{run_overdue_check, CollectionError, OverdueSummary};
 
 /// Checks at the earlier of the event's scheduled time and `now`.
-pub async fn handle<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn handle(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     event: &EventBridgeEvent<serde_json::Value>,
     now: DateTime<Utc>,
 ) -> Result<OverdueSummary, CollectionError> {
     let at = event.time.map_or(now, |t| t.min(now));
-    run_overdue_check(store, publisher, at).await
+    let summary = run_overdue_check(store, publisher, at).await?;
+    for line in run_metrics(&summary) {
+        line.emit();
+    }
+    Ok(summary)
+}
+
+/// The run's metrics (EMF): invoices checked and marked past due, late fees charged, and per
+/// currency the amount of late fees charged.
+pub fn run_metrics(summary: &OverdueSummary) -> Vec<Metrics> {
+    let mut lines = vec![Metrics::new("overdue-check", "overdue check metrics")
+        .count("InvoicesChecked", summary.checked)
+        .count("InvoicesMarkedPastDue", summary.marked_past_due)
+        .count("LateFeesCharged", summary.fees_charged)];
+    for (currency, amount) in &summary.late_fees {
+        lines.push(
+            Metrics::new("overdue-check", "late fee metrics")
+                .dimension("Currency", *currency)
+                .decimal("LateFeeAmount", Unit::None, *amount),
+        );
+    }
+    lines
 }

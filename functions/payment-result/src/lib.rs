@@ -11,9 +11,9 @@ use meterline_shared::domain::billing::events::PaymentResult;
 use meterline_shared::ports::billing::{BillingStore, EventPublisher, PaymentOutcome};
 use meterline_shared::services::collections::{apply_payment_result, CollectionError};
 
-pub async fn handle<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn handle(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     event: &EventBridgeEvent<PaymentResult>,
 ) -> Result<PaymentOutcome, CollectionError> {
     let succeeded = match event.detail_type.as_str() {

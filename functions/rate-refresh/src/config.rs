@@ -140,6 +140,7 @@ impl Config {
     }
 
     /// The mock provider alone, with the default pairs and policy: for local runs and tests.
+    #[allow(clippy::expect_used)] // Cannot fail: the built-in defaults are a valid configuration (tested).
     pub fn mock() -> Config {
         Config::from_lookup(|_| None).expect("the defaults are valid")
     }

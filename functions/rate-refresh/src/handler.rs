@@ -5,6 +5,7 @@ use crate::refresh::{refresh_once, RefreshReport};
 use crate::source::RateSource;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
+use meterline_shared::adapters::metrics::Metrics;
 use meterline_shared::domain::fx::Outcome;
 use meterline_shared::ports::rates::RateStore;
 use serde::Serialize;
@@ -57,5 +58,37 @@ pub async fn handle(app: &App, event: EventBridgeEvent<serde_json::Value>) -> an
             Outcome::NoRate => tracing::error!(pair = %p.pair, %detail, "no quorum and no previous rate"),
         }
     }
+    for line in refresh_metrics(&report) {
+        line.emit();
+    }
     Ok(Summary::of(&report))
+}
+
+/// The refresh's metrics (EMF): per pair whether it is fresh, kept stale or missing and the age
+/// of its latest rate; then the counts over every pair and the largest age, which the stale-rate
+/// alarm watches.
+pub fn refresh_metrics(report: &RefreshReport) -> Vec<Metrics> {
+    let mut lines = Vec::new();
+    let mut oldest: i64 = 0;
+    for p in &report.pairs {
+        let mut line = Metrics::new("rate-refresh", "rate pair metrics")
+            .dimension("Pair", p.pair.to_string())
+            .count("RateFresh", usize::from(p.outcome == Outcome::Fresh))
+            .count("RateStale", usize::from(p.outcome == Outcome::KeptStale))
+            .count("RateMissing", usize::from(p.outcome == Outcome::NoRate));
+        if let Some(rate) = &p.rate {
+            let age = (report.at - rate.as_of).num_seconds().max(0);
+            oldest = oldest.max(age);
+            line = line.seconds("RateAge", age);
+        }
+        lines.push(line);
+    }
+    lines.push(
+        Metrics::new("rate-refresh", "rate refresh metrics")
+            .count("PairsFresh", report.count(Outcome::Fresh))
+            .count("PairsStale", report.count(Outcome::KeptStale))
+            .count("PairsMissing", report.count(Outcome::NoRate))
+            .seconds("RateAgeMax", oldest),
+    );
+    lines
 }

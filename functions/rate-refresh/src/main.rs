@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    meterline_shared::adapters::telemetry::init();
     // Refuse to start on a bad configuration rather than fail every invocation.
     let config = Config::from_env()?;
     let rates = RatesConfig::from_env(&Env::process())?;

@@ -1,5 +1,8 @@
 //! Cross pairs: derived through the pivot from the legs a refresh just stored.
 
+// Test code: a failed setup should stop the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use meterline_shared::domain::fx::{CurrencyPair, MockRates, Outcome};

@@ -1,5 +1,8 @@
 //! The Lambda handler with a scheduled EventBridge event and the mock provider.
 
+// Test code: a failed setup should stop the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use meterline_shared::adapters::memory::InMemoryRateStore;
 use rate_refresh::{handle, sources_from_config, App, Config, RateStore, Summary};

@@ -1,5 +1,8 @@
 //! `refresh_once` against a local server serving the providers' documented payload shapes.
 
+// Test code: a failed setup should stop the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};

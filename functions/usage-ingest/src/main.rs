@@ -3,6 +3,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, UsageConfig};
+use std::sync::Arc;
 use usage_ingest::Ingestor;
 
 #[tokio::main]
@@ -10,7 +11,11 @@ async fn main() -> anyhow::Result<()> {
     meterline_shared::adapters::telemetry::init();
     let config = UsageConfig::from_env(&Env::process()).context("configuration")?;
     let clients = AwsClients::for_function(&sdk_config().await, "UsageIngestFunction")?;
-    let store = DynamoUsageStore::new(clients.dynamodb, config.tables, config.event_retention);
+    let store = Arc::new(DynamoUsageStore::new(
+        clients.dynamodb,
+        config.tables,
+        config.event_retention,
+    ));
     let ingestor = &Ingestor {
         store,
         settings: config.ingest,

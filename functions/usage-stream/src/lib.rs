@@ -1,26 +1,30 @@
 //! The live usage stream: `GET /v1/accounts/{account_id}/usage/stream` on a Lambda function
 //! URL in response-streaming mode (`InvokeMode: RESPONSE_STREAM`).
 //!
-//! The request is checked exactly as the API checks it ([`api::authenticate`],
-//! [`api::routes::authorize`] with [`Access::Account`], the same parameters) before any byte of
+//! The request is checked exactly as the API checks it (the same `authenticate` service,
+//! [`routes::authorize`] with [`Access::Account`], the same parameters) before any byte of
 //! the stream is sent, so every refusal is an RFC 9457 problem. Then the response is
 //! `text/event-stream`: the account's aggregates as they change (polled every
 //! [`StreamConfig::poll`]), `: keep-alive` comments when it has been quiet for
 //! [`StreamConfig::keep_alive`], and after [`StreamConfig::lifetime`] a final `event: end` with
 //! the position to resume from and `retry:`. One key holds at most
 //! [`StreamConfig::max_per_key`] streams at once (a slot in the key table per stream, released
-//! when it ends, expiring after its lifetime if the function dies): the next is 429. The protocol is [`api::stream`]; docs/api.md
+//! when it ends, expiring after its lifetime if the function dies): the next is 429. The
+//! protocol is `meterline_shared::adapters::http::stream`; docs/api.md
 //! describes it for clients.
 
-use api::routes::{self, Access};
-use api::stream::{Session, StreamRequest, CONTENT_TYPE, KEEP_ALIVE};
 use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
 use meterline_shared::adapters::config::StreamConfig;
-use meterline_shared::adapters::http::problem::Problem;
+use meterline_shared::adapters::http::problem::{store_problem, Problem};
+use meterline_shared::adapters::http::routes::{self, Access, WWW_AUTHENTICATE};
+use meterline_shared::adapters::http::stream::{
+    Session, StreamRequest, CONTENT_TYPE, KEEP_ALIVE, LAST_EVENT_ID, PATH,
+};
 use meterline_shared::domain::access::keys::ApiKeyRecord;
 use meterline_shared::ports::keys::ApiKeyStore;
 use meterline_shared::ports::usage::UsageStore;
+use meterline_shared::services::authenticate::authenticate;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -31,8 +35,8 @@ pub type StreamBody = lambda_runtime::streaming::Body;
 pub type StreamSender = lambda_runtime::streaming::Sender;
 
 /// The function's dependencies.
-pub struct StreamFunction<S> {
-    pub store: Arc<S>,
+pub struct StreamFunction {
+    pub store: Arc<dyn UsageStore>,
     pub keys: Arc<dyn ApiKeyStore>,
     /// The operator key from the `BOOTSTRAP_OPERATOR_KEY_SECRET` secret, hashed at start-up.
     pub bootstrap: Option<ApiKeyRecord>,
@@ -58,6 +62,7 @@ pub struct Summary {
     pub keep_alives: usize,
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: a response of a valid status and constant headers builds.
 fn problem(p: &Problem) -> Response<StreamBody> {
     Response::builder()
         .status(p.status)
@@ -92,20 +97,10 @@ fn lease_id() -> String {
     format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
-/// A buffered API response (the API's 401s) as a streamed one.
-fn from_buffered(resp: Response<lambda_http::Body>) -> Response<StreamBody> {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        lambda_http::Body::Text(t) => StreamBody::from(t),
-        lambda_http::Body::Binary(b) => StreamBody::from(b),
-        _ => StreamBody::empty(),
-    };
-    Response::from_parts(parts, body)
-}
-
-impl<S: UsageStore + 'static> StreamFunction<S> {
+impl StreamFunction {
     /// Answers one request: a problem, or a stream that runs on in a task of its own until its
     /// lifetime passes or the client goes away.
+    #[allow(clippy::expect_used)] // Cannot fail: a response of a valid status and constant headers builds.
     pub async fn handle(&self, req: Request) -> Response<StreamBody> {
         let raw = req.raw_http_path().to_string();
         let path = if raw.is_empty() {
@@ -113,7 +108,7 @@ impl<S: UsageStore + 'static> StreamFunction<S> {
         } else {
             raw
         };
-        let Some(params) = routes::match_path(api::stream::PATH, &path) else {
+        let Some(params) = routes::match_path(PATH, &path) else {
             return problem(&Problem::not_found(format!(
                 "no route for {} {path}",
                 req.method()
@@ -130,17 +125,33 @@ impl<S: UsageStore + 'static> StreamFunction<S> {
                 .insert("allow", lambda_http::http::HeaderValue::from_static("GET"));
             return resp;
         }
-        let principal = match api::authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), &req).await {
+        let header = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or_default());
+        let principal = match authenticate(self.keys.as_ref(), self.bootstrap.as_ref(), header).await {
             Ok(p) => p,
-            Err(resp) => return from_buffered(resp),
+            Err(e) => {
+                let mut resp = problem(&routes::auth_problem(&e));
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    resp.headers_mut().insert(
+                        "www-authenticate",
+                        lambda_http::http::HeaderValue::from_static(WWW_AUTHENTICATE),
+                    );
+                }
+                return resp;
+            }
         };
         if let Err(p) = routes::authorize(Access::Account, &params, Some(&principal)) {
             return problem(&p);
         }
         let account = params.get("account_id").unwrap_or_default();
-        let request = match StreamRequest::from_request(
-            &req,
+        let q = req.query_string_parameters();
+        let request = match StreamRequest::parse(
             account,
+            q.first("granularity"),
+            q.first("since"),
+            req.headers().get(LAST_EVENT_ID).map(|v| v.as_bytes()),
             chrono::Utc::now(),
             &self.config.granularities,
         ) {
@@ -158,15 +169,7 @@ impl<S: UsageStore + 'static> StreamFunction<S> {
         let slot = match self.keys.claim_stream(&key_id, &lease, max, now, until).await {
             Ok(Some(slot)) => slot,
             Ok(None) => return too_many_streams(max),
-            Err(e) => {
-                tracing::error!(error = %e, "usage stream: key store failure");
-                return problem(&Problem::new(
-                    503,
-                    "unavailable",
-                    "Service unavailable",
-                    "storage is unavailable; retry later",
-                ));
-            }
+            Err(e) => return problem(&store_problem(&e)),
         };
         let session = Session::new(request, self.config.settle);
         let (mut tx, body) = StreamBody::channel();
@@ -191,8 +194,8 @@ impl<S: UsageStore + 'static> StreamFunction<S> {
 
 /// Streams `session` into `tx` until its lifetime passes, the store fails, or the client goes
 /// away.
-pub async fn run<S: UsageStore>(
-    store: &S,
+pub async fn run(
+    store: &dyn UsageStore,
     mut session: Session,
     config: &StreamConfig,
     tx: &mut StreamSender,

@@ -1,7 +1,9 @@
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
+use meterline_shared::adapters::aws::bootstrap::bootstrap_key;
 use meterline_shared::adapters::aws::{sdk_config, AwsClients, DynamoApiKeyStore, DynamoUsageStore};
 use meterline_shared::adapters::config::{Env, StreamConfig, UsageConfig};
+use meterline_shared::services::authenticate::bootstrap_record;
 use std::sync::Arc;
 use usage_stream::StreamFunction;
 
@@ -22,14 +24,14 @@ async fn main() -> anyhow::Result<()> {
             usage.event_retention,
         )),
         keys: Arc::new(DynamoApiKeyStore::new(ddb, config.api_keys_table.clone())),
-        bootstrap: api::bootstrap::bootstrap_key(
+        bootstrap: bootstrap_key(
             &sdk,
             recorder.as_ref(),
             config.bootstrap_operator_key_secret.as_deref(),
         )
         .await
         .context("bootstrap key")?
-        .map(|k| api::bootstrap_record(&k, chrono::Utc::now())),
+        .map(|k| bootstrap_record(&k, chrono::Utc::now())),
         config,
     };
     let function = &function;

@@ -178,7 +178,7 @@ pub struct ApiConfig {
     pub idempotency_table: String,
     /// `BOOTSTRAP_OPERATOR_KEY_SECRET`: the Secrets Manager secret (ARN or name) holding an
     /// operator key accepted without being stored, so a fresh deployment can create keys. Read
-    /// once at start-up (`api::bootstrap`).
+    /// once at start-up (`adapters::aws::bootstrap`).
     pub bootstrap_operator_key_secret: Option<String>,
 }
 

@@ -9,5 +9,6 @@ pub mod config;
 pub mod http;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod metrics;
 #[cfg(feature = "aws")]
 pub mod telemetry;

@@ -148,12 +148,12 @@ pub fn subscription_at(subs: &[BillingSubscription], as_of: DateTime<Utc>) -> Op
 }
 
 /// The estimate service over its ports.
-pub struct AccountEstimator<'a, B, U> {
-    pub billing: &'a B,
-    pub usage: &'a U,
+pub struct AccountEstimator<'a> {
+    pub billing: &'a dyn BillingStore,
+    pub usage: &'a dyn UsageStore,
 }
 
-impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
+impl AccountEstimator<'_> {
     /// Loads the account's period holding `as_of`, with usage from `history` before `as_of`
     /// (none: from the period's start) to the period's end.
     pub async fn load(
@@ -211,7 +211,7 @@ impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
 pub const FORECAST_HISTORY: TimeDelta = TimeDelta::days(56);
 
 #[cfg(feature = "forecast")]
-impl<B: BillingStore, U: UsageStore> AccountEstimator<'_, B, U> {
+impl AccountEstimator<'_> {
     /// The period to date and its projection to the period's end, with 80 % and 95 % bands.
     pub async fn estimate(
         &self,

@@ -23,6 +23,8 @@ pub struct OverdueSummary {
     pub checked: usize,
     pub marked_past_due: usize,
     pub fees_charged: usize,
+    /// The late fees charged, summed per currency code.
+    pub late_fees: std::collections::BTreeMap<&'static str, rust_decimal::Decimal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +41,10 @@ pub enum CollectionError {
 }
 
 /// Checks every invoice due by `now` (in any timezone).
-pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
+pub async fn run_overdue_check(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     now: DateTime<Utc>,
 ) -> Result<OverdueSummary, CollectionError> {
     let mut summary = OverdueSummary::default();
@@ -86,6 +89,9 @@ pub async fn run_overdue_check<B: BillingStore, P: EventPublisher>(
                 };
                 summary.marked_past_due += usize::from(marked);
                 summary.fees_charged += usize::from(charged);
+                if let Some(fee) = check.fee.as_ref().filter(|_| charged) {
+                    *summary.late_fees.entry(fee.amount.currency.code()).or_default() += fee.amount.amount;
+                }
                 if marked || charged {
                     let period = check.fee.as_ref().map_or(0, |f| f.period_index);
                     let detail = InvoiceOverdue {
@@ -137,9 +143,9 @@ const MAX_CONFLICTS: u32 = 5;
 /// event applied (`Duplicate`) and publishes again if the invoice is paid. The event is built
 /// from the stored invoice alone ([`paid_event`]), so every publish, from here or from the API's
 /// mark paid and credit notes, is the same event and consumers dedupe on its id.
-pub async fn apply_payment_result<B: BillingStore, P: EventPublisher>(
-    store: &B,
-    publisher: &P,
+pub async fn apply_payment_result(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
     result: &PaymentResult,
     succeeded: bool,
 ) -> Result<PaymentOutcome, CollectionError> {

@@ -40,6 +40,9 @@ pub struct IngestCounts {
     pub duplicate: usize,
     /// Failed validation; stored as rejected events.
     pub rejected: usize,
+    /// The earliest usage time among the events stored for the first time: the receive time
+    /// minus this is the batch's largest ingest lag.
+    pub oldest_accepted: Option<DateTime<Utc>>,
 }
 
 impl std::ops::AddAssign for IngestCounts {
@@ -47,6 +50,10 @@ impl std::ops::AddAssign for IngestCounts {
         self.accepted += o.accepted;
         self.duplicate += o.duplicate;
         self.rejected += o.rejected;
+        self.oldest_accepted = match (self.oldest_accepted, o.oldest_accepted) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -61,8 +68,8 @@ pub enum IngestError {
 }
 
 /// Commits events with their aggregates, exactly once, in chunks.
-pub async fn commit_events<S: UsageStore>(
-    store: &S,
+pub async fn commit_events(
+    store: &dyn UsageStore,
     events: Vec<EventRef<'_>>,
     settings: &IngestSettings,
     received_at: DateTime<Utc>,
@@ -97,6 +104,11 @@ pub async fn commit_events<S: UsageStore>(
             match store.commit(&pending, &aggs, received_at).await? {
                 CommitOutcome::Committed => {
                     counts.accepted += pending.len();
+                    let oldest = pending.iter().map(|e| e.timestamp).min();
+                    counts += IngestCounts {
+                        oldest_accepted: oldest,
+                        ..IngestCounts::default()
+                    };
                     pending.clear();
                 }
                 CommitOutcome::Duplicates(ids) => {
@@ -117,8 +129,8 @@ pub async fn commit_events<S: UsageStore>(
 }
 
 /// Ingests one message body: stores its rejected events, then commits its valid events.
-pub async fn ingest_body<S: UsageStore>(
-    store: &S,
+pub async fn ingest_body(
+    store: &dyn UsageStore,
     body: &str,
     settings: &IngestSettings,
     now: DateTime<Utc>,
@@ -179,7 +191,8 @@ mod tests {
             IngestCounts {
                 accepted: 2,
                 duplicate: 1,
-                rejected: 1
+                rejected: 1,
+                oldest_accepted: Some("2026-11-25T10:00:00Z".parse().unwrap()),
             }
         );
         for _ in 0..3 {
@@ -189,7 +202,8 @@ mod tests {
                 IngestCounts {
                     accepted: 0,
                     duplicate: 3,
-                    rejected: 1
+                    rejected: 1,
+                    oldest_accepted: None,
                 }
             );
         }

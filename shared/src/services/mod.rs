@@ -3,6 +3,7 @@
 //! Their tests run them over the in-memory adapters, beside them.
 
 pub mod account_estimate;
+pub mod authenticate;
 pub mod budget_check;
 pub mod closing;
 pub mod collections;

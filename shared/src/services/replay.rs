@@ -151,9 +151,9 @@ pub fn revalidate(
 /// removed, then the still-invalid ones are stored with their current reasons. A failure in
 /// between leaves records that a retry replays again; the queue's idempotency by event id
 /// makes that harmless.
-pub async fn replay_rejected<S: UsageStore, Q: UsageQueue>(
-    store: &S,
-    queue: &Q,
+pub async fn replay_rejected(
+    store: &dyn UsageStore,
+    queue: &dyn UsageQueue,
     account_id: Option<&str>,
     request: &ReplayRequest,
     now: DateTime<Utc>,

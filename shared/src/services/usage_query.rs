@@ -21,8 +21,8 @@ pub enum QueryError {
 }
 
 /// Answers one page of a usage query.
-pub async fn query_usage<S: UsageStore + ?Sized>(
-    store: &S,
+pub async fn query_usage(
+    store: &dyn UsageStore,
     q: &UsageQuery,
     cursor: Option<&str>,
 ) -> Result<UsagePage, QueryError> {

@@ -13,8 +13,9 @@ use utoipa::PartialSchema;
 /// A key's id: its 16-character prefix.
 const KEY_ID_PATTERN: &str = "^[a-z2-7]{16}$";
 /// A credit note id: `credit-note#<invoice id>#<key>` (each `#` percent-encoded in the path, as
-/// clients encode path parameters).
-const CREDIT_NOTE_PATTERN: &str = "^credit-note#[A-Za-z0-9_.:~-]{1,415}#[A-Za-z0-9_.:-]{1,128}$";
+/// clients encode path parameters); the key is the note's own id or the invoice of the close
+/// that issued it, so each part is as long as an invoice id may be (`MAX_INVOICE_ID_LEN`).
+const CREDIT_NOTE_PATTERN: &str = "^credit-note#[A-Za-z0-9_.:~-]{1,415}#[A-Za-z0-9_.:~-]{1,415}$";
 /// A statement id: `<period end>:<invoice id>`.
 const STATEMENT_PATTERN: &str = "^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z:[A-Za-z0-9_.:~-]{1,415}$";
 

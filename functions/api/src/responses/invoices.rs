@@ -50,16 +50,17 @@ struct Period {
     #[schema(format = DateTime)]
     end: String,
 }
-/// An invoice: one subscription's period. Amounts are decimal strings in `currency`.
+/// An invoice: one subscription's period, or a reservation's upfront. Amounts are decimal
+/// strings in `currency`.
 #[derive(ToSchema)]
 struct Invoice {
     invoice_id: String,
     account_id: String,
     subscription_id: String,
-    period: Period,
-    /// `period` (a subscription period's invoice) or `reservation_upfront` (a reservation's upfront,
-    /// invoiced once when its term starts).
+    /// `period` (a subscription's billing period) or `reservation_upfront` (a reservation's
+    /// upfront, invoiced once at purchase).
     kind: String,
+    period: Period,
     /// `draft`, `open`, `paid`, `past_due`, `void` or `uncollectible`.
     status: String,
     /// Assigned at finalization.

@@ -494,14 +494,14 @@ pub(crate) struct RatedLine {
     /// The dimension values that selected the price.
     dimensions: Option<BTreeMap<String, String>>,
     quantity: String,
-    /// What the quantity counts: the meter's unit (`s`, `GiB`, `GiB·h`) on usage lines, `fee`
-    /// on fee lines.
+    /// What the quantity counts: the meter's unit (`s`, `GiB`, `GiB·h`, ...) on usage lines,
+    /// `fee` on fee lines.
     unit: Option<String>,
     unit_price: Option<String>,
     multiplier: Option<String>,
     tiers: Option<Vec<TierApplied>>,
-    /// On a volume discount's line: the spend it counted, `book`, `plan` or `marketplace`.
-    discount_scope: Option<String>,
+    /// On a volume discount's line: what spend it counted.
+    discount_scope: Option<DiscountScope>,
     #[schema(format = DateTime)]
     usage_from: Option<String>,
     #[schema(format = DateTime)]
@@ -512,9 +512,20 @@ pub(crate) struct RatedLine {
     unrounded: String,
     /// Rounded once to the currency.
     amount: String,
-    /// How the amount follows from the line's figures, e.g. `12345 × 0.0001 = 1.2345 → 1.23`.
+    /// How the amount follows from the line's own figures, e.g.
+    /// `12345 s × 0.0001 = 1.2345 → 1.23`, or the tiers with the quantity in each.
     calculation: Option<String>,
     tax: LineTax,
+}
+
+/// What spend a volume discount counts: one book's, the plan's, or the customer's whole
+/// marketplace spend.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum DiscountScope {
+    Book,
+    Plan,
+    Marketplace,
 }
 
 /// Usage that was not priced (never priced at zero).

@@ -40,6 +40,7 @@
 
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::backoff;
+use super::dynamo::{batch_write, build_error, get_item, query_all, query_page, unavailable};
 use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
 use crate::domain::billing::statement::ProviderStatement;
@@ -53,7 +54,7 @@ use crate::ports::billing::{
     OpenInvoice, PaymentMismatch, PaymentOutcome, PendingInvoice, UpfrontOutcome, DUE_SHARDS,
 };
 use crate::ports::{Page, StoreError};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
@@ -74,16 +75,7 @@ pub struct DynamoBillingStore {
     pub(super) table: String,
 }
 
-pub(super) fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
-}
-
-pub(super) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Corrupt(format!("request could not be built: {e}"))
-}
-
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of our own types with string keys cannot fail.
 pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
     s(serde_json::to_string(v).expect("billing documents serialize"))
 }
@@ -91,6 +83,14 @@ pub(super) fn to_doc<T: Serialize>(v: &T) -> AttributeValue {
 pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| StoreError::Corrupt(format!("attribute `doc`: {e}")))
+}
+
+/// A `Corrupt` error that names the item it was read from (the others as they are).
+pub(super) fn naming(e: StoreError, item: impl FnOnce() -> String) -> StoreError {
+    match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{}: {m}", item())),
+        other => other,
+    }
 }
 
 /// Instants as stored and sorted: fixed width, UTC, milliseconds.
@@ -108,17 +108,7 @@ impl DynamoBillingStore {
     }
 
     pub(super) async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, pk, sk).await
     }
 
     pub(super) async fn put(&self, item: Item) -> Result<(), StoreError> {
@@ -134,28 +124,17 @@ impl DynamoBillingStore {
 
     /// Every item of `pk` with `lo <= sk <= hi`, following pages.
     pub(super) async fn query_range(&self, pk: &str, lo: &str, hi: &str) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
                 .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":lo", s(lo))
                 .expression_attribute_values(":hi", s(hi))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
     }
 
     pub(super) fn parse_invoice(item: &Item) -> Result<Invoice, StoreError> {
@@ -679,38 +658,16 @@ impl DynamoBillingStore {
         self.batch_write(requests, "accounts").await
     }
 
-    /// Writes requests 25 to a `BatchWriteItem`, sending unprocessed ones again with backoff;
-    /// `what` names them in the error if some stay unprocessed.
+    /// Writes requests with `BatchWriteItem`s, retrying unprocessed ones; `what` names them in
+    /// the error if some stay unprocessed.
     async fn batch_write(
         &self,
         requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
         what: &str,
     ) -> Result<(), StoreError> {
-        for chunk in requests.chunks(25) {
-            let mut pending = chunk.to_vec();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !pending.is_empty() {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable(format!("{what} left unprocessed")));
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Ok(())
+        batch_write(&self.client, &self.table, requests, what, MAX_ATTEMPTS)
+            .await
+            .map(drop)
     }
 
     /// After a cancellation without reasons: is one of the invoice's statement entries taken?
@@ -769,9 +726,14 @@ impl BillingStore for DynamoBillingStore {
             let Some(item) = self.get(&account_pk(account_id), "ACCOUNT").await? else {
                 return Ok(None);
             };
-            let mut account: Account = from_doc(&item)?;
-            account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
-            Ok(Some(account))
+            let read = || -> Result<Account, StoreError> {
+                let mut account: Account = from_doc(&item)?;
+                account.credit_balance.amount = super::attrs::get_decimal(&item, "balance")?;
+                Ok(account)
+            };
+            read()
+                .map(Some)
+                .map_err(|e| naming(e, || format!("account {account_id}")))
         })
     }
 
@@ -794,7 +756,11 @@ impl BillingStore for DynamoBillingStore {
             else {
                 return Ok(None);
             };
-            Self::parse_subscription(&item).map(Some)
+            Self::parse_subscription(&item).map(Some).map_err(|e| {
+                naming(e, || {
+                    format!("subscription {subscription_id} of account {account_id}")
+                })
+            })
         })
     }
 
@@ -817,7 +783,7 @@ impl BillingStore for DynamoBillingStore {
     ) -> BoxFuture<'a, Result<Page<DueSubscription>, StoreError>> {
         Box::pin(async move {
             let due_pk = format!("DUE#{shard}");
-            let mut q = self
+            let q = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -826,42 +792,17 @@ impl BillingStore for DynamoBillingStore {
                 .expression_attribute_values(":p", s(&due_pk))
                 .expression_attribute_values(":until", s(instant(until)))
                 .limit(limit.clamp(1, 1000) as i32);
-            if let Some(after) = after {
-                // `due_at|pk|sk` of the last item returned.
-                let mut parts = after.splitn(3, '|');
-                let (Some(at), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(StoreError::Corrupt(format!("bad due-index cursor {after:?}")));
-                };
-                q = q
-                    .exclusive_start_key("due_pk", s(&due_pk))
-                    .exclusive_start_key("due_at", s(at))
-                    .exclusive_start_key("pk", s(pk))
-                    .exclusive_start_key("sk", s(sk));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(|i| {
-                    Ok(DueSubscription {
-                        account_id: get_s(i, "account_id")?.to_string(),
-                        subscription_id: get_s(i, "subscription_id")?.to_string(),
-                        next_close_at: get_s(i, "due_at")?
-                            .parse()
-                            .map_err(|e| StoreError::Corrupt(format!("attribute `due_at`: {e}")))?,
-                    })
+            // The cursor is `due_at|pk|sk` of the last item read.
+            query_page(q, &[("due_pk", &due_pk)], &["due_at", "pk", "sk"], after, |i| {
+                Ok(DueSubscription {
+                    account_id: get_s(i, "account_id")?.to_string(),
+                    subscription_id: get_s(i, "subscription_id")?.to_string(),
+                    next_close_at: get_s(i, "due_at")?
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("attribute `due_at`: {e}")))?,
                 })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let next = match out.last_evaluated_key() {
-                None => None,
-                Some(k) => Some(format!(
-                    "{}|{}|{}",
-                    get_s(k, "due_at")?,
-                    get_s(k, "pk")?,
-                    get_s(k, "sk")?
-                )),
-            };
-            Ok(Page { items, next })
+            })
+            .await
         })
     }
 
@@ -1089,33 +1030,18 @@ impl BillingStore for DynamoBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<PendingInvoice>, StoreError>> {
         Box::pin(async move {
-            let mut query = self
+            let pk = format!("PENDING#{shard}");
+            let query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
                 .filter_expression("since <= :until")
-                .expression_attribute_values(":pk", s(format!("PENDING#{shard}")))
+                .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":until", s(instant(until)))
                 .consistent_read(true)
                 .limit(limit.clamp(1, 1000) as i32);
-            if let Some(after) = after {
-                query = query
-                    .exclusive_start_key("pk", s(format!("PENDING#{shard}")))
-                    .exclusive_start_key("sk", s(after));
-            }
-            let out = query.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(Self::parse_pending)
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = out
-                .last_evaluated_key
-                .as_ref()
-                .map(|k| get_s(k, "sk").map(str::to_string))
-                .transpose()?;
-            Ok(Page { items, next })
+            query_page(query, &[("pk", &pk)], &["sk"], after, Self::parse_pending).await
         })
     }
 
@@ -1168,7 +1094,7 @@ impl BillingStore for DynamoBillingStore {
     ) -> BoxFuture<'a, Result<Page<OpenInvoice>, StoreError>> {
         Box::pin(async move {
             let open_pk = format!("OPEN#{shard}");
-            let mut q = self
+            let q = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -1177,22 +1103,13 @@ impl BillingStore for DynamoBillingStore {
                 .expression_attribute_values(":p", s(&open_pk))
                 .expression_attribute_values(":due", s(format!("{due_by}#~")))
                 .limit(limit.clamp(1, 1000) as i32);
-            if let Some(after) = after {
-                let mut parts = after.splitn(3, '|');
-                let (Some(due), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(StoreError::Corrupt(format!("bad open-index cursor {after:?}")));
-                };
-                q = q
-                    .exclusive_start_key("open_pk", s(&open_pk))
-                    .exclusive_start_key("open_due", s(due))
-                    .exclusive_start_key("pk", s(pk))
-                    .exclusive_start_key("sk", s(sk));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(|i| {
+            // The cursor is `open_due|pk|sk` of the last item read.
+            query_page(
+                q,
+                &[("open_pk", &open_pk)],
+                &["open_due", "pk", "sk"],
+                after,
+                |i| {
                     let due = get_s(i, "open_due")?;
                     Ok(OpenInvoice {
                         account_id: get_s(i, "account_id")?.to_string(),
@@ -1204,18 +1121,9 @@ impl BillingStore for DynamoBillingStore {
                             .parse()
                             .map_err(|e| StoreError::Corrupt(format!("attribute `open_due`: {e}")))?,
                     })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let next = match out.last_evaluated_key() {
-                None => None,
-                Some(k) => Some(format!(
-                    "{}|{}|{}",
-                    get_s(k, "open_due")?,
-                    get_s(k, "pk")?,
-                    get_s(k, "sk")?
-                )),
-            };
-            Ok(Page { items, next })
+                },
+            )
+            .await
         })
     }
 

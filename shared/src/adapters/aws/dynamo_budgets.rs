@@ -9,7 +9,8 @@
 //!   `attribute_not_exists(pk)`: the caller whose write succeeds publishes the alert.
 
 use super::attrs::{get_s, s, Item};
-use super::dynamo_billing::{account_pk, from_doc, to_doc, unavailable, DynamoBillingStore};
+use super::dynamo::unavailable;
+use super::dynamo_billing::{account_pk, from_doc, to_doc, DynamoBillingStore};
 use crate::domain::estimate::Budget;
 use crate::ports::budgets::{budget_shard, BudgetStore};
 use crate::ports::StoreError;

@@ -16,10 +16,8 @@
 
 use super::attrs::get_decimal;
 use super::attrs::{get_s, get_u64, n, s, Item};
-use super::backoff;
-use super::dynamo_billing::{
-    account_pk, build_error, from_doc, instant, to_doc, unavailable, DynamoBillingStore,
-};
+use super::dynamo::{batch_get, build_error, query_page, unavailable};
+use super::dynamo_billing::{account_pk, from_doc, instant, to_doc, DynamoBillingStore};
 use crate::domain::billing::{Account, BillingSubscription};
 use crate::domain::pricing::CatalogData;
 use crate::ports::directory::{DirectoryStore, PlanDoc, ProviderDoc, Written, ACCOUNTS_PER_READ};
@@ -80,9 +78,33 @@ impl DynamoBillingStore {
         }
     }
 
+    /// Writes a provider and its directory entry on these conditions, and the catalog at `rev`,
+    /// in one transaction.
+    async fn write_provider(
+        &self,
+        provider: &ProviderDoc,
+        [item_condition, entry_condition]: [&str; 2],
+        catalog: &CatalogData,
+        rev: u64,
+    ) -> Result<Written, StoreError> {
+        let [item, entry] = provider_items(provider);
+        self.written(vec![
+            put(&self.table, item, item_condition, vec![])?,
+            put(&self.table, entry, entry_condition, vec![])?,
+            self.catalog_put(catalog, rev)?,
+        ])
+        .await
+    }
+
     /// Items of a directory partition after sort key `after`, in key order.
-    async fn directory(&self, pk: &str, after: Option<&str>, limit: usize) -> Result<Page<Item>, StoreError> {
-        let mut q = self
+    async fn directory<T>(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        parse: impl Fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let q = self
             .client
             .query()
             .table_name(&self.table)
@@ -90,18 +112,7 @@ impl DynamoBillingStore {
             .expression_attribute_values(":pk", s(pk))
             .consistent_read(true)
             .limit(limit.clamp(1, 1000) as i32);
-        if let Some(a) = after {
-            q = q.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(a));
-        }
-        let out = q.send().await.map_err(unavailable)?;
-        let next = match out.last_evaluated_key() {
-            Some(k) => Some(get_s(k, "sk")?.to_string()),
-            None => None,
-        };
-        Ok(Page {
-            items: out.items.unwrap_or_default(),
-            next,
-        })
+        query_page(q, &[("pk", pk)], &["sk"], after, parse).await
     }
 
     fn catalog_put(&self, catalog: &CatalogData, rev: u64) -> Result<TransactWriteItem, StoreError> {
@@ -159,15 +170,8 @@ impl DirectoryStore for DynamoBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<String>, StoreError>> {
         Box::pin(async move {
-            let page = self.directory("ACCOUNTS", after, limit).await?;
-            Ok(Page {
-                items: page
-                    .items
-                    .iter()
-                    .map(|i| get_s(i, "sk").map(str::to_string))
-                    .collect::<Result<_, _>>()?,
-                next: page.next,
-            })
+            self.directory("ACCOUNTS", after, limit, |i| get_s(i, "sk").map(str::to_string))
+                .await
         })
     }
 
@@ -185,35 +189,12 @@ impl DirectoryStore for DynamoBillingStore {
                         ("sk".to_string(), s("ACCOUNT")),
                     ]));
                 }
-                let mut pending = Some(keys.build().map_err(build_error)?);
-                let mut attempt = 0;
-                while let Some(request) = pending.take() {
-                    let out = self
-                        .client
-                        .batch_get_item()
-                        .request_items(&self.table, request)
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    for item in out
-                        .responses
-                        .and_then(|mut r| r.remove(&self.table))
-                        .unwrap_or_default()
-                    {
-                        let a = account_from_item(&item)?;
-                        found.insert(a.account_id.clone(), a);
-                    }
-                    pending = out
-                        .unprocessed_keys
-                        .and_then(|mut u| u.remove(&self.table))
-                        .filter(|k| !k.keys().is_empty());
-                    attempt += 1;
-                    if pending.is_some() {
-                        if attempt >= BATCH_ATTEMPTS {
-                            return Err(StoreError::Unavailable("account reads left unprocessed".into()));
-                        }
-                        backoff(attempt).await;
-                    }
+                let keys = keys.build().map_err(build_error)?;
+                for item in
+                    batch_get(&self.client, &self.table, keys, "account reads", BATCH_ATTEMPTS).await?
+                {
+                    let a = account_from_item(&item)?;
+                    found.insert(a.account_id.clone(), a);
                 }
             }
             Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
@@ -291,13 +272,7 @@ impl DirectoryStore for DynamoBillingStore {
         after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<PlanDoc>, StoreError>> {
-        Box::pin(async move {
-            let page = self.directory("PLANS", after, limit).await?;
-            Ok(Page {
-                items: page.items.iter().map(from_doc).collect::<Result<_, _>>()?,
-                next: page.next,
-            })
-        })
+        Box::pin(async move { self.directory("PLANS", after, limit, from_doc).await })
     }
 
     /// Every version of a plan, oldest first.
@@ -342,15 +317,7 @@ impl DirectoryStore for DynamoBillingStore {
         catalog: &'a CatalogData,
         rev: u64,
     ) -> BoxFuture<'a, Result<Written, StoreError>> {
-        Box::pin(async move {
-            let [item, entry] = provider_items(provider);
-            self.written(vec![
-                put(&self.table, item, "attribute_not_exists(pk)", vec![])?,
-                put(&self.table, entry, "attribute_not_exists(pk)", vec![])?,
-                self.catalog_put(catalog, rev)?,
-            ])
-            .await
-        })
+        Box::pin(self.write_provider(provider, ["attribute_not_exists(pk)"; 2], catalog, rev))
     }
 
     /// Replaces an existing provider and the catalog (with its fee) at revision `rev`,
@@ -361,16 +328,9 @@ impl DirectoryStore for DynamoBillingStore {
         catalog: &'a CatalogData,
         rev: u64,
     ) -> BoxFuture<'a, Result<Written, StoreError>> {
-        Box::pin(async move {
-            let [item, entry] = provider_items(provider);
-            self.written(vec![
-                put(&self.table, item, "attribute_exists(pk)", vec![])?,
-                // Unconditional: a provider written before the directory existed gains its entry.
-                put(&self.table, entry, "", vec![])?,
-                self.catalog_put(catalog, rev)?,
-            ])
-            .await
-        })
+        // The directory entry is unconditional: a provider written before the directory existed
+        // gains its entry.
+        Box::pin(self.write_provider(provider, ["attribute_exists(pk)", ""], catalog, rev))
     }
 
     fn provider<'a>(
@@ -391,13 +351,7 @@ impl DirectoryStore for DynamoBillingStore {
         after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ProviderDoc>, StoreError>> {
-        Box::pin(async move {
-            let page = self.directory("PROVIDERS", after, limit).await?;
-            Ok(Page {
-                items: page.items.iter().map(from_doc).collect::<Result<_, _>>()?,
-                next: page.next,
-            })
-        })
+        Box::pin(async move { self.directory("PROVIDERS", after, limit, from_doc).await })
     }
 
     /// Creates a subscription if its id is free in its account: [`Written::Conflict`] if the

@@ -8,6 +8,7 @@
 //! The claim is one conditional `PutItem`, so of two concurrent requests exactly one gets it.
 
 use super::attrs::{get_s, get_u64, n, s, Item};
+use super::dynamo::table_health;
 use crate::domain::access::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::ports::idempotency::{Claim, IdempotencyStore};
 use crate::ports::StoreError;
@@ -188,16 +189,6 @@ impl IdempotencyStore for DynamoIdempotencyStore {
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("table {}: {}", self.table, DisplayErrorContext(&e)))
-                })
-        })
+        Box::pin(table_health(&self.client, &self.table))
     }
 }

@@ -7,17 +7,19 @@
 //! ([`StoreError::Conflict`] or `false`): read again and decide again.
 
 use super::attrs::{get_decimal, get_opt_s, get_s, n, s, Item};
-use super::dynamo_billing::{account_pk, build_error, from_doc, instant, to_doc, unavailable};
+use super::dynamo::{build_error, query_all, query_each, query_page};
+use super::dynamo_billing::{account_pk, from_doc, instant, to_doc};
 use crate::domain::billing::ledger::{CreditEffect, InvoiceFilter};
 use crate::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use crate::ports::billing::due_shard;
 use crate::ports::issued::IssuedInvoices;
 use crate::ports::issued::{CreditBasis, CreditNoteOutcome, StatementEntry};
 use crate::ports::{Page, StoreError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use super::DynamoBillingStore;
 use futures::future::BoxFuture;
@@ -46,7 +48,7 @@ impl DynamoBillingStore {
         start: Option<&str>,
         limit: i32,
     ) -> Result<(Vec<Item>, Option<String>), StoreError> {
-        let mut q = self
+        let q = self
             .client
             .query()
             .table_name(&self.table)
@@ -56,17 +58,8 @@ impl DynamoBillingStore {
             .expression_attribute_values(":hi", s(hi))
             .consistent_read(true)
             .limit(limit);
-        if let Some(sk) = start {
-            q = q
-                .exclusive_start_key("pk", s(pk))
-                .exclusive_start_key("sk", s(sk));
-        }
-        let out = q.send().await.map_err(unavailable)?;
-        let next = match out.last_evaluated_key() {
-            Some(k) => Some(get_s(k, "sk")?.to_string()),
-            None => None,
-        };
-        Ok((out.items.unwrap_or_default(), next))
+        let page = query_page(q, &[("pk", pk)], &["sk"], start, |i| Ok(i.clone())).await?;
+        Ok((page.items, page.next))
     }
 
     /// Pages through `pk`'s items in `[lo, hi]` after `after`, keeping those `keep` accepts, until
@@ -159,6 +152,18 @@ impl DynamoBillingStore {
         })
     }
 
+    /// The query of `IssuedIndex` partition `pk` for `lo <= issued_at <= hi`.
+    fn issued_query(&self, pk: &str, lo: &str, hi: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name("IssuedIndex")
+            .key_condition_expression("issued_pk = :p AND issued_at BETWEEN :lo AND :hi")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+    }
+
     /// Up to `limit` invoices of one `IssuedIndex` partition issued in `[from, to)` that `filter`
     /// accepts, after the position `after` (`issued_at` and `sk`), in (`issued_at`, `sk`) order.
     async fn issued_matches(
@@ -174,23 +179,8 @@ impl DynamoBillingStore {
             Some((t, _)) if t > from => t,
             _ => from,
         };
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let res = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("IssuedIndex")
-                .key_condition_expression("issued_pk = :p AND issued_at BETWEEN :lo AND :hi")
-                .expression_attribute_values(":p", s(pk))
-                .expression_attribute_values(":lo", s(lo))
-                .expression_attribute_values(":hi", s(to))
-                .limit(PAGE)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in res.items() {
+        query_each(self.issued_query(pk, lo, to).limit(PAGE), |items| {
+            for item in &items {
                 let at = get_s(item, "issued_at")?;
                 let sk = get_s(item, "sk")?;
                 if at >= to || after.is_some_and(|(t, k)| (at, sk) <= (t, k)) {
@@ -200,15 +190,14 @@ impl DynamoBillingStore {
                 if filter.matches(&inv) {
                     out.push((at.to_string(), sk.to_string(), inv));
                     if out.len() == limit {
-                        return Ok(out);
+                        return Ok(ControlFlow::Break(()));
                     }
                 }
             }
-            start = res.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
     }
 }
 
@@ -548,29 +537,10 @@ impl IssuedInvoices for DynamoBillingStore {
             while Utc.from_utc_datetime(&month.and_hms_opt(0, 0, 0).unwrap_or_default()) < to {
                 for shard in 0..ISSUED_SHARDS {
                     let pk = format!("ISSUED#{}#{shard}", month.format("%Y-%m"));
-                    let mut start: Option<HashMap<String, AttributeValue>> = None;
-                    loop {
-                        let res = self
-                            .client
-                            .query()
-                            .table_name(&self.table)
-                            .index_name("IssuedIndex")
-                            .key_condition_expression("issued_pk = :p AND issued_at BETWEEN :lo AND :hi")
-                            .expression_attribute_values(":p", s(&pk))
-                            .expression_attribute_values(":lo", s(instant(from)))
-                            .expression_attribute_values(":hi", s(instant(to)))
-                            .set_exclusive_start_key(start)
-                            .send()
-                            .await
-                            .map_err(unavailable)?;
-                        for item in res.items() {
-                            if get_opt_s(item, "issued_at").is_some_and(|t| t < instant(to)) {
-                                out.push(Self::parse_invoice(item)?);
-                            }
-                        }
-                        start = res.last_evaluated_key;
-                        if start.is_none() {
-                            break;
+                    let query = self.issued_query(&pk, &instant(from), &instant(to));
+                    for item in query_all(query).await? {
+                        if get_opt_s(&item, "issued_at").is_some_and(|t| t < instant(to)) {
+                            out.push(Self::parse_invoice(&item)?);
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 //! `<slot>` with `lease` and `until` (see [`ApiKeyStore::claim_stream`]).
 
 use super::attrs::{self, get_opt_s, get_s, s, Item};
+use super::dynamo::{build_error, get_item, query_page, table_health};
 use crate::domain::access::keys::{ApiKeyRecord, KeyHash};
 use crate::ports::keys::{ApiKeyStore, KeyChange};
 use crate::ports::{Page, StoreError};
@@ -31,10 +32,6 @@ fn time(t: DateTime<Utc>) -> String {
 
 fn unavailable(e: impl std::error::Error + 'static) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
-}
-
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Corrupt(format!("request could not be built: {e}"))
 }
 
 impl DynamoApiKeyStore {
@@ -90,17 +87,11 @@ impl DynamoApiKeyStore {
     }
 
     async fn get_item(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(PK))
-            .key("sk", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item.as_ref().map(Self::parse).transpose()
+        get_item(&self.client, &self.table, PK, id)
+            .await?
+            .as_ref()
+            .map(Self::parse)
+            .transpose()
     }
 }
 
@@ -138,7 +129,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ApiKeyRecord>, StoreError>> {
         Box::pin(async move {
-            let mut q = self
+            let q = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -146,23 +137,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 .expression_attribute_values(":pk", s(PK))
                 .consistent_read(true)
                 .limit(limit.clamp(1, 1000) as i32);
-            if let Some(after) = after {
-                q = q
-                    .exclusive_start_key("pk", s(PK))
-                    .exclusive_start_key("sk", s(after));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(Self::parse)
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = out
-                .last_evaluated_key()
-                .and_then(|k| k.get("sk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned();
-            Ok(Page { items, next })
+            query_page(q, &[("pk", PK)], &["sk"], after, Self::parse).await
         })
     }
 
@@ -249,17 +224,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("table {}: {}", self.table, DisplayErrorContext(&e)))
-                })
-        })
+        Box::pin(table_health(&self.client, &self.table))
     }
 
     /// Slot items `pk` = `stream#<key id>`, `sk` = `<slot>`, `lease`, `until`: a conditional

@@ -18,10 +18,10 @@
 //! last rate returned (opaque to callers; the API wraps it again).
 
 use super::attrs::{get_s, s, Item};
+use super::dynamo::{query_all, query_page, table_health, unavailable};
 use crate::domain::fx::{CurrencyPair, ExchangeRate};
 use crate::ports::rates::{HistoryPage, RateStore};
 use crate::ports::StoreError;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
@@ -50,10 +50,6 @@ fn parse_key(k: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(k, KEY_FORMAT)
         .ok()
         .map(|t| t.and_utc())
-}
-
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
@@ -240,7 +236,7 @@ impl DynamoRateStore {
         // One more than the page, to know whether there is a next page. A query stops at 1 MB,
         // so keep going until the page is full or the range is exhausted.
         loop {
-            let mut q = self
+            let q = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -249,20 +245,9 @@ impl DynamoRateStore {
                 .expression_attribute_values(":lo", s(&lo))
                 .expression_attribute_values(":hi", s(&hi))
                 .limit((limit + 1 - rates.len()) as i32);
-            if let Some(k) = &start {
-                q = q
-                    .exclusive_start_key("pk", s(&pk))
-                    .exclusive_start_key("sk", s(k));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            for item in out.items() {
-                rates.push(Self::parse(item)?);
-            }
-            start = out
-                .last_evaluated_key()
-                .and_then(|k| k.get("sk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned();
+            let page = query_page(q, &[("pk", &pk)], &["sk"], start.as_deref(), Self::parse).await?;
+            rates.extend(page.items);
+            start = page.next;
             if rates.len() > limit || start.is_none() {
                 break;
             }
@@ -277,27 +262,15 @@ impl DynamoRateStore {
     }
 
     async fn query_latest_all(&self) -> Result<Vec<ExchangeRate>, StoreError> {
-        let mut all = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(LATEST_PK))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                all.push(Self::parse(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+                .expression_attribute_values(":pk", s(LATEST_PK)),
+        )
+        .await?;
+        let mut all = items.iter().map(Self::parse).collect::<Result<Vec<_>, _>>()?;
         // `sk` is the pair: already in pair order; sort anyway so the order does not depend on
         // the key encoding.
         all.sort_by_key(|r| r.pair.to_string());
@@ -306,15 +279,7 @@ impl DynamoRateStore {
 
     /// Whether the table answers.
     pub async fn health(&self) -> Result<(), StoreError> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("table {}: {}", self.table, DisplayErrorContext(&e)))
-            })?;
-        Ok(())
+        table_health(&self.client, &self.table).await
     }
 }
 

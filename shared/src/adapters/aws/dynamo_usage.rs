@@ -13,13 +13,14 @@
 
 use super::attrs::{self, get_decimal, get_s, get_string_map, get_u64, n, s, string_map, Item};
 use super::backoff;
+use super::dynamo::{batch_get, batch_write, build_error, query_page, table_health, unavailable};
 use crate::adapters::config::UsageTables;
 use crate::domain::meter::Meter;
 use crate::domain::usage::RejectedEvent;
 use crate::domain::usage::{window_key, AggregateRef, EventRef, Granularity, UsageAggregate};
 use crate::ports::usage::{change_key, AggregateChange, CommitOutcome, UsageStore, UNKNOWN_ACCOUNT};
 use crate::ports::{Page, StoreError};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
@@ -68,15 +69,15 @@ pub struct DynamoUsageStore {
     pub stats: WriteStats,
 }
 
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
-}
-
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Corrupt(format!("request could not be built: {e}"))
-}
-
 impl DynamoUsageStore {
+    /// Writes `requests` to the rejected-events table in `BatchWriteItem`s, retrying unprocessed
+    /// ones, and counts the calls in [`WriteStats`].
+    async fn write_rejected(&self, requests: Vec<WriteRequest>, what: &str) -> Result<(), StoreError> {
+        let calls = batch_write(&self.client, &self.tables.rejected, requests, what, MAX_ATTEMPTS).await?;
+        self.stats.batch_writes.fetch_add(calls, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn new(client: Client, tables: UsageTables, retention: Duration) -> Self {
         DynamoUsageStore {
             client,
@@ -164,33 +165,17 @@ impl DynamoUsageStore {
                     ("sk".to_string(), s(e.id.as_ref())),
                 ]));
             }
-            let mut pending = Some(keys.build().map_err(build_error)?);
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.events, request)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.tables.events))
-                    .unwrap_or_default()
-                {
-                    found.push(get_s(&item, "sk")?.to_string());
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.events));
-                attempt += 1;
-                if pending.is_some() {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable("event lookups left unprocessed".into()));
-                    }
-                    backoff(attempt).await;
-                }
+            let keys = keys.build().map_err(build_error)?;
+            for item in batch_get(
+                &self.client,
+                &self.tables.events,
+                keys,
+                "event lookups",
+                MAX_ATTEMPTS,
+            )
+            .await?
+            {
+                found.push(get_s(&item, "sk")?.to_string());
             }
         }
         Ok(found)
@@ -292,6 +277,7 @@ impl UsageStore for DynamoUsageStore {
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of field errors (strings) cannot fail.
     fn put_rejected<'a>(&'a self, rejected: &'a [RejectedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             // One request may not name the same key twice.
@@ -330,32 +316,7 @@ impl UsageStore for DynamoUsageStore {
                     .map_err(build_error)?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
-            for chunk in requests.chunks(25) {
-                let mut pending = chunk.to_vec();
-                let mut attempt = 0;
-                while !pending.is_empty() {
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.tables.rejected, pending.clone())
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    self.stats.batch_writes.fetch_add(1, Ordering::Relaxed);
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&self.tables.rejected))
-                        .unwrap_or_default();
-                    attempt += 1;
-                    if !pending.is_empty() {
-                        if attempt >= MAX_ATTEMPTS {
-                            return Err(StoreError::Unavailable("rejected events left unprocessed".into()));
-                        }
-                        backoff(attempt).await;
-                    }
-                }
-            }
-            Ok(())
+            self.write_rejected(requests, "rejected events").await
         })
     }
 
@@ -385,23 +346,7 @@ impl UsageStore for DynamoUsageStore {
                     .filter_expression("meter = :m")
                     .expression_attribute_values(":m", s(m.as_str()));
             }
-            if let Some(after) = after {
-                q = q
-                    .exclusive_start_key("pk", s(&pk))
-                    .exclusive_start_key("sk", s(after));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(Self::parse_aggregate)
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = out
-                .last_evaluated_key()
-                .and_then(|k| k.get("sk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned();
-            Ok(Page { items, next })
+            query_page(q, &[("pk", &pk)], &["sk"], after, Self::parse_aggregate).await
         })
     }
 
@@ -459,30 +404,14 @@ impl UsageStore for DynamoUsageStore {
     ) -> BoxFuture<'a, Result<Page<RejectedEvent>, StoreError>> {
         Box::pin(async move {
             let pk = account_id.unwrap_or(UNKNOWN_ACCOUNT);
-            let mut q = self
+            let q = self
                 .client
                 .query()
                 .table_name(&self.tables.rejected)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk))
                 .limit(limit.clamp(1, 1000) as i32);
-            if let Some(after) = after {
-                q = q
-                    .exclusive_start_key("pk", s(pk))
-                    .exclusive_start_key("sk", s(after));
-            }
-            let out = q.send().await.map_err(unavailable)?;
-            let items = out
-                .items()
-                .iter()
-                .map(Self::parse_rejected)
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = out
-                .last_evaluated_key()
-                .and_then(|k| k.get("sk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned();
-            Ok(Page { items, next })
+            query_page(q, &[("pk", pk)], &["sk"], after, Self::parse_rejected).await
         })
     }
 
@@ -505,35 +434,17 @@ impl UsageStore for DynamoUsageStore {
                         ("sk".to_string(), s(fp.as_str())),
                     ]));
                 }
-                let mut pending = Some(keys.build().map_err(build_error)?);
-                let mut attempt = 0;
-                while let Some(request) = pending.take() {
-                    let out = self
-                        .client
-                        .batch_get_item()
-                        .request_items(&self.tables.rejected, request)
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    for item in out
-                        .responses
-                        .and_then(|mut r| r.remove(&self.tables.rejected))
-                        .unwrap_or_default()
-                    {
-                        found.push(Self::parse_rejected(&item)?);
-                    }
-                    pending = out
-                        .unprocessed_keys
-                        .and_then(|mut u| u.remove(&self.tables.rejected));
-                    attempt += 1;
-                    if pending.is_some() {
-                        if attempt >= MAX_ATTEMPTS {
-                            return Err(StoreError::Unavailable(
-                                "rejected lookups left unprocessed".into(),
-                            ));
-                        }
-                        backoff(attempt).await;
-                    }
+                let keys = keys.build().map_err(build_error)?;
+                let items = batch_get(
+                    &self.client,
+                    &self.tables.rejected,
+                    keys,
+                    "rejected lookups",
+                    MAX_ATTEMPTS,
+                )
+                .await?;
+                for item in items {
+                    found.push(Self::parse_rejected(&item)?);
                 }
             }
             Ok(found)
@@ -550,44 +461,18 @@ impl UsageStore for DynamoUsageStore {
             let mut distinct: Vec<&String> = fingerprints.iter().collect();
             distinct.sort();
             distinct.dedup();
-            for chunk in distinct.chunks(25) {
-                let mut pending = chunk
-                    .iter()
-                    .map(|fp| {
-                        DeleteRequest::builder()
-                            .key("pk", s(pk))
-                            .key("sk", s(fp.as_str()))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(build_error)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut attempt = 0;
-                while !pending.is_empty() {
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.tables.rejected, pending.clone())
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    self.stats.batch_writes.fetch_add(1, Ordering::Relaxed);
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&self.tables.rejected))
-                        .unwrap_or_default();
-                    attempt += 1;
-                    if !pending.is_empty() {
-                        if attempt >= MAX_ATTEMPTS {
-                            return Err(StoreError::Unavailable(
-                                "rejected deletions left unprocessed".into(),
-                            ));
-                        }
-                        backoff(attempt).await;
-                    }
-                }
-            }
-            Ok(())
+            let requests = distinct
+                .iter()
+                .map(|fp| {
+                    DeleteRequest::builder()
+                        .key("pk", s(pk))
+                        .key("sk", s(fp.as_str()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(build_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.write_rejected(requests, "rejected deletions").await
         })
     }
 
@@ -598,14 +483,7 @@ impl UsageStore for DynamoUsageStore {
                 &self.tables.aggregates,
                 &self.tables.rejected,
             ] {
-                self.client
-                    .describe_table()
-                    .table_name(table)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        StoreError::Unavailable(format!("table {table}: {}", DisplayErrorContext(&e)))
-                    })?;
+                table_health(&self.client, table).await?;
             }
             Ok(())
         })

@@ -3,7 +3,9 @@
 //! endpoint (moto_server) or to AWS.
 
 pub mod attrs;
+pub mod bootstrap;
 pub mod calls;
+pub(crate) mod dynamo;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
 pub mod dynamo_directory;
@@ -63,4 +65,5 @@ pub(crate) async fn backoff(attempt: u32) {
 pub use aws_config;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
+pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;

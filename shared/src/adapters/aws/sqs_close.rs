@@ -20,6 +20,7 @@ impl SqsCloseQueue {
         SqsCloseQueue { client, queue_url }
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of a close request (strings, a time) cannot fail.
     async fn send_batch(&self, requests: &[CloseRequest]) -> Result<(), StoreError> {
         let bodies: Vec<String> = requests
             .iter()

@@ -1,6 +1,7 @@
 //! Problem details for HTTP APIs (RFC 9457), the body of every API error.
 
 use crate::domain::usage::FieldError;
+use crate::ports::StoreError;
 use serde::{Deserialize, Serialize};
 
 /// The media type of a problem body.
@@ -52,7 +53,19 @@ impl Problem {
         self
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: derived Serialize of a problem document cannot fail.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("problem serializes")
     }
+}
+
+/// 503 for a storage failure (logged here; the client is told only to retry).
+pub fn store_problem(e: &StoreError) -> Problem {
+    tracing::error!(error = %e, "storage failure");
+    Problem::new(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "storage is unavailable; retry later",
+    )
 }

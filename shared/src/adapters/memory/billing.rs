@@ -1,6 +1,7 @@
 //! In-memory billing adapters with the DynamoDB adapter's semantics (conditional writes, one
 //! lock per commit), for domain tests, property tests and benchmarks.
 
+use super::{get_pair, Locked};
 use crate::domain::billing::events::BillingEvent;
 use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
@@ -55,7 +56,7 @@ struct Inner {
 /// A [`BillingStore`] in memory.
 #[derive(Default)]
 pub struct MemoryBillingStore {
-    inner: Mutex<Inner>,
+    inner: Locked<Inner>,
 }
 
 impl MemoryBillingStore {
@@ -63,31 +64,29 @@ impl MemoryBillingStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Every invoice, by account and id.
     pub fn invoices(&self) -> Vec<Invoice> {
-        self.lock().invoices.values().cloned().collect()
+        self.inner.lock().invoices.values().cloned().collect()
     }
 
     /// Stores an issued invoice as given, replacing one with its id (fixtures and tests; closes
     /// write invoices through `commit_close`).
     pub fn insert_invoice(&self, invoice: Invoice) {
-        self.lock()
+        self.inner
+            .lock()
             .invoices
             .insert((invoice.account_id.clone(), invoice.invoice_id.clone()), invoice);
     }
 
     /// Every credit note.
     pub fn all_credit_notes(&self) -> Vec<CreditNoteDoc> {
-        self.lock().credit_notes.values().cloned().collect()
+        self.inner.lock().credit_notes.values().cloned().collect()
     }
 
     /// Provider statement entries: (provider, period end, invoice id, statement).
     pub fn statements(&self) -> Vec<(String, DateTime<Utc>, String, ProviderStatement)> {
-        self.lock()
+        self.inner
+            .lock()
             .statements
             .iter()
             .map(|((p, t, i), s)| (p.clone(), *t, i.clone(), s.clone()))
@@ -96,25 +95,26 @@ impl MemoryBillingStore {
 
     /// Late fees charged.
     pub fn fees(&self) -> Vec<LateFeeCharge> {
-        self.lock().fees.values().cloned().collect()
+        self.inner.lock().fees.values().cloned().collect()
     }
 
     /// Committed closes.
     /// Numbering writes made (each numbers up to
     /// [`NUMBERING_BATCH`](crate::ports::billing::NUMBERING_BATCH) drafts of one issuer).
     pub fn numberings(&self) -> usize {
-        self.lock().numberings
+        self.inner.lock().numberings
     }
 
     pub fn commits(&self) -> usize {
-        self.lock().commits
+        self.inner.lock().commits
     }
 }
 
 impl BillingStore for MemoryBillingStore {
     fn put_account<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock()
+            self.inner
+                .lock()
                 .accounts
                 .insert(account.account_id.clone(), account.clone());
             Ok(())
@@ -122,12 +122,13 @@ impl BillingStore for MemoryBillingStore {
     }
 
     fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
-        Box::pin(async move { Ok(self.lock().accounts.get(account_id).cloned()) })
+        Box::pin(async move { Ok(self.inner.lock().accounts.get(account_id).cloned()) })
     }
 
     fn put_subscription<'a>(&'a self, s: &'a BillingSubscription) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock()
+            self.inner
+                .lock()
                 .subscriptions
                 .insert((s.account_id.clone(), s.subscription_id.clone()), s.clone());
             Ok(())
@@ -140,11 +141,11 @@ impl BillingStore for MemoryBillingStore {
         subscription_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<BillingSubscription>, StoreError>> {
         Box::pin(async move {
-            Ok(self
-                .lock()
-                .subscriptions
-                .get(&(account_id.to_string(), subscription_id.to_string()))
-                .cloned())
+            Ok(get_pair(
+                &self.inner.lock().subscriptions,
+                account_id,
+                subscription_id,
+            ))
         })
     }
 
@@ -154,6 +155,7 @@ impl BillingStore for MemoryBillingStore {
     ) -> BoxFuture<'a, Result<Vec<BillingSubscription>, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .subscriptions
                 .values()
@@ -171,7 +173,7 @@ impl BillingStore for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<DueSubscription>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let mut due: Vec<(String, DueSubscription)> = inner
                 .subscriptions
                 .values()
@@ -193,13 +195,13 @@ impl BillingStore for MemoryBillingStore {
 
     fn put_catalog<'a>(&'a self, catalog: &'a CatalogData) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock().catalog = catalog.clone();
+            self.inner.lock().catalog = catalog.clone();
             Ok(())
         })
     }
 
     fn catalog(&self) -> BoxFuture<'_, Result<CatalogData, StoreError>> {
-        Box::pin(async move { Ok(self.lock().catalog.clone()) })
+        Box::pin(async move { Ok(self.inner.lock().catalog.clone()) })
     }
 
     fn invoice<'a>(
@@ -207,13 +209,7 @@ impl BillingStore for MemoryBillingStore {
         account_id: &'a str,
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Invoice>, StoreError>> {
-        Box::pin(async move {
-            Ok(self
-                .lock()
-                .invoices
-                .get(&(account_id.to_string(), invoice_id.to_string()))
-                .cloned())
-        })
+        Box::pin(async move { Ok(get_pair(&self.inner.lock().invoices, account_id, invoice_id)) })
     }
 
     fn invoices_since<'a>(
@@ -224,6 +220,7 @@ impl BillingStore for MemoryBillingStore {
     ) -> BoxFuture<'a, Result<Vec<Invoice>, StoreError>> {
         Box::pin(async move {
             let mut out: Vec<Invoice> = self
+                .inner
                 .lock()
                 .invoices
                 .range((account_id.to_string(), String::new())..)
@@ -243,6 +240,7 @@ impl BillingStore for MemoryBillingStore {
     ) -> BoxFuture<'a, Result<Vec<CreditNoteDoc>, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .credit_notes
                 .values()
@@ -258,7 +256,7 @@ impl BillingStore for MemoryBillingStore {
             if inv.status != InvoiceStatus::Draft {
                 return Err(StoreError::Corrupt("a close writes a draft".into()));
             }
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             let sub_key = (inv.account_id.clone(), inv.subscription_id.clone());
             let inv_key = (inv.account_id.clone(), inv.invoice_id.clone());
             let sub_ok = inner
@@ -327,7 +325,7 @@ impl BillingStore for MemoryBillingStore {
             if inv.status != InvoiceStatus::Draft {
                 return Err(StoreError::Corrupt("an upfront is written as a draft".into()));
             }
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             let inv_key = (inv.account_id.clone(), inv.invoice_id.clone());
             if inner.invoices.contains_key(&inv_key) {
                 return Ok(UpfrontOutcome::AlreadyIssued);
@@ -351,16 +349,18 @@ impl BillingStore for MemoryBillingStore {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock()
+            self.inner
+                .lock()
                 .dropped_upfronts
                 .insert((account_id.to_string(), invoice_id.to_string()));
             Ok(())
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: the invoice was found above under the same lock.
     fn number_drafts<'a>(&'a self, drafts: &'a [Invoice]) -> BoxFuture<'a, Result<Vec<Invoice>, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             let mut out = Vec::new();
             for (prefix, chunk) in numbering_batches(drafts) {
                 let still: Vec<&Invoice> = chunk
@@ -402,7 +402,7 @@ impl BillingStore for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<PendingInvoice>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let items: Vec<(String, PendingInvoice)> = inner
                 .pending
                 .values()
@@ -418,18 +418,12 @@ impl BillingStore for MemoryBillingStore {
         account_id: &'a str,
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PendingInvoice>, StoreError>> {
-        Box::pin(async move {
-            Ok(self
-                .lock()
-                .pending
-                .get(&(account_id.to_string(), invoice_id.to_string()))
-                .cloned())
-        })
+        Box::pin(async move { Ok(get_pair(&self.inner.lock().pending, account_id, invoice_id)) })
     }
 
     fn clear_pending<'a>(&'a self, done: &'a [PendingInvoice]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             for p in done {
                 inner
                     .pending
@@ -440,7 +434,15 @@ impl BillingStore for MemoryBillingStore {
     }
 
     fn last_number<'a>(&'a self, issuer_prefix: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move { Ok(self.lock().counters.get(issuer_prefix).copied().unwrap_or(0)) })
+        Box::pin(async move {
+            Ok(self
+                .inner
+                .lock()
+                .counters
+                .get(issuer_prefix)
+                .copied()
+                .unwrap_or(0))
+        })
     }
 
     fn open_invoices<'a>(
@@ -451,7 +453,7 @@ impl BillingStore for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<OpenInvoice>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let mut open: Vec<(String, OpenInvoice)> = inner
                 .invoices
                 .values()
@@ -486,7 +488,7 @@ impl BillingStore for MemoryBillingStore {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             match inner
                 .invoices
                 .get_mut(&(account_id.to_string(), invoice_id.to_string()))
@@ -506,7 +508,7 @@ impl BillingStore for MemoryBillingStore {
         charge: &'a LateFeeCharge,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             if inner.fees.contains_key(&charge.key) {
                 return Ok(false);
             }
@@ -528,7 +530,7 @@ impl BillingStore for MemoryBillingStore {
         succeeded: bool,
     ) -> BoxFuture<'a, Result<PaymentOutcome, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             if inner.payments.contains_key(&result.event_id) {
                 return Ok(PaymentOutcome::Duplicate);
             }
@@ -649,7 +651,7 @@ impl IssuedInvoices for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<Invoice>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let items = inner
                 .invoices
                 .values()
@@ -673,7 +675,7 @@ impl IssuedInvoices for MemoryBillingStore {
                 a.split_once('|')
                     .ok_or_else(|| StoreError::Corrupt(format!("bad invoice cursor {a:?}")))?;
             }
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let items = inner
                 .invoices
                 .values()
@@ -696,6 +698,7 @@ impl IssuedInvoices for MemoryBillingStore {
     ) -> BoxFuture<'_, Result<Vec<Invoice>, StoreError>> {
         Box::pin(async move {
             let mut out: Vec<Invoice> = self
+                .inner
                 .lock()
                 .invoices
                 .values()
@@ -715,7 +718,7 @@ impl IssuedInvoices for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<CreditNoteDoc>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let items = inner
                 .credit_notes
                 .values()
@@ -733,11 +736,11 @@ impl IssuedInvoices for MemoryBillingStore {
         credit_note_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CreditNoteDoc>, StoreError>> {
         Box::pin(async move {
-            Ok(self
-                .lock()
-                .credit_notes
-                .get(&(account_id.to_string(), credit_note_id.to_string()))
-                .cloned())
+            Ok(get_pair(
+                &self.inner.lock().credit_notes,
+                account_id,
+                credit_note_id,
+            ))
         })
     }
 
@@ -748,6 +751,7 @@ impl IssuedInvoices for MemoryBillingStore {
     ) -> BoxFuture<'a, Result<Decimal, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .credit_notes
                 .values()
@@ -763,7 +767,7 @@ impl IssuedInvoices for MemoryBillingStore {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             Ok(inner.payments.values().any(|p| {
                 p.account_id == account_id
                     && p.invoice_id == invoice_id
@@ -780,6 +784,7 @@ impl IssuedInvoices for MemoryBillingStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .payments
                 .get(event_id)
@@ -793,7 +798,7 @@ impl IssuedInvoices for MemoryBillingStore {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CreditBasis>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let key = (account_id.to_string(), invoice_id.to_string());
             Ok(inner
                 .invoices
@@ -804,7 +809,7 @@ impl IssuedInvoices for MemoryBillingStore {
 
     fn void_invoice<'a>(&'a self, inv: &'a Invoice) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             let entries: Vec<(String, DateTime<Utc>, String)> = inv
                 .statements
                 .statements
@@ -839,7 +844,7 @@ impl IssuedInvoices for MemoryBillingStore {
         effect: &'a CreditEffect,
     ) -> BoxFuture<'a, Result<CreditNoteOutcome, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
+            let mut inner = self.inner.lock();
             let note = &effect.note;
             let note_key = (note.account_id.clone(), note.credit_note_id.clone());
             if let Some(existing) = inner.credit_notes.get(&note_key) {
@@ -875,7 +880,7 @@ impl IssuedInvoices for MemoryBillingStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<StatementEntry>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let items = inner
                 .statements
                 .iter()
@@ -898,7 +903,7 @@ impl IssuedInvoices for MemoryBillingStore {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<StatementEntry>, StoreError>> {
         Box::pin(async move {
-            let inner = self.lock();
+            let inner = self.inner.lock();
             let key = (provider_id.to_string(), period_end, invoice_id.to_string());
             Ok(inner
                 .statements
@@ -1009,7 +1014,7 @@ mod tests {
     fn store_with(invoices: &[Invoice]) -> MemoryBillingStore {
         let store = MemoryBillingStore::new();
         run(store.put_account(&sample::account("acct_a", Currency::USD))).unwrap();
-        let mut inner = store.lock();
+        let mut inner = store.inner.lock();
         for inv in invoices {
             for st in &inv.statements.statements {
                 inner.statements.insert(

@@ -1,11 +1,11 @@
 //! The [`BudgetStore`] in memory.
 
+use super::{get_pair, Locked};
 use crate::domain::estimate::Budget;
 use crate::ports::budgets::{budget_shard, BudgetStore};
 use crate::ports::StoreError;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 #[derive(Default)]
 struct Inner {
@@ -16,7 +16,7 @@ struct Inner {
 /// A [`BudgetStore`] in memory.
 #[derive(Default)]
 pub struct MemoryBudgetStore {
-    inner: Mutex<Inner>,
+    inner: Locked<Inner>,
 }
 
 impl MemoryBudgetStore {
@@ -24,20 +24,16 @@ impl MemoryBudgetStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Every claimed key.
     pub fn claims(&self) -> Vec<String> {
-        self.lock().claims.iter().cloned().collect()
+        self.inner.lock().claims.iter().cloned().collect()
     }
 }
 
 impl BudgetStore for MemoryBudgetStore {
     fn put_budget<'a>(&'a self, budget: &'a Budget) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock().budgets.insert(
+            self.inner.lock().budgets.insert(
                 (budget.account_id.clone(), budget.budget_id.clone()),
                 budget.clone(),
             );
@@ -50,18 +46,13 @@ impl BudgetStore for MemoryBudgetStore {
         account_id: &'a str,
         budget_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Budget>, StoreError>> {
-        Box::pin(async move {
-            Ok(self
-                .lock()
-                .budgets
-                .get(&(account_id.to_string(), budget_id.to_string()))
-                .cloned())
-        })
+        Box::pin(async move { Ok(get_pair(&self.inner.lock().budgets, account_id, budget_id)) })
     }
 
     fn budgets<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<Budget>, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .budgets
                 .values()
@@ -78,6 +69,7 @@ impl BudgetStore for MemoryBudgetStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             Ok(self
+                .inner
                 .lock()
                 .budgets
                 .remove(&(account_id.to_string(), budget_id.to_string()))
@@ -88,6 +80,7 @@ impl BudgetStore for MemoryBudgetStore {
     fn budgeted_accounts(&self, shard: u32) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(async move {
             let accounts: BTreeSet<String> = self
+                .inner
                 .lock()
                 .budgets
                 .keys()
@@ -99,12 +92,12 @@ impl BudgetStore for MemoryBudgetStore {
     }
 
     fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.lock().claims.insert(key.to_string())) })
+        Box::pin(async move { Ok(self.inner.lock().claims.insert(key.to_string())) })
     }
 
     fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.lock().claims.remove(key);
+            self.inner.lock().claims.remove(key);
             Ok(())
         })
     }

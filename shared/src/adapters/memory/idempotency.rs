@@ -6,7 +6,7 @@ use crate::ports::StoreError;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 /// An [`IdempotencyStore`] in memory.
 #[derive(Default)]
@@ -30,7 +30,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         expires_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
         Box::pin(async move {
-            let mut records = self.records.lock().unwrap();
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(r) = records.get(key) {
                 let takeover = r.response.is_none() && r.lease_until < now && r.fingerprint == fingerprint;
                 if r.expires_at > now && !takeover {
@@ -57,7 +57,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         response: &'a StoredResponse,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut records = self.records.lock().unwrap();
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
             match records.get_mut(key) {
                 Some(r) if r.fingerprint == fingerprint => {
                     r.response = Some(response.clone());
@@ -72,7 +72,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
 
     fn release<'a>(&'a self, key: &'a str, fingerprint: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut records = self.records.lock().unwrap();
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
             if records
                 .get(key)
                 .is_some_and(|r| r.fingerprint == fingerprint && r.response.is_none())
@@ -84,7 +84,14 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.records.lock().unwrap().get(key).cloned()) })
+        Box::pin(async move {
+            Ok(self
+                .records
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                .cloned())
+        })
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -6,7 +6,7 @@ use crate::ports::{Page, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 /// A stream slot: (key id, slot).
 type StreamSlot = (String, u32);
@@ -29,7 +29,7 @@ impl MemoryApiKeyStore {
 impl ApiKeyStore for MemoryApiKeyStore {
     fn create<'a>(&'a self, key: &'a ApiKeyRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             if keys.contains_key(&key.id) {
                 return Err(StoreError::Conflict(format!("key {} exists", key.id)));
             }
@@ -39,7 +39,14 @@ impl ApiKeyStore for MemoryApiKeyStore {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
-        Box::pin(async move { Ok(self.keys.lock().unwrap().get(id).cloned()) })
+        Box::pin(async move {
+            Ok(self
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .cloned())
+        })
     }
 
     fn list<'a>(
@@ -48,7 +55,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<ApiKeyRecord>, StoreError>> {
         Box::pin(async move {
-            let keys = self.keys.lock().unwrap();
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             let mut items: Vec<ApiKeyRecord> = keys
                 .values()
                 .filter(|k| after.is_none_or(|a| k.id.as_str() > a))
@@ -67,7 +74,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
 
     fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(match keys.get_mut(id) {
                 None => KeyChange::NotFound,
                 Some(k) => {
@@ -78,6 +85,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         })
     }
 
+    #[allow(clippy::expect_used)] // Cannot fail: the key was found above under the same lock.
     fn rotate<'a>(
         &'a self,
         old_id: &'a str,
@@ -85,7 +93,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<KeyChange, StoreError>> {
         Box::pin(async move {
-            let mut keys = self.keys.lock().unwrap();
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             match keys.get(old_id) {
                 None => return Ok(KeyChange::NotFound),
                 Some(k) if k.revoked_at.is_some() => return Ok(KeyChange::Revoked),
@@ -115,7 +123,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         until: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
         Box::pin(async move {
-            let mut streams = self.streams.lock().unwrap();
+            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
             for slot in 0..max {
                 let key = (key_id.to_string(), slot);
                 if streams.get(&key).is_none_or(|(_, u)| *u < now) {
@@ -134,7 +142,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         lease: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut streams = self.streams.lock().unwrap();
+            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
             let key = (key_id.to_string(), slot);
             if streams.get(&key).is_some_and(|(l, _)| l == lease) {
                 streams.remove(&key);

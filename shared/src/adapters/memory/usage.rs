@@ -12,7 +12,7 @@ use crate::ports::{Page, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Default)]
 struct Inner {
@@ -37,17 +37,29 @@ impl MemoryUsageStore {
 
     /// Every stored event.
     pub fn events(&self) -> Vec<UsageEvent> {
-        self.inner.lock().unwrap().events.values().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .events
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every aggregate, in key order.
     pub fn aggregates(&self) -> Vec<UsageAggregate> {
-        self.inner.lock().unwrap().aggregates.values().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .aggregates
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Successful commits so far.
     pub fn commits(&self) -> usize {
-        self.inner.lock().unwrap().commits
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).commits
     }
 }
 
@@ -59,7 +71,7 @@ impl UsageStore for MemoryUsageStore {
         _received_at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<CommitOutcome, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let dups: Vec<String> = events
                 .iter()
                 .filter(|e| {
@@ -98,7 +110,7 @@ impl UsageStore for MemoryUsageStore {
 
     fn put_rejected<'a>(&'a self, rejected: &'a [RejectedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             for r in rejected {
                 let account = r
                     .account_id
@@ -121,7 +133,7 @@ impl UsageStore for MemoryUsageStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<UsageAggregate>, StoreError>> {
         Box::pin(async move {
-            let inner = self.inner.lock().unwrap();
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let lo = (account_id.to_string(), granularity, window_key(from));
             let hi = (account_id.to_string(), granularity, window_key(to));
             let mut items = Vec::new();
@@ -151,7 +163,7 @@ impl UsageStore for MemoryUsageStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<AggregateChange>, StoreError>> {
         Box::pin(async move {
-            let inner = self.inner.lock().unwrap();
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let mut changed: Vec<AggregateChange> = inner
                 .changes
                 .iter()
@@ -176,7 +188,7 @@ impl UsageStore for MemoryUsageStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page<RejectedEvent>, StoreError>> {
         Box::pin(async move {
-            let inner = self.inner.lock().unwrap();
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
             let mut items: Vec<RejectedEvent> = inner
                 .rejected
@@ -202,7 +214,7 @@ impl UsageStore for MemoryUsageStore {
         fingerprints: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<RejectedEvent>, StoreError>> {
         Box::pin(async move {
-            let inner = self.inner.lock().unwrap();
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
             Ok(fingerprints
                 .iter()
@@ -217,7 +229,7 @@ impl UsageStore for MemoryUsageStore {
         fingerprints: &'a [String],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let account = account_id.unwrap_or(UNKNOWN_ACCOUNT).to_string();
             for fp in fingerprints {
                 inner.rejected.remove(&(account.clone(), fp.clone()));
@@ -244,14 +256,17 @@ impl MemoryUsageQueue {
 
     /// The bodies enqueued so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
+        self.messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
 impl UsageQueue for MemoryUsageQueue {
     fn enqueue<'a>(&'a self, events: &'a [UsageEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut messages = self.messages.lock().unwrap();
+            let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
             for body in crate::domain::usage::intake::queue_bodies(events) {
                 messages.push(body);
             }

@@ -157,6 +157,7 @@ pub struct KeyMaterial {
 
 impl KeyMaterial {
     /// Builds a key from [`RANDOM_BYTES`] random bytes (from the OS generator).
+    #[allow(clippy::expect_used)] // Cannot fail: the key and salt are built from fixed-size random bytes in the format `parse` accepts.
     pub fn from_random(random: &[u8; RANDOM_BYTES]) -> KeyMaterial {
         let id = base32(&random[..10]);
         let secret = base32(&random[10..40]);

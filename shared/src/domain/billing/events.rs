@@ -102,6 +102,7 @@ pub struct InvoiceOverdue {
     pub fee_period: u64,
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of event details cannot fail.
 fn event<T: Serialize>(detail_type: &str, detail: &T) -> BillingEvent {
     BillingEvent {
         source: None,

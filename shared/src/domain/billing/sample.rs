@@ -2,6 +2,9 @@
 //! rates, fees, an account and a monthly subscription. Used by tests, benchmarks and the demo's
 //! seed (`meterline billing-sample`), so they all bill the same way.
 
+// Cannot fail: fixed sample data (constants below), parsed and checked by the unit tests.
+#![allow(clippy::expect_used)]
+
 use super::close::{Account, BillingSubscription};
 use super::cycle::{Alignment, BillingSchedule, Cadence};
 use super::invoice::InvoiceNumbering;

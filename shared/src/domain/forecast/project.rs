@@ -147,6 +147,7 @@ pub struct DaysForecast {
 
 /// Projects `period` from the account's usage `rows` (any history, including earlier periods)
 /// as known at `as_of`.
+#[allow(clippy::expect_used)] // Cannot fail: rating one scenario yields one result.
 pub fn estimate_period(
     ctx: &RatingContext<'_>,
     rows: &[UsageRow],
@@ -243,6 +244,7 @@ fn spend(rated: &[RatingResult], currency: Currency) -> Spend {
 /// `within` are kept; the window holding `as_of` is scaled to the part after `as_of`, the last
 /// window to the part before `end`.
 #[allow(clippy::type_complexity)]
+#[allow(clippy::expect_used)] // Cannot fail: rows are grouped by meter, so each group has a first row.
 pub fn forecast_rows(
     rows: &[UsageRow],
     as_of: DateTime<Utc>,

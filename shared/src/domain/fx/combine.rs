@@ -167,6 +167,7 @@ pub fn median(values: &[Decimal]) -> Option<Decimal> {
 }
 
 /// Combines the quotes for `pair` at `now`. See the module documentation for the rule.
+#[allow(clippy::expect_used)] // Cannot fail: the quorum check above guarantees at least one accepted quote.
 pub fn combine(
     pair: CurrencyPair,
     quotes: &[Quote],

@@ -37,6 +37,7 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 impl Default for MockRates {
+    #[allow(clippy::expect_used)] // Cannot fail: the mock pairs are constants in the format `parse` accepts.
     fn default() -> Self {
         let rates = DEFAULT_RATES
             .iter()

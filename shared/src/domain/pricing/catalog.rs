@@ -72,6 +72,7 @@ impl CompiledBook {
 
 impl Catalog {
     /// Validates the books together ([`validate_books`]) and compiles them.
+    #[allow(clippy::expect_used)] // Cannot fail: books are validated before a catalog is built; 8-byte chunks convert to [u8; 8].
     pub fn new(books: Vec<PriceBook>) -> Result<Catalog, ValidationErrors> {
         validate_books(&books)?;
         let currency = books
@@ -189,6 +190,7 @@ impl FxHasher {
 
 impl std::hash::Hasher for FxHasher {
     #[inline]
+    #[allow(clippy::expect_used)] // Cannot fail: chunks_exact(8) yields 8-byte slices.
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {

@@ -45,6 +45,7 @@ impl Granularity {
     }
 
     /// The start of the window holding `t` (UTC).
+    #[allow(clippy::expect_used)] // Cannot fail: a window start is an earlier whole second of a valid timestamp.
     pub fn window_start(self, t: DateTime<Utc>) -> DateTime<Utc> {
         DateTime::from_timestamp(self.window_start_secs(t.timestamp()), 0)
             .expect("a window start is in range")
@@ -83,6 +84,7 @@ impl FromStr for Granularity {
 
 /// A short, stable identifier of a dimension set: the first 16 hex digits of the SHA-256 of its
 /// canonical JSON (keys sorted). The empty set is `-`.
+#[allow(clippy::expect_used)] // Cannot fail: window starts are whole seconds of valid timestamps; string maps serialize; 8-byte chunks convert.
 pub fn dimensions_hash(dims: &Dimensions) -> String {
     if dims.is_empty() {
         return "-".to_string();
@@ -223,6 +225,7 @@ impl FxHasher {
 
 impl Hasher for FxHasher {
     #[inline]
+    #[allow(clippy::expect_used)] // Cannot fail: chunks_exact(8) yields 8-byte slices.
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -335,6 +338,7 @@ pub fn aggregate_sorted<'a>(
 /// Accounts, providers and dimension hashes get small ids (each event's set already carries its
 /// hash), the sums are kept in a hash map of those ids, and the aggregates are put in key order
 /// by sorting small integers.
+#[allow(clippy::expect_used)] // Cannot fail: a window start is an earlier whole second of a valid timestamp.
 pub fn aggregate_refs<'b>(
     events: &'b [EventRef<'_>],
     granularities: &[Granularity],

@@ -287,6 +287,9 @@ fn is_ref_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
 }
 
+/// The rule of account, provider, job and budget ids ([`is_valid_ref_id`]), as problems word it.
+pub const REF_ID_RULE: &str = "must be 1 to 128 of letters, digits and `_ - . :`";
+
 /// Whether `v` is a valid account, provider or job id: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
 pub fn is_valid_ref_id(v: &str) -> bool {
     !v.is_empty() && v.chars().count() <= MAX_REF_ID_LEN && v.chars().all(is_ref_char)

@@ -20,6 +20,7 @@ pub struct GeneratorConfig {
 }
 
 impl Default for GeneratorConfig {
+    #[allow(clippy::expect_used)] // Cannot fail: a constant RFC 3339 time.
     fn default() -> Self {
         GeneratorConfig {
             seed: 42,

@@ -132,6 +132,7 @@ pub fn plan_chunks(
 
 /// Packs events into queue message bodies: JSON arrays of at most 500 events and
 /// [`MAX_MESSAGE_BYTES`] each.
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of a usage event cannot fail.
 pub fn queue_bodies(events: &[UsageEvent]) -> Vec<String> {
     let mut bodies = Vec::new();
     let mut current: Vec<String> = Vec::new();

@@ -108,10 +108,12 @@ impl UsageQuery {
 }
 
 /// A dimension set as a sortable key.
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of string maps and cursors cannot fail.
 pub fn group_key(dims: &Dimensions) -> String {
     serde_json::to_string(dims).expect("string map serializes")
 }
 
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of string maps and cursors cannot fail.
 fn encode_cursor(c: &Cursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).expect("cursor serializes"))
 }

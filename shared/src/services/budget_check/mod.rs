@@ -41,6 +41,7 @@ pub enum BudgetCheckError {
 }
 
 /// The EventBridge event of an alert: source `meterline.budgets`, the crossing as detail.
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the alert cannot fail.
 pub fn alert_event(crossed: &BudgetThresholdCrossed) -> BillingEvent {
     let mut detail = serde_json::to_value(crossed).expect("the alert serializes");
     detail["event_id"] = serde_json::Value::String(crossed.idempotency_key.clone());
@@ -59,8 +60,8 @@ struct Spend {
     forecast: Option<Decimal>,
 }
 
-async fn spend<B: BillingStore, U: UsageStore>(
-    estimator: &AccountEstimator<'_, B, U>,
+async fn spend(
+    estimator: &AccountEstimator<'_>,
     account_id: &str,
     at: DateTime<Utc>,
     with_forecast: bool,
@@ -93,20 +94,14 @@ async fn spend<B: BillingStore, U: UsageStore>(
 
 /// Checks every budget at `at`. `with_forecast` adds the projected spend (only when the crate is
 /// built with the `forecast` feature; otherwise actual spend alone is checked).
-pub async fn run_budget_check<B, U, S, P>(
-    billing: &B,
-    usage: &U,
-    budgets: &S,
-    publisher: &P,
+pub async fn run_budget_check(
+    billing: &dyn BillingStore,
+    usage: &dyn UsageStore,
+    budgets: &dyn BudgetStore,
+    publisher: &dyn EventPublisher,
     at: DateTime<Utc>,
     with_forecast: bool,
-) -> Result<BudgetCheckSummary, BudgetCheckError>
-where
-    B: BillingStore,
-    U: UsageStore,
-    S: BudgetStore,
-    P: EventPublisher,
-{
+) -> Result<BudgetCheckSummary, BudgetCheckError> {
     let estimator = AccountEstimator { billing, usage };
     let mut summary = BudgetCheckSummary::default();
     for shard in 0..BUDGET_SHARDS {

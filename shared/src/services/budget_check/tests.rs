@@ -81,7 +81,7 @@ impl World {
         report.committed.remove(0)
     }
 
-    fn estimator(&self) -> AccountEstimator<'_, MemoryBillingStore, MemoryUsageStore> {
+    fn estimator(&self) -> AccountEstimator<'_> {
         AccountEstimator {
             billing: &self.billing,
             usage: &self.usage,

@@ -33,9 +33,9 @@ use crate::ports::StoreError;
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// Sends a close request for every subscription due at `now`; returns how many.
-pub async fn enqueue_due<B: BillingStore, Q: CloseQueue>(
-    store: &B,
-    queue: &Q,
+pub async fn enqueue_due(
+    store: &dyn BillingStore,
+    queue: &dyn CloseQueue,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let shards = (0..DUE_SHARDS).map(|shard| async move {
@@ -83,6 +83,8 @@ impl CloseFailure {
     /// Worth retrying as is (storage, a missing exchange rate, a race).
     pub fn is_retryable(&self) -> bool {
         match self {
+            // A corrupt item stays corrupt: retrying it only delays its dead letter.
+            CloseFailure::Store(StoreError::Corrupt(_)) => false,
             CloseFailure::Store(_) | CloseFailure::Rates(_) => true,
             CloseFailure::Close(e) => e.is_retryable(),
             _ => false,
@@ -112,9 +114,9 @@ pub struct LoadedCatalog(Option<(Catalog, CatalogData)>);
 
 impl LoadedCatalog {
     /// The catalog, read from the store and compiled the first time.
-    pub(crate) async fn get<B: BillingStore>(
+    pub(crate) async fn get(
         &mut self,
-        billing: &B,
+        billing: &dyn BillingStore,
     ) -> Result<&(Catalog, CatalogData), CloseFailure> {
         if self.0.is_none() {
             let data = billing.catalog().await?;
@@ -206,15 +208,15 @@ impl Default for CloseSettings {
 const MAX_CONFLICTS: u32 = 5;
 
 /// The close, over its ports.
-pub struct Closer<'a, B, U, R: ?Sized, P> {
-    pub billing: &'a B,
-    pub usage: &'a U,
-    pub rates: &'a R,
-    pub publisher: &'a P,
+pub struct Closer<'a> {
+    pub billing: &'a dyn BillingStore,
+    pub usage: &'a dyn UsageStore,
+    pub rates: &'a dyn RateStore,
+    pub publisher: &'a dyn EventPublisher,
     pub settings: CloseSettings,
 }
 
-impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> Closer<'_, B, U, R, P> {
+impl Closer<'_> {
     /// Closes every period of the subscription that has ended by `now` and finishes them:
     /// [`Closer::draft_subscription`] then [`Closer::finish`].
     pub async fn close_subscription(
@@ -545,7 +547,7 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
     }
 
     /// The finishing half of the close, on the same ports.
-    pub fn finisher(&self) -> Finisher<'_, B, P> {
+    pub fn finisher(&self) -> Finisher<'_> {
         Finisher {
             billing: self.billing,
             publisher: self.publisher,
@@ -565,12 +567,12 @@ impl<B: BillingStore, U: UsageStore, R: RateStore + ?Sized, P: EventPublisher> C
 /// Numbering and publishing of written closes: what the close worker does after each batch and
 /// the scheduler's sweep does for closes left pending. Needs only the billing store and the
 /// event publisher.
-pub struct Finisher<'a, B, P> {
-    pub billing: &'a B,
-    pub publisher: &'a P,
+pub struct Finisher<'a> {
+    pub billing: &'a dyn BillingStore,
+    pub publisher: &'a dyn EventPublisher,
 }
 
-impl<B: BillingStore, P: EventPublisher> Finisher<'_, B, P> {
+impl Finisher<'_> {
     /// The close a pending marker stands for: its invoice and the credit notes issued with it
     /// (`None` if the invoice does not exist: nothing to finish).
     pub async fn unfinished(&self, pending: &PendingInvoice) -> Result<Option<Finalization>, StoreError> {
@@ -668,10 +670,7 @@ impl<B: BillingStore, P: EventPublisher> Finisher<'_, B, P> {
 /// Finishes the closes whose pending markers were written at or before `until` (closes a
 /// crashed or timed-out worker left unnumbered or unpublished): the scheduler's sweep. Returns
 /// how many it finished.
-pub async fn sweep_pending<B: BillingStore, P: EventPublisher>(
-    finisher: &Finisher<'_, B, P>,
-    until: DateTime<Utc>,
-) -> Result<usize, CloseFailure> {
+pub async fn sweep_pending(finisher: &Finisher<'_>, until: DateTime<Utc>) -> Result<usize, CloseFailure> {
     let mut finished = 0;
     for shard in 0..DUE_SHARDS {
         let mut after: Option<String> = None;
@@ -706,8 +705,8 @@ pub async fn sweep_pending<B: BillingStore, P: EventPublisher>(
 
 /// The account's hourly aggregates with window start in `[from, to)`, as rating rows: what the
 /// close rates, and what estimates of the open period rate.
-pub async fn usage_rows<U: UsageStore>(
-    usage: &U,
+pub async fn usage_rows(
+    usage: &dyn UsageStore,
     account_id: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -58,9 +58,7 @@ impl World {
         w
     }
 
-    fn closer(
-        &self,
-    ) -> Closer<'_, MemoryBillingStore, MemoryUsageStore, InMemoryRateStore, MemoryEventPublisher> {
+    fn closer(&self) -> Closer<'_> {
         Closer {
             billing: &self.billing,
             usage: &self.usage,

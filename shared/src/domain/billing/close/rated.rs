@@ -91,6 +91,7 @@ pub fn rating_segment_at(
 /// of plan inside the period, each plan's segment is rated separately under that plan, with
 /// the usage whose window starts in it (usage before the first change goes to the first plan,
 /// usage after the last to the last).
+#[allow(clippy::expect_used)] // Cannot fail: plan_segments yields only segments with an active period.
 pub(super) fn rated_lines(
     input: &CloseInput<'_>,
     period: BillingPeriod,

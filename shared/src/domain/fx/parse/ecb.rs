@@ -79,6 +79,7 @@ fn attr<'a>(tag: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
 }
 
 /// Reads the daily reference rates document.
+#[allow(clippy::expect_used)] // Cannot fail: 16:00:00 is a valid time.
 pub fn parse_daily(resp: &Response<'_>) -> Result<DailyRates, SourceError> {
     check_status(resp.status)?;
     let head = resp

@@ -2,28 +2,28 @@
 //! an account's aggregates as they change.
 //!
 //! What is here is shared by the streaming function (`functions/usage-stream`, a function URL in
-//! response-streaming mode, which keeps the response open for its lifetime) and by this API's
+//! response-streaming mode, which keeps the response open for its lifetime) and by the API's
 //! route of the same path (API Gateway buffers responses, so it answers what has settled and
 //! ends at once): the request's parameters, the stream's position (its SSE `id`), one poll of
-//! the store, and the SSE framing.
+//! the store, and the SSE framing. No HTTP framework type appears here: callers pass header and
+//! query values.
 //!
 //! Every aggregate write records a change key, `{written at, Unix ms}#{sort key}`
-//! ([`meterline_shared::ports::usage::change_key`]). A change is sent once it has settled (its write
+//! ([`crate::ports::usage::change_key`]). A change is sent once it has settled (its write
 //! time is at least the settle delay old), in change-key order, with its change key as `id:`.
 //! The position is "every change up to this key was sent"; after a poll that saw everything
 //! settled, it is the bare time prefix of the settle horizon. A reconnect with `Last-Event-ID`
 //! continues right after that key: nothing is repeated, and nothing is skipped as long as every
 //! write becomes visible within the settle delay of its write time.
 
-use crate::account_param;
-use crate::request::usage::StreamQuery;
+use super::params::{account_param, time_param};
+use super::problem::Problem;
+use crate::domain::usage::{window_key, Granularity};
+use crate::ports::usage::{change_time_prefix, AggregateChange, UsageStore, CHANGE_MILLIS_DIGITS};
+use crate::ports::StoreError;
 use chrono::{DateTime, Utc};
-use lambda_http::{Request, RequestExt};
-use meterline_shared::adapters::http::problem::Problem;
-use meterline_shared::domain::usage::{window_key, Granularity};
-use meterline_shared::ports::usage::{change_time_prefix, AggregateChange, UsageStore, CHANGE_MILLIS_DIGITS};
-use meterline_shared::ports::StoreError;
 use serde_json::json;
+use std::str::FromStr;
 
 /// The route's path.
 pub const PATH: &str = "/v1/accounts/{account_id}/usage/stream";
@@ -87,29 +87,40 @@ pub struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads the path's account, the query ([`StreamQuery`]: `granularity`, default `hour`, one of
-    /// `kept`, the windows ingestion keeps; `since`, RFC 3339) and the `Last-Event-ID` header.
-    pub fn from_request(
-        req: &Request,
+    /// Reads the path's account, the `granularity` (default `hour`; one of `kept`, the windows
+    /// ingestion keeps) and `since` (RFC 3339) query parameters as sent, and the raw
+    /// `Last-Event-ID` header. The API reads the query as its typed, documented parameters and
+    /// calls [`StreamRequest::from_parts`] instead.
+    pub fn parse(
         account_id: &str,
-        now: DateTime<Utc>,
-        kept: &[Granularity],
-    ) -> Result<StreamRequest, Problem> {
-        let query = crate::request::parse_query::<StreamQuery>(&req.query_string_parameters())
-            .into_result("query")?;
-        StreamRequest::from_parts(query, req, account_id, now, kept)
-    }
-
-    /// [`StreamRequest::from_request`] with the query already read.
-    pub fn from_parts(
-        query: StreamQuery,
-        req: &Request,
-        account_id: &str,
+        granularity: Option<&str>,
+        since: Option<&str>,
+        last_event_id: Option<&[u8]>,
         now: DateTime<Utc>,
         kept: &[Granularity],
     ) -> Result<StreamRequest, Problem> {
         let account_id = account_param(account_id)?;
-        let granularity = query.granularity.map_or(Granularity::Hour, |g| g.0);
+        let granularity = granularity
+            .map(|g| {
+                Granularity::from_str(g).map_err(|m| Problem::invalid_field("granularity", "invalid", m))
+            })
+            .transpose()?;
+        let since = time_param("since", since)?;
+        StreamRequest::from_parts(&account_id, granularity, since, last_event_id, now, kept)
+    }
+
+    /// [`StreamRequest::parse`] with the query parameters already read: `granularity` (default
+    /// `hour`) must be one of `kept`; `Last-Event-ID` wins over `since`.
+    pub fn from_parts(
+        account_id: &str,
+        granularity: Option<Granularity>,
+        since: Option<DateTime<Utc>>,
+        last_event_id: Option<&[u8]>,
+        now: DateTime<Utc>,
+        kept: &[Granularity],
+    ) -> Result<StreamRequest, Problem> {
+        let account_id = account_param(account_id)?;
+        let granularity = granularity.unwrap_or(Granularity::Hour);
         if !kept.contains(&granularity) {
             let names: Vec<String> = kept.iter().map(|g| g.to_string()).collect();
             return Err(Problem::invalid_field(
@@ -121,12 +132,9 @@ impl StreamRequest {
                 ),
             ));
         }
-        let since = query.since.map(|t| t.0);
-        let last = req
-            .headers()
-            .get(LAST_EVENT_ID)
+        let last = last_event_id
             .map(|v| {
-                v.to_str().map_err(|_| {
+                std::str::from_utf8(v).map_err(|_| {
                     Problem::invalid_field("Last-Event-ID", "invalid", "is not an event id this stream sent")
                 })
             })
@@ -179,7 +187,7 @@ impl Session {
 
     /// Reads the changes after the position that have settled by `now`, frames them, and moves
     /// the position past them.
-    pub async fn poll<S: UsageStore>(&mut self, store: &S, now: DateTime<Utc>) -> Result<Polled, StoreError> {
+    pub async fn poll(&mut self, store: &dyn UsageStore, now: DateTime<Utc>) -> Result<Polled, StoreError> {
         let horizon = Position::at(now - self.settle);
         if horizon <= self.request.position {
             return Ok(Polled::default());
@@ -288,9 +296,9 @@ pub fn end_event(position: &Position, reason: &str, retry: std::time::Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meterline_shared::domain::meter::Meter;
-    use meterline_shared::domain::usage::UsageAggregate;
-    use meterline_shared::ports::usage::change_key;
+    use crate::domain::meter::Meter;
+    use crate::domain::usage::UsageAggregate;
+    use crate::ports::usage::change_key;
     use rust_decimal::Decimal;
 
     fn t(ms: i64) -> DateTime<Utc> {
@@ -309,7 +317,7 @@ mod tests {
             quantity: Decimal::new(15, 1),
             event_count: 2,
         };
-        let sk = meterline_shared::domain::usage::aggregate_sort_key(&a);
+        let sk = crate::domain::usage::aggregate_sort_key(&a);
         AggregateChange {
             aggregate: a,
             change_key: change_key(t(ms), &sk),
@@ -446,8 +454,8 @@ mod tests {
     /// it: no repeat, no gap.
     #[tokio::test]
     async fn resuming_from_any_id_repeats_and_skips_nothing() {
-        use meterline_shared::adapters::memory::MemoryUsageStore;
-        use meterline_shared::domain::usage::{AggregateRef, DimensionSet, EventRef};
+        use crate::adapters::memory::MemoryUsageStore;
+        use crate::domain::usage::{AggregateRef, DimensionSet, EventRef};
         let store = MemoryUsageStore::new();
         let dims: Vec<DimensionSet> = (0..5)
             .map(|i| DimensionSet::new([("gpu".to_string(), format!("g{i}"))].into()))

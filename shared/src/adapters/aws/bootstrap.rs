@@ -1,12 +1,12 @@
 //! The bootstrap operator key, read once at start-up from the Secrets Manager secret named by
 //! `BOOTSTRAP_OPERATOR_KEY_SECRET` (the API and the usage stream). It is hashed at once
-//! ([`crate::bootstrap_record`]) and never written anywhere; its value is never logged or echoed
+//! ([`crate::services::authenticate::bootstrap_record`]) and never written anywhere; its value is never logged or echoed
 //! in an error. Rotating it: docs/security.md.
 
+use super::CallRecorder;
+use crate::domain::access::keys::PresentedKey;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
-use meterline_shared::adapters::aws::{aws_config, CallRecorder};
-use meterline_shared::domain::access::keys::PresentedKey;
 
 /// Why the bootstrap key could not be read (the function stops at start-up).
 #[derive(Debug, thiserror::Error)]
