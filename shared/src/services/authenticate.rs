@@ -48,7 +48,9 @@ pub async fn authenticate(
 
 /// The stored form of a bootstrap operator key: hashed with a fresh salt, never written
 /// anywhere.
-#[allow(clippy::expect_used)] // Read no data: only the OS random source, once at start-up.
+// Cannot fail where it runs: the OS random number generator is always there on Lambda's Linux,
+// and without it no key could be hashed at all (this runs once, at start-up).
+#[allow(clippy::expect_used)]
 pub fn bootstrap_record(key: &PresentedKey, now: DateTime<Utc>) -> ApiKeyRecord {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).expect("the OS random number generator works");
