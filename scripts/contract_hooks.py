@@ -133,8 +133,10 @@ def _half(value):
 
 def _example(name, value):
     """Whether `value` is the document's example of path parameter `name`."""
-    examples = {**SEEDED, "invoice_id": "inv_1", "credit_note_id": "credit-note#inv_1#cn_1",
-                "statement_id": "20261125T130000.000Z:inv_1"}
+    # The same values as `example` in functions/api/src/request/path.rs.
+    examples = {**SEEDED, "invoice_id": "inv_acct_1~sub_1_20260101T000000Z",
+                "credit_note_id": "credit-note#inv_acct_1~sub_1_20260101T000000Z#cn_1",
+                "statement_id": "20261125T130000.000Z:inv_acct_1~sub_1_20261025T130000Z"}
     return str(examples.get(name)) == str(value)
 
 
