@@ -629,7 +629,10 @@ async fn fifty_closes_by_eight_concurrent_workers_are_numbered_one_to_fifty() {
     let (sqs, url) = (b.stack.sqs(), b.stack.resource("CloseQueue"));
     let workers = (0..8).map(|_| pump(&sqs, &url, 3, |event| close_worker::handle(&closer, event, now)));
     let stats = futures::future::join_all(workers).await;
-    assert_eq!(stats.iter().map(|s| s.deleted).sum::<usize>(), 50);
+    // A standard queue may hand one message to two receivers (the local endpoint did, once, under
+    // load): that close then runs twice and is deleted twice. What must hold is below: each
+    // account has one invoice and the numbers are 1..50 without a gap or a repeat.
+    assert!(stats.iter().map(|s| s.deleted).sum::<usize>() >= 50);
     assert_eq!(stats.iter().map(|s| s.failed).sum::<usize>(), 0);
     assert!(
         stats.iter().filter(|s| s.invocations > 0).count() > 1,

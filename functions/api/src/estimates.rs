@@ -256,10 +256,7 @@ impl EstimatesApi {
 
     async fn delete_budget(&self, account_id: &str, budget_id: &str) -> Result<Response<Body>, Problem> {
         match self.budgets.delete_budget(account_id, budget_id).await {
-            Ok(true) => Ok(Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(Body::Empty)
-                .map_err(|e| Problem::new(500, "response", "Internal error", e.to_string()))?),
+            Ok(true) => Ok(crate::response(StatusCode::NO_CONTENT, &[], Body::Empty)),
             Ok(false) => Err(Problem::not_found(format!("no budget {budget_id}"))),
             Err(e) => Err(store_problem(&e)),
         }

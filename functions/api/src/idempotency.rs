@@ -13,12 +13,11 @@ use meterline_shared::ports::idempotency::Claim;
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn replay(r: &StoredResponse) -> Response<Body> {
-    Response::builder()
-        .status(r.status)
-        .header("content-type", &r.content_type)
-        .header("idempotent-replayed", "true")
-        .body(Body::Text(r.body.clone()))
-        .expect("valid response")
+    crate::response(
+        crate::status_of(r.status),
+        &[("content-type", &r.content_type), ("idempotent-replayed", "true")],
+        Body::Text(r.body.clone()),
+    )
 }
 
 /// Marks a response whose body carries secrets in these top-level fields (a new API key's

@@ -14,7 +14,7 @@ use crate::request::NoBody;
 use crate::{encode_token, json_response, store_problem, Ctx, Outcome};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Response};
+use lambda_http::Body;
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
 use meterline_shared::domain::billing::close::MAX_INVOICE_ID_LEN;
@@ -605,19 +605,19 @@ impl crate::Api {
             .map_err(|e| store_problem(&e))?;
         let rows = tax_summary(&invoices);
         if csv {
-            return Response::builder()
-                .status(200)
-                .header("content-type", "text/csv; charset=utf-8")
-                .header(
-                    "content-disposition",
-                    format!(
-                        "attachment; filename=\"tax-{}-{}.csv\"",
-                        from.format("%Y%m%dT%H%M%SZ"),
-                        to.format("%Y%m%dT%H%M%SZ")
-                    ),
-                )
-                .body(Body::Text(tax_summary_csv(&rows)))
-                .map_err(|e| Problem::new(500, "response", "Internal error", e.to_string()));
+            let disposition = format!(
+                "attachment; filename=\"tax-{}-{}.csv\"",
+                from.format("%Y%m%dT%H%M%SZ"),
+                to.format("%Y%m%dT%H%M%SZ")
+            );
+            return Ok(crate::response(
+                StatusCode::OK,
+                &[
+                    ("content-type", "text/csv; charset=utf-8"),
+                    ("content-disposition", &disposition),
+                ],
+                Body::Text(tax_summary_csv(&rows)),
+            ));
         }
         let mut totals: BTreeMap<&str, (Decimal, Decimal)> = BTreeMap::new();
         for r in &rows {

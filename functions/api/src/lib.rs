@@ -27,7 +27,7 @@ mod usage;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use lambda_http::http::StatusCode;
+use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 pub(crate) use meterline_shared::adapters::http::problem::store_problem;
 use meterline_shared::adapters::http::problem::{self, Problem};
@@ -78,6 +78,9 @@ pub struct Api {
 /// OS random bytes.
 pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
+    // Cannot fail on Lambda's Linux: `getrandom(2)` exists since Linux 3.17 and blocks only until
+    // the pool is seeded at boot. Were it to fail, no key or id without entropy may be made.
+    #[allow(clippy::expect_used)]
     getrandom::fill(&mut b).expect("the OS random number generator works");
     b
 }
@@ -120,12 +123,34 @@ fn auth_failure(p: &Problem) -> Response<Body> {
     resp
 }
 
+/// A response of `status` with `body` and these headers, set field by field rather than through
+/// the fallible builder: a value that is not valid HTTP (only a stored or computed one could be)
+/// is left out and logged, never a panic.
+pub(crate) fn response(status: StatusCode, headers: &[(&'static str, &str)], body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        match HeaderValue::from_str(value) {
+            Ok(v) => {
+                resp.headers_mut().insert(*name, v);
+            }
+            Err(_) => tracing::error!(header = name, "header value is not valid HTTP; left out"),
+        }
+    }
+    resp
+}
+
+/// A status read from a problem or a stored response: 500 where it is not an HTTP status.
+pub(crate) fn status_of(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::Text(value.to_string()))
-        .expect("valid response")
+    response(
+        status,
+        &[("content-type", "application/json")],
+        Body::Text(value.to_string()),
+    )
 }
 
 /// A JSON response of a serializable value (a 500 if it cannot be written, which the API's
@@ -138,11 +163,11 @@ pub(crate) fn json_of<T: serde::Serialize>(status: StatusCode, value: &T) -> Out
 
 /// The response for a problem.
 pub fn problem_response(p: &Problem) -> Response<Body> {
-    Response::builder()
-        .status(p.status)
-        .header("content-type", problem::CONTENT_TYPE)
-        .body(Body::Text(p.to_json()))
-        .expect("valid response")
+    response(
+        status_of(p.status),
+        &[("content-type", problem::CONTENT_TYPE)],
+        Body::Text(p.to_json()),
+    )
 }
 
 pub(crate) fn body_bytes(body: &Body) -> &[u8] {
@@ -395,11 +420,11 @@ impl Api {
         let doc = self
             .document
             .get_or_init(|| openapi::served(&self.granularities).to_string());
-        Ok(Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(Body::Text(doc.clone()))
-            .expect("valid response"))
+        Ok(response(
+            StatusCode::OK,
+            &[("content-type", "application/json")],
+            Body::Text(doc.clone()),
+        ))
     }
 
     /// Runs a route's handler.

@@ -8,6 +8,7 @@
 //! Reads go through the [`RateStore`] port; the function wires a `CachedRates` over DynamoDB,
 //! so a warm invocation lists the latest rates from memory within the cache TTL.
 
+use crate::json_response;
 use crate::request::rates::HistoryQuery;
 use crate::routes::{Ctx, Outcome};
 use base64::Engine;
@@ -36,14 +37,6 @@ pub struct RatesApi {
     pub store: Arc<dyn RateStore>,
     /// A rate older than this is reported stale.
     pub max_age: Duration,
-}
-
-fn json_response(status: StatusCode, value: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::Text(value.to_string()))
-        .expect("valid response")
 }
 
 fn store_problem(e: &StoreError) -> Problem {

@@ -5,7 +5,7 @@ use crate::request::usage::{RejectedList, StreamQuery, UsageBody, UsageQueryPara
 use crate::routes::{Ctx, Outcome};
 use crate::{encode_token, json_response, store_problem};
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Response};
+use lambda_http::Body;
 use meterline_shared::adapters::http::problem::{self, Problem};
 use meterline_shared::adapters::http::stream;
 use meterline_shared::domain::usage::query::UsageQuery;
@@ -90,11 +90,11 @@ impl Api {
             .with_errors(all_errors);
             let mut body = json!(p);
             body["results"] = json!(results);
-            return Ok(Response::builder()
-                .status(422)
-                .header("content-type", problem::CONTENT_TYPE)
-                .body(Body::Text(body.to_string()))
-                .expect("valid response"));
+            return Ok(crate::response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &[("content-type", problem::CONTENT_TYPE)],
+                Body::Text(body.to_string()),
+            ));
         }
         self.queue.enqueue(&valid).await.map_err(|e| store_problem(&e))?;
         Ok(json_response(
@@ -169,12 +169,14 @@ impl Api {
             }
         }
         body.push_str(&session.end("buffered", DEFAULT_RETRY));
-        Ok(Response::builder()
-            .status(200)
-            .header("content-type", stream::CONTENT_TYPE)
-            .header("cache-control", "no-cache")
-            .body(Body::Text(body))
-            .expect("valid response"))
+        Ok(crate::response(
+            StatusCode::OK,
+            &[
+                ("content-type", stream::CONTENT_TYPE),
+                ("cache-control", "no-cache"),
+            ],
+            Body::Text(body),
+        ))
     }
 
     pub(crate) async fn get_account_rejected(&self, c: &Ctx) -> Outcome {
