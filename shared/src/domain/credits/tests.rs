@@ -501,3 +501,22 @@ fn entries_serialize_with_their_cause() {
     assert_eq!(json["portions"][0]["grant_id"], "g1");
     assert_eq!(json["currency"], "USD");
 }
+
+#[test]
+fn one_sweep_expires_grants_and_holds_in_the_order_of_their_instants() {
+    let mut l = ledger(&[grant("promo", "20.00", 0, Some(3))]);
+    l.place_hold(&hold("h1", "15.00")).unwrap();
+    let e = l.expire_due(t(6));
+    assert_eq!(
+        e.iter().map(|e| (e.kind, e.at, e.amount)).collect::<Vec<_>>(),
+        [
+            (EntryKind::Expired, t(3), d("5.00")),
+            (EntryKind::HoldExpired, t(5), d("15.00")),
+            (EntryKind::Expired, t(5), d("15.00"))
+        ]
+    );
+    assert_eq!(e[2].cause, Cause::HoldExpiry { hold_id: "h1".into() });
+    assert!(e.windows(2).all(|w| w[0].at <= w[1].at));
+    let b = l.balance(USD);
+    assert_eq!((b.forfeited, b.available, b.held), (d("20.00"), d("0"), d("0")));
+}
