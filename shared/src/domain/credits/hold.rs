@@ -231,23 +231,15 @@ impl CreditLedger {
         })
     }
 
-    /// Releases every open hold whose expiry is at or before `now`, at its expiry instant.
-    pub(super) fn expire_holds(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .holds
-            .values()
-            .filter(|h| h.status == HoldStatus::Open && h.expires_at <= now)
-            .map(|h| h.id.clone())
-            .collect();
-        for hold_id in due {
-            let Some(hold) = self.holds.get(&hold_id) else {
-                continue;
-            };
-            let (currency, portions, at) = (hold.currency, hold.portions.clone(), hold.expires_at);
-            self.close_hold(&hold_id, HoldStatus::Expired);
-            let cause = Cause::HoldExpiry { hold_id };
-            self.give_back(portions, at, currency, EntryKind::HoldExpired, &cause);
-        }
+    /// Releases an open hold at its expiry instant.
+    pub(super) fn expire_hold(&mut self, hold_id: String) {
+        let Some(hold) = self.holds.get(&hold_id) else {
+            return;
+        };
+        let (currency, portions, at) = (hold.currency, hold.portions.clone(), hold.expires_at);
+        self.close_hold(&hold_id, HoldStatus::Expired);
+        let cause = Cause::HoldExpiry { hold_id };
+        self.give_back(portions, at, currency, EntryKind::HoldExpired, &cause);
     }
 
     fn close_hold(&mut self, hold_id: &str, status: HoldStatus) {

@@ -4,7 +4,7 @@
 use super::entry::{Balance, Cause, EntryKind, LedgerEntry, Portion};
 use super::error::CreditError;
 use super::grant::CreditGrant;
-use super::hold::Hold;
+use super::hold::{Hold, HoldStatus};
 use crate::domain::money::Currency;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -291,41 +291,48 @@ impl CreditLedger {
         }
     }
 
-    /// Expires what is due at `now`: open holds whose expiry has passed are released, then
-    /// every grant whose expiry has passed forfeits its remainder, each once, at its own
-    /// expiry instant. Running it again changes nothing.
+    /// Expires what is due at `now`, in the order of the expiry instants (at one instant, holds
+    /// first): an open hold is released back to its grants, a grant forfeits its remainder,
+    /// each once, with an entry at its own expiry instant. Running it again changes nothing.
     pub fn expire_due(&mut self, now: DateTime<Utc>) -> Vec<LedgerEntry> {
         let first = self.entries.len();
-        self.expire_holds(now);
-        let mut due: Vec<(DateTime<Utc>, String)> = self
-            .grants
+        let holds = self
+            .holds
             .values()
-            .filter(|g| !g.expired)
-            .filter_map(|g| {
-                g.grant
-                    .expires_at
-                    .filter(|e| *e <= now)
-                    .map(|e| (e, g.grant.id.clone()))
-            })
-            .collect();
+            .filter(|h| h.status == HoldStatus::Open && h.expires_at <= now)
+            .map(|h| (h.expires_at, false, h.id.clone()));
+        let grants = self.grants.values().filter(|g| !g.expired).filter_map(|g| {
+            let at = g.grant.expires_at.filter(|e| *e <= now)?;
+            Some((at, true, g.grant.id.clone()))
+        });
+        let mut due: Vec<(DateTime<Utc>, bool, String)> = holds.chain(grants).collect();
         due.sort();
-        for (at, grant_id) in due {
-            let Some(g) = self.grants.get_mut(&grant_id) else {
-                continue;
-            };
-            g.expired = true;
-            let (currency, remainder) = (g.grant.amount.currency, g.balance.available);
-            let portions = if remainder > Decimal::ZERO {
-                vec![Portion {
-                    grant_id: grant_id.clone(),
-                    amount: remainder,
-                }]
+        for (at, is_grant, id) in due {
+            if is_grant {
+                self.expire_grant(at, id);
             } else {
-                Vec::new()
-            };
-            let cause = Cause::GrantExpiry { grant_id };
-            self.record(at, currency, EntryKind::Expired, cause, portions, Decimal::ZERO);
+                self.expire_hold(id);
+            }
         }
         self.entries[first..].to_vec()
+    }
+
+    /// Forfeits a grant's remainder at its expiry `at` (an entry even when nothing is left).
+    fn expire_grant(&mut self, at: DateTime<Utc>, grant_id: String) {
+        let Some(g) = self.grants.get_mut(&grant_id) else {
+            return;
+        };
+        g.expired = true;
+        let (currency, remainder) = (g.grant.amount.currency, g.balance.available);
+        let portions = if remainder > Decimal::ZERO {
+            vec![Portion {
+                grant_id: grant_id.clone(),
+                amount: remainder,
+            }]
+        } else {
+            Vec::new()
+        };
+        let cause = Cause::GrantExpiry { grant_id };
+        self.record(at, currency, EntryKind::Expired, cause, portions, Decimal::ZERO);
     }
 }

@@ -332,6 +332,9 @@ proptest! {
                 Err(_) => prop_assert_eq!(&l, &pre, "a refused {:?} changed the ledger", op),
                 Ok(entries) => {
                     check_order(&pre, op, &entries)?;
+                    if matches!(op, Op::Expire { .. }) {
+                        prop_assert!(entries.windows(2).all(|w| w[0].at <= w[1].at), "{:?}", entries);
+                    }
                     let after = l.clone();
                     let again = apply(&mut l, op);
                     if !matches!(op, Op::Expire { .. }) {
