@@ -24,6 +24,10 @@ pub enum CreditError {
     ExpiresBeforeEffective(String),
     #[error("grant `{0}` comes from a payment or a credit note and must be paid credit")]
     SourceIsPaid(String),
+    #[error("grant `{grant_id}` would take the {currency} credit beyond what an amount can hold")]
+    TooLarge { grant_id: String, currency: Currency },
+    #[error("hold `{hold_id}` must expire after it is placed")]
+    HoldEndsBeforeStart { hold_id: String },
     #[error("this ledger is account `{ledger}`'s, not `{found}`'s")]
     AccountMismatch { ledger: String, found: String },
     #[error("expected an amount in {expected}, got {found}")]

@@ -520,3 +520,39 @@ fn one_sweep_expires_grants_and_holds_in_the_order_of_their_instants() {
     let b = l.balance(USD);
     assert_eq!((b.forfeited, b.available, b.held), (d("20.00"), d("0"), d("0")));
 }
+
+#[test]
+fn a_grant_the_balance_cannot_hold_is_refused_not_a_panic() {
+    let jpy = Currency::from_code("JPY").unwrap();
+    let mut huge = grant("huge", "1", 0, None);
+    huge.amount = Money::new(Decimal::MAX, jpy);
+    let mut l = ledger(&[huge]);
+    let mut one = grant("one", "1", 0, None);
+    one.amount = Money::new(Decimal::ONE, jpy);
+    let before = l.clone();
+    assert_eq!(
+        l.grant(&one, t(0)).unwrap_err(),
+        CreditError::TooLarge {
+            grant_id: "one".into(),
+            currency: jpy
+        }
+    );
+    assert_eq!(l, before);
+    // Every other figure is a part of the granted total, so nothing else can overflow.
+    let e = l.draw_down(&DrawDown {
+        amount: Money::new(Decimal::MAX, jpy),
+        ..draw("b", "0", 1)
+    });
+    assert_eq!(e.unwrap()[0].uncovered, d("0"));
+}
+
+#[test]
+fn a_hold_must_end_after_it_is_placed() {
+    let mut l = ledger(&[grant("g1", "50.00", 0, None)]);
+    let mut h = hold("h1", "1.00");
+    h.expires_at = h.at;
+    assert_eq!(
+        l.place_hold(&h).unwrap_err(),
+        CreditError::HoldEndsBeforeStart { hold_id: "h1".into() }
+    );
+}
