@@ -92,9 +92,8 @@ impl CreditLedger {
             non_empty("job", &req.job)?;
             positive_minor_units("hold amount", req.amount)?;
             if req.expires_at <= req.at {
-                return Err(CreditError::HoldExpired {
+                return Err(CreditError::HoldEndsBeforeStart {
                     hold_id: req.id.clone(),
-                    expires_at: req.expires_at,
                 });
             }
             let currency = req.amount.currency;

@@ -135,6 +135,19 @@ impl CreditLedger {
                     found: grant.account_id.clone(),
                 });
             }
+            // Every other figure of the currency is a part of its granted total: checking this
+            // sum is what keeps every later sum from overflowing.
+            let currency = grant.amount.currency;
+            if l.balance(currency)
+                .granted
+                .checked_add(grant.amount.amount)
+                .is_none()
+            {
+                return Err(CreditError::TooLarge {
+                    grant_id: grant.id.clone(),
+                    currency,
+                });
+            }
             let state = GrantState {
                 grant: grant.clone(),
                 balance: Balance::default(),
