@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod billing;
+pub mod credits;
 pub mod estimate;
 #[cfg(feature = "forecast")]
 pub mod forecast;

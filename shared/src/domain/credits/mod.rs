@@ -1,0 +1,25 @@
+//! Prepaid credit: grants, holds for running jobs, draw-down of rated usage, expiry and the
+//! credit applied to invoices, kept in an append-only ledger per account. Pure and synchronous;
+//! see `docs/credits.md`.
+//!
+//! Every amount is exact (`Decimal`) in the grant's currency and already in its minor units:
+//! nothing here rounds, and an amount with more digits is refused.
+
+mod entry;
+mod error;
+mod grant;
+mod hold;
+mod ledger;
+mod spend;
+
+pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
+pub use error::CreditError;
+pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
+pub use hold::{Capture, Hold, HoldRequest, HoldStatus};
+pub use ledger::{CreditLedger, GrantState};
+pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
+
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tests;
