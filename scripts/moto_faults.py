@@ -8,7 +8,10 @@ Then the local DynamoDB behaves as DynamoDB does when many Lambda instances run 
   and `None` for the others (DynamoDB's wire shape). A request holds the items it names from
   when it arrives until METERLINE_MOTO_CONFLICT_WINDOW_MS after it was answered; the earliest
   arrival wins, a cancelled transaction holds nothing. TransactWriteItems, PutItem, UpdateItem,
-  DeleteItem and BatchWriteItem's puts and deletes hold items; only transactions are cancelled.
+  DeleteItem and BatchWriteItem's puts and deletes hold items. A PutItem, UpdateItem or
+  DeleteItem of an item a transaction holds fails with TransactionConflictException
+  ("Transaction is ongoing for the item"), as on DynamoDB; the items of a BatchWriteItem do not
+  (not modelled).
 - throttling: a seeded fraction (METERLINE_MOTO_THROTTLE_RATE, seed METERLINE_MOTO_SEED) of
   data-plane requests is answered HTTP 400 ProvisionedThroughputExceededException or
   ThrottlingException, with DynamoDB's JSON error body.
@@ -56,6 +59,13 @@ class _Throttled(DynamodbException):
         super().__init__(_PREFIX + code, message)
 
 
+class _TransactionConflict(DynamodbException):
+    """What DynamoDB answers a single-item write of an item that a transaction holds."""
+
+    def __init__(self):
+        super().__init__(_PREFIX + "TransactionConflictException", "Transaction is ongoing for the item")
+
+
 def _key_of(table, attrs):
     """(table, hash, range) of an item or key in wire form; a hashable, comparable name."""
     hash_value = attrs[table.hash_key_attr]
@@ -73,19 +83,22 @@ class Holds:
         # id -> [keys, arrival, answered (None: in flight), cancelled]
         self.requests = {}
 
-    def arrive(self, keys):
+    def arrive(self, keys, transaction):
         with self.lock:
             self.next_id += 1
-            self.requests[self.next_id] = [frozenset(keys), _now(), None, False]
+            self.requests[self.next_id] = [frozenset(keys), _now(), None, False, transaction]
             return self.next_id
 
-    def conflicting(self, rid):
-        """The keys of request `rid` that another request holds."""
+    def conflicting(self, rid, by_transactions_only=False):
+        """The keys of request `rid` that another request (or another transaction) holds."""
         with self.lock:
-            keys, arrival, _, _ = self.requests[rid]
+            keys, arrival = self.requests[rid][:2]
             held = set()
-            for other, (other_keys, other_arrival, answered, cancelled) in self.requests.items():
+            for other, entry in self.requests.items():
+                other_keys, other_arrival, answered, cancelled, transaction = entry
                 if other == rid or cancelled or not (keys & other_keys):
+                    continue
+                if by_transactions_only and not transaction:
                     continue
                 if answered is None:
                     # In flight: it holds the items if it came first.
@@ -204,7 +217,7 @@ def _wrap_transactions(lock, holds, history):
 
     def transact_write_items(self, transact_items):
         keys = _transaction_keys(self, transact_items)
-        rid = holds.arrive(keys or ())
+        rid = holds.arrive(keys or (), True)
         cancelled = True
         try:
             with lock:
@@ -230,6 +243,24 @@ def _wrap_transactions(lock, holds, history):
     ddb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+# Set while a BatchWriteItem runs (moto writes its items with PutItem and DeleteItem): how
+# DynamoDB answers a batch item that a transaction holds is not modelled, those writes go through.
+_in_batch = threading.local()
+
+
+def _wrap_batch_write():
+    inner = ddb_responses.DynamoHandler.batch_write_item
+
+    def batch_write_item(self, *args, **kwargs):
+        _in_batch.active = True
+        try:
+            return inner(self, *args, **kwargs)
+        finally:
+            _in_batch.active = False
+
+    ddb_responses.DynamoHandler.batch_write_item = batch_write_item
+
+
 def _wrap_single_write(name, lock, holds, history):
     inner = getattr(ddb_models.DynamoDBBackend, name)
 
@@ -240,13 +271,18 @@ def _wrap_single_write(name, lock, holds, history):
             keys = [_key_of(self.get_table(table_name), attrs)]
         except Exception:
             keys = []
-        rid = holds.arrive(keys)
+        rid = holds.arrive(keys, False)
+        rejected = True
+        alone = not getattr(_in_batch, "active", False)
         try:
             with lock:
+                if alone and keys and holds.conflicting(rid, by_transactions_only=True):
+                    raise _TransactionConflict()
+                rejected = False
                 _record_versions(history, self, [(table_name, attrs)])
                 return inner(self, table_name, attrs, *args, **kwargs)
         finally:
-            holds.answer(rid, False)
+            holds.answer(rid, rejected)
 
     setattr(ddb_models.DynamoDBBackend, name, write)
 
@@ -271,7 +307,7 @@ def _wrap_throttle(rate, rng):
 
 def install(lock):
     """Installs the fault mode; returns the index view for moto_server's index queries (or None)."""
-    window = _setting("METERLINE_MOTO_CONFLICT_WINDOW_MS", 10) / 1000
+    window = _setting("METERLINE_MOTO_CONFLICT_WINDOW_MS", 30) / 1000
     rate = _setting("METERLINE_MOTO_THROTTLE_RATE", 0.01)
     lag = _setting("METERLINE_MOTO_INDEX_LAG_MS", 100) / 1000
     seed = int(_setting("METERLINE_MOTO_SEED", 1))
@@ -280,6 +316,7 @@ def install(lock):
     _wrap_transactions(lock, holds, history)
     for name in ("put_item", "update_item", "delete_item"):
         _wrap_single_write(name, lock, holds, history)
+    _wrap_batch_write()
     if rate > 0:
         _wrap_throttle(rate, random.Random(seed))
     print(
