@@ -10,6 +10,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
+log "fault mode: the emulator's own tests"
+"$VENV/bin/python" -m unittest scripts/test_moto_faults.py
 export METERLINE_MOTO_FAULTS=1
 export METERLINE_MOTO_CONFLICT_WINDOW_MS="${METERLINE_MOTO_CONFLICT_WINDOW_MS:-30}"
 export METERLINE_MOTO_THROTTLE_RATE="${METERLINE_MOTO_THROTTLE_RATE:-0.01}"

@@ -191,8 +191,14 @@ async fn schedule_twice_retries_and_racing_workers_give_one_invoice_and_one_numb
         close_worker::handle(&closer, event, now)
     })
     .await;
-    assert_eq!(stats.deleted, 4);
     assert_eq!(stats.failed, 0);
+    // Consumers side by side (the fault-mode run) may both receive one message of a standard
+    // queue, as the fifty-close test saw once: then it is closed and deleted twice. The invoices
+    // below must be the same either way.
+    assert!(
+        stats.deleted == 4 || (parallel() > 1 && stats.deleted > 4),
+        "{stats:?}"
+    );
     // ...and a message delivered again later (a retry after a timeout) changes nothing.
     let retry = serde_json::to_string(&CloseRequest {
         account_id: "acct_a".into(),
@@ -704,7 +710,14 @@ async fn concurrent_workers_on_overlapping_close_messages_give_one_invoice_per_p
         b.subscribe(account).await;
         let at = b.anchor + Duration::hours(2);
         let q = (3600 * (i + 1)).to_string();
-        usage.push(ev(&format!("g{i}"), account, "prov_000", Meter::GpuSeconds, &q, at));
+        usage.push(ev(
+            &format!("g{i}"),
+            account,
+            "prov_000",
+            Meter::GpuSeconds,
+            &q,
+            at,
+        ));
     }
     b.ingest(&[serde_json::to_string(&usage).unwrap()]).await;
     let now = Utc::now();
@@ -751,7 +764,10 @@ async fn concurrent_workers_on_overlapping_close_messages_give_one_invoice_per_p
         }
     }
     numbers.sort();
-    assert_eq!(numbers, (1..=18).map(|n| format!("ML-{n:06}")).collect::<Vec<_>>());
+    assert_eq!(
+        numbers,
+        (1..=18).map(|n| format!("ML-{n:06}")).collect::<Vec<_>>()
+    );
     assert_eq!(b.billing.last_number("ML").await.unwrap(), 18);
     // 3600 GPU-seconds at 0.0008 = 2.88, times 1 + 2 + ... + 6, billed once.
     assert_eq!(gpu, "2.88".parse::<Decimal>().unwrap() * Decimal::from(21));
@@ -910,7 +926,12 @@ async fn a_reservation_upfront_is_woken_at_its_term_start_and_invoiced_once() {
         close_worker::handle(&closer, event, now)
     })
     .await;
-    assert_eq!((stats.deleted, stats.failed), (4, 0));
+    assert_eq!(stats.failed, 0);
+    // As in the first test: side by side, a message may be received (and deleted) twice.
+    assert!(
+        stats.deleted == 4 || (parallel() > 1 && stats.deleted > 4),
+        "{stats:?}"
+    );
     let invoices = b.invoices("acct_r").await;
     assert_eq!(invoices.len(), 1);
     let inv = &invoices[0];

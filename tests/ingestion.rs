@@ -216,7 +216,10 @@ async fn concurrent_invocations_on_one_hot_account_with_overlapping_messages_cou
         expected(&events)
     );
     let cancelled: u64 = stores.iter().map(|s| s.stats.snapshot()[1]).sum();
-    eprintln!("hot account: {instances} instances, {cancelled} transactions cancelled (fault mode: {})", fault_mode());
+    eprintln!(
+        "hot account: {instances} instances, {cancelled} transactions cancelled (fault mode: {})",
+        fault_mode()
+    );
 }
 
 #[tokio::test]
