@@ -734,17 +734,22 @@ async fn concurrent_workers_on_overlapping_close_messages_give_one_invoice_per_p
         .collect();
     let closer = b.closer(&b.events);
     // Half the workers take the messages in order, half in reverse: same-order workers close
-    // the same account at the same time, the others meet them halfway.
+    // the same account at the same time, the others meet them halfway. Batches of two, so that
+    // each worker numbers its drafts three times, side by side with the others.
     let workers = (0..parallel().max(4)).map(|w| {
         let mut mine = messages.clone();
         if w % 2 == 1 {
             mine.reverse();
         }
-        close_worker::handle(&closer, sqs_event(&mine), now)
+        let closer = &closer;
+        async move {
+            for batch in mine.chunks(2) {
+                let resp = close_worker::handle(closer, sqs_event(batch), now).await;
+                assert!(resp.batch_item_failures.is_empty(), "worker {w}: {resp:?}");
+            }
+        }
     });
-    for resp in futures::future::join_all(workers).await {
-        assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
-    }
+    futures::future::join_all(workers).await;
 
     // Three daily periods ended: three invoices per account, one per period, all numbered.
     let mut numbers = Vec::new();
