@@ -392,6 +392,59 @@ async fn invoice_events_are_published_on_eventbridge() {
     assert_eq!(report.events_published, 6);
 }
 
+/// Several partial payments of one invoice delivered at once (several instances of the
+/// payment-result function): each is applied once, none is lost. In the fault mode their
+/// transactions on the invoice conflict.
+#[tokio::test]
+async fn concurrent_partial_payments_of_one_invoice_all_apply() {
+    use meterline_shared::domain::billing::events::PaymentResult;
+    use meterline_shared::ports::billing::PaymentOutcome;
+    let b = Billing::new("billing-payments").await;
+    b.subscribe("acct_p").await;
+    let closer = b.closer(&b.events);
+    let req = CloseRequest {
+        account_id: "acct_p".into(),
+        subscription_id: "sub_acct_p".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    closer.close_subscription(&req, Utc::now()).await.unwrap();
+    let inv = b.invoices("acct_p").await[0].clone();
+    let before = inv.outstanding;
+    assert!(before > Decimal::ONE, "{before}");
+    let payments: Vec<_> = (0..parallel().max(4) * 2)
+        .map(|_| b.stack.billing_store_of("PaymentResultFunction"))
+        .collect();
+    let publisher = MemoryEventPublisher::new();
+    let calls = payments.iter().enumerate().map(|(i, store)| {
+        let event: EventBridgeEvent<PaymentResult> = serde_json::from_value(json!({
+            "version": "0", "id": format!("e-pay-{i}"), "detail-type": "PaymentSucceeded",
+            "source": "meterline.payments", "account": "123456789012",
+            "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+            "detail": {"event_id": format!("pay-{i}"), "invoice_id": inv.invoice_id,
+                       "account_id": "acct_p", "currency": "USD", "amount": "0.01",
+                       "at": Utc::now().to_rfc3339()}
+        }))
+        .unwrap();
+        let publisher = &publisher;
+        async move { payment_result::handle(store, publisher, &event).await }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Ok(PaymentOutcome::Applied { .. })),
+            "{outcome:?}"
+        );
+    }
+    let after = b
+        .billing
+        .invoice("acct_p", &inv.invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let paid = Decimal::new(outcomes.len() as i64, 2);
+    assert_eq!(after.outstanding, before - paid);
+}
+
 #[tokio::test]
 async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
     use meterline_shared::domain::billing::events::{paid_event, PaymentResult};
