@@ -75,12 +75,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts moto_server on a free port and points every AWS client at it.
+# Starts moto_server on a free port and points every AWS client at it; its output goes to
+# .local/${1:-moto}.log. With METERLINE_MOTO_FAULTS=1 in the environment it runs in its fault
+# mode (scripts/moto_faults.py, docs/testing.md).
 start_moto() {
-  local port
+  local port name="${1:-moto}"
   port="$(free_port)"
-  log "starting moto_server on 127.0.0.1:$port"
-  setsid "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
+  log "starting moto_server on 127.0.0.1:$port${METERLINE_MOTO_FAULTS:+ (fault mode)}"
+  setsid "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOCAL/$name.log" 2>&1 &
   PIDS+=("$!")
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"
@@ -93,6 +95,6 @@ start_moto() {
     fi
     sleep 0.2
   done
-  echo "moto_server did not start; see .local/moto.log" >&2
+  echo "moto_server did not start; see .local/$name.log" >&2
   return 1
 }

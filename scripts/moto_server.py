@@ -25,8 +25,13 @@ writes, so that it behaves like DynamoDB under load:
   (see below).
 
 None of this changes what a request does or returns. Arguments are moto_server's.
+
+With METERLINE_MOTO_FAULTS=1 it also behaves like DynamoDB under contention: it cancels
+transactions that overlap another request on an item, throttles a fraction of requests and
+serves index queries that lag the table (scripts/moto_faults.py, docs/testing.md).
 """
 import copy
+import os
 import sys
 import threading
 
@@ -179,6 +184,9 @@ def _serialized(method):
 for _name in ("put_item", "update_item", "delete_item"):
     setattr(ddb_models.DynamoDBBackend, _name, _serialized(getattr(ddb_models.DynamoDBBackend, _name)))
 
+# The fault mode's view of an index (None: the index is up to date); see moto_faults.py.
+_index_view = None
+
 _Table = ddb_models.Table
 _table_query = _Table.query
 _table_all_items = _Table.all_items
@@ -195,11 +203,13 @@ def _scoped_all_items(self):
         # a dict view runs without releasing the GIL, so a concurrent write cannot break it.
         partitions = list(self.items.values())
         if self.range_key_attr is None:
-            return partitions
-        items = []
-        for partition in partitions:
-            items.extend(list(partition.values()))
-        return items
+            items = partitions
+        else:
+            items = []
+            for partition in partitions:
+                items.extend(list(partition.values()))
+        # In fault mode, what a lagging index still shows (see moto_faults.py).
+        return items if _index_view is None else _index_view(self, items)
     # A table query: the partition alone (the query sorts it by range key and keeps only the
     # items of that hash key).
     partition = self.items.get(hash_key)
@@ -276,6 +286,12 @@ def _retention_check_uncounted(self, *args, **kwargs):
 
 
 sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retention_check_uncounted
+
+if os.environ.get("METERLINE_MOTO_FAULTS") == "1":
+    # The fault mode (docs/testing.md): transaction conflicts, throttling, lagging indexes.
+    import moto_faults  # noqa: E402  (beside this script)
+
+    _index_view = moto_faults.install(_transaction_lock)
 
 if __name__ == "__main__":
     from moto.server import main

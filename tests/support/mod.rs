@@ -568,10 +568,11 @@ impl Stack {
             }
             None => {
                 let queue = self.close_queue_of_cycle_close();
+                indexes_caught_up().await;
                 let s = cycle_close::handle(scheduler.as_ref(), &queue, &events, &scheduled, now)
                     .await
                     .expect("cycle-close");
-                let stats = pump(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
+                let stats = pump_parallel(&self.sqs(), &self.resource("CloseQueue"), 10, |event| {
                     close_worker::handle(&closer, event, now)
                 })
                 .await;
@@ -808,6 +809,61 @@ where
         }
     }
     stats
+}
+
+/// Whether the local endpoint runs in its fault mode (`METERLINE_MOTO_FAULTS=1`): transactions
+/// cancelled by conflicts, throttling, lagging indexes (docs/testing.md).
+pub fn fault_mode() -> bool {
+    std::env::var("METERLINE_MOTO_FAULTS").is_ok_and(|v| v == "1")
+}
+
+/// How many handler calls the tests run side by side where they would run one, as several
+/// Lambda instances would: `METERLINE_TEST_PARALLEL` (default 1; `scripts/test.sh` sets it for
+/// its fault-mode run).
+pub fn parallel() -> usize {
+    std::env::var("METERLINE_TEST_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1)
+}
+
+/// Waits until the local endpoint's indexes show every write made before the call: in fault
+/// mode they lag the tables by `METERLINE_MOTO_INDEX_LAG_MS`; otherwise at once. A scheduled run
+/// (cycle close, overdue check) comes minutes after the writes it is meant to see, so a test
+/// waits here before it plays one, and before it reads an index to check a write.
+pub async fn indexes_caught_up() {
+    if !fault_mode() {
+        return;
+    }
+    let lag_ms: u64 = std::env::var("METERLINE_MOTO_INDEX_LAG_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100); // scripts/moto_faults.py's default
+    tokio::time::sleep(std::time::Duration::from_millis(lag_ms + 20)).await;
+}
+
+/// [`pump`] by [`parallel`] consumers side by side (several instances of the function behind
+/// one event source mapping); their stats added up.
+pub async fn pump_parallel<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch_size: i32,
+    handler: F,
+) -> PumpStats
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let handler = &handler;
+    let pumps = (0..parallel()).map(|_| pump(sqs, queue_url, batch_size, handler));
+    let mut total = PumpStats::default();
+    for s in futures::future::join_all(pumps).await {
+        total.invocations += s.invocations;
+        total.deleted += s.deleted;
+        total.failed += s.failed;
+    }
+    total
 }
 
 /// The bootstrap operator key the tests' API accepts.

@@ -212,27 +212,42 @@ impl DynamoBillingStore {
         ]
     }
 
+    /// Writes `items` in one transaction: `None` if it committed, else which items' conditions
+    /// failed. A cancellation in which no condition failed but another request held an item
+    /// (`TransactionConflict`) or a partition was throttled is DynamoDB asking the caller to
+    /// try again: it is sent again, with backoff, up to [`MAX_ATTEMPTS`] times, and reported
+    /// like any cancellation after that.
     pub(super) async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<Option<Vec<bool>>, StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(tc)) => Ok(Some(
-                    tc.cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                        .collect(),
-                )),
-                _ => Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string())),
-            },
+        let mut attempt = 0;
+        loop {
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(None),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = err.as_service_error()
+            else {
+                return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string()));
+            };
+            let reasons = tc.cancellation_reasons();
+            let failed: Vec<bool> = reasons
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect();
+            attempt += 1;
+            if failed.contains(&true) || !reasons.iter().any(is_retryable_reason) || attempt >= MAX_ATTEMPTS {
+                return Ok(Some(failed));
+            }
+            tracing::debug!(attempt, "transaction cancelled by a conflict; retrying");
+            backoff(attempt.min(4)).await;
         }
     }
 
@@ -701,6 +716,15 @@ impl DynamoBillingStore {
             .await?;
         Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
     }
+}
+
+/// A cancellation reason that asks for the same transaction again: another request held the
+/// item, or its partition was throttled.
+fn is_retryable_reason(r: &aws_sdk_dynamodb::types::CancellationReason) -> bool {
+    matches!(
+        r.code(),
+        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+    )
 }
 
 /// A close whose provider statement entry exists already (another invoice's): refused, logged.
