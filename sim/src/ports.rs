@@ -207,6 +207,12 @@ impl BillingStore for Faulty<MemoryBillingStore> {
     fn charge_late_fee<'a>(&'a self, account_id: &'a str, charge: &'a LateFeeCharge) -> Res<'a, bool> {
         self.call(true, move || self.inner.charge_late_fee(account_id, charge))
     }
+    fn unannounced_fee<'a>(&'a self, account_id: &'a str, key: &'a str) -> Res<'a, Option<LateFeeCharge>> {
+        self.call(false, move || self.inner.unannounced_fee(account_id, key))
+    }
+    fn fee_announced<'a>(&'a self, account_id: &'a str, key: &'a str) -> Res<'a, ()> {
+        self.call(true, move || self.inner.fee_announced(account_id, key))
+    }
     fn record_payment<'a>(&'a self, result: &'a PaymentResult, succeeded: bool) -> Res<'a, PaymentOutcome> {
         self.call(true, move || self.inner.record_payment(result, succeeded))
     }
@@ -261,5 +267,11 @@ impl BudgetStore for Faulty<MemoryBudgetStore> {
     }
     fn release_notification<'a>(&'a self, key: &'a str) -> Res<'a, ()> {
         self.call(true, move || self.inner.release_notification(key))
+    }
+    fn notification_unsent<'a>(&'a self, key: &'a str) -> Res<'a, bool> {
+        self.call(false, move || self.inner.notification_unsent(key))
+    }
+    fn notification_sent<'a>(&'a self, key: &'a str) -> Res<'a, ()> {
+        self.call(true, move || self.inner.notification_sent(key))
     }
 }
