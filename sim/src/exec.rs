@@ -32,6 +32,8 @@ pub struct Task {
     pub kind: Kind,
     pub crash: Arc<Crash>,
     pub fut: Pin<Box<dyn Future<Output = Outcome>>>,
+    /// The simulated time the instance started at.
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What one poll of a task gave.

@@ -51,6 +51,20 @@ impl FaultPlan {
     };
 }
 
+impl FaultPlan {
+    /// Every chance multiplied by `num / den`: a seed draws light, default or heavy faults.
+    pub fn scaled(self, num: u32, den: u32) -> FaultPlan {
+        let f = |x: u32| x * num / den.max(1);
+        FaultPlan {
+            conflict: f(self.conflict),
+            unavailable: f(self.unavailable),
+            crash_before: f(self.crash_before),
+            crash_after: f(self.crash_after),
+            lag: f(self.lag),
+        }
+    }
+}
+
 /// Faults injected so far, and port calls made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultStats {

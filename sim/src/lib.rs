@@ -115,9 +115,12 @@ pub fn run(config: Config) -> Result<Report, Violation> {
     let usage_end = w.now;
     loop {
         if step - config.steps > MAX_DRAIN_STEPS {
-            return Err(fail(step, "the run did not come to rest".into()));
+            return Err(fail(
+                step,
+                format!("the run did not come to rest: {}", unrest(&w)),
+            ));
         }
-        if rests(&w, usage_end).map_err(|e| fail(step, e))? {
+        if rests(&mut w, usage_end).map_err(|e| fail(step, e))? {
             break;
         }
         step += 1;
@@ -148,11 +151,21 @@ fn one_step(w: &mut World, step: u64) -> check::Check {
     Ok(())
 }
 
-/// Whether the run is at rest: past the lateness window after the last usage, nothing running
-/// or waiting, no close pending, no period ended an hour ago still open.
-fn rests(w: &World, usage_end: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
+/// Whether the run is at rest: past the lateness window after the last usage and the minimum
+/// length, nothing running or waiting, each scheduled function's last run successful and
+/// started after that, no close pending, no period ended an hour ago still open.
+fn rests(w: &mut World, usage_end: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
     let until = (usage_end + TimeDelta::days(8)).max(w.start + TimeDelta::days(w.config.min_days));
-    if w.now < until || !w.tasks.is_empty() {
+    if w.now < until {
+        return Ok(false);
+    }
+    if !w.settling {
+        // Faults stop: the run must recover from whatever they left (a fee not announced, a
+        // close pending, a message dead-lettered) with the handlers' own means.
+        w.settling = true;
+        w.faults.set_plan(FaultPlan::NONE);
+    }
+    if !w.tasks.is_empty() || !w.schedules_done_since(until) {
         return Ok(false);
     }
     let queued = [&w.usage_q, &w.close_q, &w.pay_q]
@@ -163,6 +176,21 @@ fn rests(w: &World, usage_end: chrono::DateTime<chrono::Utc>) -> Result<bool, St
         return Ok(false);
     }
     Ok(check::pending_markers(w, w.now)? == 0 && check::due(w, w.now - TimeDelta::hours(1))? == 0)
+}
+
+/// What keeps a run from resting.
+fn unrest(w: &World) -> String {
+    let kinds: Vec<String> = w.tasks.iter().map(|t| format!("{:?}", t.kind)).collect();
+    let queued: Vec<usize> = [&w.usage_q, &w.close_q, &w.pay_q]
+        .iter()
+        .map(|q| lock(q).outstanding())
+        .collect();
+    format!(
+        "running {kinds:?}; queued (usage, close, payment) {queued:?}; last successes {:?}; pending {:?}; due {:?}",
+        w.last_success,
+        check::pending_markers(w, w.now),
+        check::due(w, w.now - TimeDelta::hours(1))
+    )
 }
 
 fn report(w: &World, steps: u64) -> Report {

@@ -80,6 +80,11 @@ pub struct World {
     next_payment: u64,
     /// The writes made when the invariants were last checked.
     pub checked_at_writes: u64,
+    /// The run settles: no new payments, no overlapping scheduled runs.
+    pub settling: bool,
+    /// Per scheduled function, when its last run started if it succeeded (removed when a run
+    /// fails or crashes).
+    pub last_success: BTreeMap<&'static str, DateTime<Utc>>,
 }
 
 /// Where every run starts: a Berlin midnight in winter.
@@ -107,7 +112,9 @@ impl World {
         let usage_q = SimQueue::new("usage", rng.next_u64(), TimeDelta::minutes(15), 5, qplan);
         let close_q = SimQueue::new("close", rng.next_u64(), TimeDelta::minutes(20), 5, qplan);
         let pay_q = SimQueue::new("payment", rng.next_u64(), TimeDelta::minutes(2), 3, qplan);
-        let faults = Faults::new(rng.next_u64(), config.faults);
+        // A quarter of the seeds see a quarter of the faults, a quarter twice as many.
+        let (num, den) = [(1, 4), (1, 1), (1, 1), (2, 1)][rng.index(4)];
+        let faults = Faults::new(rng.next_u64(), config.faults.scaled(num, den));
         let billing = Arc::new(MemoryBillingStore::new());
         let budgets = Arc::new(MemoryBudgetStore::new());
         let amounts: Vec<Decimal> = (0..config.accounts)
@@ -168,6 +175,8 @@ impl World {
             next_event: 0,
             next_payment: 0,
             checked_at_writes: 0,
+            settling: false,
+            last_success: BTreeMap::new(),
         })
     }
 
@@ -264,18 +273,41 @@ impl World {
         (id, json)
     }
 
-    /// Fires the hourly schedule (now and then twice: EventBridge delivers at least once).
+    /// Fires the hourly schedules (now and then twice: EventBridge delivers at least once).
+    /// Once the run settles, a schedule is skipped while its function still runs, so the run
+    /// can come to rest.
     pub fn schedule(&mut self) {
         while self.now >= self.next_schedule {
             let at = self.next_schedule;
             self.next_schedule += TimeDelta::hours(1);
-            let twice = self.rng.chance(20);
+            let twice = self.rng.chance(20) && !self.settling;
             for _ in 0..(1 + usize::from(twice)) {
-                self.spawn_schedule(at);
-                self.spawn_overdue(at);
-                self.spawn_budget(at);
+                if self.may_fire("cycle-close") {
+                    self.spawn_schedule(at);
+                }
+                if self.may_fire("overdue-check") {
+                    self.spawn_overdue(at);
+                }
+                if self.may_fire("budget-check") {
+                    self.spawn_budget(at);
+                }
             }
         }
+    }
+
+    fn may_fire(&self, function: &'static str) -> bool {
+        !self.settling
+            || !self
+                .tasks
+                .iter()
+                .any(|t| matches!(t.kind, Kind::Schedule(f) if f == function))
+    }
+
+    /// Whether each scheduled function's last run succeeded and started after `since`.
+    pub fn schedules_done_since(&self, since: DateTime<Utc>) -> bool {
+        ["cycle-close", "overdue-check", "budget-check"]
+            .iter()
+            .all(|f| self.last_success.get(f).is_some_and(|at| *at >= since))
     }
 
     /// Lets idle pollers receive: each queue's event source starts an instance with a batch
@@ -317,7 +349,7 @@ impl World {
     /// Now and then a payment result for an invoice with something outstanding: most pay it in
     /// full, some pay half, some fail.
     pub fn send_payment(&mut self) {
-        if !self.rng.chance(self.config.payment_chance) {
+        if self.settling || !self.rng.chance(self.config.payment_chance) {
             return;
         }
         let open: Vec<_> = self
@@ -366,7 +398,13 @@ impl World {
         fut: std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>,
     ) {
         self.counters.tasks += 1;
-        self.tasks.push(Task { kind, crash, fut });
+        let started = Some(self.now);
+        self.tasks.push(Task {
+            kind,
+            crash,
+            fut,
+            started,
+        });
     }
 
     fn spawn_ingest(&mut self, got: Vec<Delivery>) -> Result<(), String> {
@@ -517,18 +555,21 @@ impl World {
                 Polled::Running => {}
                 Polled::Crashed => {
                     // The instance stopped: its messages come back after their visibility timeout.
-                    self.tasks.swap_remove(i);
+                    let task = self.tasks.swap_remove(i);
+                    if let Kind::Schedule(f) = task.kind {
+                        self.last_success.remove(f);
+                    }
                     self.counters.crashed += 1;
                 }
                 Polled::Done(outcome) => {
                     let task = self.tasks.swap_remove(i);
-                    self.finished(task.kind, outcome);
+                    self.finished(task.kind, outcome, task.started);
                 }
             }
         }
     }
 
-    fn finished(&mut self, kind: Kind, outcome: Outcome) {
+    fn finished(&mut self, kind: Kind, outcome: Outcome, started: Option<DateTime<Utc>>) {
         let failed: Vec<String> = match &outcome {
             Outcome::Batch(r) => r
                 .batch_item_failures
@@ -545,7 +586,14 @@ impl World {
             Kind::Ingest(got) => lock(&self.usage_q).complete(&got, &failed),
             Kind::Close(got) => lock(&self.close_q).complete(&got, &failed),
             Kind::Payment(got) => lock(&self.pay_q).complete(&got, &failed),
-            Kind::Schedule(_) => {}
+            Kind::Schedule(f) => match (outcome, started) {
+                (Outcome::Done(Ok(())), Some(at)) => {
+                    self.last_success.insert(f, at);
+                }
+                _ => {
+                    self.last_success.remove(f);
+                }
+            },
         }
     }
 }

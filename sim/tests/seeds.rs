@@ -20,29 +20,27 @@ fn assert_holds(seed: u64) {
     }
 }
 
-/// A late fee charged by an overdue check that then crashed or failed to publish was never
-/// announced: the next checks found the fee charged and published nothing.
+/// A late fee charged by an overdue check that then failed to publish `InvoiceOverdue` (the bus
+/// throttled, or the instance stopped) was never announced: the next checks found the fee
+/// charged and published nothing. (Seeds 1, 2, 9 and 19 found it first, with the simulation as
+/// it was then; seed 5 finds it with the simulation as it is.)
 #[test]
-fn seed_1_late_fee_announced_after_a_failed_check() {
-    assert_holds(1);
+fn seed_5_late_fee_announced_after_a_failed_check() {
+    assert_holds(5);
 }
 
-/// The same on another invoice.
+/// A budget check that claimed an alert and stopped before publishing it (or whose release of
+/// the claim failed) left the claim: the alert was never sent. (Seeds 4, 15 and 18 found it
+/// first; seed 7 finds it with the simulation as it is.)
 #[test]
-fn seed_2_late_fee_announced_after_a_failed_check() {
-    assert_holds(2);
-}
-
-/// A budget check that claimed an alert and crashed before publishing it (or whose release of
-/// the claim failed) left the claim: the alert was never sent.
-#[test]
-fn seed_4_budget_alert_sent_after_a_crash_between_claim_and_publish() {
-    assert_holds(4);
+fn seed_7_budget_alert_sent_after_a_crash_between_claim_and_publish() {
+    assert_holds(7);
 }
 
 #[test]
 fn a_fixed_set_of_seeds_holds_every_invariant() {
-    for seed in [3, 5, 6, 7] {
+    // A seed with light faults (2), one with the default plan (4), one with heavy faults (1).
+    for seed in [1, 2, 4] {
         assert_holds(seed);
     }
 }
