@@ -37,10 +37,28 @@ fn seed_7_budget_alert_sent_after_a_crash_between_claim_and_publish() {
     assert_holds(7);
 }
 
+/// The first fix of seed 7's defect let a check whose publish failed give the claim back, even
+/// when another check had found it unsent and published the alert meanwhile: the alert was out
+/// and its claim gone (so it would go out again). Found by the long run (seeds 76 and 85).
+#[test]
+fn seed_76_a_failed_publish_keeps_the_claim_another_check_published() {
+    assert_holds(76);
+}
+
+/// Open defect: a budget alert claimed by a check that failed before publishing it stays unsent
+/// if every later check fails until the budget's period ends: the checks that follow look at the
+/// new period only, so the alert is never sent (docs/testing.md, "Defects found"). Seeds 30, 34,
+/// 69 and 70 of `meterline-sim --steps 300` show it, under the heavy fault plan.
+#[test]
+#[ignore = "open defect: an unsent budget alert of an ended period is never sent"]
+fn seed_30_budget_alert_of_an_ended_period_is_sent() {
+    assert_holds(30);
+}
+
 #[test]
 fn a_fixed_set_of_seeds_holds_every_invariant() {
-    // A seed with light faults (2), one with the default plan (4), one with heavy faults (1).
-    for seed in [1, 2, 4] {
+    // A seed with light faults (2), one with the default plan (4); seed 76 has heavy faults.
+    for seed in [2, 4] {
         assert_holds(seed);
     }
 }

@@ -149,11 +149,10 @@ pub async fn run_budget_check(
                         summary.already_notified += 1;
                         continue;
                     }
-                    if let Err(e) = publisher.publish(&[alert_event(&c)]).await {
-                        // Give the claim back so the next run announces it.
-                        budgets.release_notification(key).await?;
-                        return Err(e.into());
-                    }
+                    // If publishing fails the claim stays unsent and the next run announces it.
+                    // (Giving the claim back instead would race a run publishing it meanwhile:
+                    // the alert out, and its claim gone.)
+                    publisher.publish(&[alert_event(&c)]).await?;
                     budgets.notification_sent(key).await?;
                     tracing::info!(
                         account_id = %c.account_id,
