@@ -485,8 +485,8 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
         publisher: &publisher,
         with_forecast: true,
     };
-    // The bus unreachable: the run fails and gives back the claim of the alert it could not
-    // publish, so the next run announces it (the tight budget's alerts all arrive below).
+    // The bus unreachable: the run fails and leaves the claim of the alert it could not publish
+    // unsent, so the next run announces it (the tight budget's alerts all arrive below).
     let unreachable = w
         .stack
         .publisher_of("BudgetCheckFunction", &format!("{bus}-no-such-bus"));

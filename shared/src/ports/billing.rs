@@ -188,13 +188,31 @@ pub trait BillingStore: Send + Sync {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Charges a late fee once per key: stores it and adds it to the invoice's outstanding
-    /// amount, atomically. `false` if a fee with this key exists (nothing is written).
+    /// Charges a late fee once per key: stores it (not yet announced, see
+    /// [`BillingStore::unannounced_fee`]) and adds it to the invoice's outstanding amount,
+    /// atomically. `false` if a fee with this key exists (nothing is written).
     fn charge_late_fee<'a>(
         &'a self,
         account_id: &'a str,
         charge: &'a LateFeeCharge,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The late fee under `key` if it is charged but its `InvoiceOverdue` is not known to be
+    /// published ([`BillingStore::fee_announced`] not called since the charge): a check that
+    /// failed or stopped between the two left it, and the next check publishes it.
+    fn unannounced_fee<'a>(
+        &'a self,
+        account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LateFeeCharge>, StoreError>>;
+
+    /// Records that the `InvoiceOverdue` of the fee under `key` was published. Idempotent; a fee
+    /// that does not exist is left absent.
+    fn fee_announced<'a>(
+        &'a self,
+        account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Applies a payment result once per `event_id`: a success lowers the outstanding amount
     /// (to `paid` at zero), a failure is recorded. Conditional on the invoice not having

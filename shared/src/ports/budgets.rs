@@ -32,8 +32,16 @@ pub trait BudgetStore: Send + Sync {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// The accounts of index shard `shard` with at least one budget, in id order.
     fn budgeted_accounts(&self, shard: u32) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
-    /// Records `key` if it is not recorded yet: `true` for the one caller that recorded it.
+    /// Records `key` (as unsent) if it is not recorded yet: `true` for the one caller that
+    /// recorded it.
     fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Forgets a claim whose event could not be published, so a later check sends it.
     fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Whether `key` is claimed but its alert not known to be published
+    /// ([`BudgetStore::notification_sent`] not called since the claim): a check that stopped
+    /// between the two left it, and the next check publishes the alert.
+    fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records that the alert of the claim `key` was published. Idempotent; a key not claimed
+    /// stays unclaimed.
+    fn notification_sent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 }

@@ -11,7 +11,9 @@
 //!   failed publish is an error, and the redelivered result (a `Duplicate`) publishes it again.
 
 use crate::domain::billing::events::{paid_event, InvoiceOverdue, PaymentResult};
-use crate::domain::billing::{check_overdue, BillingEvent, InvoiceDue, InvoiceStatus, OverdueError};
+use crate::domain::billing::{
+    check_overdue, BillingEvent, Invoice, InvoiceDue, InvoiceStatus, LateFeeCharge, OverdueError,
+};
 use crate::domain::money::Money;
 use crate::ports::billing::{BillingStore, EventPublisher, PaymentOutcome, DUE_SHARDS};
 use crate::ports::StoreError;
@@ -41,7 +43,6 @@ pub enum CollectionError {
 }
 
 /// Checks every invoice due by `now` (in any timezone).
-#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
 pub async fn run_overdue_check(
     store: &dyn BillingStore,
     publisher: &dyn EventPublisher,
@@ -92,29 +93,22 @@ pub async fn run_overdue_check(
                 if let Some(fee) = check.fee.as_ref().filter(|_| charged) {
                     *summary.late_fees.entry(fee.amount.currency.code()).or_default() += fee.amount.amount;
                 }
-                if marked || charged {
-                    let period = check.fee.as_ref().map_or(0, |f| f.period_index);
-                    let detail = InvoiceOverdue {
-                        event_id: format!("invoice-overdue#{}#{period}", invoice.invoice_id),
-                        invoice_id: invoice.invoice_id.clone(),
-                        account_id: invoice.account_id.clone(),
-                        currency: invoice.currency.code().to_string(),
-                        outstanding: invoice.outstanding
-                            + check
-                                .fee
-                                .as_ref()
-                                .filter(|_| charged)
-                                .map_or(Default::default(), |f| f.amount.amount),
-                        late_fee: check.fee.as_ref().filter(|_| charged).map(|f| f.amount.amount),
-                        fee_period: period,
-                    };
-                    publisher
-                        .publish(&[BillingEvent {
-                            source: None,
-                            detail_type: "InvoiceOverdue".into(),
-                            detail: serde_json::to_value(&detail).expect("event serializes"),
-                        }])
-                        .await?;
+                // The fee to announce: charged now, or charged by an earlier check that failed or
+                // stopped before publishing (its event would be lost otherwise).
+                let fee = match &check.fee {
+                    Some(fee) if charged => Some(fee),
+                    Some(fee) => store
+                        .unannounced_fee(&open.account_id, &fee.key)
+                        .await?
+                        .map(|_| fee),
+                    None => None,
+                };
+                if marked || fee.is_some() {
+                    let event = overdue_event(&invoice, fee, charged);
+                    publisher.publish(&[event]).await?;
+                    if let Some(fee) = fee {
+                        store.fee_announced(&open.account_id, &fee.key).await?;
+                    }
                 }
             }
             match page.next {
@@ -130,6 +124,30 @@ pub async fn run_overdue_check(
         "overdue check done"
     );
     Ok(summary)
+}
+
+/// `InvoiceOverdue` of `invoice` as read, with `fee` (of the current fee period) if it is
+/// announced; `charged_now`: the fee is not in the outstanding amount read yet.
+#[allow(clippy::expect_used)] // Cannot fail: derived Serialize of the event detail cannot fail.
+fn overdue_event(invoice: &Invoice, fee: Option<&LateFeeCharge>, charged_now: bool) -> BillingEvent {
+    let period = fee.map_or(0, |f| f.period_index);
+    let detail = InvoiceOverdue {
+        event_id: format!("invoice-overdue#{}#{period}", invoice.invoice_id),
+        invoice_id: invoice.invoice_id.clone(),
+        account_id: invoice.account_id.clone(),
+        currency: invoice.currency.code().to_string(),
+        outstanding: invoice.outstanding
+            + fee
+                .filter(|_| charged_now)
+                .map_or(Default::default(), |f| f.amount.amount),
+        late_fee: fee.map(|f| f.amount.amount),
+        fee_period: period,
+    };
+    BillingEvent {
+        source: None,
+        detail_type: "InvoiceOverdue".into(),
+        detail: serde_json::to_value(&detail).expect("event serializes"),
+    }
 }
 
 /// Attempts when the invoice changed between read and write.
@@ -341,6 +359,31 @@ mod tests {
         pay("pay_f", "6.00", false).unwrap();
         assert_eq!(paid_events().len(), 2);
         assert_eq!(publisher.published.events().len(), 2);
+    }
+
+    /// A check that charged a late fee and then failed to publish `InvoiceOverdue` (the bus
+    /// down, or the instance stopped) left the fee charged: the next check announces it, once.
+    /// Found by the simulation (seeds 1 and 2 of `meterline-sim --steps 300`).
+    #[test]
+    fn a_late_fee_charged_by_a_check_that_failed_to_publish_is_announced_by_the_next() {
+        let store = store();
+        let publisher = FlakyPublisher::default();
+        publisher.failures.store(1, Ordering::SeqCst);
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        assert!(run(run_overdue_check(&store, &publisher, at)).is_err());
+        assert_eq!(store.fees().len(), 1);
+        assert_eq!(publisher.published.events(), vec![]);
+        for hour in 1..4 {
+            let s = run(run_overdue_check(&store, &publisher, at + Duration::hours(hour))).unwrap();
+            assert_eq!((s.checked, s.fees_charged), (1, 0));
+        }
+        let events = publisher.published.events();
+        assert_eq!(events.len(), 1, "announced once: {events:?}");
+        assert_eq!(events[0].event_id(), "invoice-overdue#inv_1#0");
+        let detail: InvoiceOverdue = serde_json::from_value(events[0].detail.clone()).unwrap();
+        let fee = store.fees()[0].amount.amount;
+        assert_eq!(detail.late_fee, Some(fee));
+        assert_eq!(detail.outstanding, d("10.00") + fee);
     }
 
     #[test]

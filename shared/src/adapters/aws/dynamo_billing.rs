@@ -102,6 +102,9 @@ pub(super) fn account_pk(account_id: &str) -> String {
     format!("ACCT#{account_id}")
 }
 
+/// The attribute of a late fee item whose `InvoiceOverdue` is not known to be published.
+const UNANNOUNCED: &str = "unannounced";
+
 impl DynamoBillingStore {
     pub fn new(client: Client, table: String) -> Self {
         DynamoBillingStore { client, table }
@@ -120,6 +123,36 @@ impl DynamoBillingStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Removes attribute `attr` of an existing item; an absent item stays absent.
+    pub(super) async fn remove_attribute(
+        &self,
+        pk: String,
+        sk: String,
+        attr: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("REMOVE #a")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#a", attr)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Every item of `pk` with `lo <= sk <= hi`, following pages.
@@ -1195,6 +1228,8 @@ impl BillingStore for DynamoBillingStore {
             fee.insert("sk".into(), s(format!("FEE#{}", charge.key)));
             fee.insert("doc".into(), to_doc(charge));
             fee.insert("amount".into(), n(charge.amount.amount));
+            // Until the fee's `InvoiceOverdue` is published (`fee_announced`).
+            fee.insert(UNANNOUNCED.into(), AttributeValue::Bool(true));
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(fee))
@@ -1238,6 +1273,30 @@ impl BillingStore for DynamoBillingStore {
                 "late fee {} could not be written",
                 charge.key
             )))
+        })
+    }
+
+    fn unannounced_fee<'a>(
+        &'a self,
+        account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LateFeeCharge>, StoreError>> {
+        Box::pin(async move {
+            match self.get(&account_pk(account_id), &format!("FEE#{key}")).await? {
+                Some(item) if item.contains_key(UNANNOUNCED) => from_doc(&item).map(Some),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn fee_announced<'a>(
+        &'a self,
+        account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.remove_attribute(account_pk(account_id), format!("FEE#{key}"), UNANNOUNCED)
+                .await
         })
     }
 

@@ -29,6 +29,9 @@ fn index_key(account_id: &str, budget_id: &str) -> (String, String) {
     )
 }
 
+/// The attribute of a claim whose alert is not known to be published.
+const UNSENT: &str = "unsent";
+
 fn claim_pk(key: &str) -> String {
     format!("NOTIFY#{key}")
 }
@@ -121,6 +124,8 @@ impl BudgetStore for DynamoBillingStore {
                 .item("pk", s(claim_pk(key)))
                 .item("sk", s("NOTIFY"))
                 .item("claimed_at", s(chrono::Utc::now().to_rfc3339()))
+                // Until the alert is published (`notification_sent`).
+                .item(UNSENT, aws_sdk_dynamodb::types::AttributeValue::Bool(true))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
@@ -139,5 +144,19 @@ impl BudgetStore for DynamoBillingStore {
 
     fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.delete(claim_pk(key), "NOTIFY".into()).await.map(|_| ()) })
+    }
+
+    fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let item = self.get(&claim_pk(key), "NOTIFY").await?;
+            Ok(item.is_some_and(|i| i.contains_key(UNSENT)))
+        })
+    }
+
+    fn notification_sent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.remove_attribute(claim_pk(key), "NOTIFY".into(), UNSENT)
+                .await
+        })
     }
 }

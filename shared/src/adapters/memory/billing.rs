@@ -37,6 +37,8 @@ struct Inner {
     statements: BTreeMap<(String, DateTime<Utc>, String), ProviderStatement>,
     /// Late fees by key.
     fees: BTreeMap<String, LateFeeCharge>,
+    /// Keys of the fees whose `InvoiceOverdue` is not known to be published.
+    unannounced: BTreeSet<String>,
     /// Payment results applied, by event id.
     payments: BTreeMap<String, PaymentResult>,
     /// Event ids of the successful payment results.
@@ -520,7 +522,34 @@ impl BillingStore for MemoryBillingStore {
             };
             i.outstanding += charge.amount.amount;
             inner.fees.insert(charge.key.clone(), charge.clone());
+            inner.unannounced.insert(charge.key.clone());
             Ok(true)
+        })
+    }
+
+    fn unannounced_fee<'a>(
+        &'a self,
+        _account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LateFeeCharge>, StoreError>> {
+        Box::pin(async move {
+            let inner = self.inner.lock();
+            Ok(inner
+                .unannounced
+                .contains(key)
+                .then(|| inner.fees.get(key).cloned())
+                .flatten())
+        })
+    }
+
+    fn fee_announced<'a>(
+        &'a self,
+        _account_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.lock().unannounced.remove(key);
+            Ok(())
         })
     }
 

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Inner {
     budgets: BTreeMap<(String, String), Budget>,
     claims: BTreeSet<String>,
+    /// Claims whose alert is not known to be published.
+    unsent: BTreeSet<String>,
 }
 
 /// A [`BudgetStore`] in memory.
@@ -92,12 +94,32 @@ impl BudgetStore for MemoryBudgetStore {
     }
 
     fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.inner.lock().claims.insert(key.to_string())) })
+        Box::pin(async move {
+            let mut inner = self.inner.lock();
+            let won = inner.claims.insert(key.to_string());
+            if won {
+                inner.unsent.insert(key.to_string());
+            }
+            Ok(won)
+        })
     }
 
     fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.inner.lock().claims.remove(key);
+            let mut inner = self.inner.lock();
+            inner.claims.remove(key);
+            inner.unsent.remove(key);
+            Ok(())
+        })
+    }
+
+    fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.inner.lock().unsent.contains(key)) })
+    }
+
+    fn notification_sent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.lock().unsent.remove(key);
             Ok(())
         })
     }

@@ -141,15 +141,19 @@ pub async fn run_budget_check(
                     &BTreeSet::new(),
                 );
                 for c in crossed {
-                    if !budgets.claim_notification(&c.idempotency_key).await? {
+                    // A claim left unsent by a check that failed or stopped before publishing
+                    // is this check's to send (at least once: the event keeps its id).
+                    let key = &c.idempotency_key;
+                    let won = budgets.claim_notification(key).await?;
+                    if !won && !budgets.notification_unsent(key).await? {
                         summary.already_notified += 1;
                         continue;
                     }
-                    if let Err(e) = publisher.publish(&[alert_event(&c)]).await {
-                        // Give the claim back so the next run announces it.
-                        budgets.release_notification(&c.idempotency_key).await?;
-                        return Err(e.into());
-                    }
+                    // If publishing fails the claim stays unsent and the next run announces it.
+                    // (Giving the claim back instead would race a run publishing it meanwhile:
+                    // the alert out, and its claim gone.)
+                    publisher.publish(&[alert_event(&c)]).await?;
+                    budgets.notification_sent(key).await?;
                     tracing::info!(
                         account_id = %c.account_id,
                         budget_id = %c.budget_id,

@@ -269,3 +269,55 @@ async fn the_check_run_ten_times_publishes_each_crossed_threshold_once() {
     let s = run("2027-03-10T00:00:00Z").await;
     assert_eq!((s.accounts, s.published), (0, 0));
 }
+
+/// A check that claimed an alert and stopped before publishing it (a crash, a timeout, or a
+/// failed publish whose release failed too) left the claim: the next check sends the alert, once.
+/// Found by the simulation (seed 4 of `meterline-sim --steps 300`).
+#[tokio::test]
+async fn an_alert_claimed_by_a_check_that_stopped_before_publishing_is_sent_by_the_next() {
+    let w = World::new("2026-12-31T23:00:00Z").await;
+    let budgets = MemoryBudgetStore::new();
+    let publisher = MemoryEventPublisher::new();
+    w.ingest(&[UsageEvent {
+        id: "e1".into(),
+        account_id: "acct_1".into(),
+        provider_id: "prov_000".into(),
+        job_id: "job".into(),
+        meter: Meter::GpuSeconds,
+        quantity: "36000".parse().unwrap(),
+        timestamp: utc("2027-01-05T10:00:00Z"),
+        dimensions: [("gpu_model".to_string(), "A100".to_string())]
+            .into_iter()
+            .collect(),
+    }])
+    .await;
+    let budget: Budget = serde_json::from_str(
+        r#"{"account_id":"acct_1","budget_id":"monthly","amount":"60","currency":"USD"}"#,
+    )
+    .unwrap();
+    budgets.put_budget(&budget).await.unwrap();
+    let key = "budget#acct_1#monthly#2026-12-31T23:00:00Z#50";
+    // The check that stopped: its claim, and nothing published.
+    assert!(budgets.claim_notification(key).await.unwrap());
+    assert!(budgets.notification_unsent(key).await.unwrap());
+    for _ in 0..3 {
+        run_budget_check(
+            &w.billing,
+            &w.usage,
+            &budgets,
+            &publisher,
+            utc("2027-01-10T00:00:00Z"),
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    let ids: Vec<String> = publisher
+        .events()
+        .iter()
+        .map(|e| e.event_id().to_string())
+        .collect();
+    assert_eq!(ids, [key]);
+    assert!(!budgets.notification_unsent(key).await.unwrap());
+    assert_eq!(budgets.claims(), [key]);
+}

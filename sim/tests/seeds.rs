@@ -1,0 +1,72 @@
+//! The simulation over a fixed set of seeds: none may violate an invariant. The seeds that once
+//! found a defect stay here as regression tests, each named after what it found.
+
+use meterline_sim::{run, Config};
+
+fn config(seed: u64) -> Config {
+    Config::new(seed, 300)
+}
+
+fn assert_holds(seed: u64) {
+    match run(config(seed)) {
+        Ok(r) => {
+            assert!(
+                r.invoices > 0 && r.events_stored > 0,
+                "seed {seed} did nothing: {r:?}"
+            );
+            assert!(r.faults.injected() > 0, "seed {seed} injected no fault: {r:?}");
+        }
+        Err(v) => panic!("{v}\nreplay: cargo run -p meterline-sim -- --seed {seed} --steps 300"),
+    }
+}
+
+/// A late fee charged by an overdue check that then failed to publish `InvoiceOverdue` (the bus
+/// throttled, or the instance stopped) was never announced: the next checks found the fee
+/// charged and published nothing. (Seeds 1, 2, 9 and 19 found it first, with the simulation as
+/// it was then; seed 5 finds it with the simulation as it is.)
+#[test]
+fn seed_5_late_fee_announced_after_a_failed_check() {
+    assert_holds(5);
+}
+
+/// A budget check that claimed an alert and stopped before publishing it (or whose release of
+/// the claim failed) left the claim: the alert was never sent. (Seeds 4, 15 and 18 found it
+/// first; seed 7 finds it with the simulation as it is.)
+#[test]
+fn seed_7_budget_alert_sent_after_a_crash_between_claim_and_publish() {
+    assert_holds(7);
+}
+
+/// The first fix of seed 7's defect let a check whose publish failed give the claim back, even
+/// when another check had found it unsent and published the alert meanwhile: the alert was out
+/// and its claim gone (so it would go out again). Found by the long run (seeds 76 and 85).
+#[test]
+fn seed_76_a_failed_publish_keeps_the_claim_another_check_published() {
+    assert_holds(76);
+}
+
+/// Open defect: a budget alert claimed by a check that failed before publishing it stays unsent
+/// if every later check fails until the budget's period ends: the checks that follow look at the
+/// new period only, so the alert is never sent (docs/testing.md, "Defects found"). Seeds 30, 34,
+/// 69 and 70 of `meterline-sim --steps 300` show it, under the heavy fault plan.
+#[test]
+#[ignore = "open defect: an unsent budget alert of an ended period is never sent"]
+fn seed_30_budget_alert_of_an_ended_period_is_sent() {
+    assert_holds(30);
+}
+
+#[test]
+fn a_fixed_set_of_seeds_holds_every_invariant() {
+    // A seed with light faults (2), one with the default plan (4); seed 76 has heavy faults.
+    for seed in [2, 4] {
+        assert_holds(seed);
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let mut c = config(11);
+    c.min_days = 12;
+    let (a, b) = (run(c), run(c));
+    assert_eq!(a, b);
+}
