@@ -125,33 +125,44 @@ impl DynamoBillingStore {
         Ok(())
     }
 
-    /// Removes attribute `attr` of an existing item; an absent item stays absent.
+    /// Removes attribute `attr` of an existing item; an absent item stays absent. A write that
+    /// meets a transaction on the item (`TransactionConflictException`: the write that flagged it
+    /// may still hold it) is sent again with backoff, as DynamoDB asks.
     pub(super) async fn remove_attribute(
         &self,
         pk: String,
         sk: String,
         attr: &str,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .update_expression("REMOVE #a")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#a", attr)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(pk.clone()))
+                .key("sk", s(sk.clone()))
+                .update_expression("REMOVE #a")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#a", attr)
+                .send()
+                .await;
+            let service = result.as_ref().err().and_then(|e| e.as_service_error());
+            if service.is_some_and(|e| e.is_transaction_conflict_exception()) && attempt < MAX_ATTEMPTS {
+                backoff(attempt.min(4)).await;
+                continue;
             }
-            Err(e) => Err(unavailable(e)),
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(unavailable(e)),
+            };
         }
     }
 
