@@ -45,10 +45,17 @@ if [ "$#" -eq 0 ]; then
   log "contract test: schemathesis against the API under cargo lambda watch"
   # Each run under the emulator is bounded, so that a stuck emulator fails with its log
   # instead of holding CI until CI's own limit.
-  timeout -k 30 1800 bash "$ROOT/scripts/contract.sh" || {
+  # The run is seeded, so a defect of the API or its document fails the second run as the first; once more under
+  # a fresh emulator only for what the emulator itself does now and then (a 500 of its own, with
+  # a `https://httpstatuses.com/500` body no route of the API writes, seen under a loaded machine).
+  if ! timeout -k 30 900 bash "$ROOT/scripts/contract.sh"; then
     tail -n 40 "$LOCAL/contract-watch.log" >&2
-    exit 1
-  }
+    log "contract: failed; once more under a fresh emulator"
+    timeout -k 30 900 bash "$ROOT/scripts/contract.sh" || {
+      tail -n 40 "$LOCAL/contract-watch.log" >&2
+      exit 1
+    }
+  fi
   log "client flow: a client generated from /openapi.json drives a billing flow"
   timeout -k 30 1200 bash "$ROOT/scripts/client_flow.sh" || {
     tail -n 40 "$LOCAL/client-flow-watch.log" >&2
