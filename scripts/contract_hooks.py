@@ -151,7 +151,11 @@ def _paths(path_parameters, path):
     if not path_parameters:
         return path_parameters
     examples = all(_example(k, v) for k, v in path_parameters.items())
-    if not examples and not _half(path_parameters):
+    # A credit note's read is always pointed at the seeded note: the stateful phase reaches it
+    # with few cases, and were they all left to generated ids (404), the run would warn that no
+    # data reaches it (seen in about one run in three).
+    pinned = "{credit_note_id}" in path and path.endswith("}")
+    if not examples and not pinned and not _half(path_parameters):
         # A credit note id from a response (a link) holds `#` too: percent-encoded here as below,
         # or the client cuts the path at it and every such read is a 404.
         return {k: _fragment_safe(k, v) for k, v in path_parameters.items()}
