@@ -1,21 +1,20 @@
 //! The simulation's one source of randomness: SplitMix64, seeded once. Every decision of a run
 //! (workload, interleaving, faults) is drawn from it in a fixed order, so a seed replays exactly.
 
-/// SplitMix64 (Steele, Lea and Flood): tiny, fast, and good enough for drawing decisions.
+use meterline_shared::domain::usage::generator;
+
+/// The workload generator's SplitMix64 (`meterline_shared::domain::usage::generator::Rng`), with
+/// the draws the simulation needs on top.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(generator::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(generator::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).
