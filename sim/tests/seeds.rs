@@ -45,12 +45,12 @@ fn seed_76_a_failed_publish_keeps_the_claim_another_check_published() {
     assert_holds(76);
 }
 
-/// Open defect: a budget alert claimed by a check that failed before publishing it stays unsent
-/// if every later check fails until the budget's period ends: the checks that follow look at the
-/// new period only, so the alert is never sent (docs/testing.md, "Defects found"). Seeds 30, 34,
-/// 69 and 70 of `meterline-sim --steps 300` show it, under the heavy fault plan.
+/// A budget alert claimed by a check that failed before publishing it stayed unsent when every
+/// later check failed until the budget's period ended: the checks that followed looked at the new
+/// period only, so the alert was never sent. The claim now carries the alert and each check
+/// first sends those left unsent, of any period. Seeds 30, 34, 69 and 70 of
+/// `meterline-sim --steps 300` found it, under the heavy fault plan.
 #[test]
-#[ignore = "open defect: an unsent budget alert of an ended period is never sent"]
 fn seed_30_budget_alert_of_an_ended_period_is_sent() {
     assert_holds(30);
 }
