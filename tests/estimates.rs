@@ -563,3 +563,66 @@ on_both_backends!(
     forecast_and_quote_routes_answer_and_name_bad_fields,
     budgets_are_created_read_listed_replaced_and_deleted,
 );
+
+/// A check that claimed an alert and failed before publishing it, with every check after it
+/// failing until the period ended, left the claim: the checks of the next period look at its
+/// spend only. On DynamoDB the claim and the alert are written in one transaction and a later
+/// check sends the alert, once, however many times it runs.
+#[tokio::test]
+async fn an_alert_left_unsent_when_its_period_ended_is_sent_by_a_later_check() {
+    use meterline_shared::domain::estimate::{threshold_key, SpendBasis};
+    use meterline_shared::domain::pricing::Period;
+    use meterline_shared::ports::budgets::{budget_shard, BudgetStore};
+    let w = World::new(Backend::Moto, "est-unsent").await;
+    w.subscribe("acct_u").await;
+    let now = w.anchor + Duration::days(3) + Duration::minutes(59);
+    let body = json!({"budget_id": "monthly", "amount": "60", "currency": "USD"}).to_string();
+    let (status, _) = w
+        .call("POST", "/v1/accounts/acct_u/budgets", &[], Some(&body), now)
+        .await;
+    assert_eq!(status, 201);
+    // The alert of period 2 (ended an hour ago), claimed by a check that published nothing.
+    let period = Period::new(w.anchor + Duration::days(2), w.anchor + Duration::days(3));
+    let left = BudgetThresholdCrossed {
+        account_id: "acct_u".into(),
+        budget_id: "monthly".into(),
+        period,
+        threshold_percent: 80,
+        basis: SpendBasis::Actual,
+        spend: "50".parse().unwrap(),
+        budget_amount: "60".parse().unwrap(),
+        currency: Currency::USD,
+        idempotency_key: threshold_key("acct_u", "monthly", period, 80),
+    };
+    let store = w.stack.billing_store_of("BudgetCheckFunction");
+    assert!(store.claim_notification(&left).await.unwrap());
+    assert!(
+        !store.claim_notification(&left).await.unwrap(),
+        "a claim is won once"
+    );
+    let shard = budget_shard("acct_u");
+    assert_eq!(
+        store.unsent_notifications(shard).await.unwrap(),
+        std::slice::from_ref(&left)
+    );
+
+    let usage = w.stack.usage_store_of("BudgetCheckFunction");
+    let publisher = MemoryEventPublisher::new();
+    let check = budget_check::BudgetCheck {
+        billing: &store,
+        usage: &usage,
+        budgets: &store,
+        publisher: &publisher,
+        with_forecast: false,
+    };
+    for _ in 0..3 {
+        check.handle(&scheduled_event(now), now).await.unwrap();
+    }
+    let events = publisher.events();
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
+    assert_eq!(ids, [left.idempotency_key.as_str()]);
+    let sent: BudgetThresholdCrossed = serde_json::from_value(events[0].detail.clone()).unwrap();
+    assert_eq!(sent.period, period);
+    assert!(!store.notification_unsent(&left.idempotency_key).await.unwrap());
+    assert!(store.unsent_notifications(shard).await.unwrap().is_empty());
+}

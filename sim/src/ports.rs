@@ -13,7 +13,7 @@ use meterline_shared::domain::billing::events::{BillingEvent, PaymentResult};
 use meterline_shared::domain::billing::{
     Account, BillingSubscription, CreditNoteDoc, Invoice, LateFeeCharge,
 };
-use meterline_shared::domain::estimate::Budget;
+use meterline_shared::domain::estimate::{Budget, BudgetThresholdCrossed};
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::pricing::CatalogData;
 use meterline_shared::domain::usage::{AggregateRef, EventRef, Granularity, RejectedEvent, UsageAggregate};
@@ -262,16 +262,16 @@ impl BudgetStore for Faulty<MemoryBudgetStore> {
     fn budgeted_accounts(&self, shard: u32) -> Res<'_, Vec<String>> {
         self.call(false, move || self.inner.budgeted_accounts(shard))
     }
-    fn claim_notification<'a>(&'a self, key: &'a str) -> Res<'a, bool> {
-        self.call(true, move || self.inner.claim_notification(key))
-    }
-    fn release_notification<'a>(&'a self, key: &'a str) -> Res<'a, ()> {
-        self.call(true, move || self.inner.release_notification(key))
+    fn claim_notification<'a>(&'a self, alert: &'a BudgetThresholdCrossed) -> Res<'a, bool> {
+        self.call(true, move || self.inner.claim_notification(alert))
     }
     fn notification_unsent<'a>(&'a self, key: &'a str) -> Res<'a, bool> {
         self.call(false, move || self.inner.notification_unsent(key))
     }
-    fn notification_sent<'a>(&'a self, key: &'a str) -> Res<'a, ()> {
-        self.call(true, move || self.inner.notification_sent(key))
+    fn notification_sent<'a>(&'a self, alert: &'a BudgetThresholdCrossed) -> Res<'a, ()> {
+        self.call(true, move || self.inner.notification_sent(alert))
+    }
+    fn unsent_notifications(&self, shard: u32) -> Res<'_, Vec<BudgetThresholdCrossed>> {
+        self.call(false, move || self.inner.unsent_notifications(shard))
     }
 }

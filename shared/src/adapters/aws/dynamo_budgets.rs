@@ -6,15 +6,20 @@
 //!   partitions, without scanning the table. It is written before the budget and deleted after
 //!   it, so a budget is never missing from the index (a stale index item only costs a read);
 //! * an alert claim is `pk = NOTIFY#<key>`, `sk = NOTIFY`, written with
-//!   `attribute_not_exists(pk)`: the caller whose write succeeds publishes the alert.
+//!   `attribute_not_exists(pk)`: the caller whose write succeeds publishes the alert. It carries
+//!   `unsent` until the alert is published;
+//! * in the same transaction as the claim, the alert itself: `pk = NOTIFY_UNSENT#<shard>` (the
+//!   account's budget-index shard), `sk = <key>`, `doc` = the alert. Deleted once the alert is
+//!   published (after `unsent` is removed), so the check can send an alert whose claim a failed
+//!   check left, even after the alert's period ended, without scanning the table.
 
 use super::attrs::{get_s, s, Item};
-use super::dynamo::unavailable;
+use super::dynamo::{build_error, unavailable};
 use super::dynamo_billing::{account_pk, from_doc, to_doc, DynamoBillingStore};
-use crate::domain::estimate::Budget;
+use crate::domain::estimate::{Budget, BudgetThresholdCrossed};
 use crate::ports::budgets::{budget_shard, BudgetStore};
 use crate::ports::StoreError;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use futures::future::BoxFuture;
 use std::collections::BTreeSet;
 
@@ -34,6 +39,17 @@ const UNSENT: &str = "unsent";
 
 fn claim_pk(key: &str) -> String {
     format!("NOTIFY#{key}")
+}
+
+fn unsent_pk(shard: u32) -> String {
+    format!("NOTIFY_UNSENT#{shard}")
+}
+
+fn unsent_key(alert: &BudgetThresholdCrossed) -> (String, String) {
+    (
+        unsent_pk(budget_shard(&alert.account_id)),
+        alert.idempotency_key.clone(),
+    )
 }
 
 impl DynamoBillingStore {
@@ -115,35 +131,42 @@ impl BudgetStore for DynamoBillingStore {
         })
     }
 
-    fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn claim_notification<'a>(
+        &'a self,
+        alert: &'a BudgetThresholdCrossed,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let result = self
-                .client
-                .put_item()
+            let claim = Put::builder()
                 .table_name(&self.table)
-                .item("pk", s(claim_pk(key)))
+                .item("pk", s(claim_pk(&alert.idempotency_key)))
                 .item("sk", s("NOTIFY"))
                 .item("claimed_at", s(chrono::Utc::now().to_rfc3339()))
                 // Until the alert is published (`notification_sent`).
-                .item(UNSENT, aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+                .item(UNSENT, AttributeValue::Bool(true))
                 .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(true),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(unavailable(e)),
+                .build()
+                .map_err(build_error)?;
+            let (pk, sk) = unsent_key(alert);
+            let pending = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(pk))
+                .item("sk", s(sk))
+                .item("doc", to_doc(alert))
+                .build()
+                .map_err(build_error)?;
+            let items = vec![
+                TransactWriteItem::builder().put(claim).build(),
+                TransactWriteItem::builder().put(pending).build(),
+            ];
+            match self.transact(items).await? {
+                None => Ok(true),
+                Some(failed) if failed.first() == Some(&true) => Ok(false),
+                Some(_) => Err(StoreError::Unavailable(format!(
+                    "claim of {} still conflicting after retries",
+                    alert.idempotency_key
+                ))),
             }
         })
-    }
-
-    fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { self.delete(claim_pk(key), "NOTIFY".into()).await.map(|_| ()) })
     }
 
     fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -153,10 +176,27 @@ impl BudgetStore for DynamoBillingStore {
         })
     }
 
-    fn notification_sent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn notification_sent<'a>(
+        &'a self,
+        alert: &'a BudgetThresholdCrossed,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.remove_attribute(claim_pk(key), "NOTIFY".into(), UNSENT)
-                .await
+            // The flag first: stopping between the two leaves the alert listed with its claim
+            // sent, which the next check only deletes.
+            self.remove_attribute(claim_pk(&alert.idempotency_key), "NOTIFY".into(), UNSENT)
+                .await?;
+            let (pk, sk) = unsent_key(alert);
+            self.delete(pk, sk).await.map(|_| ())
+        })
+    }
+
+    fn unsent_notifications(
+        &self,
+        shard: u32,
+    ) -> BoxFuture<'_, Result<Vec<BudgetThresholdCrossed>, StoreError>> {
+        Box::pin(async move {
+            let items = self.query_range(&unsent_pk(shard), "!", "~").await?;
+            items.iter().map(from_doc).collect()
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The [`BudgetStore`] in memory.
 
 use super::{get_pair, Locked};
-use crate::domain::estimate::Budget;
+use crate::domain::estimate::{Budget, BudgetThresholdCrossed};
 use crate::ports::budgets::{budget_shard, BudgetStore};
 use crate::ports::StoreError;
 use futures::future::BoxFuture;
@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Inner {
     budgets: BTreeMap<(String, String), Budget>,
     claims: BTreeSet<String>,
-    /// Claims whose alert is not known to be published.
-    unsent: BTreeSet<String>,
+    /// Claims whose alert is not known to be published, with the alert.
+    unsent: BTreeMap<String, BudgetThresholdCrossed>,
 }
 
 /// A [`BudgetStore`] in memory.
@@ -93,34 +93,48 @@ impl BudgetStore for MemoryBudgetStore {
         })
     }
 
-    fn claim_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn claim_notification<'a>(
+        &'a self,
+        alert: &'a BudgetThresholdCrossed,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut inner = self.inner.lock();
-            let won = inner.claims.insert(key.to_string());
+            let key = &alert.idempotency_key;
+            let won = inner.claims.insert(key.clone());
             if won {
-                inner.unsent.insert(key.to_string());
+                inner.unsent.insert(key.clone(), alert.clone());
             }
             Ok(won)
         })
     }
 
-    fn release_notification<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.inner.lock().unsent.contains_key(key)) })
+    }
+
+    fn notification_sent<'a>(
+        &'a self,
+        alert: &'a BudgetThresholdCrossed,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.inner.lock();
-            inner.claims.remove(key);
-            inner.unsent.remove(key);
+            self.inner.lock().unsent.remove(&alert.idempotency_key);
             Ok(())
         })
     }
 
-    fn notification_unsent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.inner.lock().unsent.contains(key)) })
-    }
-
-    fn notification_sent<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn unsent_notifications(
+        &self,
+        shard: u32,
+    ) -> BoxFuture<'_, Result<Vec<BudgetThresholdCrossed>, StoreError>> {
         Box::pin(async move {
-            self.inner.lock().unsent.remove(key);
-            Ok(())
+            Ok(self
+                .inner
+                .lock()
+                .unsent
+                .values()
+                .filter(|a| budget_shard(&a.account_id) == shard)
+                .cloned()
+                .collect())
         })
     }
 }

@@ -105,6 +105,7 @@ pub async fn run_budget_check(
     let estimator = AccountEstimator { billing, usage };
     let mut summary = BudgetCheckSummary::default();
     for shard in 0..BUDGET_SHARDS {
+        summary.published += send_unsent(budgets, publisher, shard).await?;
         for account_id in budgets.budgeted_accounts(shard).await? {
             let list = budgets.budgets(&account_id).await?;
             if list.is_empty() {
@@ -143,17 +144,16 @@ pub async fn run_budget_check(
                 for c in crossed {
                     // A claim left unsent by a check that failed or stopped before publishing
                     // is this check's to send (at least once: the event keeps its id).
-                    let key = &c.idempotency_key;
-                    let won = budgets.claim_notification(key).await?;
-                    if !won && !budgets.notification_unsent(key).await? {
+                    let won = budgets.claim_notification(&c).await?;
+                    if !won && !budgets.notification_unsent(&c.idempotency_key).await? {
                         summary.already_notified += 1;
                         continue;
                     }
-                    // If publishing fails the claim stays unsent and the next run announces it.
-                    // (Giving the claim back instead would race a run publishing it meanwhile:
-                    // the alert out, and its claim gone.)
-                    publisher.publish(&[alert_event(&c)]).await?;
-                    budgets.notification_sent(key).await?;
+                    // If publishing fails the claim stays unsent and a later run announces it,
+                    // in this period or after it ([`send_unsent`]). (Giving the claim back
+                    // instead would race a run publishing it meanwhile: the alert out, and its
+                    // claim gone.)
+                    publish(budgets, publisher, &c).await?;
                     tracing::info!(
                         account_id = %c.account_id,
                         budget_id = %c.budget_id,
@@ -168,6 +168,45 @@ pub async fn run_budget_check(
         }
     }
     Ok(summary)
+}
+
+/// Publishes `alert` and records it sent.
+async fn publish(
+    budgets: &dyn BudgetStore,
+    publisher: &dyn EventPublisher,
+    alert: &BudgetThresholdCrossed,
+) -> Result<(), BudgetCheckError> {
+    publisher.publish(&[alert_event(alert)]).await?;
+    budgets.notification_sent(alert).await?;
+    Ok(())
+}
+
+/// Sends the alerts of `shard` that earlier checks claimed and did not publish, whatever their
+/// period: a check that failed between claim and publish in the last hour of a period leaves
+/// one that the current period's crossings no longer name. An alert found published already
+/// (its check stopped before delisting it) is only delisted. Returns how many were published.
+async fn send_unsent(
+    budgets: &dyn BudgetStore,
+    publisher: &dyn EventPublisher,
+    shard: u32,
+) -> Result<usize, BudgetCheckError> {
+    let mut published = 0;
+    for alert in budgets.unsent_notifications(shard).await? {
+        if !budgets.notification_unsent(&alert.idempotency_key).await? {
+            budgets.notification_sent(&alert).await?;
+            continue;
+        }
+        publish(budgets, publisher, &alert).await?;
+        tracing::info!(
+            account_id = %alert.account_id,
+            budget_id = %alert.budget_id,
+            threshold_percent = alert.threshold_percent,
+            period_start = %alert.period.start,
+            "budget alert left unsent by an earlier check sent"
+        );
+        published += 1;
+    }
+    Ok(published)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::domain::billing::{sample, Cadence, Invoice};
 use crate::domain::estimate::{Budget, BudgetThresholdCrossed, SpendBasis, EVENT_DETAIL_TYPE, EVENT_SOURCE};
 use crate::domain::meter::Meter;
 use crate::domain::money::Currency;
-use crate::domain::pricing::RatingResult;
+use crate::domain::pricing::{Period, RatingResult};
 use crate::domain::usage::{Granularity, UsageEvent};
 use crate::ports::billing::BillingStore;
 use crate::ports::billing::CloseRequest;
@@ -296,9 +296,10 @@ async fn an_alert_claimed_by_a_check_that_stopped_before_publishing_is_sent_by_t
     )
     .unwrap();
     budgets.put_budget(&budget).await.unwrap();
-    let key = "budget#acct_1#monthly#2026-12-31T23:00:00Z#50";
+    let left = unsent_alert("2026-12-31T23:00:00Z", "2027-01-31T23:00:00Z", 50);
+    let key = left.idempotency_key.as_str();
     // The check that stopped: its claim, and nothing published.
-    assert!(budgets.claim_notification(key).await.unwrap());
+    assert!(budgets.claim_notification(&left).await.unwrap());
     assert!(budgets.notification_unsent(key).await.unwrap());
     for _ in 0..3 {
         run_budget_check(
@@ -320,4 +321,67 @@ async fn an_alert_claimed_by_a_check_that_stopped_before_publishing_is_sent_by_t
     assert_eq!(ids, [key]);
     assert!(!budgets.notification_unsent(key).await.unwrap());
     assert_eq!(budgets.claims(), [key]);
+}
+
+/// The alert a check claimed and did not publish: account `acct_1`, budget `monthly` (60 USD).
+fn unsent_alert(start: &str, end: &str, threshold_percent: u32) -> BudgetThresholdCrossed {
+    let period = Period::new(utc(start), utc(end));
+    BudgetThresholdCrossed {
+        account_id: "acct_1".into(),
+        budget_id: "monthly".into(),
+        period,
+        threshold_percent,
+        basis: SpendBasis::Actual,
+        spend: "31".parse().unwrap(),
+        budget_amount: "60".parse().unwrap(),
+        currency: Currency::USD,
+        idempotency_key: crate::domain::estimate::threshold_key(
+            "acct_1",
+            "monthly",
+            period,
+            threshold_percent,
+        ),
+    }
+}
+
+/// A check that claimed an alert and failed before publishing it, in the last hour of the
+/// budget's period, with every check after it failing until the period ended: the checks of the
+/// next period look at the new period's spend only, and the alert was never sent. The claim
+/// carries the alert, and every check first sends the alerts left unsent, of any period.
+/// Found by the simulation (seeds 30, 34, 69 and 70 of `meterline-sim --steps 300`).
+#[tokio::test]
+async fn an_alert_left_unsent_in_a_period_that_has_ended_is_sent_by_the_next_periods_check() {
+    let w = World::new("2026-11-30T23:00:00Z").await;
+    let budgets = MemoryBudgetStore::new();
+    let publisher = MemoryEventPublisher::new();
+    let budget: Budget = serde_json::from_str(
+        r#"{"account_id":"acct_1","budget_id":"monthly","amount":"60","currency":"USD"}"#,
+    )
+    .unwrap();
+    budgets.put_budget(&budget).await.unwrap();
+    let december = unsent_alert("2026-11-30T23:00:00Z", "2026-12-31T23:00:00Z", 50);
+    assert!(budgets.claim_notification(&december).await.unwrap());
+    for _ in 0..3 {
+        let s = run_budget_check(
+            &w.billing,
+            &w.usage,
+            &budgets,
+            &publisher,
+            utc("2027-01-10T00:00:00Z"),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.already_notified, 0, "{s:?}");
+    }
+    let events = publisher.events();
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id()).collect();
+    assert_eq!(ids, [december.idempotency_key.as_str()]);
+    assert_eq!(events[0].detail["period"]["end"], "2026-12-31T23:00:00Z");
+    assert!(!budgets
+        .notification_unsent(&december.idempotency_key)
+        .await
+        .unwrap());
+    let shard = crate::ports::budgets::budget_shard("acct_1");
+    assert!(budgets.unsent_notifications(shard).await.unwrap().is_empty());
 }
