@@ -17,7 +17,7 @@ use meterline_shared::domain::usage::generator::{
     concentrate, generate, generate_collector, CollectorConfig, GeneratorConfig,
 };
 use meterline_shared::domain::usage::UsageEvent;
-use meterline_shared::services::ingest::IngestSettings;
+use meterline_shared::services::ingest::{ingest_body, IngestSettings};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,10 +60,21 @@ async fn main() {
     let mut hot = sparse.clone();
     concentrate(&mut hot, "acct_hot", 2);
 
-    let store = run("sparse", &sparse, 1, now).await;
-    replay("sparse", &store, &sparse, now).await;
-    run("collector", &collector, 1, now).await;
-    run("hot", &hot, workers, now).await;
+    for mode in [Mode::Before, Mode::After] {
+        let store = run("sparse", &sparse, 1, mode, now).await;
+        replay("sparse", &store, &sparse, now).await;
+        run("collector", &collector, 1, mode, now).await;
+        run("hot", &hot, workers, mode, now).await;
+    }
+}
+
+/// How a batch is ingested.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// One commit per message (`ingest_body`), as the handler did before.
+    Before,
+    /// The handler: the batch's events committed together.
+    After,
 }
 
 /// SQS batches of 10 messages of 500 events, as a collector sends them.
@@ -78,8 +89,9 @@ fn batches(events: &[UsageEvent]) -> Vec<Vec<(String, String)>> {
 
 /// Ingests `events` on fresh tables through `workers` concurrent handlers and prints the
 /// figures.
-async fn run(name: &str, events: &[UsageEvent], workers: usize, now: DateTime<Utc>) -> Ingested {
-    let stack = Stack::create(&format!("bench-{name}")).await;
+async fn run(name: &str, events: &[UsageEvent], workers: usize, mode: Mode, now: DateTime<Utc>) -> Ingested {
+    let name = &format!("{name} ({mode:?})");
+    let stack = Stack::create(&format!("bench-{mode:?}").to_lowercase()).await;
     let store = Arc::new(stack.usage_store().tracking_new_aggregates());
     let ingestor = Arc::new(Ingestor {
         store: store.clone(),
@@ -93,8 +105,19 @@ async fn run(name: &str, events: &[UsageEvent], workers: usize, now: DateTime<Ut
             let (ingestor, batches, next) = (ingestor.clone(), batches.clone(), next.clone());
             tokio::spawn(async move {
                 while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let resp = ingestor.handle(sqs_event(batch), now).await;
-                    assert!(resp.batch_item_failures.is_empty());
+                    match mode {
+                        Mode::Before => {
+                            for (_, body) in batch {
+                                ingest_body(ingestor.store.as_ref(), body, &ingestor.settings, now)
+                                    .await
+                                    .unwrap();
+                            }
+                        }
+                        Mode::After => {
+                            let resp = ingestor.handle(sqs_event(batch), now).await;
+                            assert!(resp.batch_item_failures.is_empty());
+                        }
+                    }
                 }
             })
         })
@@ -147,7 +170,8 @@ fn print_units(name: &str, store: &DynamoUsageStore, n: f64) {
     );
 }
 
-/// Replays every message of `events` on the tables `run` left: nothing is written again.
+/// Replays every message of `events` through the handler (the batch path, whichever mode
+/// ingested them) on the tables `run` left: nothing is written again.
 async fn replay(name: &str, ingested: &Ingested, events: &[UsageEvent], now: DateTime<Utc>) {
     let store = &ingested.store;
     let ingestor = Ingestor {

@@ -88,6 +88,13 @@ impl WriteStats {
     }
 }
 
+/// One write of a transaction, as priced: its table, the item's size, and an aggregate's key.
+struct PricedWrite {
+    target: &'static str,
+    size: usize,
+    key: String,
+}
+
 /// Usage storage on DynamoDB.
 pub struct DynamoUsageStore {
     client: Client,
@@ -124,25 +131,25 @@ impl DynamoUsageStore {
     }
 
     /// Prices a committed transaction of these items (events first, then aggregates).
-    fn count_committed(&self, items: &[(&'static str, usize, String)]) {
+    fn count_committed(&self, items: &[PricedWrite]) {
         let units = &self.stats.units;
         let mut known = self
             .stats
             .known_aggregates
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
-        for (target, size, key) in items {
-            units.add(target, 2 * write_units(*size));
-            if *target == AGGREGATES {
-                let new = known.as_mut().is_some_and(|k| k.insert(key.clone()));
-                units.add(AGGREGATES_CHANGES, if new { 1 } else { 2 } * write_units(*size));
+        for w in items {
+            units.add(w.target, 2 * write_units(w.size));
+            if w.target == AGGREGATES {
+                let new = known.as_mut().is_some_and(|k| k.insert(w.key.clone()));
+                units.add(AGGREGATES_CHANGES, if new { 1 } else { 2 } * write_units(w.size));
             }
         }
     }
 
     /// Prices a cancelled transaction: the prepare phase of each item.
-    fn count_cancelled(&self, items: &[(&'static str, usize, String)]) {
-        let units = items.iter().map(|(_, size, _)| write_units(*size)).sum();
+    fn count_cancelled(&self, items: &[PricedWrite]) {
+        let units = items.iter().map(|w| write_units(w.size)).sum();
         self.stats.units.add(CANCELLED, units);
     }
 
@@ -173,12 +180,16 @@ impl DynamoUsageStore {
         aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
         written_at: DateTime<Utc>,
-    ) -> Result<(Vec<TransactWriteItem>, Vec<(&'static str, usize, String)>), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, Vec<PricedWrite>), StoreError> {
         let mut items = Vec::with_capacity(events.len() + aggregates.len());
         let mut sizes = Vec::with_capacity(events.len() + aggregates.len());
         for e in events {
             let item = self.event_item(e, received_at);
-            sizes.push((EVENTS, item_size(&item), String::new()));
+            sizes.push(PricedWrite {
+                target: EVENTS,
+                size: item_size(&item),
+                key: String::new(),
+            });
             let put = Put::builder()
                 .table_name(&self.tables.events)
                 .set_item(Some(item))
@@ -210,7 +221,11 @@ impl DynamoUsageStore {
                     .iter()
                     .map(|(name, _, v)| name.len() + value_size(v))
                     .sum::<usize>();
-            sizes.push((AGGREGATES, size, format!("{pk}|{sk}")));
+            sizes.push(PricedWrite {
+                target: AGGREGATES,
+                size,
+                key: format!("{pk}|{sk}"),
+            });
             let values: HashMap<String, _> = attrs.into_iter().map(|(_, p, v)| (p.to_string(), v)).collect();
             let update = Update::builder()
                 .table_name(&self.tables.aggregates)
