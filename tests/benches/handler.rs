@@ -1,7 +1,8 @@
 //! Ingestion through the real handler against the local endpoint, on three workloads: the
 //! sparse generator (most hourly windows hold one event), collectors (each running job reports
 //! its meters every 60 s), and the sparse generator with one account sending half the events
-//! (ingested by `BENCH_WORKERS` concurrent handlers, 8 by default). For each: events per second,
+//! (ingested by `BENCH_WORKERS` concurrent handlers, 8 by default, in messages of 50 events so
+//! that they have batches to share). For each: events per second,
 //! DynamoDB requests, and write units per event by table and index as DynamoDB bills them
 //! (`DynamoUsageStore::stats.units`), with the on-demand price per million events.
 //! Needs `AWS_ENDPOINT_URL`; run it with `bash scripts/bench.sh`.
@@ -61,10 +62,11 @@ async fn main() {
     concentrate(&mut hot, "acct_hot", 2);
 
     for mode in [Mode::Before, Mode::After] {
-        let store = run("sparse", &sparse, 1, mode, now).await;
+        let store = run("sparse", &sparse, 1, 500, mode, now).await;
         replay("sparse", &store, &sparse, now).await;
-        run("collector", &collector, 1, mode, now).await;
-        run("hot", &hot, workers, mode, now).await;
+        run("collector", &collector, 1, 500, mode, now).await;
+        // Messages of 50 events, so that the workers have batches to share.
+        run("hot", &hot, workers, 50, mode, now).await;
     }
 }
 
@@ -77,10 +79,10 @@ enum Mode {
     After,
 }
 
-/// SQS batches of 10 messages of 500 events, as a collector sends them.
-fn batches(events: &[UsageEvent]) -> Vec<Vec<(String, String)>> {
+/// SQS batches of 10 messages of `per_message` events (collectors send up to 500).
+fn batches(events: &[UsageEvent], per_message: usize) -> Vec<Vec<(String, String)>> {
     let bodies: Vec<(String, String)> = events
-        .chunks(500)
+        .chunks(per_message)
         .enumerate()
         .map(|(i, c)| (format!("m{i}"), serde_json::to_string(c).unwrap()))
         .collect();
@@ -89,7 +91,14 @@ fn batches(events: &[UsageEvent]) -> Vec<Vec<(String, String)>> {
 
 /// Ingests `events` on fresh tables through `workers` concurrent handlers and prints the
 /// figures.
-async fn run(name: &str, events: &[UsageEvent], workers: usize, mode: Mode, now: DateTime<Utc>) -> Ingested {
+async fn run(
+    name: &str,
+    events: &[UsageEvent],
+    workers: usize,
+    per_message: usize,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Ingested {
     let name = &format!("{name} ({mode:?})");
     let stack = Stack::create(&format!("bench-{mode:?}").to_lowercase()).await;
     let store = Arc::new(stack.usage_store().tracking_new_aggregates());
@@ -97,7 +106,7 @@ async fn run(name: &str, events: &[UsageEvent], workers: usize, mode: Mode, now:
         store: store.clone(),
         settings: stack.usage_config().ingest,
     });
-    let batches = Arc::new(batches(events));
+    let batches = Arc::new(batches(events, per_message));
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..workers.max(1))
@@ -130,8 +139,9 @@ async fn run(name: &str, events: &[UsageEvent], workers: usize, mode: Mode, now:
     let [transactions, cancelled, items, batch_writes] = store.stats.snapshot();
     let aggregate_windows = items as f64 - n;
     println!(
-        "{name}: {} events, {workers} worker(s), in {secs:.1}s = {:.0} events/s",
+        "{name}: {} events in {} batches of messages of {per_message}, {workers} worker(s), in {secs:.1}s = {:.0} events/s",
         events.len(),
+        batches.len(),
         n / secs
     );
     println!(
@@ -180,7 +190,7 @@ async fn replay(name: &str, ingested: &Ingested, events: &[UsageEvent], now: Dat
     };
     let [t1, c1, i1, _] = store.stats.snapshot();
     let t0 = Instant::now();
-    for batch in batches(events) {
+    for batch in batches(events, 500) {
         ingestor.handle(sqs_event(&batch), now).await;
     }
     let [t2, c2, i2, _] = store.stats.snapshot();
