@@ -16,7 +16,9 @@ use meterline_shared::domain::pricing::{
     rate, Catalog, LineItem, LineKind, MarketFactors, Period, RatingContext, RatingResult, Subscription,
     TaxTable, Unpriced, UnpricedReason,
 };
-use meterline_shared::domain::usage::generator::{generate, GeneratorConfig};
+use meterline_shared::domain::usage::generator::{
+    generate, generate_collector, CollectorConfig, GeneratorConfig,
+};
 use rust_decimal::Decimal;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -75,10 +77,15 @@ struct GenUsageArgs {
     /// Hours of usage after the start.
     #[arg(long, default_value_t = 24)]
     hours: i64,
-    /// `marketplace` (many accounts, no time pattern) or `trend-weekly` (one account, hourly
-    /// GPU and CPU usage with a known trend and daily and weekly cycles, over `--hours`).
+    /// `marketplace` (many accounts, no time pattern: most hourly windows hold one event),
+    /// `collector` (`--jobs` jobs, each running for hours and reporting its meters every 60 s,
+    /// in time order; at most `--events` of them, the first) or `trend-weekly` (one account,
+    /// hourly GPU and CPU usage with a known trend and daily and weekly cycles, over `--hours`).
     #[arg(long, default_value = "marketplace")]
     pattern: String,
+    /// Jobs of the `collector` pattern.
+    #[arg(long, default_value_t = 40)]
+    jobs: usize,
     /// The account of the `trend-weekly` pattern.
     #[arg(long, default_value = "acct-demo")]
     account: String,
@@ -167,9 +174,24 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::GenUsage(args) if args.pattern == "collector" => {
+            let mut events = generate_collector(&CollectorConfig {
+                seed: args.seed,
+                accounts: args.accounts.max(1),
+                providers: args.providers.max(1),
+                jobs: args.jobs.max(1),
+                start: args.start,
+                span: chrono::Duration::hours(args.hours.max(1)),
+                interval: chrono::Duration::seconds(60),
+            });
+            events.truncate(args.events);
+            serde_json::to_writer(&mut *out, &events)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::GenUsage(args) if args.pattern != "marketplace" => {
             bail!(
-                "unknown pattern `{}`: expected marketplace or trend-weekly",
+                "unknown pattern `{}`: expected marketplace, collector or trend-weekly",
                 args.pattern
             )
         }
@@ -484,6 +506,33 @@ mod tests {
         let mut out = Vec::new();
         let code = run(cli, &mut out).expect("runs");
         (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn gen_usage_collector_reports_each_job_every_minute() {
+        let args = [
+            "meterline",
+            "gen-usage",
+            "--pattern",
+            "collector",
+            "--jobs",
+            "5",
+            "--hours",
+            "3",
+            "--events",
+            "400",
+        ];
+        let (code, out) = run_args(&args);
+        assert_eq!(code, ExitCode::SUCCESS);
+        let events: Vec<meterline_shared::domain::usage::UsageEvent> = serde_json::from_str(&out).unwrap();
+        assert_eq!(events.len(), 400);
+        assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        let first = &events[0];
+        let next = events
+            .iter()
+            .find(|e| e.job_id == first.job_id && e.meter == first.meter && e.id != first.id)
+            .unwrap();
+        assert_eq!(next.timestamp - first.timestamp, chrono::Duration::seconds(60));
     }
 
     #[test]

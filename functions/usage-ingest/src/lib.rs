@@ -1,11 +1,12 @@
 //! The usage-ingestion function: SQS messages of usage events in, events and aggregates stored
 //! exactly once.
 //!
-//! Each message is ingested on its own. A malformed event is stored as a rejected event and
-//! does not fail its message. A message that cannot be processed at all (not JSON, too many
-//! events, storage down) is reported in `batchItemFailures`, so SQS retries only it and, after
-//! `maxReceiveCount`, moves it to the dead-letter queue. Retrying is safe: ingestion is
-//! idempotent.
+//! Each message is decoded on its own, and the valid events of the whole batch are committed
+//! together (fewer aggregate writes). A malformed event is stored as a rejected event and does
+//! not fail its message. A message that cannot be decoded (not JSON, too many events) fails
+//! alone; when storage fails, every message that brought events fails. Failed messages are
+//! reported in `batchItemFailures`, so SQS retries only them and, after `maxReceiveCount`, moves
+//! them to the dead-letter queue. Retrying is safe: ingestion is idempotent.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
@@ -13,7 +14,9 @@ use futures::FutureExt;
 use meterline_shared::adapters::metrics::Metrics;
 use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::ports::StoreError;
-use meterline_shared::services::ingest::{ingest_body, IngestCounts, IngestError, IngestSettings};
+use meterline_shared::services::ingest::{
+    ingest_batch, BatchOutcome, IngestCounts, IngestError, IngestSettings,
+};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -24,41 +27,40 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Ingests one SQS batch, `now` being the receive time used for the lateness rules.
+    /// Ingests one SQS batch, `now` being the receive time used for the lateness rules. The
+    /// messages' events are committed together (`ingest_batch`), so an aggregate shared by
+    /// several messages is written once per transaction, not once per message.
     pub async fn handle(&self, event: SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
-        let mut counts = IngestCounts::default();
         let mut response = SqsBatchResponse::default();
         let messages = event.records.len();
-        for record in event.records {
-            let id = record.message_id.clone().unwrap_or_default();
-            let body = record.body.as_deref().unwrap_or("");
-            // A panic while ingesting one message fails that message only (the release profile
-            // unwinds for this reason; with abort it would fail the whole batch).
-            let ingested = AssertUnwindSafe(ingest_body(self.store.as_ref(), body, &self.settings, now))
-                .catch_unwind()
-                .await;
-            let failure = match ingested {
-                Ok(Ok(c)) => {
-                    counts += c;
-                    None
-                }
-                Ok(Err(err)) => {
-                    let kind = match &err {
-                        IngestError::Body(_) => "unreadable_body",
-                        IngestError::Store(StoreError::Corrupt(_)) => "corrupt",
-                        IngestError::Store(_) => "storage",
-                    };
-                    Some((kind, err.to_string()))
-                }
-                Err(_) => Some(("panic", "ingesting the message panicked".to_string())),
+        let bodies: Vec<&str> = event
+            .records
+            .iter()
+            .map(|r| r.body.as_deref().unwrap_or(""))
+            .collect();
+        // A panic while decoding one message fails that message only (`ingest_batch` catches
+        // it; the release profile unwinds for this reason); one while committing fails them all.
+        let outcome = AssertUnwindSafe(ingest_batch(self.store.as_ref(), &bodies, &self.settings, now))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| BatchOutcome {
+                counts: IngestCounts::default(),
+                failed: (0..messages).map(|i| (i, IngestError::Panicked)).collect(),
+            });
+        for (i, err) in &outcome.failed {
+            let id = event.records[*i].message_id.clone().unwrap_or_default();
+            let kind = match err {
+                IngestError::Body(_) => "unreadable_body",
+                IngestError::Store(StoreError::Corrupt(_)) => "corrupt",
+                IngestError::Store(_) => "storage",
+                IngestError::Panicked => "panic",
             };
-            if let Some((kind, error)) = failure {
-                tracing::warn!(message_id = %id, kind, %error, "message failed; it will be retried");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
+            tracing::warn!(message_id = %id, kind, error = %err, "message failed; it will be retried");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
         }
+        let counts = outcome.counts;
         tracing::info!(
             messages,
             accepted = counts.accepted,

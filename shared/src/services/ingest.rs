@@ -11,6 +11,7 @@ use crate::domain::usage::{aggregate_refs, BodyError, EventRef, Granularity, Tim
 use crate::ports::usage::{CommitOutcome, UsageStore};
 use crate::ports::StoreError;
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// How ingestion validates and aggregates.
@@ -65,6 +66,9 @@ pub enum IngestError {
     Body(#[from] BodyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Decoding the message panicked (a defect met by this message only).
+    #[error("ingesting the message panicked")]
+    Panicked,
 }
 
 /// Commits events with their aggregates, exactly once, in chunks.
@@ -126,6 +130,74 @@ pub async fn commit_events(
         }
     }
     Ok(counts)
+}
+
+/// What happened to a batch of message bodies ingested together ([`ingest_batch`]).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// The counts of the messages that did not fail.
+    pub counts: IngestCounts,
+    /// The index (in the batch) and error of each message that failed, in order: retry them.
+    pub failed: Vec<(usize, IngestError)>,
+}
+
+/// Ingests a batch of message bodies (an SQS batch) together: each body is decoded, and its
+/// rejected events stored, on its own (an unreadable body fails alone); then the valid events of
+/// every body are committed together by [`commit_events`], so events of different messages that
+/// share an aggregate update it in the same transactions instead of once per message. An event
+/// repeated in several messages (same account and id) is committed once, from the first.
+///
+/// Exactly once as [`ingest_body`]: if the commit fails, every message that brought events fails
+/// (a retry commits only the events not stored yet).
+pub async fn ingest_batch(
+    store: &dyn UsageStore,
+    bodies: &[&str],
+    settings: &IngestSettings,
+    now: DateTime<Utc>,
+) -> BatchOutcome {
+    let mut out = BatchOutcome::default();
+    let mut events: Vec<EventRef<'_>> = Vec::new();
+    let mut seen: HashSet<(Cow<'_, str>, Cow<'_, str>)> = HashSet::new();
+    let mut bringing = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let decoded = match std::panic::catch_unwind(|| decode_body(body, now, &settings.time_rules)) {
+            Ok(Ok(decoded)) => decoded,
+            Ok(Err(e)) => {
+                out.failed.push((i, e.into()));
+                continue;
+            }
+            Err(_) => {
+                out.failed.push((i, IngestError::Panicked));
+                continue;
+            }
+        };
+        if !decoded.rejected.is_empty() {
+            if let Err(e) = store.put_rejected(&decoded.rejected).await {
+                out.failed.push((i, e.into()));
+                continue;
+            }
+        }
+        out.counts.duplicate += decoded.repeated;
+        out.counts.rejected += decoded.rejected.len();
+        if !decoded.events.is_empty() {
+            bringing.push(i);
+        }
+        for e in decoded.events {
+            if seen.insert((e.account_id.clone(), e.id.clone())) {
+                events.push(e);
+            } else {
+                out.counts.duplicate += 1;
+            }
+        }
+    }
+    match commit_events(store, events, settings, now).await {
+        Ok(counts) => out.counts += counts,
+        Err(e) => out
+            .failed
+            .extend(bringing.into_iter().map(|i| (i, IngestError::Store(e.clone())))),
+    }
+    out.failed.sort_by_key(|(i, _)| *i);
+    out
 }
 
 /// Ingests one message body: stores its rejected events, then commits its valid events.
@@ -299,5 +371,207 @@ mod tests {
             .collect();
         assert_eq!(back, events);
         assert!(bodies.iter().all(|b| b.len() <= MAX_MESSAGE_BYTES));
+    }
+
+    /// A store that fails its `fail_at`th commit (from 0) as if the function crashed there:
+    /// the commits before it are stored, that one and the rest of the batch are not.
+    struct CrashingStore {
+        inner: MemoryUsageStore,
+        commits: std::sync::atomic::AtomicUsize,
+        fail_at: usize,
+    }
+
+    impl UsageStore for CrashingStore {
+        fn commit<'a>(
+            &'a self,
+            events: &'a [EventRef<'a>],
+            aggregates: &'a [crate::domain::usage::AggregateRef<'a>],
+            received_at: DateTime<Utc>,
+        ) -> futures::future::BoxFuture<'a, Result<CommitOutcome, StoreError>> {
+            let n = self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == self.fail_at {
+                return Box::pin(async { Err(StoreError::Unavailable("crash".into())) });
+            }
+            self.inner.commit(events, aggregates, received_at)
+        }
+        fn put_rejected<'a>(
+            &'a self,
+            rejected: &'a [crate::domain::usage::RejectedEvent],
+        ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.put_rejected(rejected)
+        }
+        fn aggregates_page<'a>(
+            &'a self,
+            account_id: &'a str,
+            granularity: Granularity,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+            meter: Option<Meter>,
+            after: Option<&'a str>,
+            limit: usize,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<crate::ports::Page<crate::domain::usage::UsageAggregate>, StoreError>,
+        > {
+            self.inner
+                .aggregates_page(account_id, granularity, from, to, meter, after, limit)
+        }
+        fn aggregates_changed<'a>(
+            &'a self,
+            account_id: &'a str,
+            granularity: Granularity,
+            after: &'a str,
+            before: &'a str,
+            limit: usize,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<crate::ports::usage::AggregateChange>, StoreError>>
+        {
+            self.inner
+                .aggregates_changed(account_id, granularity, after, before, limit)
+        }
+        fn rejected_page<'a>(
+            &'a self,
+            account_id: Option<&'a str>,
+            after: Option<&'a str>,
+            limit: usize,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<crate::ports::Page<crate::domain::usage::RejectedEvent>, StoreError>,
+        > {
+            self.inner.rejected_page(account_id, after, limit)
+        }
+        fn get_rejected<'a>(
+            &'a self,
+            account_id: Option<&'a str>,
+            fingerprints: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Result<Vec<crate::domain::usage::RejectedEvent>, StoreError>>
+        {
+            self.inner.get_rejected(account_id, fingerprints)
+        }
+        fn delete_rejected<'a>(
+            &'a self,
+            account_id: Option<&'a str>,
+            fingerprints: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.delete_rejected(account_id, fingerprints)
+        }
+        fn health(&self) -> futures::future::BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.health()
+        }
+    }
+
+    /// Several messages of generated events, overlapping (some events in two messages), with a
+    /// rejected event and an unreadable body.
+    fn overlapping_batch() -> (Vec<String>, Vec<UsageEvent>) {
+        use crate::domain::usage::generator::{generate_collector, CollectorConfig};
+        let events = generate_collector(&CollectorConfig {
+            seed: 5,
+            accounts: 3,
+            providers: 2,
+            jobs: 6,
+            start: now() - chrono::Duration::hours(3),
+            span: chrono::Duration::hours(2),
+            interval: chrono::Duration::seconds(60),
+        });
+        let mut bodies: Vec<String> = events
+            .chunks(300)
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        // The same events again, cut differently.
+        bodies.push(serde_json::to_string(&events[250..400]).unwrap());
+        let mut with_bad: Vec<serde_json::Value> = serde_json::from_str(&bodies[0]).unwrap();
+        with_bad.push(event("bad", "-1", "2026-11-25T10:00:00Z"));
+        bodies[0] = serde_json::Value::Array(with_bad).to_string();
+        bodies.push("not json".into());
+        (bodies, events)
+    }
+
+    fn totals_of(
+        store: &MemoryUsageStore,
+    ) -> std::collections::BTreeMap<(String, Granularity), (Decimal, u64)> {
+        let mut t = std::collections::BTreeMap::new();
+        for a in store.aggregates() {
+            let e: &mut (Decimal, u64) = t.entry((a.account_id.clone(), a.granularity)).or_default();
+            e.0 += a.quantity;
+            e.1 += a.event_count;
+        }
+        t
+    }
+
+    fn expected_totals(
+        events: &[UsageEvent],
+    ) -> std::collections::BTreeMap<(String, Granularity), (Decimal, u64)> {
+        let mut t = std::collections::BTreeMap::new();
+        for e in events {
+            for g in [Granularity::Hour, Granularity::Day] {
+                let x: &mut (Decimal, u64) = t.entry((e.account_id.clone(), g)).or_default();
+                x.0 += e.quantity;
+                x.1 += 1;
+            }
+        }
+        t
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_committed_together_and_applied_once_however_often_it_is_replayed() {
+        let (bodies, events) = overlapping_batch();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let store = MemoryUsageStore::new();
+        let s = IngestSettings::default();
+        let first = ingest_batch(&store, &refs, &s, now()).await;
+        let failed: Vec<usize> = first.failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, [bodies.len() - 1], "only the unreadable body fails");
+        assert_eq!(first.counts.accepted, events.len());
+        assert_eq!(first.counts.duplicate, 150);
+        assert_eq!(first.counts.rejected, 1);
+        let commits = store.commits();
+        let per_message = MemoryUsageStore::new();
+        for body in &refs[..refs.len() - 1] {
+            ingest_body(&per_message, body, &s, now()).await.unwrap();
+        }
+        assert!(
+            commits < per_message.commits(),
+            "{commits} commits for the batch, {} per message",
+            per_message.commits()
+        );
+        assert_eq!(totals_of(&store), expected_totals(&events));
+        assert_eq!(totals_of(&store), totals_of(&per_message));
+        // Replays, whole and in parts, in any order: nothing changes.
+        for cut in [1, 2, 3] {
+            for part in refs.chunks(cut).rev() {
+                let again = ingest_batch(&store, part, &s, now()).await;
+                assert_eq!(again.counts.accepted, 0);
+            }
+        }
+        assert_eq!(totals_of(&store), expected_totals(&events));
+        assert_eq!(store.events().len(), events.len());
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_any_two_commits_of_a_batch_is_repaired_by_its_retry() {
+        let (bodies, events) = overlapping_batch();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let s = IngestSettings::default();
+        let probe = MemoryUsageStore::new();
+        ingest_batch(&probe, &refs, &s, now()).await;
+        let commits = probe.commits();
+        assert!(commits > 2, "{commits}");
+        for fail_at in 0..commits {
+            let store = CrashingStore {
+                inner: MemoryUsageStore::new(),
+                commits: Default::default(),
+                fail_at,
+            };
+            let crashed = ingest_batch(&store, &refs, &s, now()).await;
+            // Every message that brought events fails, so SQS delivers them again.
+            assert_eq!(crashed.failed.len(), bodies.len(), "fail at {fail_at}");
+            let retry = ingest_batch(&store, &refs, &s, now()).await;
+            assert_eq!(retry.failed.len(), 1, "fail at {fail_at}");
+            assert_eq!(
+                totals_of(&store.inner),
+                expected_totals(&events),
+                "fail at {fail_at}"
+            );
+            assert_eq!(store.inner.events().len(), events.len());
+        }
     }
 }

@@ -1,16 +1,19 @@
 //! What every DynamoDB adapter does the same way: the error mapping, the health check, a
 //! consistent `GetItem` ([`get_item`]), the page-and-cursor loop of a `Query` ([`query_page`],
 //! [`query_each`], [`query_all`]), and `BatchGetItem` and `BatchWriteItem` with retry of
-//! unprocessed keys and items ([`batch_get`], [`batch_write`]).
+//! unprocessed keys and items ([`batch_get`], [`batch_write`]), and what a write costs
+//! ([`item_size`], [`write_units`], [`WriteUnits`]).
 
 use super::attrs::{get_s, s, Item};
 use super::backoff;
 use crate::ports::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
 /// Items one `BatchWriteItem` takes.
 pub(crate) const BATCH_WRITE_ITEMS: usize = 25;
@@ -206,6 +209,66 @@ pub(crate) async fn batch_write(
         }
     }
     Ok(calls)
+}
+
+/// The size DynamoDB bills an item at: each attribute's name (UTF-8 bytes) plus its value
+/// (see [`value_size`]).
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(name, v)| name.len() + value_size(v)).sum()
+}
+
+/// The size of one attribute value as DynamoDB counts it: a string or binary its bytes; a number
+/// about half its significant digits plus one byte (one more when negative); a boolean or null
+/// one byte; a map or list 3 bytes, plus one byte per element and the elements (with a map's
+/// names); a set its elements.
+pub fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+        AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+/// A number's size: `ceil(significant digits / 2) + 1` bytes, one more when negative.
+fn number_size(n: &str) -> usize {
+    let mantissa = n.split(['e', 'E']).next().unwrap_or(n);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    significant.div_ceil(2) + 1 + usize::from(n.starts_with('-'))
+}
+
+/// Write units of one item write of `bytes` bytes outside a transaction: 1 per started KB
+/// (at least 1). A transactional write costs twice this (prepare and commit).
+pub fn write_units(bytes: usize) -> u64 {
+    bytes.div_ceil(1024).max(1) as u64
+}
+
+/// Write units spent, by table or index (`table` or `table/index`, logical names), as DynamoDB
+/// bills them. Filled by the adapters from the items they write (see [`item_size`]), for
+/// benchmarks and logs: the local endpoint reports no faithful consumed capacity.
+#[derive(Debug, Default)]
+pub struct WriteUnits {
+    by_target: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl WriteUnits {
+    /// Adds `units` to `target`.
+    pub fn add(&self, target: &'static str, units: u64) {
+        let mut map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(target).or_default() += units;
+    }
+
+    /// The units spent so far, by target.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.by_target.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,19 @@
 //! A commit is one `TransactWriteItems`: a conditional put per event
 //! (`attribute_not_exists(pk)`) and an `ADD` per aggregate. A cancelled transaction names the
 //! events that already exist, which the caller drops before trying again.
+//!
+//! Every write is priced as DynamoDB bills it, in [`WriteStats::units`] by table and index
+//! ([`EVENTS`], [`AGGREGATES`], [`AGGREGATES_CHANGES`], [`REJECTED`]): an item's size rounded up
+//! to the KB, twice inside a transaction, and for each aggregate write the `changes` index entry
+//! it rewrites (the index projects ALL, so an entry is the item's size; a new aggregate is one
+//! index put, an existing one a delete and a put, since its `changed` key always moves).
 
 use super::attrs::{self, get_decimal, get_s, get_string_map, get_u64, n, s, string_map, Item};
 use super::backoff;
-use super::dynamo::{batch_get, batch_write, build_error, query_page, table_health, unavailable};
+use super::dynamo::{
+    batch_get, batch_write, build_error, item_size, query_page, table_health, unavailable, value_size,
+    write_units, WriteUnits,
+};
 use crate::adapters::config::UsageTables;
 use crate::domain::meter::Meter;
 use crate::domain::usage::RejectedEvent;
@@ -28,11 +37,23 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// The aggregates table's index of changes: hash `pk`, range `changed`.
 pub const CHANGES_INDEX: &str = "changes";
+
+/// The write-unit targets of [`WriteStats::units`]: the events table.
+pub const EVENTS: &str = "events";
+/// The aggregates table.
+pub const AGGREGATES: &str = "aggregates";
+/// The aggregates table's `changes` index.
+pub const AGGREGATES_CHANGES: &str = "aggregates/changes";
+/// The rejected-events table.
+pub const REJECTED: &str = "rejected";
+/// Cancelled transactions: their prepare phase (one unit per KB of each item), an estimate.
+pub const CANCELLED: &str = "cancelled";
 
 /// Attempts of one commit when DynamoDB reports a conflict or throttling.
 const MAX_ATTEMPTS: u32 = 10;
@@ -48,6 +69,12 @@ pub struct WriteStats {
     pub items_written: AtomicU64,
     /// `BatchWriteItem` calls (rejected events).
     pub batch_writes: AtomicU64,
+    /// Write units spent, by table and index.
+    pub units: WriteUnits,
+    /// The aggregates written so far, when counted exactly (see
+    /// [`DynamoUsageStore::tracking_new_aggregates`]); otherwise every aggregate write is
+    /// priced as an update of an existing item (the upper bound).
+    known_aggregates: Option<Mutex<HashSet<String>>>,
 }
 
 impl WriteStats {
@@ -59,6 +86,13 @@ impl WriteStats {
             self.batch_writes.load(Ordering::Relaxed),
         ]
     }
+}
+
+/// One write of a transaction, as priced: its table, the item's size, and an aggregate's key.
+struct PricedWrite {
+    target: &'static str,
+    size: usize,
+    key: String,
 }
 
 /// Usage storage on DynamoDB.
@@ -85,6 +119,38 @@ impl DynamoUsageStore {
             retention,
             stats: WriteStats::default(),
         }
+    }
+
+    /// Remembers every aggregate this store writes, so that the `changes` index is priced
+    /// exactly (a new aggregate: one index put; an existing one: delete and put) when the
+    /// tables start empty and this store is their only writer. For benchmarks: the set grows
+    /// with the aggregates written.
+    pub fn tracking_new_aggregates(mut self) -> Self {
+        self.stats.known_aggregates = Some(Mutex::new(HashSet::new()));
+        self
+    }
+
+    /// Prices a committed transaction of these items (events first, then aggregates).
+    fn count_committed(&self, items: &[PricedWrite]) {
+        let units = &self.stats.units;
+        let mut known = self
+            .stats
+            .known_aggregates
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in items {
+            units.add(w.target, 2 * write_units(w.size));
+            if w.target == AGGREGATES {
+                let new = known.as_mut().is_some_and(|k| k.insert(w.key.clone()));
+                units.add(AGGREGATES_CHANGES, if new { 1 } else { 2 } * write_units(w.size));
+            }
+        }
+    }
+
+    /// Prices a cancelled transaction: the prepare phase of each item.
+    fn count_cancelled(&self, items: &[PricedWrite]) {
+        let units = items.iter().map(|w| write_units(w.size)).sum();
+        self.stats.units.add(CANCELLED, units);
     }
 
     fn event_item(&self, e: &EventRef<'_>, received_at: DateTime<Utc>) -> Item {
@@ -114,12 +180,19 @@ impl DynamoUsageStore {
         aggregates: &[AggregateRef<'_>],
         received_at: DateTime<Utc>,
         written_at: DateTime<Utc>,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, Vec<PricedWrite>), StoreError> {
         let mut items = Vec::with_capacity(events.len() + aggregates.len());
+        let mut sizes = Vec::with_capacity(events.len() + aggregates.len());
         for e in events {
+            let item = self.event_item(e, received_at);
+            sizes.push(PricedWrite {
+                target: EVENTS,
+                size: item_size(&item),
+                key: String::new(),
+            });
             let put = Put::builder()
                 .table_name(&self.tables.events)
-                .set_item(Some(self.event_item(e, received_at)))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(build_error)?;
@@ -127,28 +200,47 @@ impl DynamoUsageStore {
         }
         for a in aggregates {
             let sk = a.sort_key();
+            let pk = format!("{}#{}", a.account_id, a.granularity);
+            let attrs = [
+                ("changed", ":c", s(change_key(written_at, &sk))),
+                ("quantity", ":q", n(a.quantity)),
+                ("event_count", ":n", n(a.event_count)),
+                ("account_id", ":a", s(a.account_id)),
+                ("provider_id", ":p", s(a.provider_id)),
+                ("meter", ":m", s(a.meter.as_str())),
+                ("granularity", ":g", s(a.granularity.as_str())),
+                ("window_start", ":w", s(window_key(a.window_start))),
+                ("dimensions", ":d", string_map(&a.dimensions.dimensions)),
+            ];
+            // The item as written: its key and these attributes (the stored quantity and count
+            // may have a few more digits than the deltas; rounding to the KB absorbs them).
+            let size = "pksk".len()
+                + pk.len()
+                + sk.len()
+                + attrs
+                    .iter()
+                    .map(|(name, _, v)| name.len() + value_size(v))
+                    .sum::<usize>();
+            sizes.push(PricedWrite {
+                target: AGGREGATES,
+                size,
+                key: format!("{pk}|{sk}"),
+            });
+            let values: HashMap<String, _> = attrs.into_iter().map(|(_, p, v)| (p.to_string(), v)).collect();
             let update = Update::builder()
                 .table_name(&self.tables.aggregates)
-                .key("pk", s(format!("{}#{}", a.account_id, a.granularity)))
+                .key("pk", s(pk))
+                .key("sk", s(sk))
                 .update_expression(
                     "ADD quantity :q, event_count :n \
                      SET account_id = :a, provider_id = :p, meter = :m, granularity = :g, window_start = :w, dimensions = :d, changed = :c",
                 )
-                .expression_attribute_values(":c", s(change_key(written_at, &sk)))
-                .key("sk", s(sk))
-                .expression_attribute_values(":q", n(a.quantity))
-                .expression_attribute_values(":n", n(a.event_count))
-                .expression_attribute_values(":a", s(a.account_id))
-                .expression_attribute_values(":p", s(a.provider_id))
-                .expression_attribute_values(":m", s(a.meter.as_str()))
-                .expression_attribute_values(":g", s(a.granularity.as_str()))
-                .expression_attribute_values(":w", s(window_key(a.window_start)))
-                .expression_attribute_values(":d", string_map(&a.dimensions.dimensions))
+                .set_expression_attribute_values(Some(values))
                 .build()
                 .map_err(build_error)?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        Ok(items)
+        Ok((items, sizes))
     }
 
     /// Which of these events are already stored (used when a cancellation names no reasons):
@@ -222,7 +314,7 @@ impl UsageStore for DynamoUsageStore {
             loop {
                 // Each attempt records its own write time, so an aggregate's change key is never
                 // older than the attempt that made it visible (the usage stream relies on that).
-                let items = self.transact_items(events, aggregates, received_at, Utc::now())?;
+                let (items, sizes) = self.transact_items(events, aggregates, received_at, Utc::now())?;
                 let result = self
                     .client
                     .transact_write_items()
@@ -231,6 +323,7 @@ impl UsageStore for DynamoUsageStore {
                     .await;
                 let err = match result {
                     Ok(_) => {
+                        self.count_committed(&sizes);
                         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
                         self.stats.items_written.fetch_add(count, Ordering::Relaxed);
                         return Ok(CommitOutcome::Committed);
@@ -238,6 +331,7 @@ impl UsageStore for DynamoUsageStore {
                     Err(err) => err,
                 };
                 self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.count_cancelled(&sizes);
                 let retry = match err.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
                         let reasons = tc.cancellation_reasons();
@@ -310,6 +404,7 @@ impl UsageStore for DynamoUsageStore {
                     "expires_at".into(),
                     n((r.received_at + self.retention).timestamp()),
                 );
+                self.stats.units.add(REJECTED, write_units(item_size(&item)));
                 let put = PutRequest::builder()
                     .set_item(Some(item))
                     .build()
@@ -461,6 +556,8 @@ impl UsageStore for DynamoUsageStore {
             let mut distinct: Vec<&String> = fingerprints.iter().collect();
             distinct.sort();
             distinct.dedup();
+            // A deletion costs the deleted item's size, at least one unit: counted as one.
+            self.stats.units.add(REJECTED, distinct.len() as u64);
             let requests = distinct
                 .iter()
                 .map(|fp| {
@@ -487,5 +584,27 @@ impl UsageStore for DynamoUsageStore {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The write units of the `changes` index are priced for an index projecting ALL: the
+    /// template must say so.
+    #[test]
+    fn the_changes_index_projects_all_as_priced() {
+        let template = include_str!("../../../../infra/template.yaml");
+        let table = template
+            .split("  UsageAggregatesTable:")
+            .nth(1)
+            .and_then(|t| t.split("\n  RejectedEventsTable:").next())
+            .unwrap();
+        let index = table.split("- IndexName: changes").nth(1).unwrap();
+        assert!(index.contains("ProjectionType: ALL"), "{index}");
+        assert_eq!(
+            table.matches("IndexName:").count(),
+            1,
+            "one index on the aggregates"
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod sqs_close;
 pub mod sqs_usage;
 
 pub use calls::{AwsClients, CallRecorder};
+pub use dynamo::WriteUnits;
 pub use dynamo_billing::DynamoBillingStore;
 pub use dynamo_idempotency::DynamoIdempotencyStore;
 pub use dynamo_keys::DynamoApiKeyStore;

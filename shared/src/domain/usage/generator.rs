@@ -68,6 +68,7 @@ const GPU_MODELS: [&str; 4] = ["H100", "A100", "L40S", "RTX4090"];
 const REGIONS: [&str; 5] = ["eu-west", "us-east", "us-west", "ap-south", "eu-north"];
 const CLASSES: [&str; 3] = ["standard", "highmem", "compute"];
 
+#[derive(Clone, Copy)]
 struct Job {
     account: usize,
     provider: usize,
@@ -144,6 +145,96 @@ pub fn generate(config: &GeneratorConfig) -> Vec<UsageEvent> {
     out
 }
 
+/// A collector-style workload: each job runs for hours and its collector reports every meter
+/// of the job once per `interval`, so consecutive events of a job share their hourly and daily
+/// aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    pub seed: u64,
+    pub accounts: usize,
+    pub providers: usize,
+    /// Jobs running over the span (each from a random start, for 1 hour to the whole span).
+    pub jobs: usize,
+    /// Usage times fall in `[start, start + span)`.
+    pub start: DateTime<Utc>,
+    pub span: Duration,
+    /// Between two reports of a job.
+    pub interval: Duration,
+}
+
+/// The events of a collector-style workload ([`CollectorConfig`]), in time order (as the
+/// collectors send them): every running job reports cpu, memory and wall seconds, and its GPU
+/// seconds if it has a GPU, once per interval.
+pub fn generate_collector(config: &CollectorConfig) -> Vec<UsageEvent> {
+    let mut rng = Rng::new(config.seed);
+    let span = config.span.num_seconds().max(1);
+    let step = config.interval.num_seconds().max(1);
+    let jobs: Vec<(Job, i64, i64)> = (0..config.jobs.max(1))
+        .map(|_| {
+            let job = Job {
+                account: rng.skewed(config.accounts.max(1)),
+                provider: rng.skewed(config.providers.max(1)),
+                gpu: (rng.below(3) == 0).then(|| GPU_MODELS[rng.below(GPU_MODELS.len() as u64) as usize]),
+                region: REGIONS[rng.skewed(REGIONS.len())],
+                class: CLASSES[rng.below(CLASSES.len() as u64) as usize],
+                start: rng.below(span as u64 / 2 + 1) as i64,
+            };
+            let length = 3600 + rng.below(span.max(3600) as u64) as i64;
+            let cores = 1 + rng.below(16) as i64;
+            (job, (job.start + length).min(span), cores)
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut t = 0;
+    while t < span {
+        for (j, (job, end, cores)) in jobs.iter().enumerate() {
+            if t < job.start || t >= *end {
+                continue;
+            }
+            let k = (t - job.start) / step;
+            let mut meters = vec![
+                (
+                    Meter::CpuSeconds,
+                    Decimal::from(step * cores) - Decimal::new(rng.below(1000) as i64, 3),
+                ),
+                (Meter::MemoryGibSeconds, Decimal::from(step * cores * 4)),
+                (Meter::WallSeconds, Decimal::from(step)),
+            ];
+            if job.gpu.is_some() {
+                meters.push((Meter::GpuSeconds, Decimal::from(step)));
+            }
+            for (meter, quantity) in meters {
+                let mut dimensions = Dimensions::new();
+                dimensions.insert("region".into(), job.region.into());
+                dimensions.insert("instance_class".into(), job.class.into());
+                if let (Some(gpu), Meter::GpuSeconds) = (job.gpu, meter) {
+                    dimensions.insert("gpu_model".into(), gpu.into());
+                }
+                out.push(UsageEvent {
+                    id: format!("col{j:06}-{k:05}-{}", meter.as_str()),
+                    account_id: format!("acct_{:04}", job.account),
+                    provider_id: format!("prov_{:03}", job.provider),
+                    job_id: format!("col{j:06}"),
+                    meter,
+                    quantity,
+                    timestamp: config.start + Duration::seconds(t),
+                    dimensions,
+                });
+            }
+        }
+        t += step;
+    }
+    out
+}
+
+/// Moves every `every`th event (from the first) to `account`: a workload in which one
+/// customer sends `1/every` of the events. Event ids stay unique per account.
+pub fn concentrate(events: &mut [UsageEvent], account: &str, every: usize) {
+    for e in events.iter_mut().step_by(every.max(1)) {
+        e.account_id = account.to_string();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +298,66 @@ mod tests {
             let back = super::super::parse_event(&json, now, &super::super::TimeRules::default()).unwrap();
             assert_eq!(back, e);
         }
+    }
+
+    #[test]
+    fn a_collector_reports_each_running_job_every_interval_in_time_order() {
+        let c = CollectorConfig {
+            seed: 3,
+            accounts: 20,
+            providers: 4,
+            jobs: 30,
+            start: GeneratorConfig::default().start,
+            span: Duration::hours(6),
+            interval: Duration::seconds(60),
+        };
+        let events = generate_collector(&c);
+        assert_eq!(events, generate_collector(&c));
+        assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        let ids: HashSet<_> = events.iter().map(|e| (&e.account_id, &e.id)).collect();
+        assert_eq!(ids.len(), events.len(), "ids are unique per account");
+        // Each job reports every meter once a minute for at least an hour (or to the end).
+        let mut per_job_meter: HashMap<(&str, Meter), Vec<DateTime<Utc>>> = HashMap::new();
+        for e in &events {
+            per_job_meter
+                .entry((&e.job_id, e.meter))
+                .or_default()
+                .push(e.timestamp);
+        }
+        for times in per_job_meter.values() {
+            assert!(times.windows(2).all(|w| w[1] - w[0] == Duration::seconds(60)));
+            assert!(times.len() >= 60 || *times.last().unwrap() == c.start + c.span - Duration::seconds(60));
+        }
+        // Most hourly windows of a job's meter hold many events.
+        let mut hourly: HashMap<(&str, Meter, i64), usize> = HashMap::new();
+        for e in &events {
+            *hourly
+                .entry((&e.job_id, e.meter, e.timestamp.timestamp() / 3600))
+                .or_default() += 1;
+        }
+        assert!(
+            events.len() > 20 * hourly.len(),
+            "{} events in {} hourly windows",
+            events.len(),
+            hourly.len()
+        );
+        let now = c.start + c.span;
+        for e in events.iter().step_by(97) {
+            let json = serde_json::to_string(e).unwrap();
+            let back = super::super::parse_event(&json, now, &super::super::TimeRules::default()).unwrap();
+            assert_eq!(&back, e);
+        }
+    }
+
+    #[test]
+    fn concentrate_gives_one_account_its_share() {
+        let mut events = generate(&GeneratorConfig {
+            events: 1000,
+            ..GeneratorConfig::default()
+        });
+        concentrate(&mut events, "acct_hot", 2);
+        assert_eq!(events.iter().filter(|e| e.account_id == "acct_hot").count(), 500);
+        let ids: HashSet<_> = events.iter().map(|e| (&e.account_id, &e.id)).collect();
+        assert_eq!(ids.len(), events.len());
     }
 }

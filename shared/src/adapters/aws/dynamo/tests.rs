@@ -292,3 +292,28 @@ async fn query_page_cursor_is_the_key_of_the_last_item_read() {
     assert!(matches!(err, StoreError::Corrupt(_)));
     assert_eq!(endpoint.requests().len(), 1);
 }
+
+#[test]
+fn item_sizes_count_names_and_values_as_dynamodb_does() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    use std::collections::HashMap;
+    let item: Item = HashMap::from([
+        ("pk".to_string(), V::S("acct_0001".into())),      // 2 + 9
+        ("quantity".to_string(), V::N("1234.500".into())), // 8 + ceil(5/2) + 1
+        ("n".to_string(), V::N("-0.001".into())),          // 1 + 1 + 1 + 1
+        ("ok".to_string(), V::Bool(true)),                 // 2 + 1
+        (
+            "dimensions".to_string(),
+            V::M(HashMap::from([("region".to_string(), V::S("eu-west".into()))])),
+        ), // 10 + 3 + 1 + 6 + 7
+    ]);
+    assert_eq!(item_size(&item), 11 + 12 + 4 + 3 + 27);
+    assert_eq!(write_units(0), 1);
+    assert_eq!(write_units(1024), 1);
+    assert_eq!(write_units(1025), 2);
+    let units = WriteUnits::default();
+    units.add("t", 2);
+    units.add("t/i", 1);
+    units.add("t", 3);
+    assert_eq!(units.snapshot(), BTreeMap::from([("t", 5), ("t/i", 1)]));
+}
