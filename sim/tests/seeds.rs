@@ -55,6 +55,15 @@ fn seed_30_budget_alert_of_an_ended_period_is_sent() {
     assert_holds(30);
 }
 
+/// A late fee charged by a check that failed before announcing it stayed unannounced when the
+/// checks after it no longer computed that fee: the invoice was paid, or its next fee period
+/// began, so no later check named the fee again and its `InvoiceOverdue` was never published.
+/// Seeds 34 and 41 of `meterline-sim --steps 300` found it (once budget alerts were fixed).
+#[test]
+fn seed_34_late_fee_announced_after_its_fee_period_ended() {
+    assert_holds(34);
+}
+
 #[test]
 fn a_fixed_set_of_seeds_holds_every_invariant() {
     // A seed with light faults (2), one with the default plan (4); seed 76 has heavy faults.
