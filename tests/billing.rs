@@ -445,6 +445,69 @@ async fn concurrent_partial_payments_of_one_invoice_all_apply() {
     assert_eq!(after.outstanding, before - paid);
 }
 
+/// A check that charged the late fees and failed to publish (the bus missing), and no check
+/// again until the next fee period: no later check computes those fees, so they were never
+/// announced. On DynamoDB the fee is listed unannounced in the transaction that charges it and
+/// the next check announces it, once, with the new period's fee.
+#[tokio::test]
+async fn late_fees_left_unannounced_are_announced_in_the_next_fee_period() {
+    use std::collections::BTreeSet;
+    let b = Billing::new("billing-unannounced").await;
+    b.subscribe("acct_u").await;
+    let req = CloseRequest {
+        account_id: "acct_u".into(),
+        subscription_id: "sub_acct_u".into(),
+        period_end: b.anchor + Duration::days(1),
+    };
+    let issued = Utc::now();
+    let report = b
+        .closer(&b.events)
+        .close_subscription(&req, issued)
+        .await
+        .unwrap();
+    let invoices: BTreeSet<String> = report.committed.iter().map(|i| i.invoice_id.clone()).collect();
+    assert_eq!(invoices.len(), 3);
+    let store = b.stack.billing_store_of("OverdueCheckFunction");
+    let (bus, queue) = b.stack.event_queue("late-events", &["InvoiceOverdue"]).await;
+    let publisher = b.stack.publisher_of("OverdueCheckFunction", &bus);
+    let missing = b
+        .stack
+        .publisher_of("OverdueCheckFunction", &format!("{bus}-no-such-bus"));
+    let at = issued + Duration::days(20);
+    indexes_caught_up().await;
+    assert!(overdue_check::handle(&store, &missing, &scheduled_event(at), at)
+        .await
+        .is_err());
+    // Thirty days on, the next fee period: its fees, and the first period's announced.
+    let later = issued + Duration::days(50);
+    for _ in 0..3 {
+        indexes_caught_up().await;
+        overdue_check::handle(&store, &publisher, &scheduled_event(later), later)
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = b
+        .stack
+        .drain_events(&queue)
+        .await
+        .iter()
+        .map(|(_, detail)| detail["event_id"].as_str().unwrap().to_string())
+        .collect();
+    // The failed check stopped at its first publish: one invoice's first fee was charged.
+    let first: Vec<&String> = ids.iter().filter(|id| id.ends_with("#0")).collect();
+    assert_eq!(first.len(), 1, "{ids:?}");
+    let expected: BTreeSet<String> = invoices
+        .iter()
+        .map(|i| format!("invoice-overdue#{i}#1"))
+        .chain([first[0].clone()])
+        .collect();
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), expected, "{ids:?}");
+    assert_eq!(ids.len(), expected.len(), "each announced once: {ids:?}");
+    for shard in 0..meterline_shared::ports::billing::DUE_SHARDS {
+        assert!(store.unannounced_fees(shard).await.unwrap().is_empty());
+    }
+}
+
 #[tokio::test]
 async fn the_overdue_check_run_ten_times_charges_one_late_fee_and_payments_apply_once() {
     use meterline_shared::domain::billing::events::{paid_event, PaymentResult};

@@ -213,6 +213,9 @@ impl BillingStore for Faulty<MemoryBillingStore> {
     fn fee_announced<'a>(&'a self, account_id: &'a str, key: &'a str) -> Res<'a, ()> {
         self.call(true, move || self.inner.fee_announced(account_id, key))
     }
+    fn unannounced_fees(&self, shard: u32) -> Res<'_, Vec<(String, LateFeeCharge)>> {
+        self.call(false, move || self.inner.unannounced_fees(shard))
+    }
     fn record_payment<'a>(&'a self, result: &'a PaymentResult, succeeded: bool) -> Res<'a, PaymentOutcome> {
         self.call(true, move || self.inner.record_payment(result, succeeded))
     }

@@ -189,7 +189,7 @@ pub trait BillingStore: Send + Sync {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Charges a late fee once per key: stores it (not yet announced, see
-    /// [`BillingStore::unannounced_fee`]) and adds it to the invoice's outstanding amount,
+    /// [`BillingStore::unannounced_fee`] and [`BillingStore::unannounced_fees`]) and adds it to the invoice's outstanding amount,
     /// atomically. `false` if a fee with this key exists (nothing is written).
     fn charge_late_fee<'a>(
         &'a self,
@@ -206,13 +206,22 @@ pub trait BillingStore: Send + Sync {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<LateFeeCharge>, StoreError>>;
 
-    /// Records that the `InvoiceOverdue` of the fee under `key` was published. Idempotent; a fee
-    /// that does not exist is left absent.
+    /// Records that the `InvoiceOverdue` of the fee under `key` was published, and takes it off
+    /// the list of [`BillingStore::unannounced_fees`]. Idempotent; a fee that does not exist is
+    /// left absent.
     fn fee_announced<'a>(
         &'a self,
         account_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The late fees of accounts in due shard `shard` (`due_shard(account, DUE_SHARDS)`) charged
+    /// and not known to be announced, with their accounts, in key order: listed by
+    /// [`BillingStore::charge_late_fee`] in the same write as the fee, so a fee whose check
+    /// failed before publishing is found even when no later check computes it again (the invoice
+    /// paid, or its next fee period begun). A listed fee already announced is only delisted.
+    fn unannounced_fees(&self, shard: u32)
+        -> BoxFuture<'_, Result<Vec<(String, LateFeeCharge)>, StoreError>>;
 
     /// Applies a payment result once per `event_id`: a success lowers the outstanding amount
     /// (to `paid` at zero), a failure is recorded. Conditional on the invoice not having

@@ -25,6 +25,8 @@ pub struct OverdueSummary {
     pub checked: usize,
     pub marked_past_due: usize,
     pub fees_charged: usize,
+    /// Late fees an earlier check charged and failed to announce, announced by this one.
+    pub announced_late: usize,
     /// The late fees charged, summed per currency code.
     pub late_fees: std::collections::BTreeMap<&'static str, rust_decimal::Decimal>,
 }
@@ -55,6 +57,7 @@ pub async fn run_overdue_check(
         .checked_add_days(Days::new(1))
         .unwrap_or(now.date_naive());
     for shard in 0..DUE_SHARDS {
+        summary.announced_late += announce_unannounced(store, publisher, shard).await?;
         let mut after: Option<String> = None;
         loop {
             let page = store.open_invoices(shard, due_by, after.as_deref(), 500).await?;
@@ -124,6 +127,38 @@ pub async fn run_overdue_check(
         "overdue check done"
     );
     Ok(summary)
+}
+
+/// Announces the late fees of `shard` that earlier checks charged and did not announce, whatever
+/// has become of their invoices since (paid, or in a later fee period: no check computes those
+/// fees again). The event is the one the charging check would have sent, with the invoice as it
+/// is now. A listed fee found announced (its check stopped before delisting it) is only
+/// delisted. Returns how many were announced.
+async fn announce_unannounced(
+    store: &dyn BillingStore,
+    publisher: &dyn EventPublisher,
+    shard: u32,
+) -> Result<usize, CollectionError> {
+    let mut announced = 0;
+    for (account_id, fee) in store.unannounced_fees(shard).await? {
+        let invoice = match store.unannounced_fee(&account_id, &fee.key).await? {
+            Some(_) => store.invoice(&account_id, &fee.invoice_id).await?,
+            None => None,
+        };
+        if let Some(invoice) = invoice {
+            publisher
+                .publish(&[overdue_event(&invoice, Some(&fee), false)])
+                .await?;
+            tracing::info!(
+                invoice_id = %fee.invoice_id,
+                fee_period = fee.period_index,
+                "late fee left unannounced by an earlier check announced"
+            );
+            announced += 1;
+        }
+        store.fee_announced(&account_id, &fee.key).await?;
+    }
+    Ok(announced)
 }
 
 /// `InvoiceOverdue` of `invoice` as read, with `fee` (of the current fee period) if it is
@@ -211,6 +246,7 @@ mod tests {
     use crate::adapters::memory::{MemoryBillingStore, MemoryEventPublisher};
     use crate::domain::billing::{sample, BillingPeriod, Invoice, InvoiceNumbering, StatementRun};
     use crate::domain::money::Currency;
+    use crate::ports::billing::{due_shard, DUE_SHARDS};
     use chrono::{Duration, TimeZone};
     use futures::future::BoxFuture;
     use rust_decimal::Decimal;
@@ -384,6 +420,46 @@ mod tests {
         let fee = store.fees()[0].amount.amount;
         assert_eq!(detail.late_fee, Some(fee));
         assert_eq!(detail.outstanding, d("10.00") + fee);
+    }
+
+    /// A check that charged a late fee and failed to publish, and then the invoice paid before
+    /// the next check: no later check computes that fee again (the invoice is not open), so it
+    /// was never announced. The fee is listed unannounced when charged and every check first
+    /// announces the listed fees. Found by the simulation (seeds 34 and 41).
+    #[test]
+    fn a_late_fee_left_unannounced_is_announced_after_its_invoice_is_paid() {
+        let store = store();
+        let publisher = FlakyPublisher::default();
+        publisher.failures.store(1, Ordering::SeqCst);
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        assert!(run(run_overdue_check(&store, &publisher, at)).is_err());
+        let fee = store.fees()[0].amount.amount;
+        let total = (d("10.00") + fee).to_string();
+        run(apply_payment_result(
+            &store,
+            &publisher,
+            &payment("pay_all", &total),
+            true,
+        ))
+        .unwrap();
+        for hour in 1..4 {
+            let s = run(run_overdue_check(&store, &publisher, at + Duration::hours(hour))).unwrap();
+            assert_eq!((s.checked, s.fees_charged), (0, 0), "the invoice is paid");
+            assert_eq!(s.announced_late, usize::from(hour == 1));
+        }
+        let overdue: Vec<_> = publisher
+            .published
+            .events()
+            .into_iter()
+            .filter(|e| e.detail_type == "InvoiceOverdue")
+            .collect();
+        assert_eq!(overdue.len(), 1, "announced once: {overdue:?}");
+        assert_eq!(overdue[0].event_id(), "invoice-overdue#inv_1#0");
+        let detail: InvoiceOverdue = serde_json::from_value(overdue[0].detail.clone()).unwrap();
+        assert_eq!(detail.late_fee, Some(fee));
+        assert!(run(store.unannounced_fees(due_shard("acct_a", DUE_SHARDS)))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

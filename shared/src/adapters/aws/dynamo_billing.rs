@@ -12,11 +12,13 @@
 //! | upfront purchase | `ACCT#<account>` | `UPFRONT#<invoice id>` | `account_id`, `subscription_id`; `due_pk`, `due_at` (the term start) until its upfront is invoiced or dropped |
 //! | provider statement | `PROV#<provider>` | `STMT#<period end>#<invoice id>` | `doc`, amounts; written once (an existing entry fails the close) |
 //! | catalog | `CATALOG` | `CURRENT` | `doc`: price books, tax rates, fees |
-//! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key |
+//! | late fee | `ACCT#<account>` | `FEE#<late-fee key>` | written once per key; `unannounced` until its `InvoiceOverdue` is published |
+//! | unannounced fee | `FEES_UNANNOUNCED#<shard>` | `<account>#<late-fee key>` | `account_id`, `doc`: written with the fee, deleted once it is announced |
 //! | payment result | `ACCT#<account>` | `PAY#<event id>` | written once per event |
 //! | budget | `ACCT#<account>` | `BUDGET#<budget id>` | `doc` (see `dynamo_budgets`) |
 //! | budget index | `BUDGETS#<shard>` | `<account>#<budget id>` | `account_id`: the accounts the budget check visits |
 //! | alert claim | `NOTIFY#<key>` | `NOTIFY` | written once per threshold, budget and period |
+//! | unsent alert | `NOTIFY_UNSENT#<shard>` | `<key>` | `doc`: written with the claim, deleted once the alert is published |
 //!
 //! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
 //! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid. Every invoice is in
@@ -104,6 +106,14 @@ pub(super) fn account_pk(account_id: &str) -> String {
 
 /// The attribute of a late fee item whose `InvoiceOverdue` is not known to be published.
 const UNANNOUNCED: &str = "unannounced";
+
+/// The key of a late fee's entry in the list of fees not yet announced.
+fn unannounced_key(account_id: &str, fee_key: &str) -> (String, String) {
+    (
+        format!("FEES_UNANNOUNCED#{}", due_shard(account_id, DUE_SHARDS)),
+        format!("{account_id}#{fee_key}"),
+    )
+}
 
 impl DynamoBillingStore {
     pub fn new(client: Client, table: String) -> Self {
@@ -1257,9 +1267,19 @@ impl BillingStore for DynamoBillingStore {
                 .expression_attribute_values(":fee", n(charge.amount.amount))
                 .build()
                 .map_err(build_error)?;
+            let (lpk, lsk) = unannounced_key(account_id, &charge.key);
+            let listed = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(lpk))
+                .item("sk", s(lsk))
+                .item("account_id", s(account_id))
+                .item("doc", to_doc(charge))
+                .build()
+                .map_err(build_error)?;
             let items = vec![
                 TransactWriteItem::builder().put(put).build(),
                 TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder().put(listed).build(),
             ];
             for attempt in 0..5u32 {
                 match self.transact(items.clone()).await? {
@@ -1306,8 +1326,27 @@ impl BillingStore for DynamoBillingStore {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            // The flag first: stopping between the two leaves the fee listed and announced,
+            // which the next check only delists.
             self.remove_attribute(account_pk(account_id), format!("FEE#{key}"), UNANNOUNCED)
-                .await
+                .await?;
+            let (pk, sk) = unannounced_key(account_id, key);
+            self.delete(pk, sk).await.map(|_| ())
+        })
+    }
+
+    fn unannounced_fees(
+        &self,
+        shard: u32,
+    ) -> BoxFuture<'_, Result<Vec<(String, LateFeeCharge)>, StoreError>> {
+        Box::pin(async move {
+            let items = self
+                .query_range(&format!("FEES_UNANNOUNCED#{shard}"), "!", "~")
+                .await?;
+            items
+                .iter()
+                .map(|i| Ok((get_s(i, "account_id")?.to_string(), from_doc(i)?)))
+                .collect()
         })
     }
 

@@ -53,7 +53,7 @@ fn unsent_key(alert: &BudgetThresholdCrossed) -> (String, String) {
 }
 
 impl DynamoBillingStore {
-    async fn delete(&self, pk: String, sk: String) -> Result<bool, StoreError> {
+    pub(super) async fn delete(&self, pk: String, sk: String) -> Result<bool, StoreError> {
         let out = self
             .client
             .delete_item()

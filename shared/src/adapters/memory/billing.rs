@@ -38,7 +38,8 @@ struct Inner {
     /// Late fees by key.
     fees: BTreeMap<String, LateFeeCharge>,
     /// Keys of the fees whose `InvoiceOverdue` is not known to be published.
-    unannounced: BTreeSet<String>,
+    /// Fees charged and not known to be announced: key to account.
+    unannounced: BTreeMap<String, String>,
     /// Payment results applied, by event id.
     payments: BTreeMap<String, PaymentResult>,
     /// Event ids of the successful payment results.
@@ -522,7 +523,9 @@ impl BillingStore for MemoryBillingStore {
             };
             i.outstanding += charge.amount.amount;
             inner.fees.insert(charge.key.clone(), charge.clone());
-            inner.unannounced.insert(charge.key.clone());
+            inner
+                .unannounced
+                .insert(charge.key.clone(), account_id.to_string());
             Ok(true)
         })
     }
@@ -536,7 +539,7 @@ impl BillingStore for MemoryBillingStore {
             let inner = self.inner.lock();
             Ok(inner
                 .unannounced
-                .contains(key)
+                .contains_key(key)
                 .then(|| inner.fees.get(key).cloned())
                 .flatten())
         })
@@ -550,6 +553,21 @@ impl BillingStore for MemoryBillingStore {
         Box::pin(async move {
             self.inner.lock().unannounced.remove(key);
             Ok(())
+        })
+    }
+
+    fn unannounced_fees(
+        &self,
+        shard: u32,
+    ) -> BoxFuture<'_, Result<Vec<(String, LateFeeCharge)>, StoreError>> {
+        Box::pin(async move {
+            let inner = self.inner.lock();
+            Ok(inner
+                .unannounced
+                .iter()
+                .filter(|(_, account)| due_shard(account, DUE_SHARDS) == shard)
+                .filter_map(|(key, account)| Some((account.clone(), inner.fees.get(key)?.clone())))
+                .collect())
         })
     }
 
