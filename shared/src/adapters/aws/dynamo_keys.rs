@@ -294,3 +294,91 @@ impl ApiKeyStore for DynamoApiKeyStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A rotation's answer against a scripted endpoint: a transaction cancelled because another
+    //! request held the old key's item is tried again with backoff, a bounded number of times,
+    //! and when it never gets through it is an error worth retrying (the API's 503).
+
+    use super::super::scripted::{cancelled, is_transaction, Endpoint};
+    use super::*;
+    use crate::domain::access::keys::Role;
+    use serde_json::{json, Value};
+
+    /// Attempts of a rotation the store is to make before it gives up.
+    const KEY_WRITE_ATTEMPTS: u32 = 8;
+
+    fn record(id: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: id.into(),
+            role: Role::Operator,
+            account_id: None,
+            provider_id: None,
+            name: None,
+            hash: KeyHash {
+                salt: "salt".into(),
+                hash: "hash".into(),
+            },
+            created_at: "2027-01-04T00:00:00Z".parse().unwrap(),
+            revoked_at: None,
+            replaced_by: None,
+        }
+    }
+
+    /// `GetItem`'s answer: the old key as stored, revoked or not.
+    fn old_key(revoked: bool) -> Value {
+        let mut item = json!({
+            "pk": { "S": PK }, "sk": { "S": "old" }, "role": { "S": "operator" },
+            "salt": { "S": "salt" }, "hash": { "S": "hash" },
+            "created_at": { "S": "2027-01-04T00:00:00.000Z" },
+        });
+        if revoked {
+            item["revoked_at"] = json!({ "S": "2027-01-05T00:00:00.000Z" });
+        }
+        json!({ "Item": item })
+    }
+
+    async fn rotate(endpoint: &Endpoint) -> Result<KeyChange, StoreError> {
+        let store = DynamoApiKeyStore::new(endpoint.client.clone(), "keys");
+        let at = "2027-01-05T00:00:00Z".parse().unwrap();
+        store.rotate("old", &record("new"), at).await
+    }
+
+    fn transactions(endpoint: &Endpoint) -> usize {
+        endpoint.requests().iter().filter(|b| is_transaction(b)).count()
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_meets_a_conflict_is_tried_again_until_it_gets_through() {
+        let endpoint = Endpoint::new(|n, body| match n {
+            _ if !is_transaction(body) => old_key(false),
+            0 | 1 => cancelled(&["TransactionConflict", "None"]),
+            _ => json!({}),
+        });
+        let change = rotate(&endpoint).await.unwrap();
+        assert_eq!(change, KeyChange::Done(record("new")));
+        assert_eq!(transactions(&endpoint), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_keeps_conflicting_stops_after_its_attempts_as_an_error_to_retry() {
+        let endpoint = Endpoint::new(|_, body| match is_transaction(body) {
+            true => cancelled(&["TransactionConflict", "None"]),
+            false => old_key(false),
+        });
+        let result = rotate(&endpoint).await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert_eq!(transactions(&endpoint), KEY_WRITE_ATTEMPTS as usize);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_on_the_old_key_is_a_revoked_key_and_is_not_tried_again() {
+        let endpoint = Endpoint::new(|_, body| match is_transaction(body) {
+            true => cancelled(&["ConditionalCheckFailed", "None"]),
+            false => old_key(true),
+        });
+        assert_eq!(rotate(&endpoint).await.unwrap(), KeyChange::Revoked);
+        assert_eq!(transactions(&endpoint), 1);
+    }
+}
