@@ -8,7 +8,7 @@
 //! `<slot>` with `lease` and `until` (see [`ApiKeyStore::claim_stream`]).
 
 use super::attrs::{self, get_opt_s, get_s, s, Item};
-use super::dynamo::{build_error, get_item, query_page, table_health};
+use super::dynamo::{build_error, get_item, query_page, table_health, transact};
 use crate::domain::access::keys::{ApiKeyRecord, KeyHash};
 use crate::ports::keys::{ApiKeyStore, KeyChange};
 use crate::ports::{Page, StoreError};
@@ -19,6 +19,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
 
 const PK: &str = "key";
+
+/// Attempts of a rotation whose transaction another request's write keeps cancelling
+/// (`TransactionConflict`), with backoff between them (about 1.5 s in all), before the API
+/// answers 503 with `Retry-After`.
+const KEY_WRITE_ATTEMPTS: u32 = 8;
 
 /// API keys on DynamoDB.
 pub struct DynamoApiKeyStore {
@@ -197,28 +202,20 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 .condition_expression("attribute_not_exists(sk)")
                 .build()
                 .map_err(build_error)?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(revoke).build())
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(KeyChange::Done(new.clone())),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-                {
-                    // Find out why: the old key is missing or revoked, or (astronomically
-                    // unlikely) the new id is taken.
-                    match self.get_item(old_id).await? {
-                        None => Ok(KeyChange::NotFound),
-                        Some(k) if k.revoked_at.is_some() => Ok(KeyChange::Revoked),
-                        Some(_) => Err(StoreError::Conflict(format!("key {} exists", new.id))),
-                    }
-                }
-                Err(e) => Err(unavailable(e)),
+            let items = vec![
+                TransactWriteItem::builder().update(revoke).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ];
+            match transact(&self.client, items, KEY_WRITE_ATTEMPTS).await? {
+                None => Ok(KeyChange::Done(new.clone())),
+                // The old key is missing or revoked, or (astronomically unlikely) the new id
+                // is taken.
+                Some(failed) if failed.first() == Some(&true) => match self.get_item(old_id).await? {
+                    None => Ok(KeyChange::NotFound),
+                    Some(k) if k.revoked_at.is_some() => Ok(KeyChange::Revoked),
+                    Some(_) => Err(StoreError::Conflict(format!("key {old_id} changed meanwhile"))),
+                },
+                Some(_) => Err(StoreError::Conflict(format!("key {} exists", new.id))),
             }
         })
     }
@@ -305,9 +302,6 @@ mod tests {
     use super::*;
     use crate::domain::access::keys::Role;
     use serde_json::{json, Value};
-
-    /// Attempts of a rotation the store is to make before it gives up.
-    const KEY_WRITE_ATTEMPTS: u32 = 8;
 
     fn record(id: &str) -> ApiKeyRecord {
         ApiKeyRecord {
