@@ -142,6 +142,53 @@ async fn a_key_is_shown_once_used_rotated_and_revoked() {
     }
 }
 
+/// Several rotations of one key at once (as several API instances would serve them; in the
+/// fault mode their transactions cancel each other): one replaces the key, every other is a 409
+/// "revoked" (it found the key rotated), none is left half-done, and the old key names the one
+/// that won. A rotation that met another's transaction in flight must send its own again once that
+/// one committed, not answer an error.
+#[tokio::test]
+async fn concurrent_rotations_of_one_key_replace_it_once() {
+    let stack = Stack::create("keys-race").await;
+    let api = stack.api();
+    stack.create_tenants(&["acct_a"], &[]).await;
+    let id = create(&api, json!({"role": "customer", "account_id": "acct_a"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rotations = (0..meterline_integration_tests::parallel().max(4)).map(|_| {
+        api.handle(
+            operator_request("POST", &format!("/v1/api-keys/{id}/rotate"), &[], None),
+            now(),
+        )
+    });
+    let answers: Vec<(u16, Value)> = futures::future::join_all(rotations)
+        .await
+        .iter()
+        .map(|r| (r.status().as_u16(), body_json(r)))
+        .collect();
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(
+            *status == 201 || (*status == 409 && body["type"].as_str().unwrap().ends_with("/key-revoked")),
+            "{answers:?}"
+        );
+    }
+    let listed = body_json(
+        &api.handle(operator_request("GET", "/v1/api-keys", &[], None), now())
+            .await,
+    );
+    let keys = listed["data"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "the old key and one new key: {listed}");
+    let old = keys.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert_eq!(old["replaced_by"], won[0]["id"], "{listed}");
+}
+
 async fn new_keys_are_validated_and_listed_in_pages(backend: Backend) {
     let stack = Stack::on(backend, "keylist").await;
     let api = stack.api();

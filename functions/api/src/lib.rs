@@ -161,13 +161,19 @@ pub(crate) fn json_of<T: serde::Serialize>(status: StatusCode, value: &T) -> Out
         .map_err(|e| Problem::new(500, "serialization", "Internal error", e.to_string()))
 }
 
-/// The response for a problem.
+/// Seconds a 503 asks the client to wait before it sends the request again (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
+/// The response for a problem. A 503 (storage unavailable, a write that kept meeting concurrent
+/// ones) carries `Retry-After`: the same request may succeed when sent again.
 pub fn problem_response(p: &Problem) -> Response<Body> {
-    response(
-        status_of(p.status),
-        &[("content-type", problem::CONTENT_TYPE)],
-        Body::Text(p.to_json()),
-    )
+    let content_type = ("content-type", problem::CONTENT_TYPE);
+    let headers: &[(&'static str, &str)] = if p.status == 503 {
+        &[content_type, ("retry-after", RETRY_AFTER_SECONDS)]
+    } else {
+        &[content_type]
+    };
+    response(status_of(p.status), headers, Body::Text(p.to_json()))
 }
 
 pub(crate) fn body_bytes(body: &Body) -> &[u8] {
@@ -458,6 +464,18 @@ impl Api {
 #[cfg(test)]
 mod table_tests {
     use super::*;
+
+    #[test]
+    fn a_write_that_kept_conflicting_is_a_503_to_retry_never_a_409() {
+        // What a directory write answers when its transaction was cancelled by conflicts on
+        // every attempt (`adapters::aws::dynamo::transact`).
+        let e = meterline_shared::ports::StoreError::Conflict("transaction still cancelled".into());
+        let resp = problem_response(&meterline_shared::adapters::http::problem::store_problem(&e));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()["retry-after"], RETRY_AFTER_SECONDS);
+        let not_found = problem_response(&Problem::not_found("no account a"));
+        assert!(not_found.headers().get("retry-after").is_none());
+    }
 
     type A = Api;
 

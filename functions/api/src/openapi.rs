@@ -169,9 +169,18 @@ fn complete<A>(op: &mut Value, route: &Route<A>, schemas: &mut serde_json::Map<S
     let mut add = |status: &str, description: &str| {
         if responses.get(status).is_none() {
             responses[status] = problem_response(description);
+            if status == "503" {
+                responses[status]["headers"] = json!({"Retry-After": {
+                    "description": "Seconds to wait before sending the same request again",
+                    "schema": {"type": "integer", "minimum": 0}
+                }});
+            }
         }
     };
-    add("503", "Storage is unavailable; retry later");
+    add(
+        "503",
+        "Storage is unavailable, or a write kept meeting concurrent ones; retry after `Retry-After` seconds",
+    );
     add("400", "A parameter, header or field is invalid");
     if route.access != Access::Public {
         add(

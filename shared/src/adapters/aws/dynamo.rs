@@ -1,15 +1,19 @@
 //! What every DynamoDB adapter does the same way: the error mapping, the health check, a
 //! consistent `GetItem` ([`get_item`]), the page-and-cursor loop of a `Query` ([`query_page`],
 //! [`query_each`], [`query_all`]), and `BatchGetItem` and `BatchWriteItem` with retry of
-//! unprocessed keys and items ([`batch_get`], [`batch_write`]), and what a write costs
-//! ([`item_size`], [`write_units`], [`WriteUnits`]).
+//! unprocessed keys and items ([`batch_get`], [`batch_write`]), a `TransactWriteItems` that
+//! retries a conflict with backoff and tells it from a failed condition ([`transact`]), and what
+//! a write costs ([`item_size`], [`write_units`], [`WriteUnits`]).
 
 use super::attrs::{get_s, s, Item};
 use super::backoff;
 use crate::ports::{Page, StoreError};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, KeysAndAttributes, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -269,6 +273,66 @@ impl WriteUnits {
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         self.by_target.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Writes `items` in one `TransactWriteItems`: `None` if it committed, else which items'
+/// conditions failed (at least one did). A cancellation in which no condition failed but another
+/// request held an item (`TransactionConflict`) or a partition was throttled is DynamoDB asking
+/// the caller to try again: it is sent again with backoff, up to `max_attempts` times, and then
+/// is [`StoreError::Conflict`] (worth retrying later), never a failed condition: a conflict says
+/// nothing about whether an item exists. A cancellation for any other reason is
+/// [`StoreError::Unavailable`].
+pub(crate) async fn transact(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+    max_attempts: u32,
+) -> Result<Option<Vec<bool>>, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let err = match client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(None),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = err.as_service_error() else {
+            return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string()));
+        };
+        let reasons = tc.cancellation_reasons();
+        let failed: Vec<bool> = reasons
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect();
+        if failed.contains(&true) {
+            return Ok(Some(failed));
+        }
+        let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
+        if !reasons.iter().any(is_retryable_reason) {
+            return Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {codes:?}"
+            )));
+        }
+        attempt += 1;
+        if attempt >= max_attempts {
+            return Err(StoreError::Conflict(format!(
+                "transaction still cancelled after {attempt} attempts: {codes:?}"
+            )));
+        }
+        tracing::debug!(attempt, "transaction cancelled by a conflict; retrying");
+        backoff(attempt.min(4)).await;
+    }
+}
+
+/// A cancellation reason that asks for the same transaction again: another request held the
+/// item, or its partition was throttled.
+fn is_retryable_reason(r: &CancellationReason) -> bool {
+    matches!(
+        r.code(),
+        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+    )
 }
 
 #[cfg(test)]

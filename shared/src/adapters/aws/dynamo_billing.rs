@@ -42,7 +42,7 @@
 
 use super::attrs::{get_s, get_u64, n, s, Item};
 use super::backoff;
-use super::dynamo::{batch_write, build_error, get_item, query_all, query_page, unavailable};
+use super::dynamo::{batch_write, build_error, get_item, query_all, query_page, transact, unavailable};
 use crate::domain::billing::events::PaymentResult;
 use crate::domain::billing::ledger::apply_payment;
 use crate::domain::billing::statement::ProviderStatement;
@@ -267,42 +267,13 @@ impl DynamoBillingStore {
     }
 
     /// Writes `items` in one transaction: `None` if it committed, else which items' conditions
-    /// failed. A cancellation in which no condition failed but another request held an item
-    /// (`TransactionConflict`) or a partition was throttled is DynamoDB asking the caller to
-    /// try again: it is sent again, with backoff, up to [`MAX_ATTEMPTS`] times, and reported
-    /// like any cancellation after that.
+    /// failed (see [`transact`]: a conflict is tried again with backoff, up to [`MAX_ATTEMPTS`]
+    /// times, and is never reported as a failed condition).
     pub(super) async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<Option<Vec<bool>>, StoreError> {
-        let mut attempt = 0;
-        loop {
-            let err = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(None),
-                Err(err) => err,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = err.as_service_error()
-            else {
-                return Err(StoreError::Unavailable(DisplayErrorContext(&err).to_string()));
-            };
-            let reasons = tc.cancellation_reasons();
-            let failed: Vec<bool> = reasons
-                .iter()
-                .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                .collect();
-            attempt += 1;
-            if failed.contains(&true) || !reasons.iter().any(is_retryable_reason) || attempt >= MAX_ATTEMPTS {
-                return Ok(Some(failed));
-            }
-            tracing::debug!(attempt, "transaction cancelled by a conflict; retrying");
-            backoff(attempt.min(4)).await;
-        }
+        transact(&self.client, items, MAX_ATTEMPTS).await
     }
 
     fn statement_item(inv: &Invoice, st: &ProviderStatement) -> Item {
@@ -770,15 +741,6 @@ impl DynamoBillingStore {
             .await?;
         Ok(sub.is_none_or(|s| s.next_close_at != Some(c.expected_next_close)))
     }
-}
-
-/// A cancellation reason that asks for the same transaction again: another request held the
-/// item, or its partition was throttled.
-fn is_retryable_reason(r: &aws_sdk_dynamodb::types::CancellationReason) -> bool {
-    matches!(
-        r.code(),
-        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
-    )
 }
 
 /// A close whose provider statement entry exists already (another invoice's): refused, logged.

@@ -420,3 +420,65 @@ fn provider_items(provider: &ProviderDoc) -> [Item; 2] {
     entry.insert("doc".into(), to_doc(provider));
     [item, entry]
 }
+
+#[cfg(test)]
+mod tests {
+    //! How a directory write's answer is read, against a scripted endpoint: a failed condition
+    //! is an object that exists; a transaction cancelled because another request held an item
+    //! is tried again, and when it never gets through it is an error worth retrying (the API's
+    //! 503), never "exists".
+
+    use super::super::scripted::{cancelled, Endpoint};
+    use super::*;
+    use crate::domain::billing::sample;
+    use crate::domain::money::Currency;
+    use serde_json::json;
+
+    fn store(endpoint: &Endpoint) -> DynamoBillingStore {
+        DynamoBillingStore::new(endpoint.client.clone(), "billing".into())
+    }
+
+    async fn create(endpoint: &Endpoint) -> Result<Written, StoreError> {
+        let account = sample::account("acct-1", Currency::from_code("EUR").unwrap());
+        store(endpoint).create_account(&account).await
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_an_account_that_exists() {
+        let endpoint = Endpoint::new(|_, _| cancelled(&["ConditionalCheckFailed", "None"]));
+        assert_eq!(create(&endpoint).await.unwrap(), Written::Conflict);
+        assert_eq!(endpoint.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_conflict_is_tried_again_until_the_create_gets_through() {
+        let endpoint = Endpoint::new(|n, _| match n {
+            0 | 1 => cancelled(&["TransactionConflict", "None"]),
+            _ => json!({}),
+        });
+        assert_eq!(create(&endpoint).await.unwrap(), Written::Yes);
+        assert_eq!(endpoint.requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_outlasts_the_retries_is_an_error_to_retry_never_exists() {
+        let endpoint = Endpoint::new(|_, _| cancelled(&["None", "TransactionConflict"]));
+        let result = create(&endpoint).await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict(_))),
+            "a conflict is not an account that exists: {result:?}"
+        );
+        assert!(endpoint.requests().len() > 1, "tried again");
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_for_another_reason_is_an_error_never_exists() {
+        let endpoint = Endpoint::new(|_, _| cancelled(&["ValidationError", "None"]));
+        let result = create(&endpoint).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "no condition failed: {result:?}"
+        );
+        assert_eq!(endpoint.requests().len(), 1);
+    }
+}

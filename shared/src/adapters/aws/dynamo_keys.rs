@@ -8,7 +8,7 @@
 //! `<slot>` with `lease` and `until` (see [`ApiKeyStore::claim_stream`]).
 
 use super::attrs::{self, get_opt_s, get_s, s, Item};
-use super::dynamo::{build_error, get_item, query_page, table_health};
+use super::dynamo::{build_error, get_item, query_page, table_health, transact};
 use crate::domain::access::keys::{ApiKeyRecord, KeyHash};
 use crate::ports::keys::{ApiKeyStore, KeyChange};
 use crate::ports::{Page, StoreError};
@@ -19,6 +19,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
 
 const PK: &str = "key";
+
+/// Attempts of a rotation whose transaction another request's write keeps cancelling
+/// (`TransactionConflict`), with backoff between them (about 1.5 s in all), before the API
+/// answers 503 with `Retry-After`.
+const KEY_WRITE_ATTEMPTS: u32 = 8;
 
 /// API keys on DynamoDB.
 pub struct DynamoApiKeyStore {
@@ -197,28 +202,20 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 .condition_expression("attribute_not_exists(sk)")
                 .build()
                 .map_err(build_error)?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(revoke).build())
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(KeyChange::Done(new.clone())),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-                {
-                    // Find out why: the old key is missing or revoked, or (astronomically
-                    // unlikely) the new id is taken.
-                    match self.get_item(old_id).await? {
-                        None => Ok(KeyChange::NotFound),
-                        Some(k) if k.revoked_at.is_some() => Ok(KeyChange::Revoked),
-                        Some(_) => Err(StoreError::Conflict(format!("key {} exists", new.id))),
-                    }
-                }
-                Err(e) => Err(unavailable(e)),
+            let items = vec![
+                TransactWriteItem::builder().update(revoke).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ];
+            match transact(&self.client, items, KEY_WRITE_ATTEMPTS).await? {
+                None => Ok(KeyChange::Done(new.clone())),
+                // The old key is missing or revoked, or (astronomically unlikely) the new id
+                // is taken.
+                Some(failed) if failed.first() == Some(&true) => match self.get_item(old_id).await? {
+                    None => Ok(KeyChange::NotFound),
+                    Some(k) if k.revoked_at.is_some() => Ok(KeyChange::Revoked),
+                    Some(_) => Err(StoreError::Conflict(format!("key {old_id} changed meanwhile"))),
+                },
+                Some(_) => Err(StoreError::Conflict(format!("key {} exists", new.id))),
             }
         })
     }
@@ -292,5 +289,90 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 Err(e) => Err(unavailable(e)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A rotation's answer against a scripted endpoint: a transaction cancelled because another
+    //! request held the old key's item is tried again with backoff, a bounded number of times,
+    //! and when it never gets through it is an error worth retrying (the API's 503).
+
+    use super::super::scripted::{cancelled, is_transaction, Endpoint};
+    use super::*;
+    use crate::domain::access::keys::Role;
+    use serde_json::{json, Value};
+
+    fn record(id: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: id.into(),
+            role: Role::Operator,
+            account_id: None,
+            provider_id: None,
+            name: None,
+            hash: KeyHash {
+                salt: "salt".into(),
+                hash: "hash".into(),
+            },
+            created_at: "2027-01-04T00:00:00Z".parse().unwrap(),
+            revoked_at: None,
+            replaced_by: None,
+        }
+    }
+
+    /// `GetItem`'s answer: the old key as stored, revoked or not.
+    fn old_key(revoked: bool) -> Value {
+        let mut item = json!({
+            "pk": { "S": PK }, "sk": { "S": "old" }, "role": { "S": "operator" },
+            "salt": { "S": "salt" }, "hash": { "S": "hash" },
+            "created_at": { "S": "2027-01-04T00:00:00.000Z" },
+        });
+        if revoked {
+            item["revoked_at"] = json!({ "S": "2027-01-05T00:00:00.000Z" });
+        }
+        json!({ "Item": item })
+    }
+
+    async fn rotate(endpoint: &Endpoint) -> Result<KeyChange, StoreError> {
+        let store = DynamoApiKeyStore::new(endpoint.client.clone(), "keys");
+        let at = "2027-01-05T00:00:00Z".parse().unwrap();
+        store.rotate("old", &record("new"), at).await
+    }
+
+    fn transactions(endpoint: &Endpoint) -> usize {
+        endpoint.requests().iter().filter(|b| is_transaction(b)).count()
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_meets_a_conflict_is_tried_again_until_it_gets_through() {
+        let endpoint = Endpoint::new(|n, body| match n {
+            _ if !is_transaction(body) => old_key(false),
+            0 | 1 => cancelled(&["TransactionConflict", "None"]),
+            _ => json!({}),
+        });
+        let change = rotate(&endpoint).await.unwrap();
+        assert_eq!(change, KeyChange::Done(record("new")));
+        assert_eq!(transactions(&endpoint), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_keeps_conflicting_stops_after_its_attempts_as_an_error_to_retry() {
+        let endpoint = Endpoint::new(|_, body| match is_transaction(body) {
+            true => cancelled(&["TransactionConflict", "None"]),
+            false => old_key(false),
+        });
+        let result = rotate(&endpoint).await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert_eq!(transactions(&endpoint), KEY_WRITE_ATTEMPTS as usize);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_on_the_old_key_is_a_revoked_key_and_is_not_tried_again() {
+        let endpoint = Endpoint::new(|_, body| match is_transaction(body) {
+            true => cancelled(&["ConditionalCheckFailed", "None"]),
+            false => old_key(true),
+        });
+        assert_eq!(rotate(&endpoint).await.unwrap(), KeyChange::Revoked);
+        assert_eq!(transactions(&endpoint), 1);
     }
 }

@@ -15,6 +15,8 @@ pub mod dynamo_keys;
 pub mod dynamo_rates;
 pub mod dynamo_usage;
 pub mod eventbridge;
+#[cfg(test)]
+mod scripted;
 pub mod sqs_close;
 pub mod sqs_usage;
 
