@@ -37,9 +37,6 @@ pub fn hold_amount(quote: &Quote) -> Result<Money, HoldPriceError> {
 
 /// The charge scope of a job: its provider and the meters of the usage it would report.
 pub fn job_scope(spec: &JobSpec) -> ChargeScope {
-    let meters = spec
-        .rows(&Dimensions::default())
-        .into_iter()
-        .map(|r| r.meter);
+    let meters = spec.rows(&Dimensions::default()).into_iter().map(|r| r.meter);
     ChargeScope::job(&spec.provider_id, meters)
 }

@@ -111,11 +111,7 @@ impl CreditLedger {
             account_id: self.account_id.clone(),
             grants: self.grants.values().cloned().collect(),
             holds: self.holds.values().cloned().collect(),
-            applied: self
-                .applied
-                .iter()
-                .map(|(k, a)| (k.clone(), a.clone()))
-                .collect(),
+            applied: self.applied.iter().map(|(k, a)| (k.clone(), a.clone())).collect(),
             entry_count: self.entry_count(),
         }
     }
@@ -260,13 +256,17 @@ impl CreditLedger {
             // returns the part of them held here, none.
             let base = usize::try_from(self.base).unwrap_or(usize::MAX);
             let from = done.first.saturating_sub(base).min(self.entries.len());
-            let to = (done.first + done.count).saturating_sub(base).min(self.entries.len());
+            let to = (done.first + done.count)
+                .saturating_sub(base)
+                .min(self.entries.len());
             return Ok(self.entries[from..to].to_vec());
         }
         let local = self.entries.len();
         op(self)?;
         let count = self.entries.len() - local;
-        let first = usize::try_from(self.base).unwrap_or(usize::MAX).saturating_add(local);
+        let first = usize::try_from(self.base)
+            .unwrap_or(usize::MAX)
+            .saturating_add(local);
         self.applied.insert(
             key,
             Applied {

@@ -17,7 +17,7 @@ pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
 pub use error::CreditError;
 pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
-pub use hold::{Capture, Hold, HoldRequest, HoldStatus};
+pub use hold::{Capture, Captured, Hold, HoldRequest, HoldStatus};
 pub use ledger::{CreditLedger, GrantState, LedgerSnapshot};
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
 

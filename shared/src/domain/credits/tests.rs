@@ -237,6 +237,17 @@ fn more_than_the_hold_is_captured_only_when_the_capture_says_so() {
         ]
     );
     assert_eq!(l.balance(USD).available, d("0"));
+    let captured = l.hold("h1").unwrap().captured.clone().unwrap();
+    assert_eq!(
+        (
+            captured.capture_id.as_str(),
+            captured.amount,
+            captured.uncovered,
+            captured.beyond_hold
+        ),
+        ("c2", d("62.50"), d("12.50"), true),
+        "the hold records what its capture charged"
+    );
 }
 
 #[test]
@@ -577,7 +588,10 @@ fn a_restored_ledger_goes_on_as_the_saved_one() {
     ));
     let ops = |l: &mut CreditLedger| {
         let mut out = l.expire_due(t(4));
-        out.extend(l.capture(&capture("c1", "h1", "11.00", false)).unwrap_or_default());
+        out.extend(
+            l.capture(&capture("c1", "h1", "11.00", false))
+                .unwrap_or_default(),
+        );
         out.extend(l.grant(&grant("c", "2.00", 0, None), t(4)).unwrap());
         out
     };
@@ -626,7 +640,10 @@ mod pricing {
             option(PricingModel::Subscription, "7.3301"),
         ]);
         assert_eq!(hold_amount(&both), Ok(usd("7.34")));
-        let ppu = quote(vec![option(PricingModel::Spot, "1"), option(PricingModel::PayPerUse, "9.001")]);
+        let ppu = quote(vec![
+            option(PricingModel::Spot, "1"),
+            option(PricingModel::PayPerUse, "9.001"),
+        ]);
         assert_eq!(hold_amount(&ppu), Ok(usd("9.01")));
         assert_eq!(
             hold_amount(&quote(vec![option(PricingModel::Spot, "1")])),
