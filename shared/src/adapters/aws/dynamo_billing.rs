@@ -17,6 +17,8 @@
 //! | budget | `ACCT#<account>` | `BUDGET#<budget id>` | `doc` (see `dynamo_budgets`) |
 //! | budget index | `BUDGETS#<shard>` | `<account>#<budget id>` | `account_id`: the accounts the budget check visits |
 //! | alert claim | `NOTIFY#<key>` | `NOTIFY` | written once per threshold, budget and period |
+//! | credit ledger state | `ACCT#<account>` | `CREDIT#STATE` | `version`, `entries`, `doc` (see `dynamo_credits`) |
+//! | credit ledger entry | `ACCT#<account>` | `CREDIT#ENTRY#<seq, 20 digits>` | `seq`, `doc`: append-only |
 //!
 //! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
 //! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid. Every invoice is in

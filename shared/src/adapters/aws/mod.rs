@@ -8,6 +8,7 @@ pub mod calls;
 pub(crate) mod dynamo;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
+pub mod dynamo_credits;
 pub mod dynamo_directory;
 pub mod dynamo_idempotency;
 pub mod dynamo_invoices;
