@@ -360,6 +360,20 @@ impl Stack {
         api.with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
             .with_estimates(self.estimates_api())
             .with_billing(self.billing_api())
+            .with_credits(self.credits_api())
+    }
+
+    /// The credit routes' stores, wired as the API function wires them (no pause between
+    /// attempts in memory).
+    pub fn credits_api(&self) -> api::credits::CreditsApi {
+        api::credits::CreditsApi {
+            credits: self.credits_of("ApiFunction"),
+            billing: self.billing_of("ApiFunction"),
+            pause: match self.backend {
+                Backend::Memory => meterline_shared::services::credits::no_pause,
+                Backend::Moto => api::credits::pause,
+            },
+        }
     }
 
     /// The billing routes' dependencies on this stack (events on the API function's bus, or

@@ -20,11 +20,12 @@ use crate::domain::credits::{
     Balance, Capture, CreditError, CreditGrant, CreditLedger, GrantState, Hold, HoldRequest, HoldStatus,
     LedgerEntry,
 };
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, Money};
 use crate::ports::credits::CreditStore;
 use crate::ports::{Page, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use rust_decimal::Decimal;
 
 /// Attempts of one operation that keeps losing races to other writers of the same ledger.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -51,6 +52,16 @@ pub enum CreditsFailure {
 pub struct Credits<'a> {
     pub store: &'a dyn CreditStore,
     pub pause: Pause,
+}
+
+/// A hold's capture: the amount is in the hold's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRequest {
+    pub id: String,
+    pub hold_id: String,
+    pub amount: Decimal,
+    pub at: DateTime<Utc>,
+    pub beyond_hold: bool,
 }
 
 /// An account's credit in one currency.
@@ -165,20 +176,23 @@ impl Credits<'_> {
             .await
     }
 
-    /// Captures a hold at its job's end and releases the rest. A repeat of the capture that
-    /// closed it (same capture id and amount) returns the hold.
-    pub async fn capture(&self, account_id: &str, req: &Capture) -> Result<Hold, CreditsFailure> {
+    /// Captures a hold at its job's end and releases the rest: `amount` in the hold's currency
+    /// (more than it holds only with `beyond_hold`). A repeat of the capture that closed it
+    /// (same capture id, amount and `beyond_hold`) returns the hold.
+    pub async fn capture(&self, account_id: &str, req: &CaptureRequest) -> Result<Hold, CreditsFailure> {
         self.apply(account_id, req.at, |l| {
-            let done = l
-                .hold(&req.hold_id)
-                .and_then(|h| h.captured.as_ref())
-                .is_some_and(|c| {
-                    c.capture_id == req.id
-                        && c.amount == req.amount.amount
-                        && c.beyond_hold == req.beyond_hold
-                });
+            let hold = held(l, &req.hold_id)?;
+            let done = hold.captured.as_ref().is_some_and(|c| {
+                c.capture_id == req.id && c.amount == req.amount && c.beyond_hold == req.beyond_hold
+            });
             if !done {
-                l.capture(req)?;
+                l.capture(&Capture {
+                    id: req.id.clone(),
+                    hold_id: req.hold_id.clone(),
+                    amount: Money::new(req.amount, hold.currency),
+                    at: req.at,
+                    beyond_hold: req.beyond_hold,
+                })?;
             }
             held(l, &req.hold_id)
         })

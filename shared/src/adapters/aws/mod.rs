@@ -68,3 +68,9 @@ pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
 pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;
+
+/// [`backoff`] as a boxed future: the pause of a service that retries a lost race
+/// (`services::credits::Pause`).
+pub fn pause(attempt: u32) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(backoff(attempt))
+}

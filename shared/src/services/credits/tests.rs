@@ -45,11 +45,11 @@ fn hold(id: &str, amount: &str, at: i64) -> HoldRequest {
     }
 }
 
-fn capture(hold_id: &str, amount: &str, at: i64) -> Capture {
-    Capture {
+fn capture(hold_id: &str, amount: &str, at: i64) -> CaptureRequest {
+    CaptureRequest {
         id: hold_id.into(),
         hold_id: hold_id.into(),
-        amount: usd(amount),
+        amount: usd(amount).amount,
         at: t(at),
         beyond_hold: false,
     }
