@@ -46,8 +46,9 @@ impl OpKey {
     }
 }
 
-/// An applied operation: the request it was (its debug text) and its entries (`first` is the
-/// index of its first entry in the whole ledger: its `seq` less one).
+/// An applied operation: the request it was (the SHA-256 of its debug text, in hex: the
+/// stored state keeps one per operation) and its entries (`first` is the index of its first
+/// entry in the whole ledger: its `seq` less one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Applied {
     request: String,
@@ -69,6 +70,15 @@ pub struct CreditLedger {
     /// are in storage, not here.
     base: u64,
     applied: BTreeMap<OpKey, Applied>,
+}
+
+/// The SHA-256 of a request's text, in hex.
+fn digest(request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(request.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A ledger's state without its entries, to store: grants, holds, the operations applied and
@@ -248,6 +258,7 @@ impl CreditLedger {
         request: String,
         op: impl FnOnce(&mut CreditLedger) -> Result<(), CreditError>,
     ) -> Result<Vec<LedgerEntry>, CreditError> {
+        let request = digest(&request);
         if let Some(done) = self.applied.get(&key) {
             if done.request != request {
                 return Err(key.reused());
