@@ -234,6 +234,11 @@ async fn grants_balances_and_the_ledger_by_route(backend: Backend) {
     let first = w.grant("acct_a", "welcome", "100.00").await;
     w.conforms("post", "/v1/accounts/{account_id}/credit-grants", 201, &first)
         .await;
+    // Amounts carry their currency's minor units.
+    assert_eq!(
+        (first["amount"].clone(), first["balance"]["held"].clone()),
+        (json!("100.00"), json!("0.00"))
+    );
     assert_eq!(
         (d(&first["balance"]["available"]), first["kind"].clone()),
         (Decimal::new(10000, 2), json!("paid"))
@@ -462,7 +467,7 @@ async fn an_authorization_holds_then_is_captured_once(backend: Backend) {
     // A release frees the hold, once.
     w.authorize(
         "acct_a",
-        json!({"hold_id": "h3", "job_id": "job_3", "max_amount": "5.00", "currency": "USD"}),
+        json!({"hold_id": "h3", "job_id": "job_3", "max_amount": "5.00"}),
     )
     .await;
     let (status, released) = w

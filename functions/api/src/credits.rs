@@ -25,11 +25,12 @@ use meterline_shared::domain::credits::Hold;
 use meterline_shared::domain::credits::{
     hold_amount, job_scope, Balance, CreditError, GrantState, HoldPriceError, HoldRequest, LedgerEntry,
 };
-use meterline_shared::domain::money::Money;
+use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::credits::CreditStore;
 use meterline_shared::ports::StoreError;
 use meterline_shared::services::credits::{CaptureRequest, Credits, CreditsFailure, CurrencyBalance, Pause};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -65,9 +66,10 @@ fn shortfall_response(
     let p = shortfall_problem(needed, available, shortfall);
     let mut body = serde_json::to_value(&p).unwrap_or_default();
     body["currency"] = json!(needed.currency.code());
-    body["needed"] = json!(needed.amount.to_string());
-    body["available"] = json!(available.amount.to_string());
-    body["shortfall"] = json!(shortfall.amount.to_string());
+    let c = needed.currency;
+    body["needed"] = json!(amount(needed.amount, c));
+    body["available"] = json!(amount(available.amount, c));
+    body["shortfall"] = json!(amount(shortfall.amount, c));
     crate::response(
         StatusCode::PAYMENT_REQUIRED,
         &[("content-type", problem::CONTENT_TYPE)],
@@ -116,13 +118,23 @@ fn failure(e: CreditsFailure) -> Outcome {
     }
 }
 
-fn balance_json(b: &Balance) -> Value {
+/// An amount of `currency` as a decimal string with its minor units (`100.00`, `1500` JPY):
+/// ledger amounts never have more places, so this only adds zeros.
+fn amount(value: Decimal, currency: Currency) -> String {
+    let mut v = value;
+    if v.scale() < currency.minor_units() {
+        v.rescale(currency.minor_units());
+    }
+    v.to_string()
+}
+
+fn balance_json(b: &Balance, c: Currency) -> Value {
     json!({
-        "granted": b.granted.to_string(),
-        "available": b.available.to_string(),
-        "held": b.held.to_string(),
-        "consumed": b.consumed.to_string(),
-        "forfeited": b.forfeited.to_string(),
+        "granted": amount(b.granted, c),
+        "available": amount(b.available, c),
+        "held": amount(b.held, c),
+        "consumed": amount(b.consumed, c),
+        "forfeited": amount(b.forfeited, c),
     })
 }
 
@@ -131,7 +143,7 @@ fn grant_json(g: &GrantState) -> Value {
     json!({
         "grant_id": grant.id,
         "account_id": grant.account_id,
-        "amount": grant.amount.amount.to_string(),
+        "amount": amount(grant.amount.amount, grant.amount.currency),
         "currency": grant.amount.currency.code(),
         "kind": grant.kind,
         "priority": grant.priority,
@@ -140,7 +152,7 @@ fn grant_json(g: &GrantState) -> Value {
         "meters": grant.scope.meters,
         "providers": grant.scope.providers,
         "source": grant.source,
-        "balance": balance_json(&g.balance),
+        "balance": balance_json(&g.balance, grant.amount.currency),
         "expired": g.expired,
     })
 }
@@ -151,8 +163,8 @@ fn hold_json(account_id: &str, h: &Hold) -> Value {
         "account_id": account_id,
         "job_id": h.job,
         "currency": h.currency.code(),
-        "amount": h.amount.to_string(),
-        "held": h.held().to_string(),
+        "amount": amount(h.amount, h.currency),
+        "held": amount(h.held(), h.currency),
         "status": h.status,
         "provider_id": h.scope.provider,
         "meters": h.scope.meters,
@@ -160,8 +172,8 @@ fn hold_json(account_id: &str, h: &Hold) -> Value {
         "expires_at": h.expires_at,
         "captured": h.captured.as_ref().map(|c| json!({
             "capture_id": c.capture_id,
-            "amount": c.amount.to_string(),
-            "uncovered": c.uncovered.to_string(),
+            "amount": amount(c.amount, h.currency),
+            "uncovered": amount(c.uncovered, h.currency),
             "beyond_hold": c.beyond_hold,
             "at": c.at,
         })),
@@ -175,11 +187,11 @@ fn entry_json(e: &LedgerEntry) -> Value {
         "currency": e.currency.code(),
         "kind": e.kind,
         "cause": e.cause,
-        "portions": e.portions.iter().map(|p| json!({"grant_id": p.grant_id, "amount": p.amount.to_string()})).collect::<Vec<_>>(),
-        "amount": e.amount.to_string(),
-        "uncovered": e.uncovered.to_string(),
-        "available": e.available.to_string(),
-        "held": e.held.to_string(),
+        "portions": e.portions.iter().map(|p| json!({"grant_id": p.grant_id, "amount": amount(p.amount, e.currency)})).collect::<Vec<_>>(),
+        "amount": amount(e.amount, e.currency),
+        "uncovered": amount(e.uncovered, e.currency),
+        "available": amount(e.available, e.currency),
+        "held": amount(e.held, e.currency),
     })
 }
 
@@ -200,6 +212,15 @@ impl CreditsApi {
     }
 }
 
+/// The account's billing currency.
+async fn account_currency(api: &crate::Api, account_id: &str) -> Result<Currency, Problem> {
+    match api.credits_api()?.billing.account(account_id).await {
+        Ok(Some(a)) => Ok(a.currency),
+        Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
+        Err(e) => Err(crate::store_problem(&e)),
+    }
+}
+
 /// The hold request of a checked authorization, its amount priced by the quote engine for a job.
 async fn hold_request(
     api: &crate::Api,
@@ -208,7 +229,20 @@ async fn hold_request(
     now: DateTime<Utc>,
 ) -> Result<HoldRequest, Problem> {
     let (amount, scope) = match &ask.price {
-        HoldPrice::Amount(m, scope) => (*m, scope.clone()),
+        HoldPrice::Amount {
+            amount,
+            currency,
+            scope,
+        } => {
+            let currency = match currency {
+                Some(c) => *c,
+                None => account_currency(api, account_id).await?,
+            };
+            if let Some(e) = crate::request::credits::places("max_amount", *amount, currency) {
+                return Err(crate::request::invalid("body", vec![e]));
+            }
+            (Money::new(*amount, currency), scope.clone())
+        }
         HoldPrice::Job(spec) => {
             let quote = api.estimates_api()?.quote_of(account_id, spec, now).await?;
             let amount = hold_amount(&quote).map_err(|e| match e {
@@ -298,7 +332,7 @@ impl crate::Api {
         let data: Vec<Value> = balances
             .iter()
             .map(|CurrencyBalance { currency, balance }| {
-                let mut v = balance_json(balance);
+                let mut v = balance_json(balance, *currency);
                 v["currency"] = json!(currency.code());
                 v
             })

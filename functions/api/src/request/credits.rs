@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 pub const MAX_NOTE_CHARS: usize = 500;
 
 /// An error naming `field` when `amount` has more places than `currency` allows.
-fn places(field: &str, amount: Decimal, currency: Currency) -> Option<FieldError> {
+pub fn places(field: &str, amount: Decimal, currency: Currency) -> Option<FieldError> {
     (amount.normalize().scale() > currency.minor_units()).then(|| {
         FieldError::new(
             field,
@@ -150,7 +150,7 @@ pub struct NewAuthorization {
     #[serde(default)]
     #[schema(inline)]
     pub max_amount: Option<Amount>,
-    /// With `max_amount`: its currency.
+    /// With `max_amount`: its currency (default: the account's).
     #[serde(default)]
     #[schema(inline)]
     pub currency: Option<CurrencyCode>,
@@ -173,7 +173,12 @@ pub struct NewAuthorization {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HoldPrice {
     Job(JobSpec),
-    Amount(Money, ChargeScope),
+    /// The amount, in `currency` or (`None`) the account's.
+    Amount {
+        amount: Decimal,
+        currency: Option<Currency>,
+        scope: ChargeScope,
+    },
 }
 
 /// A checked [`NewAuthorization`].
@@ -209,24 +214,21 @@ impl NewAuthorization {
                     }
                 }
             }
-            (None, Some(amount)) => match self.currency {
-                Some(c) => {
-                    errors.extend(places("max_amount", amount.0, c.0));
-                    let scope = ChargeScope {
-                        provider: self.provider_id.map(|p| p.0),
-                        meters: self.meters.unwrap_or_default().into_iter().map(|m| m.0).collect(),
-                    };
-                    Some(HoldPrice::Amount(Money::new(amount.0, c.0), scope))
+            (None, Some(amount)) => {
+                let currency = self.currency.map(|c| c.0);
+                if let Some(c) = currency {
+                    errors.extend(places("max_amount", amount.0, c));
                 }
-                None => {
-                    errors.push(FieldError::new(
-                        "currency",
-                        "required",
-                        "is required with max_amount",
-                    ));
-                    None
-                }
-            },
+                let scope = ChargeScope {
+                    provider: self.provider_id.map(|p| p.0),
+                    meters: self.meters.unwrap_or_default().into_iter().map(|m| m.0).collect(),
+                };
+                Some(HoldPrice::Amount {
+                    amount: amount.0,
+                    currency,
+                    scope,
+                })
+            }
             (Some(_), _) => {
                 errors.push(FieldError::new(
                     "job",
@@ -353,5 +355,11 @@ mod tests {
             .validate("body", |a| a.validate("acct_1", now()))
             .unwrap_err();
         assert_eq!(err.errors[0].field, "max_amount");
+        // Without a currency, the account's (the route reads it).
+        let plain = json!({"hold_id": "h1", "job_id": "j1", "max_amount": "5.5"});
+        let ask = parse_body::<NewAuthorization>(plain.to_string().as_bytes())
+            .validate("body", |a| a.validate("acct_1", now()))
+            .unwrap();
+        assert!(matches!(ask.price, HoldPrice::Amount { currency: None, .. }));
     }
 }
