@@ -115,7 +115,7 @@ def seed(base, key, stack_file, watch, seeds_file):
     _call(base, key, "POST", f"/v1/accounts/{acct}/credit-grants",
           {"grant_id": "seed_credit", "amount": "1000000.00", "currency": "USD", "kind": "paid"})
     _call(base, key, "POST", f"/v1/accounts/{acct}/authorizations",
-          {"hold_id": SEEDED["hold_id"], "job_id": "job_seed", "max_amount": "10.00", "currency": "USD",
+          {"hold_id": SEEDED["hold_id"], "job_id": "job_1", "max_amount": "10.00", "currency": "USD",
            "expires_in_seconds": 30 * 86400})
 
     closed = CLOSED["account_id"]

@@ -130,12 +130,12 @@ impl NewGrant {
     }
 }
 
-/// A job to authorize: priced by the quote engine for its whole duration (`job`), or an amount
-/// given directly (`max_amount` with `currency`).
+/// A job to authorize: priced by the quote engine for its whole duration (`job`, as
+/// `POST /v1/estimates/job` takes it), or an amount given directly (`max_amount`, in `currency`
+/// or the account's).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"hold_id": "hold_1", "job_id": "job_1", "job": {"provider_id": "prov_1",
-    "start": "2030-01-05T09:00:00Z", "duration_seconds": 3600, "gpus": 8, "gpu_model": "H100"}}))]
+#[schema(example = json!({"hold_id": "hold_1", "job_id": "job_1", "max_amount": "10.00", "currency": "USD"}))]
 pub struct NewAuthorization {
     /// The hold's id: authorizing the same id again with the same job changes nothing.
     #[schema(inline)]
@@ -266,7 +266,7 @@ impl NewAuthorization {
 /// A job's end: charge what its usage says and release the rest.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"amount": "12.50"}))]
+#[schema(example = json!({"amount": "0.50"}))]
 pub struct NewCapture {
     /// What the job's usage costs, in the hold's currency (0 releases it all).
     #[schema(inline)]
