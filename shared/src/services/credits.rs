@@ -108,9 +108,11 @@ impl Credits<'_> {
             if l.grant_state(&grant.id).is_none_or(|g| g.grant != *grant) {
                 l.grant(grant, now)?;
             }
+            // The grant was found or just made: its state is there (an empty id, which the
+            // ledger refuses above, is the only way it could not be).
             l.grant_state(&grant.id)
                 .cloned()
-                .ok_or_else(|| CreditError::EmptyId("grant id"))
+                .ok_or(CreditError::EmptyId("grant id"))
         })
         .await
     }
