@@ -735,7 +735,51 @@ async fn a_tenant_sees_and_changes_only_its_own_credit(backend: Backend) {
     );
 }
 
+/// A ledger whose state is full refuses new grants and authorizations with a 409 naming it, and
+/// still captures what it holds.
+async fn a_full_ledger_refuses_new_credit_but_closes_its_holds(backend: Backend) {
+    let w = World::new(backend, "credit-full").await;
+    w.grant("acct_a", "base", "10.00").await;
+    w.authorize(
+        "acct_a",
+        json!({"hold_id": "open", "job_id": "j", "max_amount": "5.00"}),
+    )
+    .await;
+    let providers: Vec<String> = (0..100).map(|p| format!("{p:03}{}", "p".repeat(125))).collect();
+    let mut refused = None;
+    for i in 0..40 {
+        let body = json!({"grant_id": format!("wide{i}"), "amount": "1.00", "currency": "USD", "providers": providers});
+        let (status, body) = w
+            .call("POST", "/v1/accounts/acct_a/credit-grants", Some(body))
+            .await;
+        if status != 201 {
+            refused = Some((i, status, body));
+            break;
+        }
+    }
+    let (i, status, body) = refused.expect("the ledger fills up");
+    assert_eq!(
+        (status, body["type"].clone()),
+        (409, json!("https://meterline.dev/problems/credit-ledger-full")),
+        "{body}"
+    );
+    assert!(i > 10, "refused after {i} grants");
+    let (status, done) = w
+        .call(
+            "POST",
+            "/v1/accounts/acct_a/authorizations/open/capture",
+            Some(json!({"amount": "1.00"})),
+        )
+        .await;
+    assert_eq!(
+        (status, done["status"].clone()),
+        (200, json!("captured")),
+        "{done}"
+    );
+}
+
 on_both_backends!(
+    a_full_ledger_refuses_new_credit_but_closes_its_holds,
     a_save_against_a_stale_version_is_a_conflict,
     a_save_of_many_entries_is_stored_whole_and_read_by_page,
     grants_balances_and_the_ledger_by_route,

@@ -114,6 +114,12 @@ fn failure(e: CreditsFailure) -> Outcome {
             "invalid",
             "is not a cursor this API returned",
         )),
+        CreditsFailure::Full { .. } => Err(Problem::new(
+            409,
+            "credit-ledger-full",
+            "Credit ledger full",
+            format!("{e}: no new grant or authorization is accepted; captures and releases still are"),
+        )),
         CreditsFailure::Store(e) => Err(crate::store_problem(&e)),
     }
 }

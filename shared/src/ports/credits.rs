@@ -11,6 +11,11 @@ use crate::domain::credits::{CreditLedger, LedgerEntry};
 use crate::ports::{Page, StoreError};
 use futures::future::BoxFuture;
 
+/// The most a ledger's state (its snapshot as JSON) may take before new grants and holds are
+/// refused: DynamoDB keeps it in one item of at most 400 KB, and what closes a hold (capture,
+/// release, expiry) must still fit after that.
+pub const MAX_STATE_BYTES: usize = 300_000;
+
 /// Entries a listing page holds at most.
 pub const MAX_ENTRY_PAGE: usize = 100;
 

@@ -21,7 +21,7 @@ use crate::domain::credits::{
     LedgerEntry,
 };
 use crate::domain::money::{Currency, Money};
-use crate::ports::credits::CreditStore;
+use crate::ports::credits::{CreditStore, MAX_STATE_BYTES};
 use crate::ports::{Page, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -46,6 +46,10 @@ pub enum CreditsFailure {
     Refused(#[from] CreditError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The account's ledger state would take `bytes`, more than [`MAX_STATE_BYTES`]: new grants
+    /// and holds are refused (captures, releases and expiries still apply).
+    #[error("the credit ledger of {account_id} is full ({bytes} bytes of state)")]
+    Full { account_id: String, bytes: usize },
 }
 
 /// The credit use cases of one store.
@@ -80,6 +84,18 @@ impl Credits<'_> {
         now: DateTime<Utc>,
         op: impl Fn(&mut CreditLedger) -> Result<T, CreditError>,
     ) -> Result<T, CreditsFailure> {
+        self.apply_sized(account_id, now, false, op).await
+    }
+
+    /// [`Credits::apply`] of an operation that adds a grant or a hold (`grows`): refused with
+    /// [`CreditsFailure::Full`] when it would take the state over [`MAX_STATE_BYTES`].
+    async fn apply_sized<T>(
+        &self,
+        account_id: &str,
+        now: DateTime<Utc>,
+        grows: bool,
+        op: impl Fn(&mut CreditLedger) -> Result<T, CreditError>,
+    ) -> Result<T, CreditsFailure> {
         let mut attempt = 0;
         loop {
             let loaded = self.store.load(account_id).await?;
@@ -89,6 +105,13 @@ impl Credits<'_> {
             // A refused operation changed nothing, but the expiries before it are saved.
             if ledger.entries().is_empty() {
                 return Ok(out?);
+            }
+            if grows && out.is_ok() {
+                let bytes = serde_json::to_vec(&ledger.snapshot()).map_or(usize::MAX, |v| v.len());
+                if bytes > MAX_STATE_BYTES {
+                    let account_id = account_id.to_string();
+                    return Err(CreditsFailure::Full { account_id, bytes });
+                }
             }
             match self.store.save(&ledger, loaded.version).await {
                 Ok(()) => return Ok(out?),
@@ -104,7 +127,7 @@ impl Credits<'_> {
 
     /// Adds a grant. A repeat of a grant already made (same id, same grant) returns it.
     pub async fn grant(&self, grant: &CreditGrant, now: DateTime<Utc>) -> Result<GrantState, CreditsFailure> {
-        self.apply(&grant.account_id, now, |l| {
+        self.apply_sized(&grant.account_id, now, true, |l| {
             if l.grant_state(&grant.id).is_none_or(|g| g.grant != *grant) {
                 l.grant(grant, now)?;
             }
@@ -152,7 +175,7 @@ impl Credits<'_> {
     /// may use does not cover it). A repeat of a placed hold (same id, job, amount and scope)
     /// returns it as it is now.
     pub async fn place_hold(&self, account_id: &str, req: &HoldRequest) -> Result<Hold, CreditsFailure> {
-        self.apply(account_id, req.at, |l| {
+        self.apply_sized(account_id, req.at, true, |l| {
             let same = |h: &Hold| {
                 h.job == req.job
                     && h.amount == req.amount.amount

@@ -181,7 +181,7 @@ struct CreditShortfall {
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/credit-grants", tag = "credits",
     responses(
         (status = 201, description = "The grant (a repeat of the same grant: as it is now)", body = CreditGrant),
-        (status = 409, description = "The grant id was used for another grant, or the account has too many", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The grant id was used for another grant, or the account has too many, or its ledger is full", body = Problem, content_type = "application/problem+json"),
     ))]
 fn create_grant() {}
 
@@ -201,7 +201,7 @@ fn get_ledger() {}
     responses(
         (status = 201, description = "The hold placed (a repeat of the same authorization: as it is now)", body = Authorization),
         (status = 402, description = "The credit the job may use does not cover it", body = CreditShortfall, content_type = "application/problem+json"),
-        (status = 409, description = "The hold id was used for another authorization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The hold id was used for another authorization, or the account's ledger is full", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The job cannot be priced", body = Problem, content_type = "application/problem+json"),
     ))]
 fn create_authorization() {}

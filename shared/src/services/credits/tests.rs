@@ -245,3 +245,58 @@ async fn the_ledger_is_read_by_page() {
         Err(CreditsFailure::Store(StoreError::InvalidCursor(_)))
     ));
 }
+
+#[tokio::test]
+async fn a_full_ledger_refuses_new_grants_and_holds_but_still_closes_its_holds() {
+    let store = MemoryCreditStore::new();
+    let c = credits(&store);
+    c.grant(&grant("g0", "10.00"), t(0)).await.unwrap();
+    c.place_hold("acct", &hold("h1", "5.00", 1)).await.unwrap();
+    // Grants restricted to many long provider ids take about 13 KB of state each.
+    let wide = |i: usize| {
+        let mut g = grant(&format!("wide{i:03}"), "1.00");
+        g.scope.providers = (0..100).map(|p| format!("{p:03}{}", "p".repeat(125))).collect();
+        g
+    };
+    let mut refused = None;
+    for i in 0..40 {
+        match c.grant(&wide(i), t(2)).await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (i, e) = refused.expect("the state fills up");
+    assert!(
+        matches!(e, CreditsFailure::Full { bytes, .. } if bytes > crate::ports::credits::MAX_STATE_BYTES),
+        "{e:?}"
+    );
+    assert!(i > 10, "refused only once full, after {i} grants");
+    // Holds take less room: within what one more wide grant would have taken, one is refused.
+    let mut placed = 0;
+    let held = loop {
+        let before = all_entries(&store).await.len();
+        match c
+            .place_hold("acct", &hold(&format!("s{placed}"), "0.01", 3))
+            .await
+        {
+            Ok(_) => placed += 1,
+            Err(e) => {
+                assert!(matches!(e, CreditsFailure::Full { .. }), "{e:?}");
+                assert_eq!(
+                    all_entries(&store).await.len(),
+                    before,
+                    "a refused hold writes nothing"
+                );
+                break placed;
+            }
+        }
+        assert!(placed < 100, "holds are refused once the state is full");
+    };
+    assert!(held < 40, "{held} holds placed after the grants filled the state");
+    // What closes a hold still applies.
+    let captured = c.capture("acct", &capture("h1", "2.00", 4)).await.unwrap();
+    assert_eq!(captured.status, HoldStatus::Captured);
+}
