@@ -22,7 +22,7 @@ ahead, a quote's job starts in the account's open period; a cursor is only one t
 generated, so the API's refusals are exercised too), gives each request its own
 `Idempotency-Key`, and gives the operations that use their object up or change it (deleting a
 budget, cancelling a subscription or changing its plan, capturing or releasing an authorization,
-rotating or revoking a key) a fresh one:
+rotating or revoking a key) a fresh one, and new grants and authorizations accounts of their own:
 subscriptions under an account of their own (`acct_fresh`), keys at most `MAX_FRESH_KEYS`.
 """
 import datetime as dt
@@ -312,10 +312,15 @@ def _fresh(case, method, path):
         case.path_parameters.update({"account_id": SEEDED["account_id"], "budget_id": budget})
     elif path.startswith("/v1/accounts/{account_id}/authorizations/{hold_id}/") and method == "POST":
         # A capture or release closes its hold: each gets an open one of its own.
+        acct = _credit_account()
         hold = f"hold_gen_{os.getpid()}_{next(_counter)}"
-        _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/authorizations",
+        _call(BASE, KEY, "POST", f"/v1/accounts/{acct}/authorizations",
               {"hold_id": hold, "job_id": hold, "max_amount": "1.00", "currency": "USD"}, quiet=True)
-        case.path_parameters.update({"account_id": SEEDED["account_id"], "hold_id": hold})
+        case.path_parameters.update({"account_id": acct, "hold_id": hold})
+    elif path in ("/v1/accounts/{account_id}/credit-grants", "/v1/accounts/{account_id}/authorizations") \
+            and method == "POST" and case.path_parameters.get("account_id") == SEEDED["account_id"]:
+        # New grants and holds go to the run's credit accounts, so the seeded ledger stays small.
+        case.path_parameters["account_id"] = _credit_account()
     elif path.startswith("/v1/api-keys/{key_id}") and method in ("POST", "DELETE"):
         # At most MAX_FRESH_KEYS, so that the key list stays short; then the last one again.
         if len(_fresh_keys) < MAX_FRESH_KEYS:
@@ -326,6 +331,21 @@ def _fresh(case, method, path):
 
 
 FRESH_ACCOUNT = "acct_fresh"
+# A ledger's state is bounded (docs/credits.md, limits): the run's grants and holds are spread
+# over accounts of their own, a new one (with credit) every CREDIT_BATCH of them.
+CREDIT_BATCH = 20
+_credit = {"account": None, "used": 0}
+
+
+def _credit_account():
+    if _credit["account"] is None or _credit["used"] >= CREDIT_BATCH:
+        acct = f"acct_credit_{os.getpid()}_{next(_counter)}"
+        _call(BASE, KEY, "POST", "/v1/accounts", {"account_id": acct, "currency": "USD"}, quiet=True)
+        _call(BASE, KEY, "POST", f"/v1/accounts/{acct}/credit-grants",
+              {"grant_id": "run_credit", "amount": "1000000.00", "currency": "USD", "kind": "paid"}, quiet=True)
+        _credit.update(account=acct, used=0)
+    _credit["used"] += 1
+    return _credit["account"]
 MAX_FRESH_KEYS = 30
 _fresh_keys = []
 
