@@ -558,10 +558,44 @@ async fn the_budget_check_run_ten_times_publishes_each_crossed_threshold_once_on
     );
 }
 
+/// An account taxed where the price books have no tax rate cannot be estimated: the estimate,
+/// the forecast and a job quote answer 422 naming the account's tax jurisdiction, never a 500.
+async fn an_account_taxed_where_no_rate_is_known_is_refused_with_422(backend: Backend) {
+    use meterline_shared::domain::pricing::Jurisdiction;
+    let w = World::new(backend, "est-notax").await;
+    w.subscribe("acct_nt").await;
+    let mut account = w.billing.account("acct_nt").await.unwrap().unwrap();
+    account.tax.jurisdiction = Some(Jurisdiction {
+        country: "IF".into(),
+        region: None,
+    });
+    w.billing.put_account(&account).await.unwrap();
+    let now = w.anchor + Duration::days(3) + Duration::minutes(30);
+    for path in ["/v1/accounts/acct_nt/estimate", "/v1/accounts/acct_nt/forecast"] {
+        let (status, body) = w.call("GET", path, &[], None, now).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(
+            body["type"].as_str().map(|t| t.ends_with("no-tax-rate")),
+            Some(true),
+            "{body}"
+        );
+        assert!(body["detail"].as_str().unwrap().contains("IF"), "{body}");
+        assert_eq!(body["errors"][0]["field"], "account.tax.jurisdiction", "{body}");
+        let route = path.replace("acct_nt", "{account_id}");
+        let (_, doc) = w.call("GET", "/openapi.json", &[], None, now).await;
+        let documented = &doc["paths"][route.as_str()]["get"]["responses"]["422"]["content"];
+        assert!(
+            documented["application/problem+json"].is_object(),
+            "{route}: 422 undocumented"
+        );
+    }
+}
+
 on_both_backends!(
     the_period_to_date_estimate_equals_the_invoice_the_close_produces,
     forecast_and_quote_routes_answer_and_name_bad_fields,
     budgets_are_created_read_listed_replaced_and_deleted,
+    an_account_taxed_where_no_rate_is_known_is_refused_with_422,
 );
 
 /// A check that claimed an alert and failed before publishing it, with every check after it

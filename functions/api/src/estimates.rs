@@ -22,6 +22,8 @@ use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
 use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, Quote, QuoteContext, QuoteError};
 use meterline_shared::domain::fx::CurrencyPair;
+use meterline_shared::domain::pricing::NoTaxRate;
+use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
 use meterline_shared::ports::rates::RateStore;
@@ -50,6 +52,9 @@ pub struct EstimatesApi {
 }
 
 fn failure_problem(e: EstimateFailure) -> Problem {
+    if let Some(t) = e.no_tax_rate() {
+        return no_tax_rate(t);
+    }
     match e {
         EstimateFailure::Store(s) => store_problem(&s),
         EstimateFailure::UnknownAccount(a) => Problem::not_found(format!("no account {a}")),
@@ -59,6 +64,15 @@ fn failure_problem(e: EstimateFailure) -> Problem {
             Problem::new(500, "estimate-failed", "Estimate failed", e.to_string())
         }
     }
+}
+
+/// 422: the account is taxed where the price books have no rate (the close would refuse it
+/// too); the operator adds the rate or corrects the account's jurisdiction.
+fn no_tax_rate(t: &NoTaxRate) -> Problem {
+    let detail = format!("{t}: the price books have no tax rate for the account's tax jurisdiction");
+    Problem::new(422, "no-tax-rate", "No tax rate for the account", detail.clone()).with_errors(vec![
+        FieldError::new("account.tax.jurisdiction", "no_tax_rate", detail),
+    ])
 }
 
 fn budget_json(b: &Budget) -> Value {

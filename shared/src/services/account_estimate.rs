@@ -48,6 +48,19 @@ pub enum EstimateFailure {
 }
 
 impl EstimateFailure {
+    /// The missing tax rate, when that is why the estimate failed (the account is taxed where
+    /// the price books have no rate): a configuration the caller can be told about, not a fault.
+    pub fn no_tax_rate(&self) -> Option<&crate::domain::pricing::NoTaxRate> {
+        match self {
+            EstimateFailure::Rating(RatingError::Tax(t)) => Some(t),
+            #[cfg(feature = "forecast")]
+            EstimateFailure::Forecast(crate::domain::forecast::ForecastError::Rating(RatingError::Tax(
+                t,
+            ))) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The caller asked about something that is not there (404), rather than a failure.
     pub fn is_not_found(&self) -> bool {
         matches!(

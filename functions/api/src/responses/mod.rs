@@ -262,11 +262,17 @@ fn get_rate_history() {}
 fn quote_job() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/estimate", tag = "estimates",
-    responses((status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = AccountEstimate)))]
+    responses(
+        (status = 200, description = "The open period to date and its projection with 80 % / 95 % bands", body = AccountEstimate),
+        (status = 422, description = "The account is taxed where the price books have no tax rate", body = Problem, content_type = "application/problem+json"),
+    ))]
 fn get_estimate() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/forecast", tag = "estimates",
-    responses((status = 200, description = "Spend forecast with bands", body = AccountForecast)))]
+    responses(
+        (status = 200, description = "Spend forecast with bands", body = AccountForecast),
+        (status = 422, description = "The account is taxed where the price books have no tax rate", body = Problem, content_type = "application/problem+json"),
+    ))]
 fn get_forecast() {}
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/budgets", tag = "budgets",
