@@ -85,26 +85,38 @@ impl CreditNotes<'_> {
                 return self.announced(Issued::Existing(existing), paid).await;
             }
             let credited = self.issued.credited(account_id, invoice_id).await?;
-            let effect = manual_credit_note(&inv, credited, note_id, credit, now)?;
+            let effect = match manual_credit_note(&inv, credited, note_id, credit, now) {
+                Ok(effect) => effect,
+                // Another delivery of this request may have written the note between the two
+                // reads above: its own amount is then in `credited`. The note is the answer.
+                Err(refused) => match self.issued.credit_note(account_id, note_id).await? {
+                    Some(existing) => return self.written_meanwhile(existing, invoice_id).await,
+                    None => return Err(refused.into()),
+                },
+            };
             match self.issued.issue_credit_note(&inv, manual, &effect).await? {
                 CreditNoteOutcome::Created => {
                     let paid = (effect.status == InvoiceStatus::Paid && inv.status != InvoiceStatus::Paid)
                         .then_some(&inv);
                     return self.announced(Issued::Created(effect.note), paid).await;
                 }
-                CreditNoteOutcome::Exists(n) => {
-                    let current = self
-                        .billing
-                        .invoice(account_id, invoice_id)
-                        .await?
-                        .ok_or_else(|| IssueError::NoInvoice(invoice_id.to_string()))?;
-                    let paid = (current.status == InvoiceStatus::Paid).then_some(&current);
-                    return self.announced(Issued::Existing(*n), paid).await;
-                }
+                CreditNoteOutcome::Exists(n) => return self.written_meanwhile(*n, invoice_id).await,
                 CreditNoteOutcome::Conflict => continue,
             }
         }
         Err(IssueError::KeptChanging(invoice_id.to_string()))
+    }
+
+    /// A note another delivery of the request wrote since the invoice was read: announced with
+    /// the invoice as it is now (the note may have paid it).
+    async fn written_meanwhile(&self, note: CreditNoteDoc, invoice_id: &str) -> Result<Issued, IssueError> {
+        let current = self
+            .billing
+            .invoice(&note.account_id, invoice_id)
+            .await?
+            .ok_or_else(|| IssueError::NoInvoice(invoice_id.to_string()))?;
+        let paid = (current.status == InvoiceStatus::Paid).then_some(&current);
+        self.announced(Issued::Existing(note), paid).await
     }
 
     /// Publishes the events of a note (and of the invoice it paid), then answers `issued`.
