@@ -60,6 +60,15 @@ fn seed_54_a_note_written_meanwhile_is_the_answer_not_a_refusal() {
     assert_holds(54);
 }
 
+/// A credit note request delivered twice: one delivery wrote a note that paid the invoice and
+/// stopped before publishing; the other read the invoice before that write and the note after
+/// it, and announced the note with the invoice as it had read it (not paid): `InvoicePaid` was
+/// never published. Found by the long run after the fix of seed 54.
+#[test]
+fn seed_9_a_note_found_written_is_announced_with_the_invoice_as_it_is_now() {
+    assert_holds(9);
+}
+
 /// Open defect: a budget alert claimed by a check that failed before publishing it stays unsent
 /// if every later check fails until the budget's period ends: the checks that follow look at the
 /// new period only, so the alert is never sent (docs/testing.md, "Defects found"). Seeds 30, 34,
