@@ -81,8 +81,8 @@ impl CreditNotes<'_> {
                 .await?
                 .ok_or_else(|| IssueError::NoInvoice(invoice_id.to_string()))?;
             if let Some(existing) = self.issued.credit_note(account_id, note_id).await? {
-                let paid = (inv.status == InvoiceStatus::Paid).then_some(&inv);
-                return self.announced(Issued::Existing(existing), paid).await;
+                // Written by an earlier or a concurrent delivery, maybe after `inv` was read.
+                return self.written_meanwhile(existing, invoice_id).await;
             }
             let credited = self.issued.credited(account_id, invoice_id).await?;
             let effect = match manual_credit_note(&inv, credited, note_id, credit, now) {
@@ -107,8 +107,8 @@ impl CreditNotes<'_> {
         Err(IssueError::KeptChanging(invoice_id.to_string()))
     }
 
-    /// A note another delivery of the request wrote since the invoice was read: announced with
-    /// the invoice as it is now (the note may have paid it).
+    /// A note another delivery of the request wrote (maybe since the invoice was read):
+    /// announced with the invoice as it is now (the note may have paid it).
     async fn written_meanwhile(&self, note: CreditNoteDoc, invoice_id: &str) -> Result<Issued, IssueError> {
         let current = self
             .billing
