@@ -3,8 +3,9 @@
 
 use crate::exec::now_or_never;
 use crate::queue::State;
-use crate::world::{lock, World};
+use crate::world::{lock, NoteRequest, World};
 use chrono::{DateTime, Utc};
+use meterline_shared::domain::billing::ledger::MANUAL;
 use meterline_shared::domain::billing::Invoice;
 use meterline_shared::domain::meter::Meter;
 use meterline_shared::domain::usage::Granularity;
@@ -327,13 +328,32 @@ pub fn announced(w: &World) -> Check {
     }
     // A payment result whose retries ran out waits in the on-failure queue: redriven, it
     // publishes `InvoicePaid` (applied already, it is a duplicate that publishes again).
-    let parked: BTreeSet<String> = lock(&w.pay_q)
+    let mut parked: BTreeSet<String> = lock(&w.pay_q)
         .messages
         .values()
         .filter(|m| m.state == State::Dead)
         .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.body).ok())
         .filter_map(|v| v["detail"]["invoice_id"].as_str().map(str::to_string))
         .collect();
+    // So does a credit note request whose client gave up: sent again, it publishes the note's
+    // events (and `InvoicePaid` if the note paid the invoice).
+    let parked_notes = parked_note_requests(w);
+    parked.extend(parked_notes.iter().map(|r| r.invoice_id.clone()));
+    for n in w
+        .billing
+        .all_credit_notes()
+        .iter()
+        .filter(|n| n.issued_with == MANUAL)
+    {
+        let id = format!("credit-note-issued#{}", n.credit_note_id);
+        let gave_up = parked_notes.iter().any(|r| r.note_id == n.credit_note_id);
+        if !published.contains(&id) && !gave_up {
+            return Err(format!(
+                "credit note {} issued, {id} never published",
+                n.credit_note_id
+            ));
+        }
+    }
     for inv in w.billing.invoices() {
         let id = format!("invoice-paid#{}", inv.invoice_id);
         let paid = inv.status == meterline_shared::domain::billing::InvoiceStatus::Paid;
@@ -360,13 +380,113 @@ pub fn announced(w: &World) -> Check {
     Ok(())
 }
 
+/// Each manual credit note is one an operator asked for, with the amount asked (however often
+/// it was asked: a replay changes nothing), and the store's credited sum of each invoice is the
+/// sum of its manual notes.
+pub fn notes_as_asked(w: &World) -> Check {
+    let mut sums: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for n in w
+        .billing
+        .all_credit_notes()
+        .iter()
+        .filter(|n| n.issued_with == MANUAL)
+    {
+        let asked = w.ledger.notes.get(&n.credit_note_id).ok_or(format!(
+            "credit note {} issued, never asked for",
+            n.credit_note_id
+        ))?;
+        if (&asked.account_id, &asked.invoice_id, asked.amount)
+            != (&n.account_id, &n.original_invoice_id, n.amount)
+        {
+            return Err(format!(
+                "credit note {} is {n:?}, asked as {asked:?}",
+                n.credit_note_id
+            ));
+        }
+        *sums
+            .entry((n.account_id.clone(), n.original_invoice_id.clone()))
+            .or_default() += n.amount;
+    }
+    let kept = w.billing.manual_credited();
+    if non_zero_sums(kept.clone()) != sums {
+        return Err(format!(
+            "credited per invoice {kept:?} != manual credit notes {sums:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn non_zero_sums(m: BTreeMap<(String, String), Decimal>) -> BTreeMap<(String, String), Decimal> {
+    m.into_iter().filter(|(_, v)| !v.is_zero()).collect()
+}
+
+/// Each account's credit balance is its balance at the start plus the credit notes put on it
+/// (a close's notes in full, a manual note what it did not take off its invoice) less the credit
+/// its invoices applied; it is never negative, and no manual note puts on it more than its
+/// amount.
+pub fn credit_balance(w: &World, invoices: &[Invoice]) -> Check {
+    let mut expected = w.initial_balance.clone();
+    for n in w.billing.all_credit_notes() {
+        if n.issued_with != MANUAL {
+            *expected.entry(n.account_id.clone()).or_default() += n.amount;
+        }
+    }
+    let notes: BTreeMap<(String, String), Decimal> = w
+        .billing
+        .all_credit_notes()
+        .into_iter()
+        .filter(|n| n.issued_with == MANUAL)
+        .map(|n| ((n.account_id, n.credit_note_id), n.amount))
+        .collect();
+    let to_balance = w.billing.to_balance();
+    if to_balance.keys().ne(notes.keys()) {
+        return Err(format!(
+            "credit put on balances {to_balance:?}, manual notes {notes:?}"
+        ));
+    }
+    for ((account, id), credit) in &to_balance {
+        if *credit < Decimal::ZERO || Some(credit) > notes.get(&(account.clone(), id.clone())) {
+            return Err(format!("credit note {id} put {credit} on the balance"));
+        }
+        *expected.entry(account.clone()).or_default() += credit;
+    }
+    for inv in invoices {
+        *expected.entry(inv.account_id.clone()).or_default() -= inv.credit_applied;
+    }
+    for (account, want) in expected {
+        let found = now_or_never(w.billing.account(&account))
+            .ok_or("reading an account waited")?
+            .map_err(|e| e.to_string())?
+            .map(|a| a.credit_balance.amount)
+            .unwrap_or_default();
+        if found != want || found < Decimal::ZERO {
+            return Err(format!(
+                "account {account}: credit balance {found}, notes less credit applied give {want}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The credit note requests the operator's client gave up on (3 failed tries).
+fn parked_note_requests(w: &World) -> Vec<NoteRequest> {
+    lock(&w.credit_q)
+        .messages
+        .values()
+        .filter(|m| m.state == State::Dead)
+        .filter_map(|m| serde_json::from_str(&m.body).ok())
+        .collect()
+}
+
 /// The invariants that hold after every step, whatever is in flight.
 pub fn always(w: &World) -> Check {
     let invoices = w.billing.invoices();
     numbering(w, &invoices)?;
     one_invoice_per_period(w, &invoices)?;
     totals_and_credits(w, &invoices)?;
-    fees_once(w, &invoices)
+    fees_once(w, &invoices)?;
+    notes_as_asked(w)?;
+    credit_balance(w, &invoices)
 }
 
 /// The invariants that hold once the run is quiet: no instance running, no message waiting.

@@ -16,6 +16,8 @@ pub enum Kind {
     Close(Vec<Delivery>),
     /// One payment result (EventBridge invokes the function with one event).
     Payment(Vec<Delivery>),
+    /// An operator's credit note request to the API (one; sent again after a 5xx).
+    Credit(Vec<Delivery>),
     /// A scheduled function: `cycle-close`, `overdue-check` or `budget-check`.
     Schedule(&'static str),
 }

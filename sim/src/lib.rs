@@ -6,6 +6,7 @@
 //! See docs/testing.md, "The simulation".
 
 pub mod check;
+pub mod credit;
 pub mod exec;
 pub mod faults;
 pub mod ports;
@@ -38,6 +39,8 @@ pub struct Config {
     /// Chance per step, per thousand, of a payment result for an invoice with something
     /// outstanding.
     pub payment_chance: u32,
+    /// Chance per step, per thousand, of an operator's credit note against a closed invoice.
+    pub credit_chance: u32,
     /// How long after the start the run lasts at least (late fees need weeks).
     pub min_days: i64,
 }
@@ -57,6 +60,7 @@ impl Config {
             },
             usage_check_every: 25,
             payment_chance: 15,
+            credit_chance: 8,
             min_days: 50,
         }
     }
@@ -87,7 +91,14 @@ pub struct Report {
     pub redeliveries: u64,
     pub duplicates: u64,
     pub invoices: usize,
+    /// Every credit note: those the closes found (late usage) and the operator's.
     pub credit_notes: usize,
+    /// The operator's credit notes asked for, issued, replayed on purpose, and given up on
+    /// after 3 tries.
+    pub notes_asked: usize,
+    pub notes_issued: usize,
+    pub notes_replayed: usize,
+    pub notes_parked: usize,
     pub faults: FaultStats,
     pub counters: Counters,
 }
@@ -110,6 +121,7 @@ pub fn run(config: Config) -> Result<Report, Violation> {
         w.advance();
         w.send_usage();
         w.send_payment();
+        w.send_credit_note();
         one_step(&mut w, step).map_err(|e| fail(step, e))?;
     }
     let usage_end = w.now;
@@ -126,6 +138,7 @@ pub fn run(config: Config) -> Result<Report, Violation> {
         step += 1;
         w.advance();
         w.send_payment();
+        w.send_credit_note();
         one_step(&mut w, step).map_err(|e| fail(step, e))?;
     }
     w.counters.invariant_checks += 1;
@@ -137,6 +150,7 @@ pub fn run(config: Config) -> Result<Report, Violation> {
 fn one_step(w: &mut World, step: u64) -> check::Check {
     w.schedule();
     w.receive()?;
+    w.receive_credit();
     w.run_tasks();
     // The state changes only by a handler's write: check again only after one.
     let writes = w.faults.stats().writes;
@@ -168,7 +182,7 @@ fn rests(w: &mut World, usage_end: chrono::DateTime<chrono::Utc>) -> Result<bool
     if !w.tasks.is_empty() || !w.schedules_done_since(until) {
         return Ok(false);
     }
-    let queued = [&w.usage_q, &w.close_q, &w.pay_q]
+    let queued = [&w.usage_q, &w.close_q, &w.pay_q, &w.credit_q]
         .iter()
         .map(|q| lock(q).outstanding())
         .sum::<usize>();
@@ -181,12 +195,12 @@ fn rests(w: &mut World, usage_end: chrono::DateTime<chrono::Utc>) -> Result<bool
 /// What keeps a run from resting.
 fn unrest(w: &World) -> String {
     let kinds: Vec<String> = w.tasks.iter().map(|t| format!("{:?}", t.kind)).collect();
-    let queued: Vec<usize> = [&w.usage_q, &w.close_q, &w.pay_q]
+    let queued: Vec<usize> = [&w.usage_q, &w.close_q, &w.pay_q, &w.credit_q]
         .iter()
         .map(|q| lock(q).outstanding())
         .collect();
     format!(
-        "running {kinds:?}; queued (usage, close, payment) {queued:?}; last successes {:?}; pending {:?}; due {:?}",
+        "running {kinds:?}; queued (usage, close, payment, credit) {queued:?}; last successes {:?}; pending {:?}; due {:?}",
         w.last_success,
         check::pending_markers(w, w.now),
         check::due(w, w.now - TimeDelta::hours(1))
@@ -196,6 +210,7 @@ fn unrest(w: &World) -> String {
 fn report(w: &World, steps: u64) -> Report {
     let uq = lock(&w.usage_q);
     let cq = lock(&w.close_q);
+    let notes = w.billing.all_credit_notes();
     Report {
         seed: w.config.seed,
         steps,
@@ -209,7 +224,14 @@ fn report(w: &World, steps: u64) -> Report {
         redeliveries: uq.redeliveries + cq.redeliveries,
         duplicates: uq.duplicates + cq.duplicates,
         invoices: w.billing.invoices().len(),
-        credit_notes: w.billing.all_credit_notes().len(),
+        credit_notes: notes.len(),
+        notes_asked: w.ledger.notes.len(),
+        notes_issued: notes
+            .iter()
+            .filter(|n| n.issued_with == meterline_shared::domain::billing::ledger::MANUAL)
+            .count(),
+        notes_replayed: w.ledger.notes_replayed,
+        notes_parked: lock(&w.credit_q).count(State::Dead),
         faults: w.faults.stats(),
         counters: w.counters,
     }

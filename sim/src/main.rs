@@ -35,9 +35,10 @@ fn main() -> anyhow::Result<()> {
         match run(config) {
             Ok(r) => {
                 println!(
-                    "seed {seed}: ok, {} steps, {} days simulated, {} events sent, {} stored, {} usage messages ({} dead-lettered), {} close messages ({} dead-lettered), {} invoices, {} credit notes, {} faults injected ({} crashes), {} redeliveries",
+                    "seed {seed}: ok, {} steps, {} days simulated, {} events sent, {} stored, {} usage messages ({} dead-lettered), {} close messages ({} dead-lettered), {} invoices, {} credit notes (operator: {} asked, {} issued, {} replayed, {} given up), {} faults injected ({} crashes), {} redeliveries",
                     r.steps, r.simulated.num_days(), r.events_sent, r.events_stored, r.usage_messages, r.usage_dead,
-                    r.close_messages, r.close_dead, r.invoices, r.credit_notes, r.faults.injected(),
+                    r.close_messages, r.close_dead, r.invoices, r.credit_notes, r.notes_asked, r.notes_issued,
+                    r.notes_replayed, r.notes_parked, r.faults.injected(),
                     r.faults.crashes_before + r.faults.crashes_after, r.redeliveries
                 );
                 steps += r.steps;

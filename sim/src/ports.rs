@@ -10,6 +10,7 @@ use meterline_shared::adapters::memory::{
     MemoryBillingStore, MemoryBudgetStore, MemoryEventPublisher, MemoryUsageStore,
 };
 use meterline_shared::domain::billing::events::{BillingEvent, PaymentResult};
+use meterline_shared::domain::billing::ledger::{CreditEffect, InvoiceFilter};
 use meterline_shared::domain::billing::{
     Account, BillingSubscription, CreditNoteDoc, Invoice, LateFeeCharge,
 };
@@ -22,8 +23,10 @@ use meterline_shared::ports::billing::{
     OpenInvoice, PaymentOutcome, PendingInvoice, UpfrontOutcome,
 };
 use meterline_shared::ports::budgets::BudgetStore;
+use meterline_shared::ports::issued::{CreditBasis, CreditNoteOutcome, IssuedInvoices, StatementEntry};
 use meterline_shared::ports::usage::{AggregateChange, CommitOutcome, UsageStore};
 use meterline_shared::ports::{Page, StoreError};
+use rust_decimal::Decimal;
 use std::sync::Mutex;
 
 type Res<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
@@ -218,6 +221,104 @@ impl BillingStore for Faulty<MemoryBillingStore> {
     }
     fn record_payment<'a>(&'a self, result: &'a PaymentResult, succeeded: bool) -> Res<'a, PaymentOutcome> {
         self.call(true, move || self.inner.record_payment(result, succeeded))
+    }
+}
+
+impl IssuedInvoices for Faulty<MemoryBillingStore> {
+    fn list_invoices<'a>(
+        &'a self,
+        account_id: &'a str,
+        filter: &'a InvoiceFilter,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> Res<'a, Page<Invoice>> {
+        self.call(false, move || {
+            self.inner.list_invoices(account_id, filter, after, limit)
+        })
+    }
+    fn list_all_invoices<'a>(
+        &'a self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &'a InvoiceFilter,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> Res<'a, Page<Invoice>> {
+        self.call(false, move || {
+            self.inner.list_all_invoices(from, to, filter, after, limit)
+        })
+    }
+    fn invoices_issued(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Res<'_, Vec<Invoice>> {
+        self.call(false, move || self.inner.invoices_issued(from, to))
+    }
+    fn list_credit_notes<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> Res<'a, Page<CreditNoteDoc>> {
+        self.call(false, move || {
+            self.inner.list_credit_notes(account_id, invoice_id, after, limit)
+        })
+    }
+    fn credit_note<'a>(
+        &'a self,
+        account_id: &'a str,
+        credit_note_id: &'a str,
+    ) -> Res<'a, Option<CreditNoteDoc>> {
+        self.call(false, move || self.inner.credit_note(account_id, credit_note_id))
+    }
+    fn credited<'a>(&'a self, account_id: &'a str, invoice_id: &'a str) -> Res<'a, Decimal> {
+        self.call(false, move || self.inner.credited(account_id, invoice_id))
+    }
+    fn payments_applied<'a>(&'a self, account_id: &'a str, invoice_id: &'a str) -> Res<'a, bool> {
+        self.call(false, move || self.inner.payments_applied(account_id, invoice_id))
+    }
+    fn payment_recorded<'a>(&'a self, account_id: &'a str, event_id: &'a str) -> Res<'a, bool> {
+        self.call(false, move || self.inner.payment_recorded(account_id, event_id))
+    }
+    fn invoice_for_credit<'a>(
+        &'a self,
+        account_id: &'a str,
+        invoice_id: &'a str,
+    ) -> Res<'a, Option<CreditBasis>> {
+        self.call(false, move || {
+            self.inner.invoice_for_credit(account_id, invoice_id)
+        })
+    }
+    fn void_invoice<'a>(&'a self, inv: &'a Invoice) -> Res<'a, bool> {
+        self.call(true, move || self.inner.void_invoice(inv))
+    }
+    fn issue_credit_note<'a>(
+        &'a self,
+        inv: &'a Invoice,
+        credited: Option<Decimal>,
+        effect: &'a CreditEffect,
+    ) -> Res<'a, CreditNoteOutcome> {
+        self.call(true, move || self.inner.issue_credit_note(inv, credited, effect))
+    }
+    fn list_statements<'a>(
+        &'a self,
+        provider_id: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> Res<'a, Page<StatementEntry>> {
+        self.call(false, move || {
+            self.inner.list_statements(provider_id, from, to, after, limit)
+        })
+    }
+    fn statement_entry_of<'a>(
+        &'a self,
+        provider_id: &'a str,
+        period_end: DateTime<Utc>,
+        invoice_id: &'a str,
+    ) -> Res<'a, Option<StatementEntry>> {
+        self.call(false, move || {
+            self.inner.statement_entry_of(provider_id, period_end, invoice_id)
+        })
     }
 }
 

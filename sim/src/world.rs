@@ -35,6 +35,15 @@ pub struct SentEvent {
     pub valid: bool,
 }
 
+/// One credit note an operator asked for (the API's request body, and the note's id).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NoteRequest {
+    pub account_id: String,
+    pub invoice_id: String,
+    pub note_id: String,
+    pub amount: Decimal,
+}
+
 /// What the simulation sent: every event, and the events of every usage message.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -43,6 +52,9 @@ pub struct Ledger {
     pub messages: BTreeMap<String, Vec<String>>,
     pub unreadable: usize,
     pub resent: usize,
+    /// Credit notes asked for, by note id (a replay asks again for the same note).
+    pub notes: BTreeMap<String, NoteRequest>,
+    pub notes_replayed: usize,
 }
 
 /// Counters of a run.
@@ -71,6 +83,14 @@ pub struct World {
     /// are: at least once, retried after a failure, then dropped to the on-failure queue.
     pub pay_q: Arc<Mutex<SimQueue>>,
     pub budgets: Arc<MemoryBudgetStore>,
+    /// Credit note requests to the API, as an operator's client sends them: sent again after a
+    /// 5xx or no answer, given up after 3 tries (parked).
+    pub credit_q: Arc<Mutex<SimQueue>>,
+    /// The draws of the credit note workload, apart from the others: without a note the run
+    /// draws what it drew before notes were simulated.
+    pub credit_rng: Rng,
+    /// Each account's credit balance at the start.
+    pub initial_balance: BTreeMap<String, Decimal>,
     pub faults: Faults,
     pub accounts: Vec<String>,
     pub ledger: Ledger,
@@ -86,6 +106,9 @@ pub struct World {
     /// fails or crashes).
     pub last_success: BTreeMap<&'static str, DateTime<Utc>>,
 }
+
+/// Mixed into the seed for the credit note workload's own draws.
+const CREDIT_STREAM: u64 = 0x6372_6564_6974_6e6f;
 
 /// Where every run starts: a Berlin midnight in winter.
 pub const START: &str = "2027-01-04T23:00:00Z";
@@ -121,6 +144,7 @@ impl World {
             .map(|_| Decimal::from(rng.range(200, 20_000)))
             .collect();
         let mut accounts = Vec::new();
+        let mut initial_balance = BTreeMap::new();
         let setup = async {
             billing.put_catalog(&sample::catalog()).await?;
             for (i, amount) in amounts.iter().enumerate() {
@@ -131,6 +155,7 @@ impl World {
                         .map_err(|e| meterline_shared::ports::StoreError::Corrupt(e.to_string()))?;
                 }
                 billing.put_account(&account).await?;
+                initial_balance.insert(id.clone(), account.credit_balance.amount);
                 let cadence = if i % 3 == 2 {
                     Cadence::Weekly
                 } else {
@@ -153,6 +178,8 @@ impl World {
         crate::exec::now_or_never(setup)
             .ok_or("setting up the stores waited")?
             .map_err(|e| e.to_string())?;
+        let mut credit_rng = Rng::new(config.seed ^ CREDIT_STREAM);
+        let credit_q = SimQueue::new("credit", credit_rng.next_u64(), TimeDelta::hours(1), 3, qplan);
         Ok(World {
             config,
             rng,
@@ -167,6 +194,9 @@ impl World {
             close_q: Arc::new(Mutex::new(close_q)),
             pay_q: Arc::new(Mutex::new(pay_q)),
             budgets,
+            credit_q: Arc::new(Mutex::new(credit_q)),
+            credit_rng,
+            initial_balance,
             faults,
             accounts,
             ledger: Ledger::default(),
@@ -187,6 +217,7 @@ impl World {
         lock(&self.usage_q).now = self.now;
         lock(&self.close_q).now = self.now;
         lock(&self.pay_q).now = self.now;
+        lock(&self.credit_q).now = self.now;
     }
 
     /// The workload of one step: now and then a message of usage events (a few invalid, now and
@@ -391,7 +422,7 @@ impl World {
         lock(&self.pay_q).send(event.to_string());
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         kind: Kind,
         crash: Arc<Crash>,
@@ -578,7 +609,7 @@ impl World {
                 .collect(),
             Outcome::Done(Ok(())) => Vec::new(),
             Outcome::Done(Err(_)) => match &kind {
-                Kind::Payment(got) => got.iter().map(|d| d.id.clone()).collect(),
+                Kind::Payment(got) | Kind::Credit(got) => got.iter().map(|d| d.id.clone()).collect(),
                 _ => Vec::new(),
             },
         };
@@ -586,6 +617,7 @@ impl World {
             Kind::Ingest(got) => lock(&self.usage_q).complete(&got, &failed),
             Kind::Close(got) => lock(&self.close_q).complete(&got, &failed),
             Kind::Payment(got) => lock(&self.pay_q).complete(&got, &failed),
+            Kind::Credit(got) => lock(&self.credit_q).complete(&got, &failed),
             Kind::Schedule(f) => match (outcome, started) {
                 (Outcome::Done(Ok(())), Some(at)) => {
                     self.last_success.insert(f, at);

@@ -18,18 +18,18 @@ use lambda_http::Body;
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
 use meterline_shared::domain::billing::close::MAX_INVOICE_ID_LEN;
-use meterline_shared::domain::billing::events::{
-    credit_note_event, paid_event, voided_event, BillingEvent, PaymentResult,
-};
+use meterline_shared::domain::billing::events::{paid_event, voided_event, BillingEvent, PaymentResult};
 use meterline_shared::domain::billing::ledger::{
-    check_void, jurisdiction_code, manual_credit_note, manual_credit_note_id, tax_summary, tax_summary_csv,
-    treatment_code, CreditNoteError, ManualCredit, TaxSummaryRow, VoidError,
+    check_void, jurisdiction_code, manual_credit_note_id, tax_summary, tax_summary_csv, treatment_code,
+    CreditNoteError, ManualCredit, TaxSummaryRow, VoidError,
 };
 use meterline_shared::domain::billing::{CreditNoteDoc, Invoice, InvoiceStatus};
 use meterline_shared::domain::usage::event::is_valid_ref_id;
 use meterline_shared::domain::usage::FieldError;
 use meterline_shared::ports::billing::PaymentOutcome;
-use meterline_shared::ports::issued::{CreditNoteOutcome, StatementEntry};
+use meterline_shared::ports::issued::StatementEntry;
+use meterline_shared::ports::StoreError;
+use meterline_shared::services::credit_notes::{CreditNotes, IssueError, Issued};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -193,12 +193,25 @@ fn row_json(r: &TaxSummaryRow) -> Value {
     })
 }
 
-/// The events of a credit note: `CreditNoteIssued`, and `InvoicePaid` when `paid` (the note
-/// left nothing outstanding).
-fn credit_note_events(note: &CreditNoteDoc, paid: Option<&Invoice>) -> Vec<BillingEvent> {
-    let mut out = vec![credit_note_event(note)];
-    out.extend(paid.map(paid_event));
-    out
+/// 503 for a change made whose events could not be published: the same request publishes them.
+fn unpublished(e: &StoreError) -> Problem {
+    tracing::error!(error = %e, "billing events not published");
+    Problem::new(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "the change was made but its events could not be published; retry the same request to publish them",
+    )
+}
+
+/// The problem of a credit note the ledger refused.
+fn credit_refused(e: CreditNoteError) -> Problem {
+    match e {
+        CreditNoteError::Status(..) => conflict(e.to_string()),
+        CreditNoteError::NotPositive => unprocessable("amount", "out_of_range", e.to_string()),
+        CreditNoteError::NotRounded { .. } => unprocessable("amount", "too_precise", e.to_string()),
+        CreditNoteError::OverCredit { .. } => unprocessable("amount", "over_credit", e.to_string()),
+    }
 }
 
 impl crate::Api {
@@ -210,15 +223,7 @@ impl crate::Api {
             return Ok(());
         }
         let b = self.billing_api()?;
-        b.events.publish(events).await.map_err(|e| {
-            tracing::error!(error = %e, "billing events not published");
-            Problem::new(
-                503,
-                "unavailable",
-                "Service unavailable",
-                "the change was made but its events could not be published; retry the same request to publish them",
-            )
-        })
+        b.events.publish(events).await.map_err(|e| unpublished(&e))
     }
 
     async fn existing_invoice(&self, account_id: &str, invoice_id: &str) -> Result<Invoice, Problem> {
@@ -491,63 +496,20 @@ impl crate::Api {
         let note_id = manual_credit_note_id(&id, &key);
         let credit = ManualCredit { amount, reason, memo };
         let b = self.billing_api()?;
-        for _ in 0..ATTEMPTS {
-            // The invoice and its `credited` first, then the notes: a note issued in between
-            // changes `credited`, and the write's condition fails.
-            let (inv, manual) = match b.issued.invoice_for_credit(&account, &id).await {
-                Ok(Some(found)) => found,
-                Ok(None) => return Err(Problem::not_found(format!("no invoice {id}"))),
-                Err(e) => return Err(store_problem(&e)),
-            };
-            if let Some(existing) = b
-                .issued
-                .credit_note(&account, &note_id)
-                .await
-                .map_err(|e| store_problem(&e))?
-            {
-                // A retry: publish the note's events again (same ids), in case they were lost.
-                let paid = (inv.status == InvoiceStatus::Paid).then_some(&inv);
-                self.publish(&credit_note_events(&existing, paid)).await?;
-                return Ok(json_response(StatusCode::OK, credit_note_json(&existing)));
-            }
-            let credited = b
-                .issued
-                .credited(&account, &id)
-                .await
-                .map_err(|e| store_problem(&e))?;
-            let effect =
-                manual_credit_note(&inv, credited, &note_id, &credit, c.now).map_err(|e| match e {
-                    CreditNoteError::Status(..) => conflict(e.to_string()),
-                    CreditNoteError::NotPositive => unprocessable("amount", "out_of_range", e.to_string()),
-                    CreditNoteError::NotRounded { .. } => {
-                        unprocessable("amount", "too_precise", e.to_string())
-                    }
-                    CreditNoteError::OverCredit { .. } => {
-                        unprocessable("amount", "over_credit", e.to_string())
-                    }
-                })?;
-            match b
-                .issued
-                .issue_credit_note(&inv, manual, &effect)
-                .await
-                .map_err(|e| store_problem(&e))?
-            {
-                CreditNoteOutcome::Created => {
-                    let paid = (effect.status == InvoiceStatus::Paid && inv.status != InvoiceStatus::Paid)
-                        .then_some(&inv);
-                    self.publish(&credit_note_events(&effect.note, paid)).await?;
-                    return Ok(json_response(StatusCode::CREATED, credit_note_json(&effect.note)));
-                }
-                CreditNoteOutcome::Exists(n) => {
-                    let now = self.existing_invoice(&account, &id).await?;
-                    let paid = (now.status == InvoiceStatus::Paid).then_some(&now);
-                    self.publish(&credit_note_events(&n, paid)).await?;
-                    return Ok(json_response(StatusCode::OK, credit_note_json(&n)));
-                }
-                CreditNoteOutcome::Conflict => continue,
-            }
+        let notes = CreditNotes {
+            billing: b.billing.as_ref(),
+            issued: b.issued.as_ref(),
+            publisher: b.events.as_ref(),
+        };
+        match notes.issue(&account, &id, &note_id, &credit, c.now).await {
+            Ok(Issued::Created(n)) => Ok(json_response(StatusCode::CREATED, credit_note_json(&n))),
+            Ok(Issued::Existing(n)) => Ok(json_response(StatusCode::OK, credit_note_json(&n))),
+            Err(IssueError::NoInvoice(_)) => Err(Problem::not_found(format!("no invoice {id}"))),
+            Err(IssueError::Refused(e)) => Err(credit_refused(e)),
+            Err(IssueError::KeptChanging(_)) => Err(conflict(format!("invoice {id} kept changing; retry"))),
+            Err(IssueError::Store(e)) => Err(store_problem(&e)),
+            Err(IssueError::Unpublished(e)) => Err(unpublished(&e)),
         }
-        Err(conflict(format!("invoice {id} kept changing; retry")))
     }
 
     /// `GET /v1/providers/{provider_id}/statements`

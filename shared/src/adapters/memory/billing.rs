@@ -46,6 +46,10 @@ struct Inner {
     succeeded: BTreeSet<String>,
     /// (account, invoice id) -> the sum of its manual credit notes.
     credited: BTreeMap<(String, String), Decimal>,
+    /// (account, credit note id) -> the part of a manual credit note put on the account's
+    /// credit balance (the rest lowered what the invoice owed). Kept for the simulation's check
+    /// of the balance; the DynamoDB store keeps only the balance.
+    to_balance: BTreeMap<(String, String), Decimal>,
     /// Statement entries of voided invoices: (provider, period end, invoice id).
     voided: BTreeSet<(String, DateTime<Utc>, String)>,
     /// Pending markers: (account, invoice id) -> marker.
@@ -84,6 +88,18 @@ impl MemoryBillingStore {
     /// Every credit note.
     pub fn all_credit_notes(&self) -> Vec<CreditNoteDoc> {
         self.inner.lock().credit_notes.values().cloned().collect()
+    }
+
+    /// (account, invoice id) -> the sum of its manual credit notes, as the store keeps it to
+    /// condition the next note on.
+    pub fn manual_credited(&self) -> BTreeMap<(String, String), Decimal> {
+        self.inner.lock().credited.clone()
+    }
+
+    /// (account, credit note id) -> the part of each manual credit note put on the account's
+    /// credit balance.
+    pub fn to_balance(&self) -> BTreeMap<(String, String), Decimal> {
+        self.inner.lock().to_balance.clone()
     }
 
     /// Provider statement entries: (provider, period end, invoice id, statement).
@@ -908,6 +924,7 @@ impl IssuedInvoices for MemoryBillingStore {
                 i.outstanding = effect.outstanding;
             }
             *inner.credited.entry(key).or_default() += note.amount;
+            inner.to_balance.insert(note_key.clone(), effect.to_balance);
             if effect.to_balance > Decimal::ZERO {
                 if let Some(a) = inner.accounts.get_mut(&inv.account_id) {
                     a.credit_balance.amount += effect.to_balance;
