@@ -9,7 +9,7 @@ tests/keys.rs.
 Randomly generated ids almost never name something that exists, so the account-scoped routes
 would answer only 404. `seed` creates, through the API, the objects the document's examples name
 (account `acct_1`, provider `prov_1`, price book `book_1`, plan `pro`, subscription `sub_1`,
-budget `monthly`), and a closed invoice with a credit note and provider statements (an account
+budget `monthly`, a credit grant and the open authorization `hold_1`), and a closed invoice with a credit note and provider statements (an account
 whose hourly periods have ended, usage through the ingestion function, the cycle closed by the
 cycle-close and close-worker functions: scripts/closing.py). `map_path_parameters` sends every
 example value to the seeded object it stands for, and half of the generated cases (chosen by a
@@ -21,7 +21,8 @@ ahead, a quote's job starts in the account's open period; a cursor is only one t
 `before_call` sets those fields on half of the generated cases (the others keep what was
 generated, so the API's refusals are exercised too), gives each request its own
 `Idempotency-Key`, and gives the operations that use their object up or change it (deleting a
-budget, cancelling a subscription or changing its plan, rotating or revoking a key) a fresh one:
+budget, cancelling a subscription or changing its plan, capturing or releasing an authorization,
+rotating or revoking a key) a fresh one:
 subscriptions under an account of their own (`acct_fresh`), keys at most `MAX_FRESH_KEYS`.
 """
 import datetime as dt
@@ -42,6 +43,7 @@ SEEDED = {
     "plan_id": "pro",
     "subscription_id": "sub_1",
     "budget_id": "monthly",
+    "hold_id": "hold_1",
     "book_id": "book_1",
     "version": 1,
 }
@@ -109,6 +111,12 @@ def seed(base, key, stack_file, watch, seeds_file):
           {"subscription_id": SEEDED["subscription_id"], "plan_id": SEEDED["plan_id"], "cadence": "monthly"})
     _call(base, key, "POST", f"/v1/accounts/{acct}/budgets",
           {"budget_id": SEEDED["budget_id"], "amount": "100", "currency": "USD", "thresholds": [50, 100]})
+    # Credit enough for every authorization of the run, and the examples' open hold.
+    _call(base, key, "POST", f"/v1/accounts/{acct}/credit-grants",
+          {"grant_id": "seed_credit", "amount": "1000000.00", "currency": "USD", "kind": "paid"})
+    _call(base, key, "POST", f"/v1/accounts/{acct}/authorizations",
+          {"hold_id": SEEDED["hold_id"], "job_id": "job_1", "max_amount": "10.00", "currency": "USD",
+           "expires_in_seconds": 30 * 86400})
 
     closed = CLOSED["account_id"]
     invoices = _call(base, key, "GET", f"/v1/accounts/{closed}/invoices")["data"]
@@ -245,6 +253,25 @@ def _body(method, path, body):
             body.pop("budget_id", None)
         else:
             body["budget_id"] = f"budget_gen_{run}"
+    elif path == "/v1/accounts/{account_id}/credit-grants" and _half(body):
+        body.update({"grant_id": f"grant_gen_{run}", "currency": "USD"})
+        for k in ("effective_at", "expires_at", "note"):
+            body.pop(k, None)
+    elif path == "/v1/accounts/{account_id}/authorizations":
+        # Either a job or an amount, which the schema cannot state: half of the cases are made an
+        # authorization of a small amount in the seeded account's currency.
+        job = body.get("job")
+        if isinstance(job, dict) and _doc_time(job.get("start")):
+            job.update({"start": _now(1), "provider_id": SEEDED["provider_id"]})
+        if _half(body):
+            body.pop("job", None)
+            body.update({"hold_id": f"hold_gen_{run}", "max_amount": "1.00"})
+            for k in ("currency", "provider_id", "meters"):
+                body.pop(k, None)
+    elif path.endswith("/capture") and _half(body):
+        # The fresh hold of the case (`_fresh`) holds 1.00.
+        body["amount"] = "0.50"
+        body.pop("capture_id", None)
     elif path.endswith("/credit-notes") and _half(body):
         body["amount"] = "0.01"
         body.pop("credit_note_id", None)
@@ -283,6 +310,12 @@ def _fresh(case, method, path):
         _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/budgets",
               {"budget_id": budget, "amount": "10", "currency": "USD"}, quiet=True)
         case.path_parameters.update({"account_id": SEEDED["account_id"], "budget_id": budget})
+    elif path.startswith("/v1/accounts/{account_id}/authorizations/{hold_id}/") and method == "POST":
+        # A capture or release closes its hold: each gets an open one of its own.
+        hold = f"hold_gen_{os.getpid()}_{next(_counter)}"
+        _call(BASE, KEY, "POST", f"/v1/accounts/{SEEDED['account_id']}/authorizations",
+              {"hold_id": hold, "job_id": hold, "max_amount": "1.00", "currency": "USD"}, quiet=True)
+        case.path_parameters.update({"account_id": SEEDED["account_id"], "hold_id": hold})
     elif path.startswith("/v1/api-keys/{key_id}") and method in ("POST", "DELETE"):
         # At most MAX_FRESH_KEYS, so that the key list stays short; then the last one again.
         if len(_fresh_keys) < MAX_FRESH_KEYS:

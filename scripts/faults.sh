@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ingestion, close and API key integration tests against a local endpoint in its fault mode
+# The ingestion, close, API key and credit integration tests against a local endpoint in its fault mode
 # (docs/testing.md, "The local endpoint's fault mode"): transactions cancelled by conflicts,
 # throttled requests, indexes that lag their tables, and several handler calls side by side
 # where the tests would run one. scripts/test.sh runs it after the normal run; alone:
@@ -26,6 +26,6 @@ CALL_LOG="$LOCAL/aws-calls-faults.jsonl"
 rm -f "$CALL_LOG"
 log "fault mode: conflict window ${METERLINE_MOTO_CONFLICT_WINDOW_MS} ms, throttle rate ${METERLINE_MOTO_THROTTLE_RATE}, index lag ${METERLINE_MOTO_INDEX_LAG_MS} ms, seed ${METERLINE_MOTO_SEED}, ${METERLINE_TEST_PARALLEL} handler calls at once"
 # --workspace, as in scripts/test.sh, so that the build is the one the normal run made.
-METERLINE_AWS_CALL_LOG="$CALL_LOG" cargo test --workspace --locked --test ingestion --test billing --test keys "$@"
+METERLINE_AWS_CALL_LOG="$CALL_LOG" cargo test --workspace --locked --test ingestion --test billing --test keys --test credits "$@"
 touch "$CALL_LOG"
 "$VENV/bin/python" "$ROOT/scripts/iam_check.py" --calls "$CALL_LOG" --calls-only

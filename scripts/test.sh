@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit and property tests, then the integration tests against a
 # local AWS endpoint (moto_server) that this script starts and stops, then (with no arguments)
-# the ingestion and close tests against a local endpoint in its fault mode (scripts/faults.sh),
+# the ingestion, close and credit tests against a local endpoint in its fault mode (scripts/faults.sh),
 # the contract test of the running API against its OpenAPI document (scripts/contract.sh), a
 # generated client's billing flow (scripts/client_flow.sh) and the usage stream's end-to-end test
 # under cargo lambda watch (scripts/stream_e2e.sh).
@@ -33,11 +33,11 @@ else
   touch "$CALL_LOG"
   "$VENV/bin/python" "$ROOT/scripts/iam_check.py" --calls "$CALL_LOG" --calls-only
 fi
-# The full suite (no arguments) runs the ingestion and close tests again against a second
+# The full suite (no arguments) runs the ingestion, close and credit tests again against a second
 # local endpoint in its fault mode (conflicts, throttling, lagging indexes; several handler
 # calls at once), then checks the running API against its OpenAPI document.
 if [ "$#" -eq 0 ]; then
-  log "fault mode: the ingestion and close tests against a conflicting, throttling endpoint"
+  log "fault mode: the ingestion, close and credit tests against a conflicting, throttling endpoint"
   timeout -k 30 600 bash "$ROOT/scripts/faults.sh" || {
     tail -n 40 "$LOCAL/moto-faults.log" >&2
     exit 1

@@ -24,10 +24,12 @@ use meterline_shared::adapters::aws::{
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::adapters::memory::{
     InMemoryRateStore, MemoryApiKeyStore, MemoryBillingStore, MemoryBudgetStore, MemoryCloseQueue,
-    MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemoryUsageQueue, MemoryUsageStore,
+    MemoryCreditStore, MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemoryUsageQueue,
+    MemoryUsageStore,
 };
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
+use meterline_shared::ports::credits::CreditStore;
 use meterline_shared::ports::directory::DirectoryStore;
 use meterline_shared::ports::issued::IssuedInvoices;
 use meterline_shared::ports::rates::RateStore;
@@ -76,6 +78,7 @@ pub struct Memory {
     pub billing: Arc<MemoryBillingStore>,
     pub directory: Arc<MemoryDirectory>,
     pub budgets: Arc<MemoryBudgetStore>,
+    pub credits: Arc<MemoryCreditStore>,
     pub rates: Arc<InMemoryRateStore>,
     pub keys: Arc<MemoryApiKeyStore>,
     pub idempotency: Arc<MemoryIdempotencyStore>,
@@ -92,6 +95,7 @@ impl Memory {
             directory: Arc::new(MemoryDirectory::new(billing.clone())),
             billing,
             budgets: Arc::new(MemoryBudgetStore::new()),
+            credits: Arc::new(MemoryCreditStore::new()),
             rates: Arc::new(InMemoryRateStore::new()),
             keys: Arc::new(MemoryApiKeyStore::new()),
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
@@ -356,6 +360,20 @@ impl Stack {
         api.with_bootstrap_key(&OPERATOR_KEY.parse().expect("a well-formed key"))
             .with_estimates(self.estimates_api())
             .with_billing(self.billing_api())
+            .with_credits(self.credits_api())
+    }
+
+    /// The credit routes' stores, wired as the API function wires them (no pause between
+    /// attempts in memory).
+    pub fn credits_api(&self) -> api::credits::CreditsApi {
+        api::credits::CreditsApi {
+            credits: self.credits_of("ApiFunction"),
+            billing: self.billing_of("ApiFunction"),
+            pause: match self.backend {
+                Backend::Memory => meterline_shared::services::credits::no_pause,
+                Backend::Moto => api::credits::pause,
+            },
+        }
     }
 
     /// The billing routes' dependencies on this stack (events on the API function's bus, or
@@ -393,6 +411,22 @@ impl Stack {
         match &self.memory {
             Some(m) => m.billing.clone(),
             None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The credit port as `function` opens it (recorded), or the memory one.
+    pub fn credits_of(&self, function: &str) -> Arc<dyn CreditStore> {
+        match &self.memory {
+            Some(m) => m.credits.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The credit port, to set up and inspect a stack (not recorded).
+    pub fn credits(&self) -> Arc<dyn CreditStore> {
+        match &self.memory {
+            Some(m) => m.credits.clone(),
+            None => Arc::new(self.billing_store()),
         }
     }
 

@@ -20,7 +20,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use meterline_shared::adapters::http::problem::Problem;
 use meterline_shared::domain::access::keys::Principal;
-use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, QuoteContext, QuoteError};
+use meterline_shared::domain::estimate::{quote_job, Budget, JobSpec, Quote, QuoteContext, QuoteError};
 use meterline_shared::domain::fx::CurrencyPair;
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
@@ -85,9 +85,24 @@ impl EstimatesApi {
         spec: JobSpec,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, Problem> {
+        let q = self.quote_of(&account_id, &spec, now).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"account_id": account_id, "quote": q}),
+        ))
+    }
+
+    /// The quote of `spec` for `account_id`, or the problem that refuses it (fields named
+    /// `job.<field>`).
+    pub(crate) async fn quote_of(
+        &self,
+        account_id: &str,
+        spec: &JobSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Quote, Problem> {
         let loaded = self
             .estimator()
-            .load(&account_id, spec.start, None)
+            .load(account_id, spec.start, None)
             .await
             .map_err(|e| match e {
                 e @ EstimateFailure::NoOpenPeriod(..) => {
@@ -127,14 +142,11 @@ impl EstimatesApi {
                     account_currency,
                     fx: fx.as_ref(),
                 },
-                &spec,
+                spec,
             )
         });
         match quote {
-            Ok(q) => Ok(json_response(
-                StatusCode::OK,
-                json!({"account_id": account_id, "quote": q}),
-            )),
+            Ok(q) => Ok(q),
             Err(QuoteError::NoUsage) => Err(Problem::invalid_field(
                 "job",
                 "no_usage",
@@ -182,7 +194,7 @@ impl EstimatesApi {
         ))
     }
 
-    async fn require_account(&self, account_id: &str) -> Result<(), Problem> {
+    pub(crate) async fn require_account(&self, account_id: &str) -> Result<(), Problem> {
         match self.billing.account(account_id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Problem::not_found(format!("no account {account_id}"))),
@@ -264,7 +276,7 @@ impl EstimatesApi {
 }
 
 impl crate::Api {
-    fn estimates_api(&self) -> Result<&EstimatesApi, Problem> {
+    pub(crate) fn estimates_api(&self) -> Result<&EstimatesApi, Problem> {
         self.estimates.as_ref().ok_or_else(|| {
             Problem::new(
                 503,

@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod catalog;
+pub mod credits;
 pub mod estimates;
 mod idempotency;
 pub mod invoices;
@@ -70,6 +71,8 @@ pub struct Api {
     pub estimates: Option<estimates::EstimatesApi>,
     /// The billing routes' store (503 on those routes when absent).
     pub billing: Option<billing::BillingApi>,
+    /// The credit routes' stores (503 on those routes when absent).
+    pub credits: Option<credits::CreditsApi>,
     handler_calls: AtomicU64,
     /// The served OpenAPI document, built on the first request for it.
     document: std::sync::OnceLock<String>,
@@ -233,6 +236,14 @@ impl Api {
         Route::new("GET",    "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_budget(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::body::<NoQuery, r::estimates::BudgetBody>(), |a, c| Box::pin(a.replace_budget(c))),
         Route::new("DELETE", "/v1/accounts/{account_id}/budgets/{budget_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.delete_budget(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/credit-grants",  Access::Operator, Shape::body::<NoQuery, r::credits::NewGrant>(), |a, c| Box::pin(a.create_grant(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-grants",  Access::Account,  Shape::query::<NoQuery>(), |a, c| Box::pin(a.list_grants(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-balances", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_balances(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/credit-ledger",  Access::Account,  Shape::query::<r::credits::LedgerQuery>(), |a, c| Box::pin(a.get_ledger(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/authorizations", Access::Account,  Shape::body::<NoQuery, r::credits::NewAuthorization>(), |a, c| Box::pin(a.create_authorization(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/authorizations/{hold_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_authorization(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/authorizations/{hold_id}/capture", Access::Operator, Shape::body::<NoQuery, r::credits::NewCapture>(), |a, c| Box::pin(a.capture_authorization(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/authorizations/{hold_id}/release", Access::Operator, Shape::body::<NoQuery, NoBody>(), |a, c| Box::pin(a.release_authorization(c))),
         Route::new("GET",    "/v1/invoices",                             Access::Operator, Shape::query::<r::invoices::AllInvoicesList>(), |a, c| Box::pin(a.list_all_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  Shape::query::<r::invoices::InvoiceList>(), |a, c| Box::pin(a.list_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_invoice(c))),
@@ -298,6 +309,7 @@ impl Api {
             rates: None,
             estimates: None,
             billing: None,
+            credits: None,
             handler_calls: AtomicU64::new(0),
             document: std::sync::OnceLock::new(),
         }
@@ -326,6 +338,12 @@ impl Api {
     /// `billing`.
     pub fn with_billing(mut self, billing: billing::BillingApi) -> Self {
         self.billing = Some(billing);
+        self
+    }
+
+    /// Serves the credit routes (grants, balances, the ledger, authorizations) from `credits`.
+    pub fn with_credits(mut self, credits: credits::CreditsApi) -> Self {
+        self.credits = Some(credits);
         self
     }
 

@@ -38,6 +38,17 @@ pub const MAX_AMOUNT: Decimal = MAX_QUANTITY;
 pub const MAX_JOB_SECONDS: u64 = 366 * 86_400;
 /// Most GPUs of a quoted job.
 pub const MAX_JOB_GPUS: u64 = 1024;
+/// Longest a job authorization (a hold) may stay open: 30 days.
+pub const MAX_HOLD_SECONDS: u64 = 30 * 86_400;
+/// Shortest a hold may stay open: one minute.
+pub const MIN_HOLD_SECONDS: u64 = 60;
+/// Lowest consumption priority of a grant (0 is consumed first).
+pub const MAX_GRANT_PRIORITY: u64 = 1000;
+/// Grants an account may have.
+pub const MAX_GRANTS: usize = 1000;
+/// Entries per page of the credit ledger (`limit`'s default and maximum).
+pub const DEFAULT_LEDGER_PAGE: usize = 50;
+pub const MAX_LEDGER_PAGE: usize = 100;
 /// Largest budget threshold, in percent of the budget.
 pub const MAX_THRESHOLD_PERCENT: u64 = 1000;
 
@@ -71,6 +82,9 @@ pub const PERCENT_PATTERN: &str = r"^(100(\.0{1,4})?|([0-9]|[1-9][0-9])(\.[0-9]{
 /// A positive amount below 10^15 with at most 2 places (most currencies' minor units; the
 /// currency's own are checked once it is known).
 pub const AMOUNT_PATTERN: &str = r"^([1-9][0-9]{0,14}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$";
+/// A charged amount: 0 to 10^15 with at most 2 places (the currency's own are checked once it
+/// is known).
+pub const CHARGE_PATTERN: &str = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$";
 /// An invoice total bound: below 10^15 in absolute value.
 pub const TOTAL_FILTER_PATTERN: &str = r"^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?$";
 

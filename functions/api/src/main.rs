@@ -45,6 +45,12 @@ async fn main() -> anyhow::Result<()> {
             billing_config.event_bus.clone(),
         )),
     };
+    // Credit ledgers live in the billing table too.
+    let credits = api::credits::CreditsApi {
+        credits: billing_store.clone(),
+        billing: billing_store.clone(),
+        pause: api::credits::pause,
+    };
     let estimates = api::estimates::EstimatesApi {
         billing: billing_store.clone(),
         budgets: billing_store,
@@ -62,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     .with_rates(api::rates::RatesApi::new(rates, rates_config.max_age))
     .with_estimates(estimates)
     .with_billing(billing)
+    .with_credits(credits)
     .with_granularities(kept);
     let secret = api_config.bootstrap_operator_key_secret.as_deref();
     if let Some(key) = bootstrap_key(&sdk, recorder.as_ref(), secret)

@@ -68,6 +68,12 @@ const LINKS: &[(&str, &str, &str, &str, &str, &[(&str, &str)])] = &[
     ("/v1/api-keys/{key_id}/rotate", "post", "201", "GetNewKey", "get_key", &[("key_id", "$response.body#/id")]),
     ("/v1/api-keys/{key_id}/rotate", "post", "201", "RevokeNewKey", "revoke_key", &[("key_id", "$response.body#/id")]),
     ("/v1/api-keys/{key_id}/rotate", "post", "201", "GetRotatedKey", "get_key", &[("key_id", "$request.path.key_id")]),
+    ("/v1/accounts/{account_id}/authorizations", "post", "201", "GetAuthorization", "get_authorization", NEW_HOLD),
+    ("/v1/accounts/{account_id}/authorizations", "post", "201", "CaptureAuthorization", "capture_authorization", NEW_HOLD),
+    ("/v1/accounts/{account_id}/authorizations", "post", "201", "ReleaseAuthorization", "release_authorization", NEW_HOLD),
+    ("/v1/accounts/{account_id}/credit-grants", "post", "201", "ListGrants", "list_grants", SAME_ACCOUNT),
+    ("/v1/accounts/{account_id}/credit-grants", "post", "201", "GetBalances", "get_balances", SAME_ACCOUNT),
+    ("/v1/accounts/{account_id}/credit-grants", "post", "201", "GetLedger", "get_ledger", SAME_ACCOUNT),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "GetBudget", "get_budget", NEW_BUDGET),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "ReplaceBudget", "replace_budget", NEW_BUDGET),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "DeleteBudget", "delete_budget", NEW_BUDGET),
@@ -85,6 +91,11 @@ const FIRST_INVOICE: &[(&str, &str)] = &[
     ("account_id", "$request.path.account_id"),
     ("invoice_id", "$response.body#/data/0/invoice_id"),
 ];
+const NEW_HOLD: &[(&str, &str)] = &[
+    ("account_id", "$request.path.account_id"),
+    ("hold_id", "$response.body#/hold_id"),
+];
+const SAME_ACCOUNT: &[(&str, &str)] = &[("account_id", "$request.path.account_id")];
 const NEW_BUDGET: &[(&str, &str)] = &[
     ("account_id", "$request.path.account_id"),
     ("budget_id", "$response.body#/budget_id"),
@@ -244,6 +255,7 @@ pub fn document() -> Value {
     let mut api = crate::responses::ApiDoc::openapi();
     api.merge(crate::responses::catalog::CatalogDoc::openapi());
     api.merge(crate::responses::invoices::InvoicesDoc::openapi());
+    api.merge(crate::responses::credits::CreditsDoc::openapi());
     let mut doc = serde_json::to_value(api).unwrap_or_default();
     doc["components"]["securitySchemes"] = json!({
         "apiKey": {
@@ -367,7 +379,7 @@ mod tests {
     fn the_document_is_json_with_every_route() {
         let doc = document();
         let text = serde_json::to_string_pretty(&doc).unwrap();
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 46);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 53);
         // Every reference resolves: a request type's field types are registered with it.
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for reference in text.split("\"#/components/schemas/").skip(1) {

@@ -7,6 +7,7 @@ pub mod authenticate;
 pub mod budget_check;
 pub mod closing;
 pub mod collections;
+pub mod credits;
 pub mod ingest;
 pub mod replay;
 pub mod usage_query;

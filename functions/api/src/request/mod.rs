@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod credits;
 pub mod estimates;
 pub mod invoices;
 pub mod keys;

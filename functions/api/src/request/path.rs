@@ -38,6 +38,7 @@ pub fn example(name: &str) -> &'static str {
         "plan_id" => "pro",
         "subscription_id" => "sub_1",
         "budget_id" => "monthly",
+        "hold_id" => "hold_1",
         "book_id" => "book_1",
         "invoice_id" => "inv_acct_1~sub_1_20260101T000000Z",
         "version" => "1",
@@ -53,9 +54,8 @@ pub fn example(name: &str) -> &'static str {
 /// The schema of a path parameter, by name; `None` for a name no route should use.
 pub fn schema(name: &str) -> Option<RefOr<Schema>> {
     let mut schema = match name {
-        "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id" => {
-            RefId::schema()
-        }
+        "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id"
+        | "hold_id" => RefId::schema(),
         "invoice_id" => super::types::InvoiceId::schema(),
         "version" => Version::schema(),
         "base" | "quote" => CurrencyCode::schema(),

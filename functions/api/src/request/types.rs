@@ -342,6 +342,16 @@ decimal!(
 );
 
 decimal!(
+    /// A charged amount, zero included, at most [`limits::MAX_AMOUNT`] (its places are checked
+    /// against the currency when it is known).
+    ChargeAmount,
+    limits::CHARGE_PATTERN,
+    "a decimal from 0 to 10^15 with at most 2 places (the currency's minor units)",
+    "12.50",
+    |d| d >= Decimal::ZERO && d <= limits::MAX_AMOUNT && d.normalize().scale() <= 2
+);
+
+decimal!(
     /// A bound of an invoice total filter, below [`limits::MAX_TOTAL_FILTER`] in absolute value.
     TotalBound,
     limits::TOTAL_FILTER_PATTERN,
@@ -488,6 +498,10 @@ page_limit!(
     UsagePage, limits::DEFAULT_USAGE_PAGE, limits::MAX_USAGE_PAGE
 );
 page_limit!(
+    /// Page size of the credit ledger.
+    LedgerPage, limits::DEFAULT_LEDGER_PAGE, limits::MAX_LEDGER_PAGE
+);
+page_limit!(
     /// Page size of a rate history.
     HistoryPage, limits::DEFAULT_HISTORY_PAGE, limits::MAX_HISTORY_PAGE
 );
@@ -530,6 +544,14 @@ bounded!(
 bounded!(
     /// A job's length in seconds.
     JobSeconds, 1, limits::MAX_JOB_SECONDS
+);
+bounded!(
+    /// How long a hold stays open, in seconds.
+    HoldSeconds, limits::MIN_HOLD_SECONDS, limits::MAX_HOLD_SECONDS
+);
+bounded!(
+    /// A grant's consumption priority: lower is consumed first.
+    GrantPriority, 0, limits::MAX_GRANT_PRIORITY
 );
 bounded!(
     /// A job's GPUs.
@@ -815,6 +837,15 @@ choice!(
 choice!(
     /// An API key's role.
     RoleName, DomainRole, [DomainRole::Operator, DomainRole::Customer, DomainRole::Provider]
+);
+choice!(
+    /// Whether a grant is paid for or given: `paid` or `promotional`.
+    GrantKindName,
+    meterline_shared::domain::credits::GrantKind,
+    [
+        meterline_shared::domain::credits::GrantKind::Paid,
+        meterline_shared::domain::credits::GrantKind::Promotional
+    ]
 );
 choice!(
     /// An invoice status.

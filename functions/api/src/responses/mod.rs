@@ -10,6 +10,7 @@
 #![allow(dead_code)] // The response types only describe the JSON the handlers write.
 
 pub(crate) mod catalog;
+pub(crate) mod credits;
 pub(crate) mod invoices;
 
 use std::collections::BTreeMap;

@@ -19,6 +19,8 @@
 //! | budget index | `BUDGETS#<shard>` | `<account>#<budget id>` | `account_id`: the accounts the budget check visits |
 //! | alert claim | `NOTIFY#<key>` | `NOTIFY` | written once per threshold, budget and period |
 //! | unsent alert | `NOTIFY_UNSENT#<shard>` | `<key>` | `doc`: written with the claim, deleted once the alert is published |
+//! | credit ledger state | `ACCT#<account>` | `CREDIT#STATE` | `version`, `entries`, `doc` (see `dynamo_credits`) |
+//! | credit ledger entry | `ACCT#<account>` | `CREDIT#ENTRY#<seq, 20 digits>` | `seq`, `doc`: append-only |
 //!
 //! Invoices with something outstanding are in the sparse index `OpenIndex` (`open_pk` =
 //! `OPEN#<shard>`, `open_due` = `<due date>#<invoice id>`) until paid. Every invoice is in

@@ -8,6 +8,7 @@ pub mod calls;
 pub(crate) mod dynamo;
 pub mod dynamo_billing;
 pub mod dynamo_budgets;
+pub mod dynamo_credits;
 pub mod dynamo_directory;
 pub mod dynamo_idempotency;
 pub mod dynamo_invoices;
@@ -70,3 +71,9 @@ pub use aws_sdk_dynamodb;
 pub use aws_sdk_eventbridge;
 pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;
+
+/// [`backoff`] as a boxed future: the pause of a service that retries a lost race
+/// (`services::credits::Pause`).
+pub fn pause(attempt: u32) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(backoff(attempt))
+}

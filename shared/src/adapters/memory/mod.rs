@@ -5,6 +5,7 @@
 pub mod billing;
 pub mod budgets;
 pub mod close_queue;
+pub mod credits;
 pub mod directory;
 pub mod idempotency;
 pub mod keys;
@@ -14,6 +15,7 @@ pub mod usage;
 pub use billing::{MemoryBillingStore, MemoryEventPublisher};
 pub use budgets::MemoryBudgetStore;
 pub use close_queue::MemoryCloseQueue;
+pub use credits::MemoryCreditStore;
 pub use directory::MemoryDirectory;
 pub use idempotency::MemoryIdempotencyStore;
 pub use keys::MemoryApiKeyStore;

@@ -32,6 +32,20 @@ pub struct Hold {
     pub expires_at: DateTime<Utc>,
     pub status: HoldStatus,
     pub portions: Vec<Portion>,
+    /// Set by the hold's capture: what it charged, so the hold alone says how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Captured>,
+}
+
+/// What a hold's capture charged: `amount` in all (beyond the hold too, when it said so), of
+/// which `uncovered` no grant could pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    pub capture_id: String,
+    pub amount: Decimal,
+    pub uncovered: Decimal,
+    pub beyond_hold: bool,
+    pub at: DateTime<Utc>,
 }
 
 impl Hold {
@@ -115,6 +129,7 @@ impl CreditLedger {
                 expires_at: req.expires_at,
                 status: HoldStatus::Open,
                 portions: portions.clone(),
+                captured: None,
             };
             l.holds.insert(req.id.clone(), hold);
             let cause = Cause::Hold {
@@ -199,9 +214,20 @@ impl CreditLedger {
                 l.give_back(rest, req.at, currency, EntryKind::HoldReleased, &cause);
             }
             let excess = req.amount.amount - held;
+            let mut uncovered = Decimal::ZERO;
             if excess > Decimal::ZERO {
-                let (portions, uncovered) = l.plan(currency, &scope, req.at, excess);
-                l.record(req.at, currency, EntryKind::DrawnDown, cause, portions, uncovered);
+                let (portions, short) = l.plan(currency, &scope, req.at, excess);
+                uncovered = short;
+                l.record(req.at, currency, EntryKind::DrawnDown, cause, portions, short);
+            }
+            if let Some(h) = l.holds.get_mut(&req.hold_id) {
+                h.captured = Some(Captured {
+                    capture_id: req.id.clone(),
+                    amount: req.amount.amount,
+                    uncovered,
+                    beyond_hold: req.beyond_hold,
+                    at: req.at,
+                });
             }
             Ok(())
         })

@@ -8,10 +8,11 @@ use super::hold::{Hold, HoldStatus};
 use crate::domain::money::Currency;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A grant and where its amount is now: `balance.available` is its remainder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantState {
     pub grant: CreditGrant,
     pub balance: Balance,
@@ -20,7 +21,8 @@ pub struct GrantState {
 }
 
 /// The id an operation is applied under, once.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "op", content = "id", rename_all = "snake_case")]
 pub(crate) enum OpKey {
     Grant(String),
     Hold(String),
@@ -44,8 +46,10 @@ impl OpKey {
     }
 }
 
-/// An applied operation: the request it was (its debug text) and its entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An applied operation: the request it was (the SHA-256 of its debug text, in hex: the
+/// stored state keeps one per operation) and its entries (`first` is the index of its first
+/// entry in the whole ledger: its `seq` less one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Applied {
     request: String,
     first: usize,
@@ -60,8 +64,43 @@ pub struct CreditLedger {
     account_id: String,
     pub(super) grants: BTreeMap<String, GrantState>,
     pub(super) holds: BTreeMap<String, Hold>,
+    /// The entries appended since the ledger was made or restored.
     entries: Vec<LedgerEntry>,
+    /// How many entries the ledger had when it was restored ([`CreditLedger::restore`]): those
+    /// are in storage, not here.
+    base: u64,
     applied: BTreeMap<OpKey, Applied>,
+}
+
+/// The SHA-256 of a request's text, in hex.
+fn digest(request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(request.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A ledger's state without its entries, to store: grants, holds, the operations applied and
+/// how many entries there are. [`CreditLedger::restore`] makes the ledger again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSnapshot {
+    account_id: String,
+    grants: Vec<GrantState>,
+    holds: Vec<Hold>,
+    applied: Vec<(OpKey, Applied)>,
+    entry_count: u64,
+}
+
+impl LedgerSnapshot {
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// How many entries the ledger has: the `seq` of its last entry.
+    pub fn entry_count(&self) -> u64 {
+        self.entry_count
+    }
 }
 
 impl CreditLedger {
@@ -71,14 +110,51 @@ impl CreditLedger {
             grants: BTreeMap::new(),
             holds: BTreeMap::new(),
             entries: Vec::new(),
+            base: 0,
             applied: BTreeMap::new(),
         }
+    }
+
+    /// The ledger's state without its entries (they are stored one by one).
+    pub fn snapshot(&self) -> LedgerSnapshot {
+        LedgerSnapshot {
+            account_id: self.account_id.clone(),
+            grants: self.grants.values().cloned().collect(),
+            holds: self.holds.values().cloned().collect(),
+            applied: self.applied.iter().map(|(k, a)| (k.clone(), a.clone())).collect(),
+            entry_count: self.entry_count(),
+        }
+    }
+
+    /// The ledger of a snapshot. It behaves as the ledger that was saved, except that
+    /// [`CreditLedger::entries`] holds only the entries appended after the restore (the earlier
+    /// ones are in storage), and a repeat of an operation applied before the restore returns
+    /// no entries while changing nothing, as any repeat.
+    pub fn restore(snapshot: LedgerSnapshot) -> CreditLedger {
+        CreditLedger {
+            account_id: snapshot.account_id,
+            grants: snapshot
+                .grants
+                .into_iter()
+                .map(|g| (g.grant.id.clone(), g))
+                .collect(),
+            holds: snapshot.holds.into_iter().map(|h| (h.id.clone(), h)).collect(),
+            entries: Vec::new(),
+            base: snapshot.entry_count,
+            applied: snapshot.applied.into_iter().collect(),
+        }
+    }
+
+    /// How many entries the ledger has in all, restored ones included: the last `seq`.
+    pub fn entry_count(&self) -> u64 {
+        self.base + self.entries.len() as u64
     }
 
     pub fn account_id(&self) -> &str {
         &self.account_id
     }
 
+    /// The entries appended since the ledger was made or restored.
     pub fn entries(&self) -> &[LedgerEntry] {
         &self.entries
     }
@@ -182,15 +258,26 @@ impl CreditLedger {
         request: String,
         op: impl FnOnce(&mut CreditLedger) -> Result<(), CreditError>,
     ) -> Result<Vec<LedgerEntry>, CreditError> {
+        let request = digest(&request);
         if let Some(done) = self.applied.get(&key) {
             if done.request != request {
                 return Err(key.reused());
             }
-            return Ok(self.entries[done.first..done.first + done.count].to_vec());
+            // Entries from before a restore are in storage only: a repeat of their operation
+            // returns the part of them held here, none.
+            let base = usize::try_from(self.base).unwrap_or(usize::MAX);
+            let from = done.first.saturating_sub(base).min(self.entries.len());
+            let to = (done.first + done.count)
+                .saturating_sub(base)
+                .min(self.entries.len());
+            return Ok(self.entries[from..to].to_vec());
         }
-        let first = self.entries.len();
+        let local = self.entries.len();
         op(self)?;
-        let count = self.entries.len() - first;
+        let count = self.entries.len() - local;
+        let first = usize::try_from(self.base)
+            .unwrap_or(usize::MAX)
+            .saturating_add(local);
         self.applied.insert(
             key,
             Applied {
@@ -199,7 +286,7 @@ impl CreditLedger {
                 count,
             },
         );
-        Ok(self.entries[first..].to_vec())
+        Ok(self.entries[local..].to_vec())
     }
 
     /// The grants a charge for `scope` may draw from at `at`, in consumption order.
@@ -266,7 +353,7 @@ impl CreditLedger {
         }
         let balance = self.balance(currency);
         self.entries.push(LedgerEntry {
-            seq: self.entries.len() as u64 + 1,
+            seq: self.entry_count() + 1,
             at,
             currency,
             kind,

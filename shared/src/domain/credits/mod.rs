@@ -5,6 +5,7 @@
 //! Every amount is exact (`Decimal`) in the grant's currency and already in its minor units:
 //! nothing here rounds, and an amount with more digits is refused.
 
+mod authorize;
 mod entry;
 mod error;
 mod grant;
@@ -12,11 +13,12 @@ mod hold;
 mod ledger;
 mod spend;
 
+pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
 pub use error::CreditError;
 pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
-pub use hold::{Capture, Hold, HoldRequest, HoldStatus};
-pub use ledger::{CreditLedger, GrantState};
+pub use hold::{Capture, Captured, Hold, HoldRequest, HoldStatus};
+pub use ledger::{CreditLedger, GrantState, LedgerSnapshot};
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
 
 #[cfg(test)]

@@ -237,6 +237,17 @@ fn more_than_the_hold_is_captured_only_when_the_capture_says_so() {
         ]
     );
     assert_eq!(l.balance(USD).available, d("0"));
+    let captured = l.hold("h1").unwrap().captured.clone().unwrap();
+    assert_eq!(
+        (
+            captured.capture_id.as_str(),
+            captured.amount,
+            captured.uncovered,
+            captured.beyond_hold
+        ),
+        ("c2", d("62.50"), d("12.50"), true),
+        "the hold records what its capture charged"
+    );
 }
 
 #[test]
@@ -555,4 +566,101 @@ fn a_hold_must_end_after_it_is_placed() {
         l.place_hold(&h).unwrap_err(),
         CreditError::HoldEndsBeforeStart { hold_id: "h1".into() }
     );
+}
+
+/// A ledger saved as its snapshot (through JSON, as storage keeps it) and restored goes on as
+/// the ledger itself would: same entries, same seqs, same balances, repeats change nothing.
+#[test]
+fn a_restored_ledger_goes_on_as_the_saved_one() {
+    let mut kept = ledger(&[grant("a", "10.00", 0, Some(3)), grant("b", "5.00", 1, None)]);
+    kept.place_hold(&hold("h1", "12.00")).unwrap();
+    let json = serde_json::to_string(&kept.snapshot()).unwrap();
+    let snapshot: LedgerSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snapshot.entry_count(), 3);
+    let mut restored = CreditLedger::restore(snapshot);
+    assert!(restored.entries().is_empty());
+    assert_eq!(restored.entry_count(), 3);
+    // A repeat of an operation from before the restore changes nothing and returns nothing.
+    assert_eq!(restored.place_hold(&hold("h1", "12.00")).unwrap(), vec![]);
+    assert!(matches!(
+        restored.place_hold(&hold("h1", "1.00")),
+        Err(CreditError::IdReused { .. })
+    ));
+    let ops = |l: &mut CreditLedger| {
+        let mut out = l.expire_due(t(4));
+        out.extend(
+            l.capture(&capture("c1", "h1", "11.00", false))
+                .unwrap_or_default(),
+        );
+        out.extend(l.grant(&grant("c", "2.00", 0, None), t(4)).unwrap());
+        out
+    };
+    let (a, b) = (ops(&mut kept), ops(&mut restored));
+    assert_eq!(a, b);
+    assert_eq!(b.first().map(|e| e.seq), Some(4));
+    assert_eq!(restored.entries(), &b[..]);
+    assert_eq!(kept.balance(USD), restored.balance(USD));
+    assert_eq!(kept.snapshot(), restored.snapshot());
+}
+
+mod pricing {
+    use super::*;
+    use crate::domain::estimate::{JobSpec, PricingModel, Quote, QuoteOption};
+    use crate::domain::pricing::Period;
+
+    fn option(model: PricingModel, total: &str) -> QuoteOption {
+        QuoteOption {
+            model,
+            net: d(total),
+            tax: Decimal::ZERO,
+            total: d(total),
+            range: None,
+            units_left: Default::default(),
+            lines: vec![],
+            unpriced: vec![],
+        }
+    }
+
+    fn quote(options: Vec<QuoteOption>) -> Quote {
+        Quote {
+            account_id: "acct".into(),
+            provider_id: "p1".into(),
+            period: Period::new(t(0), t(24)),
+            currency: USD,
+            book_currency: USD,
+            fx_rate: None,
+            options,
+        }
+    }
+
+    #[test]
+    fn a_hold_is_the_billed_option_rounded_up_to_minor_units() {
+        let both = quote(vec![
+            option(PricingModel::PayPerUse, "9.001"),
+            option(PricingModel::Subscription, "7.3301"),
+        ]);
+        assert_eq!(hold_amount(&both), Ok(usd("7.34")));
+        let ppu = quote(vec![
+            option(PricingModel::Spot, "1"),
+            option(PricingModel::PayPerUse, "9.001"),
+        ]);
+        assert_eq!(hold_amount(&ppu), Ok(usd("9.01")));
+        assert_eq!(
+            hold_amount(&quote(vec![option(PricingModel::Spot, "1")])),
+            Err(HoldPriceError::NoOption)
+        );
+    }
+
+    #[test]
+    fn a_job_scope_names_its_provider_and_the_meters_it_uses() {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "provider_id": "p1", "start": "2026-01-01T00:00:00Z", "duration_seconds": 60,
+            "gpus": 2, "memory_gib": "4"
+        }))
+        .unwrap();
+        assert_eq!(
+            job_scope(&spec),
+            ChargeScope::job("p1", [Meter::GpuSeconds, Meter::MemoryGibSeconds])
+        );
+    }
 }
