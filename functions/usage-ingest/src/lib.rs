@@ -46,6 +46,7 @@ impl Ingestor {
             .unwrap_or_else(|_| BatchOutcome {
                 counts: IngestCounts::default(),
                 failed: (0..messages).map(|i| (i, IngestError::Panicked)).collect(),
+                usage: Default::default(),
             });
         for (i, err) in &outcome.failed {
             let id = event.records[*i].message_id.clone().unwrap_or_default();

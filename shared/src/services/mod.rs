@@ -8,6 +8,7 @@ pub mod budget_check;
 pub mod closing;
 pub mod collections;
 pub mod credits;
+pub mod drawdown;
 pub mod ingest;
 pub mod replay;
 pub mod usage_query;
