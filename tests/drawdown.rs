@@ -1,0 +1,181 @@
+//! The credit draw-down through the usage-ingest handler, against the local endpoint
+//! (moto_server) and in memory: a job authorized through the API, its usage ingested batch by
+//! batch, the balance read through the API after each batch; a replayed batch draws nothing,
+//! and the credit is overdrawn by at most one batch's usage.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use meterline_integration_tests::{
+    api_request, body_json, on_both_backends, sqs_event, with_key, Backend, Stack, OPERATOR_KEY,
+};
+use meterline_shared::adapters::aws::pause;
+use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::money::Currency;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use usage_ingest::CreditDraw;
+
+fn d(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{v} is not a decimal string"))
+        .parse()
+        .unwrap()
+}
+
+/// A stack with the sample catalog and account `acct_a` (USD) on a daily subscription whose
+/// open period holds now; the API; and the usage-ingest handler with its credit draw-down,
+/// each with its function's recorded clients.
+struct World {
+    stack: Stack,
+    api: api::Api,
+    now: DateTime<Utc>,
+}
+
+impl World {
+    async fn new(backend: Backend, test: &str) -> World {
+        let stack = Stack::on(backend, test).await;
+        let billing = stack.billing();
+        billing.put_catalog(&sample::catalog()).await.unwrap();
+        let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
+        let anchor = now.duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(2);
+        billing
+            .put_account(&sample::account("acct_a", Currency::USD))
+            .await
+            .unwrap();
+        let plan = sample::subscription("x", "acct_a", Cadence::Daily, anchor).plan;
+        let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+        let sub = BillingSubscription::new("sub_a", "acct_a", schedule, plan).unwrap();
+        billing.put_subscription(&sub).await.unwrap();
+        let api = stack.api();
+        World { stack, api, now }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let req = with_key(api_request(method, path, &[], text.as_deref()), OPERATOR_KEY);
+        let resp = self.api.handle(req, self.now).await;
+        (resp.status().as_u16(), body_json(&resp))
+    }
+
+    async fn balance(&self) -> Value {
+        let (status, body) = self
+            .call("GET", "/v1/accounts/acct_a/credit-balances", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"][0].clone()
+    }
+
+    async fn ledger_len(&self) -> usize {
+        let req = api_request(
+            "GET",
+            "/v1/accounts/acct_a/credit-ledger",
+            &[("limit", "100")],
+            None,
+        );
+        let resp = self.api.handle(with_key(req, OPERATOR_KEY), self.now).await;
+        let (status, body) = (resp.status().as_u16(), body_json(&resp));
+        assert_eq!(status, 200, "{body}");
+        body["data"].as_array().unwrap().len()
+    }
+
+    /// Ingests batch `n` (one message: an hour of one A100 GPU for `job`) through the handler
+    /// and its draw-down. Returns what the period has drawn after it.
+    async fn ingest(&self, n: usize, job: &str) -> Decimal {
+        let at = self.now - Duration::minutes(50) + Duration::minutes(n as i64);
+        let body = json!([{"id": format!("e{n}"), "account_id": "acct_a", "provider_id": "prov_000",
+            "job_id": job, "meter": "gpu_seconds", "quantity": "3600", "timestamp": at.to_rfc3339(),
+            "dimensions": {"gpu_model": "A100"}}]);
+        let ingestor = self.stack.ingestor();
+        let draw = CreditDraw {
+            credits: self.stack.credits_of("UsageIngestFunction"),
+            billing: self.stack.billing_of("UsageIngestFunction"),
+            pause,
+        };
+        let event = sqs_event(&[(format!("m{n}"), body.to_string())]);
+        let (response, draws) = ingestor.handle_and_draw(event, self.now, &draw).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(draws.len(), 1, "{draws:?}");
+        draws[0].drawn
+    }
+}
+
+/// Each batch's usage is drawn from the free balance as it is ingested, and the API's balance
+/// says so after each batch; a replay draws nothing; once the credit is used up, what the
+/// usage overdrew is less than one batch's cost.
+async fn usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up(backend: Backend) {
+    let w = World::new(backend, "credit-draw").await;
+    let (status, body) = w
+        .call(
+            "POST",
+            "/v1/accounts/acct_a/credit-grants",
+            Some(json!({"grant_id": "prepaid", "amount": "20.00", "currency": "USD", "kind": "paid"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, hold) = w
+        .call(
+            "POST",
+            "/v1/accounts/acct_a/authorizations",
+            Some(json!({"hold_id": "h1", "job_id": "job_1", "max_amount": "5.00", "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let (granted, held) = (Decimal::new(2000, 2), Decimal::new(500, 2));
+    let mut drawn = Decimal::ZERO;
+    let mut n = 0;
+    loop {
+        let after = w.ingest(n, "job_1").await;
+        let batch = after - drawn;
+        assert!(batch > Decimal::ZERO, "batch {n} drew nothing");
+        drawn = after;
+        let b = w.balance().await;
+        assert_eq!(d(&b["held"]), held, "{b}");
+        // What the grant paid, and what no grant covered.
+        let consumed = d(&b["consumed"]);
+        let overdrawn = drawn - consumed;
+        assert_eq!(
+            d(&b["available"]),
+            (granted - held - drawn).max(Decimal::ZERO),
+            "{b}"
+        );
+        if d(&b["available"]) == Decimal::ZERO {
+            // The documented bound: the credit runs out within the batch that overdrew it.
+            assert!(overdrawn < batch, "overdrawn {overdrawn} by batch {n} of {batch}");
+            break;
+        }
+        assert_eq!(overdrawn, Decimal::ZERO);
+        // A replay of the batch draws nothing more and writes no entry.
+        let entries = w.ledger_len().await;
+        assert_eq!(w.ingest(n, "job_1").await, drawn);
+        assert_eq!(w.ledger_len().await, entries);
+        n += 1;
+        assert!(n < 20, "the credit was never used up: {b}");
+    }
+    assert!(
+        n >= 2,
+        "the credit ran out after {n} batches: make batches smaller"
+    );
+}
+
+/// An account without credit has no ledger made for it by its usage.
+async fn an_account_without_credit_gets_no_ledger(backend: Backend) {
+    let w = World::new(backend, "credit-draw-none").await;
+    let ingestor = w.stack.ingestor();
+    let draw = CreditDraw {
+        credits: w.stack.credits_of("UsageIngestFunction"),
+        billing: w.stack.billing_of("UsageIngestFunction"),
+        pause,
+    };
+    let body = json!({"id": "e1", "account_id": "acct_a", "provider_id": "prov_000", "job_id": "j",
+        "meter": "cpu_seconds", "quantity": "100", "timestamp": (w.now - Duration::minutes(5)).to_rfc3339()});
+    let (response, draws) = ingestor
+        .handle_and_draw(sqs_event(&[("m1".into(), body.to_string())]), w.now, &draw)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(draws.is_empty());
+    assert_eq!(w.stack.credits().load("acct_a").await.unwrap().version, 0);
+}
+
+on_both_backends!(
+    usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up,
+    an_account_without_credit_gets_no_ledger,
+);
