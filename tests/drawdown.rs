@@ -175,6 +175,81 @@ async fn an_account_without_credit_gets_no_ledger(backend: Backend) {
     assert_eq!(w.stack.credits().load("acct_a").await.unwrap().version, 0);
 }
 
+/// The draw-down's cost, for BENCHMARKS.md: 1,000 events in 10 SQS batches of 10 messages of
+/// 10 events, over `accounts` accounts with credit (each batch holds every account's events).
+/// Run alone with the call log on; count the usage-ingest function's billing-table calls and
+/// its aggregate queries (the ingestion itself makes neither):
+/// `bash scripts/test.sh -p meterline-integration-tests --test drawdown cost_ -- --ignored`.
+async fn draw_down_cost(accounts: usize) {
+    let w = World::new(Backend::Moto, &format!("credit-draw-cost-{accounts}")).await;
+    let billing = w.stack.billing();
+    let credits = w.stack.credits();
+    for a in 0..accounts {
+        let id = format!("acct_{a}");
+        billing
+            .put_account(&sample::account(&id, Currency::USD))
+            .await
+            .unwrap();
+        let anchor = w.now.duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(2);
+        let plan = sample::subscription("x", &id, Cadence::Daily, anchor).plan;
+        let schedule = BillingSchedule::new(Cadence::Daily, Alignment::Anniversary, anchor, chrono_tz::UTC);
+        let sub = BillingSubscription::new(&format!("sub_{a}"), &id, schedule, plan).unwrap();
+        billing.put_subscription(&sub).await.unwrap();
+        let mut ledger = credits.load(&id).await.unwrap().ledger;
+        let grant: meterline_shared::domain::credits::CreditGrant = serde_json::from_value(json!({
+            "id": "g", "account_id": id, "amount": {"amount": "1000000.00", "currency": "USD"},
+            "kind": "paid", "priority": 0, "effective_at": (w.now - Duration::days(1)).to_rfc3339(),
+            "source": {"type": "operator", "note": "bench"}}))
+        .unwrap();
+        ledger.grant(&grant, w.now).unwrap();
+        credits.save(&ledger, 0).await.unwrap();
+    }
+    let ingestor = w.stack.ingestor();
+    let draw = CreditDraw {
+        credits: w.stack.credits_of("UsageIngestFunction"),
+        billing: w.stack.billing_of("UsageIngestFunction"),
+        pause,
+    };
+    let meters = [("gpu_seconds", Some("A100")), ("cpu_seconds", None)];
+    let mut i = 0;
+    for batch in 0..10 {
+        let messages: Vec<(String, String)> = (0..10)
+            .map(|m| {
+                let events: Vec<Value> = (0..10)
+                    .map(|_| {
+                        i += 1;
+                        let (meter, gpu) = meters[i % 2];
+                        let at = w.now - Duration::minutes(90) + Duration::seconds(i as i64 * 5);
+                        let mut e = json!({"id": format!("e{i}"), "account_id": format!("acct_{}", i % accounts),
+                            "provider_id": "prov_000", "job_id": "j", "meter": meter, "quantity": "60",
+                            "timestamp": at.to_rfc3339()});
+                        if let Some(g) = gpu {
+                            e["dimensions"] = json!({"gpu_model": g});
+                        }
+                        e
+                    })
+                    .collect();
+                (format!("m{batch}-{m}"), Value::from(events).to_string())
+            })
+            .collect();
+        let (response, draws) = ingestor.handle_and_draw(sqs_event(&messages), w.now, &draw).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(draws.len(), accounts);
+    }
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run alone with the call log (see draw_down_cost)"]
+async fn cost_of_one_account() {
+    draw_down_cost(1).await
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run alone with the call log (see draw_down_cost)"]
+async fn cost_of_ten_accounts() {
+    draw_down_cost(10).await
+}
+
 on_both_backends!(
     usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up,
     an_account_without_credit_gets_no_ledger,

@@ -17,7 +17,7 @@ use crate::domain::estimate::rate_period;
 use crate::domain::money::Currency;
 use crate::domain::pricing::RatingError;
 use crate::ports::billing::BillingStore;
-use crate::ports::credits::CreditStore;
+use crate::ports::credits::{CreditStore, LoadedLedger};
 use crate::ports::usage::UsageStore;
 use crate::ports::StoreError;
 use crate::services::account_estimate::{AccountEstimator, EstimateFailure};
@@ -90,7 +90,8 @@ impl UsageDrawDown<'_> {
         instants: &BTreeSet<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<PeriodDraw>, DrawFailure> {
-        if self.credits.load(account_id).await?.version == 0 {
+        let mut first = Some(self.credits.load(account_id).await?);
+        if first.as_ref().is_some_and(|l| l.version == 0) {
             return Ok(Vec::new());
         }
         let estimator = AccountEstimator {
@@ -118,7 +119,9 @@ impl UsageDrawDown<'_> {
                 charges: usage_charges(&result),
                 at: now,
             };
-            let (entries, ledger) = self.apply(account_id, now, |l| l.draw_usage(&usage)).await?;
+            let (entries, ledger) = self
+                .apply(account_id, first.take(), now, |l| l.draw_usage(&usage))
+                .await?;
             out.push(PeriodDraw {
                 account_id: account_id.to_string(),
                 period: loaded.period,
@@ -131,18 +134,22 @@ impl UsageDrawDown<'_> {
         Ok(out)
     }
 
-    /// Loads the ledger, expires what is due at `now`, runs `op` and saves what changed, again
-    /// from a fresh load when the save lost a race (as every credit operation does). Returns
-    /// `op`'s result and the ledger as saved.
+    /// Loads the ledger (the first time, `loaded` when given), expires what is due at `now`,
+    /// runs `op` and saves what changed, again from a fresh load when the save lost a race (as
+    /// every credit operation does). Returns `op`'s result and the ledger as saved.
     async fn apply<T>(
         &self,
         account_id: &str,
+        mut loaded: Option<LoadedLedger>,
         now: DateTime<Utc>,
         op: impl Fn(&mut CreditLedger) -> Result<T, CreditError>,
     ) -> Result<(T, CreditLedger), DrawFailure> {
         let mut attempt = 0;
         loop {
-            let loaded = self.credits.load(account_id).await?;
+            let loaded = match loaded.take() {
+                Some(l) => l,
+                None => self.credits.load(account_id).await?,
+            };
             let mut ledger = loaded.ledger;
             ledger.expire_due(now);
             let out = op(&mut ledger);
