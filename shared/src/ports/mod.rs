@@ -11,6 +11,7 @@
 
 pub mod billing;
 pub mod budgets;
+pub mod spend;
 pub mod credits;
 pub mod directory;
 pub mod idempotency;

@@ -58,6 +58,8 @@ pub struct UsageDrawDown<'a> {
     pub billing: &'a dyn BillingStore,
     pub usage: &'a dyn UsageStore,
     pub pause: Pause,
+    /// Spend control after each draw ([`control`]); none: the draw-down alone.
+    pub control: Option<SpendControl<'a>>,
 }
 
 impl UsageDrawDown<'_> {
@@ -122,14 +124,18 @@ impl UsageDrawDown<'_> {
             let (entries, ledger) = self
                 .apply(account_id, first.take(), now, |l| l.draw_usage(&usage))
                 .await?;
-            out.push(PeriodDraw {
+            let draw = PeriodDraw {
                 account_id: account_id.to_string(),
                 period: loaded.period,
                 currency: usage.currency,
                 entries,
                 drawn: ledger.period_drawn(loaded.period.start),
                 balance: ledger.balance(usage.currency),
-            });
+            };
+            if let Some(c) = &self.control {
+                c.check(&draw, &ledger).await?;
+            }
+            out.push(draw);
         }
         Ok(out)
     }
@@ -168,6 +174,9 @@ impl UsageDrawDown<'_> {
         }
     }
 }
+
+mod control;
+pub use control::SpendControl;
 
 #[cfg(test)]
 mod tests;

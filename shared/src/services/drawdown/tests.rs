@@ -12,6 +12,7 @@ use crate::domain::money::Money;
 use crate::domain::usage::UsageEvent;
 use crate::ports::billing::CloseRequest;
 use crate::services::closing::{CloseSettings, Closer};
+use crate::ports::StoreError;
 use crate::services::credits::no_pause;
 use crate::services::ingest::{ingest_batch, IngestSettings};
 use chrono::TimeDelta;
@@ -71,6 +72,7 @@ impl World {
             billing: &self.billing,
             usage: &self.usage,
             pause: no_pause,
+            control: None,
         }
     }
 
@@ -256,4 +258,97 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A publisher whose next publish fails when `fail` is set.
+#[derive(Default)]
+struct Flaky {
+    fail: std::sync::atomic::AtomicBool,
+    inner: MemoryEventPublisher,
+}
+
+impl crate::ports::billing::EventPublisher for Flaky {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [crate::domain::billing::BillingEvent],
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("bus down".into())) });
+        }
+        self.inner.publish(events)
+    }
+}
+
+#[tokio::test]
+async fn crossings_are_announced_once_and_a_failed_publish_is_sent_by_the_next_batch() {
+    use crate::adapters::memory::MemorySpendStore;
+    use crate::domain::credits::{HoldRequest, SpendLimits, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED};
+    use crate::ports::spend::SpendStore;
+    let w = World::new(100_000).await;
+    let loaded = w.credits.load("acct_1").await.unwrap();
+    let mut ledger = loaded.ledger;
+    ledger
+        .place_hold(&HoldRequest {
+            id: "h1".into(),
+            job: "job_1".into(),
+            amount: Money::new(Decimal::new(1000, 2), Currency::USD),
+            scope: Default::default(),
+            at: batch_time(0),
+            expires_at: batch_time(0) + TimeDelta::days(2),
+        })
+        .unwrap();
+    w.credits.save(&ledger, loaded.version).await.unwrap();
+    let spend = MemorySpendStore::new();
+    let limits = SpendLimits {
+        account_id: "acct_1".into(),
+        currency: Currency::USD,
+        soft: Some(Decimal::from(30)),
+        hard: Some(Decimal::from(60)),
+    };
+    spend.put_spend_limits(&limits).await.unwrap();
+    let publisher = Flaky::default();
+    let service = UsageDrawDown {
+        control: Some(SpendControl {
+            store: &spend,
+            publisher: &publisher,
+        }),
+        ..w.draw()
+    };
+    let types = || -> Vec<String> {
+        publisher.inner.events().iter().map(|e| e.detail_type.clone()).collect()
+    };
+    let mut n = 0;
+    let mut batch = |i: usize| {
+        n += 1;
+        let body = serde_json::to_string(&[event(i, 0, 36_000_000, 10 + i as i64)]).unwrap();
+        (body, batch_time(n))
+    };
+    let mut send = async |(body, now): (String, DateTime<Utc>)| {
+        let out = ingest_batch(&w.usage, &[body.as_str()], &IngestSettings::default(), now).await;
+        service.draw_batch(&out.usage, now).await
+    };
+    // 34.27 drawn: the soft limit.
+    send(batch(0)).await;
+    assert_eq!(types(), [SPEND_THRESHOLD_REACHED]);
+    send(batch(0)).await;
+    // 59.98: below the hard limit.
+    send(batch(1)).await;
+    assert_eq!(types(), [SPEND_THRESHOLD_REACHED]);
+    // Beyond it, but the bus is down: claimed, not sent, and the draw reports the failure.
+    publisher.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, failed) = send(batch(2)).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(types(), [SPEND_THRESHOLD_REACHED]);
+    assert_eq!(spend.unsent_spend_events("acct_1").await.unwrap().len(), 1);
+    // The next batch sends it, once, naming the running job.
+    let (_, failed) = send(batch(3)).await;
+    assert!(failed.is_empty());
+    send(batch(4)).await;
+    assert_eq!(types(), [SPEND_THRESHOLD_REACHED, SPEND_LIMIT_REACHED]);
+    let detail = &publisher.inner.events()[1].detail;
+    assert_eq!(detail["reason"], "hard_limit");
+    assert_eq!(detail["jobs"][0]["job_id"], "job_1");
+    assert_eq!(publisher.inner.events()[1].source.as_deref(), Some("meterline.credits"));
+    assert!(spend.unsent_spend_events("acct_1").await.unwrap().is_empty());
+    assert_eq!(spend.claims().len(), 2);
 }
