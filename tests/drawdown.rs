@@ -1,17 +1,25 @@
 //! The credit draw-down through the usage-ingest handler, against the local endpoint
 //! (moto_server) and in memory: a job authorized through the API, its usage ingested batch by
 //! batch, the balance read through the API after each batch; a replayed batch draws nothing,
-//! and the credit is overdrawn by at most one batch's usage.
+//! the credit is overdrawn by at most one batch's usage, and the spend events are published
+//! once each: the soft limit's, and the exhausted balance's naming the running job.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use meterline_integration_tests::{
     api_request, body_json, on_both_backends, sqs_event, with_key, Backend, Stack, OPERATOR_KEY,
 };
 use meterline_shared::adapters::aws::pause;
+use meterline_shared::adapters::memory::{MemoryEventPublisher, MemorySpendStore};
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
+use meterline_shared::domain::credits::{
+    SpendLimits, SPEND_EVENT_SOURCE, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
+};
 use meterline_shared::domain::money::Currency;
+use meterline_shared::ports::billing::EventPublisher;
+use meterline_shared::ports::spend::SpendStore;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use usage_ingest::CreditDraw;
 
 fn d(v: &Value) -> Decimal {
@@ -28,7 +36,28 @@ struct World {
     stack: Stack,
     api: api::Api,
     now: DateTime<Utc>,
+    /// The handler's spend store, and the same storage to set up (not recorded).
+    spend: Arc<dyn SpendStore>,
+    spend_setup: Arc<dyn SpendStore>,
+    publisher: Arc<dyn EventPublisher>,
+    events: Events,
+    /// The spend events published so far: (detail type, detail).
+    seen: Mutex<Vec<(String, Value)>>,
 }
+
+/// Where the handler's spend events are read.
+enum Events {
+    Memory(Arc<MemoryEventPublisher>),
+    /// The queue that receives the bus's spend events.
+    Moto(String),
+}
+
+type SpendWiring = (
+    Arc<dyn SpendStore>,
+    Arc<dyn SpendStore>,
+    Arc<dyn EventPublisher>,
+    Events,
+);
 
 impl World {
     async fn new(backend: Backend, test: &str) -> World {
@@ -46,7 +75,63 @@ impl World {
         let sub = BillingSubscription::new("sub_a", "acct_a", schedule, plan).unwrap();
         billing.put_subscription(&sub).await.unwrap();
         let api = stack.api();
-        World { stack, api, now }
+        let (spend, spend_setup, publisher, events): SpendWiring = match backend {
+            Backend::Memory => {
+                let store = Arc::new(MemorySpendStore::new());
+                let p = Arc::new(MemoryEventPublisher::new());
+                (store.clone(), store, p.clone(), Events::Memory(p))
+            }
+            Backend::Moto => {
+                let types = [SPEND_THRESHOLD_REACHED, SPEND_LIMIT_REACHED];
+                let (bus, queue) = stack.event_queue_of("spend", SPEND_EVENT_SOURCE, &types).await;
+                (
+                    Arc::new(stack.billing_store_of("UsageIngestFunction")),
+                    Arc::new(stack.billing_store()),
+                    Arc::new(stack.publisher_of("UsageIngestFunction", &bus)),
+                    Events::Moto(queue),
+                )
+            }
+        };
+        World {
+            stack,
+            api,
+            now,
+            spend,
+            spend_setup,
+            publisher,
+            events,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The usage-ingest handler's draw-down, with its function's recorded clients.
+    fn draw(&self) -> CreditDraw {
+        CreditDraw {
+            credits: self.stack.credits_of("UsageIngestFunction"),
+            billing: self.stack.billing_of("UsageIngestFunction"),
+            pause,
+            spend: self.spend.clone(),
+            publisher: self.publisher.clone(),
+        }
+    }
+
+    /// Every spend event published so far: (detail type, detail).
+    async fn spend_events(&self) -> Vec<(String, Value)> {
+        let new: Vec<(String, Value)> = match &self.events {
+            Events::Memory(p) => {
+                let all: Vec<(String, Value)> = p
+                    .events()
+                    .into_iter()
+                    .map(|e| (e.detail_type, e.detail))
+                    .collect();
+                let seen = self.seen.lock().unwrap().len();
+                all[seen..].to_vec()
+            }
+            Events::Moto(queue) => self.stack.drain_events_of(queue, SPEND_EVENT_SOURCE).await,
+        };
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(new);
+        seen.clone()
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -85,11 +170,7 @@ impl World {
             "job_id": job, "meter": "gpu_seconds", "quantity": "3600", "timestamp": at.to_rfc3339(),
             "dimensions": {"gpu_model": "A100"}}]);
         let ingestor = self.stack.ingestor();
-        let draw = CreditDraw {
-            credits: self.stack.credits_of("UsageIngestFunction"),
-            billing: self.stack.billing_of("UsageIngestFunction"),
-            pause,
-        };
+        let draw = self.draw();
         let event = sqs_event(&[(format!("m{n}"), body.to_string())]);
         let (response, draws) = ingestor.handle_and_draw(event, self.now, &draw).await;
         assert!(response.batch_item_failures.is_empty());
@@ -119,6 +200,13 @@ async fn usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up(backend:
         )
         .await;
     assert_eq!(status, 201, "{hold}");
+    let limits = SpendLimits {
+        account_id: "acct_a".into(),
+        currency: Currency::USD,
+        soft: Some(Decimal::new(500, 2)),
+        hard: None,
+    };
+    w.spend_setup.put_spend_limits(&limits).await.unwrap();
     let (granted, held) = (Decimal::new(2000, 2), Decimal::new(500, 2));
     let mut drawn = Decimal::ZERO;
     let mut n = 0;
@@ -137,11 +225,34 @@ async fn usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up(backend:
             (granted - held - drawn).max(Decimal::ZERO),
             "{b}"
         );
+        let events = w.spend_events().await;
+        let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
         if d(&b["available"]) == Decimal::ZERO {
-            // The documented bound: the credit runs out within the batch that overdrew it.
+            // The documented bound: the credit runs out within the batch that overdrew it, and
+            // that batch announces it, naming the running job.
             assert!(overdrawn < batch, "overdrawn {overdrawn} by batch {n} of {batch}");
+            assert_eq!(
+                types,
+                [SPEND_THRESHOLD_REACHED, SPEND_LIMIT_REACHED],
+                "{events:?}"
+            );
+            let stop = &events[1].1;
+            assert_eq!(stop["reason"], "balance_exhausted", "{stop}");
+            assert_eq!(
+                stop["jobs"],
+                json!([{"job_id": "job_1", "hold_id": "h1"}]),
+                "{stop}"
+            );
+            assert_eq!(stop["account_id"], "acct_a");
             break;
         }
+        // The soft limit (5.00) is announced by the batch that reached it, once.
+        let expected: &[&str] = if drawn >= Decimal::new(500, 2) {
+            &[SPEND_THRESHOLD_REACHED]
+        } else {
+            &[]
+        };
+        assert_eq!(types, expected, "after batch {n}: {events:?}");
         assert_eq!(overdrawn, Decimal::ZERO);
         // A replay of the batch draws nothing more and writes no entry.
         let entries = w.ledger_len().await;
@@ -154,17 +265,17 @@ async fn usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up(backend:
         n >= 2,
         "the credit ran out after {n} batches: make batches smaller"
     );
+    // Later batches, and a replay, announce nothing more.
+    w.ingest(n + 1, "job_1").await;
+    w.ingest(n + 1, "job_1").await;
+    assert_eq!(w.spend_events().await.len(), 2);
 }
 
 /// An account without credit has no ledger made for it by its usage.
 async fn an_account_without_credit_gets_no_ledger(backend: Backend) {
     let w = World::new(backend, "credit-draw-none").await;
     let ingestor = w.stack.ingestor();
-    let draw = CreditDraw {
-        credits: w.stack.credits_of("UsageIngestFunction"),
-        billing: w.stack.billing_of("UsageIngestFunction"),
-        pause,
-    };
+    let draw = w.draw();
     let body = json!({"id": "e1", "account_id": "acct_a", "provider_id": "prov_000", "job_id": "j",
         "meter": "cpu_seconds", "quantity": "100", "timestamp": (w.now - Duration::minutes(5)).to_rfc3339()});
     let (response, draws) = ingestor
@@ -205,11 +316,7 @@ async fn draw_down_cost(accounts: usize) {
         credits.save(&ledger, 0).await.unwrap();
     }
     let ingestor = w.stack.ingestor();
-    let draw = CreditDraw {
-        credits: w.stack.credits_of("UsageIngestFunction"),
-        billing: w.stack.billing_of("UsageIngestFunction"),
-        pause,
-    };
+    let draw = w.draw();
     let meters = [("gpu_seconds", Some("A100")), ("cpu_seconds", None)];
     let mut i = 0;
     for batch in 0..10 {

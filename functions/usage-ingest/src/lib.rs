@@ -6,7 +6,7 @@
 //! not fail its message. A message that cannot be decoded (not JSON, too many events) fails
 //! alone; when storage fails, every message that brought events fails. Once the batch is
 //! committed, its usage is drawn down from the accounts' prepaid credit
-//! ([`Ingestor::handle_and_draw`]). Failed messages are
+//! ([`Ingestor::handle_and_draw`]), and crossings of their spend limits are announced. Failed messages are
 //! reported in `batchItemFailures`, so SQS retries only them and, after `maxReceiveCount`, moves
 //! them to the dead-letter queue. Retrying is safe: ingestion is idempotent.
 
@@ -14,12 +14,13 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use meterline_shared::adapters::metrics::Metrics;
-use meterline_shared::ports::billing::BillingStore;
+use meterline_shared::ports::billing::{BillingStore, EventPublisher};
 use meterline_shared::ports::credits::CreditStore;
+use meterline_shared::ports::spend::SpendStore;
 use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::ports::StoreError;
 use meterline_shared::services::credits::Pause;
-use meterline_shared::services::drawdown::{PeriodDraw, UsageDrawDown};
+use meterline_shared::services::drawdown::{PeriodDraw, SpendControl, UsageDrawDown};
 use meterline_shared::services::ingest::{
     ingest_batch, BatchOutcome, IngestCounts, IngestError, IngestSettings,
 };
@@ -37,6 +38,10 @@ pub struct CreditDraw {
     pub billing: Arc<dyn BillingStore>,
     /// The pause before another attempt of a ledger save that lost a race.
     pub pause: Pause,
+    /// Spend limits and the claims of spend events.
+    pub spend: Arc<dyn SpendStore>,
+    /// Where `SpendThresholdReached` and `SpendLimitReached` go.
+    pub publisher: Arc<dyn EventPublisher>,
 }
 
 /// What the handler needs: a store and the ingestion settings.
@@ -69,6 +74,10 @@ impl Ingestor {
             billing: draw.billing.as_ref(),
             usage: self.store.as_ref(),
             pause: draw.pause,
+            control: Some(SpendControl {
+                store: draw.spend.as_ref(),
+                publisher: draw.publisher.as_ref(),
+            }),
         };
         let draws = match AssertUnwindSafe(service.draw_batch(&usage, now))
             .catch_unwind()

@@ -1,7 +1,9 @@
 use anyhow::Context;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
-use meterline_shared::adapters::aws::{pause, sdk_config, AwsClients, DynamoBillingStore, DynamoUsageStore};
+use meterline_shared::adapters::aws::{
+    pause, sdk_config, AwsClients, DynamoBillingStore, DynamoUsageStore, EventBridgePublisher,
+};
 use meterline_shared::adapters::config::{BillingConfig, Env, UsageConfig};
 use std::sync::Arc;
 use usage_ingest::{CreditDraw, Ingestor};
@@ -18,10 +20,16 @@ async fn main() -> anyhow::Result<()> {
         clients.dynamodb.clone(),
         billing_config.table,
     ));
+    let publisher = Arc::new(EventBridgePublisher::new(
+        clients.eventbridge.clone(),
+        billing_config.event_bus,
+    ));
     let draw = &CreditDraw {
         credits: billing.clone(),
+        spend: billing.clone(),
         billing,
         pause,
+        publisher,
     };
     let store = Arc::new(DynamoUsageStore::new(
         clients.dynamodb,

@@ -11,13 +11,13 @@
 
 pub mod billing;
 pub mod budgets;
-pub mod spend;
 pub mod credits;
 pub mod directory;
 pub mod idempotency;
 pub mod issued;
 pub mod keys;
 pub mod rates;
+pub mod spend;
 pub mod usage;
 
 /// A storage or queue failure. `Unavailable` and `Conflict` are worth retrying.

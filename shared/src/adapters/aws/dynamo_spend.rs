@@ -34,7 +34,10 @@ impl SpendStore for DynamoBillingStore {
         })
     }
 
-    fn spend_limits<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Option<SpendLimits>, StoreError>> {
+    fn spend_limits<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SpendLimits>, StoreError>> {
         Box::pin(async move {
             match self.get(&account_pk(account_id), LIMITS_SK).await? {
                 None => Ok(None),
@@ -82,7 +85,10 @@ impl SpendStore for DynamoBillingStore {
         })
     }
 
-    fn unsent_spend_events<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<SpendEvent>, StoreError>> {
+    fn unsent_spend_events<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SpendEvent>, StoreError>> {
         Box::pin(async move {
             let hi = format!("{UNSENT}~");
             let items = self.query_range(&account_pk(account_id), UNSENT, &hi).await?;

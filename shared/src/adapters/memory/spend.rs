@@ -43,7 +43,10 @@ impl SpendStore for MemorySpendStore {
         })
     }
 
-    fn spend_limits<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Option<SpendLimits>, StoreError>> {
+    fn spend_limits<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SpendLimits>, StoreError>> {
         Box::pin(async move { Ok(self.inner.lock().limits.get(account_id).cloned()) })
     }
 
@@ -71,7 +74,10 @@ impl SpendStore for MemorySpendStore {
         })
     }
 
-    fn unsent_spend_events<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<SpendEvent>, StoreError>> {
+    fn unsent_spend_events<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SpendEvent>, StoreError>> {
         Box::pin(async move {
             Ok(self
                 .inner

@@ -27,9 +27,17 @@ pub const SPEND_LIMIT_REACHED: &str = "SpendLimitReached";
 pub struct SpendLimits {
     pub account_id: String,
     pub currency: Currency,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
     pub soft: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
     pub hard: Option<Decimal>,
 }
 
@@ -101,7 +109,11 @@ pub enum SpendEvent {
         period: Period,
         currency: Currency,
         reason: LimitReason,
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "rust_decimal::serde::str_option"
+        )]
         hard_limit: Option<Decimal>,
         #[serde(with = "rust_decimal::serde::str")]
         spend: Decimal,
@@ -114,9 +126,8 @@ pub enum SpendEvent {
 impl SpendEvent {
     pub fn event_id(&self) -> &str {
         match self {
-            SpendEvent::SpendThresholdReached { event_id, .. } | SpendEvent::SpendLimitReached { event_id, .. } => {
-                event_id
-            }
+            SpendEvent::SpendThresholdReached { event_id, .. }
+            | SpendEvent::SpendLimitReached { event_id, .. } => event_id,
         }
     }
 

@@ -22,8 +22,8 @@ pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
 pub use hold::{Capture, Captured, Hold, HoldRequest, HoldStatus};
 pub use ledger::{CreditLedger, GrantState, LedgerSnapshot};
 pub use limits::{
-    check_spend, LimitReason, LimitsError, RunningJob, SpendEvent, SpendLimits, SpendState, SPEND_EVENT_SOURCE,
-    SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
+    check_spend, LimitReason, LimitsError, RunningJob, SpendEvent, SpendLimits, SpendState,
+    SPEND_EVENT_SOURCE, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
 };
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
 pub use usage::{is_metered, usage_charges, usage_draw_down_id, PeriodUsage, UsageCharge, METERED};

@@ -30,7 +30,11 @@ pub fn spend_event(event: &SpendEvent) -> BillingEvent {
 impl SpendControl<'_> {
     /// Sends what is left unsent for the account, then announces the draw's new crossings.
     /// Returns the events this call published.
-    pub async fn check(&self, draw: &PeriodDraw, ledger: &CreditLedger) -> Result<Vec<SpendEvent>, DrawFailure> {
+    pub async fn check(
+        &self,
+        draw: &PeriodDraw,
+        ledger: &CreditLedger,
+    ) -> Result<Vec<SpendEvent>, DrawFailure> {
         let mut published = Vec::new();
         for e in self.store.unsent_spend_events(&draw.account_id).await? {
             self.publish(&e).await?;

@@ -11,8 +11,8 @@ use crate::domain::meter::Meter;
 use crate::domain::money::Money;
 use crate::domain::usage::UsageEvent;
 use crate::ports::billing::CloseRequest;
-use crate::services::closing::{CloseSettings, Closer};
 use crate::ports::StoreError;
+use crate::services::closing::{CloseSettings, Closer};
 use crate::services::credits::no_pause;
 use crate::services::ingest::{ingest_batch, IngestSettings};
 use chrono::TimeDelta;
@@ -315,7 +315,12 @@ async fn crossings_are_announced_once_and_a_failed_publish_is_sent_by_the_next_b
         ..w.draw()
     };
     let types = || -> Vec<String> {
-        publisher.inner.events().iter().map(|e| e.detail_type.clone()).collect()
+        publisher
+            .inner
+            .events()
+            .iter()
+            .map(|e| e.detail_type.clone())
+            .collect()
     };
     let mut n = 0;
     let mut batch = |i: usize| {
@@ -348,7 +353,10 @@ async fn crossings_are_announced_once_and_a_failed_publish_is_sent_by_the_next_b
     let detail = &publisher.inner.events()[1].detail;
     assert_eq!(detail["reason"], "hard_limit");
     assert_eq!(detail["jobs"][0]["job_id"], "job_1");
-    assert_eq!(publisher.inner.events()[1].source.as_deref(), Some("meterline.credits"));
+    assert_eq!(
+        publisher.inner.events()[1].source.as_deref(),
+        Some("meterline.credits")
+    );
     assert!(spend.unsent_spend_events("acct_1").await.unwrap().is_empty());
     assert_eq!(spend.claims().len(), 2);
 }

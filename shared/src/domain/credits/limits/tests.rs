@@ -69,7 +69,10 @@ fn the_soft_limit_announces_a_threshold_and_the_hard_one_names_the_running_jobs(
     let l = limits(Some("50"), Some("80"));
     let soft = check_spend(Some(&l), &state("50", "100", "50", vec![]));
     assert_eq!(types(&soft), [SPEND_THRESHOLD_REACHED]);
-    let (open, done) = (hold("h1", "job_1", HoldStatus::Open), hold("h0", "job_0", HoldStatus::Released));
+    let (open, done) = (
+        hold("h1", "job_1", HoldStatus::Open),
+        hold("h0", "job_0", HoldStatus::Released),
+    );
     let hard = check_spend(Some(&l), &state("80", "100", "20", vec![&open, &done]));
     assert_eq!(types(&hard), [SPEND_THRESHOLD_REACHED, SPEND_LIMIT_REACHED]);
     let SpendEvent::SpendLimitReached { reason, jobs, .. } = &hard[1] else {
@@ -108,9 +111,18 @@ fn an_exhausted_balance_stops_spending_once_per_granted_total() {
 fn limits_must_be_positive_in_minor_units_and_soft_below_hard() {
     assert!(limits(Some("50"), Some("80")).validate().is_ok());
     assert!(limits(None, None).validate().is_ok());
-    assert_eq!(limits(Some("0"), None).validate(), Err(LimitsError::NotPositive("soft")));
-    assert_eq!(limits(None, Some("1.001")).validate(), Err(LimitsError::NotMinorUnits("hard")));
-    assert_eq!(limits(Some("80"), Some("80")).validate(), Err(LimitsError::SoftNotBelowHard));
+    assert_eq!(
+        limits(Some("0"), None).validate(),
+        Err(LimitsError::NotPositive("soft"))
+    );
+    assert_eq!(
+        limits(None, Some("1.001")).validate(),
+        Err(LimitsError::NotMinorUnits("hard"))
+    );
+    assert_eq!(
+        limits(Some("80"), Some("80")).validate(),
+        Err(LimitsError::SoftNotBelowHard)
+    );
     // A limit in another currency than the spend's is not checked.
     let mut eur = limits(Some("1"), None);
     eur.currency = Currency::EUR;
