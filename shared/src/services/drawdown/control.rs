@@ -46,7 +46,7 @@ impl SpendControl<'_> {
             period: Period::new(draw.period.start, draw.period.end),
             currency: draw.currency,
             spend: draw.drawn,
-            balance: draw.balance.clone(),
+            balance: draw.balance,
             holds: ledger.holds().collect(),
         };
         for e in check_spend(limits.as_ref(), &state) {

@@ -328,7 +328,7 @@ async fn crossings_are_announced_once_and_a_failed_publish_is_sent_by_the_next_b
         let body = serde_json::to_string(&[event(i, 0, 36_000_000, 10 + i as i64)]).unwrap();
         (body, batch_time(n))
     };
-    let mut send = async |(body, now): (String, DateTime<Utc>)| {
+    let send = async |(body, now): (String, DateTime<Utc>)| {
         let out = ingest_batch(&w.usage, &[body.as_str()], &IngestSettings::default(), now).await;
         service.draw_batch(&out.usage, now).await
     };
