@@ -620,6 +620,11 @@ impl Stack {
     /// `detail_types` (source `meterline.billing`) to a new queue: (bus name, queue URL). Read
     /// the queue with [`Stack::drain_events`].
     pub async fn event_queue(&self, name: &str, detail_types: &[&str]) -> (String, String) {
+        self.event_queue_of(name, "meterline.billing", detail_types).await
+    }
+
+    /// As [`Stack::event_queue`], for the events of `source`.
+    pub async fn event_queue_of(&self, name: &str, source: &str, detail_types: &[&str]) -> (String, String) {
         use meterline_shared::adapters::aws::aws_sdk_eventbridge;
         let prefix = self.description["prefix"].as_str().expect("prefix").to_string();
         let eb = aws_sdk_eventbridge::Client::new(&self.sdk);
@@ -649,7 +654,7 @@ impl Stack {
         eb.put_rule()
             .name(&rule)
             .event_bus_name(&bus)
-            .event_pattern(json!({"source": ["meterline.billing"], "detail-type": detail_types}).to_string())
+            .event_pattern(json!({"source": [source], "detail-type": detail_types}).to_string())
             .send()
             .await
             .expect("put rule");
@@ -672,6 +677,11 @@ impl Stack {
     /// Every message on `queue` (until it stays empty), as (detail-type, detail), deleted as
     /// read; each must be billing's (source `meterline.billing`).
     pub async fn drain_events(&self, queue: &str) -> Vec<(String, Value)> {
+        self.drain_events_of(queue, "meterline.billing").await
+    }
+
+    /// As [`Stack::drain_events`], for the events of `source`.
+    pub async fn drain_events_of(&self, queue: &str, source: &str) -> Vec<(String, Value)> {
         let sqs = self.sqs();
         let mut out = Vec::new();
         let mut empty = 0;
@@ -690,7 +700,7 @@ impl Stack {
             }
             for m in messages {
                 let envelope: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
-                assert_eq!(envelope["source"], "meterline.billing");
+                assert_eq!(envelope["source"], source);
                 out.push((
                     envelope["detail-type"].as_str().expect("detail-type").to_string(),
                     envelope["detail"].clone(),

@@ -12,7 +12,7 @@ use crate::ports::usage::{CommitOutcome, UsageStore};
 use crate::ports::StoreError;
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// How ingestion validates and aggregates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +139,10 @@ pub struct BatchOutcome {
     pub counts: IngestCounts,
     /// The index (in the batch) and error of each message that failed, in order: retry them.
     pub failed: Vec<(usize, IngestError)>,
+    /// When the commit succeeded: the usage times of the batch's valid events (new and
+    /// duplicate alike) per account, so the draw-down knows which periods to draw
+    /// (`services::drawdown`). Empty when the commit failed.
+    pub usage: BTreeMap<String, BTreeSet<DateTime<Utc>>>,
 }
 
 /// Ingests a batch of message bodies (an SQS batch) together: each body is decoded, and its
@@ -190,8 +194,18 @@ pub async fn ingest_batch(
             }
         }
     }
+    let mut usage: BTreeMap<String, BTreeSet<DateTime<Utc>>> = BTreeMap::new();
+    for e in &events {
+        usage
+            .entry(e.account_id.to_string())
+            .or_default()
+            .insert(e.timestamp);
+    }
     match commit_events(store, events, settings, now).await {
-        Ok(counts) => out.counts += counts,
+        Ok(counts) => {
+            out.counts += counts;
+            out.usage = usage;
+        }
         Err(e) => out
             .failed
             .extend(bringing.into_iter().map(|i| (i, IngestError::Store(e.clone())))),

@@ -9,6 +9,7 @@ pub mod closing;
 pub mod collections;
 pub mod credit_notes;
 pub mod credits;
+pub mod drawdown;
 pub mod ingest;
 pub mod replay;
 pub mod usage_query;

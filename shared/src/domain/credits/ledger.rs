@@ -249,6 +249,21 @@ impl CreditLedger {
         })
     }
 
+    /// The ids of the draw-downs applied (those [`CreditLedger::forget_draw_down`] left).
+    pub(super) fn draw_down_ids(&self) -> impl Iterator<Item = &str> {
+        self.applied.keys().filter_map(|k| match k {
+            OpKey::DrawDown(id) => Some(id.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Forgets an applied draw-down's id, so the state does not keep one per batch: a repeat
+    /// of it would be applied again, so only a draw-down no one asks for again is forgotten
+    /// (one a later draw-down of the same usage superseded, `usage.rs`).
+    pub(super) fn forget_draw_down(&mut self, id: &str) {
+        self.applied.remove(&OpKey::DrawDown(id.to_string()));
+    }
+
     /// Runs `op` once under `key`: a repeat of the same request returns the entries it wrote;
     /// the same id with another request is refused. `op` must check everything before it
     /// changes anything.

@@ -11,7 +11,9 @@ mod error;
 mod grant;
 mod hold;
 mod ledger;
+mod limits;
 mod spend;
+mod usage;
 
 pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
@@ -19,7 +21,12 @@ pub use error::CreditError;
 pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
 pub use hold::{Capture, Captured, Hold, HoldRequest, HoldStatus};
 pub use ledger::{CreditLedger, GrantState, LedgerSnapshot};
+pub use limits::{
+    check_spend, LimitReason, LimitsError, RunningJob, SpendEvent, SpendLimits, SpendState,
+    SPEND_EVENT_SOURCE, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
+};
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
+pub use usage::{is_metered, usage_charges, usage_draw_down_id, PeriodUsage, UsageCharge, METERED};
 
 #[cfg(test)]
 mod props;
