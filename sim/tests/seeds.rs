@@ -33,7 +33,7 @@ fn seed_5_late_fee_announced_after_a_failed_check() {
 /// A budget check that claimed an alert and stopped before publishing it (or whose release of
 /// the claim failed) left the claim: the alert was never sent. (Seeds 4, 15 and 18 found it
 /// first; seed 7 found it before credit notes joined the workload. Since the fix of seed 9 it
-/// takes another path and shows the open defect of seed 30 instead.)
+/// takes another path, through the defect of seed 30, fixed since.)
 #[test]
 fn seed_7_budget_alert_sent_after_a_crash_between_claim_and_publish() {
     assert_holds(7);
@@ -42,8 +42,8 @@ fn seed_7_budget_alert_sent_after_a_crash_between_claim_and_publish() {
 /// The first fix of seed 7's defect let a check whose publish failed give the claim back, even
 /// when another check had found it unsent and published the alert meanwhile: the alert was out
 /// and its claim gone (so it would go out again). Found by the long run (seeds 76 and 85). Since
-/// the operator's credit notes joined the workload, seed 76 takes another path: it shows the open
-/// defect of seed 30 instead (an alert of the first day never sent), and no seed of 1–100
+/// the operator's credit notes joined the workload, seed 76 takes another path, through the defect
+/// of seed 30 (an alert of the first day never sent, fixed since), and no seed of 1–100
 /// reproduces this one with the old rule put back.
 #[test]
 fn seed_76_a_failed_publish_keeps_the_claim_another_check_published() {
