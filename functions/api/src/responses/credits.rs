@@ -210,6 +210,11 @@ fn create_authorization() {}
     responses((status = 200, description = "The authorization", body = Authorization)))]
 fn get_authorization() {}
 
+/// Charge a job's hold at the job's end
+///
+/// Usage sent as usage events is drawn from the free balance as it is ingested (see
+/// docs/credits.md, "Draw-down"): end such a job with `release`. Capture charges what is not sent
+/// as usage (a fixed job fee, usage metered elsewhere); capturing ingested usage charges it twice.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/authorizations/{hold_id}/capture", tag = "credits",
     responses(
         (status = 200, description = "The hold, captured: what it charged, the rest released", body = Authorization),
