@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod issued;
 pub mod keys;
 pub mod rates;
+pub mod top_ups;
 pub mod usage;
 
 /// A storage or queue failure. `Unavailable` and `Conflict` are worth retrying.

@@ -10,4 +10,5 @@ pub mod collections;
 pub mod credits;
 pub mod ingest;
 pub mod replay;
+pub mod top_ups;
 pub mod usage_query;

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod idempotency;
 pub mod keys;
 pub mod rates;
+pub mod top_ups;
 pub mod usage;
 
 pub use billing::{MemoryBillingStore, MemoryEventPublisher};
@@ -20,6 +21,7 @@ pub use directory::MemoryDirectory;
 pub use idempotency::MemoryIdempotencyStore;
 pub use keys::MemoryApiKeyStore;
 pub use rates::InMemoryRateStore;
+pub use top_ups::MemoryTopUpStore;
 pub use usage::{MemoryUsageQueue, MemoryUsageStore};
 
 /// An adapter's state behind one lock. Every update is made under the lock in one step, so a

@@ -12,6 +12,7 @@ mod grant;
 mod hold;
 mod ledger;
 mod spend;
+mod top_up;
 
 pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
@@ -20,6 +21,7 @@ pub use grant::{ChargeScope, CreditGrant, GrantKind, GrantScope, GrantSource};
 pub use hold::{Capture, Captured, Hold, HoldRequest, HoldStatus};
 pub use ledger::{CreditLedger, GrantState, LedgerSnapshot};
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
+pub use top_up::{TopUp, TopUpMismatch, TopUpPayment, TopUpStatus};
 
 #[cfg(test)]
 mod props;
