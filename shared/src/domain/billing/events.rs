@@ -86,6 +86,11 @@ pub struct TopUpPaymentRequested {
 
 /// The `PaymentRequested` event of a pending top-up.
 pub fn top_up_requested_event(top_up: &crate::domain::credits::TopUp) -> BillingEvent {
+    // With the currency's minor units, as invoices' amounts are (`50.00`, not `50`).
+    let mut amount = top_up.amount.amount;
+    if amount.scale() < top_up.amount.currency.minor_units() {
+        amount.rescale(top_up.amount.currency.minor_units());
+    }
     event(
         "PaymentRequested",
         &TopUpPaymentRequested {
@@ -94,7 +99,7 @@ pub fn top_up_requested_event(top_up: &crate::domain::credits::TopUp) -> Billing
             top_up_id: top_up.id.clone(),
             account_id: top_up.account_id.clone(),
             currency: top_up.amount.currency.code().to_string(),
-            amount: top_up.amount.amount,
+            amount,
             requested_at: top_up.requested_at,
         },
     )

@@ -62,7 +62,8 @@ fn result(event_id: &str, top_up_id: &str, amount: &str) -> PaymentResult {
 #[tokio::test]
 async fn a_request_is_recorded_pending_and_asks_for_its_payment_with_its_own_event() {
     let w = World::new();
-    let stored = w.service().request(&top_up("tu_1", "50.00")).await.unwrap();
+    // An amount without its minor units is asked for with them.
+    let stored = w.service().request(&top_up("tu_1", "50")).await.unwrap();
     assert_eq!(stored.status, TopUpStatus::Pending);
     let events = w.events.events();
     assert_eq!(events.len(), 1);
