@@ -208,3 +208,50 @@ async fn a_failure_marks_the_top_up_failed_and_grants_nothing() {
     s.request(&top_up("tu_1", "50.00")).await.unwrap();
     assert_eq!(w.events.events().len(), before);
 }
+
+#[tokio::test]
+async fn the_grant_of_a_top_up_records_the_expiries_due_first_and_once() {
+    use crate::domain::credits::{CreditGrant, EntryKind, GrantKind, GrantScope};
+    let w = World::new();
+    let promo = CreditGrant {
+        id: "promo".into(),
+        account_id: "acct_a".into(),
+        amount: Money::new(d("5.00"), Currency::USD),
+        kind: GrantKind::Promotional,
+        priority: 0,
+        effective_at: t(0),
+        expires_at: Some(t(1)),
+        scope: GrantScope::default(),
+        source: GrantSource::Operator { note: "trial".into() },
+    };
+    w.service().credits.grant(&promo, t(0)).await.unwrap();
+    w.service().request(&top_up("tu_1", "50.00")).await.unwrap();
+    let s = w.service();
+    // Paid at t(2), after the promotional grant expired at t(1).
+    s.apply_result(&result("pay_1", "tu_1", "50.00"), true)
+        .await
+        .unwrap();
+    s.apply_result(&result("pay_1", "tu_1", "50.00"), true)
+        .await
+        .unwrap();
+    let kinds: Vec<(EntryKind, DateTime<Utc>)> = w
+        .credits
+        .entries("acct_a", None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| (e.kind, e.at))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EntryKind::Granted, t(0)),
+            (EntryKind::Expired, t(1)),
+            (EntryKind::Granted, t(2))
+        ]
+    );
+    let balance = s.credits.balances("acct_a", t(3)).await.unwrap();
+    assert_eq!(balance[0].balance.available, d("50.00"));
+    assert_eq!(balance[0].balance.forfeited, d("5.00"));
+}
