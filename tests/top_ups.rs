@@ -180,3 +180,53 @@ on_both_backends!(
     a_top_up_paid_twice_makes_one_grant,
     failed_and_mismatched_results_grant_nothing
 );
+
+/// A new top-up is refused (409) when the account has the most grants it may have, as an
+/// operator's grant is: paid, it would be one grant more. A top-up already asked is answered.
+#[tokio::test]
+async fn a_new_top_up_is_refused_when_the_account_has_the_most_grants() {
+    use meterline_shared::domain::credits::{CreditGrant, CreditLedger, GrantKind, GrantScope, GrantSource};
+    use meterline_shared::domain::money::Money;
+    let w = World::new(Backend::Memory, "top-up-limit").await;
+    let ask = json!({"top_up_id": "tu_early", "amount": "5.00", "currency": "USD"});
+    assert_eq!(
+        w.call("POST", "/v1/accounts/acct_a/top-ups", Some(ask.clone()))
+            .await
+            .0,
+        201
+    );
+    let store = w.stack.credits();
+    let loaded = store.load("acct_a").await.unwrap();
+    let mut ledger: CreditLedger = loaded.ledger;
+    for i in 0..api::limits::MAX_GRANTS {
+        let grant = CreditGrant {
+            id: format!("g{i}"),
+            account_id: "acct_a".into(),
+            amount: Money::new(rust_decimal::Decimal::ONE, Currency::USD),
+            kind: GrantKind::Promotional,
+            priority: 0,
+            effective_at: w.now - Duration::hours(1),
+            expires_at: None,
+            scope: GrantScope::default(),
+            source: GrantSource::Operator { note: "many".into() },
+        };
+        ledger.grant(&grant, w.now - Duration::hours(1)).unwrap();
+    }
+    store.save(&ledger, loaded.version).await.unwrap();
+    let (_, grants) = w.call("GET", "/v1/accounts/acct_a/credit-grants", None).await;
+    assert_eq!(
+        grants["data"].as_array().map(Vec::len),
+        Some(api::limits::MAX_GRANTS)
+    );
+    let new = json!({"top_up_id": "tu_late", "amount": "5.00", "currency": "USD"});
+    let (status, body) = w.call("POST", "/v1/accounts/acct_a/top-ups", Some(new)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        w.call("GET", "/v1/accounts/acct_a/top-ups/tu_late", None).await.0,
+        404
+    );
+    assert_eq!(
+        w.call("POST", "/v1/accounts/acct_a/top-ups", Some(ask)).await.0,
+        201
+    );
+}

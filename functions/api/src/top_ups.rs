@@ -44,8 +44,38 @@ fn failure(e: TopUpFailure) -> Problem {
         }
         TopUpFailure::Refused(e) => Problem::invalid_field("amount", "invalid_value", e.to_string()),
         TopUpFailure::Store(e) => crate::store_problem(&e),
-        TopUpFailure::Credits(e) => Problem::new(503, "unavailable", "Service unavailable", e.to_string()),
+        TopUpFailure::Credits(meterline_shared::services::credits::CreditsFailure::Store(e)) => {
+            crate::store_problem(&e)
+        }
+        TopUpFailure::Credits(e) => Problem::new(409, "conflict", "Conflict", e.to_string()),
     }
+}
+
+/// A new top-up becomes a grant when paid: refused (409) when the account already has the most
+/// grants it may have, as an operator's grant would be.
+async fn room_for_a_grant(service: &TopUps<'_>, top_up: &TopUp) -> Result<(), Problem> {
+    if service
+        .get(&top_up.account_id, &top_up.id)
+        .await
+        .map_err(failure)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let grants = service
+        .credits
+        .grants(&top_up.account_id, top_up.requested_at)
+        .await
+        .map_err(|e| failure(e.into()))?;
+    if grants.len() >= crate::limits::MAX_GRANTS {
+        return Err(Problem::new(
+            409,
+            "conflict",
+            "Too many grants",
+            format!("the account has {} grants, the most it may have", grants.len()),
+        ));
+    }
+    Ok(())
 }
 
 impl crate::Api {
@@ -77,6 +107,7 @@ impl crate::Api {
             },
             publisher: events,
         };
+        room_for_a_grant(&service, &top_up).await?;
         match service.request(&top_up).await {
             Ok(t) => Ok(json_response(StatusCode::CREATED, top_up_json(&t))),
             Err(TopUpFailure::Store(meterline_shared::ports::StoreError::Unavailable(why))) => {
