@@ -43,6 +43,7 @@ fn path_for(pattern: &str, account: &str, provider: &str, key_id: &str) -> Strin
         .replace("{version}", "1")
         .replace("{plan_id}", "plan_x")
         .replace("{hold_id}", "hold_x")
+        .replace("{top_up_id}", "topup_x")
 }
 
 async fn every_route_refuses_every_other_caller_before_its_handler(backend: Backend) {

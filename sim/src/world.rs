@@ -403,6 +403,7 @@ impl World {
         let result = PaymentResult {
             event_id: format!("pay-{:06}", self.next_payment),
             invoice_id: inv.invoice_id.clone(),
+            top_up_id: None,
             account_id: inv.account_id.clone(),
             currency: inv.currency.code().to_string(),
             amount,

@@ -84,6 +84,7 @@ pub struct Memory {
     pub idempotency: Arc<MemoryIdempotencyStore>,
     pub events: Arc<MemoryEventPublisher>,
     pub close_queue: Arc<MemoryCloseQueue>,
+    pub top_ups: Arc<meterline_shared::adapters::memory::MemoryTopUpStore>,
 }
 
 impl Memory {
@@ -101,6 +102,7 @@ impl Memory {
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
             events: Arc::new(MemoryEventPublisher::new()),
             close_queue: Arc::new(MemoryCloseQueue::new()),
+            top_ups: Arc::new(meterline_shared::adapters::memory::MemoryTopUpStore::new()),
         }
     }
 }
@@ -361,6 +363,15 @@ impl Stack {
             .with_estimates(self.estimates_api())
             .with_billing(self.billing_api())
             .with_credits(self.credits_api())
+            .with_top_ups(self.top_ups_of("ApiFunction"))
+    }
+
+    /// The top-up port as `function` opens it (recorded), or the memory one.
+    pub fn top_ups_of(&self, function: &str) -> Arc<dyn meterline_shared::ports::top_ups::TopUpStore> {
+        match &self.memory {
+            Some(m) => m.top_ups.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
     }
 
     /// The credit routes' stores, wired as the API function wires them (no pause between

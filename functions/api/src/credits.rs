@@ -283,7 +283,7 @@ impl crate::Api {
     }
 
     /// The checked account of the path and the credit routes' dependencies.
-    async fn credit_account(&self, c: &Ctx) -> Result<(String, &CreditsApi), Problem> {
+    pub(crate) async fn credit_account(&self, c: &Ctx) -> Result<(String, &CreditsApi), Problem> {
         let account: RefId = c.path("account_id")?;
         let api = self.credits_api()?;
         api.require_account(&account.0).await?;

@@ -401,6 +401,7 @@ impl crate::Api {
             let result = PaymentResult {
                 event_id: event_id.clone(),
                 invoice_id: id.clone(),
+                top_up_id: None,
                 account_id: account.clone(),
                 currency: inv.currency.code().to_string(),
                 amount,

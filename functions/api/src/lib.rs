@@ -24,6 +24,7 @@ mod replay;
 pub mod request;
 mod responses;
 pub mod routes;
+mod top_ups;
 mod usage;
 
 use base64::Engine;
@@ -73,6 +74,9 @@ pub struct Api {
     pub billing: Option<billing::BillingApi>,
     /// The credit routes' stores (503 on those routes when absent).
     pub credits: Option<credits::CreditsApi>,
+    /// The top-ups' store (503 on the top-up routes when absent; they need `credits` and
+    /// `billing` too).
+    pub top_ups: Option<Arc<dyn meterline_shared::ports::top_ups::TopUpStore>>,
     handler_calls: AtomicU64,
     /// The served OpenAPI document, built on the first request for it.
     document: std::sync::OnceLock<String>,
@@ -244,6 +248,8 @@ impl Api {
         Route::new("GET",    "/v1/accounts/{account_id}/authorizations/{hold_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_authorization(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/authorizations/{hold_id}/capture", Access::Operator, Shape::body::<NoQuery, r::credits::NewCapture>(), |a, c| Box::pin(a.capture_authorization(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/authorizations/{hold_id}/release", Access::Operator, Shape::body::<NoQuery, NoBody>(), |a, c| Box::pin(a.release_authorization(c))),
+        Route::new("POST",   "/v1/accounts/{account_id}/top-ups",        Access::Account,  Shape::body::<NoQuery, r::top_ups::NewTopUp>(), |a, c| Box::pin(a.create_top_up(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/top-ups/{top_up_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_top_up(c))),
         Route::new("GET",    "/v1/invoices",                             Access::Operator, Shape::query::<r::invoices::AllInvoicesList>(), |a, c| Box::pin(a.list_all_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  Shape::query::<r::invoices::InvoiceList>(), |a, c| Box::pin(a.list_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_invoice(c))),
@@ -310,6 +316,7 @@ impl Api {
             estimates: None,
             billing: None,
             credits: None,
+            top_ups: None,
             handler_calls: AtomicU64::new(0),
             document: std::sync::OnceLock::new(),
         }
@@ -344,6 +351,12 @@ impl Api {
     /// Serves the credit routes (grants, balances, the ledger, authorizations) from `credits`.
     pub fn with_credits(mut self, credits: credits::CreditsApi) -> Self {
         self.credits = Some(credits);
+        self
+    }
+
+    /// Serves the top-up routes from `top_ups` (with the credit and billing dependencies).
+    pub fn with_top_ups(mut self, top_ups: Arc<dyn meterline_shared::ports::top_ups::TopUpStore>) -> Self {
+        self.top_ups = Some(top_ups);
         self
     }
 

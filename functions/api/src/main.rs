@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         )),
     };
     // Credit ledgers live in the billing table too.
+    let top_ups: Arc<dyn meterline_shared::ports::top_ups::TopUpStore> = billing_store.clone();
     let credits = api::credits::CreditsApi {
         credits: billing_store.clone(),
         billing: billing_store.clone(),
@@ -69,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     .with_estimates(estimates)
     .with_billing(billing)
     .with_credits(credits)
+    .with_top_ups(top_ups)
     .with_granularities(kept);
     let secret = api_config.bootstrap_operator_key_secret.as_deref();
     if let Some(key) = bootstrap_key(&sdk, recorder.as_ref(), secret)

@@ -74,6 +74,8 @@ const LINKS: &[(&str, &str, &str, &str, &str, &[(&str, &str)])] = &[
     ("/v1/accounts/{account_id}/credit-grants", "post", "201", "ListGrants", "list_grants", SAME_ACCOUNT),
     ("/v1/accounts/{account_id}/credit-grants", "post", "201", "GetBalances", "get_balances", SAME_ACCOUNT),
     ("/v1/accounts/{account_id}/credit-grants", "post", "201", "GetLedger", "get_ledger", SAME_ACCOUNT),
+    ("/v1/accounts/{account_id}/top-ups", "post", "201", "GetTopUp", "get_top_up",
+        &[("account_id", "$request.path.account_id"), ("top_up_id", "$response.body#/top_up_id")]),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "GetBudget", "get_budget", NEW_BUDGET),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "ReplaceBudget", "replace_budget", NEW_BUDGET),
     ("/v1/accounts/{account_id}/budgets", "post", "201", "DeleteBudget", "delete_budget", NEW_BUDGET),
@@ -256,6 +258,7 @@ pub fn document() -> Value {
     api.merge(crate::responses::catalog::CatalogDoc::openapi());
     api.merge(crate::responses::invoices::InvoicesDoc::openapi());
     api.merge(crate::responses::credits::CreditsDoc::openapi());
+    api.merge(crate::responses::top_ups::TopUpsDoc::openapi());
     let mut doc = serde_json::to_value(api).unwrap_or_default();
     doc["components"]["securitySchemes"] = json!({
         "apiKey": {
@@ -379,7 +382,7 @@ mod tests {
     fn the_document_is_json_with_every_route() {
         let doc = document();
         let text = serde_json::to_string_pretty(&doc).unwrap();
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 53);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 55);
         // Every reference resolves: a request type's field types are registered with it.
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for reference in text.split("\"#/components/schemas/").skip(1) {

@@ -12,10 +12,15 @@ async fn main() -> anyhow::Result<()> {
     let clients = AwsClients::for_function(&sdk_config().await, "PaymentResultFunction")?;
     let store = &DynamoBillingStore::new(clients.dynamodb, config.table);
     let publisher = &EventBridgePublisher::new(clients.eventbridge, config.event_bus);
+    let top_ups = &payment_result::TopUpStores {
+        top_ups: store,
+        credits: store,
+        pause: meterline_shared::adapters::aws::pause,
+    };
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<PaymentResult>>| async move {
             // An error fails the invocation: Lambda retries the event (asynchronous invoke).
-            let outcome = payment_result::handle(store, publisher, &event.payload)
+            let outcome = payment_result::handle_result(store, publisher, top_ups, &event.payload)
                 .await
                 .map_err(lambda_runtime::Error::from)?;
             Ok::<String, lambda_runtime::Error>(format!("{outcome:?}"))

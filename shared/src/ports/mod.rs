@@ -18,6 +18,7 @@ pub mod issued;
 pub mod keys;
 pub mod rates;
 pub mod spend;
+pub mod top_ups;
 pub mod usage;
 
 /// A storage or queue failure. `Unavailable` and `Conflict` are worth retrying.

@@ -328,6 +328,7 @@ mod tests {
         PaymentResult {
             event_id: event_id.into(),
             invoice_id: "inv_1".into(),
+            top_up_id: None,
             account_id: "acct_a".into(),
             currency: "USD".into(),
             amount: d(amount),

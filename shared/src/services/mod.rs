@@ -12,4 +12,5 @@ pub mod credits;
 pub mod drawdown;
 pub mod ingest;
 pub mod replay;
+pub mod top_ups;
 pub mod usage_query;

@@ -21,6 +21,7 @@ pub mod invoices;
 pub mod keys;
 pub mod path;
 pub mod rates;
+pub mod top_ups;
 pub mod types;
 pub mod usage;
 

@@ -39,6 +39,7 @@ pub fn example(name: &str) -> &'static str {
         "subscription_id" => "sub_1",
         "budget_id" => "monthly",
         "hold_id" => "hold_1",
+        "top_up_id" => "topup_1",
         "book_id" => "book_1",
         "invoice_id" => "inv_acct_1~sub_1_20260101T000000Z",
         "version" => "1",
@@ -55,7 +56,7 @@ pub fn example(name: &str) -> &'static str {
 pub fn schema(name: &str) -> Option<RefOr<Schema>> {
     let mut schema = match name {
         "account_id" | "provider_id" | "subscription_id" | "budget_id" | "plan_id" | "book_id"
-        | "hold_id" => RefId::schema(),
+        | "hold_id" | "top_up_id" => RefId::schema(),
         "invoice_id" => super::types::InvoiceId::schema(),
         "version" => Version::schema(),
         "base" | "quote" => CurrencyCode::schema(),

@@ -12,6 +12,7 @@
 pub(crate) mod catalog;
 pub(crate) mod credits;
 pub(crate) mod invoices;
+pub(crate) mod top_ups;
 
 use std::collections::BTreeMap;
 use utoipa::{OpenApi, ToSchema};

@@ -15,6 +15,7 @@ pub mod dynamo_invoices;
 pub mod dynamo_keys;
 pub mod dynamo_rates;
 pub mod dynamo_spend;
+pub mod dynamo_top_ups;
 pub mod dynamo_usage;
 pub mod eventbridge;
 #[cfg(test)]

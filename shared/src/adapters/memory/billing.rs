@@ -1151,6 +1151,7 @@ mod tests {
         let pay = PaymentResult {
             event_id: "manual#w1".into(),
             invoice_id: "inv_00".into(),
+            top_up_id: None,
             account_id: "acct_a".into(),
             currency: "USD".into(),
             amount: d("1.00"),

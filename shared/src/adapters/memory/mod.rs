@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod rates;
 pub mod spend;
+pub mod top_ups;
 pub mod usage;
 
 pub use billing::{MemoryBillingStore, MemoryEventPublisher};
@@ -22,6 +23,7 @@ pub use idempotency::MemoryIdempotencyStore;
 pub use keys::MemoryApiKeyStore;
 pub use rates::InMemoryRateStore;
 pub use spend::MemorySpendStore;
+pub use top_ups::MemoryTopUpStore;
 pub use usage::{MemoryUsageQueue, MemoryUsageStore};
 
 /// An adapter's state behind one lock. Every update is made under the lock in one step, so a

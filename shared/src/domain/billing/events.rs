@@ -67,12 +67,56 @@ pub struct PaymentRequested {
     pub due_date: NaiveDate,
 }
 
+/// `PaymentRequested` for a top-up: the payment service should charge the account for prepaid
+/// credit. It carries `purpose: "top_up"` and `top_up_id` and no `invoice_id` (an invoice's
+/// has no `purpose`), and its result names the `top_up_id` back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUpPaymentRequested {
+    /// `payment-requested#top-up#<account_id>#<top_up_id>`; also the charge's idempotency key.
+    pub event_id: String,
+    /// Always `top_up`.
+    pub purpose: String,
+    pub top_up_id: String,
+    pub account_id: String,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The `PaymentRequested` event of a pending top-up.
+pub fn top_up_requested_event(top_up: &crate::domain::credits::TopUp) -> BillingEvent {
+    // With the currency's minor units, as invoices' amounts are (`50.00`, not `50`).
+    let mut amount = top_up.amount.amount;
+    if amount.scale() < top_up.amount.currency.minor_units() {
+        amount.rescale(top_up.amount.currency.minor_units());
+    }
+    event(
+        "PaymentRequested",
+        &TopUpPaymentRequested {
+            event_id: format!("payment-requested#top-up#{}#{}", top_up.account_id, top_up.id),
+            purpose: "top_up".into(),
+            top_up_id: top_up.id.clone(),
+            account_id: top_up.account_id.clone(),
+            currency: top_up.amount.currency.code().to_string(),
+            amount,
+            requested_at: top_up.requested_at,
+        },
+    )
+}
+
 /// `PaymentSucceeded` / `PaymentFailed`, from the payment service (source `meterline.payments`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentResult {
     /// The payment service's id of this result; the invoice update is idempotent on it.
     pub event_id: String,
+    /// The invoice paid; empty for a top-up's result.
+    #[serde(default)]
     pub invoice_id: String,
+    /// The top-up paid, when the payment was requested for one ([`TopUpPaymentRequested`]):
+    /// the result settles the top-up instead of an invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_up_id: Option<String>,
     pub account_id: String,
     pub currency: String,
     #[serde(with = "rust_decimal::serde::str")]

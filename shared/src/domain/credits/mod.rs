@@ -14,6 +14,7 @@ mod ledger;
 mod limits;
 mod spend;
 mod usage;
+mod top_up;
 
 pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
@@ -27,6 +28,7 @@ pub use limits::{
 };
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
 pub use usage::{is_metered, usage_charges, usage_draw_down_id, PeriodUsage, UsageCharge, METERED};
+pub use top_up::{TopUp, TopUpMismatch, TopUpPayment, TopUpStatus};
 
 #[cfg(test)]
 mod props;
