@@ -9,7 +9,7 @@ tests/keys.rs.
 Randomly generated ids almost never name something that exists, so the account-scoped routes
 would answer only 404. `seed` creates, through the API, the objects the document's examples name
 (account `acct_1`, provider `prov_1`, price book `book_1`, plan `pro`, subscription `sub_1`,
-budget `monthly`, a credit grant and the open authorization `hold_1`), and a closed invoice with a credit note and provider statements (an account
+budget `monthly`, a credit grant, the open authorization `hold_1` and spend limits), and a closed invoice with a credit note and provider statements (an account
 whose hourly periods have ended, usage through the ingestion function, the cycle closed by the
 cycle-close and close-worker functions: scripts/closing.py). `map_path_parameters` sends every
 example value to the seeded object it stands for, and half of the generated cases (chosen by a
@@ -121,6 +121,9 @@ def seed(base, key, stack_file, watch, seeds_file):
     # The examples' top-up (pending: the run has no payment service to pay it).
     _call(base, key, "POST", f"/v1/accounts/{acct}/top-ups",
           {"top_up_id": SEEDED["top_up_id"], "amount": "100.00", "currency": "USD"})
+    # So that reading them answers 200; far above what the run's usage draws.
+    _call(base, key, "PUT", f"/v1/accounts/{acct}/spend-limits",
+          {"currency": "USD", "soft": "500000.00", "hard": "900000.00"})
 
     closed = CLOSED["account_id"]
     invoices = _call(base, key, "GET", f"/v1/accounts/{closed}/invoices")["data"]
@@ -212,7 +215,7 @@ def _body(method, path, body):
     """Sets the fields whose valid values depend on now or on the store."""
     n = next(_counter)
     run = f"{os.getpid()}_{n}"
-    if method != "POST" or not isinstance(body, (dict, list)):
+    if method not in ("POST", "PUT") or not isinstance(body, (dict, list)):
         return body
     if path == "/v1/usage":
         for e in body if isinstance(body, list) else [body]:
@@ -282,6 +285,11 @@ def _body(method, path, body):
     elif path.endswith("/credit-notes") and _half(body):
         body["amount"] = "0.01"
         body.pop("credit_note_id", None)
+    elif path.endswith("/spend-limits") and _half(body):
+        # Soft below hard, in the currency's minor units, which the schema cannot state; kept far
+        # above what the run's usage draws.
+        body.clear()
+        body.update({"currency": "USD", "soft": "500000.00", "hard": "900000.00"})
     elif path.endswith("/mark-paid") and _half(body):
         body.pop("amount", None)
     return body

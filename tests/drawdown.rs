@@ -9,7 +9,7 @@ use meterline_integration_tests::{
     api_request, body_json, on_both_backends, sqs_event, with_key, Backend, Stack, OPERATOR_KEY,
 };
 use meterline_shared::adapters::aws::pause;
-use meterline_shared::adapters::memory::{MemoryEventPublisher, MemorySpendStore};
+use meterline_shared::adapters::memory::MemoryEventPublisher;
 use meterline_shared::domain::billing::{sample, Alignment, BillingSchedule, BillingSubscription, Cadence};
 use meterline_shared::domain::credits::{
     SpendLimits, SPEND_EVENT_SOURCE, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
@@ -77,7 +77,8 @@ impl World {
         let api = stack.api();
         let (spend, spend_setup, publisher, events): SpendWiring = match backend {
             Backend::Memory => {
-                let store = Arc::new(MemorySpendStore::new());
+                // The stack's store: the one the API's spend-limit routes write.
+                let store = stack.spend_of("UsageIngestFunction");
                 let p = Arc::new(MemoryEventPublisher::new());
                 (store.clone(), store, p.clone(), Events::Memory(p))
             }
@@ -271,6 +272,48 @@ async fn usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up(backend:
     assert_eq!(w.spend_events().await.len(), 2);
 }
 
+/// A soft limit set through `PUT .../spend-limits` is the one the draw-down checks: the batch
+/// that brings the period's spend to it announces `SpendThresholdReached` with it, once.
+async fn a_limit_set_through_the_api_is_what_the_draw_down_checks(backend: Backend) {
+    let w = World::new(backend, "credit-limit-route").await;
+    let grant = json!({"grant_id": "prepaid", "amount": "100.00", "currency": "USD", "kind": "paid"});
+    let (status, body) = w
+        .call("POST", "/v1/accounts/acct_a/credit-grants", Some(grant))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let limits = json!({"currency": "USD", "soft": "5.00", "hard": "90.00"});
+    let (status, body) = w
+        .call("PUT", "/v1/accounts/acct_a/spend-limits", Some(limits))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let soft = Decimal::new(500, 2);
+    let mut n = 0;
+    loop {
+        let drawn = w.ingest(n, "job_1").await;
+        let events = w.spend_events().await;
+        if drawn < soft {
+            assert!(
+                events.is_empty(),
+                "below the soft limit after batch {n}: {events:?}"
+            );
+        } else {
+            assert_eq!(events.len(), 1, "{events:?}");
+            let (kind, detail) = &events[0];
+            assert_eq!(kind, SPEND_THRESHOLD_REACHED);
+            assert_eq!(d(&detail["soft_limit"]), soft, "{detail}");
+            assert_eq!(d(&detail["spend"]), drawn, "{detail}");
+            assert_eq!(detail["account_id"], "acct_a");
+            break;
+        }
+        n += 1;
+        assert!(n < 20, "the soft limit was never reached: {drawn}");
+    }
+    assert!(n >= 1, "the first batch reached the limit: make it higher");
+    // The next batch announces nothing more.
+    w.ingest(n + 1, "job_1").await;
+    assert_eq!(w.spend_events().await.len(), 1);
+}
+
 /// An account without credit has no ledger made for it by its usage.
 async fn an_account_without_credit_gets_no_ledger(backend: Backend) {
     let w = World::new(backend, "credit-draw-none").await;
@@ -359,5 +402,6 @@ async fn cost_of_ten_accounts() {
 
 on_both_backends!(
     usage_is_drawn_down_batch_by_batch_until_the_credit_is_used_up,
+    a_limit_set_through_the_api_is_what_the_draw_down_checks,
     an_account_without_credit_gets_no_ledger,
 );

@@ -75,7 +75,7 @@ async fn every_route_refuses_every_other_caller_before_its_handler(backend: Back
         }
         // Another tenant's ids: acct_b, prov_b, and acct_b's key.
         let path = path_for(route.path, "acct_b", "prov_b", &victim_id);
-        let body = (route.method == "POST").then_some("{}");
+        let body = matches!(route.method, "POST" | "PUT").then_some("{}");
         let mut callers: Vec<(&str, Option<String>, &[u16])> = vec![
             ("no key", None, &[401]),
             ("malformed key", Some("ml_nope".into()), &[401]),

@@ -24,8 +24,8 @@ use meterline_shared::adapters::aws::{
 use meterline_shared::adapters::config::{ApiConfig, Env, RatesConfig, UsageConfig};
 use meterline_shared::adapters::memory::{
     InMemoryRateStore, MemoryApiKeyStore, MemoryBillingStore, MemoryBudgetStore, MemoryCloseQueue,
-    MemoryCreditStore, MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemoryUsageQueue,
-    MemoryUsageStore,
+    MemoryCreditStore, MemoryDirectory, MemoryEventPublisher, MemoryIdempotencyStore, MemorySpendStore,
+    MemoryUsageQueue, MemoryUsageStore,
 };
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::budgets::BudgetStore;
@@ -33,6 +33,7 @@ use meterline_shared::ports::credits::CreditStore;
 use meterline_shared::ports::directory::DirectoryStore;
 use meterline_shared::ports::issued::IssuedInvoices;
 use meterline_shared::ports::rates::RateStore;
+use meterline_shared::ports::spend::SpendStore;
 use meterline_shared::ports::usage::UsageStore;
 use meterline_shared::services::closing::{CloseSettings, Closer};
 use meterline_shared::services::ingest::IngestSettings;
@@ -79,6 +80,7 @@ pub struct Memory {
     pub directory: Arc<MemoryDirectory>,
     pub budgets: Arc<MemoryBudgetStore>,
     pub credits: Arc<MemoryCreditStore>,
+    pub spend: Arc<MemorySpendStore>,
     pub rates: Arc<InMemoryRateStore>,
     pub keys: Arc<MemoryApiKeyStore>,
     pub idempotency: Arc<MemoryIdempotencyStore>,
@@ -97,6 +99,7 @@ impl Memory {
             billing,
             budgets: Arc::new(MemoryBudgetStore::new()),
             credits: Arc::new(MemoryCreditStore::new()),
+            spend: Arc::new(MemorySpendStore::new()),
             rates: Arc::new(InMemoryRateStore::new()),
             keys: Arc::new(MemoryApiKeyStore::new()),
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
@@ -380,6 +383,7 @@ impl Stack {
         api::credits::CreditsApi {
             credits: self.credits_of("ApiFunction"),
             billing: self.billing_of("ApiFunction"),
+            spend: self.spend_of("ApiFunction"),
             pause: match self.backend {
                 Backend::Memory => meterline_shared::services::credits::no_pause,
                 Backend::Moto => api::credits::pause,
@@ -421,6 +425,14 @@ impl Stack {
     pub fn billing_of(&self, function: &str) -> Arc<dyn BillingStore> {
         match &self.memory {
             Some(m) => m.billing.clone(),
+            None => Arc::new(self.billing_store_of(function)),
+        }
+    }
+
+    /// The spend-control port as `function` opens it (recorded), or the memory one.
+    pub fn spend_of(&self, function: &str) -> Arc<dyn SpendStore> {
+        match &self.memory {
+            Some(m) => m.spend.clone(),
             None => Arc::new(self.billing_store_of(function)),
         }
     }

@@ -8,13 +8,16 @@
 //!   whole duration (or an amount given), `201` with the hold or `402` with the shortfall;
 //!   `GET .../authorizations/{hold_id}`;
 //! - `POST .../authorizations/{hold_id}/capture` and `.../release` (operators: the platform
-//!   reports what the job used; a customer key could otherwise capture its own job at zero).
+//!   reports what the job used; a customer key could otherwise capture its own job at zero);
+//! - `PUT .../spend-limits` (operators, like granting: 200 with the limits, which replace any
+//!   set before) and `GET .../spend-limits` (200, or 404 when none are set): the soft and hard
+//!   limits the draw-down checks each period's spend against (`SpendStore`).
 //!
 //! Every operation runs through `services::credits`, which records the expiries due first.
 
 use super::json_response;
 use crate::request::credits::{
-    AuthorizationAsk, HoldPrice, LedgerQuery, NewAuthorization, NewCapture, NewGrant,
+    AuthorizationAsk, HoldPrice, LedgerQuery, NewAuthorization, NewCapture, NewGrant, NewSpendLimits,
 };
 use crate::request::types::RefId;
 use crate::routes::{Ctx, Outcome};
@@ -24,10 +27,12 @@ use meterline_shared::adapters::http::problem::{self, Problem};
 use meterline_shared::domain::credits::Hold;
 use meterline_shared::domain::credits::{
     hold_amount, job_scope, Balance, CreditError, GrantState, HoldPriceError, HoldRequest, LedgerEntry,
+    SpendLimits,
 };
 use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::ports::billing::BillingStore;
 use meterline_shared::ports::credits::CreditStore;
+use meterline_shared::ports::spend::SpendStore;
 use meterline_shared::ports::StoreError;
 use meterline_shared::services::credits::{CaptureRequest, Credits, CreditsFailure, CurrencyBalance, Pause};
 use rust_decimal::Decimal;
@@ -39,6 +44,8 @@ pub struct CreditsApi {
     pub credits: Arc<dyn CreditStore>,
     /// Accounts: a route on an unknown account is a 404.
     pub billing: Arc<dyn BillingStore>,
+    /// Spend limits (in AWS, the billing table too).
+    pub spend: Arc<dyn SpendStore>,
     /// The wait between attempts of an operation that lost a race.
     pub pause: Pause,
 }
@@ -198,6 +205,15 @@ fn entry_json(e: &LedgerEntry) -> Value {
         "uncovered": amount(e.uncovered, e.currency),
         "available": amount(e.available, e.currency),
         "held": amount(e.held, e.currency),
+    })
+}
+
+fn limits_json(l: &SpendLimits) -> Value {
+    json!({
+        "account_id": l.account_id,
+        "currency": l.currency.code(),
+        "soft": l.soft.map(|v| amount(v, l.currency)),
+        "hard": l.hard.map(|v| amount(v, l.currency)),
     })
 }
 
@@ -423,6 +439,33 @@ impl crate::Api {
         match api.service().release(&account_id, &hold.0, c.now).await {
             Ok(h) => Ok(json_response(StatusCode::OK, hold_json(&account_id, &h))),
             Err(e) => failure(e),
+        }
+    }
+}
+
+impl crate::Api {
+    /// `PUT /v1/accounts/{account_id}/spend-limits`: 200 with the limits set.
+    pub(crate) async fn put_spend_limits(&self, c: &Ctx) -> Outcome {
+        let account: RefId = c.path("account_id")?;
+        let limits = c
+            .body::<NewSpendLimits>()?
+            .validate("body", |l| l.validate(&account.0))?;
+        let (_, api) = self.credit_account(c).await?;
+        match api.spend.put_spend_limits(&limits).await {
+            Ok(()) => Ok(json_response(StatusCode::OK, limits_json(&limits))),
+            Err(e) => Err(crate::store_problem(&e)),
+        }
+    }
+
+    /// `GET /v1/accounts/{account_id}/spend-limits`: 404 when none are set.
+    pub(crate) async fn get_spend_limits(&self, c: &Ctx) -> Outcome {
+        let (account_id, api) = self.credit_account(c).await?;
+        match api.spend.spend_limits(&account_id).await {
+            Ok(Some(l)) => Ok(json_response(StatusCode::OK, limits_json(&l))),
+            Ok(None) => Err(Problem::not_found(format!(
+                "no spend limits on account {account_id}"
+            ))),
+            Err(e) => Err(crate::store_problem(&e)),
         }
     }
 }

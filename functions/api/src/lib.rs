@@ -250,6 +250,8 @@ impl Api {
         Route::new("POST",   "/v1/accounts/{account_id}/authorizations/{hold_id}/release", Access::Operator, Shape::body::<NoQuery, NoBody>(), |a, c| Box::pin(a.release_authorization(c))),
         Route::new("POST",   "/v1/accounts/{account_id}/top-ups",        Access::Account,  Shape::body::<NoQuery, r::top_ups::NewTopUp>(), |a, c| Box::pin(a.create_top_up(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/top-ups/{top_up_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_top_up(c))),
+        Route::new("PUT",    "/v1/accounts/{account_id}/spend-limits",   Access::Operator, Shape::body::<NoQuery, r::credits::NewSpendLimits>(), |a, c| Box::pin(a.put_spend_limits(c))),
+        Route::new("GET",    "/v1/accounts/{account_id}/spend-limits",   Access::Account,  Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_spend_limits(c))),
         Route::new("GET",    "/v1/invoices",                             Access::Operator, Shape::query::<r::invoices::AllInvoicesList>(), |a, c| Box::pin(a.list_all_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices",       Access::Account,  Shape::query::<r::invoices::InvoiceList>(), |a, c| Box::pin(a.list_invoices(c))),
         Route::new("GET",    "/v1/accounts/{account_id}/invoices/{invoice_id}", Access::Account, Shape::query::<NoQuery>(), |a, c| Box::pin(a.get_invoice(c))),

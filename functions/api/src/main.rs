@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let credits = api::credits::CreditsApi {
         credits: billing_store.clone(),
         billing: billing_store.clone(),
+        spend: billing_store.clone(),
         pause: api::credits::pause,
     };
     let estimates = api::estimates::EstimatesApi {

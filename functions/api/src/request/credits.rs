@@ -7,7 +7,7 @@ use super::types::{
     MeterName, RefId, Time,
 };
 use chrono::{DateTime, Duration, Utc};
-use meterline_shared::domain::credits::{ChargeScope, CreditGrant, GrantScope, GrantSource};
+use meterline_shared::domain::credits::{ChargeScope, CreditGrant, GrantScope, GrantSource, SpendLimits};
 use meterline_shared::domain::estimate::JobSpec;
 use meterline_shared::domain::money::{Currency, Money};
 use meterline_shared::domain::usage::FieldError;
@@ -290,6 +290,50 @@ pub struct LedgerQuery {
     pub limit: Option<LedgerPage>,
     #[param(inline)]
     pub cursor: Option<Cursor>,
+}
+
+/// An account's spend limits on what one billing period draws: they replace any set before.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"currency": "USD", "soft": "500.00", "hard": "1000.00"}))]
+pub struct NewSpendLimits {
+    /// The price books' currency, in which the spend is counted.
+    #[schema(inline)]
+    pub currency: CurrencyCode,
+    /// Reaching it announces `SpendThresholdReached`; below `hard` when both are set.
+    #[serde(default)]
+    #[schema(inline)]
+    pub soft: Option<Amount>,
+    /// Reaching it announces `SpendLimitReached` (`hard_limit`).
+    #[serde(default)]
+    #[schema(inline)]
+    pub hard: Option<Amount>,
+}
+
+impl NewSpendLimits {
+    /// The limits of `account_id`, or every error.
+    pub fn validate(self, account_id: &str) -> Result<SpendLimits, Vec<FieldError>> {
+        let currency = self.currency.0;
+        let (soft, hard) = (self.soft.map(|a| a.0), self.hard.map(|a| a.0));
+        let mut errors: Vec<FieldError> = [("soft", soft), ("hard", hard)]
+            .into_iter()
+            .filter_map(|(field, v)| v.and_then(|v| places(field, v, currency)))
+            .collect();
+        if let (Some(s), Some(h)) = (soft, hard) {
+            if s >= h {
+                errors.push(FieldError::new("soft", "out_of_range", "must be below hard"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SpendLimits {
+            account_id: account_id.to_string(),
+            currency,
+            soft,
+            hard,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,33 @@ fn capture_authorization() {}
     ))]
 fn release_authorization() {}
 
+/// An account's spend limits: amounts in `currency`, a limit not set is null.
+#[derive(ToSchema)]
+struct SpendLimits {
+    account_id: String,
+    currency: String,
+    /// Reaching it announces `SpendThresholdReached`.
+    soft: Option<String>,
+    /// Reaching it announces `SpendLimitReached` (`hard_limit`).
+    hard: Option<String>,
+}
+
+/// Set an account's spend limits
+///
+/// Replaces the limits set before. The usage-ingest draw-down checks each billing period's
+/// drawn spend against them (docs/credits.md, "Spend control"); a changed limit is a new
+/// crossing, announced again.
+#[utoipa::path(put, path = "/v1/accounts/{account_id}/spend-limits", tag = "credits",
+    responses((status = 200, description = "The limits set", body = SpendLimits)))]
+fn put_spend_limits() {}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/spend-limits", tag = "credits",
+    responses(
+        (status = 200, description = "The account's spend limits", body = SpendLimits),
+        (status = 404, description = "No such account (also another tenant's), or no limits set on it", body = Problem, content_type = "application/problem+json"),
+    ))]
+fn get_spend_limits() {}
+
 #[derive(OpenApi)]
 #[openapi(paths(
     create_grant,
@@ -238,6 +265,8 @@ fn release_authorization() {}
     create_authorization,
     get_authorization,
     capture_authorization,
-    release_authorization
+    release_authorization,
+    put_spend_limits,
+    get_spend_limits
 ))]
 pub(crate) struct CreditsDoc;

@@ -13,8 +13,8 @@ mod hold;
 mod ledger;
 mod limits;
 mod spend;
-mod usage;
 mod top_up;
+mod usage;
 
 pub use authorize::{hold_amount, job_scope, HoldPriceError};
 pub use entry::{Balance, Cause, EntryKind, LedgerEntry, Movement, Portion};
@@ -27,8 +27,8 @@ pub use limits::{
     SPEND_EVENT_SOURCE, SPEND_LIMIT_REACHED, SPEND_THRESHOLD_REACHED,
 };
 pub use spend::{DrawDown, InvoiceCharge, InvoiceCredit};
-pub use usage::{is_metered, usage_charges, usage_draw_down_id, PeriodUsage, UsageCharge, METERED};
 pub use top_up::{TopUp, TopUpMismatch, TopUpPayment, TopUpStatus};
+pub use usage::{is_metered, usage_charges, usage_draw_down_id, PeriodUsage, UsageCharge, METERED};
 
 #[cfg(test)]
 mod props;
