@@ -1042,12 +1042,33 @@ impl Logs {
 
 /// Installs the functions' log subscriber (`meterline_shared::telemetry`) on this thread, writing
 /// into the returned buffer, until the guard is dropped. Use in `#[tokio::test]`s (one thread).
-pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+pub fn capture_logs() -> (Capture, Logs) {
+    let serial = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     let logs = Logs::default();
     let w = logs.clone();
-    let guard = tracing::subscriber::set_default(meterline_shared::adapters::telemetry::subscriber(
+    let default = tracing::subscriber::set_default(meterline_shared::adapters::telemetry::subscriber(
         move || w.clone(),
         "info",
     ));
-    (guard, logs)
+    // Callsites whose interest another thread cached while no capture was set (or while two
+    // captures were set and dropped at once) are asked again, now that this one is.
+    tracing::callsite::rebuild_interest_cache();
+    (
+        Capture {
+            _default: default,
+            _serial: serial,
+        },
+        logs,
+    )
+}
+
+/// One capture at a time per test binary: captures set and dropped on several threads at once
+/// raced tracing's per-callsite interest cache, and a test once saw none of its own lines.
+static CAPTURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A capture in force: the thread's default subscriber, and the turn of this capture. Dropped in
+/// field order: the subscriber first, then the turn.
+pub struct Capture {
+    _default: tracing::subscriber::DefaultGuard,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
